@@ -1,0 +1,266 @@
+/**
+ * The steering protocol: the one definition of every message that crosses a process boundary between a
+ * trainer and the hub, and between the hub and its viewers. TypeScript types (`Static`), runtime validation
+ * (src/protocol/validate.ts) and docs/protocol.schema.json (for the Python trainer) all come from these
+ * TypeBox schemas, which are plain JSON Schema.
+ *
+ * Versioning: `v` is the major version in every message. Within a major version changes are additive only,
+ * so receivers ignore object fields they do not know (objects are open), while closed sets — message types,
+ * command kinds, the fields of `set` — are strict so that a typo is an error, not a silent no-op.
+ */
+import { Type as T, type Static, type TSchema } from '@sinclair/typebox';
+
+export const PROTOCOL_MAJOR = 1;
+export const PROTOCOL_MINOR = 0;
+
+const Id = T.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' });
+const Step = T.Integer({ minimum: 0 });
+const Finite = T.Number();
+const NonNeg = T.Number({ minimum: 0 });
+const Name = T.String({ minLength: 1, maxLength: 256 });
+
+export const Method = T.Union([T.Literal('lora'), T.Literal('pissa'), T.Literal('srlora')]);
+export type Method = Static<typeof Method>;
+
+export const RunStateName = T.Union([
+  T.Literal('starting'), T.Literal('running'), T.Literal('paused'),
+  T.Literal('stopping'), T.Literal('finished'), T.Literal('failed'),
+]);
+export type RunStateName = Static<typeof RunStateName>;
+
+/** Fields every message carries. `seq` counts per sender and connection-independently: 1, 2, 3, … with no gaps. */
+function envelope<K extends string, P extends Record<string, TSchema>>(type: K, fields: P, description: string) {
+  return T.Object({
+    v: T.Literal(PROTOCOL_MAJOR),
+    type: T.Literal(type),
+    runId: Id,
+    seq: T.Integer({ minimum: 1 }),
+    time: T.Number({ description: 'sender clock, milliseconds since the Unix epoch' }),
+    ...fields,
+  }, { $id: type, description });
+}
+
+// ---------------------------------------------------------------- trainer → hub
+
+export const LayerInfo = T.Object({
+  name: Name,
+  shape: T.Tuple([T.Integer({ minimum: 1 }), T.Integer({ minimum: 1 })], { description: '[out, in]' }),
+  r: T.Integer({ minimum: 1 }),
+  rTarget: T.Integer({ minimum: 1, description: 'directions this layer can use, already capped at min(out, in)' }),
+});
+export type LayerInfo = Static<typeof LayerInfo>;
+
+export const Hello = envelope('hello', {
+  protocol: T.Object({ major: T.Integer({ minimum: 1 }), minor: T.Integer({ minimum: 0 }) }),
+  name: T.Optional(T.String({ maxLength: 256 })),
+  method: Method,
+  backend: T.Object({ name: T.String({ minLength: 1 }), device: T.String() }),
+  totalSteps: T.Integer({ minimum: 1 }),
+  config: T.Record(T.String(), T.Unknown(), { description: 'the full, validated run config' }),
+  layers: T.Array(LayerInfo, { maxItems: 4096 }),
+}, 'First message of every trainer connection (also after a reconnect).');
+
+export const MetricsRow = T.Object({
+  step: T.Integer({ minimum: 1 }),
+  loss: Finite,
+  lr: NonNeg,
+  examplesPerSec: NonNeg,
+});
+export type MetricsRow = Static<typeof MetricsRow>;
+
+export const Metrics = envelope('metrics', {
+  rows: T.Array(MetricsRow, { minItems: 1, maxItems: 10000 }),
+}, 'Per-step training metrics, batched.');
+
+export const LayerImportance = T.Object({
+  name: Name,
+  S: T.Array(NonNeg, { description: 'pair score S_k per slot' }),
+  sHat: T.Array(NonNeg, { description: 'normalised pair score ŝ_k = S_k / mean_j S_j' }),
+  age: T.Array(T.Integer({ minimum: 0 })),
+  direction: T.Array(T.Integer({ minimum: 0 }), { description: 'direction index held by each slot' }),
+  p: T.Integer({ minimum: 0 }),
+  rTarget: T.Integer({ minimum: 1 }),
+});
+export type LayerImportance = Static<typeof LayerImportance>;
+
+export const Importance = envelope('importance', {
+  step: Step,
+  layers: T.Array(LayerImportance, { maxItems: 4096 }),
+}, 'Per-layer, per-slot importance snapshot (every importanceEvery steps, at most ~10/s).');
+
+export const FusionRule = T.Union([
+  T.Object({ kind: T.Literal('ratio'), fusionRatio: T.Number({ exclusiveMinimum: 0, maximum: 1 }) }),
+  T.Object({ kind: T.Literal('threshold'), fusionThreshold: NonNeg }),
+]);
+export type FusionRule = Static<typeof FusionRule>;
+
+export const LayerRecomposition = T.Object({
+  name: Name,
+  slots: T.Array(T.Integer({ minimum: 0 }), { description: 'selected slots, in selection order' }),
+  scores: T.Array(NonNeg, { description: 'S_k of the selected slots' }),
+  oldDirections: T.Array(T.Integer({ minimum: 0 })),
+  newDirections: T.Array(T.Integer({ minimum: 0 })),
+  exhausted: T.Boolean({ description: 'no direction was left: a no-op' }),
+  deltaNorm: NonNeg, // ‖s·B_K A_K‖_F of the fused part
+  preservationError: NonNeg,
+  p: T.Integer({ minimum: 0 }),
+});
+export type LayerRecomposition = Static<typeof LayerRecomposition>;
+
+export const Recomposition = envelope('recomposition', {
+  step: Step,
+  trigger: T.Union([T.Literal('schedule'), T.Literal('forced')]),
+  commandId: T.Optional(Id),
+  rule: FusionRule,
+  layers: T.Array(LayerRecomposition, { maxItems: 4096 }),
+  outputChange: T.Union([NonNeg, T.Null()], { description: 'relative model-output change on the probe batch' }),
+}, 'One recomposition of all or some layers.');
+
+export const Eval = envelope('eval', {
+  step: Step,
+  loss: Finite,
+  metrics: T.Record(T.String(), Finite, { description: 'task metrics, e.g. accuracy' }),
+}, 'Evaluation on held-out data.');
+
+export const State = envelope('state', {
+  state: RunStateName,
+  step: Step,
+  reason: T.Optional(T.String({ maxLength: 4096 })),
+}, 'The run changed state.');
+
+export const Settings = T.Object({
+  fusionThreshold: T.Union([NonNeg, T.Null()]),
+  fusionRatio: T.Number({ exclusiveMinimum: 0, maximum: 1 }),
+  learningRate: T.Number({ exclusiveMinimum: 0 }),
+  importanceEvery: T.Integer({ minimum: 1 }),
+  evalEvery: T.Integer({ minimum: 1 }),
+});
+export type Settings = Static<typeof Settings>;
+
+export const Ack = envelope('ack', {
+  commandId: Id,
+  status: T.Union([T.Literal('received'), T.Literal('applied'), T.Literal('rejected')]),
+  step: T.Union([Step, T.Null()]),
+  reason: T.Optional(T.String({ maxLength: 4096 })),
+  settings: T.Optional(Settings),
+}, 'A command was received, applied after step `step`, or rejected with a reason. Applied `set` commands carry the settings now in force.');
+
+export const Checkpoint = envelope('checkpoint', {
+  step: Step,
+  path: T.String({ minLength: 1 }),
+}, 'A checkpoint was written (atomically).');
+
+export const Log = envelope('log', {
+  level: T.Union([T.Literal('debug'), T.Literal('info'), T.Literal('warn'), T.Literal('error')]),
+  text: T.String({ maxLength: 65536 }),
+}, 'A log line.');
+
+export const TrainerMessageSchemas = [Hello, Metrics, Importance, Recomposition, Eval, State, Ack, Checkpoint, Log] as const;
+export type Hello = Static<typeof Hello>;
+export type Metrics = Static<typeof Metrics>;
+export type Importance = Static<typeof Importance>;
+export type Recomposition = Static<typeof Recomposition>;
+export type Eval = Static<typeof Eval>;
+export type State = Static<typeof State>;
+export type Ack = Static<typeof Ack>;
+export type Checkpoint = Static<typeof Checkpoint>;
+export type Log = Static<typeof Log>;
+export type TrainerMessage = Hello | Metrics | Importance | Recomposition | Eval | State | Ack | Checkpoint | Log;
+export type TrainerMessageType = TrainerMessage['type'];
+
+// ---------------------------------------------------------------- hub → trainer
+
+export const SetCommand = T.Object({
+  kind: T.Literal('set'),
+  fusionThreshold: T.Optional(T.Union([NonNeg, T.Null()], { description: 'τ; null switches the threshold rule off' })),
+  fusionRatio: T.Optional(T.Number({ exclusiveMinimum: 0, maximum: 1 })),
+  learningRate: T.Optional(T.Number({ exclusiveMinimum: 0 })),
+  importanceEvery: T.Optional(T.Integer({ minimum: 1 })),
+  evalEvery: T.Optional(T.Integer({ minimum: 1 })),
+}, { additionalProperties: false, minProperties: 2 });
+
+export const CommandBody = T.Union([
+  T.Object({ kind: T.Literal('pause') }, { additionalProperties: false }),
+  T.Object({ kind: T.Literal('resume') }, { additionalProperties: false }),
+  SetCommand,
+  T.Object({
+    kind: T.Literal('recompose'),
+    layers: T.Optional(T.Array(Name, { minItems: 1, maxItems: 4096, description: 'omit for all layers' })),
+  }, { additionalProperties: false }),
+  T.Object({ kind: T.Literal('checkpoint') }, { additionalProperties: false }),
+  T.Object({ kind: T.Literal('stop') }, { additionalProperties: false }),
+], { $id: 'CommandBody' });
+export type CommandBody = Static<typeof CommandBody>;
+export type CommandKind = CommandBody['kind'];
+
+export const Welcome = envelope('welcome', {
+  protocol: T.Object({ major: T.Integer({ minimum: 1 }), minor: T.Integer({ minimum: 0 }) }),
+  received: T.Integer({ minimum: 0, description: 'highest trainer seq the hub has stored; resend after it' }),
+}, 'The hub accepted a hello.');
+
+export const Command = envelope('command', {
+  id: Id,
+  command: CommandBody,
+}, 'A steering command for the trainer, applied at the next step boundary and acknowledged.');
+
+export const Received = envelope('received', {
+  received: T.Integer({ minimum: 0 }),
+}, 'The highest trainer seq the hub has stored; the trainer may forget what is at or below it.');
+
+export const ErrorMessage = envelope('error', {
+  code: T.Union([
+    T.Literal('invalid-json'), T.Literal('invalid-message'), T.Literal('unsupported-version'),
+    T.Literal('out-of-order'), T.Literal('not-hello'), T.Literal('wrong-run'), T.Literal('rate-limited'),
+    T.Literal('unknown-run'), T.Literal('too-many-commands'),
+  ]),
+  message: T.String(),
+  refSeq: T.Optional(T.Integer({ minimum: 1 })),
+}, 'The hub refused one message; the connection goes on unless it keeps happening.');
+
+export const HubMessageSchemas = [Welcome, Command, Received, ErrorMessage] as const;
+export type Welcome = Static<typeof Welcome>;
+export type Command = Static<typeof Command>;
+export type Received = Static<typeof Received>;
+export type ErrorMessage = Static<typeof ErrorMessage>;
+export type HubMessage = Welcome | Command | Received | ErrorMessage;
+export type ErrorCode = ErrorMessage['code'];
+
+// ---------------------------------------------------------------- viewer ↔ hub (dashboards, the extension's views)
+
+export const RunSummary = T.Object({
+  runId: Id,
+  name: T.Optional(T.String()),
+  method: T.Optional(Method),
+  state: RunStateName,
+  step: Step,
+  totalSteps: T.Union([T.Integer({ minimum: 1 }), T.Null()]),
+  connected: T.Boolean(),
+});
+export type RunSummary = Static<typeof RunSummary>;
+
+const ViewerEnvelope = <K extends string, P extends Record<string, TSchema>>(type: K, fields: P, description: string) =>
+  T.Object({ v: T.Literal(PROTOCOL_MAJOR), type: T.Literal(type), ...fields }, { $id: `viewer-${type}`, description });
+
+const TrainerMessageRef = T.Union(TrainerMessageSchemas.map((s) => T.Ref(s.$id as string)));
+
+export const ViewerSubscribe = ViewerEnvelope('subscribe', { runId: Id }, 'Ask for a run: a snapshot follows, then deltas.');
+export const ViewerCommand = ViewerEnvelope('command', { requestId: Id, runId: Id, command: T.Ref('CommandBody') }, 'Send a steering command to a run.');
+export const ViewerRuns = ViewerEnvelope('runs', { runs: T.Array(RunSummary) }, 'The runs the hub knows.');
+export const ViewerSnapshot = ViewerEnvelope('snapshot', {
+  runId: Id, events: T.Array(TrainerMessageRef), truncated: T.Boolean(),
+}, 'Everything the hub holds for a run, in seq order (importance thinned out when truncated).');
+export const ViewerEvent = ViewerEnvelope('event', { runId: Id, event: TrainerMessageRef }, 'One new trainer message.');
+export const ViewerCommandResult = ViewerEnvelope('commandResult', {
+  requestId: Id, commandId: T.Optional(Id), error: T.Optional(T.String()),
+}, 'The hub forwarded (commandId) or refused (error) a viewer command.');
+
+export type ViewerSubscribe = Static<typeof ViewerSubscribe>;
+export type ViewerCommand = { v: 1; type: 'command'; requestId: string; runId: string; command: CommandBody };
+export type ViewerToHub = ViewerSubscribe | ViewerCommand;
+export type HubToViewer =
+  | Static<typeof ViewerRuns>
+  | { v: 1; type: 'snapshot'; runId: string; events: TrainerMessage[]; truncated: boolean }
+  | { v: 1; type: 'event'; runId: string; event: TrainerMessage }
+  | Static<typeof ViewerCommandResult>;
+export const ViewerToHubSchemas = [ViewerSubscribe, ViewerCommand] as const;
+export const HubToViewerSchemas = [ViewerRuns, ViewerSnapshot, ViewerEvent, ViewerCommandResult] as const;

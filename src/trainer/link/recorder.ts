@@ -1,0 +1,77 @@
+/**
+ * The trainer's record of truth: every message it emits gets the next seq and is appended to its own
+ * events.jsonl before anything else sees it. The hub link resends from here after a reconnect, and a run
+ * with no hub at all still leaves a complete log.
+ */
+import { join } from 'node:path';
+import { JsonlWriter, readJsonl } from '../../runs/eventLog';
+import { PROTOCOL_MAJOR, type Hello, type TrainerMessage } from '../../protocol/messages';
+import { validateTrainerMessage } from '../../protocol/validate';
+
+export const EVENTS_FILE = 'events.jsonl';
+
+export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** What a caller emits: the envelope (v, runId, seq, time) is filled in here. */
+export type TrainerEventBody = DistributiveOmit<TrainerMessage, 'v' | 'runId' | 'seq' | 'time'>;
+
+export class EventRecorder {
+  readonly file: string;
+  private readonly writer: JsonlWriter;
+  private seq = 0;
+  private helloMsg: Hello | null = null;
+  private readonly listeners = new Set<(msg: TrainerMessage, text: string) => void>();
+
+  /** Opens (or continues, on resume) `dir/events.jsonl`. */
+  constructor(readonly runId: string, dir: string, private readonly validate = false) {
+    this.file = join(dir, EVENTS_FILE);
+    const { events } = readJsonl<TrainerMessage>(this.file);
+    for (const e of events) {
+      if (e.seq !== this.seq + 1) throw new Error(`${this.file}: seq ${e.seq} follows ${this.seq}; the log is not this run's or was edited`);
+      this.seq = e.seq;
+      if (e.type === 'hello' && !this.helloMsg) this.helloMsg = e;
+    }
+    this.writer = new JsonlWriter(this.file);
+  }
+
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  /** The run's first message, presented again on every (re)connection. */
+  get hello(): Hello | null {
+    return this.helloMsg;
+  }
+
+  emit(body: TrainerEventBody): TrainerMessage {
+    const msg = { v: PROTOCOL_MAJOR, runId: this.runId, seq: this.seq + 1, time: Date.now(), ...body } as TrainerMessage;
+    if (this.validate) {
+      const v = validateTrainerMessage(msg);
+      if (!v.ok) throw new Error(`trainer emitted an invalid message: ${v.error}`);
+    }
+    if (msg.type === 'hello') {
+      if (this.helloMsg) throw new Error('hello was already emitted for this run');
+      this.helloMsg = msg;
+    } else if (!this.helloMsg) {
+      throw new Error('the first message of a run must be hello');
+    }
+    const text = JSON.stringify(msg);
+    this.writer.appendLine(text);
+    this.seq = msg.seq;
+    for (const l of this.listeners) l(msg, text);
+    return msg;
+  }
+
+  onEmit(listener: (msg: TrainerMessage, text: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Messages after `seq`, read back from disk (for a resend after a reconnect). */
+  readAfter(seq: number): string[] {
+    return readJsonl<TrainerMessage>(this.file).events.filter((e) => e.seq > seq).map((e) => JSON.stringify(e));
+  }
+
+  close(): void {
+    this.writer.close();
+  }
+}
