@@ -1,0 +1,191 @@
+/**
+ * The SRLoRA engine: a set of adapted layers, their optimiser, the schedule and the recomposition rule
+ * (SRLORA.md §1–§4), as a pure algorithm module — no I/O, no protocol. The training process (and the
+ * conformance runner) drive it one step at a time and apply user commands between steps.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { AdaptedLinear, type LayerSpec, type Method } from './layer';
+import { Optimizer, type OptimizerConfig, type Param } from './optimizer';
+import { computeSchedule, defaultMinSlotAge, normalizeScores, selectSlots, type RuleSettings, type Schedule } from './rule';
+import { SRLORA_DEFAULTS } from './defaults';
+import { Rng } from '../rng';
+
+export interface EngineConfig {
+  method: Method;
+  r: number;
+  /** Default 4·r. */
+  rTarget?: number;
+  alpha: number;
+  beta1?: number;
+  beta2?: number;
+  fusionRatio?: number;
+  fusionThreshold?: number | null;
+  /** null/undefined → max(1, floor(interval / 10)). */
+  minSlotAge?: number | null;
+  totalSteps: number;
+  optimizer: OptimizerConfig;
+  resetOptimizerMoments?: boolean;
+  /** Default: only srlora tracks importance (lora and pissa have no use for it and stay as cheap as possible). */
+  trackImportance?: boolean;
+  seed?: number;
+  exactSvdMaxDim?: number;
+}
+
+export type Trigger = 'schedule' | 'forced';
+export type FusionRuleInForce = { kind: 'ratio'; fusionRatio: number } | { kind: 'threshold'; fusionThreshold: number };
+
+export interface LayerRecompositionEvent {
+  layer: string;
+  slots: number[];
+  scores: number[];
+  normalizedScores: number[];
+  oldDirections: number[];
+  newDirections: number[];
+  exhausted: boolean;
+  deltaNorm: number;
+  preservationError: number;
+  p: number;
+}
+
+export interface RecompositionResult {
+  step: number;
+  trigger: Trigger;
+  rule: FusionRuleInForce;
+  layers: LayerRecompositionEvent[];
+}
+
+export interface LayerImportanceView {
+  name: string;
+  S: number[];
+  sHat: number[];
+  age: number[];
+  direction: number[];
+  p: number;
+  rTarget: number;
+}
+
+export class SRLoRAEngine {
+  readonly layers: AdaptedLinear[];
+  readonly optimizer: Optimizer;
+  readonly schedule: Schedule;
+  readonly method: Method;
+  readonly rng: Rng;
+  readonly resetOptimizerMoments: boolean;
+  /** τ, γ and minSlotAge in force; τ and γ change live (effective at the next recomposition). */
+  readonly rule: RuleSettings;
+  /** Steps completed. */
+  step = 0;
+  private readonly byName = new Map<string, AdaptedLinear>();
+  private readonly scheduled: Set<number>;
+
+  constructor(specs: LayerSpec[], config: EngineConfig) {
+    const d = SRLORA_DEFAULTS;
+    this.method = config.method;
+    this.rng = new Rng(config.seed ?? 0);
+    const rTarget = config.rTarget ?? d.rTargetPerRank * config.r;
+    const fusionRatio = config.fusionRatio ?? d.fusionRatio;
+    if (specs.length === 0) throw new Error('engine: no layers to adapt');
+    this.layers = specs.map((spec) => new AdaptedLinear(spec, {
+      method: config.method, r: config.r, rTarget, alpha: config.alpha,
+      beta1: config.beta1 ?? d.beta1, beta2: config.beta2 ?? d.beta2,
+      trackImportance: config.trackImportance ?? config.method === 'srlora', rng: this.rng, exactSvdMaxDim: config.exactSvdMaxDim,
+    }));
+    for (const l of this.layers) {
+      if (this.byName.has(l.name)) throw new Error(`engine: two layers are named ${l.name}`);
+      this.byName.set(l.name, l);
+    }
+    this.schedule = config.method === 'srlora'
+      ? computeSchedule(config.r, rTarget, fusionRatio, config.totalSteps)
+      : { perSwitch: 0, switches: 0, interval: 0, steps: [] };
+    this.scheduled = new Set(this.schedule.steps);
+    this.rule = {
+      fusionThreshold: config.fusionThreshold ?? d.fusionThreshold,
+      fusionRatio,
+      minSlotAge: config.minSlotAge ?? defaultMinSlotAge(this.schedule, config.totalSteps),
+    };
+    this.resetOptimizerMoments = config.resetOptimizerMoments ?? d.resetOptimizerMoments;
+    const params: Param[] = this.layers.flatMap((l) => [{ variable: l.A, slotAxis: 0 as const }, { variable: l.B, slotAxis: 1 as const }]);
+    this.optimizer = new Optimizer(config.optimizer, params);
+  }
+
+  layer(name: string): AdaptedLinear {
+    const l = this.byName.get(name);
+    if (!l) throw new Error(`layer ${JSON.stringify(name)} is not adapted (adapted: ${[...this.byName.keys()].join(', ')})`);
+    return l;
+  }
+
+  get trainableVariables(): tf.Variable[] {
+    return this.layers.flatMap((l) => [l.A, l.B]);
+  }
+
+  /**
+   * One optimisation step (SRLORA.md §4): forward + backward → importance → ages += 1 → optimiser → scheduled
+   * recomposition. Returns the loss computed before the update, and the recomposition if one was scheduled.
+   */
+  trainStep(lossFn: () => tf.Scalar): { loss: number; recomposition: RecompositionResult | null } {
+    const vars = this.trainableVariables;
+    const { value, grads } = tf.variableGrads(lossFn, vars);
+    const loss = value.dataSync()[0];
+    for (const l of this.layers) l.updateImportance(grads[l.A.name], grads[l.B.name]);
+    for (const l of this.layers) for (let k = 0; k < l.r; k++) l.age[k]++;
+    this.optimizer.apply(grads);
+    value.dispose();
+    tf.dispose(grads);
+    this.step++;
+    const recomposition = this.scheduled.has(this.step) ? this.recompose('schedule') : null;
+    return { loss, recomposition };
+  }
+
+  /** The rule in force, as reported with each recomposition. */
+  ruleInForce(): FusionRuleInForce {
+    return this.rule.fusionThreshold === null
+      ? { kind: 'ratio', fusionRatio: this.rule.fusionRatio }
+      : { kind: 'threshold', fusionThreshold: this.rule.fusionThreshold };
+  }
+
+  /** SRLORA.md §3 on all layers or the named ones (names are checked before anything changes). */
+  recompose(trigger: Trigger, layerNames?: readonly string[]): RecompositionResult {
+    if (this.method !== 'srlora') throw new Error(`recomposition needs method srlora (this run is ${this.method})`);
+    const targets = layerNames ? layerNames.map((n) => this.layer(n)) : this.layers;
+    const events = targets.map((l) => {
+      const S = l.pairScores();
+      const sHat = normalizeScores(S);
+      const { slots, exhausted } = selectSlots({ scores: S, age: l.age, p: l.p, rTarget: l.rTarget }, this.rule);
+      const res = l.recompose(slots);
+      if (this.resetOptimizerMoments) {
+        this.optimizer.resetSlots(l.A, 0, slots);
+        this.optimizer.resetSlots(l.B, 1, slots);
+      }
+      return {
+        layer: l.name, slots, scores: slots.map((k) => S[k]), normalizedScores: slots.map((k) => sHat[k]),
+        oldDirections: res.oldDirections, newDirections: res.newDirections, exhausted,
+        deltaNorm: res.deltaNorm, preservationError: res.preservationError, p: l.p,
+      };
+    });
+    return { step: this.step, trigger, rule: this.ruleInForce(), layers: events };
+  }
+
+  /** Live change of τ and/or γ (takes effect at the next recomposition; the schedule stays as computed). */
+  set(change: { fusionThreshold?: number | null; fusionRatio?: number }): void {
+    if (change.fusionRatio !== undefined && !(change.fusionRatio > 0 && change.fusionRatio <= 1)) {
+      throw new Error(`fusionRatio must be in (0, 1], got ${change.fusionRatio}`);
+    }
+    if (change.fusionThreshold !== undefined && change.fusionThreshold !== null && !(change.fusionThreshold >= 0)) {
+      throw new Error(`fusionThreshold must be ≥ 0 or null (off), got ${change.fusionThreshold}`);
+    }
+    if (change.fusionRatio !== undefined) this.rule.fusionRatio = change.fusionRatio;
+    if (change.fusionThreshold !== undefined) this.rule.fusionThreshold = change.fusionThreshold;
+  }
+
+  importance(): LayerImportanceView[] {
+    return this.layers.map((l) => {
+      const S = Array.from(l.pairScores());
+      return { name: l.name, S, sHat: normalizeScores(S), age: Array.from(l.age), direction: Array.from(l.directions), p: l.p, rTarget: l.rTarget };
+    });
+  }
+
+  dispose(): void {
+    for (const l of this.layers) l.dispose();
+    this.optimizer.dispose();
+  }
+}
