@@ -68,7 +68,7 @@ export class Optimizer {
     const m = this.m.get(variable), v = this.v.get(variable);
     if (!m || !v) throw new Error('resetSlots: not a parameter of this optimiser');
     tf.tidy(() => {
-      const keep = slotKeepMask(variable.shape[slotAxis], slots, slotAxis);
+      const keep = slotKeepMask(variable.shape[slotAxis] as number, slots, slotAxis);
       m.assign(tf.mul(m, keep));
       v.assign(tf.mul(v, keep));
     });
