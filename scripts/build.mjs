@@ -6,7 +6,8 @@ import { join } from 'node:path';
 
 const watch = process.argv.includes('--watch');
 const production = process.argv.includes('--production');
-const common = { bundle: true, sourcemap: true, minify: production, logLevel: 'warning', legalComments: 'none' };
+// 'module' first: some packages (jsonc-parser) ship a UMD main whose dynamic requires a bundle cannot follow.
+const common = { bundle: true, sourcemap: true, minify: production, logLevel: 'warning', legalComments: 'none', mainFields: ['module', 'main'] };
 
 const builds = [
   { entryPoints: ['src/extension/extension.ts'], outfile: 'dist/extension.js', platform: 'node', format: 'cjs', target: 'node20', external: ['vscode'] },

@@ -1,14 +1,21 @@
 /** `srlora` — the command line: train, serve, conformance. */
 import { conformanceCommand } from './conformanceCommand';
+import { trainCommand } from './trainCommand';
+import { initCommand } from './initCommand';
 
 const USAGE = `usage: srlora <command> [options]
 commands:
+  train [--config FILE] [--runs-dir DIR] [--resume RUN_DIR] [--no-progress] [--<field> VALUE ...]
+                          train (defaults: the tiny ViT on 90°-rotated digits, srlora); flags override config fields
+  init [FILE]             write a commented starting config (run.srlora.json)
   conformance CASE.json [--backend auto|tensorflow|wasm|cpu] [--check]
                           run a golden case (../shared/VECTORS.md format) through the engine; print the answer JSON
 `;
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   conformance: conformanceCommand,
+  train: trainCommand,
+  init: initCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

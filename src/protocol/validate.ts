@@ -5,6 +5,7 @@
  */
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import type { TObject, TSchema } from '@sinclair/typebox';
+import { describeFirstError } from './describeError';
 import {
   CommandBody, HubMessageSchemas, HubToViewerSchemas, TrainerMessageSchemas, ViewerToHubSchemas,
   PROTOCOL_MAJOR,
@@ -35,19 +36,6 @@ const viewerOutTable = table(HubToViewerSchemas);
 const commandTable = new Map<string, TypeCheck<TSchema>>(
   CommandBody.anyOf.map((s) => [(s.properties.kind as unknown as { const: string }).const, TypeCompiler.Compile(s)]),
 );
-
-function describeFirstError(check: TypeCheck<TSchema>, value: unknown): string {
-  const first = check.Errors(value).First();
-  if (!first) return 'invalid';
-  const where = first.path === '' ? '(message)' : first.path;
-  const options = (first.schema as { anyOf?: { const?: unknown; type?: unknown }[] }).anyOf;
-  if (options) {
-    // Name the allowed values instead of TypeBox's generic "Expected union value".
-    const allowed = options.map((o) => ('const' in o ? JSON.stringify(o.const) : String(o.type ?? 'object')));
-    return `${where}: expected ${allowed.join(' | ')}, got ${JSON.stringify(first.value)}`;
-  }
-  return `${where}: ${first.message}`;
-}
 
 function dispatch<T>(t: Table, value: unknown, what: string): Result<T> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {

@@ -9,6 +9,16 @@ import { Optimizer, type OptimizerConfig, type Param } from './optimizer';
 import { computeSchedule, defaultMinSlotAge, normalizeScores, selectSlots, type RuleSettings, type Schedule } from './rule';
 import { SRLORA_DEFAULTS } from './defaults';
 import { Rng } from '../rng';
+import type { TensorMap } from '../../runs/safetensors';
+
+export interface EngineStateMeta {
+  step: number;
+  optimizerStep: number;
+  learningRate: number;
+  rng: number;
+  rule: RuleSettings;
+  layers: { name: string; p: number; directions: number[]; age: number[] }[];
+}
 
 export interface EngineConfig {
   method: Method;
@@ -123,6 +133,15 @@ export class SRLoRAEngine {
    * recomposition. Returns the loss computed before the update, and the recomposition if one was scheduled.
    */
   trainStep(lossFn: () => tf.Scalar): { loss: number; recomposition: RecompositionResult | null } {
+    const { loss, due } = this.optimizeStep(lossFn);
+    return { loss, recomposition: due ? this.recompose('schedule') : null };
+  }
+
+  /**
+   * trainStep without the scheduled recomposition: `due` says whether one is scheduled after this step, so the
+   * caller can measure the model's output around it (the probe batch of SRLORA.md §5) and then call recompose.
+   */
+  optimizeStep(lossFn: () => tf.Scalar): { loss: number; due: boolean } {
     const vars = this.trainableVariables;
     const { value, grads } = tf.variableGrads(lossFn, vars);
     const loss = value.dataSync()[0];
@@ -132,8 +151,7 @@ export class SRLoRAEngine {
     value.dispose();
     tf.dispose(grads);
     this.step++;
-    const recomposition = this.scheduled.has(this.step) ? this.recompose('schedule') : null;
-    return { loss, recomposition };
+    return { loss, due: this.scheduled.has(this.step) };
   }
 
   /** The rule in force, as reported with each recomposition. */
@@ -182,6 +200,52 @@ export class SRLoRAEngine {
       const S = Array.from(l.pairScores());
       return { name: l.name, S, sHat: normalizeScores(S), age: Array.from(l.age), direction: Array.from(l.directions), p: l.p, rTarget: l.rTarget };
     });
+  }
+
+  /** Everything a checkpoint needs to continue exactly: tensors (W, A, B, EMAs, Adam moments) and bookkeeping. */
+  saveState(): { tensors: TensorMap; meta: EngineStateMeta } {
+    const tensors: TensorMap = {};
+    for (const l of this.layers) {
+      for (const [k, v] of Object.entries(l.stateTensors())) tensors[`${l.name}/${k}`] = { shape: v.shape, data: v.dataSync() as Float32Array };
+      const mA = this.optimizer.moments(l.A), mB = this.optimizer.moments(l.B);
+      if (mA && mB) {
+        for (const [k, v] of Object.entries({ adamMA: mA.m, adamVA: mA.v, adamMB: mB.m, adamVB: mB.v })) tensors[`${l.name}/${k}`] = { shape: v.shape, data: v.dataSync() as Float32Array };
+      }
+    }
+    return {
+      tensors,
+      meta: {
+        step: this.step, optimizerStep: this.optimizer.t, learningRate: this.optimizer.lr, rng: this.rng.state, rule: { ...this.rule },
+        layers: this.layers.map((l) => ({ name: l.name, p: l.p, directions: Array.from(l.directions), age: Array.from(l.age) })),
+      },
+    };
+  }
+
+  loadState(tensors: TensorMap, meta: EngineStateMeta): void {
+    const get = (name: string, shape: number[]) => {
+      const t = tensors[name];
+      if (!t || t.shape.join('x') !== shape.join('x')) throw new Error(`checkpoint: ${name} missing or of another shape`);
+      return tf.tensor(t.data, shape);
+    };
+    tf.tidy(() => {
+      for (const l of this.layers) {
+        for (const [k, v] of Object.entries(l.stateTensors())) v.assign(get(`${l.name}/${k}`, v.shape));
+        const mA = this.optimizer.moments(l.A), mB = this.optimizer.moments(l.B);
+        if (mA && mB) {
+          for (const [k, v] of Object.entries({ adamMA: mA.m, adamVA: mA.v, adamMB: mB.m, adamVB: mB.v })) v.assign(get(`${l.name}/${k}`, v.shape));
+        }
+        const m = meta.layers.find((x) => x.name === l.name);
+        if (!m) throw new Error(`checkpoint has no layer ${l.name}`);
+        l.p = m.p;
+        l.directions.set(m.directions);
+        l.age.set(m.age);
+      }
+    });
+    this.step = meta.step;
+    this.optimizer.t = meta.optimizerStep;
+    this.optimizer.lr = meta.learningRate;
+    this.rng.state = meta.rng;
+    Object.assign(this.rule, meta.rule);
   }
 
   dispose(): void {

@@ -1,0 +1,65 @@
+/**
+ * `srlora train [--config FILE] [--runs-dir DIR] [--resume RUN_DIR] [--<field> VALUE …]`
+ * Flags named after config fields override them (`--r 8`, `--fusion-threshold 1.0`, `--task.transform upright`).
+ * The env contract of docs/protocol.md: SRLORA_HUB_URL + SRLORA_TOKEN connect to a hub; SRLORA_RUN_DIR is the run folder.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { parse as parseJsonc } from 'jsonc-parser';
+import { applyOverrides, parseRunConfig, readRunConfig, type RunConfig } from '../trainer/config/runConfig';
+import { CONFIG_FILE, newRunDir, TrainingRun } from '../trainer/process/trainingRun';
+
+const OWN_FLAGS = new Set(['config', 'runs-dir', 'resume', 'no-progress']);
+
+export function parseFlags(argv: string[]): { own: Map<string, string | true>; overrides: [string, string][] } {
+  const own = new Map<string, string | true>();
+  const overrides: [string, string][] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) throw new Error(`unexpected argument ${JSON.stringify(a)} (flags are --name value)`);
+    let [key, value] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+    if (key === 'no-progress') { own.set(key, true); continue; }
+    if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined) throw new Error(`--${key} needs a value`);
+    }
+    if (OWN_FLAGS.has(key)) own.set(key, value);
+    else overrides.push([key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), value]);
+  }
+  return { own, overrides };
+}
+
+export async function trainCommand(argv: string[]): Promise<number> {
+  const { own, overrides } = parseFlags(argv);
+  const env = process.env;
+  const resumeDir = typeof own.get('resume') === 'string' ? resolve(own.get('resume') as string) : null;
+  let config: RunConfig;
+  let baseDir = process.cwd();
+  let runDir: string;
+  if (resumeDir) {
+    if (!existsSync(join(resumeDir, CONFIG_FILE))) throw new Error(`${resumeDir} is not a run folder (no ${CONFIG_FILE})`);
+    config = parseRunConfig(parseJsonc(readFileSync(join(resumeDir, CONFIG_FILE), 'utf8')) as unknown, join(resumeDir, CONFIG_FILE));
+    if (overrides.length) throw new Error('--resume continues the run as configured; flags that change the config are not allowed');
+    runDir = resumeDir;
+  } else {
+    const file = own.get('config');
+    const base = typeof file === 'string' ? readRunConfig(resolve(file)) : parseRunConfig({}, 'defaults');
+    if (typeof file === 'string') baseDir = dirname(resolve(file));
+    config = parseRunConfig(applyOverrides(base as unknown as Record<string, unknown>, overrides), typeof file === 'string' ? `${file} with flags` : 'flags');
+    const runsDir = typeof own.get('runs-dir') === 'string' ? resolve(own.get('runs-dir') as string) : resolve('runs');
+    runDir = env.SRLORA_RUN_DIR ? resolve(env.SRLORA_RUN_DIR) : newRunDir(runsDir, config.method);
+  }
+  const hub = env.SRLORA_HUB_URL ? { url: env.SRLORA_HUB_URL, token: env.SRLORA_TOKEN ?? '' } : null;
+  if (hub && !hub.token) throw new Error('SRLORA_HUB_URL is set but SRLORA_TOKEN is not');
+  const run = await TrainingRun.create({
+    config, runDir, baseDir, hub, resume: Boolean(resumeDir), progress: own.get('no-progress') !== true,
+    onLog: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stderr.write(`run ${run.runId} → ${runDir}\n`);
+  const stop = (sig: string) => run.requestStop(`received ${sig}`);
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  const outcome = await run.run();
+  process.stderr.write(`run ${run.runId}: ${outcome}\n`);
+  return outcome === 'finished' ? 0 : 1;
+}

