@@ -17,7 +17,8 @@ export function parseFlags(argv: string[]): { own: Map<string, string | true>; o
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (!a.startsWith('--')) throw new Error(`unexpected argument ${JSON.stringify(a)} (flags are --name value)`);
-    let [key, value] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+    const [key, inline] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+    let value = inline;
     if (key === 'no-progress') { own.set(key, true); continue; }
     if (value === undefined) {
       value = argv[++i];
