@@ -85,8 +85,12 @@ export class TrainingRun {
     const probeN = Math.min(PROBE_SIZE, data.eval.n);
     const probe = tf.tensor2d(data.eval.features.subarray(0, probeN * data.eval.dim), [probeN, data.eval.dim]);
     const run = new TrainingRun(options, backend, data, model, batches, probe, file);
-    if (options.resume) run.restore();
-    else writeFileAtomic(join(runDir, CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
+    if (options.resume) {
+      run.restore();
+    } else {
+      writeFileAtomic(join(runDir, CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
+      run.emit(run.helloBody()); // seq 1: anything else (an early command's ack) comes after it
+    }
     return run;
   }
 
@@ -277,8 +281,7 @@ export class TrainingRun {
   async run(): Promise<RunOutcome> {
     const c = this.options.config;
     const engine = this.model.engine;
-    const resumed = this.recorder.hello !== null;
-    if (!resumed) this.emit(this.helloBody());
+    const resumed = Boolean(this.options.resume);
     if (this.options.hub) {
       this.link = new HubLink(this.recorder, {
         endpoint: this.options.hub, discover: () => this.discover(),
