@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 import { Hub } from '../src/hub/hub';
-import { HUB_LOG_FILE } from '../src/hub/runChannel';
+import { HUB_LOG_FILE } from '../src/runs/runFiles';
 import { readJsonl } from '../src/runs/eventLog';
 import { EventRecorder } from '../src/trainer/link/recorder';
 import { HubLink } from '../src/trainer/link/hubLink';

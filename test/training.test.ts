@@ -5,7 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseJsonc } from 'jsonc-parser';
 import { Hub } from '../src/hub/hub';
-import { HUB_LOG_FILE } from '../src/hub/runChannel';
+import { HUB_LOG_FILE } from '../src/runs/runFiles';
 import { readJsonl } from '../src/runs/eventLog';
 import { readSafetensors } from '../src/runs/safetensors';
 import { parseRunConfig, starterConfigText, type RunConfig } from '../src/trainer/config/runConfig';

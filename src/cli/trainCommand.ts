@@ -7,7 +7,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parse as parseJsonc } from 'jsonc-parser';
 import { applyOverrides, parseRunConfig, readRunConfig, type RunConfig } from '../trainer/config/runConfig';
-import { CONFIG_FILE, newRunDir, TrainingRun } from '../trainer/process/trainingRun';
+import { newRunDir, TrainingRun } from '../trainer/process/trainingRun';
+import { CONFIG_FILE } from '../runs/runFiles';
 
 const OWN_FLAGS = new Set(['config', 'runs-dir', 'resume', 'no-progress']);
 

@@ -6,10 +6,10 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { WebSocket } from 'ws';
 import { JsonlWriter, readJsonl } from '../runs/eventLog';
+import { HUB_LOG_FILE } from '../runs/runFiles';
 import { validateTrainerMessage } from '../protocol/validate';
 import type { Hello, RunStateName, RunSummary, TrainerMessage } from '../protocol/messages';
 
-export const HUB_LOG_FILE = 'hub-events.jsonl';
 
 /** Importance snapshots kept for a new viewer's snapshot; older ones are thinned to every other one. */
 const MAX_IMPORTANCE_KEPT = 400;

@@ -14,14 +14,13 @@ import { EventRecorder, type TrainerEventBody } from '../link/recorder';
 import { HubLink, type HubEndpoint } from '../link/hubLink';
 import { PROTOCOL_MAJOR, PROTOCOL_MINOR, type CommandBody, type RunStateName, type Settings } from '../../protocol/messages';
 import { writeFileAtomic } from '../../runs/atomic';
+import { CONFIG_FILE, HUB_DISCOVERY_FILE, newRunId } from '../../runs/runFiles';
 import { buildModel, loadBaseWeights, loadTask, type TaskData } from './task';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type LiveSettings } from './checkpoint';
 import { selectBackend, type BackendChoice } from '../engine/backend';
 import { exportRun } from './exportRun';
 import { ProgressLine } from './progress';
 
-export const CONFIG_FILE = 'config.json';
-export const HUB_DISCOVERY_FILE = 'hub.json';
 
 /** SRLORA.md §5: at most ~10 importance snapshots per second whatever the step rate. */
 const MIN_IMPORTANCE_INTERVAL_MS = 100;
@@ -349,8 +348,6 @@ export function runIdOf(runDir: string): string {
 }
 
 export function newRunDir(runsDir: string, method: string): string {
-  const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-  const id = `${t}-${method}-${Math.random().toString(36).slice(2, 6)}`;
-  return join(runsDir, id);
+  return join(runsDir, newRunId(method));
 }
 
