@@ -1,6 +1,9 @@
 // Writes docs/protocol.schema.json from src/protocol (the test suite fails when the checked-in file is stale).
 import { writeFileSync } from 'node:fs';
 import { protocolJsonSchemaText } from '../src/protocol/jsonSchema';
+import { runConfigJsonSchemaText } from '../src/trainer/config/runConfig';
 
 writeFileSync(new URL('../docs/protocol.schema.json', import.meta.url), protocolJsonSchemaText());
-console.log('wrote docs/protocol.schema.json');
+// The run config's schema: VS Code validates and completes *.srlora.json files with it (contributes.jsonValidation).
+writeFileSync(new URL('../media/run-config.schema.json', import.meta.url), runConfigJsonSchemaText());
+console.log('wrote docs/protocol.schema.json, media/run-config.schema.json');

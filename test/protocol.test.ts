@@ -4,6 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { validateLinkMessage, validateTrainerMessage, validateCommandBody } from '../src/protocol/validate';
 import { protocolJsonSchemaText } from '../src/protocol/jsonSchema';
+import { runConfigJsonSchemaText } from '../src/trainer/config/runConfig';
 
 const dir = join(import.meta.dirname, 'vectors/protocol');
 const load = (kind: string) =>
@@ -40,4 +41,8 @@ test('errors name the offending field', () => {
 test('docs/protocol.schema.json is generated from src/protocol and up to date (npm run gen:schema)', () => {
   const onDisk = readFileSync(join(import.meta.dirname, '../docs/protocol.schema.json'), 'utf8');
   assert.equal(onDisk, protocolJsonSchemaText());
+});
+
+test('media/run-config.schema.json (editor validation of *.srlora.json) is up to date', () => {
+  assert.equal(readFileSync(join(import.meta.dirname, '../media/run-config.schema.json'), 'utf8'), runConfigJsonSchemaText());
 });

@@ -1,7 +1,131 @@
-import type * as vscode from 'vscode';
+/**
+ * SRLoRA Studio's extension host: a loopback hub, the run manager, the Runs view, the status bar, the dashboard
+ * panels and the commands. Everything that does not need `vscode` lives in src/runs and src/hub.
+ */
+import * as vscode from 'vscode';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Hub } from '../hub/hub';
+import { RunManager } from '../runs/runManager';
+import { CommandHandlers } from '../runs/commandHandlers';
+import { isActive } from '../runs/runModel';
+import { EXPORT_DIR_NAME } from '../runs/runFiles';
+import { starterConfigText } from '../trainer/config/runConfig';
+import { readSettings } from './settings';
+import { vscodeUi } from './vscodeUi';
+import { RunsTree, type RunsNode } from './runsTree';
+import { RunStatusBar } from './statusBar';
+import { Dashboards } from './dashboardPanel';
 
-export function activate(_context: vscode.ExtensionContext): void {
-  // Commands, views and the dashboard are registered by the extension issue's modules.
+let shutdown: (() => Promise<void>) | null = null;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  const settings = readSettings();
+  const hub = await Hub.start();
+  const runs = new RunManager({
+    runsDir: settings.runsDirectory, hub, cliPath: join(context.extensionPath, 'dist', 'cli.js'),
+    trainerCommand: settings.trainerCommand, backend: settings.backend,
+  });
+  const outputs = new Map<string, vscode.OutputChannel>();
+  const output = (runId: string) => {
+    let ch = outputs.get(runId);
+    if (!ch) { ch = vscode.window.createOutputChannel(`SRLoRA: ${runId}`); outputs.set(runId, ch); context.subscriptions.push(ch); }
+    return ch;
+  };
+  runs.on('output', (runId, text) => output(runId).append(text));
+  runs.on('failed', (runId, message) => {
+    void vscode.window.showErrorMessage(`SRLoRA run ${runId} failed: ${message}`, 'Show Output').then((a) => { if (a) output(runId).show(); });
+  });
+
+  // The active run: the one selected in the tree, else the newest active one.
+  let selected: string | undefined;
+  const activeRunId = () => {
+    if (selected && runs.runs.has(selected)) return selected;
+    return runs.list().find((r) => isActive(r.model.state))?.runId ?? runs.list()[0]?.runId;
+  };
+  const tree = new RunsTree(runs);
+  const view = vscode.window.createTreeView('srlora.runs', { treeDataProvider: tree, showCollapseAll: true });
+  view.onDidChangeSelection((e) => { const n = e.selection[0]; if (n) { selected = n.runId; status.render(); } });
+  const status = new RunStatusBar(runs, activeRunId);
+  const dashboards = new Dashboards({ hub, runs, extensionUri: context.extensionUri });
+  const handlers = new CommandHandlers(runs, vscodeUi, activeRunId);
+  runs.scan();
+  status.render();
+
+  const idOf = (node?: RunsNode | string) => (typeof node === 'string' ? node : node?.runId);
+  const start = async (opts: Parameters<RunManager['start']>[0]) => vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: 'SRLoRA: starting the trainer…', cancellable: true },
+    async (_p, token) => {
+      const run = await runs.start({ ...opts, cwd: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath });
+      selected = run.runId;
+      output(run.runId).appendLine(`run ${run.runId} in ${run.dir}`);
+      dashboards.open([run.runId]);
+      token.onCancellationRequested(() => void runs.stop(run.runId));
+      // Wait until the trainer says hello (or dies), so the notification tells the truth.
+      await new Promise<void>((resolve) => {
+        const check = () => { if (run.model.state !== 'starting' || !run.handle?.alive) { runs.off('changed', check); resolve(); } };
+        runs.on('changed', check);
+        check();
+      });
+    },
+  );
+
+  const register = (id: string, fn: (...args: never[]) => unknown) => context.subscriptions.push(vscode.commands.registerCommand(id, fn));
+  register('srlora.startDemo', () => start({ overrides: { method: 'srlora' } }));
+  register('srlora.startRun', async (uri?: vscode.Uri) => {
+    const file = uri?.fsPath ?? (await pickConfig());
+    if (file) await start({ configFile: file });
+  });
+  register('srlora.pause', (n?: RunsNode) => handlers.pause(idOf(n)));
+  register('srlora.resume', (n?: RunsNode) => handlers.resume(idOf(n)));
+  register('srlora.recompose', (n?: RunsNode) => handlers.recompose(idOf(n)));
+  register('srlora.setThreshold', (n?: RunsNode) => handlers.setThreshold(idOf(n)));
+  register('srlora.setRatio', (n?: RunsNode) => handlers.setRatio(idOf(n)));
+  register('srlora.checkpoint', (n?: RunsNode) => handlers.checkpoint(idOf(n)));
+  register('srlora.stop', (n?: RunsNode) => vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'SRLoRA: stopping…' }, () => handlers.stop(idOf(n))));
+  register('srlora.openDashboard', (n?: RunsNode) => { const r = handlers.target(idOf(n), false); if (r) dashboards.open([r.runId]); });
+  register('srlora.revealRunFolder', (n?: RunsNode) => { const r = handlers.target(idOf(n), false); if (r) void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(r.dir)); });
+  register('srlora.exportModel', async (n?: RunsNode) => {
+    const r = handlers.target(idOf(n), false);
+    if (!r) return;
+    const dir = join(r.dir, EXPORT_DIR_NAME);
+    if (existsSync(dir)) { void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(join(dir, 'merged.safetensors'))); return; }
+    void vscode.window.showInformationMessage(isActive(r.model.state)
+      ? `Run ${r.model.name} exports its model when it finishes (Stop finishes it now).`
+      : `Run ${r.model.name} has no export (it did not finish).`);
+  });
+  register('srlora.compareRuns', async () => { const ids = await handlers.pickRunsToCompare(); if (ids) dashboards.open(ids); });
+  register('srlora.deleteRun', (n?: RunsNode) => handlers.deleteRun(idOf(n)));
+  register('srlora.refreshRuns', () => runs.scan());
+
+  context.subscriptions.push(tree, view, status, dashboards);
+  shutdown = async () => {
+    await runs.dispose(readSettings().onWindowClose);
+    await hub.close();
+  };
 }
 
-export function deactivate(): void {}
+/** A *.srlora.json from the workspace, or a new one from a short guided pick. */
+async function pickConfig(): Promise<string | undefined> {
+  const files = await vscode.workspace.findFiles('**/*.srlora.json', '**/node_modules/**', 50);
+  const create = { label: '$(add) Create a run config…', id: '' };
+  const items = [...files.map((f) => ({ label: vscode.workspace.asRelativePath(f), id: f.fsPath })), create];
+  const chosen = await vscode.window.showQuickPick(items, { title: 'SRLoRA: Start Run', placeHolder: 'A run config (*.srlora.json)' });
+  if (!chosen) return undefined;
+  if (chosen.id) return chosen.id;
+  const method = await vscode.window.showQuickPick(['srlora', 'lora', 'pissa'], { title: 'Method', placeHolder: 'srlora: SVD init + recomposition; pissa: SVD init only; lora: plain LoRA' });
+  if (!method) return undefined;
+  const model = await vscode.window.showQuickPick(['vit', 'mlp'], { title: 'Base model', placeHolder: 'vit: tiny vision transformer; mlp: 784-256-256-10' });
+  if (!model) return undefined;
+  const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  if (!folder) { void vscode.window.showErrorMessage('Open a folder first: the config is saved in the workspace.'); return undefined; }
+  let file = join(folder, `${method}-${model}.srlora.json`);
+  for (let i = 2; existsSync(file); i++) file = join(folder, `${method}-${model}-${i}.srlora.json`);
+  writeFileSync(file, starterConfigText().replace('"method": "srlora"', `"method": "${method}"`).replace(/"model": \{ "kind": "\w+" \}/, `"model": { "kind": "${model}" }`));
+  await vscode.window.showTextDocument(vscode.Uri.file(file), { preview: false });
+  return file;
+}
+
+export async function deactivate(): Promise<void> {
+  await shutdown?.();
+}

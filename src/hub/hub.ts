@@ -311,6 +311,12 @@ export class Hub extends EventEmitter<HubEvents> {
         return;
       }
       const msg = v.value;
+      if (msg.type === 'unsubscribe') { viewer.runIds.delete(msg.runId); viewer.stale.delete(msg.runId); return; }
+      if (msg.type === 'save') {
+        // A browser page downloads its exports itself; saving through the hub would write files for a web page.
+        this.sendViewer(viewer, { v: PROTOCOL_MAJOR, type: 'saved', requestId: msg.requestId, error: 'the standalone page saves with a download' });
+        return;
+      }
       if (msg.type === 'subscribe') {
         if (!this.runs.has(msg.runId)) { this.sendViewer(viewer, { v: PROTOCOL_MAJOR, type: 'commandResult', requestId: 'subscribe', error: `unknown run ${msg.runId}` }); return; }
         viewer.runIds.add(msg.runId);

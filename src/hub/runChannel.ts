@@ -2,11 +2,11 @@
  * What the hub keeps for one run: its secret, its persisted stream (hub-events.jsonl), the in-memory history
  * that snapshots are made from, and the commands still waiting for a final ack.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { WebSocket } from 'ws';
 import { JsonlWriter, readJsonl } from '../runs/eventLog';
-import { HUB_LOG_FILE } from '../runs/runFiles';
+import { EVENTS_FILE, HUB_LOG_FILE } from '../runs/runFiles';
 import { validateTrainerMessage } from '../protocol/validate';
 import type { Hello, RunStateName, RunSummary, TrainerMessage } from '../protocol/messages';
 
@@ -34,12 +34,16 @@ export class RunChannel {
     mkdirSync(dir, { recursive: true });
     this.logFile = join(dir, HUB_LOG_FILE);
     // A hub restarted on the same folder resumes where the last one stopped: the trainer resends after lastSeq.
-    const { events } = readJsonl(this.logFile);
+    // A folder with no hub log yet (a run trained without a hub) is imported from the trainer's events.jsonl.
+    const imported = !existsSync(this.logFile);
+    const { events } = readJsonl(imported ? join(dir, EVENTS_FILE) : this.logFile);
+    const accepted: TrainerMessage[] = [];
     for (const e of events) {
       const v = validateTrainerMessage(e);
-      if (v.ok && v.value.runId === runId && v.value.seq === this.lastSeq + 1) this.remember(v.value);
+      if (v.ok && v.value.runId === runId && v.value.seq === this.lastSeq + 1) { this.remember(v.value); accepted.push(v.value); }
     }
     this.writer = new JsonlWriter(this.logFile);
+    if (imported) for (const m of accepted) this.writer.append(m);
   }
 
   /** Persist, then remember. `raw` is the text as received, reused to avoid a second stringify. */

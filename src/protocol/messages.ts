@@ -254,13 +254,32 @@ export const ViewerCommandResult = ViewerEnvelope('commandResult', {
   requestId: Id, commandId: T.Optional(Id), error: T.Optional(T.String()),
 }, 'The hub forwarded (commandId) or refused (error) a viewer command.');
 
+// The dashboard page speaks this same protocol to its host — the hub's /viewer socket for the standalone page,
+// the extension's webview panel in VS Code (src/extension/dashboardPanel.ts) — plus saving a file through the host,
+// since `<a download>` silently fails inside a webview.
+export const ViewerUnsubscribe = ViewerEnvelope('unsubscribe', { runId: Id }, 'Stop receiving a run\'s deltas.');
+export const ViewerSave = ViewerEnvelope('save', {
+  requestId: Id,
+  fileName: T.String({ minLength: 1, maxLength: 200, pattern: '^[^/\\\\]+$' }),
+  encoding: T.Union([T.Literal('utf8'), T.Literal('base64')]),
+  data: T.String({ maxLength: 32 * 1024 * 1024 }),
+}, 'Save an export (CSV text, PNG as base64) through the host: a save dialog in VS Code.');
+export const ViewerSaved = ViewerEnvelope('saved', {
+  requestId: Id, path: T.Optional(T.String()), error: T.Optional(T.String()),
+}, 'Where an export was saved, or why not (cancelled is an error of "cancelled").');
+export const ViewerFocus = ViewerEnvelope('focus', {
+  runIds: T.Array(Id, { minItems: 1, maxItems: 16 }),
+}, 'The host asks the page to show these runs (one = that run; several = compare).');
+
 export type ViewerSubscribe = Static<typeof ViewerSubscribe>;
 export type ViewerCommand = { v: 1; type: 'command'; requestId: string; runId: string; command: CommandBody };
-export type ViewerToHub = ViewerSubscribe | ViewerCommand;
+export type ViewerToHub = ViewerSubscribe | ViewerCommand | Static<typeof ViewerUnsubscribe> | Static<typeof ViewerSave>;
 export type HubToViewer =
   | Static<typeof ViewerRuns>
   | { v: 1; type: 'snapshot'; runId: string; events: TrainerMessage[]; truncated: boolean }
   | { v: 1; type: 'event'; runId: string; event: TrainerMessage }
-  | Static<typeof ViewerCommandResult>;
-export const ViewerToHubSchemas = [ViewerSubscribe, ViewerCommand] as const;
-export const HubToViewerSchemas = [ViewerRuns, ViewerSnapshot, ViewerEvent, ViewerCommandResult] as const;
+  | Static<typeof ViewerCommandResult>
+  | Static<typeof ViewerSaved>
+  | Static<typeof ViewerFocus>;
+export const ViewerToHubSchemas = [ViewerSubscribe, ViewerCommand, ViewerUnsubscribe, ViewerSave] as const;
+export const HubToViewerSchemas = [ViewerRuns, ViewerSnapshot, ViewerEvent, ViewerCommandResult, ViewerSaved, ViewerFocus] as const;

@@ -4,6 +4,7 @@
  * the field that is wrong instead of listing every union branch.
  */
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { Value } from '@sinclair/typebox/value';
 import type { TObject, TSchema } from '@sinclair/typebox';
 import { describeFirstError } from './describeError';
 import {
@@ -19,11 +20,24 @@ const references: TSchema[] = [...TrainerMessageSchemas, CommandBody];
 
 type Table = Map<string, TypeCheck<TSchema>>;
 
+/**
+ * Compiled checks where code generation is allowed (Node: the hub's hot path); the interpreting checker in a
+ * browser page, whose strict CSP forbids `new Function`. Both answer the same schema.
+ */
+const inBrowser = typeof (globalThis as { document?: unknown }).document !== 'undefined';
+function compile(schema: TSchema, refs: TSchema[] = []): TypeCheck<TSchema> {
+  if (!inBrowser) return TypeCompiler.Compile(schema, refs);
+  return {
+    Check: (v: unknown) => Value.Check(schema, refs, v),
+    Errors: (v: unknown) => Value.Errors(schema, refs, v),
+  } as unknown as TypeCheck<TSchema>;
+}
+
 function table(schemas: readonly TObject[]): Table {
   const t: Table = new Map();
   for (const s of schemas) {
     const type = (s.properties.type as unknown as { const: string }).const;
-    t.set(type, TypeCompiler.Compile(s, references));
+    t.set(type, compile(s, references));
   }
   return t;
 }
@@ -34,7 +48,7 @@ const viewerInTable = table(ViewerToHubSchemas);
 const viewerOutTable = table(HubToViewerSchemas);
 /** One check per command kind, so an error names the field (a union check only says "no branch matched"). */
 const commandTable = new Map<string, TypeCheck<TSchema>>(
-  CommandBody.anyOf.map((s) => [(s.properties.kind as unknown as { const: string }).const, TypeCompiler.Compile(s)]),
+  CommandBody.anyOf.map((s) => [(s.properties.kind as unknown as { const: string }).const, compile(s)]),
 );
 
 function dispatch<T>(t: Table, value: unknown, what: string): Result<T> {

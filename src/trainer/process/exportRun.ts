@@ -12,13 +12,13 @@ import { join } from 'node:path';
 import { readJsonl } from '../../runs/eventLog';
 import { readSafetensors, writeSafetensors, type TensorMap } from '../../runs/safetensors';
 import { writeFileAtomic } from '../../runs/atomic';
+import { EXPORT_DIR_NAME } from '../../runs/runFiles';
 import type { FineTuneModel } from '../models/model';
 import type { TrainerMessage } from '../../protocol/messages';
 
-export const EXPORT_DIR = 'export';
 
 export function exportRun(runDir: string, model: FineTuneModel, baseFile: string, eventsFile: string): string {
-  const dir = join(runDir, EXPORT_DIR);
+  const dir = join(runDir, EXPORT_DIR_NAME);
   mkdirSync(dir, { recursive: true });
   const merged = model.mergedWeights();
   const base = readSafetensors(baseFile).tensors;

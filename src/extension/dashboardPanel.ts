@@ -1,0 +1,157 @@
+/**
+ * The dashboard as a VS Code webview panel: strict CSP (default-src 'none'; scripts by per-render nonce; styles,
+ * fonts and images from webview.cspSource), localResourceRoots limited to dist/ and media/, restored after a reload
+ * by a serializer. The page speaks the viewer protocol (src/protocol/messages.ts) to this host, which answers from
+ * the in-process hub: a snapshot when the page asks (on load, i.e. whenever it becomes visible), then deltas.
+ */
+import * as vscode from 'vscode';
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Hub } from '../hub/hub';
+import type { RunManager } from '../runs/runManager';
+import { PROTOCOL_MAJOR, type HubToViewer } from '../protocol/messages';
+import { validateViewerToHub } from '../protocol/validate';
+
+export const DASHBOARD_VIEW_TYPE = 'srlora.dashboard';
+
+interface PanelState { runIds: string[] }
+
+export function dashboardHtml(webview: vscode.Webview, extensionUri: vscode.Uri, runIds: string[]): string {
+  const nonce = randomBytes(16).toString('base64');
+  const script = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview.js'));
+  const style = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'media', 'dashboard.css'));
+  const csp = [
+    "default-src 'none'", `script-src 'nonce-${nonce}'`, `style-src ${webview.cspSource}`, `font-src ${webview.cspSource}`,
+    `img-src ${webview.cspSource} data: blob:`, "connect-src 'none'",
+  ].join('; ');
+  return `<!DOCTYPE html>
+<html lang="en"><head>
+<meta charset="UTF-8"><meta http-equiv="Content-Security-Policy" content="${csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link rel="stylesheet" href="${style}"><title>SRLoRA Dashboard</title>
+</head><body data-host="vscode" data-runs="${runIds.map(encodeURIComponent).join(',')}">
+<div id="app" role="main"></div>
+<script nonce="${nonce}" src="${script}"></script>
+</body></html>`;
+}
+
+class DashboardPanel {
+  private readonly subscriptions = new Map<string, () => void>();
+
+  constructor(readonly panel: vscode.WebviewPanel, private runIds: string[], private readonly deps: { hub: Hub; runs: RunManager; extensionUri: vscode.Uri }) {
+    const { webview } = panel;
+    webview.options = { enableScripts: true, localResourceRoots: localRoots(deps.extensionUri) };
+    webview.html = dashboardHtml(webview, deps.extensionUri, runIds);
+    webview.onDidReceiveMessage((m: unknown) => void this.onMessage(m));
+    // A hidden panel's page is torn down; it asks for a snapshot again when it shows.
+    panel.onDidChangeViewState(() => { if (!panel.visible) this.unsubscribeAll(); });
+    panel.onDidDispose(() => this.unsubscribeAll());
+    this.updateTitle();
+  }
+
+  private updateTitle(): void {
+    const names = this.runIds.map((id) => this.deps.runs.runs.get(id)?.model.name ?? id);
+    this.panel.title = names.length > 1 ? `SRLoRA: compare ${names.length} runs` : `SRLoRA: ${names[0] ?? 'dashboard'}`;
+  }
+
+  focus(runIds: string[]): void {
+    this.runIds = runIds;
+    this.updateTitle();
+    this.post({ v: PROTOCOL_MAJOR, type: 'focus', runIds });
+    this.panel.reveal();
+  }
+
+  private post(msg: HubToViewer): void {
+    // postMessage can hang when the page is going away; never wait on it.
+    void Promise.resolve(this.panel.webview.postMessage(msg)).catch(() => undefined);
+  }
+
+  private unsubscribeAll(): void {
+    for (const off of this.subscriptions.values()) off();
+    this.subscriptions.clear();
+  }
+
+  private async onMessage(raw: unknown): Promise<void> {
+    const v = validateViewerToHub(raw);
+    if (!v.ok) { this.post({ v: PROTOCOL_MAJOR, type: 'commandResult', requestId: 'invalid', error: v.error }); return; }
+    const msg = v.value;
+    switch (msg.type) {
+      case 'subscribe': {
+        this.subscriptions.get(msg.runId)?.();
+        if (!this.deps.hub.run(msg.runId)) { this.post({ v: PROTOCOL_MAJOR, type: 'commandResult', requestId: 'subscribe', error: `unknown run ${msg.runId}` }); return; }
+        this.subscriptions.set(msg.runId, this.deps.hub.subscribe(msg.runId, (m) => this.post(m)));
+        this.post({ v: PROTOCOL_MAJOR, type: 'runs', runs: this.deps.hub.listRuns() });
+        return;
+      }
+      case 'unsubscribe':
+        this.subscriptions.get(msg.runId)?.();
+        this.subscriptions.delete(msg.runId);
+        return;
+      case 'command': {
+        const r = this.deps.runs.command(msg.runId, msg.command);
+        this.post({ v: PROTOCOL_MAJOR, type: 'commandResult', requestId: msg.requestId, ...(r.ok ? { commandId: r.commandId } : { error: r.error }) });
+        return;
+      }
+      case 'save': {
+        const run = this.deps.runs.runs.get(this.runIds[0]);
+        const target = await vscode.window.showSaveDialog({
+          defaultUri: vscode.Uri.file(join(run?.dir ?? this.deps.runs.runsDir, msg.fileName)), title: `Save ${msg.fileName}`,
+          filters: msg.fileName.endsWith('.png') ? { 'PNG image': ['png'] } : { CSV: ['csv'] },
+        });
+        if (!target) { this.post({ v: PROTOCOL_MAJOR, type: 'saved', requestId: msg.requestId, error: 'cancelled' }); return; }
+        try {
+          await writeFile(target.fsPath, Buffer.from(msg.data, msg.encoding));
+          this.post({ v: PROTOCOL_MAJOR, type: 'saved', requestId: msg.requestId, path: target.fsPath });
+        } catch (e) {
+          this.post({ v: PROTOCOL_MAJOR, type: 'saved', requestId: msg.requestId, error: (e as Error).message });
+        }
+      }
+    }
+  }
+
+  state(): PanelState {
+    return { runIds: this.runIds };
+  }
+}
+
+export function localRoots(extensionUri: vscode.Uri): vscode.Uri[] {
+  return [vscode.Uri.joinPath(extensionUri, 'dist'), vscode.Uri.joinPath(extensionUri, 'media')];
+}
+
+export class Dashboards implements vscode.Disposable {
+  private readonly panels = new Set<DashboardPanel>();
+  private readonly registration: vscode.Disposable;
+
+  constructor(private readonly deps: { hub: Hub; runs: RunManager; extensionUri: vscode.Uri }) {
+    this.registration = vscode.window.registerWebviewPanelSerializer(DASHBOARD_VIEW_TYPE, {
+      deserializeWebviewPanel: async (panel, state: unknown) => {
+        const ids = (state as Partial<PanelState> | undefined)?.runIds?.filter((id) => typeof id === 'string' && this.deps.runs.runs.has(id)) ?? [];
+        if (ids.length === 0) { panel.dispose(); return; }
+        this.track(new DashboardPanel(panel, ids, this.deps));
+      },
+    });
+  }
+
+  private track(p: DashboardPanel): void {
+    this.panels.add(p);
+    p.panel.onDidDispose(() => this.panels.delete(p));
+  }
+
+  /** Opens (or reveals) the dashboard of one run, or a compare view of several. */
+  open(runIds: string[]): void {
+    const key = runIds.join(',');
+    const existing = [...this.panels].find((p) => p.state().runIds.join(',') === key);
+    if (existing) { existing.panel.reveal(); return; }
+    const panel = vscode.window.createWebviewPanel(DASHBOARD_VIEW_TYPE, 'SRLoRA', vscode.ViewColumn.Active, {
+      enableScripts: true, localResourceRoots: localRoots(this.deps.extensionUri),
+    });
+    panel.iconPath = vscode.Uri.joinPath(this.deps.extensionUri, 'media', 'icon.svg');
+    this.track(new DashboardPanel(panel, runIds, this.deps));
+  }
+
+  dispose(): void {
+    for (const p of this.panels) p.panel.dispose();
+    this.registration.dispose();
+  }
+}
