@@ -2,12 +2,15 @@
 import { conformanceCommand } from './conformanceCommand';
 import { trainCommand } from './trainCommand';
 import { initCommand } from './initCommand';
+import { serveCommand } from './serveCommand';
 
 const USAGE = `usage: srlora <command> [options]
 commands:
   train [--config FILE] [--runs-dir DIR] [--resume RUN_DIR] [--no-progress] [--<field> VALUE ...]
                           train (defaults: the tiny ViT on 90°-rotated digits, srlora); flags override config fields
   init [FILE]             write a commented starting config (run.srlora.json)
+  serve [--runs-dir DIR] [--port N] [--demo | --config FILE] [--steps N]
+                          the dashboard in a browser for the runs of DIR (default .srlora/runs), optionally starting one
   conformance CASE.json [--backend auto|tensorflow|wasm|cpu] [--check]
                           run a golden case (../shared/VECTORS.md format) through the engine; print the answer JSON
 `;
@@ -16,6 +19,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   conformance: conformanceCommand,
   train: trainCommand,
   init: initCommand,
+  serve: serveCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

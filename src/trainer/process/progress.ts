@@ -1,3 +1,5 @@
+import { formatDuration } from '../../runs/formatDuration';
+
 /** The terminal's one-line progress: step/total, loss, examples/s, ETA — at most 4 updates a second. */
 export class ProgressLine {
   private last = 0;
@@ -21,10 +23,4 @@ export class ProgressLine {
   done(): void {
     if (this.tty) process.stderr.write('\n');
   }
-}
-
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '?';
-  const s = Math.round(seconds);
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
 }

@@ -1,0 +1,58 @@
+/**
+ * `srlora serve [--runs-dir DIR] [--port N] [--host 127.0.0.1] [--demo] [--config FILE]`
+ * The standalone dashboard (as `tensorboard --logdir`): a hub on loopback with the page, the runs of DIR, and
+ * optionally a run started now (the built-in demo, or FILE). Prints the URL with its token; Ctrl+C stops the
+ * runs it started cleanly (they checkpoint) and exits.
+ */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Hub } from '../hub/hub';
+import { RunManager } from '../runs/runManager';
+import { pageHandler } from '../serve/pageServer';
+import { assetRoot } from '../trainer/process/task';
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      'runs-dir': { type: 'string', default: '.srlora/runs' }, port: { type: 'string', default: '0' }, host: { type: 'string', default: '127.0.0.1' },
+      demo: { type: 'boolean', default: false }, config: { type: 'string' }, steps: { type: 'string' },
+    },
+  });
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: ${values.port} is not a port number`);
+  if (values.host !== '127.0.0.1' && values.host !== 'localhost' && values.host !== '::1') {
+    process.stderr.write(`warning: serving on ${values.host}: anyone who can reach it and has the token can steer your runs\n`);
+  }
+  const root = assetRoot();
+  let handler: ReturnType<typeof pageHandler> | null = null;
+  const hub = await Hub.start({ host: values.host, port, onHttpRequest: (req, res) => void handler?.(req, res) });
+  handler = pageHandler(root, hub.viewerToken);
+  const origin = hub.httpOrigin;
+  hub.allowOrigin(origin);
+  hub.allowOrigin(origin.replace('127.0.0.1', 'localhost'));
+  const runs = new RunManager({ runsDir: resolve(values['runs-dir']), hub, cliPath: process.argv[1], nodePath: process.execPath });
+  runs.scan();
+  runs.on('failed', (id, message) => process.stderr.write(`run ${id} failed: ${message}\n`));
+  let started: string | null = null;
+  if (values.demo || values.config) {
+    const overrides: Record<string, string> = values.steps ? { steps: values.steps } : {};
+    const run = await runs.start({ configFile: values.config ? resolve(values.config) : null, overrides: values.config ? overrides : { method: 'srlora', ...overrides } });
+    started = run.runId;
+    process.stdout.write(`started run ${run.runId} in ${run.dir}\n`);
+  }
+  const url = `${origin}/?token=${hub.viewerToken}${started ? `&run=${encodeURIComponent(started)}` : ''}`;
+  process.stdout.write(`\nSRLoRA dashboard: ${url}\n(${runs.runs.size} run${runs.runs.size === 1 ? '' : 's'} in ${runs.runsDir}; Ctrl+C stops)\n`);
+  await new Promise<void>((done) => {
+    let stopping = false;
+    const stop = () => {
+      if (stopping) { process.exit(130); }
+      stopping = true;
+      process.stdout.write('\nstopping…\n');
+      void runs.dispose('stop').then(() => hub.close()).then(done);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  return 0;
+}

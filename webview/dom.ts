@@ -1,0 +1,27 @@
+/** Tiny DOM helpers: elements from tag, attributes and children, never from HTML strings (no injection). */
+export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs?: Record<string, string | boolean | undefined>, ...children: (Node | string | null | undefined)[]): HTMLElementTagNameMap[K];
+export function h(tag: string, attrs?: Record<string, string | boolean | undefined>, ...children: (Node | string | null | undefined)[]): HTMLElement;
+export function h(tag: string, attrs: Record<string, string | boolean | undefined> = {}, ...children: (Node | string | null | undefined)[]): HTMLElement {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === false) continue;
+    el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) el.append(c);
+  return el;
+}
+
+export function text(el: Element, value: string): void {
+  if (el.textContent !== value) el.textContent = value;
+}
+
+/** A CSS custom property of the current theme (VS Code's --vscode-* variables, or the page's defaults). */
+export function cssVar(name: string, fallback: string): string {
+  return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
+}
+
+export function formatNumber(v: number | null | undefined, digits = 4): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  if (v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5)) return v.toExponential(2);
+  return v.toFixed(digits);
+}

@@ -1,0 +1,151 @@
+/**
+ * The loss chart (Chart.js): raw and smoothed training loss, eval loss, recomposition markers (scheduled solid,
+ * forced dashed), log-y, x = step or relative time, several runs overlaid for compare. Chart.js never sees the full
+ * series: each frame it gets a min-max decimation (two points per pixel column) of the typed arrays, with
+ * animation off, parsing off, normalized data and update('none').
+ */
+import {
+  Chart, LineController, LineElement, PointElement, LinearScale, LogarithmicScale, Tooltip, Legend, ScatterController,
+  type ChartDataset, type Plugin,
+} from 'chart.js';
+import type { RunData } from './runData';
+import { cssVar } from './dom';
+
+Chart.register(LineController, ScatterController, LineElement, PointElement, LinearScale, LogarithmicScale, Tooltip, Legend);
+
+export interface LossView { smoothing: number; logY: boolean; xAxis: 'step' | 'time' }
+
+type Point = { x: number; y: number };
+
+/** Min-max decimation of (x, y) into at most 2·buckets points, order kept: the envelope a plot at that width shows. */
+export function minMaxDecimate(x: ArrayLike<number>, y: ArrayLike<number>, buckets: number): Point[] {
+  const n = y.length;
+  if (n <= 2 * buckets) return Array.from({ length: n }, (_, i) => ({ x: x[i], y: y[i] }));
+  const out: Point[] = [];
+  const x0 = x[0], span = x[n - 1] - x0 || 1;
+  let i = 0;
+  for (let b = 0; b < buckets && i < n; b++) {
+    const end = x0 + ((b + 1) * span) / buckets;
+    let lo = i, hi = i;
+    while (i < n && (x[i] <= end || b === buckets - 1)) {
+      if (y[i] < y[lo]) lo = i;
+      if (y[i] > y[hi]) hi = i;
+      i++;
+    }
+    if (lo <= hi) { out.push({ x: x[lo], y: y[lo] }); if (hi !== lo) out.push({ x: x[hi], y: y[hi] }); }
+    else { out.push({ x: x[hi], y: y[hi] }); out.push({ x: x[lo], y: y[lo] }); }
+  }
+  return out;
+}
+
+/** EMA with bias correction (as TensorBoard's smoothing): s_t = (β s_{t−1} + (1−β) y_t) / (1 − β^t). */
+export function smoothDebiased(y: ArrayLike<number>, beta: number, out = new Float64Array(y.length)): Float64Array {
+  let acc = 0, w = 0;
+  for (let i = 0; i < y.length; i++) {
+    acc = beta * acc + (1 - beta) * y[i];
+    w = beta * w + (1 - beta);
+    out[i] = w > 0 ? acc / w : y[i];
+  }
+  return out;
+}
+
+const PALETTE = ['--vscode-charts-blue', '--vscode-charts-orange', '--vscode-charts-green', '--vscode-charts-purple', '--vscode-charts-red', '--vscode-charts-yellow'];
+const FALLBACK = ['#3794ff', '#d18616', '#89d185', '#b180d7', '#f14c4c', '#cca700'];
+
+interface Markers { runs: RunData[]; xAxis: 'step' | 'time' }
+
+const recompositionMarkers: Plugin<'line'> = {
+  id: 'srloraRecompositions',
+  afterDatasetsDraw(chart, _args, opts) {
+    const { runs, xAxis } = opts as unknown as Markers;
+    const { ctx, chartArea, scales } = chart;
+    const x = scales.x;
+    ctx.save();
+    ctx.lineWidth = 1;
+    for (const run of runs ?? []) {
+      const t0 = run.time.length ? run.time.data[0] : 0;
+      for (const r of run.recompositions) {
+        if (!r.layers.some((l) => l.slots.length > 0)) continue;
+        const v = xAxis === 'time' ? (r.time - t0) / 1000 : r.step;
+        const px = x.getPixelForValue(v);
+        if (px < chartArea.left || px > chartArea.right) continue;
+        ctx.strokeStyle = r.trigger === 'forced' ? cssVar('--vscode-charts-red', '#f14c4c') : cssVar('--vscode-charts-purple', '#b180d7');
+        ctx.setLineDash(r.trigger === 'forced' ? [4, 3] : []);
+        ctx.globalAlpha = 0.7;
+        ctx.beginPath();
+        ctx.moveTo(px, chartArea.top);
+        ctx.lineTo(px, chartArea.bottom);
+        ctx.stroke();
+      }
+    }
+    ctx.restore();
+  },
+};
+
+export class LossChart {
+  readonly chart: Chart<'line'>;
+  private smoothed = new Map<string, { version: number; beta: number; data: Float64Array }>();
+
+  constructor(readonly canvas: HTMLCanvasElement) {
+    const fg = cssVar('--vscode-foreground', '#ccc'), grid = cssVar('--vscode-editorWidget-border', '#444');
+    this.chart = new Chart(canvas, {
+      type: 'line',
+      data: { datasets: [] },
+      plugins: [recompositionMarkers],
+      options: {
+        animation: false, parsing: false, normalized: true, responsive: true, maintainAspectRatio: false,
+        interaction: { mode: 'nearest', axis: 'x', intersect: false },
+        elements: { point: { radius: 0 }, line: { borderWidth: 1.5 } },
+        scales: {
+          x: { type: 'linear', title: { display: true, text: 'step', color: fg }, ticks: { color: fg }, grid: { color: grid } },
+          y: { type: 'linear', title: { display: true, text: 'loss', color: fg }, ticks: { color: fg }, grid: { color: grid } },
+        },
+        plugins: {
+          legend: { labels: { color: fg, boxWidth: 12 } },
+          tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${(c.parsed.y ?? 0).toPrecision(4)}` } },
+          // @ts-expect-error: options of our own plugin
+          srloraRecompositions: { runs: [], xAxis: 'step' },
+        },
+      },
+    });
+  }
+
+  /** Rebuilds the datasets from the runs (decimated to the canvas width); call at most once per frame. */
+  render(runs: RunData[], view: LossView): void {
+    const buckets = Math.max(100, Math.floor(this.canvas.clientWidth || 800));
+    const compare = runs.length > 1;
+    const datasets: ChartDataset<'line', Point[]>[] = [];
+    runs.forEach((run, i) => {
+      const color = cssVar(PALETTE[i % PALETTE.length], FALLBACK[i % FALLBACK.length]);
+      const n = run.step.length;
+      const t0 = n ? run.time.data[0] : 0;
+      const xs = view.xAxis === 'time' ? Float64Array.from(run.time.view(), (t) => (t - t0) / 1000) : run.step.view();
+      const raw = run.loss.view();
+      const beta = view.smoothing;
+      let s = this.smoothed.get(run.runId);
+      if (!s || s.version !== run.version || s.beta !== beta) {
+        s = { version: run.version, beta, data: beta > 0 ? smoothDebiased(raw, beta) : raw };
+        this.smoothed.set(run.runId, s);
+      }
+      const name = compare ? `${run.model.name} (${run.model.method ?? '?'})` : 'train';
+      datasets.push({ label: `${name} raw`, data: minMaxDecimate(xs, raw, buckets), borderColor: color + '55', borderWidth: 1, pointRadius: 0 });
+      if (beta > 0) datasets.push({ label: `${name} smoothed`, data: minMaxDecimate(xs, s.data, buckets), borderColor: color, borderWidth: 2, pointRadius: 0 });
+      const evalPts = run.evals.map((e) => ({ x: view.xAxis === 'time' ? (e.time - t0) / 1000 : e.step, y: e.loss }));
+      datasets.push({
+        label: `${compare ? `${run.model.name} ` : ''}eval`, data: evalPts, borderColor: cssVar('--vscode-charts-green', '#89d185'),
+        backgroundColor: cssVar('--vscode-charts-green', '#89d185'), pointRadius: 3, showLine: false,
+      });
+    });
+    const o = this.chart.options;
+    const yType = view.logY ? 'logarithmic' : 'linear';
+    if (o.scales!.y!.type !== yType) o.scales!.y = { ...o.scales!.y, type: yType } as never;
+    (o.scales!.x as { title: { text: string } }).title.text = view.xAxis === 'time' ? 'seconds since start' : 'step';
+    (o.plugins as unknown as Record<string, Markers>).srloraRecompositions = { runs, xAxis: view.xAxis };
+    this.chart.data.datasets = datasets;
+    this.chart.update('none');
+  }
+
+  dispose(): void {
+    this.chart.destroy();
+  }
+}
