@@ -1,4 +1,35 @@
-// npm run demo — the built-in demo run with its live dashboard. Replaced as the training process and the
-// dashboard land; until then it says what is missing and exits non-zero.
-console.error('srlora demo: the training process and dashboard are not built yet (see docs/ROADMAP in the issues).');
-process.exit(1);
+// npm run demo — the built-in demo: the tiny vision transformer fine-tuned with SRLoRA on 90°-rotated digits, with
+// its live dashboard in the browser (srlora serve). Builds first when dist/ is missing or older than the sources.
+// `npm run demo -- --headless` trains in the terminal with a progress line and no dashboard.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const args = process.argv.slice(2);
+const headless = args.includes('--headless');
+
+function newest(dir) {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+const built = ['dist/cli.js', 'dist/webview.js'].every((f) => existsSync(join(root, f)));
+const stale = !built || Math.max(newest(join(root, 'src')), newest(join(root, 'webview'))) > statSync(join(root, 'dist/cli.js')).mtimeMs;
+if (stale) {
+  console.log('building…');
+  const b = spawnSync(process.execPath, [join(root, 'scripts/build.mjs')], { stdio: 'inherit', cwd: root });
+  if (b.status !== 0) process.exit(b.status ?? 1);
+}
+const rest = args.filter((a) => a !== '--headless');
+const cliArgs = headless
+  ? ['train', '--runs-dir', '.srlora/runs', ...rest]
+  : ['serve', '--demo', '--runs-dir', '.srlora/runs', ...rest];
+const child = spawn(process.execPath, [join(root, 'dist/cli.js'), ...cliArgs], { stdio: 'inherit', cwd: root });
+// Ctrl+C reaches the child through the terminal's process group; it stops the run cleanly (a checkpoint first).
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => child.kill('SIGTERM'));
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

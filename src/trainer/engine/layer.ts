@@ -71,7 +71,8 @@ export class AdaptedLinear {
     const { out, in: inp } = spec;
     if (spec.W0.length !== out * inp) throw new Error(`layer ${spec.name}: W0 has ${spec.W0.length} values, expected ${out}×${inp}`);
     const maxRank = Math.min(out, inp);
-    if (o.r > maxRank) throw new Error(`layer ${spec.name}: r=${o.r} exceeds min(out, in)=${maxRank}`);
+    // SVD-initialised slots need r distinct directions; plain LoRA may be over-parameterised (PEFT allows it).
+    if (o.r > maxRank && o.method !== 'lora') throw new Error(`layer ${spec.name}: r=${o.r} exceeds min(out, in)=${maxRank}, the directions ${o.method} can initialise from`);
     this.name = spec.name;
     this.out = out;
     this.in = inp;
