@@ -67,6 +67,11 @@ export class Heatmap {
     const width = this.canvas.clientWidth || 600;
     const height = Math.max(ROW_H, rows * ROW_H);
     this.canvas.style.height = `${height}px`;
+    const cells = input.layers.reduce((n, l) => n + l.S.length, 0);
+    this.canvas.dataset.layers = String(rows);
+    this.canvas.dataset.slots = String(input.layers.length ? slots : 0);
+    this.canvas.dataset.cells = String(cells);
+    this.canvas.setAttribute('aria-label', `Importance heatmap: ${rows} layers × ${input.layers.length ? slots : 0} slots`);
     if (this.canvas.width !== Math.round(width * dpr) || this.canvas.height !== Math.round(height * dpr)) {
       this.canvas.width = Math.round(width * dpr);
       this.canvas.height = Math.round(height * dpr);

@@ -374,9 +374,9 @@ function renderCommands(): void {
 
 function renderRunSelect(): void {
   if (host.kind !== 'browser') return;
-  const ids = runList.map((r) => r.runId).join(',');
-  if (el.runSelect.dataset.ids !== ids) {
-    el.runSelect.dataset.ids = ids;
+  const key = runList.map((r) => `${r.runId}:${r.name}:${r.method}:${r.state}`).join(',');
+  if (el.runSelect.dataset.key !== key) {
+    el.runSelect.dataset.key = key;
     el.runSelect.replaceChildren(...runList.map((r) => h('vscode-option', { value: r.runId }, `${r.name ?? r.runId} (${r.method ?? '?'}, ${r.state})`)));
   }
   if (focus[0] && el.runSelect.value !== focus[0]) el.runSelect.value = focus[0];
