@@ -38,15 +38,38 @@ export function minMaxDecimate(x: ArrayLike<number>, y: ArrayLike<number>, bucke
   return out;
 }
 
-/** EMA with bias correction (as TensorBoard's smoothing): s_t = (β s_{t−1} + (1−β) y_t) / (1 − β^t). */
-export function smoothDebiased(y: ArrayLike<number>, beta: number, out = new Float64Array(y.length)): Float64Array {
-  let acc = 0, w = 0;
-  for (let i = 0; i < y.length; i++) {
-    acc = beta * acc + (1 - beta) * y[i];
-    w = beta * w + (1 - beta);
-    out[i] = w > 0 ? acc / w : y[i];
+/**
+ * EMA with bias correction (as TensorBoard's smoothing): a_t = β a_{t−1} + (1−β) y_t, s_t = a_t / (1 − β^t).
+ * Incremental: appending points costs only the new points (the state is kept between calls).
+ */
+export class DebiasedEma {
+  out = new Float64Array(0);
+  private length = 0;
+  private acc = 0;
+  private w = 0;
+
+  constructor(readonly beta: number) {}
+
+  update(y: ArrayLike<number>): Float64Array {
+    if (y.length < this.length) { this.length = 0; this.acc = 0; this.w = 0; }
+    if (this.out.length < y.length) {
+      const next = new Float64Array(Math.max(y.length, this.out.length * 2));
+      next.set(this.out.subarray(0, this.length));
+      this.out = next;
+    }
+    const b = this.beta;
+    for (let i = this.length; i < y.length; i++) {
+      this.acc = b * this.acc + (1 - b) * y[i];
+      this.w = b * this.w + (1 - b);
+      this.out[i] = this.w > 0 ? this.acc / this.w : y[i];
+    }
+    this.length = y.length;
+    return this.out.subarray(0, this.length);
   }
-  return out;
+}
+
+export function smoothDebiased(y: ArrayLike<number>, beta: number): Float64Array {
+  return new DebiasedEma(beta).update(y);
 }
 
 const PALETTE = ['--vscode-charts-blue', '--vscode-charts-orange', '--vscode-charts-green', '--vscode-charts-purple', '--vscode-charts-red', '--vscode-charts-yellow'];
@@ -84,7 +107,7 @@ const recompositionMarkers: Plugin<'line'> = {
 
 export class LossChart {
   readonly chart: Chart<'line'>;
-  private smoothed = new Map<string, { version: number; beta: number; data: Float64Array }>();
+  private smoothed = new Map<string, { resets: number; ema: DebiasedEma }>();
 
   constructor(readonly canvas: HTMLCanvasElement) {
     const fg = cssVar('--vscode-foreground', '#ccc'), grid = cssVar('--vscode-editorWidget-border', '#444');
@@ -123,13 +146,14 @@ export class LossChart {
       const raw = run.loss.view();
       const beta = view.smoothing;
       let s = this.smoothed.get(run.runId);
-      if (!s || s.version !== run.version || s.beta !== beta) {
-        s = { version: run.version, beta, data: beta > 0 ? smoothDebiased(raw, beta) : raw };
+      if (!s || s.resets !== run.resets || s.ema.beta !== beta) {
+        s = { resets: run.resets, ema: new DebiasedEma(beta) };
         this.smoothed.set(run.runId, s);
       }
+      const smooth = beta > 0 ? s.ema.update(raw) : raw;
       const name = compare ? `${run.model.name} (${run.model.method ?? '?'})` : 'train';
       datasets.push({ label: `${name} raw`, data: minMaxDecimate(xs, raw, buckets), borderColor: color + '55', borderWidth: 1, pointRadius: 0 });
-      if (beta > 0) datasets.push({ label: `${name} smoothed`, data: minMaxDecimate(xs, s.data, buckets), borderColor: color, borderWidth: 2, pointRadius: 0 });
+      if (beta > 0) datasets.push({ label: `${name} smoothed`, data: minMaxDecimate(xs, smooth, buckets), borderColor: color, borderWidth: 2, pointRadius: 0 });
       const evalPts = run.evals.map((e) => ({ x: view.xAxis === 'time' ? (e.time - t0) / 1000 : e.step, y: e.loss }));
       datasets.push({
         label: `${compare ? `${run.model.name} ` : ''}eval`, data: evalPts, borderColor: cssVar('--vscode-charts-green', '#89d185'),

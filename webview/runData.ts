@@ -39,6 +39,8 @@ export class RunData {
   readonly acks = new Map<string, Ack[]>();
   /** Bumped on every change, so views redraw only when needed. */
   version = 0;
+  /** Bumped when a snapshot replaces everything (incremental views start over). */
+  resets = 0;
   truncated = false;
 
   constructor(readonly runId: string) {
@@ -46,9 +48,11 @@ export class RunData {
   }
 
   reset(truncated: boolean): void {
+    const { version, resets } = this;
     Object.assign(this, new RunData(this.runId));
     this.truncated = truncated;
-    this.version++;
+    this.version = version + 1;
+    this.resets = resets + 1;
   }
 
   apply(msg: TrainerMessage): void {

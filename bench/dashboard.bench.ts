@@ -1,0 +1,91 @@
+/**
+ * npm run bench:dashboard — the real page in headless Chromium (Debian's, software rendering), fed through the real
+ * hub by a synthetic trainer: 1,000,000 loss steps first, then 20 s of live stream at 10 Hz (100 new steps and a
+ * 64 layers × 64 slots importance snapshot every 100 ms). Reports the p50/p95/p99 interval between animation frames
+ * during the live stream and the JS heap after a garbage collection.
+ */
+import { join } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { WebSocket } from 'ws';
+import { chromium } from 'playwright-core';
+import { Hub } from '../src/hub/hub';
+import { pageHandler } from '../src/serve/pageServer';
+import { percentile, writeResult } from './common';
+
+const TOTAL_STEPS = 1_000_000, LAYERS = 64, SLOTS = 64, LIVE_SECONDS = 20;
+const RUN = 'bench-dashboard';
+
+async function main(): Promise<void> {
+  const root = join(import.meta.dirname, '..');
+  const dir = mkdtempSync(join(tmpdir(), 'srlora-dash-bench-'));
+  let handler: ReturnType<typeof pageHandler> | null = null;
+  const hub = await Hub.start({ onHttpRequest: (q, s) => void handler?.(q, s), heartbeatMs: 60_000 });
+  handler = pageHandler(root, hub.viewerToken);
+  hub.allowOrigin(hub.httpOrigin);
+  const { token } = hub.openRun(RUN, join(dir, RUN));
+  const ws = new WebSocket(`${hub.url}/trainer`, { headers: { Authorization: `Bearer ${token}` } });
+  await new Promise<void>((r) => ws.once('open', () => r()));
+  let seq = 0;
+  const env = (type: string) => ({ v: 1, type, runId: RUN, seq: ++seq, time: Date.now() });
+  const send = (m: object) => new Promise<void>((r) => ws.send(JSON.stringify(m), () => r()));
+  await send({
+    ...env('hello'), protocol: { major: 1, minor: 0 }, name: 'dashboard bench', method: 'srlora', backend: { name: 'synthetic', device: 'none' },
+    totalSteps: TOTAL_STEPS * 2, config: { r: SLOTS, rTarget: 4 * SLOTS, fusionRatio: 0.5, importanceEvery: 10, evalEvery: 1000, learningRate: 1e-3, fusionThreshold: null, minSlotAge: 10 },
+    layers: Array.from({ length: LAYERS }, (_, i) => ({ name: `blocks.${i >> 3}.layer${i & 7}`, shape: [256, 256], r: SLOTS, rTarget: 4 * SLOTS })),
+  });
+  await send({ ...env('state'), state: 'running', step: 0 });
+  let step = 0;
+  const rows = (n: number) => Array.from({ length: n }, () => { step++; return { step, loss: 2 / Math.sqrt(step) + 0.05 * Math.random(), lr: 1e-3, examplesPerSec: 5000 }; });
+  const importance = () => ({
+    ...env('importance'), step,
+    layers: Array.from({ length: LAYERS }, (_, i) => {
+      const S = Array.from({ length: SLOTS }, () => Math.random() * 1e-5);
+      const mean = S.reduce((a, b) => a + b, 0) / SLOTS;
+      return { name: `blocks.${i >> 3}.layer${i & 7}`, S, sHat: S.map((x) => x / mean), age: Array(SLOTS).fill(50), direction: Array.from({ length: SLOTS }, (_, k) => k), p: SLOTS, rTarget: 4 * SLOTS };
+    }),
+  });
+  while (step < TOTAL_STEPS) await send({ ...env('metrics'), rows: rows(1000) });
+  await send(importance());
+  console.log(`preloaded ${step} steps into the hub`);
+
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  await page.goto(`${hub.httpOrigin}/?token=${hub.viewerToken}&run=${RUN}`);
+  await page.waitForFunction((n) => new RegExp(`step ${n}/`).test(document.querySelector('.facts')?.textContent ?? ''), TOTAL_STEPS, { timeout: 120_000 });
+  console.log('the page holds the 1,000,000 steps; streaming live for', LIVE_SECONDS, 's');
+  await page.evaluate(() => {
+    const w = window as unknown as { frames_: number[] };
+    w.frames_ = [];
+    let last = performance.now();
+    const tick = (t: number) => { w.frames_.push(t - last); last = t; requestAnimationFrame(tick); };
+    requestAnimationFrame(tick);
+  });
+  const end = Date.now() + LIVE_SECONDS * 1000;
+  while (Date.now() < end) {
+    await send({ ...env('metrics'), rows: rows(100) });
+    await send(importance());
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const frames = (await page.evaluate(() => (window as unknown as { frames_: number[] }).frames_)).slice(5).sort((a, b) => a - b);
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('HeapProfiler.collectGarbage');
+  await cdp.send('Performance.enable');
+  const metrics = (await cdp.send('Performance.getMetrics')).metrics;
+  const heapMB = (metrics.find((m) => m.name === 'JSHeapUsedSize')?.value ?? NaN) / 2 ** 20;
+  await page.screenshot({ path: join(root, 'test-results/bench-dashboard.png') });
+  const p50 = percentile(frames, 50), p95 = percentile(frames, 95), p99 = percentile(frames, 99);
+  console.log(`frames ${frames.length}: p50 ${p50.toFixed(1)} ms, p95 ${p95.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms; JS heap ${heapMB.toFixed(1)} MB`);
+  await browser.close();
+  ws.close();
+  await hub.close();
+  rmSync(dir, { recursive: true, force: true });
+  writeResult('dashboard', {
+    command: 'npm run bench:dashboard', browser: 'Debian chromium, headless, --disable-gpu (software rendering)',
+    steps: step, layers: LAYERS, slots: SLOTS, liveSeconds: LIVE_SECONDS, liveRate: '100 steps + one 64×64 importance snapshot every 100 ms',
+    frameIntervalMs: { count: frames.length, p50: +p50.toFixed(2), p95: +p95.toFixed(2), p99: +p99.toFixed(2) }, goalP95Ms: 16,
+    jsHeapMB: +heapMB.toFixed(1), goalHeapMB: 150,
+  });
+}
+
+void main();
