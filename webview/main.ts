@@ -402,6 +402,7 @@ function frame(): void {
   renderLog(r);
 }
 
+persist(); // the panel serializer restores this panel after a reload from this state
 subscribe();
 requestAnimationFrame(frame);
 window.addEventListener('resize', () => { dirty = true; });
