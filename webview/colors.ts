@@ -11,3 +11,24 @@ export function scoreColor(v: number, max: number): string {
   const c = VIRIDIS[i].map((a, k) => Math.round(a + (VIRIDIS[i + 1][k] - a) * f));
   return `rgb(${c[0]},${c[1]},${c[2]})`;
 }
+
+/** 256-entry RGB lookup of the same scale, for ImageData painting. */
+export const SCORE_LUT: Uint8ClampedArray = (() => {
+  const lut = new Uint8ClampedArray(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const t = (i / 255) * (VIRIDIS.length - 1);
+    const k = Math.min(VIRIDIS.length - 2, Math.floor(t));
+    const f = t - k;
+    for (let c = 0; c < 3; c++) lut[i * 3 + c] = VIRIDIS[k][c] + (VIRIDIS[k + 1][c] - VIRIDIS[k][c]) * f;
+  }
+  return lut;
+})();
+
+/** Paints a rows × cols grid of scores into an RGBA buffer (one pixel per cell) with the scale above. */
+export function paintScores(data: Uint8ClampedArray, index: number, v: number, max: number): void {
+  const i = Math.max(0, Math.min(255, Math.round((max > 0 ? v / max : 0) * 255))) * 3;
+  data[index] = SCORE_LUT[i];
+  data[index + 1] = SCORE_LUT[i + 1];
+  data[index + 2] = SCORE_LUT[i + 2];
+  data[index + 3] = 255;
+}

@@ -15,9 +15,24 @@ export function text(el: Element, value: string): void {
   if (el.textContent !== value) el.textContent = value;
 }
 
-/** A CSS custom property of the current theme (VS Code's --vscode-* variables, or the page's defaults). */
+/**
+ * A CSS custom property of the current theme (VS Code's --vscode-* variables, or the page's defaults). Cached:
+ * getComputedStyle is not free, and canvases ask for colours every frame. VS Code changes the theme by rewriting
+ * the body's class and style, which clears the cache.
+ */
+const themeCache = new Map<string, string>();
+let observing = false;
 export function cssVar(name: string, fallback: string): string {
-  return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
+  if (!observing && typeof MutationObserver !== 'undefined') {
+    observing = true;
+    new MutationObserver(() => themeCache.clear()).observe(document.body, { attributes: true, attributeFilter: ['class', 'style'] });
+  }
+  let v = themeCache.get(name);
+  if (v === undefined) {
+    v = getComputedStyle(document.body).getPropertyValue(name).trim();
+    themeCache.set(name, v);
+  }
+  return v || fallback;
 }
 
 export function formatNumber(v: number | null | undefined, digits = 4): string {

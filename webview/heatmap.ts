@@ -5,7 +5,7 @@
  * millisecond; a tooltip shows S, ŝ, age and the direction held.
  */
 import type { LayerImportance } from '../src/protocol/messages';
-import { scoreColor } from './colors';
+import { paintScores, scoreColor } from './colors';
 import { cssVar, formatNumber } from './dom';
 
 export interface HeatmapInput {
@@ -20,6 +20,7 @@ const LABEL_W = 150, BAR_W = 70, ROW_H = 18, GAP = 1, MAX_SHAT = 2.5;
 export class Heatmap {
   private input: HeatmapInput | null = null;
   private cellW = 10;
+  private readonly cells = document.createElement('canvas');
   readonly tooltip: HTMLDivElement;
   onToggleLayer: (name: string) => void = () => {};
 
@@ -87,25 +88,34 @@ export class Heatmap {
     const barFill = cssVar('--vscode-charts-blue', '#3794ff');
     ctx.font = `11px ${cssVar('--vscode-font-family', 'sans-serif')}`;
     ctx.textBaseline = 'middle';
+    // The cells: one pixel per cell in an ImageData, scaled up in one drawImage (thousands of cells, one call).
+    if (rows > 0) {
+      if (this.cells.width !== slots || this.cells.height !== rows) { this.cells.width = slots; this.cells.height = rows; }
+      const cctx = this.cells.getContext('2d')!;
+      const img = cctx.createImageData(slots, rows);
+      input.layers.forEach((l, row) => { for (let k = 0; k < l.S.length; k++) paintScores(img.data, (row * slots + k) * 4, l.sHat[k], MAX_SHAT); });
+      cctx.putImageData(img, 0, 0);
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(this.cells, LABEL_W, 0, slots * this.cellW, rows * ROW_H);
+      // Gaps between cells, so neighbours stay distinguishable.
+      ctx.fillStyle = cssVar('--vscode-editor-background', '#1f1f1f');
+      if (this.cellW >= 4) for (let k = 1; k < slots; k++) ctx.fillRect(LABEL_W + k * this.cellW - GAP, 0, GAP, rows * ROW_H);
+      for (let r = 0; r <= rows; r++) ctx.fillRect(LABEL_W, r * ROW_H, slots * this.cellW, GAP);
+    }
     input.layers.forEach((l, row) => {
       const y = row * ROW_H;
       ctx.fillStyle = input.selected.has(l.name) ? sel : fg;
       const label = l.name.length > 24 ? '…' + l.name.slice(-23) : l.name;
       ctx.fillText(input.selected.has(l.name) ? `▸ ${label}` : label, 2, y + ROW_H / 2);
-      const marked = new Set(input.marked.get(l.name) ?? []);
-      for (let k = 0; k < l.S.length; k++) {
+      for (const k of input.marked.get(l.name) ?? []) {
         const x = LABEL_W + k * this.cellW;
-        ctx.fillStyle = scoreColor(l.sHat[k], MAX_SHAT);
-        ctx.fillRect(x, y + GAP, this.cellW - GAP, ROW_H - 2 * GAP);
-        if (marked.has(k)) {
-          ctx.strokeStyle = mark;
-          ctx.lineWidth = 2;
-          ctx.strokeRect(x + 1, y + GAP + 1, this.cellW - GAP - 2, ROW_H - 2 * GAP - 2);
-          ctx.beginPath();
-          ctx.moveTo(x + 3, y + 4);
-          ctx.lineTo(x + this.cellW - 4, y + ROW_H - 4);
-          ctx.stroke();
-        }
+        ctx.strokeStyle = mark;
+        ctx.lineWidth = 2;
+        ctx.strokeRect(x + 1, y + GAP + 1, this.cellW - GAP - 2, ROW_H - 2 * GAP - 2);
+        ctx.beginPath();
+        ctx.moveTo(x + 3, y + 4);
+        ctx.lineTo(x + this.cellW - 4, y + ROW_H - 4);
+        ctx.stroke();
       }
       // Direction usage p / rTarget.
       const bx = width - BAR_W;

@@ -10,6 +10,7 @@ import {
 } from 'chart.js';
 import type { RunData } from './runData';
 import { cssVar } from './dom';
+import { MinMaxIndex } from './minMaxIndex';
 
 Chart.register(LineController, ScatterController, LineElement, PointElement, LinearScale, LogarithmicScale, Tooltip, Legend);
 
@@ -107,7 +108,7 @@ const recompositionMarkers: Plugin<'line'> = {
 
 export class LossChart {
   readonly chart: Chart<'line'>;
-  private smoothed = new Map<string, { resets: number; ema: DebiasedEma }>();
+  private cache = new Map<string, { resets: number; ema: DebiasedEma; raw: MinMaxIndex; smooth: MinMaxIndex; relTime: Float64Array; relLen: number }>();
 
   constructor(readonly canvas: HTMLCanvasElement) {
     const fg = cssVar('--vscode-foreground', '#ccc'), grid = cssVar('--vscode-editorWidget-border', '#444');
@@ -142,18 +143,25 @@ export class LossChart {
       const color = cssVar(PALETTE[i % PALETTE.length], FALLBACK[i % FALLBACK.length]);
       const n = run.step.length;
       const t0 = n ? run.time.data[0] : 0;
-      const xs = view.xAxis === 'time' ? Float64Array.from(run.time.view(), (t) => (t - t0) / 1000) : run.step.view();
       const raw = run.loss.view();
       const beta = view.smoothing;
-      let s = this.smoothed.get(run.runId);
-      if (!s || s.resets !== run.resets || s.ema.beta !== beta) {
-        s = { resets: run.resets, ema: new DebiasedEma(beta) };
-        this.smoothed.set(run.runId, s);
+      let c = this.cache.get(run.runId);
+      if (!c || c.resets !== run.resets || c.ema.beta !== beta) {
+        c = { resets: run.resets, ema: new DebiasedEma(beta), raw: new MinMaxIndex(), smooth: new MinMaxIndex(), relTime: new Float64Array(0), relLen: 0 };
+        this.cache.set(run.runId, c);
       }
-      const smooth = beta > 0 ? s.ema.update(raw) : raw;
+      let xs: ArrayLike<number> = run.step.view();
+      if (view.xAxis === 'time') {
+        // Seconds since the start, extended as points arrive (never rebuilt for the whole series).
+        if (c.relTime.length < n) { const next = new Float64Array(Math.max(n, c.relTime.length * 2)); next.set(c.relTime.subarray(0, c.relLen)); c.relTime = next; }
+        for (let k = c.relLen; k < n; k++) c.relTime[k] = (run.time.data[k] - t0) / 1000;
+        c.relLen = n;
+        xs = c.relTime.subarray(0, n);
+      }
+      const smooth = beta > 0 ? c.ema.update(raw) : raw;
       const name = compare ? `${run.model.name} (${run.model.method ?? '?'})` : 'train';
-      datasets.push({ label: `${name} raw`, data: minMaxDecimate(xs, raw, buckets), borderColor: color + '55', borderWidth: 1, pointRadius: 0 });
-      if (beta > 0) datasets.push({ label: `${name} smoothed`, data: minMaxDecimate(xs, smooth, buckets), borderColor: color, borderWidth: 2, pointRadius: 0 });
+      datasets.push({ label: `${name} raw`, data: c.raw.decimate(xs, raw, buckets), borderColor: color + '55', borderWidth: 1, pointRadius: 0 });
+      if (beta > 0) datasets.push({ label: `${name} smoothed`, data: c.smooth.decimate(xs, smooth, buckets), borderColor: color, borderWidth: 2, pointRadius: 0 });
       const evalPts = run.evals.map((e) => ({ x: view.xAxis === 'time' ? (e.time - t0) / 1000 : e.step, y: e.loss }));
       datasets.push({
         label: `${compare ? `${run.model.name} ` : ''}eval`, data: evalPts, borderColor: cssVar('--vscode-charts-green', '#89d185'),

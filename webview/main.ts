@@ -349,7 +349,11 @@ function renderImportance(r: RunData): void {
   if (historyLayer) drawSlotHistory(el.historyCanvas, r.frames, historyLayer);
 }
 
+let logKey = '';
 function renderLog(r: RunData): void {
+  const key = `${r.runId}:${r.resets}:${r.recompositions.length}`;
+  if (key === logKey) return; // the table only changes when a recomposition arrives
+  logKey = key;
   const rows: HTMLTableRowElement[] = [];
   for (let i = r.recompositions.length - 1; i >= 0 && rows.length < 200; i--) {
     const e = r.recompositions[i];
@@ -395,12 +399,20 @@ function frame(): void {
   renderCommands();
   text(el.smoothingValue, view.smoothing.toFixed(2));
   if (!r) { text(el.name, focus.length ? 'Loading…' : 'No run selected'); return; }
-  renderHeader(r);
-  renderRule(r);
-  chart.render(focus.map((id) => runs.get(id)).filter((x): x is RunData => x !== undefined), view);
-  renderImportance(r);
-  renderLog(r);
+  timed('header', () => { renderHeader(r); renderRule(r); });
+  timed('loss', () => chart.render(focus.map((id) => runs.get(id)).filter((x): x is RunData => x !== undefined), view));
+  timed('importance', () => renderImportance(r));
+  timed('log', () => renderLog(r));
 }
+
+/** User Timing marks per view (visible in the browser's performance tools; bench:dashboard reads them). */
+function timed(name: string, fn: () => void): void {
+  const t0 = performance.now();
+  fn();
+  if (timings) timings.push([name, performance.now() - t0]);
+}
+const timings: [string, number][] | null = new URLSearchParams(location.search).has('profile') ? [] : null;
+(window as unknown as { srloraTimings?: unknown }).srloraTimings = timings;
 
 persist(); // the panel serializer restores this panel after a reload from this state
 subscribe();

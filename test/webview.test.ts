@@ -1,0 +1,33 @@
+/** The dashboard's pure parts, in Node: decimation and smoothing must equal their brute-force definitions. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MinMaxIndex } from '../webview/minMaxIndex';
+import { DebiasedEma, minMaxDecimate } from '../webview/lossChart';
+import { Rng } from '../src/trainer/rng';
+
+test('the block-indexed min-max decimation equals the brute-force one, also while points are appended', () => {
+  const rng = new Rng(5);
+  const n = 50_000;
+  const x = Float64Array.from({ length: n }, (_, i) => i + 1);
+  const y = Float64Array.from({ length: n }, () => rng.normal());
+  const idx = new MinMaxIndex();
+  for (const len of [100, 1000, 1001, 33_333, 50_000]) {
+    for (const buckets of [10, 37, 400]) {
+      const a = idx.decimate(x.subarray(0, len), y.subarray(0, len), buckets);
+      const b = minMaxDecimate(x.subarray(0, len), y.subarray(0, len), buckets);
+      assert.deepEqual(a, b, `len ${len}, buckets ${buckets}`);
+    }
+  }
+});
+
+test('the incremental debiased EMA equals the definition, point by point', () => {
+  const y = [3, 1, 4, 1, 5, 9, 2, 6];
+  const beta = 0.8;
+  const ema = new DebiasedEma(beta);
+  ema.update(y.slice(0, 3));
+  const got = Array.from(ema.update(y));
+  let a = 0;
+  const want = y.map((v, t) => { a = beta * a + (1 - beta) * v; return a / (1 - beta ** (t + 1)); });
+  got.forEach((g, i) => assert.ok(Math.abs(g - want[i]) < 1e-12, `${i}: ${g} vs ${want[i]}`));
+  assert.equal(got[0], 3, 'debiased: the first point is the first value');
+});
