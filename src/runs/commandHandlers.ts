@@ -1,0 +1,145 @@
+/**
+ * What each SRLoRA command does, written against a small `Ui` interface instead of `vscode` so the tests can drive
+ * it with a fake. src/extension/ registers these handlers and supplies the real Ui (vscode.window).
+ */
+import type { CommandBody } from '../protocol/messages';
+import type { RunManager, ManagedRun } from './runManager';
+import { isActive } from './runModel';
+
+export interface PickItem { label: string; description?: string; detail?: string; id: string; picked?: boolean }
+
+export interface Ui {
+  inputBox(o: { title: string; prompt: string; value: string; validate: (text: string) => string | null }): Promise<string | undefined>;
+  pick(items: PickItem[], o: { title: string; placeHolder: string; canPickMany?: false }): Promise<PickItem | undefined>;
+  pickMany(items: PickItem[], o: { title: string; placeHolder: string }): Promise<PickItem[] | undefined>;
+  info(message: string): void;
+  error(message: string, ...actions: string[]): Promise<string | undefined>;
+  /** A modal yes/no; resolves true only when the user chose `action`. */
+  confirm(message: string, action: string): Promise<boolean>;
+}
+
+/** "off" (or empty) → null; a number ≥ 0 → τ. */
+export function parseThreshold(text: string): { ok: true; value: number | null } | { ok: false; message: string } {
+  const t = text.trim().toLowerCase();
+  if (t === 'off' || t === 'none' || t === 'null' || t === '') return { ok: true, value: null };
+  const v = Number(t);
+  if (!Number.isFinite(v) || v < 0) return { ok: false, message: 'Enter a number ≥ 0 (pairs with normalised importance ŝ below it fuse), or "off" for the paper\'s fixed-ratio rule.' };
+  return { ok: true, value: v };
+}
+
+export function parseRatio(text: string): { ok: true; value: number } | { ok: false; message: string } {
+  const v = Number(text.trim());
+  if (!Number.isFinite(v) || v <= 0 || v > 1) return { ok: false, message: 'Enter a number in (0, 1]: the share of pairs per layer that fuse under the fixed-ratio rule.' };
+  return { ok: true, value: v };
+}
+
+export class CommandHandlers {
+  constructor(
+    private readonly runs: RunManager,
+    private readonly ui: Ui,
+    /** The run the command acts on when none is passed: the selected or active run. */
+    private readonly activeRunId: () => string | undefined,
+  ) {}
+
+  /** The run a command acts on, or a clear message when there is none. */
+  target(runId: string | undefined, needActive: boolean): ManagedRun | null {
+    const id = runId ?? this.activeRunId();
+    const run = id ? this.runs.runs.get(id) : undefined;
+    if (!run) {
+      this.ui.info(needActive ? 'No active SRLoRA run. Start one with "SRLoRA: Start Demo Run" or "SRLoRA: Start Run…".' : 'No SRLoRA run is selected.');
+      return null;
+    }
+    if (needActive && !isActive(run.model.state)) {
+      this.ui.info(`Run ${run.model.name} is ${run.model.state}; this command needs a running run.`);
+      return null;
+    }
+    return run;
+  }
+
+  private send(run: ManagedRun, body: CommandBody): string | null {
+    const r = this.runs.command(run.runId, body);
+    if (!r.ok) {
+      void this.ui.error(`SRLoRA: ${r.error}`);
+      return null;
+    }
+    return r.commandId;
+  }
+
+  pause(runId?: string): string | null {
+    const run = this.target(runId, true);
+    return run ? this.send(run, { kind: 'pause' }) : null;
+  }
+
+  resume(runId?: string): string | null {
+    const run = this.target(runId, true);
+    return run ? this.send(run, { kind: 'resume' }) : null;
+  }
+
+  checkpoint(runId?: string): string | null {
+    const run = this.target(runId, true);
+    return run ? this.send(run, { kind: 'checkpoint' }) : null;
+  }
+
+  async recompose(runId?: string): Promise<string | null> {
+    const run = this.target(runId, true);
+    if (!run) return null;
+    if (run.model.method !== 'srlora') { this.ui.info(`Run ${run.model.name} uses ${run.model.method ?? 'an unknown method'}; recomposition needs srlora.`); return null; }
+    const all: PickItem = { id: '*', label: '$(layers) All layers', description: `${run.model.layers.length} adapted layers` };
+    const items = [all, ...run.model.layers.map((l) => ({ id: l.name, label: l.name, description: `${l.p}/${l.rTarget} directions used` }))];
+    const chosen = await this.ui.pickMany(items, { title: 'SRLoRA: Recompose Now', placeHolder: 'Layers to recompose at the next step boundary' });
+    if (!chosen || chosen.length === 0) return null;
+    const layers = chosen.some((c) => c.id === '*') ? undefined : chosen.map((c) => c.id);
+    return this.send(run, { kind: 'recompose', ...(layers ? { layers } : {}) });
+  }
+
+  async setThreshold(runId?: string): Promise<string | null> {
+    const run = this.target(runId, true);
+    if (!run) return null;
+    const current = run.model.settings?.fusionThreshold;
+    const text = await this.ui.inputBox({
+      title: 'SRLoRA: Set Fusion Threshold', value: current === null || current === undefined ? 'off' : String(current),
+      prompt: `Fusion threshold τ (now ${current ?? 'off'}): pairs whose normalised importance ŝ is below τ fuse at the next recomposition; "off" = the paper's rule (the ⌈γ·r⌉ least important pairs).`,
+      validate: (t) => { const r = parseThreshold(t); return r.ok ? null : r.message; },
+    });
+    if (text === undefined) return null;
+    const r = parseThreshold(text);
+    return r.ok ? this.send(run, { kind: 'set', fusionThreshold: r.value }) : null;
+  }
+
+  async setRatio(runId?: string): Promise<string | null> {
+    const run = this.target(runId, true);
+    if (!run) return null;
+    const current = run.model.settings?.fusionRatio ?? 0.5;
+    const text = await this.ui.inputBox({
+      title: 'SRLoRA: Set Fusion Ratio', value: String(current),
+      prompt: `Fusion ratio γ (now ${current}): under the fixed-ratio rule ⌈γ·r⌉ pairs per layer fuse at each recomposition.`,
+      validate: (t) => { const r = parseRatio(t); return r.ok ? null : r.message; },
+    });
+    if (text === undefined) return null;
+    const r = parseRatio(text);
+    return r.ok ? this.send(run, { kind: 'set', fusionRatio: r.value }) : null;
+  }
+
+  async stop(runId?: string): Promise<boolean> {
+    const run = this.target(runId, true);
+    if (!run) return false;
+    await this.runs.stop(run.runId);
+    return true;
+  }
+
+  async deleteRun(runId?: string): Promise<boolean> {
+    const run = this.target(runId, false);
+    if (!run) return false;
+    if (run.handle?.alive) { this.ui.info(`Run ${run.model.name} is still running; stop it first.`); return false; }
+    if (!(await this.ui.confirm(`Delete run ${run.model.name} and its folder (${run.dir})? This cannot be undone.`, 'Delete'))) return false;
+    this.runs.delete(run.runId);
+    return true;
+  }
+
+  async pickRunsToCompare(): Promise<string[] | null> {
+    const items = this.runs.list().map((r) => ({ id: r.runId, label: r.model.name, description: `${r.model.method ?? '?'} · ${r.model.state} · step ${r.model.step}` }));
+    if (items.length < 2) { this.ui.info('Compare needs at least two runs.'); return null; }
+    const chosen = await this.ui.pickMany(items, { title: 'SRLoRA: Compare Runs', placeHolder: 'Runs whose loss curves to overlay' });
+    return chosen && chosen.length ? chosen.map((c) => c.id) : null;
+  }
+}

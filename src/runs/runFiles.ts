@@ -1,0 +1,16 @@
+/** The files of a run folder (docs/protocol.md, "Files in a run folder"): one place for their names. */
+export const EVENTS_FILE = 'events.jsonl';
+export const HUB_LOG_FILE = 'hub-events.jsonl';
+export const CONFIG_FILE = 'config.json';
+/** Written by the hub's owner: {url, token, pid}; a trainer re-reads it when its connection drops. */
+export const HUB_DISCOVERY_FILE = 'hub.json';
+export const PID_FILE = 'trainer.pid';
+/** Why a trainer ended without finishing (exit code, signal, last stderr lines). */
+export const EXIT_FILE = 'exit.json';
+
+/** A new run id: time, method, 4 random characters (also the run folder's name). */
+export function newRunId(method: string): string {
+  const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `${t}-${method.replace(/[^a-z0-9]/gi, '')}-${Math.random().toString(36).slice(2, 6)}`;
+}
+export const EXPORT_DIR_NAME = 'export';
