@@ -4,6 +4,8 @@ import { protocolJsonSchemaText } from '../src/protocol/jsonSchema';
 import { runConfigJsonSchemaText } from '../src/trainer/config/runConfig';
 
 writeFileSync(new URL('../docs/protocol.schema.json', import.meta.url), protocolJsonSchemaText());
+// The PyTorch trainer validates against the same generated schema, shipped inside its package.
+writeFileSync(new URL('../python/srlora_torch/protocol.schema.json', import.meta.url), protocolJsonSchemaText());
 // The run config's schema: VS Code validates and completes *.srlora.json files with it (contributes.jsonValidation).
 writeFileSync(new URL('../media/run-config.schema.json', import.meta.url), runConfigJsonSchemaText());
-console.log('wrote docs/protocol.schema.json, media/run-config.schema.json');
+console.log('wrote docs/protocol.schema.json, python/srlora_torch/protocol.schema.json, media/run-config.schema.json');

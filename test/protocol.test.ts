@@ -41,6 +41,8 @@ test('errors name the offending field', () => {
 test('docs/protocol.schema.json is generated from src/protocol and up to date (npm run gen:schema)', () => {
   const onDisk = readFileSync(join(import.meta.dirname, '../docs/protocol.schema.json'), 'utf8');
   assert.equal(onDisk, protocolJsonSchemaText());
+  const python = readFileSync(join(import.meta.dirname, '../python/srlora_torch/protocol.schema.json'), 'utf8');
+  assert.equal(python, protocolJsonSchemaText(), 'the copy in the Python package');
 });
 
 test('media/run-config.schema.json (editor validation of *.srlora.json) is up to date', () => {

@@ -12,6 +12,7 @@ import { isActive } from '../runs/runModel';
 import { EXPORT_DIR_NAME } from '../runs/runFiles';
 import { starterConfigText } from '../trainer/config/runConfig';
 import { readSettings } from './settings';
+import { probePython, pytorchCommand } from '../runs/pythonTrainer';
 import { vscodeUi } from './vscodeUi';
 import { RunsTree, type RunsNode } from './runsTree';
 import { RunStatusBar } from './statusBar';
@@ -74,7 +75,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   register('srlora.startDemo', () => start({ overrides: { method: 'srlora' } }));
   register('srlora.startRun', async (uri?: vscode.Uri) => {
     const file = uri?.fsPath ?? (await pickConfig());
-    if (file) await start({ configFile: file });
+    if (!file) return;
+    const trainer = await pickTrainer();
+    if (trainer !== undefined) await start({ configFile: file, ...(trainer ? { trainerCommand: trainer } : {}) });
   });
   register('srlora.pause', (n?: RunsNode) => handlers.pause(idOf(n)));
   register('srlora.resume', (n?: RunsNode) => handlers.resume(idOf(n)));
@@ -103,6 +106,25 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     await runs.dispose(readSettings().onWindowClose);
     await hub.close();
   };
+}
+
+/**
+ * The built-in TypeScript trainer, or the PyTorch one when the configured Python can import torch (its device shown);
+ * a Python that cannot is shown with its exact import error. Resolves '' for built-in, undefined when cancelled.
+ */
+async function pickTrainer(): Promise<string | undefined> {
+  const s = readSettings();
+  if (s.trainerCommand) return s.trainerCommand;
+  const python = s.pythonPath ?? vscode.workspace.getConfiguration('python').get<string>('defaultInterpreterPath') ?? 'python3';
+  const probe = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: `SRLoRA: asking ${python} for PyTorch…` }, () => probePython(python));
+  const builtIn = { label: '$(symbol-method) Built-in trainer', description: `TensorFlow.js · ${s.backend}`, id: '' };
+  const torchItem = probe.ok
+    ? { label: `$(flame) ${probe.label}`, description: `torch ${probe.torch} · ${python}`, id: pytorchCommand(python) }
+    : { label: '$(warning) PyTorch unavailable', description: probe.error, id: 'unavailable' };
+  const chosen = await vscode.window.showQuickPick([builtIn, torchItem], { title: 'SRLoRA: which trainer?' });
+  if (!chosen) return undefined;
+  if (chosen.id === 'unavailable') { void vscode.window.showErrorMessage(`PyTorch trainer: ${probe.ok ? '' : probe.error}`); return undefined; }
+  return chosen.id;
 }
 
 /** A *.srlora.json from the workspace, or a new one from a short guided pick. */

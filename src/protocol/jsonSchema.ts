@@ -28,7 +28,8 @@ export function protocolJsonSchema(): Record<string, unknown> {
   // T.Ref('hello') inside the viewer schemas → local JSON pointers.
   const text = JSON.stringify($defs).replace(/"\$ref":"([A-Za-z-]+)"/g, '"$ref":"#/$defs/$1"');
   return {
-    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    // TypeBox emits draft-07 keywords (tuples as items arrays); $defs is only a JSON-pointer target here.
+    $schema: 'http://json-schema.org/draft-07/schema#',
     $id: `srlora-studio/protocol/v${PROTOCOL_MAJOR}`,
     title: `SRLoRA Studio steering protocol ${PROTOCOL_MAJOR}.${PROTOCOL_MINOR}`,
     description: 'Generated from src/protocol/messages.ts by `npm run gen:schema`. Do not edit by hand.',

@@ -38,6 +38,8 @@ export interface StartOptions {
   overrides?: Record<string, string | number>;
   /** A name for the run folder, default: time + method + random. */
   runId?: string;
+  /** This run's trainer command line instead of the configured one (e.g. the PyTorch trainer). */
+  trainerCommand?: string;
   cwd?: string;
 }
 
@@ -111,8 +113,9 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   private launchSpec(run: ManagedRun, token: string, opts: StartOptions): LaunchSpec {
     const env: NodeJS.ProcessEnv = { ...process.env, SRLORA_HUB_URL: this.o.hub.url, SRLORA_TOKEN: token, SRLORA_RUN_DIR: run.dir };
     const cwd = opts.cwd ?? process.cwd();
-    if (this.o.trainerCommand) {
-      const line = this.o.trainerCommand.replaceAll('${config}', shellQuote(opts.configFile ?? '')).replaceAll('${runDir}', shellQuote(run.dir));
+    const command = opts.trainerCommand ?? this.o.trainerCommand;
+    if (command) {
+      const line = command.replaceAll('${config}', shellQuote(opts.configFile ?? '')).replaceAll('${runDir}', shellQuote(run.dir));
       return { command: line, args: [], env, cwd, shell: true };
     }
     const args = [this.o.cliPath, 'train', '--no-progress'];

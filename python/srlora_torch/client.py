@@ -1,0 +1,218 @@
+"""The trainer's side of the steering protocol: its record of truth (events.jsonl) and its link to a hub.
+
+The link runs in a background thread with its own asyncio event loop, so a training step never waits on the
+network: emit() appends to events.jsonl and hands the frame to the loop. After a drop it reconnects with backoff and
+jitter (re-reading the hub's discovery file, hub.json, since a restarted hub has a new port), presents the run's hello
+again and resends everything after the hub's `received` seq, from memory or from events.jsonl.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import random
+import threading
+import time
+from typing import Callable, List, Optional, Tuple
+
+from .protocol import PROTOCOL_MAJOR, validate
+
+EVENTS_FILE = "events.jsonl"
+HUB_DISCOVERY_FILE = "hub.json"
+
+
+class EventRecorder:
+    """Every message gets the next seq and is appended to events.jsonl before anything else sees it."""
+
+    def __init__(self, run_id: str, run_dir: str, check: bool = False):
+        self.run_id, self.file, self.check = run_id, os.path.join(run_dir, EVENTS_FILE), check
+        os.makedirs(run_dir, exist_ok=True)
+        self.seq, self.hello = 0, None
+        if os.path.exists(self.file):
+            with open(self.file, encoding="utf-8") as f:
+                for line in f:
+                    if line.strip():
+                        m = json.loads(line)
+                        self.seq = m["seq"]
+                        self.hello = self.hello or (m if m["type"] == "hello" else None)
+        self._fh = open(self.file, "a", encoding="utf-8")
+        self._lock = threading.Lock()
+        self.listeners: List[Callable[[dict, str], None]] = []
+
+    def emit(self, body: dict) -> dict:
+        with self._lock:
+            msg = {"v": PROTOCOL_MAJOR, "runId": self.run_id, "seq": self.seq + 1, "time": int(time.time() * 1000), **body}
+            if self.check:
+                err = validate(msg)
+                if err:
+                    raise ValueError(f"the trainer emitted an invalid message: {err}")
+            if msg["type"] == "hello":
+                self.hello = msg
+            text = json.dumps(msg, separators=(",", ":"))
+            self._fh.write(text + "\n")
+            self._fh.flush()
+            self.seq = msg["seq"]
+        for fn in self.listeners:
+            fn(msg, text)
+        return msg
+
+    def read_after(self, seq: int) -> List[Tuple[int, str]]:
+        out = []
+        with open(self.file, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    m = json.loads(line)
+                    if m["seq"] > seq:
+                        out.append((m["seq"], json.dumps(m, separators=(",", ":"))))
+        return out
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class HubLink:
+    def __init__(self, recorder: EventRecorder, url: str, token: str, run_dir: str,
+                 on_command: Callable[[str, dict], None], on_log: Callable[[str], None] = lambda s: None):
+        self.recorder, self.url, self.token, self.run_dir = recorder, url, token, run_dir
+        self.on_command, self.on_log = on_command, on_log
+        self.received = 0
+        self.pending: List[Tuple[int, str]] = []
+        self.connected = False
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._outbox: Optional[asyncio.Queue] = None
+        self._ws = None
+        self._lock = threading.Lock()
+        recorder.listeners.append(self._enqueue)
+        self._thread = threading.Thread(target=self._run, name="srlora-hub-link", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _enqueue(self, msg: dict, text: str) -> None:
+        if msg["type"] == "hello":
+            return
+        with self._lock:
+            self.pending.append((msg["seq"], text))
+            if len(self.pending) > 20000:
+                del self.pending[: len(self.pending) - 20000]
+        if self.connected and self._outbox is not None:
+            self._loop.call_soon_threadsafe(self._outbox.put_nowait, text)
+
+    def _discover(self) -> None:
+        try:
+            with open(os.path.join(self.run_dir, HUB_DISCOVERY_FILE), encoding="utf-8") as f:
+                d = json.load(f)
+            self.url, self.token = d["url"], d["token"]
+        except (OSError, ValueError, KeyError):
+            pass
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        import websockets
+        attempt = 0
+        while not self._closed:
+            try:
+                headers = {"Authorization": f"Bearer {self.token}"}
+                # websockets 14 renamed extra_headers (Debian 12 ships 10.4).
+                key = "additional_headers" if int(websockets.__version__.split(".")[0]) >= 14 else "extra_headers"
+                conn = websockets.connect(f"{self.url}/trainer", max_size=1 << 20, **{key: headers})
+                async with conn as ws:
+                    await ws.send(json.dumps(self.recorder.hello, separators=(",", ":")))
+                    await self._session(ws)
+                    attempt = 0
+            except Exception as e:  # noqa: BLE001 - any failure means: reconnect
+                if not self._closed:
+                    self.on_log(f"hub link: {type(e).__name__}: {e}")
+            self.connected = False
+            if self._closed:
+                break
+            delay = min(5.0, 0.1 * 2 ** attempt)
+            attempt += 1
+            await asyncio.sleep(delay / 2 + random.random() * delay / 2)
+            self._discover()
+
+    async def _session(self, ws) -> None:
+        self._ws = ws
+        self._outbox = asyncio.Queue()
+        async for raw in ws:
+            msg = json.loads(raw)
+            err = validate(msg)
+            if err:
+                self.on_log(f"ignored a hub message: {err}")
+                continue
+            t = msg["type"]
+            if t == "welcome":
+                self._acknowledge(msg["received"])
+                await self._resend(ws, msg["received"])
+                self.connected = True
+                asyncio.ensure_future(self._sender(ws))
+            elif t == "received":
+                self._acknowledge(msg["received"])
+            elif t == "command":
+                self.on_command(msg["id"], msg["command"])
+            elif t == "error":
+                self.on_log(f"hub: {msg['code']}: {msg['message']}")
+
+    async def _sender(self, ws) -> None:
+        try:
+            while True:
+                text = await self._outbox.get()
+                await ws.send(text)
+        except Exception:  # noqa: BLE001 - the session ends; the reconnect resends what was not stored
+            pass
+
+    def _acknowledge(self, received: int) -> None:
+        with self._lock:
+            self.received = max(self.received, received)
+            self.pending = [p for p in self.pending if p[0] > received]
+
+    async def _resend(self, ws, after: int) -> None:
+        with self._lock:
+            first = self.pending[0][0] if self.pending else self.recorder.seq + 1
+            if first > after + 1:
+                disk = [p for p in self.recorder.read_after(after) if 1 < p[0] < first]
+                self.pending = disk + self.pending
+            frames = [t for s, t in self.pending if s > after]
+        for t in frames:
+            await ws.send(t)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        deadline = time.time() + timeout
+        while self.received < self.recorder.seq and time.time() < deadline:
+            time.sleep(0.02)
+        return self.received >= self.recorder.seq
+
+    def close(self) -> None:
+        self._closed = True
+        if self._ws is not None and self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop)
+        self._thread.join(timeout=2.0)  # a daemon thread: it never holds the process up
+
+
+class CommandQueue:
+    """Commands from the link's thread, applied by the training loop at its control point."""
+
+    def __init__(self):
+        self.q: "queue.Queue[Tuple[str, dict]]" = queue.Queue()
+
+    def put(self, cid: str, body: dict) -> None:
+        self.q.put((cid, body))
+
+    def drain(self) -> List[Tuple[str, dict]]:
+        out = []
+        while True:
+            try:
+                out.append(self.q.get_nowait())
+            except queue.Empty:
+                return out
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[Tuple[str, dict]]:
+        try:
+            return self.q.get(timeout=timeout)
+        except queue.Empty:
+            return None

@@ -1,0 +1,177 @@
+"""apply_srlora (PEFT-style target_modules) and the SRLoRA controller: the schedule, the rule, recompositions and the
+optimiser moment reset, driven by two calls per step in a hand-written loop:
+
+    loss.backward()
+    srl.after_backward()      # importance (w and g before the update) and ages
+    optimizer.step(); optimizer.zero_grad()
+    srl.after_step()          # scheduled recomposition, then the commands that arrived (forced, set τ/γ, …)
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .layer import SRLoRALinear
+from .rule import Schedule, compute_schedule, default_min_slot_age, normalize_scores, select_slots
+
+DEFAULTS = dict(beta1=0.85, beta2=0.85, fusion_ratio=0.5, fusion_threshold=None, r_target_per_rank=4, reset_optimizer_moments=True)
+
+
+def matches_target(name: str, patterns: Sequence[str]) -> bool:
+    """PEFT's rule: a module matches a pattern it equals or ends with ("." + pattern); `*` globs."""
+    for p in patterns:
+        if "*" in p:
+            if re.fullmatch(r"(?:.*\.)?" + ".*".join(map(re.escape, p.split("*"))), name):
+                return True
+        elif name == p or name.endswith("." + p):
+            return True
+    return False
+
+
+def apply_srlora(model: nn.Module, target_modules: Sequence[str], r: int, alpha: float, r_target: Optional[int] = None,
+                 method: str = "srlora", beta1: float = 0.85, beta2: float = 0.85, seed: int = 0) -> Dict[str, SRLoRALinear]:
+    """Replaces the matching nn.Linear modules by SRLoRALinear (in place); freezes every other parameter."""
+    r_target = r_target or DEFAULTS["r_target_per_rank"] * r
+    gen = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and matches_target(n, target_modules)]
+    if not names:
+        raise ValueError(f"target_modules {list(target_modules)} match no nn.Linear of the model")
+    layers: Dict[str, SRLoRALinear] = {}
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        layer = SRLoRALinear(getattr(parent, child), r, alpha, r_target, method, beta1, beta2, generator=gen)
+        setattr(parent, child, layer)
+        layers[name] = layer
+    return layers
+
+
+@dataclass
+class LayerEvent:
+    layer: str
+    slots: List[int]
+    scores: List[float]
+    normalized_scores: List[float]
+    old_directions: List[int]
+    new_directions: List[int]
+    exhausted: bool
+    delta_norm: float
+    preservation_error: float
+    p: int
+
+
+@dataclass
+class Recomposition:
+    step: int
+    trigger: str
+    rule: dict
+    layers: List[LayerEvent] = field(default_factory=list)
+
+
+class SRLoRAController:
+    def __init__(self, layers: Dict[str, SRLoRALinear], optimizer: Optional[torch.optim.Optimizer], total_steps: int,
+                 r: int, r_target: Optional[int] = None, fusion_ratio: float = 0.5, fusion_threshold: Optional[float] = None,
+                 min_slot_age: Optional[int] = None, reset_optimizer_moments: bool = True):
+        self.layers = layers
+        self.optimizer = optimizer
+        self.step = 0
+        method = next(iter(layers.values())).method
+        self.method = method
+        r_target = r_target or DEFAULTS["r_target_per_rank"] * r
+        self.schedule = compute_schedule(r, r_target, fusion_ratio, total_steps) if method == "srlora" else Schedule(0, 0, 0, [])
+        self.fusion_ratio = fusion_ratio
+        self.fusion_threshold = fusion_threshold
+        self.min_slot_age = min_slot_age if min_slot_age is not None else default_min_slot_age(self.schedule, total_steps)
+        self.reset_optimizer_moments = reset_optimizer_moments
+        self._scheduled = set(self.schedule.steps)
+        self.pending: List[Callable[[], None]] = []
+        # Called with every recomposition, scheduled or forced, in the order they happen (telemetry, tests).
+        self.on_recomposition: Optional[Callable[[Recomposition], None]] = None
+
+    # ---- the two calls of a training step
+    def after_backward(self) -> None:
+        """Importance from this step's gradients (before the optimiser changes w), then every slot's age += 1."""
+        for layer in self.layers.values():
+            layer.update_importance()
+            layer.age.add_(1)
+
+    def after_step(self) -> Optional[Recomposition]:
+        """Count the step, run a scheduled recomposition, then the commands that arrived (in arrival order)."""
+        self.step += 1
+        rec = self.recompose("schedule") if self.step in self._scheduled else None
+        while self.pending:
+            self.pending.pop(0)()
+        return rec
+
+    # ---- the rule
+    def rule_in_force(self) -> dict:
+        if self.fusion_threshold is None:
+            return {"kind": "ratio", "fusionRatio": self.fusion_ratio}
+        return {"kind": "threshold", "fusionThreshold": self.fusion_threshold}
+
+    def set(self, fusion_threshold=..., fusion_ratio=None) -> None:
+        """Live change of τ (None = off) and/or γ; takes effect at the next recomposition."""
+        if fusion_ratio is not None:
+            if not 0 < fusion_ratio <= 1:
+                raise ValueError(f"fusionRatio must be in (0, 1], got {fusion_ratio}")
+            self.fusion_ratio = fusion_ratio
+        if fusion_threshold is not ...:
+            if fusion_threshold is not None and not fusion_threshold >= 0:
+                raise ValueError(f"fusionThreshold must be ≥ 0 or null, got {fusion_threshold}")
+            self.fusion_threshold = fusion_threshold
+
+    def recompose(self, trigger: str, layer_names: Optional[Sequence[str]] = None) -> Recomposition:
+        if self.method != "srlora":
+            raise RuntimeError(f"recomposition needs method srlora (this run is {self.method})")
+        names = list(layer_names) if layer_names else list(self.layers)
+        unknown = [n for n in names if n not in self.layers]
+        if unknown:
+            raise KeyError(f"not adapted: {', '.join(unknown)}")
+        rec = Recomposition(self.step, trigger, self.rule_in_force())
+        for name in names:
+            layer = self.layers[name]
+            S = layer.pair_scores().double().tolist()  # one host copy per layer, only at a recomposition
+            age = layer.age.tolist()
+            slots, exhausted = select_slots(S, age, layer.p, layer.r_target, self.fusion_threshold, self.fusion_ratio, self.min_slot_age)
+            res = layer.recompose(slots)
+            if self.reset_optimizer_moments and self.optimizer is not None and slots:
+                reset_adam_moments(self.optimizer, layer, slots)
+            s_hat = normalize_scores(S)
+            rec.layers.append(LayerEvent(name, slots, [S[k] for k in slots], [s_hat[k] for k in slots], res["old"], res["new"],
+                                         exhausted, res["delta_norm"], res["preservation_error"], layer.p))
+        if self.on_recomposition is not None:
+            self.on_recomposition(rec)
+        return rec
+
+    def importance(self) -> List[dict]:
+        """Per layer S, ŝ, age, direction, p, rTarget — copied to the host (telemetry, ≤ 10/s)."""
+        out = []
+        for name, layer in self.layers.items():
+            S = layer.pair_scores().double().tolist()
+            out.append({"name": name, "S": S, "sHat": normalize_scores(S), "age": layer.age.tolist(),
+                        "direction": layer.directions.tolist(), "p": layer.p, "rTarget": layer.r_target})
+        return out
+
+
+@torch.no_grad()
+def reset_adam_moments(optimizer: torch.optim.Optimizer, layer: SRLoRALinear, slots: Sequence[int]) -> None:
+    """Zero exp_avg and exp_avg_sq of rows `slots` of A and columns `slots` of B (Adam/AdamW); the step count stays."""
+    K = torch.as_tensor(list(slots), device=layer.A.device, dtype=torch.long)
+    for param, axis in ((layer.A, 0), (layer.B, 1)):
+        state = optimizer.state.get(param)
+        if not state:
+            continue
+        for key in ("exp_avg", "exp_avg_sq"):
+            t = state.get(key)
+            if t is None:
+                continue
+            if axis == 0:
+                t[K] = 0
+            else:
+                t[:, K] = 0

@@ -1,0 +1,149 @@
+"""SRLoRALinear: an nn.Linear with a frozen (recomposed) weight and trainable A (r × in), B (out × r).
+
+forward: y = x Wᵀ + s · (x Aᵀ) Bᵀ + b, s = alpha / r. Methods: lora (A ~ Kaiming-uniform, B = 0), pissa (SVD init),
+srlora (SVD init + recomposition). Importance EMAs (AdaLoRA), ages and the direction bookkeeping live on the device:
+the per-step update is a handful of elementwise kernels with no host synchronisation.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+
+def _sign_convention(U: torch.Tensor, V: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Flip each pair so the largest-|·| entry of u is positive (first such entry on a tie)."""
+    idx = U.abs().argmax(dim=0)  # torch returns the first maximal index
+    signs = torch.sign(U.gather(0, idx.unsqueeze(0))).squeeze(0)
+    signs[signs == 0] = 1
+    return U * signs, V * signs
+
+
+def top_svd(W: torch.Tensor, k: int, exact_max_dim: int = 1024) -> dict:
+    """Top-k SVD of W (out × in) in float64 (exact) or by torch.svd_lowrank for large layers, with its residual."""
+    t0 = time.perf_counter()
+    W64 = W.detach().to(torch.float64)
+    if min(W.shape) <= exact_max_dim:
+        U, S, Vh = torch.linalg.svd(W64, full_matrices=False)
+        U, S, V, method = U[:, :k], S[:k], Vh[:k].T, "exact"
+    else:
+        U, S, V = torch.svd_lowrank(W64, q=min(min(W.shape), k + max(10, k // 2)), niter=6)
+        U, S, V, method = U[:, :k], S[:k], V[:, :k], "randomized"
+    U, V = _sign_convention(U, V)
+    residual = ((W64 @ V - U * S).norm(dim=0) / S.clamp_min(1e-30)).max().item()
+    return {"U": U, "S": S, "V": V, "method": method, "residual": residual, "ms": (time.perf_counter() - t0) * 1000}
+
+
+class SRLoRALinear(nn.Module):
+    def __init__(self, base: nn.Linear, r: int, alpha: float, r_target: int, method: str = "srlora",
+                 beta1: float = 0.85, beta2: float = 0.85, track_importance: Optional[bool] = None,
+                 generator: Optional[torch.Generator] = None, exact_svd_max_dim: int = 1024):
+        super().__init__()
+        out_f, in_f = base.weight.shape
+        if method not in ("lora", "pissa", "srlora"):
+            raise ValueError(f"method must be lora, pissa or srlora, got {method!r}")
+        if r > min(out_f, in_f) and method != "lora":
+            raise ValueError(f"r={r} exceeds min(out, in)={min(out_f, in_f)}, the directions {method} can initialise from")
+        self.method, self.r, self.s = method, r, alpha / r
+        self.in_features, self.out_features = in_f, out_f
+        self.beta1, self.beta2 = beta1, beta2
+        self.r_target = max(r, min(r_target, min(out_f, in_f))) if method == "srlora" else r
+        W0 = base.weight.detach()
+        dev, dt = W0.device, W0.dtype
+        self.register_buffer("bias", base.bias.detach().clone() if base.bias is not None else None)
+        self.svd_info = None
+        if method == "lora":
+            bound = 1 / math.sqrt(in_f)
+            A = (torch.rand(r, in_f, generator=generator, device="cpu", dtype=torch.float32) * 2 - 1) * bound
+            self.A = nn.Parameter(A.to(dev, dt))
+            self.B = nn.Parameter(torch.zeros(out_f, r, device=dev, dtype=dt))
+            self.register_buffer("W", W0.clone())
+            self.register_buffer("U", None)
+            self.register_buffer("S", None)
+            self.register_buffer("V", None)
+            directions = torch.full((r,), -1, dtype=torch.long)
+        else:
+            svd = top_svd(W0, self.r_target, exact_svd_max_dim)
+            self.svd_info = {k: svd[k] for k in ("method", "residual", "ms")}
+            self.register_buffer("U", svd["U"].to(dev))  # float64: new directions are exact
+            self.register_buffer("S", svd["S"].to(dev))
+            self.register_buffer("V", svd["V"].to(dev))
+            b, a = self._factors(list(range(r)))
+            W = W0.to(torch.float64) - self.s * (b @ a)
+            self.register_buffer("W", W.to(dt))
+            self.A = nn.Parameter(a.to(dt))
+            self.B = nn.Parameter(b.to(dt))
+            directions = torch.arange(r)
+        self.register_buffer("directions", directions.to(dev))
+        self.register_buffer("age", torch.zeros(r, dtype=torch.long, device=dev))
+        self.p = r
+        track = (method == "srlora") if track_importance is None else track_importance
+        for name, shape in (("IA", (r, in_f)), ("UA", (r, in_f)), ("IB", (out_f, r)), ("UB", (out_f, r))):
+            self.register_buffer(f"ema_{name}", torch.zeros(shape, device=dev, dtype=torch.float32) if track else None)
+
+    def _factors(self, dirs: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """B columns U[:,j]·sqrt(S[j]/s) and A rows sqrt(S[j]/s)·V[:,j]ᵀ for directions j (float64)."""
+        j = torch.as_tensor(list(dirs), device=self.U.device, dtype=torch.long)
+        scale = torch.sqrt(self.S[j] / self.s)
+        return self.U[:, j] * scale, (self.V[:, j] * scale).T
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.linear(x, self.W, self.bias)
+        return y + self.s * nn.functional.linear(nn.functional.linear(x, self.A), self.B)
+
+    def effective_weight(self) -> torch.Tensor:
+        return self.W + self.s * (self.B @ self.A)
+
+    @torch.no_grad()
+    def update_importance(self) -> None:
+        """Ī ← β1 Ī + (1−β1)|w·g|; Ū ← β2 Ū + (1−β2)|I − Ī| (w at the values the gradient was computed at)."""
+        if self.ema_IA is None:
+            return
+        for w, I, U in ((self.A, self.ema_IA, self.ema_UA), (self.B, self.ema_IB, self.ema_UB)):
+            if w.grad is None:
+                continue
+            inst = (w.detach() * w.grad.detach()).abs().float()
+            I.mul_(self.beta1).add_(inst, alpha=1 - self.beta1)
+            U.mul_(self.beta2).add_((inst - I).abs_(), alpha=1 - self.beta2)
+
+    @torch.no_grad()
+    def pair_scores(self) -> torch.Tensor:
+        """S_k = mean_i e(B[i,k]) + mean_j e(A[k,j]), e = Ī·Ū (on the device)."""
+        if self.ema_IA is None:
+            return torch.zeros(self.r, device=self.A.device)
+        return (self.ema_IB * self.ema_UB).mean(0) + (self.ema_IA * self.ema_UA).mean(1)
+
+    @torch.no_grad()
+    def recompose(self, slots: List[int]) -> dict:
+        """SRLORA.md §3.1-3.4 on the given slots (in selection order): fuse, reinitialise, subtract."""
+        if self.U is None:
+            raise RuntimeError(f"recomposition needs method srlora (this layer is {self.method})")
+        m = len(slots)
+        old = [int(d) for d in self.directions[slots].tolist()] if m else []
+        new = [self.p + i for i in range(m)]
+        if m == 0:
+            return {"old": old, "new": new, "delta_norm": 0.0, "preservation_error": 0.0}
+        if self.p + m > self.r_target:
+            raise RuntimeError(f"{m} slots but only {self.r_target - self.p} directions left")
+        K = torch.as_tensor(slots, device=self.A.device, dtype=torch.long)
+        before = self.effective_weight().to(torch.float64)
+        fused = self.s * (self.B[:, K].to(torch.float64) @ self.A[K].to(torch.float64))
+        b, a = self._factors(new)
+        W = self.W.to(torch.float64) + fused - self.s * (b @ a)
+        self.W.copy_(W.to(self.W.dtype))
+        self.B[:, K] = b.to(self.B.dtype)
+        self.A[K] = a.to(self.A.dtype)
+        after = self.effective_weight().to(torch.float64)
+        err = ((after - before).norm() / before.norm()).item()
+        self.directions[K] = torch.as_tensor(new, device=K.device)
+        self.age[K] = 0
+        self.p += m
+        if self.ema_IA is not None:
+            for t in (self.ema_IA, self.ema_UA):
+                t[K] = 0
+            for t in (self.ema_IB, self.ema_UB):
+                t[:, K] = 0
+        return {"old": old, "new": new, "delta_norm": fused.norm().item(), "preservation_error": err}

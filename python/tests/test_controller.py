@@ -1,0 +1,72 @@
+"""The controller on a real (tiny) transformer: output preserved across a recomposition, PEFT-style targeting,
+per-slot Adam reset, the same schedule as the TypeScript engine."""
+import torch
+
+from srlora_torch.controller import SRLoRAController, apply_srlora, matches_target
+from srlora_torch.models import TRANSFORMER_PRESETS, EncoderClassifier, synthetic_batch
+from srlora_torch.rule import compute_schedule
+
+
+def build(method="srlora"):
+    g = torch.Generator().manual_seed(0)
+    shape = TRANSFORMER_PRESETS["tiny"]
+    model = EncoderClassifier(**shape, generator=g)
+    layers = apply_srlora(model, ["attn.q", "attn.v", "ffn.fc1"], r=4, alpha=8, r_target=12, method=method)
+    opt = torch.optim.AdamW([p for l in layers.values() for p in (l.A, l.B)], lr=1e-3)
+    ctl = SRLoRAController(layers, opt, total_steps=100, r=4, r_target=12, min_slot_age=1)
+    return model, layers, opt, ctl, shape, g
+
+
+def train(model, opt, ctl, shape, g, steps):
+    for _ in range(steps):
+        x, y = synthetic_batch(16, shape, g, torch.device("cpu"))
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        ctl.after_backward()
+        opt.step()
+        ctl.after_step()
+
+
+def test_targets_as_peft_and_only_adapters_train():
+    model, layers, *_ = build()
+    assert sorted(layers) == ["blocks.0.attn.q", "blocks.0.attn.v", "blocks.0.ffn.fc1", "blocks.1.attn.q", "blocks.1.attn.v", "blocks.1.ffn.fc1"]
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert all(n.endswith(".A") or n.endswith(".B") for n in trainable)
+    assert matches_target("blocks.0.attn.q", ["attn.q"]) and not matches_target("blocks.0.attn.qq", ["attn.q"])
+    assert matches_target("blocks.3.ffn.fc2", ["blocks.*.ffn.fc2"])
+
+
+def test_initial_function_equals_the_pretrained_model():
+    g = torch.Generator().manual_seed(0)
+    shape = TRANSFORMER_PRESETS["tiny"]
+    ref = EncoderClassifier(**shape, generator=torch.Generator().manual_seed(0))
+    model, *_ = build()
+    x, _ = synthetic_batch(8, shape, g, torch.device("cpu"))
+    assert torch.allclose(model(x), ref(x), rtol=1e-4, atol=1e-5)
+
+
+def test_recomposition_preserves_the_output_and_resets_only_the_fused_moments():
+    model, layers, opt, ctl, shape, g = build()
+    train(model, opt, ctl, shape, g, 5)
+    x, _ = synthetic_batch(8, shape, g, torch.device("cpu"))
+    before = model(x).detach()
+    q = layers["blocks.0.attn.q"]
+    m_before = opt.state[q.A]["exp_avg"].clone()
+    rec = ctl.recompose("forced")
+    after = model(x).detach()
+    assert ((after - before).norm() / before.norm()).item() < 1e-5
+    slots = rec.layers[0].slots
+    assert len(slots) == 2
+    m_after = opt.state[q.A]["exp_avg"]
+    for k in range(4):
+        if k in slots:
+            assert torch.all(m_after[k] == 0)
+        else:
+            assert torch.equal(m_after[k], m_before[k])
+
+
+def test_schedule_is_the_typescript_one():
+    assert compute_schedule(4, 16, 0.5, 1500).steps == [214, 428, 642, 856, 1070, 1284]
+    assert compute_schedule(4, 9, 1.0, 20).steps == [10]
+    assert compute_schedule(4, 4, 0.5, 100).steps == []

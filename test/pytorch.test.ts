@@ -1,0 +1,72 @@
+/**
+ * The extension's hub and run manager with a real PyTorch run (Debian's python3-torch on CPU, launched as a user's
+ * `srlora.trainer.command` would be): paused, τ changed, a forced recomposition, stopped.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Hub } from '../src/hub/hub';
+import { RunManager } from '../src/runs/runManager';
+import { probePython } from '../src/runs/pythonTrainer';
+import { readJsonl } from '../src/runs/eventLog';
+import type { Ack, TrainerMessage } from '../src/protocol/messages';
+import { tempDir, until } from './helpers/tmp';
+
+const python = '/usr/bin/python3';
+const pkg = join(import.meta.dirname, '../python');
+
+test('the PyTorch trainer is found and described, or its import error is reported exactly', async () => {
+  const ok = await probePython(python, { PYTHONPATH: pkg });
+  assert.ok(ok.ok, ok.ok ? '' : ok.error);
+  if (ok.ok) assert.match(ok.label, /^PyTorch · (CPU|CUDA · .+)$/);
+  const missing = await probePython(python, { PYTHONPATH: '/nonexistent' });
+  assert.equal(missing.ok, false);
+  if (!missing.ok) assert.match(missing.error, /No module named 'srlora_torch'/);
+  const noPython = await probePython('/nonexistent/python3', {});
+  assert.equal(noPython.ok, false);
+});
+
+test('a real PyTorch run under the extension\'s hub: pause, τ, forced recomposition, stop', async () => {
+  const dir = tempDir();
+  const hub = await Hub.start({ heartbeatMs: 60_000 });
+  process.env.PYTHONPATH = pkg;
+  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: '', trainerCommand: `${python} -m srlora_torch.train --steps 100000`, graceMs: 5000 });
+  try {
+    const run = await runs.start({ cwd: dir, runId: 'torch-run' });
+    assert.ok(await until(() => run.model.step >= 3, 60_000), `started: ${run.handle?.stderrTail().join('\n')}`);
+    assert.equal(run.model.backend, 'pytorch · CPU');
+    const acked = (id: string) => until(() => readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events.some((m) => m.type === 'ack' && m.commandId === id && m.status !== 'received'), 20_000);
+    const ackOf = (id: string) => readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events.find((m): m is Ack => m.type === 'ack' && m.commandId === id && m.status !== 'received')!;
+    const send = async (body: Parameters<RunManager['command']>[1]) => {
+      const r = runs.command(run.runId, body);
+      assert.ok(r.ok, JSON.stringify(r));
+      const id = (r as { commandId: string }).commandId;
+      assert.ok(await acked(id), `${body.kind} acknowledged`);
+      return ackOf(id);
+    };
+    const pause = await send({ kind: 'pause' });
+    assert.equal(pause.status, 'applied');
+    assert.ok(await until(() => run.model.state === 'paused', 10_000));
+    const set = await send({ kind: 'set', fusionThreshold: 1.1 });
+    assert.equal(set.settings?.fusionThreshold, 1.1);
+    const bad = await send({ kind: 'recompose', layers: ['nope'] });
+    assert.match(bad.reason ?? '', /not adapted: nope/);
+    const rec = await send({ kind: 'recompose' });
+    assert.equal(rec.status, 'applied');
+    const event = readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events.find((m) => m.type === 'recomposition' && m.trigger === 'forced');
+    assert.ok(event && event.type === 'recomposition');
+    assert.deepEqual(event.rule, { kind: 'threshold', fusionThreshold: 1.1 });
+    assert.ok(event.layers.every((l) => l.preservationError < 1e-5));
+    await send({ kind: 'resume' });
+    await runs.stop(run.runId);
+    assert.ok(await until(() => run.model.state === 'finished', 20_000), run.model.state);
+    assert.ok(existsSync(join(run.dir, 'checkpoints')));
+    const trainer = readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events.map((m) => m.seq);
+    const hubLog = readJsonl<TrainerMessage>(join(run.dir, 'hub-events.jsonl')).events.map((m) => m.seq);
+    assert.deepEqual(hubLog, trainer, 'the hub stored every event the PyTorch trainer emitted');
+  } finally {
+    await runs.dispose('stop');
+    await hub.close();
+  }
+});
