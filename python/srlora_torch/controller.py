@@ -95,11 +95,32 @@ class SRLoRAController:
         self.on_recomposition: Optional[Callable[[Recomposition], None]] = None
 
     # ---- the two calls of a training step
+    @torch.no_grad()
     def after_backward(self) -> None:
-        """Importance from this step's gradients (before the optimiser changes w), then every slot's age += 1."""
+        """Importance from this step's gradients (before the optimiser changes w), then every slot's age += 1 —
+        for all layers at once with multi-tensor (_foreach) kernels: a handful of launches, no host synchronisation."""
+        ws, gs, Is, Us = [], [], [], []
         for layer in self.layers.values():
-            layer.update_importance()
-            layer.age.add_(1)
+            if layer.ema_IA is None:
+                continue
+            for w, I, U in ((layer.A, layer.ema_IA, layer.ema_UA), (layer.B, layer.ema_IB, layer.ema_UB)):
+                if w.grad is not None:
+                    ws.append(w.detach())
+                    gs.append(w.grad.detach())
+                    Is.append(I)
+                    Us.append(U)
+        if ws:
+            any_layer = next(iter(self.layers.values()))
+            b1, b2 = any_layer.beta1, any_layer.beta2
+            inst = torch._foreach_mul(ws, gs)
+            torch._foreach_abs_(inst)
+            torch._foreach_mul_(Is, b1)
+            torch._foreach_add_(Is, inst, alpha=1 - b1)
+            diff = torch._foreach_sub(inst, Is)
+            torch._foreach_abs_(diff)
+            torch._foreach_mul_(Us, b2)
+            torch._foreach_add_(Us, diff, alpha=1 - b2)
+        torch._foreach_add_([l.age for l in self.layers.values()], 1)
 
     def after_step(self) -> Optional[Recomposition]:
         """Count the step, run a scheduled recomposition, then the commands that arrived (in arrival order)."""
@@ -134,29 +155,43 @@ class SRLoRAController:
         if unknown:
             raise KeyError(f"not adapted: {', '.join(unknown)}")
         rec = Recomposition(self.step, trigger, self.rule_in_force())
-        for name in names:
+        scores, ages = self._host_view(names)  # one host copy for every layer's inputs
+        norms = []
+        for name, S, age in zip(names, scores, ages):
             layer = self.layers[name]
-            S = layer.pair_scores().double().tolist()  # one host copy per layer, only at a recomposition
-            age = layer.age.tolist()
             slots, exhausted = select_slots(S, age, layer.p, layer.r_target, self.fusion_threshold, self.fusion_ratio, self.min_slot_age)
             res = layer.recompose(slots)
             if self.reset_optimizer_moments and self.optimizer is not None and slots:
                 reset_adam_moments(self.optimizer, layer, slots)
             s_hat = normalize_scores(S)
+            norms += [res["delta_norm"], res["preservation_error"]]
             rec.layers.append(LayerEvent(name, slots, [S[k] for k in slots], [s_hat[k] for k in slots], res["old"], res["new"],
-                                         exhausted, res["delta_norm"], res["preservation_error"], layer.p))
+                                         exhausted, 0.0, 0.0, layer.p))
+        values = torch.stack([n.to(torch.float64) for n in norms]).tolist() if norms else []  # and one for every result
+        for i, e in enumerate(rec.layers):
+            e.delta_norm, e.preservation_error = values[2 * i], values[2 * i + 1]
         if self.on_recomposition is not None:
             self.on_recomposition(rec)
         return rec
 
+    @torch.no_grad()
+    def _host_view(self, names: Sequence[str]):
+        """Pair scores and ages of the named layers, in one device → host copy."""
+        layers = [self.layers[n] for n in names]
+        flat = torch.cat([torch.cat([l.pair_scores().double(), l.age.double()]) for l in layers]).tolist()
+        scores, ages, i = [], [], 0
+        for l in layers:
+            scores.append(flat[i: i + l.r])
+            ages.append([int(a) for a in flat[i + l.r: i + 2 * l.r]])
+            i += 2 * l.r
+        return scores, ages
+
     def importance(self) -> List[dict]:
-        """Per layer S, ŝ, age, direction, p, rTarget — copied to the host (telemetry, ≤ 10/s)."""
-        out = []
-        for name, layer in self.layers.items():
-            S = layer.pair_scores().double().tolist()
-            out.append({"name": name, "S": S, "sHat": normalize_scores(S), "age": layer.age.tolist(),
-                        "direction": layer.directions.tolist(), "p": layer.p, "rTarget": layer.r_target})
-        return out
+        """Per layer S, ŝ, age, direction, p, rTarget — one host copy for all layers (telemetry, ≤ 10/s)."""
+        names = list(self.layers)
+        scores, ages = self._host_view(names)
+        return [{"name": n, "S": S, "sHat": normalize_scores(S), "age": a, "direction": list(self.layers[n].dir_host),
+                 "p": self.layers[n].p, "rTarget": self.layers[n].r_target} for n, S, a in zip(names, scores, ages)]
 
 
 @torch.no_grad()

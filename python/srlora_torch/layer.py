@@ -1,4 +1,5 @@
 """SRLoRALinear: an nn.Linear with a frozen (recomposed) weight and trainable A (r × in), B (out × r).
+(The per-step importance update of all layers is one fused pass in SRLoRAController.after_backward.)
 
 forward: y = x Wᵀ + s · (x Aᵀ) Bᵀ + b, s = alpha / r. Methods: lora (A ~ Kaiming-uniform, B = 0), pissa (SVD init),
 srlora (SVD init + recomposition). Importance EMAs (AdaLoRA), ages and the direction bookkeeping live on the device:
@@ -78,6 +79,7 @@ class SRLoRALinear(nn.Module):
             self.B = nn.Parameter(b.to(dt))
             directions = torch.arange(r)
         self.register_buffer("directions", directions.to(dev))
+        self.dir_host = directions.tolist()  # host mirror: the bookkeeping never needs a device read
         self.register_buffer("age", torch.zeros(r, dtype=torch.long, device=dev))
         self.p = r
         track = (method == "srlora") if track_importance is None else track_importance
@@ -98,18 +100,6 @@ class SRLoRALinear(nn.Module):
         return self.W + self.s * (self.B @ self.A)
 
     @torch.no_grad()
-    def update_importance(self) -> None:
-        """Ī ← β1 Ī + (1−β1)|w·g|; Ū ← β2 Ū + (1−β2)|I − Ī| (w at the values the gradient was computed at)."""
-        if self.ema_IA is None:
-            return
-        for w, I, U in ((self.A, self.ema_IA, self.ema_UA), (self.B, self.ema_IB, self.ema_UB)):
-            if w.grad is None:
-                continue
-            inst = (w.detach() * w.grad.detach()).abs().float()
-            I.mul_(self.beta1).add_(inst, alpha=1 - self.beta1)
-            U.mul_(self.beta2).add_((inst - I).abs_(), alpha=1 - self.beta2)
-
-    @torch.no_grad()
     def pair_scores(self) -> torch.Tensor:
         """S_k = mean_i e(B[i,k]) + mean_j e(A[k,j]), e = Ī·Ū (on the device)."""
         if self.ema_IA is None:
@@ -118,14 +108,16 @@ class SRLoRALinear(nn.Module):
 
     @torch.no_grad()
     def recompose(self, slots: List[int]) -> dict:
-        """SRLORA.md §3.1-3.4 on the given slots (in selection order): fuse, reinitialise, subtract."""
+        """SRLORA.md §3.1-3.4 on the given slots (in selection order): fuse, reinitialise, subtract. The norms come
+        back as device tensors (no synchronisation here); the caller reads them all at once."""
         if self.U is None:
             raise RuntimeError(f"recomposition needs method srlora (this layer is {self.method})")
         m = len(slots)
-        old = [int(d) for d in self.directions[slots].tolist()] if m else []
+        old = [self.dir_host[k] for k in slots]
         new = [self.p + i for i in range(m)]
         if m == 0:
-            return {"old": old, "new": new, "delta_norm": 0.0, "preservation_error": 0.0}
+            zero = torch.zeros((), device=self.A.device, dtype=torch.float64)
+            return {"old": old, "new": new, "delta_norm": zero, "preservation_error": zero}
         if self.p + m > self.r_target:
             raise RuntimeError(f"{m} slots but only {self.r_target - self.p} directions left")
         K = torch.as_tensor(slots, device=self.A.device, dtype=torch.long)
@@ -137,8 +129,10 @@ class SRLoRALinear(nn.Module):
         self.B[:, K] = b.to(self.B.dtype)
         self.A[K] = a.to(self.A.dtype)
         after = self.effective_weight().to(torch.float64)
-        err = ((after - before).norm() / before.norm()).item()
+        err = (after - before).norm() / before.norm()
         self.directions[K] = torch.as_tensor(new, device=K.device)
+        for k, d in zip(slots, new):
+            self.dir_host[k] = d
         self.age[K] = 0
         self.p += m
         if self.ema_IA is not None:
@@ -146,4 +140,4 @@ class SRLoRALinear(nn.Module):
                 t[K] = 0
             for t in (self.ema_IB, self.ema_UB):
                 t[:, K] = 0
-        return {"old": old, "new": new, "delta_norm": fused.norm().item(), "preservation_error": err}
+        return {"old": old, "new": new, "delta_norm": fused.norm(), "preservation_error": err}

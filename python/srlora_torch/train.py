@@ -236,10 +236,28 @@ def main(argv=None) -> int:
 
     state("running")
     outcome, reason = "finished", None
-    last_importance, rows, last_flush = 0.0, [], time.perf_counter()
+    last_importance, last_flush = 0.0, time.perf_counter()
+    losses: list = []  # (step, loss tensor): read back in one copy per flush, never one sync per step
+    rows: list = []
+
+    def flush_rows() -> None:
+        nonlocal losses, rows, last_flush
+        now = time.perf_counter()
+        if losses:
+            values = torch.stack([l for _, l in losses]).float().tolist()
+            eps = cfg["batchSize"] * len(losses) / max(1e-9, now - last_flush)
+            for (step, _), v in zip(losses, values):
+                if v != v:
+                    raise RuntimeError(f"loss is NaN at step {step}")
+                rows.append({"step": step, "loss": v, "lr": opt.param_groups[0]["lr"], "examplesPerSec": eps})
+            losses = []
+        if rows:
+            rec.emit({"type": "metrics", "rows": rows})
+            rows = []
+        last_flush = now
+
     try:
         while ctl.step < cfg["steps"] and not stop_reason["why"]:
-            t0 = time.perf_counter()
             loss = task.loss()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -248,34 +266,24 @@ def main(argv=None) -> int:
             for cid, body in commands.drain():
                 ctl.pending.append(lambda cid=cid, body=body: apply(cid, body))
             ctl.after_step()
-            value = float(loss.detach())  # one host sync per step, for the metrics row
-            if value != value:
-                raise RuntimeError(f"loss is NaN at step {ctl.step}")
-            rows.append({"step": ctl.step, "loss": value, "lr": opt.param_groups[0]["lr"],
-                         "examplesPerSec": cfg["batchSize"] / max(1e-9, time.perf_counter() - t0)})
+            losses.append((ctl.step, loss.detach()))
             now = time.perf_counter()
             if now - last_flush >= 0.1:
-                rec.emit({"type": "metrics", "rows": rows})
-                rows, last_flush = [], now
+                flush_rows()
             if cfg["method"] == "srlora" and ctl.step % settings["importanceEvery"] == 0 and now - last_importance >= 0.1:
                 last_importance = now
                 rec.emit({"type": "importance", "step": ctl.step, "layers": ctl.importance()})
             if ctl.step % settings["evalEvery"] == 0 or ctl.step == cfg["steps"]:
-                if rows:
-                    rec.emit({"type": "metrics", "rows": rows})
-                    rows = []
+                flush_rows()
                 rec.emit({"type": "eval", "step": ctl.step, **task.evaluate()})
             if cfg["checkpointEvery"] and ctl.step % cfg["checkpointEvery"] == 0:
                 checkpoint()
             while paused["on"] and not stop_reason["why"]:  # paused: block on the queue, no spinning
-                if rows:
-                    rec.emit({"type": "metrics", "rows": rows})
-                    rows = []
+                flush_rows()
                 item = commands.wait(timeout=0.5)
                 if item:
                     apply(*item)
-        if rows:
-            rec.emit({"type": "metrics", "rows": rows})
+        flush_rows()
         if stop_reason["why"]:
             state("stopping", stop_reason["why"])
             reason = stop_reason["why"]
