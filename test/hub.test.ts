@@ -31,6 +31,14 @@ async function rawTrainer(hub: Hub, token: string, headers: Record<string, strin
   return { ws, got };
 }
 
+/** A raw trainer socket that has said hello and been welcomed. */
+async function greetedTrainer(hub: Hub, token: string) {
+  const t = await rawTrainer(hub, token);
+  t.ws.send(JSON.stringify(hello()));
+  assert.ok(await until(() => t.got.some((m) => m.type === 'welcome')));
+  return t;
+}
+
 /** The HTTP status and body of an upgrade attempt that the hub refuses. */
 function upgradeStatus(hub: Hub, path: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -90,9 +98,7 @@ test('an oversize frame closes that connection with 1009; the run and other conn
   const dir = tempDir();
   const { hub, token } = await startHub(dir, { maxPayload: 64 * 1024 });
   try {
-    const t = await rawTrainer(hub, token);
-    t.ws.send(JSON.stringify(hello()));
-    assert.ok(await until(() => t.got.some((m) => m.type === 'welcome')));
+    const t = await greetedTrainer(hub, token);
     const closed = new Promise<number>((r) => t.ws.once('close', (code) => r(code)));
     t.ws.send(JSON.stringify(log(2, 'x'.repeat(100 * 1024))));
     assert.equal(await closed, 1009);
@@ -112,9 +118,7 @@ test('invalid JSON and schema-invalid messages get error replies while the run g
   const dir = tempDir();
   const { hub, token } = await startHub(dir, { maxInvalid: 5 });
   try {
-    const t = await rawTrainer(hub, token);
-    t.ws.send(JSON.stringify(hello()));
-    assert.ok(await until(() => t.got.some((m) => m.type === 'welcome')));
+    const t = await greetedTrainer(hub, token);
     t.ws.send('{not json');
     t.ws.send(JSON.stringify({ ...log(2), level: 'loud' }));
     t.ws.send(JSON.stringify(log(2)));
@@ -135,8 +139,7 @@ test('out-of-order seq is refused with the hub\'s position; duplicates from a re
   const dir = tempDir();
   const { hub, token } = await startHub(dir);
   try {
-    const t = await rawTrainer(hub, token);
-    t.ws.send(JSON.stringify(hello()));
+    const t = await greetedTrainer(hub, token);
     t.ws.send(JSON.stringify(log(2)));
     t.ws.send(JSON.stringify(log(2)));
     t.ws.send(JSON.stringify(log(5)));
@@ -151,8 +154,7 @@ test('each accepted message is persisted before viewers see it: snapshot, then d
   const dir = tempDir();
   const { hub, token } = await startHub(dir);
   try {
-    const t = await rawTrainer(hub, token);
-    t.ws.send(JSON.stringify(hello()));
+    const t = await greetedTrainer(hub, token);
     t.ws.send(JSON.stringify(log(2)));
     assert.ok(await until(() => hub.run(RUN)!.lastSeq === 2));
     const seen: HubToViewer[] = [];
@@ -176,9 +178,7 @@ test('a flood of 10,000 commands from a dashboard is bounded and the hub keeps a
   const dir = tempDir();
   const { hub, token } = await startHub(dir, { commandRate: 20, commandBurst: 40, maxInFlight: 64 });
   try {
-    const t = await rawTrainer(hub, token);
-    t.ws.send(JSON.stringify(hello()));
-    assert.ok(await until(() => t.got.some((m) => m.type === 'welcome')));
+    const t = await greetedTrainer(hub, token);
     const viewer = new WebSocket(`${hub.url}/viewer`, [`srlora.v1`, `srlora.token.${hub.viewerToken}`]);
     const results: HubToViewer[] = [];
     viewer.on('message', (d) => results.push(JSON.parse(d.toString()) as HubToViewer));
@@ -215,9 +215,7 @@ test('commands are validated before they reach the trainer', async () => {
   const { hub, token } = await startHub(tempDir());
   try {
     assert.match((hub.sendCommand(RUN, { kind: 'pause' }) as { error: string }).error, /no trainer connected/);
-    const t = await rawTrainer(hub, token);
-    t.ws.send(JSON.stringify(hello()));
-    assert.ok(await until(() => t.got.some((m) => m.type === 'welcome')));
+    const t = await greetedTrainer(hub, token);
     const bad = hub.sendCommand(RUN, { kind: 'set', fusionRatio: 0 });
     assert.equal(bad.ok, false);
     assert.match((bad as { error: string }).error, /fusionRatio/);

@@ -2,8 +2,31 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MinMaxIndex } from '../webview/minMaxIndex';
-import { DebiasedEma, minMaxDecimate } from '../webview/lossChart';
+import { DebiasedEma } from '../webview/lossChart';
+import type { Point } from '../webview/minMaxIndex';
 import { Rng } from '../src/trainer/rng';
+
+/** The definition: scan every point of each equal-width bucket. */
+/** Min-max decimation of (x, y) into at most 2·buckets points, order kept: the envelope a plot at that width shows. */
+function minMaxDecimate(x: ArrayLike<number>, y: ArrayLike<number>, buckets: number): Point[] {
+  const n = y.length;
+  if (n <= 2 * buckets) return Array.from({ length: n }, (_, i) => ({ x: x[i], y: y[i] }));
+  const out: Point[] = [];
+  const x0 = x[0], span = x[n - 1] - x0 || 1;
+  let i = 0;
+  for (let b = 0; b < buckets && i < n; b++) {
+    const end = x0 + ((b + 1) * span) / buckets;
+    let lo = i, hi = i;
+    while (i < n && (x[i] <= end || b === buckets - 1)) {
+      if (y[i] < y[lo]) lo = i;
+      if (y[i] > y[hi]) hi = i;
+      i++;
+    }
+    if (lo <= hi) { out.push({ x: x[lo], y: y[lo] }); if (hi !== lo) out.push({ x: x[hi], y: y[hi] }); }
+    else { out.push({ x: x[hi], y: y[hi] }); out.push({ x: x[lo], y: y[lo] }); }
+  }
+  return out;
+}
 
 test('the block-indexed min-max decimation equals the brute-force one, also while points are appended', () => {
   const rng = new Rng(5);

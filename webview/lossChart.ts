@@ -10,34 +10,11 @@ import {
 } from 'chart.js';
 import type { RunData } from './runData';
 import { cssVar } from './dom';
-import { MinMaxIndex } from './minMaxIndex';
+import { MinMaxIndex, type Point } from './minMaxIndex';
 
 Chart.register(LineController, ScatterController, LineElement, PointElement, LinearScale, LogarithmicScale, Tooltip, Legend);
 
 export interface LossView { smoothing: number; logY: boolean; xAxis: 'step' | 'time' }
-
-type Point = { x: number; y: number };
-
-/** Min-max decimation of (x, y) into at most 2·buckets points, order kept: the envelope a plot at that width shows. */
-export function minMaxDecimate(x: ArrayLike<number>, y: ArrayLike<number>, buckets: number): Point[] {
-  const n = y.length;
-  if (n <= 2 * buckets) return Array.from({ length: n }, (_, i) => ({ x: x[i], y: y[i] }));
-  const out: Point[] = [];
-  const x0 = x[0], span = x[n - 1] - x0 || 1;
-  let i = 0;
-  for (let b = 0; b < buckets && i < n; b++) {
-    const end = x0 + ((b + 1) * span) / buckets;
-    let lo = i, hi = i;
-    while (i < n && (x[i] <= end || b === buckets - 1)) {
-      if (y[i] < y[lo]) lo = i;
-      if (y[i] > y[hi]) hi = i;
-      i++;
-    }
-    if (lo <= hi) { out.push({ x: x[lo], y: y[lo] }); if (hi !== lo) out.push({ x: x[hi], y: y[hi] }); }
-    else { out.push({ x: x[hi], y: y[hi] }); out.push({ x: x[lo], y: y[lo] }); }
-  }
-  return out;
-}
 
 /**
  * EMA with bias correction (as TensorBoard's smoothing): a_t = β a_{t−1} + (1−β) y_t, s_t = a_t / (1 − β^t).
