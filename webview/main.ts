@@ -272,6 +272,10 @@ function savePng(canvas: HTMLCanvasElement, name: string): void { save(`${prefix
 
 let dirty = true;
 const drawn = { version: -1, focus: '' };
+/** srlora.dashboard.importanceRate: heatmap redraws per second at most (a user's own edits redraw at once). */
+const importanceEveryMs = 1000 / Math.max(1, Math.min(10, Number(document.body.dataset.importanceRate ?? 10)));
+let lastImportanceDraw = 0;
+let importanceKey = '';
 
 function renderHeader(r: RunData): void {
   const m = r.model;
@@ -401,7 +405,15 @@ function frame(): void {
   if (!r) { text(el.name, focus.length ? 'Loading…' : 'No run selected'); return; }
   timed('header', () => { renderHeader(r); renderRule(r); });
   timed('loss', () => chart.render(focus.map((id) => runs.get(id)).filter((x): x is RunData => x !== undefined), view));
-  timed('importance', () => renderImportance(r));
+  const viewKey = `${focus[0]}:${JSON.stringify(draft)}:${[...selectedLayers].join()}:${historyLayer}:${r.resets}`;
+  const now = performance.now();
+  if (viewKey !== importanceKey || now - lastImportanceDraw >= importanceEveryMs) {
+    importanceKey = viewKey;
+    lastImportanceDraw = now;
+    timed('importance', () => renderImportance(r));
+  } else {
+    setTimeout(() => { dirty = true; }, importanceEveryMs); // draw the latest snapshot once the interval is up
+  }
   timed('log', () => renderLog(r));
 }
 

@@ -12,12 +12,13 @@ import type { Hub } from '../hub/hub';
 import type { RunManager } from '../runs/runManager';
 import { PROTOCOL_MAJOR, type HubToViewer } from '../protocol/messages';
 import { validateViewerToHub } from '../protocol/validate';
+import { readSettings } from './settings';
 
 export const DASHBOARD_VIEW_TYPE = 'srlora.dashboard';
 
 interface PanelState { runIds: string[] }
 
-export function dashboardHtml(webview: vscode.Webview, extensionUri: vscode.Uri, runIds: string[]): string {
+export function dashboardHtml(webview: vscode.Webview, extensionUri: vscode.Uri, runIds: string[], importanceRate = 10): string {
   const nonce = randomBytes(16).toString('base64');
   const script = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview.js'));
   const style = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'media', 'dashboard.css'));
@@ -30,7 +31,7 @@ export function dashboardHtml(webview: vscode.Webview, extensionUri: vscode.Uri,
 <meta charset="UTF-8"><meta http-equiv="Content-Security-Policy" content="${csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <link rel="stylesheet" href="${style}"><title>SRLoRA Dashboard</title>
-</head><body data-host="vscode" data-runs="${runIds.map(encodeURIComponent).join(',')}">
+</head><body data-host="vscode" data-runs="${runIds.map(encodeURIComponent).join(',')}" data-importance-rate="${importanceRate}">
 <div id="app" role="main"></div>
 <script nonce="${nonce}" src="${script}"></script>
 </body></html>`;
@@ -42,7 +43,7 @@ class DashboardPanel {
   constructor(readonly panel: vscode.WebviewPanel, private runIds: string[], private readonly deps: { hub: Hub; runs: RunManager; extensionUri: vscode.Uri }) {
     const { webview } = panel;
     webview.options = { enableScripts: true, localResourceRoots: localRoots(deps.extensionUri) };
-    webview.html = dashboardHtml(webview, deps.extensionUri, runIds);
+    webview.html = dashboardHtml(webview, deps.extensionUri, runIds, readSettings().importanceRate);
     webview.onDidReceiveMessage((m: unknown) => void this.onMessage(m));
     // A hidden panel's page is torn down; it asks for a snapshot again when it shows.
     panel.onDidChangeViewState(() => { if (!panel.visible) this.unsubscribeAll(); });

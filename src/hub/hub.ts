@@ -241,6 +241,7 @@ export class Hub extends EventEmitter<HubEvents> {
       if (receivedTimer) clearTimeout(receivedTimer);
       if (run.trainer === ws) {
         run.trainer = null;
+        run.inFlight.clear(); // what this trainer did not acknowledge died with it; new commands must not be refused
         this.emit('trainerDisconnected', run.runId);
         this.broadcastRuns();
       }
