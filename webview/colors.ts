@@ -24,7 +24,7 @@ export const SCORE_LUT: Uint8ClampedArray = (() => {
   return lut;
 })();
 
-/** Paints a rows × cols grid of scores into an RGBA buffer (one pixel per cell) with the scale above. */
+/** Paints one cell (one RGBA pixel at byte `index`) with the colour of score v on the scale above. */
 export function paintScores(data: Uint8ClampedArray, index: number, v: number, max: number): void {
   const i = Math.max(0, Math.min(255, Math.round((max > 0 ? v / max : 0) * 255))) * 3;
   data[index] = SCORE_LUT[i];

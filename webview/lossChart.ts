@@ -46,9 +46,6 @@ export class DebiasedEma {
   }
 }
 
-export function smoothDebiased(y: ArrayLike<number>, beta: number): Float64Array {
-  return new DebiasedEma(beta).update(y);
-}
 
 const PALETTE = ['--vscode-charts-blue', '--vscode-charts-orange', '--vscode-charts-green', '--vscode-charts-purple', '--vscode-charts-red', '--vscode-charts-yellow'];
 const FALLBACK = ['#3794ff', '#d18616', '#89d185', '#b180d7', '#f14c4c', '#cca700'];

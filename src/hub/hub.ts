@@ -15,7 +15,7 @@ import { TokenBucket } from './rateLimit';
 import { RunChannel } from './runChannel';
 import {
   PROTOCOL_MAJOR, PROTOCOL_MINOR,
-  type CommandBody, type ErrorCode, type HubMessage, type HubToViewer, type RunSummary, type TrainerMessage,
+  type CommandBody, type DistributiveOmit, type ErrorCode, type HubMessage, type HubToViewer, type RunSummary, type TrainerMessage,
 } from '../protocol/messages';
 import { parseJson, validateCommandBody, validateTrainerMessage, validateViewerToHub } from '../protocol/validate';
 
@@ -391,8 +391,6 @@ export class Hub extends EventEmitter<HubEvents> {
     for (const r of this.runs.values()) r.close();
   }
 }
-
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 function rawText(data: RawData): string {
   if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');

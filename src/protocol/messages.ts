@@ -223,6 +223,8 @@ export type Command = Static<typeof Command>;
 export type Received = Static<typeof Received>;
 export type ErrorMessage = Static<typeof ErrorMessage>;
 export type HubMessage = Welcome | Command | Received | ErrorMessage;
+/** A message without the envelope that the sender fills in (v, runId, seq, time). */
+export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 export type ErrorCode = ErrorMessage['code'];
 
 // ---------------------------------------------------------------- viewer ↔ hub (dashboards, the extension's views)

@@ -5,12 +5,11 @@
  */
 import { join } from 'node:path';
 import { JsonlWriter, readJsonl } from '../../runs/eventLog';
-import { PROTOCOL_MAJOR, type Hello, type TrainerMessage } from '../../protocol/messages';
+import { PROTOCOL_MAJOR, type DistributiveOmit, type Hello, type TrainerMessage } from '../../protocol/messages';
 import { validateTrainerMessage } from '../../protocol/validate';
 import { EVENTS_FILE } from '../../runs/runFiles';
 
 
-export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 /** What a caller emits: the envelope (v, runId, seq, time) is filled in here. */
 export type TrainerEventBody = DistributiveOmit<TrainerMessage, 'v' | 'runId' | 'seq' | 'time'>;
 
