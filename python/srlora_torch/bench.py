@@ -65,9 +65,9 @@ def batch(gen: torch.Generator):
     return x, y
 
 
-def timed_steps(model, opt, gen, steps, before_opt=None, after_opt=None):
+def timed_steps(model, opt, gen, steps, before_opt=None, after_opt=None, warmup=5):
     times = []
-    for i in range(steps + 5):
+    for i in range(steps + warmup):
         x, y = batch(gen)
         sync()
         t = time.perf_counter()
@@ -81,7 +81,7 @@ def timed_steps(model, opt, gen, steps, before_opt=None, after_opt=None):
         if after_opt:
             after_opt()
         sync()
-        if i >= 5:
+        if i >= warmup:
             times.append(time.perf_counter() - t)
     return statistics.median(times) * 1000
 
@@ -110,10 +110,22 @@ def main(argv=None) -> int:
     svd_ms = (time.perf_counter() - t) * 1000
     opt = torch.optim.AdamW([p for l in layers.values() for p in (l.A, l.B)], lr=1e-4)
     ctl = SRLoRAController(layers, opt, total_steps=10 ** 6, r=R, r_target=4 * R, min_slot_age=1)
-    lora_ms = sr_ms = float("inf")
-    for _ in range(3):
-        lora_ms = min(lora_ms, timed_steps(pm, popt, gen, a.steps))
-        sr_ms = min(sr_ms, timed_steps(m, opt, gen, a.steps, ctl.after_backward, ctl.after_step))
+    # Interleaved single steps (PEFT, SRLoRA, PEFT, …): both see the same host and clock conditions.
+    timed_steps(pm, popt, gen, 5)
+    timed_steps(m, opt, gen, 5, ctl.after_backward, ctl.after_step)
+    lora_t, sr_t = [], []
+    for _ in range(a.steps * 3):
+        lora_t.append(timed_steps(pm, popt, gen, 1, warmup=0))
+        sr_t.append(timed_steps(m, opt, gen, 1, ctl.after_backward, ctl.after_step, warmup=0))
+    lora_ms, sr_ms = statistics.median(lora_t), statistics.median(sr_t)
+    # GPU kernel time per step (profiler): the work each variant gives the GPU, apart from host dispatch.
+    from torch.profiler import ProfilerActivity, profile
+    gpu_ms = {}
+    for name, args in (("peft", (pm, popt, gen, 10)), ("srlora", (m, opt, gen, 10, ctl.after_backward, ctl.after_step))):
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            timed_steps(*args, warmup=0)
+        gpu_ms[name] = round(sum(e.self_device_time_total for e in prof.key_averages()) / 1000 / 10, 3)
+    out["gpuKernelMsPerStep"] = gpu_ms
     torch.cuda.reset_peak_memory_stats()
     timed_steps(pm, popt, gen, 5)
     out["peft"] = {"version": peft.__version__, "msPerStep": round(lora_ms, 3), "peakMemGiB (both models resident)": round(torch.cuda.max_memory_allocated() / 2 ** 30, 2),
@@ -138,10 +150,11 @@ def main(argv=None) -> int:
             state["last"] = now
             rec.emit({"type": "importance", "step": state["step"], "layers": ctl.importance()})
 
-    on_ms = off_ms = float("inf")
-    for _ in range(3):
-        on_ms = min(on_ms, timed_steps(m, opt, gen, a.steps, ctl.after_backward, telemetry))
-        off_ms = min(off_ms, timed_steps(m, opt, gen, a.steps, ctl.after_backward, ctl.after_step))
+    on_t, off_t = [], []
+    for _ in range(a.steps * 3):
+        on_t.append(timed_steps(m, opt, gen, 1, ctl.after_backward, telemetry, warmup=0))
+        off_t.append(timed_steps(m, opt, gen, 1, ctl.after_backward, ctl.after_step, warmup=0))
+    on_ms, off_ms = statistics.median(on_t), statistics.median(off_t)
     rec.close()
     # one full recomposition (every slot eligible)
     for l in layers.values():
