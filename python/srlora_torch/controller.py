@@ -176,9 +176,24 @@ class SRLoRAController:
 
     @torch.no_grad()
     def _host_view(self, names: Sequence[str]):
-        """Pair scores and ages of the named layers, in one device → host copy."""
+        """Pair scores and ages of the named layers, in one device → host copy. Layers of one shape are scored
+        together (stacked), so a snapshot of 72 layers is a few dozen kernels, not hundreds."""
         layers = [self.layers[n] for n in names]
-        flat = torch.cat([torch.cat([l.pair_scores().double(), l.age.double()]) for l in layers]).tolist()
+        groups: Dict[tuple, List[int]] = {}
+        for i, l in enumerate(layers):
+            groups.setdefault((tuple(l.A.shape), tuple(l.B.shape), l.ema_IA is not None), []).append(i)
+        parts: List[Optional[torch.Tensor]] = [None] * len(layers)
+        for (_, _, tracked), idx in groups.items():
+            ls = [layers[i] for i in idx]
+            if tracked:
+                S = (torch.stack([l.ema_IB for l in ls]) * torch.stack([l.ema_UB for l in ls])).mean(1) \
+                    + (torch.stack([l.ema_IA for l in ls]) * torch.stack([l.ema_UA for l in ls])).mean(2)
+            else:
+                S = torch.zeros(len(ls), ls[0].r, device=ls[0].A.device)
+            rows = torch.cat([S.double(), torch.stack([l.age for l in ls]).double()], 1)
+            for j, i in enumerate(idx):
+                parts[i] = rows[j]
+        flat = torch.cat(parts).tolist()
         scores, ages, i = [], [], 0
         for l in layers:
             scores.append(flat[i: i + l.r])
