@@ -148,7 +148,9 @@ def main(argv=None) -> int:
         now = time.perf_counter()
         if now - state["last"] >= 0.1:
             state["last"] = now
-            rec.emit({"type": "importance", "step": state["step"], "layers": ctl.importance()})
+            snap = ctl.importance_async()
+            if snap is not None:
+                rec.emit({"type": "importance", "step": snap[0], "layers": snap[1]})
 
     on_t, off_t = [], []
     for _ in range(a.steps * 3):

@@ -155,14 +155,23 @@ class SRLoRAController:
         if unknown:
             raise KeyError(f"not adapted: {', '.join(unknown)}")
         rec = Recomposition(self.step, trigger, self.rule_in_force())
-        scores, ages = self._host_view(names)  # one host copy for every layer's inputs
-        norms = []
-        for name, S, age in zip(names, scores, ages):
+        scores, ages = self._host_view(names)  # one device → host copy for every layer's inputs
+        selections = [select_slots(S, age, self.layers[n].p, self.layers[n].r_target, self.fusion_threshold, self.fusion_ratio,
+                                   self.min_slot_age) for n, S, age in zip(names, scores, ages)]
+        # One host → device copy of every layer's slots and new directions (a blocking copy per layer would drain
+        # the GPU queue each time).
+        flat = [v for n, (slots, _) in zip(names, selections) for v in slots + [self.layers[n].p + i for i in range(len(slots))]]
+        device_idx = torch.as_tensor(flat, dtype=torch.long).to(next(iter(self.layers.values())).A.device) if flat else None
+        norms, at = [], 0
+        for name, S, (slots, exhausted) in zip(names, scores, selections):
             layer = self.layers[name]
-            slots, exhausted = select_slots(S, age, layer.p, layer.r_target, self.fusion_threshold, self.fusion_ratio, self.min_slot_age)
-            res = layer.recompose(slots)
+            m = len(slots)
+            K = device_idx[at: at + m] if m else None
+            J = device_idx[at + m: at + 2 * m] if m else None
+            at += 2 * m
+            res = layer.recompose(slots, K, J)
             if self.reset_optimizer_moments and self.optimizer is not None and slots:
-                reset_adam_moments(self.optimizer, layer, slots)
+                reset_adam_moments(self.optimizer, layer, slots, K)
             s_hat = normalize_scores(S)
             norms += [res["delta_norm"], res["preservation_error"]]
             rec.layers.append(LayerEvent(name, slots, [S[k] for k in slots], [s_hat[k] for k in slots], res["old"], res["new"],
@@ -175,31 +184,66 @@ class SRLoRAController:
         return rec
 
     @torch.no_grad()
-    def _host_view(self, names: Sequence[str]):
-        """Pair scores and ages of the named layers, in one device → host copy. Layers of one shape are scored
-        together (stacked), so a snapshot of 72 layers is a few dozen kernels, not hundreds."""
-        layers = [self.layers[n] for n in names]
-        groups: Dict[tuple, List[int]] = {}
-        for i, l in enumerate(layers):
-            groups.setdefault((tuple(l.A.shape), tuple(l.B.shape), l.ema_IA is not None), []).append(i)
-        parts: List[Optional[torch.Tensor]] = [None] * len(layers)
-        for (_, _, tracked), idx in groups.items():
-            ls = [layers[i] for i in idx]
+    def _grouped_flat(self, names: Sequence[str]):
+        """Pair scores and ages of the named layers as one device tensor. Layers of one shape are scored together
+        (stacked), so 72 layers are a few dozen kernels, not hundreds. Returns the layer order of the tensor."""
+        groups: Dict[tuple, List[str]] = {}
+        for n in names:
+            l = self.layers[n]
+            groups.setdefault((tuple(l.A.shape), tuple(l.B.shape), l.ema_IA is not None), []).append(n)
+        parts = []
+        for (_, _, tracked), g in groups.items():
+            ls = [self.layers[n] for n in g]
             if tracked:
                 S = (torch.stack([l.ema_IB for l in ls]) * torch.stack([l.ema_UB for l in ls])).mean(1) \
                     + (torch.stack([l.ema_IA for l in ls]) * torch.stack([l.ema_UA for l in ls])).mean(2)
             else:
                 S = torch.zeros(len(ls), ls[0].r, device=ls[0].A.device)
-            rows = torch.cat([S.double(), torch.stack([l.age for l in ls]).double()], 1)
-            for j, i in enumerate(idx):
-                parts[i] = rows[j]
-        flat = torch.cat(parts).tolist()
+            parts.append(torch.cat([S.double(), torch.stack([l.age for l in ls]).double()], 1).flatten())
+        return [n for g in groups.values() for n in g], torch.cat(parts)
+
+    def _host_view(self, names: Sequence[str]):
+        """Pair scores and ages of the named layers (in that order), in one device → host copy."""
+        order, flat = self._grouped_flat(names)
+        scores, ages = self._decode([self.layers[n] for n in order], flat.tolist())
+        pos = {n: i for i, n in enumerate(order)}
+        return [scores[pos[n]] for n in names], [ages[pos[n]] for n in names]
+
+    @staticmethod
+    def _decode(layers: List[SRLoRALinear], flat: List[float]):
         scores, ages, i = [], [], 0
         for l in layers:
             scores.append(flat[i: i + l.r])
             ages.append([int(a) for a in flat[i + l.r: i + 2 * l.r]])
             i += 2 * l.r
         return scores, ages
+
+    def importance_async(self) -> Optional[tuple]:
+        """Telemetry off the critical path: starts copying a snapshot into pinned host memory without waiting, and returns
+        the previous snapshot as (step, layers) once its copy has landed (None until then). On the CPU: importance() now."""
+        first = next(iter(self.layers.values()))
+        if first.A.device.type != "cuda":
+            return self.step, self.importance()
+        done = None
+        pending = getattr(self, "_pending_snapshot", None)
+        if pending is not None and pending["event"].query():
+            flat = pending["host"].tolist()
+            names = pending["names"]
+            scores, ages = self._decode([self.layers[n] for n in names], flat)
+            done = (pending["step"], [{"name": n, "S": S, "sHat": normalize_scores(S), "age": a, "direction": d, "p": p, "rTarget": self.layers[n].r_target}
+                                      for n, S, a, d, p in zip(names, scores, ages, pending["directions"], pending["p"])])
+            pending = None
+        if pending is None:
+            order, flat = self._grouped_flat(list(self.layers))
+            host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
+            host.copy_(flat, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self._pending_snapshot = {"names": order, "host": host, "event": event, "step": self.step,
+                                      "directions": [list(self.layers[n].dir_host) for n in order], "p": [self.layers[n].p for n in order]}
+        else:
+            self._pending_snapshot = pending
+        return done
 
     def importance(self) -> List[dict]:
         """Per layer S, ŝ, age, direction, p, rTarget — one host copy for all layers (telemetry, ≤ 10/s)."""
@@ -210,9 +254,9 @@ class SRLoRAController:
 
 
 @torch.no_grad()
-def reset_adam_moments(optimizer: torch.optim.Optimizer, layer: SRLoRALinear, slots: Sequence[int]) -> None:
+def reset_adam_moments(optimizer: torch.optim.Optimizer, layer: SRLoRALinear, slots: Sequence[int], K: Optional[torch.Tensor] = None) -> None:
     """Zero exp_avg and exp_avg_sq of rows `slots` of A and columns `slots` of B (Adam/AdamW); the step count stays."""
-    K = torch.as_tensor(list(slots), device=layer.A.device, dtype=torch.long)
+    K = K if K is not None else torch.as_tensor(list(slots), device=layer.A.device, dtype=torch.long)
     for param, axis in ((layer.A, 0), (layer.B, 1)):
         state = optimizer.state.get(param)
         if not state:

@@ -86,9 +86,9 @@ class SRLoRALinear(nn.Module):
         for name, shape in (("IA", (r, in_f)), ("UA", (r, in_f)), ("IB", (out_f, r)), ("UB", (out_f, r))):
             self.register_buffer(f"ema_{name}", torch.zeros(shape, device=dev, dtype=torch.float32) if track else None)
 
-    def _factors(self, dirs: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _factors(self, dirs) -> Tuple[torch.Tensor, torch.Tensor]:
         """B columns U[:,j]·sqrt(S[j]/s) and A rows sqrt(S[j]/s)·V[:,j]ᵀ for directions j (float64)."""
-        j = torch.as_tensor(list(dirs), device=self.U.device, dtype=torch.long)
+        j = dirs if isinstance(dirs, torch.Tensor) else torch.as_tensor(list(dirs), device=self.U.device, dtype=torch.long)
         scale = torch.sqrt(self.S[j] / self.s)
         return self.U[:, j] * scale, (self.V[:, j] * scale).T
 
@@ -107,9 +107,10 @@ class SRLoRALinear(nn.Module):
         return (self.ema_IB * self.ema_UB).mean(0) + (self.ema_IA * self.ema_UA).mean(1)
 
     @torch.no_grad()
-    def recompose(self, slots: List[int]) -> dict:
+    def recompose(self, slots: List[int], K: Optional[torch.Tensor] = None, J: Optional[torch.Tensor] = None) -> dict:
         """SRLORA.md §3.1-3.4 on the given slots (in selection order): fuse, reinitialise, subtract. The norms come
-        back as device tensors (no synchronisation here); the caller reads them all at once."""
+        back as device tensors (no synchronisation here); the caller reads them all at once. K and J, the slots and the
+        new directions already on the device, spare a blocking host→device copy per layer."""
         if self.U is None:
             raise RuntimeError(f"recomposition needs method srlora (this layer is {self.method})")
         m = len(slots)
@@ -120,17 +121,18 @@ class SRLoRALinear(nn.Module):
             return {"old": old, "new": new, "delta_norm": zero, "preservation_error": zero}
         if self.p + m > self.r_target:
             raise RuntimeError(f"{m} slots but only {self.r_target - self.p} directions left")
-        K = torch.as_tensor(slots, device=self.A.device, dtype=torch.long)
+        K = K if K is not None else torch.as_tensor(slots, device=self.A.device, dtype=torch.long)
+        J = J if J is not None else torch.as_tensor(new, device=self.A.device, dtype=torch.long)
         before = self.effective_weight().to(torch.float64)
         fused = self.s * (self.B[:, K].to(torch.float64) @ self.A[K].to(torch.float64))
-        b, a = self._factors(new)
+        b, a = self._factors(J)
         W = self.W.to(torch.float64) + fused - self.s * (b @ a)
         self.W.copy_(W.to(self.W.dtype))
         self.B[:, K] = b.to(self.B.dtype)
         self.A[K] = a.to(self.A.dtype)
         after = self.effective_weight().to(torch.float64)
         err = (after - before).norm() / before.norm()
-        self.directions[K] = torch.as_tensor(new, device=K.device)
+        self.directions[K] = J
         for k, d in zip(slots, new):
             self.dir_host[k] = d
         self.age[K] = 0

@@ -272,7 +272,9 @@ def main(argv=None) -> int:
                 flush_rows()
             if cfg["method"] == "srlora" and ctl.step % settings["importanceEvery"] == 0 and now - last_importance >= 0.1:
                 last_importance = now
-                rec.emit({"type": "importance", "step": ctl.step, "layers": ctl.importance()})
+                snap = ctl.importance_async()  # on a GPU: the previous snapshot, copied out while this one was queued
+                if snap is not None:
+                    rec.emit({"type": "importance", "step": snap[0], "layers": snap[1]})
             if ctl.step % settings["evalEvery"] == 0 or ctl.step == cfg["steps"]:
                 flush_rows()
                 rec.emit({"type": "eval", "step": ctl.step, **task.evaluate()})
