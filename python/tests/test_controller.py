@@ -70,3 +70,33 @@ def test_schedule_is_the_typescript_one():
     assert compute_schedule(4, 16, 0.5, 1500).steps == [214, 428, 642, 856, 1070, 1284]
     assert compute_schedule(4, 9, 1.0, 20).steps == [10]
     assert compute_schedule(4, 4, 0.5, 100).steps == []
+
+
+def test_async_snapshots_equal_the_synchronous_ones():
+    model, layers, opt, ctl, shape, g = build()
+    if torch.cuda.is_available():
+        model.cuda()
+        for l in layers.values():
+            l.to("cuda")
+    train_device = next(model.parameters()).device
+    for _ in range(3):
+        x, y = synthetic_batch(16, shape, g, train_device)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        ctl.after_backward()
+        opt.step()
+        ctl.after_step()
+    sync = ctl.importance()
+    got = ctl.importance_async()
+    if train_device.type == "cuda":
+        assert got is None  # the first call only starts the copy
+        torch.cuda.synchronize()
+        got = ctl.importance_async()
+    step, layers_view = got
+    assert step == ctl.step
+    by_name = {l["name"]: l for l in layers_view}
+    for s in sync:
+        a = by_name[s["name"]]
+        assert a["direction"] == s["direction"] and a["age"] == s["age"] and a["p"] == s["p"]
+        assert all(abs(x - y) <= 1e-12 * max(1.0, abs(y)) for x, y in zip(a["S"], s["S"]))
