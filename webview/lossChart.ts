@@ -110,7 +110,8 @@ export class LossChart {
 
   /** Rebuilds the datasets from the runs (decimated to the canvas width); call at most once per frame. */
   render(runs: RunData[], view: LossView): void {
-    const buckets = Math.max(100, Math.floor(this.canvas.clientWidth || 800));
+    // One min-max pair per two pixels: the envelope stays exact to the pixel pair, Chart.js draws half the points.
+    const buckets = Math.max(100, Math.floor((this.canvas.clientWidth || 800) / 2));
     const compare = runs.length > 1;
     const datasets: ChartDataset<'line', Point[]>[] = [];
     runs.forEach((run, i) => {

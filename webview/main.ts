@@ -276,6 +276,9 @@ const drawn = { version: -1, focus: '' };
 const importanceEveryMs = 1000 / Math.max(1, Math.min(10, Number(document.body.dataset.importanceRate ?? 10)));
 let lastImportanceDraw = 0;
 let importanceKey = '';
+let lossPending = false;
+let importancePending = false;
+let lastHeavy: 'loss' | 'importance' = 'importance';
 
 function renderHeader(r: RunData): void {
   const m = r.model;
@@ -395,26 +398,38 @@ function frame(): void {
   const r = current();
   const version = focus.reduce((n, id) => n + (runs.get(id)?.version ?? 0), 0);
   const key = focus.join(',');
-  if (!dirty && version === drawn.version && key === drawn.focus) return;
+  const changed = dirty || version !== drawn.version || key !== drawn.focus;
+  if (changed) { lossPending = true; importancePending = true; }
+  if (!changed && !lossPending && !importancePending) return;
   dirty = false;
   drawn.version = version;
   drawn.focus = key;
-  renderRunSelect();
-  renderCommands();
-  text(el.smoothingValue, view.smoothing.toFixed(2));
+  if (changed) {
+    renderRunSelect();
+    renderCommands();
+    text(el.smoothingValue, view.smoothing.toFixed(2));
+  }
   if (!r) { text(el.name, focus.length ? 'Loading…' : 'No run selected'); return; }
-  timed('header', () => { renderHeader(r); renderRule(r); });
-  timed('loss', () => chart.render(focus.map((id) => runs.get(id)).filter((x): x is RunData => x !== undefined), view));
+  if (changed) {
+    timed('header', () => { renderHeader(r); renderRule(r); });
+    timed('log', () => renderLog(r));
+  }
+  // At most one heavy view per frame (the loss chart, or the importance views), alternating, so that one update
+  // never costs the time of both in a single frame.
   const viewKey = `${focus[0]}:${JSON.stringify(draft)}:${[...selectedLayers].join()}:${historyLayer}:${r.resets}`;
   const now = performance.now();
-  if (viewKey !== importanceKey || now - lastImportanceDraw >= importanceEveryMs) {
+  const importanceDue = importancePending && (viewKey !== importanceKey || now - lastImportanceDraw >= importanceEveryMs);
+  if (lossPending && (!importanceDue || lastHeavy === 'importance')) {
+    lossPending = false;
+    lastHeavy = 'loss';
+    timed('loss', () => chart.render(focus.map((id) => runs.get(id)).filter((x): x is RunData => x !== undefined), view));
+  } else if (importanceDue) {
+    importancePending = false;
+    lastHeavy = 'importance';
     importanceKey = viewKey;
     lastImportanceDraw = now;
     timed('importance', () => renderImportance(r));
-  } else {
-    setTimeout(() => { dirty = true; }, importanceEveryMs); // draw the latest snapshot once the interval is up
   }
-  timed('log', () => renderLog(r));
 }
 
 /** User Timing marks per view (visible in the browser's performance tools; bench:dashboard reads them). */
