@@ -70,3 +70,34 @@ test('a real PyTorch run under the extension\'s hub: pause, τ, forced recomposi
     await hub.close();
   }
 });
+
+test('the PyTorch link survives a hub restart: rediscovers it, resends, and the hub log ends complete', async () => {
+  const dir = tempDir();
+  const runsDir = join(dir, 'runs');
+  process.env.PYTHONPATH = pkg;
+  const command = `${python} -m srlora_torch.train --steps 100000`;
+  const hubA = await Hub.start({ heartbeatMs: 60_000 });
+  const first = new RunManager({ runsDir, hub: hubA, cliPath: '', trainerCommand: command });
+  const run = await first.start({ cwd: dir, runId: 'torch-reattach' });
+  assert.ok(await until(() => run.model.step >= 3, 60_000));
+  await first.dispose('detach'); // the window goes away; the trainer keeps training
+  await hubA.close();
+  await new Promise((r) => setTimeout(r, 500));
+  const hubB = await Hub.start({ heartbeatMs: 60_000 });
+  const second = new RunManager({ runsDir, hub: hubB, cliPath: '', trainerCommand: command, graceMs: 5000 });
+  try {
+    second.scan();
+    const again = second.get('torch-reattach');
+    assert.ok(again.handle?.alive, 'reattached to the live PyTorch trainer');
+    assert.ok(await until(() => hubB.run('torch-reattach')?.trainer !== null && (hubB.run('torch-reattach')?.trainer ?? null) !== null, 20_000), 'it reconnected to the new hub');
+    await second.stop('torch-reattach');
+    assert.ok(await until(() => again.model.state === 'finished', 20_000), again.model.state);
+    const trainer = readJsonl<TrainerMessage>(join(again.dir, 'events.jsonl')).events.map((m) => m.seq);
+    const hubLog = readJsonl<TrainerMessage>(join(again.dir, 'hub-events.jsonl')).events.map((m) => m.seq);
+    assert.deepEqual(trainer, trainer.map((_, i) => i + 1));
+    assert.deepEqual(hubLog, trainer, 'every seq once, in order, after the restart');
+  } finally {
+    await second.dispose('stop');
+    await hubB.close();
+  }
+});

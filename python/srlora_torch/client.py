@@ -23,7 +23,10 @@ HUB_DISCOVERY_FILE = "hub.json"
 
 
 class EventRecorder:
-    """Every message gets the next seq and is appended to events.jsonl before anything else sees it."""
+    """Every message gets the next seq and is appended to events.jsonl before anything else sees it.
+
+    The seq is assigned on the caller's thread (so order is the order of emit calls); encoding, writing and handing the
+    frame to the hub link happen on a writer thread, so a training step never waits on JSON or the disk."""
 
     def __init__(self, run_id: str, run_dir: str, check: bool = False):
         self.run_id, self.file, self.check = run_id, os.path.join(run_dir, EVENTS_FILE), check
@@ -39,6 +42,9 @@ class EventRecorder:
         self._fh = open(self.file, "a", encoding="utf-8")
         self._lock = threading.Lock()
         self.listeners: List[Callable[[dict, str], None]] = []
+        self._q: "queue.Queue[Optional[dict]]" = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, name="srlora-events", daemon=True)
+        self._writer.start()
 
     def emit(self, body: dict) -> dict:
         with self._lock:
@@ -49,15 +55,31 @@ class EventRecorder:
                     raise ValueError(f"the trainer emitted an invalid message: {err}")
             if msg["type"] == "hello":
                 self.hello = msg
-            text = json.dumps(msg, separators=(",", ":"))
-            self._fh.write(text + "\n")
-            self._fh.flush()
             self.seq = msg["seq"]
-        for fn in self.listeners:
-            fn(msg, text)
+            self._q.put(msg)
         return msg
 
+    def _write_loop(self) -> None:
+        while True:
+            msg = self._q.get()
+            if msg is None:
+                self._q.task_done()
+                return
+            text = json.dumps(msg, separators=(",", ":"))
+            self._fh.write(text + "\n")
+            if self._q.empty():
+                self._fh.flush()
+            for fn in self.listeners:
+                fn(msg, text)
+            self._q.task_done()
+
+    def drain(self) -> None:
+        """Waits until everything emitted so far is on disk (and handed to the link)."""
+        self._q.join()
+        self._fh.flush()
+
     def read_after(self, seq: int) -> List[Tuple[int, str]]:
+        self.drain()
         out = []
         with open(self.file, encoding="utf-8") as f:
             for line in f:
@@ -68,6 +90,9 @@ class EventRecorder:
         return out
 
     def close(self) -> None:
+        self.drain()
+        self._q.put(None)
+        self._writer.join(timeout=5)
         self._fh.close()
 
 
@@ -173,10 +198,15 @@ class HubLink:
 
     async def _resend(self, ws, after: int) -> None:
         with self._lock:
-            first = self.pending[0][0] if self.pending else self.recorder.seq + 1
-            if first > after + 1:
-                disk = [p for p in self.recorder.read_after(after) if 1 < p[0] < first]
-                self.pending = disk + self.pending
+            first = self.pending[0][0] if self.pending else None
+        if first is None or first > after + 1:
+            # Memory does not reach back far enough: the log on disk does. (Read outside the lock: reading waits for
+            # the recorder's writer thread, which hands new frames to this link under the same lock.)
+            disk = self.recorder.read_after(after)
+            with self._lock:
+                have = {s for s, _ in self.pending}
+                self.pending = sorted([p for p in disk if p[0] > 1 and p[0] not in have] + self.pending)
+        with self._lock:
             frames = [t for s, t in self.pending if s > after]
         for t in frames:
             await ws.send(t)

@@ -34,6 +34,14 @@ DEFAULTS = dict(
 IGNORED = {"$schema", "model", "backend"}  # TypeScript-trainer fields that do not apply here
 
 
+def log(text: str) -> None:
+    """stderr may be gone: a trainer detached from a closed window keeps training (and logging to events.jsonl)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
     cfg = dict(DEFAULTS)
     if path:
@@ -146,7 +154,7 @@ def main(argv=None) -> int:
     link = None
     if os.environ.get("SRLORA_HUB_URL"):
         link = HubLink(rec, os.environ["SRLORA_HUB_URL"], os.environ.get("SRLORA_TOKEN", ""), run_dir, on_command,
-                       on_log=lambda s: print(s, file=sys.stderr))
+                       on_log=log)
         link.start()
     stop_reason = {"why": None}
     signal.signal(signal.SIGTERM, lambda *_: stop_reason.update(why="received SIGTERM"))
@@ -292,7 +300,7 @@ def main(argv=None) -> int:
         checkpoint()
     except Exception as e:  # noqa: BLE001 - reported as the run's failure
         outcome, reason = "failed", f"{type(e).__name__}: {e}"
-        print(reason, file=sys.stderr)
+        log(reason)
     state(outcome, reason)
     if link:
         link.flush(3.0)

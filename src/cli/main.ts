@@ -36,6 +36,9 @@ async function main(argv: string[]): Promise<number> {
   return run(rest);
 }
 
+// A trainer detached from a closed window has no one reading its output: keep training (events.jsonl is the record).
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => { /* EPIPE: the reader is gone */ });
+
 main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: unknown) => {
   process.stderr.write(`srlora: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exitCode = 1;
