@@ -158,18 +158,21 @@ def main(argv=None) -> int:
         off_t.append(timed_steps(m, opt, gen, 1, ctl.after_backward, ctl.after_step, warmup=0))
     on_ms, off_ms = statistics.median(on_t), statistics.median(off_t)
     rec.close()
-    # one full recomposition (every slot eligible)
-    for l in layers.values():
-        l.age.fill_(10 ** 6)
-    sync()
-    t = time.perf_counter()
-    res = ctl.recompose("forced")
-    sync()
-    recompose_ms = (time.perf_counter() - t) * 1000
+    # full recompositions (every slot eligible): the first pays one-time CUDA/cuBLAS float64 set-up; then steady state
+    times = []
+    for _ in range(3):
+        for l in layers.values():
+            l.age.fill_(10 ** 6)
+        sync()
+        t = time.perf_counter()
+        res = ctl.recompose("forced")
+        sync()
+        times.append((time.perf_counter() - t) * 1000)
+    first_recompose_ms, recompose_ms = times[0], statistics.median(times[1:])
     out["srlora"] = {
         "msPerStep": round(sr_ms, 3), "peakMemGiB (both models resident)": round(peak, 2), "svdPrecomputeMs": round(svd_ms, 1),
         "svdMethods": sorted({l.svd_info["method"] for l in layers.values()}), "svdMaxResidual": max(l.svd_info["residual"] for l in layers.values()),
-        "fullRecompositionMs": round(recompose_ms, 2), "recomposedLayers": len(res.layers),
+        "fullRecompositionMs": round(recompose_ms, 2), "firstRecompositionMs": round(first_recompose_ms, 2), "recomposedLayers": len(res.layers),
         "maxPreservationError": max(e.preservation_error for e in res.layers),
         "telemetryOnMs": round(on_ms, 3), "telemetryOffMs": round(off_ms, 3),
         "trainableParams": sum(l.A.numel() + l.B.numel() for l in layers.values()),
