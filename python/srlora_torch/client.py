@@ -106,7 +106,8 @@ class HubLink:
         self.connected = False
         self._closed = False
         self._loop = asyncio.new_event_loop()
-        self._outbox: Optional[asyncio.Queue] = None
+        self._wake: Optional[asyncio.Event] = None
+        self._next = 1
         self._ws = None
         self._lock = threading.Lock()
         recorder.listeners.append(self._enqueue)
@@ -122,8 +123,9 @@ class HubLink:
             self.pending.append((msg["seq"], text))
             if len(self.pending) > 20000:
                 del self.pending[: len(self.pending) - 20000]
-        if self.connected and self._outbox is not None:
-            self._loop.call_soon_threadsafe(self._outbox.put_nowait, text)
+        wake = self._wake
+        if wake is not None:
+            self._loop.call_soon_threadsafe(wake.set)
 
     def _discover(self) -> None:
         try:
@@ -163,53 +165,67 @@ class HubLink:
 
     async def _session(self, ws) -> None:
         self._ws = ws
-        self._outbox = asyncio.Queue()
-        async for raw in ws:
-            msg = json.loads(raw)
-            err = validate(msg)
-            if err:
-                self.on_log(f"ignored a hub message: {err}")
-                continue
-            t = msg["type"]
-            if t == "welcome":
-                self._acknowledge(msg["received"])
-                await self._resend(ws, msg["received"])
-                self.connected = True
-                asyncio.ensure_future(self._sender(ws))
-            elif t == "received":
-                self._acknowledge(msg["received"])
-            elif t == "command":
-                self.on_command(msg["id"], msg["command"])
-            elif t == "error":
-                self.on_log(f"hub: {msg['code']}: {msg['message']}")
+        sender = None
+        try:
+            async for raw in ws:
+                msg = json.loads(raw)
+                err = validate(msg)
+                if err:
+                    self.on_log(f"ignored a hub message: {err}")
+                    continue
+                t = msg["type"]
+                if t == "welcome":
+                    self._acknowledge(msg["received"])
+                    self._load_gap(msg["received"])
+                    self._next = msg["received"] + 1
+                    self._wake = asyncio.Event()
+                    self.connected = True
+                    sender = asyncio.ensure_future(self._sender(ws))
+                elif t == "received":
+                    self._acknowledge(msg["received"])
+                elif t == "command":
+                    self.on_command(msg["id"], msg["command"])
+                elif t == "error":
+                    self.on_log(f"hub: {msg['code']}: {msg['message']}")
+                    if msg["code"] == "out-of-order":
+                        self._next = min(self._next, self.received + 1)  # the hub says where it stands: resend from there
+        finally:
+            self.connected = False
+            if sender is not None:
+                sender.cancel()
 
     async def _sender(self, ws) -> None:
-        try:
-            while True:
-                text = await self._outbox.get()
-                await ws.send(text)
-        except Exception:  # noqa: BLE001 - the session ends; the reconnect resends what was not stored
-            pass
+        """Sends every pending frame from seq `_next` on, in order; waits when there is none. Resending after a
+        reconnect and streaming new frames are the same loop, so nothing emitted while resending can be skipped."""
+        while True:
+            with self._lock:
+                frames = [(seq, t) for seq, t in self.pending if seq >= self._next]
+            if not frames:
+                self._wake.clear()
+                with self._lock:
+                    if any(seq >= self._next for seq, _ in self.pending):
+                        continue
+                await self._wake.wait()
+                continue
+            for seq, t in frames:
+                await ws.send(t)
+                self._next = seq + 1
+
+    def _load_gap(self, after: int) -> None:
+        """Memory may not reach back to `after`: the log on disk does. (Read outside the lock: reading waits for the
+        recorder's writer thread, which hands new frames to this link under the same lock.)"""
+        with self._lock:
+            first = self.pending[0][0] if self.pending else None
+        if (first is None and self.recorder.seq > after) or (first is not None and first > after + 1):
+            disk = self.recorder.read_after(after)
+            with self._lock:
+                have = {seq for seq, _ in self.pending}
+                self.pending = sorted([p for p in disk if p[0] > 1 and p[0] not in have] + self.pending)
 
     def _acknowledge(self, received: int) -> None:
         with self._lock:
             self.received = max(self.received, received)
             self.pending = [p for p in self.pending if p[0] > received]
-
-    async def _resend(self, ws, after: int) -> None:
-        with self._lock:
-            first = self.pending[0][0] if self.pending else None
-        if first is None or first > after + 1:
-            # Memory does not reach back far enough: the log on disk does. (Read outside the lock: reading waits for
-            # the recorder's writer thread, which hands new frames to this link under the same lock.)
-            disk = self.recorder.read_after(after)
-            with self._lock:
-                have = {s for s, _ in self.pending}
-                self.pending = sorted([p for p in disk if p[0] > 1 and p[0] not in have] + self.pending)
-        with self._lock:
-            frames = [t for s, t in self.pending if s > after]
-        for t in frames:
-            await ws.send(t)
 
     def flush(self, timeout: float = 5.0) -> bool:
         deadline = time.time() + timeout

@@ -150,6 +150,9 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     run.handle = handle;
     handle.on('output', (_s, text) => this.emit('output', run.runId, text));
     handle.on('exit', (info) => {
+      // The trainer's own events.jsonl is the record of truth: its last events may not have reached the hub (a
+      // connection that dropped at the very end). Fold what the hub did not deliver before judging the exit.
+      for (const m of readJsonl<TrainerMessage>(join(run.dir, EVENTS_FILE)).events) applyMessage(run.model, m);
       const finished = run.model.state === 'finished';
       if (!finished && !(info.code === 0 && run.model.state === 'failed')) {
         this.markFailed(run, { ...info, stderr: handle.stderrTail() }, handle instanceof PidHandle);
