@@ -71,7 +71,8 @@ test('without a hub a run writes events.jsonl, checkpoints, an export, and a pro
   assert.deepEqual(msgs.map((m) => m.seq), msgs.map((_, i) => i + 1));
   assert.equal(msgs[0].type, 'hello');
   assert.deepEqual([...lossesOf(msgs).keys()], Array.from({ length: 30 }, (_, i) => i + 1));
-  assert.equal(msgs.at(-1)?.type === 'state' && msgs.at(-1)?.type === 'state' ? (msgs.at(-1) as { state: string }).state : '', 'finished');
+  const last = msgs.at(-1);
+  assert.ok(last?.type === 'state' && last.state === 'finished', 'the log ends with state finished');
   for (const f of ['config.json', 'checkpoints/step-15/state.safetensors', 'checkpoints/step-30/state.json', 'export/merged.safetensors', 'export/delta.safetensors', 'export/directions.json']) {
     assert.ok(existsSync(join(runDir, f)), f);
   }

@@ -16,6 +16,7 @@ from torch import nn
 
 from .controller import SRLoRAController
 from .layer import SRLoRALinear
+from .rule import normalize_scores
 
 
 def run_case(case: dict, device: str = "cpu", dtype: torch.dtype = torch.float32) -> dict:
@@ -67,11 +68,10 @@ def run_case(case: dict, device: str = "cpu", dtype: torch.dtype = torch.float32
     final = []
     for name, l in layers.items():
         S = l.pair_scores().double().tolist()
-        mean = sum(S) / len(S)
         final.append({
             "layer": name, "W": l.W.double().tolist(), "delta": (l.s * (l.B @ l.A)).double().tolist(),
             "A": l.A.double().tolist(), "B": l.B.double().tolist(), "p": l.p, "directions": l.directions.tolist(),
-            "age": l.age.tolist(), "scores": S, "normalizedScores": [s / mean if mean > 0 else 0.0 for s in S],
+            "age": l.age.tolist(), "scores": S, "normalizedScores": normalize_scores(S),
         })
     return {"scheduledSteps": ctl.schedule.steps, "losses": losses, "events": events, "final": final}
 

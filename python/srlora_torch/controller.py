@@ -57,7 +57,6 @@ class LayerEvent:
     layer: str
     slots: List[int]
     scores: List[float]
-    normalized_scores: List[float]
     old_directions: List[int]
     new_directions: List[int]
     exhausted: bool
@@ -172,9 +171,8 @@ class SRLoRAController:
             res = layer.recompose(slots, K, J)
             if self.reset_optimizer_moments and self.optimizer is not None and slots:
                 reset_adam_moments(self.optimizer, layer, slots, K)
-            s_hat = normalize_scores(S)
             norms += [res["delta_norm"], res["preservation_error"]]
-            rec.layers.append(LayerEvent(name, slots, [S[k] for k in slots], [s_hat[k] for k in slots], res["old"], res["new"],
+            rec.layers.append(LayerEvent(name, slots, [S[k] for k in slots], res["old"], res["new"],
                                          exhausted, 0.0, 0.0, layer.p))
         values = torch.stack([n.to(torch.float64) for n in norms]).tolist() if norms else []  # and one for every result
         for i, e in enumerate(rec.layers):

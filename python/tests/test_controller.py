@@ -17,9 +17,9 @@ def build(method="srlora"):
     return model, layers, opt, ctl, shape, g
 
 
-def train(model, opt, ctl, shape, g, steps):
+def train(model, opt, ctl, shape, g, steps, device=torch.device("cpu")):
     for _ in range(steps):
-        x, y = synthetic_batch(16, shape, g, torch.device("cpu"))
+        x, y = synthetic_batch(16, shape, g, device)
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
@@ -75,18 +75,9 @@ def test_schedule_is_the_typescript_one():
 def test_async_snapshots_equal_the_synchronous_ones():
     model, layers, opt, ctl, shape, g = build()
     if torch.cuda.is_available():
-        model.cuda()
-        for l in layers.values():
-            l.to("cuda")
+        model.cuda()  # moves the SRLoRA layers too; the optimiser keeps the same Parameter objects
     train_device = next(model.parameters()).device
-    for _ in range(3):
-        x, y = synthetic_batch(16, shape, g, train_device)
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        ctl.after_backward()
-        opt.step()
-        ctl.after_step()
+    train(model, opt, ctl, shape, g, 3, train_device)
     sync = ctl.importance()
     got = ctl.importance_async()
     if train_device.type == "cuda":

@@ -48,7 +48,6 @@ export interface LayerRecompositionEvent {
   layer: string;
   slots: number[];
   scores: number[];
-  normalizedScores: number[];
   oldDirections: number[];
   newDirections: number[];
   exhausted: boolean;
@@ -167,7 +166,6 @@ export class SRLoRAEngine {
     const targets = layerNames ? layerNames.map((n) => this.layer(n)) : this.layers;
     const events = targets.map((l) => {
       const S = l.pairScores();
-      const sHat = normalizeScores(S);
       const { slots, exhausted } = selectSlots({ scores: S, age: l.age, p: l.p, rTarget: l.rTarget }, this.rule);
       const res = l.recompose(slots);
       if (this.resetOptimizerMoments) {
@@ -175,7 +173,7 @@ export class SRLoRAEngine {
         this.optimizer.resetSlots(l.B, 1, slots);
       }
       return {
-        layer: l.name, slots, scores: slots.map((k) => S[k]), normalizedScores: slots.map((k) => sHat[k]),
+        layer: l.name, slots, scores: slots.map((k) => S[k]),
         oldDirections: res.oldDirections, newDirections: res.newDirections, exhausted,
         deltaNorm: res.deltaNorm, preservationError: res.preservationError, p: l.p,
       };
