@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .layer import SRLoRALinear
+from .recompose import index_rows, plan, recompose_group
 from .rule import Schedule, compute_schedule, default_min_slot_age, normalize_scores, select_slots
 
 DEFAULTS = dict(beta1=0.85, beta2=0.85, fusion_ratio=0.5, fusion_threshold=None, r_target_per_rank=4, reset_optimizer_moments=True)
@@ -157,26 +158,26 @@ class SRLoRAController:
         scores, ages = self._host_view(names)  # one device → host copy for every layer's inputs
         selections = [select_slots(S, age, self.layers[n].p, self.layers[n].r_target, self.fusion_threshold, self.fusion_ratio,
                                    self.min_slot_age) for n, S, age in zip(names, scores, ages)]
-        # One host → device copy of every layer's slots and new directions (a blocking copy per layer would drain
-        # the GPU queue each time).
-        flat = [v for n, (slots, _) in zip(names, selections) for v in slots + [self.layers[n].p + i for i in range(len(slots))]]
-        device_idx = torch.as_tensor(flat, dtype=torch.long).to(next(iter(self.layers.values())).A.device) if flat else None
-        norms, at = [], 0
+        chunks = plan(self.layers, [(n, slots) for n, (slots, _) in zip(names, selections)])
+        # One host → device copy of every chunk's new directions and slot masks (a blocking copy per layer or chunk
+        # would drain the GPU queue each time), then one device → host copy of every layer's norms.
+        rows = [v for ns, sl in chunks for v in index_rows([self.layers[n] for n in ns], sl)]
+        device_idx = torch.as_tensor(rows, dtype=torch.long).to(next(iter(self.layers.values())).A.device) if rows else None
+        optimizer = self.optimizer if self.reset_optimizer_moments else None
+        done, norms, at = {}, [], 0
+        for ns, sl in chunks:
+            group = [self.layers[n] for n in ns]
+            size = 2 * len(group) * group[0].r
+            results = recompose_group(group, sl, device_idx[at: at + size], optimizer)
+            at += size
+            for n, res in zip(ns, results):
+                done[n] = (res["old"], res["new"], len(norms))
+                norms.append(res["norms"])
+        values = torch.stack(norms).to(torch.float64).tolist() if norms else []
         for name, S, (slots, exhausted) in zip(names, scores, selections):
-            layer = self.layers[name]
-            m = len(slots)
-            K = device_idx[at: at + m] if m else None
-            J = device_idx[at + m: at + 2 * m] if m else None
-            at += 2 * m
-            res = layer.recompose(slots, K, J)
-            if self.reset_optimizer_moments and self.optimizer is not None and slots:
-                reset_adam_moments(self.optimizer, layer, slots, K)
-            norms += [res["delta_norm"], res["preservation_error"]]
-            rec.layers.append(LayerEvent(name, slots, [S[k] for k in slots], res["old"], res["new"],
-                                         exhausted, 0.0, 0.0, layer.p))
-        values = torch.stack([n.to(torch.float64) for n in norms]).tolist() if norms else []  # and one for every result
-        for i, e in enumerate(rec.layers):
-            e.delta_norm, e.preservation_error = values[2 * i], values[2 * i + 1]
+            old, new, i = done.get(name, ([], [], None))
+            delta, err = values[i] if i is not None else (0.0, 0.0)
+            rec.layers.append(LayerEvent(name, slots, [S[k] for k in slots], old, new, exhausted, delta, err, self.layers[name].p))
         if self.on_recomposition is not None:
             self.on_recomposition(rec)
         return rec
@@ -249,21 +250,3 @@ class SRLoRAController:
         scores, ages = self._host_view(names)
         return [{"name": n, "S": S, "sHat": normalize_scores(S), "age": a, "direction": list(self.layers[n].dir_host),
                  "p": self.layers[n].p, "rTarget": self.layers[n].r_target} for n, S, a in zip(names, scores, ages)]
-
-
-@torch.no_grad()
-def reset_adam_moments(optimizer: torch.optim.Optimizer, layer: SRLoRALinear, slots: Sequence[int], K: Optional[torch.Tensor] = None) -> None:
-    """Zero exp_avg and exp_avg_sq of rows `slots` of A and columns `slots` of B (Adam/AdamW); the step count stays."""
-    K = K if K is not None else torch.as_tensor(list(slots), device=layer.A.device, dtype=torch.long)
-    for param, axis in ((layer.A, 0), (layer.B, 1)):
-        state = optimizer.state.get(param)
-        if not state:
-            continue
-        for key in ("exp_avg", "exp_avg_sq"):
-            t = state.get(key)
-            if t is None:
-                continue
-            if axis == 0:
-                t[K] = 0
-            else:
-                t[:, K] = 0

@@ -1,5 +1,6 @@
 """SRLoRALinear: an nn.Linear with a frozen (recomposed) weight and trainable A (r × in), B (out × r).
-(The per-step importance update of all layers is one fused pass in SRLoRAController.after_backward.)
+(The per-step importance update of all layers is one fused pass in SRLoRAController.after_backward; recomposition,
+batched over layers of one shape, is recompose.py.)
 
 forward: y = x Wᵀ + s · (x Aᵀ) Bᵀ + b, s = alpha / r. Methods: lora (A ~ Kaiming-uniform, B = 0), pissa (SVD init),
 srlora (SVD init + recomposition). Importance EMAs (AdaLoRA), ages and the direction bookkeeping live on the device:
@@ -105,41 +106,3 @@ class SRLoRALinear(nn.Module):
         if self.ema_IA is None:
             return torch.zeros(self.r, device=self.A.device)
         return (self.ema_IB * self.ema_UB).mean(0) + (self.ema_IA * self.ema_UA).mean(1)
-
-    @torch.no_grad()
-    def recompose(self, slots: List[int], K: Optional[torch.Tensor] = None, J: Optional[torch.Tensor] = None) -> dict:
-        """SRLORA.md §3.1-3.4 on the given slots (in selection order): fuse, reinitialise, subtract. The norms come
-        back as device tensors (no synchronisation here); the caller reads them all at once. K and J, the slots and the
-        new directions already on the device, spare a blocking host→device copy per layer."""
-        if self.U is None:
-            raise RuntimeError(f"recomposition needs method srlora (this layer is {self.method})")
-        m = len(slots)
-        old = [self.dir_host[k] for k in slots]
-        new = [self.p + i for i in range(m)]
-        if m == 0:
-            zero = torch.zeros((), device=self.A.device, dtype=torch.float64)
-            return {"old": old, "new": new, "delta_norm": zero, "preservation_error": zero}
-        if self.p + m > self.r_target:
-            raise RuntimeError(f"{m} slots but only {self.r_target - self.p} directions left")
-        K = K if K is not None else torch.as_tensor(slots, device=self.A.device, dtype=torch.long)
-        J = J if J is not None else torch.as_tensor(new, device=self.A.device, dtype=torch.long)
-        before = self.effective_weight().to(torch.float64)
-        fused = self.s * (self.B[:, K].to(torch.float64) @ self.A[K].to(torch.float64))
-        b, a = self._factors(J)
-        W = self.W.to(torch.float64) + fused - self.s * (b @ a)
-        self.W.copy_(W.to(self.W.dtype))
-        self.B[:, K] = b.to(self.B.dtype)
-        self.A[K] = a.to(self.A.dtype)
-        after = self.effective_weight().to(torch.float64)
-        err = (after - before).norm() / before.norm()
-        self.directions[K] = J
-        for k, d in zip(slots, new):
-            self.dir_host[k] = d
-        self.age[K] = 0
-        self.p += m
-        if self.ema_IA is not None:
-            for t in (self.ema_IA, self.ema_UA):
-                t[K] = 0
-            for t in (self.ema_IB, self.ema_UB):
-                t[:, K] = 0
-        return {"old": old, "new": new, "delta_norm": fused.norm(), "preservation_error": err}

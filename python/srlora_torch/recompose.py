@@ -1,0 +1,127 @@
+"""SRLORA.md §3.1-3.4 (fuse, reinitialise, subtract; reset ages, EMAs and optimiser moments) for many layers at once.
+
+Layers of one shape are stacked and recomposed by the same few batched kernels, each layer's selection given as a
+slot mask: a RoBERTa-base model's 72 layers are three groups, ~40 launches each, instead of ~40 launches per layer
+(launches, not arithmetic, bound a recomposition on a GPU). Unselected slots are masked to exact zeros, so the
+result is the per-layer formula's. The arithmetic is float64, as in the spec; the norms come back as device tensors,
+read by the caller together with every other layer's.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from .layer import SRLoRALinear
+
+# Float64 bytes of one stacked (layers × out × in) tensor per chunk: a recomposition holds ~5 of them at once, so large
+# models (4096² layers) are recomposed a few layers at a time instead of asking for tens of GiB.
+CHUNK_BYTES = 256 * 2 ** 20
+
+
+def _copy_all(dst: Sequence[torch.Tensor], src: Sequence[torch.Tensor]) -> None:
+    if hasattr(torch, "_foreach_copy_"):  # one multi-tensor launch (torch ≥ 2.1)
+        torch._foreach_copy_(list(dst), list(src))
+    else:
+        for d, s in zip(dst, src):
+            d.copy_(s)
+
+
+def plan(layers: Dict[str, SRLoRALinear], selections: Sequence[Tuple[str, List[int]]]) -> List[Tuple[List[str], List[List[int]]]]:
+    """Chunks of same-shape layers (with at least one slot each), in first-appearance order."""
+    groups: Dict[tuple, List[Tuple[str, List[int]]]] = {}
+    for name, slots in selections:
+        l = layers[name]
+        if l.U is None:
+            raise RuntimeError(f"recomposition needs method srlora ({name} is {l.method})")
+        if l.p + len(slots) > l.r_target:
+            raise RuntimeError(f"{name}: {len(slots)} slots but only {l.r_target - l.p} directions left")
+        if slots:
+            key = (tuple(l.A.shape), tuple(l.B.shape), tuple(l.U.shape), l.W.dtype, l.A.dtype, l.A.device, l.s)
+            groups.setdefault(key, []).append((name, list(slots)))
+    chunks = []
+    for members in groups.values():
+        l = layers[members[0][0]]
+        per = max(1, CHUNK_BYTES // (l.out_features * l.in_features * 8))
+        for i in range(0, len(members), per):
+            part = members[i: i + per]
+            chunks.append(([n for n, _ in part], [s for _, s in part]))
+    return chunks
+
+
+def index_rows(layers: Sequence[SRLoRALinear], slots: Sequence[List[int]]) -> List[int]:
+    """Host half of a chunk: its new directions (L × r: slot slots[i] gets direction p + i) then its slot mask (L × r)."""
+    J, M = [], []
+    for l, sel in zip(layers, slots):
+        j, m = [0] * l.r, [0] * l.r
+        for i, k in enumerate(sel):
+            j[k], m[k] = l.p + i, 1
+        J += j
+        M += m
+    return J + M
+
+
+@torch.no_grad()
+def recompose_group(layers: Sequence[SRLoRALinear], slots: Sequence[List[int]], JM: Optional[torch.Tensor] = None,
+                    optimizer: Optional[torch.optim.Optimizer] = None) -> List[dict]:
+    """Recomposes one chunk of same-shape layers (a plan() chunk). JM (2 × L × r, long, on the device) is index_rows
+    already copied there: the caller copies every chunk's in one transfer. With an optimizer, the selected slots'
+    Adam/AdamW moments are zeroed (rows of A, columns of B; the step count stays)."""
+    L, first = len(layers), layers[0]
+    r, s, dev = first.r, first.s, first.A.device
+    if JM is None:
+        JM = torch.as_tensor(index_rows(layers, slots), dtype=torch.long).to(dev)
+    JM = JM.view(2, L, r)
+    J, M = JM[0], JM[1].bool()
+    rows, cols = M.unsqueeze(2), M.unsqueeze(1)  # the selected slots of A-shaped (L, r, 1) and B-shaped (L, 1, r) tensors
+    f64 = torch.float64
+    A = torch.stack([l.A.detach() for l in layers]).to(f64)  # (L, r, in)
+    B = torch.stack([l.B.detach() for l in layers]).to(f64)  # (L, out, r)
+    W = torch.stack([l.W for l in layers]).to(f64)  # (L, out, in)
+    U, V, S = (torch.stack([getattr(l, n) for l in layers]) for n in ("U", "V", "S"))  # float64 SVD factors
+    scale = (S.gather(1, J) / s).sqrt().unsqueeze(1)  # (L, 1, r)
+    b = U.gather(2, J.unsqueeze(1).expand(L, U.shape[1], r)) * scale  # new B columns (L, out, r)
+    a = (V.gather(2, J.unsqueeze(1).expand(L, V.shape[1], r)) * scale).transpose(1, 2)  # new A rows (L, r, in)
+    before = torch.baddbmm(W, B, A, alpha=s)
+    fused = torch.bmm(B.masked_fill(~cols, 0), A).mul_(s)  # §3.1: s·b_k a_k of the selected pairs
+    W_new = torch.baddbmm(W.add_(fused), b.masked_fill(~cols, 0), a, alpha=-s).to(first.W.dtype)  # §3.2-3.3
+    B_new = torch.where(cols, b, B).to(first.B.dtype)
+    A_new = torch.where(rows, a, A).to(first.A.dtype)
+    after = torch.baddbmm(W_new.to(f64), B_new.to(f64), A_new.to(f64), alpha=s)
+    err = (after - before).flatten(1).norm(dim=1) / before.flatten(1).norm(dim=1)
+    norms = torch.stack([fused.flatten(1).norm(dim=1), err], 1)  # (L, 2): delta norm, preservation error
+    _copy_all([l.W for l in layers], W_new.unbind(0))
+    _copy_all([l.B.data for l in layers], B_new.unbind(0))
+    _copy_all([l.A.data for l in layers], A_new.unbind(0))
+    _copy_all([l.directions for l in layers], torch.where(M, J, torch.stack([l.directions for l in layers])).unbind(0))
+    _copy_all([l.age for l in layers], torch.stack([l.age for l in layers]).masked_fill(M, 0).unbind(0))
+    if first.ema_IA is not None:  # §3.4: the new pairs start with no importance history
+        for sel, names in ((rows, ("ema_IA", "ema_UA")), (cols, ("ema_IB", "ema_UB"))):
+            for n in names:
+                _zero_selected([getattr(l, n) for l in layers], sel)
+    if optimizer is not None:
+        for sel, params in ((rows, [l.A for l in layers]), (cols, [l.B for l in layers])):
+            for key in ("exp_avg", "exp_avg_sq"):
+                _zero_selected([optimizer.state[p][key] for p in params if key in optimizer.state.get(p, {})], sel,
+                               [i for i, p in enumerate(params) if key in optimizer.state.get(p, {})])
+    out = []
+    for l, sel, row in zip(layers, slots, norms.unbind(0)):
+        old = [l.dir_host[k] for k in sel]
+        new = [l.p + i for i in range(len(sel))]
+        for k, d in zip(sel, new):
+            l.dir_host[k] = d
+        l.p += len(sel)
+        out.append({"old": old, "new": new, "norms": row})
+    return out
+
+
+def _zero_selected(ts: List[torch.Tensor], sel: torch.Tensor, which: Optional[List[int]] = None) -> None:
+    """Zeroes the selected slots of each tensor (layer i's mask is sel[i]). `which` names the layers the tensors belong
+    to when some have none (an optimiser before its first step keeps no moments)."""
+    if not ts:
+        return
+    if which is None or len(which) == len(sel):
+        _copy_all(ts, torch.stack(ts).masked_fill(sel, 0).unbind(0))
+    else:  # indexing sel with a list would be a host → device copy; a view per layer is not
+        for i, t in zip(which, ts):
+            t.masked_fill_(sel[i], 0)

@@ -1,0 +1,127 @@
+"""Batched recomposition (recompose.py) against the per-layer formulas of SRLORA.md §3.1-3.4, written out plainly."""
+import torch
+from torch import nn
+
+from srlora_torch import recompose as rc
+from srlora_torch.controller import SRLoRAController
+from srlora_torch.layer import SRLoRALinear
+
+
+def layers_and_optimizer(shapes, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    layers = {}
+    for i, (out_f, in_f) in enumerate(shapes):
+        base = nn.Linear(in_f, out_f, bias=False).double()
+        base.weight.data = torch.randn(out_f, in_f, generator=g, dtype=torch.float64)
+        layers[f"l{i}"] = SRLoRALinear(base, r=4, alpha=8, r_target=16)
+    params = [p for l in layers.values() for p in (l.A, l.B)]
+    opt = torch.optim.Adam(params, lr=1e-2)
+    for l in layers.values():  # a trained-looking state: moved factors, EMAs, moments (the last layer has none yet)
+        with torch.no_grad():
+            l.A.add_(0.1 * torch.randn(l.A.shape, generator=g, dtype=torch.float64))
+            l.B.add_(0.1 * torch.randn(l.B.shape, generator=g, dtype=torch.float64))
+            for n in ("ema_IA", "ema_UA", "ema_IB", "ema_UB"):
+                getattr(l, n).copy_(torch.rand(getattr(l, n).shape, generator=g))
+            l.age.fill_(5)
+    for p in params[:-2]:
+        opt.state[p] = {"step": torch.tensor(3.0), "exp_avg": torch.randn(p.shape, generator=g, dtype=torch.float64),
+                        "exp_avg_sq": torch.rand(p.shape, generator=g, dtype=torch.float64)}
+    return layers, opt
+
+
+def expected(l, slots, opt):
+    """The spec per layer: fuse s·B[:,K]A[K], reinitialise on directions p, p+1, … and subtract them, zero the rest."""
+    K = torch.tensor(slots)
+    J = torch.arange(l.p, l.p + len(slots))
+    scale = torch.sqrt(l.S[J] / l.s)
+    b, a = l.U[:, J] * scale, (l.V[:, J] * scale).T
+    W = l.W + l.s * l.B[:, K] @ l.A[K] - l.s * b @ a
+    A, B = l.A.detach().clone(), l.B.detach().clone()
+    A[K], B[:, K] = a, b
+    ema = {n: getattr(l, n).clone() for n in ("ema_IA", "ema_UA", "ema_IB", "ema_UB")}
+    for n in ("ema_IA", "ema_UA"):
+        ema[n][K] = 0
+    for n in ("ema_IB", "ema_UB"):
+        ema[n][:, K] = 0
+    moments = {}
+    for p, axis in ((l.A, 0), (l.B, 1)):
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in opt.state.get(p, {}):
+                t = opt.state[p][key].clone()
+                t.index_fill_(axis, K, 0)
+                moments[(id(p), key)] = t
+    dirs = l.directions.clone()
+    dirs[K] = J
+    age = l.age.clone()
+    age[K] = 0
+    return {"W": W, "A": A, "B": B, "ema": ema, "moments": moments, "dirs": dirs, "age": age, "p": l.p + len(slots),
+            "old": [l.dir_host[k] for k in slots]}
+
+
+def check(l, e, opt, res):
+    assert torch.allclose(l.W, e["W"], rtol=0, atol=1e-12)
+    assert torch.allclose(l.A, e["A"], rtol=0, atol=1e-14) and torch.allclose(l.B, e["B"], rtol=0, atol=1e-14)
+    for n, t in e["ema"].items():
+        assert torch.equal(getattr(l, n), t), n
+    for p in (l.A, l.B):
+        for key in ("exp_avg", "exp_avg_sq"):
+            if (id(p), key) in e["moments"]:
+                assert torch.equal(opt.state[p][key], e["moments"][(id(p), key)])
+    assert torch.equal(l.directions, e["dirs"]) and l.dir_host == e["dirs"].tolist()
+    assert torch.equal(l.age, e["age"]) and l.p == e["p"] and res["old"] == e["old"]
+    assert res["norms"][1].item() < 1e-13  # preservation error, float64 layers
+
+
+def test_batched_recomposition_is_the_per_layer_formula():
+    # three layers of one shape (different selections, one with none), one of another shape
+    layers, opt = layers_and_optimizer([(12, 10), (12, 10), (12, 10), (9, 14)])
+    selections = [("l0", [3, 0]), ("l1", []), ("l2", [1, 2, 3]), ("l3", [2])]
+    want = {n: expected(layers[n], s, opt) for n, s in selections if s}
+    before = {n: layers[n].W.clone() for n, s in selections if not s}
+    chunks = rc.plan(layers, selections)
+    assert [ns for ns, _ in chunks] == [["l0", "l2"], ["l3"]]  # same-shape layers together; none for no slots
+    for ns, sl in chunks:
+        for n, res in zip(ns, rc.recompose_group([layers[n] for n in ns], sl, optimizer=opt)):
+            check(layers[n], want[n], opt, res)
+    assert torch.equal(layers["l1"].W, before["l1"])
+
+
+def test_chunks_bound_memory_and_give_the_same_result(monkeypatch):
+    shapes = [(12, 10)] * 5
+    a, opt_a = layers_and_optimizer(shapes, seed=1)
+    b, opt_b = layers_and_optimizer(shapes, seed=1)
+    sel = [(f"l{i}", [i % 4]) for i in range(5)]
+    monkeypatch.setattr(rc, "CHUNK_BYTES", 2 * 12 * 10 * 8)  # two layers per chunk
+    chunks = rc.plan(b, sel)
+    assert [len(ns) for ns, _ in chunks] == [2, 2, 1]
+    for ns, sl in chunks:
+        rc.recompose_group([b[n] for n in ns], sl, optimizer=opt_b)
+    monkeypatch.setattr(rc, "CHUNK_BYTES", 2 ** 30)
+    [(ns, sl)] = rc.plan(a, sel)
+    rc.recompose_group([a[n] for n in ns], sl, optimizer=opt_a)
+    for n in a:
+        assert torch.allclose(a[n].W, b[n].W, rtol=0, atol=1e-12) and torch.equal(a[n].A, b[n].A)
+
+
+def test_controller_events_follow_the_layer_order_and_report_norms():
+    layers, opt = layers_and_optimizer([(12, 10), (9, 14), (12, 10)])
+    ctl = SRLoRAController(layers, opt, total_steps=100, r=4, r_target=16, min_slot_age=1)
+    factors = {n: (l.A.detach().clone(), l.B.detach().clone(), l.s) for n, l in layers.items()}
+    rec = ctl.recompose("forced")
+    assert [e.layer for e in rec.layers] == ["l0", "l1", "l2"]
+    for e in rec.layers:  # γ = 0.5 of r = 4: two pairs per layer
+        A, B, s = factors[e.layer]
+        assert len(e.slots) == 2 and e.new_directions == [4, 5] and e.p == 6
+        assert abs(e.delta_norm - (s * B[:, e.slots] @ A[e.slots]).norm().item()) < 1e-12 and e.preservation_error < 1e-13
+
+
+def test_too_few_directions_is_refused_before_anything_changes():
+    layers, _ = layers_and_optimizer([(12, 10), (12, 10)])
+    layers["l1"].p = layers["l1"].r_target - 1  # rTarget is min(16, 10) = 10
+    W = layers["l0"].W.clone()
+    try:
+        rc.plan(layers, [("l0", [0]), ("l1", [0, 1])])
+        raise AssertionError("plan accepted 2 slots with 1 direction left")
+    except RuntimeError as e:
+        assert "l1: 2 slots but only 1 directions left" in str(e)
+    assert torch.equal(layers["l0"].W, W)
