@@ -19,6 +19,7 @@ from torch import nn
 
 from .client import EventRecorder
 from .controller import SRLoRAController, apply_srlora
+from .telemetry import Telemetry
 
 TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
 SEQ, BATCH, R = 128, 32, 8
@@ -66,6 +67,7 @@ def batch(gen: torch.Generator):
 
 
 def timed_steps(model, opt, gen, steps, before_opt=None, after_opt=None, warmup=5):
+    """Median ms of `steps` steps; after_opt gets the step's loss (a device tensor)."""
     times = []
     for i in range(steps + warmup):
         x, y = batch(gen)
@@ -79,7 +81,7 @@ def timed_steps(model, opt, gen, steps, before_opt=None, after_opt=None, warmup=
         opt.step()
         opt.zero_grad(set_to_none=True)
         if after_opt:
-            after_opt()
+            after_opt(loss)
         sync()
         if i >= warmup:
             times.append(time.perf_counter() - t)
@@ -110,18 +112,21 @@ def main(argv=None) -> int:
     svd_ms = (time.perf_counter() - t) * 1000
     opt = torch.optim.AdamW([p for l in layers.values() for p in (l.A, l.B)], lr=1e-4)
     ctl = SRLoRAController(layers, opt, total_steps=10 ** 6, r=R, r_target=4 * R, min_slot_age=1)
+
+    def after_off(loss):  # the SRLoRA step without telemetry
+        ctl.after_step()
     # Interleaved single steps (PEFT, SRLoRA, PEFT, …): both see the same host and clock conditions.
     timed_steps(pm, popt, gen, 5)
-    timed_steps(m, opt, gen, 5, ctl.after_backward, ctl.after_step)
+    timed_steps(m, opt, gen, 5, ctl.after_backward, after_off)
     lora_t, sr_t = [], []
     for _ in range(a.steps * 3):
         lora_t.append(timed_steps(pm, popt, gen, 1, warmup=0))
-        sr_t.append(timed_steps(m, opt, gen, 1, ctl.after_backward, ctl.after_step, warmup=0))
+        sr_t.append(timed_steps(m, opt, gen, 1, ctl.after_backward, after_off, warmup=0))
     lora_ms, sr_ms = statistics.median(lora_t), statistics.median(sr_t)
     # GPU kernel time per step (profiler): the work each variant gives the GPU, apart from host dispatch.
     from torch.profiler import ProfilerActivity, profile
     gpu_ms = {}
-    for name, args in (("peft", (pm, popt, gen, 10)), ("srlora", (m, opt, gen, 10, ctl.after_backward, ctl.after_step))):
+    for name, args in (("peft", (pm, popt, gen, 10)), ("srlora", (m, opt, gen, 10, ctl.after_backward, after_off))):
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             timed_steps(*args, warmup=0)
         gpu_ms[name] = round(sum(e.self_device_time_total for e in prof.key_averages()) / 1000 / 10, 3)
@@ -132,32 +137,38 @@ def main(argv=None) -> int:
                    "trainableParams": sum(p.numel() for p in pm.parameters() if p.requires_grad)}
     flops = step_flops(pm)
     torch.cuda.reset_peak_memory_stats()
-    timed_steps(m, opt, gen, 5, ctl.after_backward, ctl.after_step)
+    timed_steps(m, opt, gen, 5, ctl.after_backward, after_off)
     peak = torch.cuda.max_memory_allocated() / 2 ** 30
-    # telemetry on: events.jsonl with metrics every step and importance snapshots at ≤ 10/s (host copies)
-    run_dir = tempfile.mkdtemp()
-    rec = EventRecorder("bench", run_dir)
+    # Telemetry as the trainer does it (telemetry.py: metrics rows and importance snapshots, each ≤ 10/s, written to
+    # events.jsonl), a worst case (both every step), and metrics alone — each interleaved with steps without telemetry.
+    rec = EventRecorder("bench", tempfile.mkdtemp())
     rec.emit({"type": "hello", "protocol": {"major": 1, "minor": 0}, "method": "srlora", "backend": {"name": "pytorch", "device": out["device"]},
               "totalSteps": 10 ** 6, "config": {}, "layers": [{"name": n, "shape": [l.out_features, l.in_features], "r": l.r, "rTarget": l.r_target} for n, l in layers.items()]})
-    state = {"last": 0.0, "step": 0}
+    # Each variant's clock counts only its own steps' time, so interleaving does not stretch its ≤ 10/s intervals.
+    own_s = {"trainer": 0.0, "everyStep": 0.0, "metricsOnly": 0.0}
+    variants = {k: Telemetry(rec, ctl, BATCH, lambda: 1e-4, {"importanceEvery": 1}, snapshots=k != "metricsOnly",
+                             min_interval_s=0.0 if k == "everyStep" else 0.1, clock=lambda k=k: own_s[k]) for k in own_s}
+    hook_s = {k: 0.0 for k in variants}
 
-    def telemetry():
-        ctl.after_step()
-        state["step"] += 1
-        rec.emit({"type": "metrics", "rows": [{"step": state["step"], "loss": 0.0, "lr": 1e-4, "examplesPerSec": 0.0}]})
-        now = time.perf_counter()
-        if now - state["last"] >= 0.1:
-            state["last"] = now
-            snap = ctl.importance_async()
-            if snap is not None:
-                rec.emit({"type": "importance", "step": snap[0], "layers": snap[1]})
+    def with_telemetry(name):
+        def after(loss):
+            ctl.after_step()
+            t0 = time.perf_counter()
+            variants[name].after_step(loss)
+            hook_s[name] += time.perf_counter() - t0
+        return after
 
-    on_t, off_t = [], []
+    times = {k: [] for k in ["off", *variants]}
     for _ in range(a.steps * 3):
-        on_t.append(timed_steps(m, opt, gen, 1, ctl.after_backward, telemetry, warmup=0))
-        off_t.append(timed_steps(m, opt, gen, 1, ctl.after_backward, ctl.after_step, warmup=0))
-    on_ms, off_ms = statistics.median(on_t), statistics.median(off_t)
+        times["off"].append(timed_steps(m, opt, gen, 1, ctl.after_backward, after_off, warmup=0))
+        for k in variants:
+            times[k].append(timed_steps(m, opt, gen, 1, ctl.after_backward, with_telemetry(k), warmup=0))
+            own_s[k] += times[k][-1] / 1000
     rec.close()
+    med = {k: statistics.median(v) for k, v in times.items()}
+    out["telemetry"] = {k: {"msPerStep": round(med[k], 3), "onOverOff": round(med["off"] / med[k], 4),
+                            "hookMsPerStep (training thread)": round(hook_s[k] * 1000 / len(times[k]), 3)} for k in variants}
+    out["telemetry"]["offMsPerStep"] = round(med["off"], 3)
     # full recompositions (every slot eligible): the first pays one-time CUDA/cuBLAS float64 set-up; then steady state
     times = []
     for _ in range(3):
@@ -174,11 +185,10 @@ def main(argv=None) -> int:
         "svdMethods": sorted({l.svd_info["method"] for l in layers.values()}), "svdMaxResidual": max(l.svd_info["residual"] for l in layers.values()),
         "fullRecompositionMs": round(recompose_ms, 2), "firstRecompositionMs": round(first_recompose_ms, 2), "recomposedLayers": len(res.layers),
         "maxPreservationError": max(e.preservation_error for e in res.layers),
-        "telemetryOnMs": round(on_ms, 3), "telemetryOffMs": round(off_ms, 3),
         "trainableParams": sum(l.A.numel() + l.B.numel() for l in layers.values()),
     }
     out["srloraOverPeft"] = round(sr_ms / lora_ms, 4)
-    out["telemetryOnOverOff"] = round(off_ms / on_ms, 4)  # throughput ratio: steps/s on ÷ steps/s off
+    out["telemetryOnOverOff"] = out["telemetry"]["trainer"]["onOverOff"]  # throughput ratio: steps/s on ÷ steps/s off
     out["recompositionOverStep"] = round(recompose_ms / sr_ms, 3)
     out["flopsPerStep"] = flops
     out["achievedTflops"] = {"peft": round(flops / lora_ms / 1e9, 1), "srlora": round(flops / sr_ms / 1e9, 1)}

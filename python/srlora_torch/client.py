@@ -42,11 +42,15 @@ class EventRecorder:
         self._fh = open(self.file, "a", encoding="utf-8")
         self._lock = threading.Lock()
         self.listeners: List[Callable[[dict, str], None]] = []
-        self._q: "queue.Queue[Optional[dict]]" = queue.Queue()
+        self._q: "queue.Queue[Optional[Tuple[dict, Optional[Callable[[], dict]]]]]" = queue.Queue()
         self._writer = threading.Thread(target=self._write_loop, name="srlora-events", daemon=True)
         self._writer.start()
 
-    def emit(self, body: dict) -> dict:
+    def emit(self, body: dict, build: Optional[Callable[[], dict]] = None) -> dict:
+        """Appends a message. `build`, if given, returns the rest of the body and runs on the writer thread: a large
+        payload (an importance snapshot) is then decoded there too, not on the training thread."""
+        if build is not None and self.check:  # validated here, on the caller's thread, so a bad message raises here
+            body, build = {**body, **build()}, None
         with self._lock:
             msg = {"v": PROTOCOL_MAJOR, "runId": self.run_id, "seq": self.seq + 1, "time": int(time.time() * 1000), **body}
             if self.check:
@@ -56,15 +60,22 @@ class EventRecorder:
             if msg["type"] == "hello":
                 self.hello = msg
             self.seq = msg["seq"]
-            self._q.put(msg)
+            self._q.put((msg, build))
         return msg
 
     def _write_loop(self) -> None:
         while True:
-            msg = self._q.get()
-            if msg is None:
+            item = self._q.get()
+            if item is None:
                 self._q.task_done()
                 return
+            msg, build = item
+            if build is not None:
+                try:
+                    msg.update(build())
+                except Exception as e:  # noqa: BLE001 - the seq is taken: it becomes a log line, and the run goes on
+                    head = {k: msg[k] for k in ("v", "runId", "seq", "time")}
+                    msg = {**head, "type": "log", "level": "error", "text": f"could not build the {msg['type']} message: {type(e).__name__}: {e}"}
             text = json.dumps(msg, separators=(",", ":"))
             self._fh.write(text + "\n")
             if self._q.empty():

@@ -203,50 +203,57 @@ class SRLoRAController:
 
     def _host_view(self, names: Sequence[str]):
         """Pair scores and ages of the named layers (in that order), in one device → host copy."""
-        order, flat = self._grouped_flat(names)
-        scores, ages = self._decode([self.layers[n] for n in order], flat.tolist())
-        pos = {n: i for i, n in enumerate(order)}
-        return [scores[pos[n]] for n in names], [ages[pos[n]] for n in names]
+        by_name = {l["name"]: l for l in self._snapshot(*self._grouped_flat(names)).layers()}
+        return [by_name[n]["S"] for n in names], [by_name[n]["age"] for n in names]
 
-    @staticmethod
-    def _decode(layers: List[SRLoRALinear], flat: List[float]):
-        scores, ages, i = [], [], 0
-        for l in layers:
-            scores.append(flat[i: i + l.r])
-            ages.append([int(a) for a in flat[i + l.r: i + 2 * l.r]])
-            i += 2 * l.r
-        return scores, ages
-
-    def importance_async(self) -> Optional[tuple]:
+    def importance_async(self) -> Optional["Snapshot"]:
         """Telemetry off the critical path: starts copying a snapshot into pinned host memory without waiting, and returns
-        the previous snapshot as (step, layers) once its copy has landed (None until then). On the CPU: importance() now."""
+        the previous snapshot once its copy has landed (None until then). Its layers() — the Python decoding — is meant
+        for the recorder's writer thread (EventRecorder.emit's build). On the CPU: a snapshot of now."""
         first = next(iter(self.layers.values()))
         if first.A.device.type != "cuda":
-            return self.step, self.importance()
-        done = None
-        pending = getattr(self, "_pending_snapshot", None)
-        if pending is not None and pending["event"].query():
-            flat = pending["host"].tolist()
-            names = pending["names"]
-            scores, ages = self._decode([self.layers[n] for n in names], flat)
-            done = (pending["step"], [{"name": n, "S": S, "sHat": normalize_scores(S), "age": a, "direction": d, "p": p, "rTarget": self.layers[n].r_target}
-                                      for n, S, a, d, p in zip(names, scores, ages, pending["directions"], pending["p"])])
-            pending = None
+            return self._snapshot(*self._grouped_flat(list(self.layers)))
+        done, pending = None, getattr(self, "_pending_snapshot", None)
+        if pending is not None and pending[1].query():
+            done, pending = pending[0], None
         if pending is None:
             order, flat = self._grouped_flat(list(self.layers))
             host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
             host.copy_(flat, non_blocking=True)
             event = torch.cuda.Event()
             event.record()
-            self._pending_snapshot = {"names": order, "host": host, "event": event, "step": self.step,
-                                      "directions": [list(self.layers[n].dir_host) for n in order], "p": [self.layers[n].p for n in order]}
-        else:
-            self._pending_snapshot = pending
+            pending = (self._snapshot(order, host), event)
+        self._pending_snapshot = pending
         return done
 
+    def _snapshot(self, order: List[str], flat: torch.Tensor) -> "Snapshot":
+        ls = [self.layers[n] for n in order]
+        return Snapshot(self.step, order, flat, [l.r for l in ls], [list(l.dir_host) for l in ls], [l.p for l in ls],
+                        [l.r_target for l in ls])
+
     def importance(self) -> List[dict]:
-        """Per layer S, ŝ, age, direction, p, rTarget — one host copy for all layers (telemetry, ≤ 10/s)."""
-        names = list(self.layers)
-        scores, ages = self._host_view(names)
-        return [{"name": n, "S": S, "sHat": normalize_scores(S), "age": a, "direction": list(self.layers[n].dir_host),
-                 "p": self.layers[n].p, "rTarget": self.layers[n].r_target} for n, S, a in zip(names, scores, ages)]
+        """Per layer S, ŝ, age, direction, p, rTarget — one host copy for all layers, in the controller's layer order."""
+        by_name = {l["name"]: l for l in self._snapshot(*self._grouped_flat(list(self.layers))).layers()}
+        return [by_name[n] for n in self.layers]
+
+
+@dataclass
+class Snapshot:
+    """Pair scores and ages as copied off the device (flat: per layer r scores then r ages), with the host-side state
+    of the same step; layers() decodes it into the protocol's importance entries."""
+    step: int
+    names: List[str]
+    flat: torch.Tensor
+    r: List[int]
+    directions: List[List[int]]
+    p: List[int]
+    r_target: List[int]
+
+    def layers(self) -> List[dict]:
+        flat, out, i = self.flat.tolist(), [], 0
+        for n, r, d, p, rt in zip(self.names, self.r, self.directions, self.p, self.r_target):
+            S = flat[i: i + r]
+            out.append({"name": n, "S": S, "sHat": normalize_scores(S), "age": [int(a) for a in flat[i + r: i + 2 * r]],
+                        "direction": d, "p": p, "rTarget": rt})
+            i += 2 * r
+        return out

@@ -24,6 +24,7 @@ from .client import CommandQueue, EventRecorder, HubLink
 from .controller import SRLoRAController, apply_srlora
 from .models import TRANSFORMER_PRESETS, EncoderClassifier, synthetic_batch
 from .protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, validate_command
+from .telemetry import Telemetry
 
 DEFAULTS = dict(
     name=None, task={"kind": "transformer", "preset": "tiny"}, method="srlora", targets=None, r=4, alpha=8.0, rTarget=None,
@@ -244,26 +245,7 @@ def main(argv=None) -> int:
 
     state("running")
     outcome, reason = "finished", None
-    last_importance, last_flush = 0.0, time.perf_counter()
-    losses: list = []  # (step, loss tensor): read back in one copy per flush, never one sync per step
-    rows: list = []
-
-    def flush_rows() -> None:
-        nonlocal losses, rows, last_flush
-        now = time.perf_counter()
-        if losses:
-            values = torch.stack([l for _, l in losses]).float().tolist()
-            eps = cfg["batchSize"] * len(losses) / max(1e-9, now - last_flush)
-            for (step, _), v in zip(losses, values):
-                if v != v:
-                    raise RuntimeError(f"loss is NaN at step {step}")
-                rows.append({"step": step, "loss": v, "lr": opt.param_groups[0]["lr"], "examplesPerSec": eps})
-            losses = []
-        if rows:
-            rec.emit({"type": "metrics", "rows": rows})
-            rows = []
-        last_flush = now
-
+    telemetry = Telemetry(rec, ctl, cfg["batchSize"], lambda: opt.param_groups[0]["lr"], settings, snapshots=cfg["method"] == "srlora")
     try:
         while ctl.step < cfg["steps"] and not stop_reason["why"]:
             loss = task.loss()
@@ -274,26 +256,18 @@ def main(argv=None) -> int:
             for cid, body in commands.drain():
                 ctl.pending.append(lambda cid=cid, body=body: apply(cid, body))
             ctl.after_step()
-            losses.append((ctl.step, loss.detach()))
-            now = time.perf_counter()
-            if now - last_flush >= 0.1:
-                flush_rows()
-            if cfg["method"] == "srlora" and ctl.step % settings["importanceEvery"] == 0 and now - last_importance >= 0.1:
-                last_importance = now
-                snap = ctl.importance_async()  # on a GPU: the previous snapshot, copied out while this one was queued
-                if snap is not None:
-                    rec.emit({"type": "importance", "step": snap[0], "layers": snap[1]})
+            telemetry.after_step(loss)
             if ctl.step % settings["evalEvery"] == 0 or ctl.step == cfg["steps"]:
-                flush_rows()
+                telemetry.flush()
                 rec.emit({"type": "eval", "step": ctl.step, **task.evaluate()})
             if cfg["checkpointEvery"] and ctl.step % cfg["checkpointEvery"] == 0:
                 checkpoint()
             while paused["on"] and not stop_reason["why"]:  # paused: block on the queue, no spinning
-                flush_rows()
+                telemetry.flush()
                 item = commands.wait(timeout=0.5)
                 if item:
                     apply(*item)
-        flush_rows()
+        telemetry.flush()
         if stop_reason["why"]:
             state("stopping", stop_reason["why"])
             reason = stop_reason["why"]

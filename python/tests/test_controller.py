@@ -84,8 +84,8 @@ def test_async_snapshots_equal_the_synchronous_ones():
         assert got is None  # the first call only starts the copy
         torch.cuda.synchronize()
         got = ctl.importance_async()
-    step, layers_view = got
-    assert step == ctl.step
+    assert got.step == ctl.step
+    layers_view = got.layers()
     by_name = {l["name"]: l for l in layers_view}
     for s in sync:
         a = by_name[s["name"]]

@@ -1,0 +1,55 @@
+"""Telemetry: metrics rows and importance snapshots at ≤ 10/s by its clock, snapshots decoded on the writer thread, and a
+snapshot that fails to decode becomes an error log line in its place (the seq stays contiguous)."""
+import json
+
+import torch
+
+from srlora_torch.client import EventRecorder
+from srlora_torch.protocol import validate
+from srlora_torch.telemetry import Telemetry
+from test_controller import build, train
+
+
+def read(run_dir):
+    return [json.loads(l) for l in open(run_dir / "events.jsonl")]
+
+
+def test_rates_follow_the_clock_and_messages_are_valid(tmp_path):
+    model, layers, opt, ctl, shape, g = build()
+    rec = EventRecorder("t", str(tmp_path))
+    now = {"t": 0.0}
+    tel = Telemetry(rec, ctl, 16, lambda: 1e-3, {"importanceEvery": 1}, min_interval_s=0.125, clock=lambda: now["t"])
+    for i in range(1, 8):  # steps at t = 1/16, 2/16, … s (exact in binary)
+        train(model, opt, ctl, shape, g, 1)
+        now["t"] = i / 16
+        tel.after_step(torch.tensor(float(i)))
+    tel.flush()
+    rec.close()
+    msgs = read(tmp_path)
+    assert [m for m in msgs if validate(m)] == []
+    assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1))
+    metrics = [[row["step"] for row in m["rows"]] for m in msgs if m["type"] == "metrics"]
+    assert metrics == [[1, 2], [3, 4], [5, 6], [7]]  # flushed each 1/8 s, then the final flush
+    assert [row["loss"] for m in msgs if m["type"] == "metrics" for row in m["rows"]] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    snaps = [m for m in msgs if m["type"] == "importance"]
+    assert [m["step"] for m in snaps] == [1, 3, 5, 7]  # at once, then each 1/8 s later
+    assert {l["name"] for l in snaps[-1]["layers"]} == set(layers)
+    last = {l["name"]: l for l in snaps[-1]["layers"]}
+    for s in ctl.importance():  # the last snapshot was taken after the last step: it is the state now
+        assert last[s["name"]]["S"] == s["S"] and last[s["name"]]["age"] == s["age"]
+
+
+def test_a_snapshot_that_cannot_be_built_becomes_an_error_log_line(tmp_path):
+    rec = EventRecorder("t", str(tmp_path))
+    rec.emit({"type": "log", "level": "info", "text": "before"})
+
+    def broken():
+        raise ValueError("no such layer")
+    rec.emit({"type": "importance", "step": 3}, build=broken)
+    rec.emit({"type": "log", "level": "info", "text": "after"})
+    rec.close()
+    msgs = read(tmp_path)
+    assert [m["seq"] for m in msgs] == [1, 2, 3] and [m for m in msgs if validate(m)] == []
+    assert msgs[1]["type"] == "log" and msgs[1]["level"] == "error"
+    assert msgs[1]["text"] == "could not build the importance message: ValueError: no such layer"
+    assert msgs[2]["text"] == "after"
