@@ -19,7 +19,8 @@ from torch import nn
 
 from .client import EventRecorder
 from .controller import SRLoRAController, apply_srlora
-from .telemetry import Telemetry
+from .telemetry import MIN_INTERVAL_S, Telemetry
+from .train import DEFAULTS as TRAIN_DEFAULTS
 
 TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
 SEQ, BATCH, R = 128, 32, 8
@@ -139,15 +140,17 @@ def main(argv=None) -> int:
     torch.cuda.reset_peak_memory_stats()
     timed_steps(m, opt, gen, 5, ctl.after_backward, after_off)
     peak = torch.cuda.max_memory_allocated() / 2 ** 30
-    # Telemetry as the trainer does it (telemetry.py: metrics rows and importance snapshots, each ≤ 10/s, written to
-    # events.jsonl), a worst case (both every step), and metrics alone — each interleaved with steps without telemetry.
+    # Telemetry as the trainer sends it by default (telemetry.py: metrics rows ≤ 10/s, an importance snapshot every
+    # importanceEvery = 10 steps and ≤ 10/s, all written to events.jsonl), snapshots as often as the protocol allows
+    # (importanceEvery = 1, ≤ 10/s), a worst case (both every step), and metrics alone — each interleaved with steps
+    # without telemetry.
     rec = EventRecorder("bench", tempfile.mkdtemp())
     rec.emit({"type": "hello", "protocol": {"major": 1, "minor": 0}, "method": "srlora", "backend": {"name": "pytorch", "device": out["device"]},
               "totalSteps": 10 ** 6, "config": {}, "layers": [{"name": n, "shape": [l.out_features, l.in_features], "r": l.r, "rTarget": l.r_target} for n, l in layers.items()]})
-    # Each variant's clock counts only its own steps' time, so interleaving does not stretch its ≤ 10/s intervals.
-    own_s = {"trainer": 0.0, "everyStep": 0.0, "metricsOnly": 0.0}
-    variants = {k: Telemetry(rec, ctl, BATCH, lambda: 1e-4, {"importanceEvery": 1}, snapshots=k != "metricsOnly",
-                             min_interval_s=0.0 if k == "everyStep" else 0.1, clock=lambda k=k: own_s[k]) for k in own_s}
+    every = {"trainerDefault": TRAIN_DEFAULTS["importanceEvery"], "maxRate": 1, "everyStep": 1, "metricsOnly": 1}
+    own_s = {k: 0.0 for k in every}  # each variant's clock counts only its own steps: interleaving does not stretch its intervals
+    variants = {k: Telemetry(rec, ctl, BATCH, lambda: 1e-4, {"importanceEvery": every[k]}, snapshots=k != "metricsOnly",
+                             min_interval_s=0.0 if k == "everyStep" else MIN_INTERVAL_S, clock=lambda k=k: own_s[k]) for k in every}
     hook_s = {k: 0.0 for k in variants}
 
     def with_telemetry(name):
@@ -188,7 +191,7 @@ def main(argv=None) -> int:
         "trainableParams": sum(l.A.numel() + l.B.numel() for l in layers.values()),
     }
     out["srloraOverPeft"] = round(sr_ms / lora_ms, 4)
-    out["telemetryOnOverOff"] = out["telemetry"]["trainer"]["onOverOff"]  # throughput ratio: steps/s on ÷ steps/s off
+    out["telemetryOnOverOff"] = out["telemetry"]["trainerDefault"]["onOverOff"]  # throughput ratio: steps/s on ÷ steps/s off
     out["recompositionOverStep"] = round(recompose_ms / sr_ms, 3)
     out["flopsPerStep"] = flops
     out["achievedTflops"] = {"peft": round(flops / lora_ms / 1e9, 1), "srlora": round(flops / sr_ms / 1e9, 1)}

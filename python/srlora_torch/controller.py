@@ -17,7 +17,8 @@ from torch import nn
 
 from .layer import SRLoRALinear
 from .recompose import index_rows, plan, recompose_group
-from .rule import Schedule, compute_schedule, default_min_slot_age, normalize_scores, select_slots
+from .rule import Schedule, compute_schedule, default_min_slot_age, select_slots
+from .snapshot import CapturedScores, Snapshot, grouped_scores
 
 DEFAULTS = dict(beta1=0.85, beta2=0.85, fusion_ratio=0.5, fusion_threshold=None, r_target_per_rank=4, reset_optimizer_moments=True)
 
@@ -93,6 +94,8 @@ class SRLoRAController:
         self.pending: List[Callable[[], None]] = []
         # Called with every recomposition, scheduled or forced, in the order they happen (telemetry, tests).
         self.on_recomposition: Optional[Callable[[Recomposition], None]] = None
+        self._captured: Optional[CapturedScores] = None  # importance_async's scoring graph (CUDA only)
+        self._pending_snapshot: Optional[tuple] = None
 
     # ---- the two calls of a training step
     @torch.no_grad()
@@ -182,42 +185,25 @@ class SRLoRAController:
             self.on_recomposition(rec)
         return rec
 
-    @torch.no_grad()
-    def _grouped_flat(self, names: Sequence[str]):
-        """Pair scores and ages of the named layers as one device tensor. Layers of one shape are scored together
-        (stacked), so 72 layers are a few dozen kernels, not hundreds. Returns the layer order of the tensor."""
-        groups: Dict[tuple, List[str]] = {}
-        for n in names:
-            l = self.layers[n]
-            groups.setdefault((tuple(l.A.shape), tuple(l.B.shape), l.ema_IA is not None), []).append(n)
-        parts = []
-        for (_, _, tracked), g in groups.items():
-            ls = [self.layers[n] for n in g]
-            if tracked:
-                S = (torch.stack([l.ema_IB for l in ls]) * torch.stack([l.ema_UB for l in ls])).mean(1) \
-                    + (torch.stack([l.ema_IA for l in ls]) * torch.stack([l.ema_UA for l in ls])).mean(2)
-            else:
-                S = torch.zeros(len(ls), ls[0].r, device=ls[0].A.device)
-            parts.append(torch.cat([S.double(), torch.stack([l.age for l in ls]).double()], 1).flatten())
-        return [n for g in groups.values() for n in g], torch.cat(parts)
-
     def _host_view(self, names: Sequence[str]):
         """Pair scores and ages of the named layers (in that order), in one device → host copy."""
-        by_name = {l["name"]: l for l in self._snapshot(*self._grouped_flat(names)).layers()}
+        by_name = {l["name"]: l for l in self._snapshot(*grouped_scores(self.layers, names)).layers()}
         return [by_name[n]["S"] for n in names], [by_name[n]["age"] for n in names]
 
-    def importance_async(self) -> Optional["Snapshot"]:
+    def importance_async(self) -> Optional[Snapshot]:
         """Telemetry off the critical path: starts copying a snapshot into pinned host memory without waiting, and returns
         the previous snapshot once its copy has landed (None until then). Its layers() — the Python decoding — is meant
         for the recorder's writer thread (EventRecorder.emit's build). On the CPU: a snapshot of now."""
         first = next(iter(self.layers.values()))
         if first.A.device.type != "cuda":
-            return self._snapshot(*self._grouped_flat(list(self.layers)))
-        done, pending = None, getattr(self, "_pending_snapshot", None)
+            return self._snapshot(*grouped_scores(self.layers, list(self.layers)))
+        done, pending = None, self._pending_snapshot
         if pending is not None and pending[1].query():
             done, pending = pending[0], None
         if pending is None:
-            order, flat = self._grouped_flat(list(self.layers))
+            if self._captured is None:
+                self._captured = CapturedScores(self.layers)
+            order, flat = self._captured()  # one graph launch; its output is overwritten by the next, after this copy
             host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
             host.copy_(flat, non_blocking=True)
             event = torch.cuda.Event()
@@ -226,34 +212,12 @@ class SRLoRAController:
         self._pending_snapshot = pending
         return done
 
-    def _snapshot(self, order: List[str], flat: torch.Tensor) -> "Snapshot":
+    def _snapshot(self, order: List[str], flat: torch.Tensor) -> Snapshot:
         ls = [self.layers[n] for n in order]
         return Snapshot(self.step, order, flat, [l.r for l in ls], [list(l.dir_host) for l in ls], [l.p for l in ls],
                         [l.r_target for l in ls])
 
     def importance(self) -> List[dict]:
         """Per layer S, ŝ, age, direction, p, rTarget — one host copy for all layers, in the controller's layer order."""
-        by_name = {l["name"]: l for l in self._snapshot(*self._grouped_flat(list(self.layers))).layers()}
+        by_name = {l["name"]: l for l in self._snapshot(*grouped_scores(self.layers, list(self.layers))).layers()}
         return [by_name[n] for n in self.layers]
-
-
-@dataclass
-class Snapshot:
-    """Pair scores and ages as copied off the device (flat: per layer r scores then r ages), with the host-side state
-    of the same step; layers() decodes it into the protocol's importance entries."""
-    step: int
-    names: List[str]
-    flat: torch.Tensor
-    r: List[int]
-    directions: List[List[int]]
-    p: List[int]
-    r_target: List[int]
-
-    def layers(self) -> List[dict]:
-        flat, out, i = self.flat.tolist(), [], 0
-        for n, r, d, p, rt in zip(self.names, self.r, self.directions, self.p, self.r_target):
-            S = flat[i: i + r]
-            out.append({"name": n, "S": S, "sHat": normalize_scores(S), "age": [int(a) for a in flat[i + r: i + 2 * r]],
-                        "direction": d, "p": p, "rTarget": rt})
-            i += 2 * r
-        return out

@@ -12,7 +12,8 @@ from typing import Callable, List, Tuple
 import torch
 
 from .client import EventRecorder
-from .controller import Snapshot, SRLoRAController
+from .controller import SRLoRAController
+from .snapshot import Snapshot
 
 MIN_INTERVAL_S = 0.1  # the protocol's ≤ 10 metrics messages and ≤ 10 importance snapshots per second
 

@@ -4,7 +4,7 @@ import torch
 
 from srlora_torch.controller import SRLoRAController, apply_srlora, matches_target
 from srlora_torch.models import TRANSFORMER_PRESETS, EncoderClassifier, synthetic_batch
-from srlora_torch.rule import compute_schedule
+from srlora_torch.rule import compute_schedule, normalize_scores
 
 
 def build(method="srlora"):
@@ -72,22 +72,36 @@ def test_schedule_is_the_typescript_one():
     assert compute_schedule(4, 4, 0.5, 100).steps == []
 
 
+def snapshot_now(ctl, device):
+    """importance_async's snapshot of this step: on a GPU the second call returns what the first started."""
+    got = ctl.importance_async()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        got = ctl.importance_async()
+    return got
+
+
+def assert_snapshot_is(got, ctl):
+    assert got.step == ctl.step
+    by_name = {l["name"]: l for l in got.layers()}
+    for s in ctl.importance():
+        a = by_name[s["name"]]
+        assert a["direction"] == s["direction"] and a["age"] == s["age"] and a["p"] == s["p"]
+        assert all(abs(x - y) <= 1e-12 * max(1.0, abs(y)) for x, y in zip(a["S"], s["S"]))
+        assert all(abs(x - y) <= 1e-12 * max(1.0, abs(y)) for x, y in zip(a["sHat"], normalize_scores(s["S"])))
+
+
 def test_async_snapshots_equal_the_synchronous_ones():
     model, layers, opt, ctl, shape, g = build()
     if torch.cuda.is_available():
         model.cuda()  # moves the SRLoRA layers too; the optimiser keeps the same Parameter objects
-    train_device = next(model.parameters()).device
-    train(model, opt, ctl, shape, g, 3, train_device)
-    sync = ctl.importance()
-    got = ctl.importance_async()
-    if train_device.type == "cuda":
-        assert got is None  # the first call only starts the copy
-        torch.cuda.synchronize()
-        got = ctl.importance_async()
-    assert got.step == ctl.step
-    layers_view = got.layers()
-    by_name = {l["name"]: l for l in layers_view}
-    for s in sync:
-        a = by_name[s["name"]]
-        assert a["direction"] == s["direction"] and a["age"] == s["age"] and a["p"] == s["p"]
-        assert all(abs(x - y) <= 1e-12 * max(1.0, abs(y)) for x, y in zip(a["S"], s["S"]))
+    device = next(model.parameters()).device
+    train(model, opt, ctl, shape, g, 3, device)
+    if device.type == "cuda":
+        assert ctl.importance_async() is None  # the first call only starts the copy
+    assert_snapshot_is(snapshot_now(ctl, device), ctl)
+    if device.type == "cuda":  # new buffers (model.to): the captured scoring graph must follow them
+        model.cpu()
+        model.cuda()
+    train(model, opt, ctl, shape, g, 2, device)
+    assert_snapshot_is(snapshot_now(ctl, device), ctl)
