@@ -18,7 +18,7 @@ from torch import nn
 from .layer import SRLoRALinear
 from .recompose import index_rows, plan, recompose_group
 from .rule import Schedule, compute_schedule, default_min_slot_age, select_slots
-from .snapshot import CapturedScores, Snapshot, grouped_scores
+from .snapshot import TELEMETRY_DIGITS, CapturedScores, Snapshot, grouped_scores
 
 DEFAULTS = dict(beta1=0.85, beta2=0.85, fusion_ratio=0.5, fusion_threshold=None, r_target_per_rank=4, reset_optimizer_moments=True)
 
@@ -186,7 +186,7 @@ class SRLoRAController:
         return rec
 
     def _host_view(self, names: Sequence[str]):
-        """Pair scores and ages of the named layers (in that order), in one device → host copy."""
+        """Exact pair scores and ages of the named layers (in that order), in one device → host copy."""
         by_name = {l["name"]: l for l in self._snapshot(*grouped_scores(self.layers, names)).layers()}
         return [by_name[n]["S"] for n in names], [by_name[n]["age"] for n in names]
 
@@ -196,7 +196,7 @@ class SRLoRAController:
         for the recorder's writer thread (EventRecorder.emit's build). On the CPU: a snapshot of now."""
         first = next(iter(self.layers.values()))
         if first.A.device.type != "cuda":
-            return self._snapshot(*grouped_scores(self.layers, list(self.layers)))
+            return self._snapshot(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS))
         done, pending = None, self._pending_snapshot
         if pending is not None and pending[1].query():
             done, pending = pending[0], None
@@ -218,6 +218,7 @@ class SRLoRAController:
                         [l.r_target for l in ls])
 
     def importance(self) -> List[dict]:
-        """Per layer S, ŝ, age, direction, p, rTarget — one host copy for all layers, in the controller's layer order."""
-        by_name = {l["name"]: l for l in self._snapshot(*grouped_scores(self.layers, list(self.layers))).layers()}
+        """Per layer S, ŝ, age, direction, p, rTarget as telemetry sends them — one host copy for all layers, in the
+        controller's layer order."""
+        by_name = {l["name"]: l for l in self._snapshot(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS)).layers()}
         return [by_name[n] for n in self.layers]
