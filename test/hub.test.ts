@@ -211,6 +211,66 @@ test('a flood of 10,000 commands from a dashboard is bounded and the hub keeps a
   } finally { await hub.close(); }
 });
 
+/** A dashboard connection (the viewer token as a subprotocol) that records what the hub sends it. */
+async function rawViewer(hub: Hub, opts: { autoPong?: boolean } = {}) {
+  const ws = new WebSocket(`${hub.url}/viewer`, ['srlora.v1', `srlora.token.${hub.viewerToken}`], opts);
+  const got: HubToViewer[] = [];
+  let closed = false;
+  ws.on('message', (d) => got.push(JSON.parse(d.toString()) as HubToViewer));
+  ws.on('close', () => { closed = true; });
+  await new Promise<void>((res, rej) => { ws.once('open', () => res()); ws.once('error', rej); });
+  return { ws, got, closed: () => closed };
+}
+
+test('the heartbeat ends a connection that stops answering pings and keeps one that answers', async () => {
+  const { hub, token } = await startHub(tempDir(), { heartbeatMs: 100 });
+  try {
+    const silent = await rawViewer(hub, { autoPong: false });
+    const live = await rawViewer(hub);
+    const t = await greetedTrainer(hub, token);
+    assert.ok(await until(() => silent.closed(), 2000), 'a viewer that never answers is terminated');
+    await sleep(400); // four more beats
+    assert.equal(live.ws.readyState, WebSocket.OPEN);
+    assert.equal(t.ws.readyState, WebSocket.OPEN, 'the trainer (ws answers pings) stays');
+    live.ws.close();
+    t.ws.close();
+  } finally { await hub.close(); }
+});
+
+test('a viewer that stops reading is dropped to a snapshot instead of buffering the run; it catches up complete and in order', async () => {
+  const dir = tempDir();
+  const { hub, token } = await startHub(dir, { slowViewerBytes: 256 << 10 });
+  try {
+    const t = await greetedTrainer(hub, token);
+    const v = await rawViewer(hub);
+    v.ws.send(JSON.stringify({ v: 1, type: 'subscribe', runId: RUN }));
+    assert.ok(await until(() => v.got.some((m) => m.type === 'snapshot')));
+    // Stop reading (ws has no public pause): the kernel buffers fill, then the hub's send buffer for this viewer.
+    const socket = (v.ws as unknown as { _socket: import('node:net').Socket })._socket;
+    socket.pause();
+    const n = 3000;
+    const text = 'x'.repeat(4000); // 3000 × 4 KB = 12 MB, past loopback's socket buffers
+    for (let s = 2; s <= n + 1; s++) t.ws.send(JSON.stringify(log(s, `${s} ${text}`)));
+    assert.ok(await until(() => hub.run(RUN)!.lastSeq === n + 1, 20_000));
+    socket.resume();
+    const snapshots = () => v.got.filter((m) => m.type === 'snapshot');
+    assert.ok(await until(() => snapshots().length === 2, 20_000), 'a fresh snapshot once it drained');
+    t.ws.send(JSON.stringify(log(n + 2)));
+    assert.ok(await until(() => v.got.some((m) => m.type === 'event' && m.event.seq === n + 2)));
+    // What it saw: snapshot 1, the events sent before it fell behind (in order), snapshot 2 with everything, then live.
+    const [i1, i2] = v.got.flatMap((m, i) => (m.type === 'snapshot' ? [i] : []));
+    const before = v.got.slice(i1 + 1, i2).filter((m) => m.type === 'event').map((m) => (m.type === 'event' ? m.event.seq : 0));
+    assert.deepEqual(before, before.map((_, i) => 2 + i), 'contiguous up to the drop');
+    assert.ok(before.length < n, `dropped to a snapshot after ${before.length} of ${n} events, not buffered them all`);
+    const snap = v.got[i2];
+    assert.deepEqual(snap.type === 'snapshot' && snap.events.map((e) => e.seq), Array.from({ length: n + 1 }, (_, i) => i + 1));
+    const after = v.got.slice(i2 + 1).filter((m) => m.type === 'event').map((m) => (m.type === 'event' ? m.event.seq : 0));
+    assert.deepEqual(after, [n + 2]);
+    v.ws.close();
+    t.ws.close();
+  } finally { await hub.close(); }
+});
+
 test('commands are validated before they reach the trainer', async () => {
   const { hub, token } = await startHub(tempDir());
   try {
