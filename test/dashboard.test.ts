@@ -4,8 +4,8 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
@@ -37,6 +37,11 @@ before(async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: .ci/run installs Debian's chromium`);
   mkdirSync(shots, { recursive: true });
   dir = mkdtempSync(join(tmpdir(), 'srlora-dash-')); // not tempDir(): its cleanup would run when this hook ends
+  // A finished LoRA run first, for the compare view (the live run below is the other).
+  const base = join(dir, 'base.srlora.json');
+  writeFileSync(base, JSON.stringify({ name: 'baseline', method: 'lora', model: { kind: 'mlp' }, steps: 30, r: 4, evalEvery: 10, checkpointEvery: 0 }));
+  const trained = spawnSync(process.execPath, [join(root, 'dist/cli.js'), 'train', '--config', base, '--runs-dir', join(dir, 'runs'), '--no-progress'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(trained.status, 0, trained.stderr);
   const config = join(dir, 'dash.srlora.json');
   writeFileSync(config, JSON.stringify({ name: 'dashboard-test', model: { kind: 'mlp' }, steps: 100000, r: 4, rTarget: 64, evalEvery: 50, checkpointEvery: 0, importanceEvery: 2, fusionRatio: 0.25, minSlotAge: 1 }));
   server = spawn(process.execPath, [join(root, 'dist/cli.js'), 'serve', '--runs-dir', join(dir, 'runs'), '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -143,6 +148,25 @@ test('Recompose now: a new forced row in the recomposition log', async () => {
   await page.waitForFunction((n) => document.querySelectorAll('tbody tr.forced').length > n, before, { timeout: 10_000 });
   assert.ok((await forcedRows()) >= before + 3, 'one row per layer');
   await page.screenshot({ path: join(shots, 'dashboard-recomposed.png'), fullPage: true });
+});
+
+test('compare: ?runs=A,B overlays both runs on one loss chart, each named with its method', async () => {
+  const ids = readdirSync(join(dir, 'runs')).sort();
+  assert.equal(ids.length, 2, `runs: ${ids.join(', ')}`);
+  const compareUrl = new URL(url);
+  compareUrl.searchParams.set('runs', ids.join(','));
+  const p2 = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  p2.on('pageerror', (e) => pageErrors.push(e.message));
+  try {
+    await p2.goto(compareUrl.href); // the token becomes a cookie; the runs stay in the URL
+    assert.equal(new URL(p2.url()).searchParams.get('runs'), ids.join(','));
+    const chart = p2.locator('.chart-wrap canvas');
+    await p2.waitForFunction(() => /baseline \(lora\), 30 steps/.test(document.querySelector('.chart-wrap canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 20_000 });
+    assert.equal(await chart.getAttribute('data-runs'), '2');
+    assert.match((await chart.getAttribute('aria-label')) ?? '', /dashboard-test \(srlora\), [1-9]\d* steps, last loss \d/);
+    assert.match((await p2.locator('h1.run-name').textContent()) ?? '', /^Compare: .*(baseline.*dashboard-test|dashboard-test.*baseline)/);
+    await p2.screenshot({ path: join(shots, 'dashboard-compare.png'), fullPage: true });
+  } finally { await p2.close(); }
 });
 
 test('the page raised no errors (CSP violations included)', () => {

@@ -138,11 +138,18 @@ export class LossChart {
       datasets.push({ label: `${name} raw`, data: c.raw.decimate(xs, raw, buckets), borderColor: color + '55', borderWidth: 1, pointRadius: 0 });
       if (beta > 0) datasets.push({ label: `${name} smoothed`, data: c.smooth.decimate(xs, smooth, buckets), borderColor: color, borderWidth: 2, pointRadius: 0 });
       const evalPts = run.evals.map((e) => ({ x: view.xAxis === 'time' ? (e.time - t0) / 1000 : e.step, y: e.loss }));
+      const evalColor = compare ? color : cssVar('--vscode-charts-green', '#89d185'); // compared runs: each its own colour
       datasets.push({
-        label: `${compare ? `${run.model.name} ` : ''}eval`, data: evalPts, borderColor: cssVar('--vscode-charts-green', '#89d185'),
-        backgroundColor: cssVar('--vscode-charts-green', '#89d185'), pointRadius: 3, showLine: false,
+        label: `${compare ? `${run.model.name} ` : ''}eval`, data: evalPts, borderColor: evalColor,
+        backgroundColor: evalColor, pointRadius: 3, showLine: false,
       });
     });
+    // What the canvas shows, for screen readers (and tests): one entry per run.
+    this.canvas.dataset.runs = String(runs.length);
+    this.canvas.setAttribute('aria-label', `Loss chart: ${runs.map((r) => {
+      const n = r.loss.length;
+      return `${r.model.name} (${r.model.method ?? '?'}), ${n} steps${n ? `, last loss ${r.loss.data[n - 1].toPrecision(4)}` : ''}`;
+    }).join('; ') || 'no run'}`);
     const o = this.chart.options;
     const yType = view.logY ? 'logarithmic' : 'linear';
     if (o.scales!.y!.type !== yType) o.scales!.y = { ...o.scales!.y, type: yType } as never;

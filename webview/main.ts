@@ -33,8 +33,10 @@ interface CommandEntry { requestId: string; runId: string; label: string; comman
 const host = connectHost();
 const saved: PageState = host.getState();
 const initialRuns = (document.body.dataset.runs ?? '').split(',').filter(Boolean).map(decodeURIComponent);
-const urlRun = new URLSearchParams(location.search).get('run');
-let focus: string[] = initialRuns.length ? initialRuns : saved.runIds ?? (urlRun ? [urlRun] : []);
+// The standalone page: ?run=ID, or ?runs=A,B to compare; a URL that names runs wins over the page's saved state.
+const params = new URLSearchParams(location.search);
+const urlRuns = (params.get('runs') ?? params.get('run') ?? '').split(',').filter(Boolean);
+let focus: string[] = initialRuns.length ? initialRuns : urlRuns.length ? urlRuns : saved.runIds ?? [];
 const runs = new Map<string, RunData>();
 let runList: RunSummary[] = [];
 const view: LossView = { smoothing: saved.smoothing ?? 0.9, logY: saved.logY ?? false, xAxis: saved.xAxis ?? 'step' };
@@ -438,7 +440,7 @@ function timed(name: string, fn: () => void): void {
   fn();
   if (timings) timings.push([name, performance.now() - t0]);
 }
-const timings: [string, number][] | null = new URLSearchParams(location.search).has('profile') ? [] : null;
+const timings: [string, number][] | null = params.has('profile') ? [] : null;
 (window as unknown as { srloraTimings?: unknown }).srloraTimings = timings;
 
 persist(); // the panel serializer restores this panel after a reload from this state

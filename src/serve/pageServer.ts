@@ -38,9 +38,10 @@ export function pageHandler(root: string, token: string) {
     const offered = url.searchParams.get('token');
     if (url.pathname === '/' && offered !== null) {
       if (!tokensEqual(offered, token)) { res.writeHead(401, { ...common, 'Content-Type': 'text/plain' }).end('wrong token\n'); return; }
-      const keep = url.searchParams.get('run');
+      const keep = new URLSearchParams(); // the token moves to a cookie; which runs to show stays in the URL
+      for (const k of ['run', 'runs']) { const v = url.searchParams.get(k); if (v) keep.set(k, v); }
       res.writeHead(303, {
-        ...common, Location: keep ? `/?run=${encodeURIComponent(keep)}` : '/',
+        ...common, Location: keep.size ? `/?${keep}` : '/',
         'Set-Cookie': `${TOKEN_COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`,
       }).end();
       return;
