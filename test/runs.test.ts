@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Hub } from '../src/hub/hub';
 import { RunManager, type ManagedRun } from '../src/runs/runManager';
@@ -8,7 +8,7 @@ import { CommandHandlers, parseRatio, parseThreshold, type PickItem, type Ui } f
 import { foldRun } from '../src/runs/runModel';
 import { Throttle } from '../src/runs/throttle';
 import { readJsonl } from '../src/runs/eventLog';
-import { EXIT_FILE, HUB_DISCOVERY_FILE, PID_FILE } from '../src/runs/runFiles';
+import { EXIT_FILE, HUB_DISCOVERY_FILE, latestCheckpoint, PID_FILE } from '../src/runs/runFiles';
 import type { Ack, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until, sleep } from './helpers/tmp';
 
@@ -126,6 +126,17 @@ test('integration: the real trainer, paused, τ changed, recomposed on picked la
     assert.deepEqual(rec.layers.map((l) => l.name), ['fc0', 'fc2']);
     assert.deepEqual(rec.rule, { kind: 'threshold', fusionThreshold: 0.8 });
 
+    // Export Model before any checkpoint says so; after a checkpoint it exports that step (the run goes on).
+    assert.equal(await handlers.exportModel(), null);
+    assert.match(ui.infos.at(-1) ?? '', /has no checkpoint yet: "SRLoRA: Checkpoint" writes one/);
+    handlers.checkpoint();
+    assert.ok(await until(() => latestCheckpoint(run.dir) !== null, 10_000));
+    const exported = await handlers.exportModel();
+    assert.equal(exported?.step, Number(/step-(\d+)$/.exec(latestCheckpoint(run.dir)!)![1]));
+    const from = (JSON.parse(readFileSync(join(exported!.dir, 'directions.json'), 'utf8')) as { from: { step: number } }).from;
+    assert.equal(from.step, exported?.step);
+    assert.ok(existsSync(join(exported!.dir, 'merged.safetensors')));
+
     const resumeId = handlers.resume();
     const twice = handlers.resume(); // a second resume, applied after the first: the trainer says why not
     assert.ok(await until(() => appliedOrRejected(run, twice) !== undefined, 10_000));
@@ -137,6 +148,7 @@ test('integration: the real trainer, paused, τ changed, recomposed on picked la
     assert.ok(await until(() => run.model.state === 'finished', 15_000), run.model.state);
     assert.equal(run.handle?.exitInfo?.code, 0);
     assert.ok(existsSync(join(run.dir, 'export/merged.safetensors')));
+    assert.deepEqual(await handlers.exportModel(), { dir: join(run.dir, 'export'), step: null }, 'a finished run: its own export');
   } finally {
     await runs.dispose('stop');
     await hub.close();
@@ -145,7 +157,7 @@ test('integration: the real trainer, paused, τ changed, recomposed on picked la
 
 test('a trainer killed with SIGKILL is marked failed within a second, with how it ended', async () => {
   const dir = tempDir();
-  const { runs, hub } = await setup();
+  const { runs, hub, ui } = await setup();
   const failures: string[] = [];
   runs.on('failed', (_id, m) => failures.push(m));
   try {
@@ -163,6 +175,9 @@ test('a trainer killed with SIGKILL is marked failed within a second, with how i
     again.scan();
     assert.equal(again.get(run.runId).model.state, 'failed');
     assert.ok(existsSync(join(run.dir, EXIT_FILE)));
+    const handlers = new CommandHandlers(again, ui, () => run.runId);
+    assert.equal(await handlers.exportModel(), null);
+    assert.match(ui.infos.at(-1) ?? '', /has no checkpoint to export from/);
   } finally {
     await runs.dispose('stop');
     await hub.close();

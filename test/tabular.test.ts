@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { parseRunConfig, withAbsolutePaths } from '../src/trainer/config/runConfig';
 import { loadTabular } from '../src/trainer/data/tabular';
 import { tempDir } from './helpers/tmp';
 
@@ -21,4 +22,14 @@ test('user data: CSV and JSONL rows load; every problem names its line', () => {
   assert.throws(() => loadTabular(csv), /no "label" column/);
   writeFileSync(jsonl, '{"features":[1,2],"label":1}\n{"features":[1],"label":-1}\n');
   assert.throws(() => loadTabular(jsonl), /a\.jsonl:2: "label" must be an integer ≥ 0/);
+});
+
+test('a run folder\'s config names its files by absolute path, so resume and export work from any directory', () => {
+  const cfg = parseRunConfig({ task: { kind: 'tabular', train: 'data/train.csv', eval: '/abs/eval.csv' }, model: { kind: 'mlp', weights: '../w.safetensors' } });
+  const abs = withAbsolutePaths(cfg, '/home/me/project');
+  assert.ok(abs.task.kind === 'tabular');
+  assert.equal(abs.task.kind === 'tabular' && abs.task.train, resolve('/home/me/project/data/train.csv'));
+  assert.equal(abs.task.kind === 'tabular' && abs.task.eval, '/abs/eval.csv');
+  assert.equal(abs.model.weights, resolve('/home/me/w.safetensors'));
+  assert.equal(cfg.task.kind === 'tabular' && cfg.task.train, 'data/train.csv', 'the input is not changed');
 });

@@ -1,7 +1,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseJsonc } from 'jsonc-parser';
 import { Hub } from '../src/hub/hub';
@@ -85,6 +85,27 @@ test('without a hub a run writes events.jsonl, checkpoints, an export, and a pro
   assert.ok(maxErr < 1e-5 && norm > 0, `max ${maxErr}, ‖ΔW‖² ${norm}`);
   const hist = JSON.parse(readFileSync(join(runDir, 'export/directions.json'), 'utf8')) as { layers: { layer: string; recompositions: unknown[] }[] };
   assert.ok(hist.layers.every((l) => l.recompositions.length > 0));
+
+  // `srlora export` rebuilds it from the last checkpoint, byte for byte, from any working directory; and from an
+  // earlier checkpoint, the model and history of that step.
+  type Directions = { from?: { checkpoint: string; step: number }; layers: { layer: string; recompositions: { step: number }[] }[] };
+  const original = readFileSync(join(runDir, 'export/merged.safetensors'));
+  rmSync(join(runDir, 'export'), { recursive: true });
+  const exportCli = (...args: string[]) => execFileSync(process.execPath, [cli, 'export', ...args], { encoding: 'utf8', cwd: tempDir(), stdio: ['ignore', 'pipe', 'pipe'] });
+  assert.match(exportCli(runDir), /exported step 30 of .* → .*export/);
+  assert.ok(readFileSync(join(runDir, 'export/merged.safetensors')).equals(original), 'the same merged weights as the run wrote');
+  const at30 = JSON.parse(readFileSync(join(runDir, 'export/directions.json'), 'utf8')) as Directions;
+  assert.deepEqual(at30.from, { checkpoint: join('checkpoints', 'step-30'), step: 30 });
+  assert.deepEqual(at30.layers, (hist as Directions).layers);
+  exportCli(runDir, '--checkpoint', join(runDir, 'checkpoints', 'step-15'));
+  const at15 = JSON.parse(readFileSync(join(runDir, 'export/directions.json'), 'utf8')) as Directions;
+  assert.equal(at15.from?.step, 15);
+  const recs = (d: Directions) => d.layers.flatMap((l) => l.recompositions.map((r) => r.step));
+  assert.ok(recs(at15).every((st) => st <= 15) && recs(at15).length < recs(at30).length, `${recs(at15)} vs ${recs(at30)}`);
+  assert.ok(!readFileSync(join(runDir, 'export/merged.safetensors')).equals(original), 'step 15 is another model');
+  assert.throws(() => exportCli(dir), /is not a run folder \(no config.json\)/);
+  rmSync(join(runDir, 'checkpoints'), { recursive: true });
+  assert.throws(() => exportCli(runDir), /has no checkpoint to export from/);
 });
 
 test('steered through a real hub: pause (acked at a step, no spinning), τ change, forced recomposition, a rejected command, stop', async () => {

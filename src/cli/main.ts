@@ -1,14 +1,17 @@
-/** `srlora` — the command line: train, serve, conformance. */
+/** `srlora` — the command line: train, init, export, serve, conformance. */
 import { conformanceCommand } from './conformanceCommand';
 import { trainCommand } from './trainCommand';
 import { initCommand } from './initCommand';
 import { serveCommand } from './serveCommand';
+import { exportCommand } from './exportCommand';
 
 const USAGE = `usage: srlora <command> [options]
 commands:
   train [--config FILE] [--runs-dir DIR] [--resume RUN_DIR] [--no-progress] [--<field> VALUE ...]
                           train (defaults: the tiny ViT on 90°-rotated digits, srlora); flags override config fields
   init [FILE]             write a commented starting config (run.srlora.json)
+  export RUN_DIR [--checkpoint CHECKPOINT_DIR]
+                          write the run's export (merged weights, ΔW, direction history) from its latest checkpoint
   serve [--runs-dir DIR] [--port N] [--demo | --config FILE] [--steps N]
                           the dashboard in a browser for the runs of DIR (default .srlora/runs), optionally starting one
   conformance CASE.json [--backend auto|tensorflow|wasm|cpu] [--check]
@@ -20,6 +23,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   train: trainCommand,
   init: initCommand,
   serve: serveCommand,
+  export: exportCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -3,12 +3,9 @@
  * Flags named after config fields override them (`--r 8`, `--fusion-threshold 1.0`, `--task.transform upright`).
  * The env contract of docs/protocol.md: SRLORA_HUB_URL + SRLORA_TOKEN connect to a hub; SRLORA_RUN_DIR is the run folder.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { parse as parseJsonc } from 'jsonc-parser';
-import { applyOverrides, parseRunConfig, readRunConfig, type RunConfig } from '../trainer/config/runConfig';
+import { dirname, resolve } from 'node:path';
+import { applyOverrides, parseRunConfig, readRunConfig, readRunFolderConfig, withAbsolutePaths, type RunConfig } from '../trainer/config/runConfig';
 import { newRunDir, TrainingRun } from '../trainer/process/trainingRun';
-import { CONFIG_FILE } from '../runs/runFiles';
 
 const OWN_FLAGS = new Set(['config', 'runs-dir', 'resume', 'no-progress']);
 
@@ -39,15 +36,14 @@ export async function trainCommand(argv: string[]): Promise<number> {
   let baseDir = process.cwd();
   let runDir: string;
   if (resumeDir) {
-    if (!existsSync(join(resumeDir, CONFIG_FILE))) throw new Error(`${resumeDir} is not a run folder (no ${CONFIG_FILE})`);
-    config = parseRunConfig(parseJsonc(readFileSync(join(resumeDir, CONFIG_FILE), 'utf8')) as unknown, join(resumeDir, CONFIG_FILE));
+    config = readRunFolderConfig(resumeDir);
     if (overrides.length) throw new Error('--resume continues the run as configured; flags that change the config are not allowed');
     runDir = resumeDir;
   } else {
     const file = own.get('config');
     const base = typeof file === 'string' ? readRunConfig(resolve(file)) : parseRunConfig({}, 'defaults');
     if (typeof file === 'string') baseDir = dirname(resolve(file));
-    config = parseRunConfig(applyOverrides(base as unknown as Record<string, unknown>, overrides), typeof file === 'string' ? `${file} with flags` : 'flags');
+    config = withAbsolutePaths(parseRunConfig(applyOverrides(base as unknown as Record<string, unknown>, overrides), typeof file === 'string' ? `${file} with flags` : 'flags'), baseDir);
     const runsDir = typeof own.get('runs-dir') === 'string' ? resolve(own.get('runs-dir') as string) : resolve('runs');
     runDir = env.SRLORA_RUN_DIR ? resolve(env.SRLORA_RUN_DIR) : newRunDir(runsDir, config.method);
   }

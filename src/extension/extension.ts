@@ -9,7 +9,6 @@ import { Hub } from '../hub/hub';
 import { RunManager } from '../runs/runManager';
 import { CommandHandlers } from '../runs/commandHandlers';
 import { isActive } from '../runs/runModel';
-import { EXPORT_DIR_NAME } from '../runs/runFiles';
 import { starterConfigText } from '../trainer/config/runConfig';
 import { readSettings } from './settings';
 import { probePython, pytorchCommand } from '../runs/pythonTrainer';
@@ -89,13 +88,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   register('srlora.openDashboard', (n?: RunsNode) => { const r = handlers.target(idOf(n), false); if (r) dashboards.open([r.runId]); });
   register('srlora.revealRunFolder', (n?: RunsNode) => { const r = handlers.target(idOf(n), false); if (r) void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(r.dir)); });
   register('srlora.exportModel', async (n?: RunsNode) => {
-    const r = handlers.target(idOf(n), false);
-    if (!r) return;
-    const dir = join(r.dir, EXPORT_DIR_NAME);
-    if (existsSync(dir)) { void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(join(dir, 'merged.safetensors'))); return; }
-    void vscode.window.showInformationMessage(isActive(r.model.state)
-      ? `Run ${r.model.name} exports its model when it finishes (Stop finishes it now).`
-      : `Run ${r.model.name} has no export (it did not finish).`);
+    const done = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'SRLoRA: exporting the model…' }, () => handlers.exportModel(idOf(n)));
+    if (!done) return;
+    if (done.step !== null) void vscode.window.showInformationMessage(`SRLoRA: exported step ${done.step} to ${done.dir}`);
+    void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(join(done.dir, 'merged.safetensors')));
   });
   register('srlora.compareRuns', async () => { const ids = await handlers.pickRunsToCompare(); if (ids) dashboards.open(ids); });
   register('srlora.deleteRun', (n?: RunsNode) => handlers.deleteRun(idOf(n)));

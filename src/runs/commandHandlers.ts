@@ -2,7 +2,10 @@
  * What each SRLoRA command does, written against a small `Ui` interface instead of `vscode` so the tests can drive
  * it with a fake. src/extension/ registers these handlers and supplies the real Ui (vscode.window).
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { CommandBody } from '../protocol/messages';
+import { EXPORT_DIR_NAME, latestCheckpoint } from './runFiles';
 import type { RunManager, ManagedRun } from './runManager';
 import { isActive } from './runModel';
 
@@ -134,6 +137,31 @@ export class CommandHandlers {
     if (!(await this.ui.confirm(`Delete run ${run.model.name} and its folder (${run.dir})? This cannot be undone.`, 'Delete'))) return false;
     this.runs.delete(run.runId);
     return true;
+  }
+
+  /** The export to reveal: a finished run's own, else one written now from the latest checkpoint (a running run's
+   * too: its end-of-run export replaces it later). Null, with the reason shown, when there is nothing to export. */
+  async exportModel(runId?: string): Promise<{ dir: string; step: number | null } | null> {
+    const run = this.target(runId, false);
+    if (!run) return null;
+    const name = run.model.name;
+    const active = isActive(run.model.state);
+    const dir = join(run.dir, EXPORT_DIR_NAME);
+    if (!active && existsSync(join(dir, 'merged.safetensors'))) return { dir, step: null };
+    if (run.model.backend.startsWith('pytorch')) {
+      this.ui.info(`Run ${name} is a PyTorch run: its checkpoints (checkpoints/step-N/state.pt) hold the model's state_dict.`);
+      return null;
+    }
+    if (!latestCheckpoint(run.dir)) {
+      this.ui.info(active ? `Run ${name} has no checkpoint yet: "SRLoRA: Checkpoint" writes one, then Export Model exports it.` : `Run ${name} has no checkpoint to export from.`);
+      return null;
+    }
+    try {
+      return await this.runs.exportModel(run.runId);
+    } catch (e) {
+      void this.ui.error(`Export of run ${name} failed: ${(e as Error).message}`);
+      return null;
+    }
   }
 
   async pickRunsToCompare(): Promise<string[] | null> {

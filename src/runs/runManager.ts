@@ -4,6 +4,7 @@
  * stops (command → SIGTERM → SIGKILL), marks a dead trainer failed with its exit code and last stderr lines,
  * and after a window reload finds still-running trainers again through the hub discovery file.
  */
+import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -14,7 +15,7 @@ import { writeFileAtomic } from './atomic';
 import { applyMessage, emptyRun, foldRun, isActive, type RunModel } from './runModel';
 import { ChildTrainer, isAlive, PidHandle, type ExitInfo, type LaunchSpec, type TrainerHandle } from './trainerProcess';
 import type { TrainerMessage } from '../protocol/messages';
-import { EVENTS_FILE, EXIT_FILE, HUB_DISCOVERY_FILE, newRunId, PID_FILE } from './runFiles';
+import { EVENTS_FILE, EXIT_FILE, EXPORT_DIR_NAME, HUB_DISCOVERY_FILE, newRunId, PID_FILE } from './runFiles';
 
 
 export type OnWindowClose = 'stop' | 'detach';
@@ -124,6 +125,20 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     for (const [k, v] of Object.entries(opts.overrides ?? {})) args.push(`--${k}`, String(v));
     // VS Code's own runtime runs the bundled CLI: users need no Node install.
     return { command: this.o.nodePath ?? process.execPath, args, env: { ...env, ELECTRON_RUN_AS_NODE: '1' }, cwd };
+  }
+
+  /** Writes a run's export from its latest checkpoint through `srlora export` in a child process (the extension host
+   * loads no training code). Resolves with the folder and the step exported; rejects with the CLI's own message. */
+  exportModel(runId: string): Promise<{ dir: string; step: number }> {
+    const run = this.get(runId);
+    return new Promise((done, fail) => {
+      execFile(this.o.nodePath ?? process.execPath, [this.o.cliPath, 'export', run.dir], { env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' }, timeout: 300_000 },
+        (err, stdout, stderr) => {
+          const step = /exported step (\d+)/.exec(stdout);
+          if (err || !step) fail(new Error(stderr.trim().split('\n').at(-1)?.replace(/^srlora: /, '') || err?.message || 'no output'));
+          else done({ dir: join(run.dir, EXPORT_DIR_NAME), step: Number(step[1]) });
+        });
+    });
   }
 
   async start(opts: StartOptions = {}): Promise<ManagedRun> {

@@ -6,7 +6,9 @@
 import { Type as T, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { CONFIG_FILE } from '../../runs/runFiles';
 import { SRLORA_DEFAULTS } from '../engine/defaults';
 import { describeValueError } from '../../protocol/describeError';
 
@@ -108,6 +110,26 @@ export function readRunConfig(file: string): RunConfig {
     throw new Error(`${file}:${line}: ${printParseErrorCode(e.error)}`);
   }
   return parseRunConfig(value, file);
+}
+
+/** The config with its file paths (tabular data, base weights) made absolute against `baseDir`, the folder of the config
+ * file: a run folder's config.json then means the same files from any working directory (resume, export). */
+export function withAbsolutePaths(config: RunConfig, baseDir: string): RunConfig {
+  const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const out = structuredClone(config);
+  if (out.task.kind === 'tabular') {
+    out.task.train = at(out.task.train);
+    if (out.task.eval) out.task.eval = at(out.task.eval);
+  }
+  if (out.model.weights) out.model.weights = at(out.model.weights);
+  return out;
+}
+
+/** The config.json of a run folder (as written when the run started), or a clear error if it is not a run folder. */
+export function readRunFolderConfig(runDir: string): RunConfig {
+  const file = join(runDir, CONFIG_FILE);
+  if (!existsSync(file)) throw new Error(`${runDir} is not a run folder (no ${CONFIG_FILE})`);
+  return parseRunConfig(parseJsonc(readFileSync(file, 'utf8')) as unknown, file);
 }
 
 /** `--key value` and `--a.b value` flags over a config object (values parsed as JSON when they are JSON). */

@@ -3,14 +3,13 @@
  * adapted layer) and state.json (directions, ages, pointers, optimiser step, rule in force, live settings, RNG and
  * data position). Written into a temporary folder and renamed, so a crash never leaves a half checkpoint.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { writeDirAtomic } from '../../runs/atomic';
+import { checkpointDir } from '../../runs/runFiles';
 import { encodeSafetensors, readSafetensors } from '../../runs/safetensors';
 import type { EngineStateMeta, SRLoRAEngine } from '../engine/engine';
 import type { BatcherState } from '../data/batches';
-
-export const CHECKPOINTS_DIR = 'checkpoints';
 
 export interface LiveSettings { importanceEvery: number; evalEvery: number }
 
@@ -24,14 +23,9 @@ export interface CheckpointMeta {
   seq: number;
 }
 
-export function checkpointDir(runDir: string, step: number): string {
-  return join(runDir, CHECKPOINTS_DIR, `step-${step}`);
-}
-
-/** Writes the checkpoint of the engine's current step; returns its folder (relative to the run folder). */
 export function saveCheckpoint(runDir: string, engine: SRLoRAEngine, data: BatcherState, settings: LiveSettings, seq: number): string {
-  const rel = join(CHECKPOINTS_DIR, `step-${engine.step}`);
-  const dir = join(runDir, rel);
+  const dir = checkpointDir(runDir, engine.step);
+  const rel = relative(runDir, dir);
   if (existsSync(dir)) return rel; // this step is saved already (a stop right after a periodic checkpoint)
   const { tensors, meta } = engine.saveState();
   const m: CheckpointMeta = { format: 1, step: engine.step, engine: meta, data, settings, seq };
@@ -40,14 +34,6 @@ export function saveCheckpoint(runDir: string, engine: SRLoRAEngine, data: Batch
     writeFileSync(join(tmp, 'state.json'), JSON.stringify(m));
   });
   return rel;
-}
-
-export function latestCheckpoint(runDir: string): string | null {
-  const root = join(runDir, CHECKPOINTS_DIR);
-  if (!existsSync(root)) return null;
-  const steps = readdirSync(root).map((d) => /^step-(\d+)$/.exec(d)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1]));
-  if (steps.length === 0) return null;
-  return join(root, `step-${Math.max(...steps)}`);
 }
 
 export function loadCheckpoint(dir: string, engine: SRLoRAEngine): CheckpointMeta {

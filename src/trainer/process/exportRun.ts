@@ -5,6 +5,8 @@
  * - `directions.json`: per layer, every recomposition (step, trigger, slots, old → new directions) and the final
  *   direction held by each slot and pointer p;
  * - `config.json`: the run config.
+ * At a run's end from the live model; `srlora export` writes the same from a checkpoint (`from` names it, and only the
+ * recompositions up to its step are listed).
  * An adapter-only (PEFT-style) export would be wrong for SRLoRA: the frozen weight itself changes at every fusion.
  */
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
@@ -17,7 +19,9 @@ import type { FineTuneModel } from '../models/model';
 import type { TrainerMessage } from '../../protocol/messages';
 
 
-export function exportRun(runDir: string, model: FineTuneModel, baseFile: string, eventsFile: string): string {
+export interface ExportSource { checkpoint: string; step: number }
+
+export function exportRun(runDir: string, model: FineTuneModel, baseFile: string, eventsFile: string, from?: ExportSource): string {
   const dir = join(runDir, EXPORT_DIR_NAME);
   mkdirSync(dir, { recursive: true });
   const merged = model.mergedWeights();
@@ -33,7 +37,7 @@ export function exportRun(runDir: string, model: FineTuneModel, baseFile: string
   writeSafetensors(join(dir, 'delta.safetensors'), delta, meta);
   const history: Record<string, { step: number; trigger: string; slots: number[]; oldDirections: number[]; newDirections: number[] }[]> = {};
   for (const e of readJsonl<TrainerMessage>(eventsFile).events) {
-    if (e.type !== 'recomposition') continue;
+    if (e.type !== 'recomposition' || (from && e.step > from.step)) continue;
     for (const l of e.layers) {
       if (!l.slots.length) continue;
       (history[l.name] ??= []).push({ step: e.step, trigger: e.trigger, slots: l.slots, oldDirections: l.oldDirections, newDirections: l.newDirections });
@@ -42,7 +46,7 @@ export function exportRun(runDir: string, model: FineTuneModel, baseFile: string
   const directions = model.engine.layers.map((l) => ({
     layer: l.name, r: l.r, rTarget: l.rTarget, p: l.p, final: Array.from(l.directions), recompositions: history[l.name] ?? [],
   }));
-  writeFileAtomic(join(dir, 'directions.json'), JSON.stringify({ layers: directions }, null, 2) + '\n');
+  writeFileAtomic(join(dir, 'directions.json'), JSON.stringify({ ...(from ? { from } : {}), layers: directions }, null, 2) + '\n');
   const cfg = join(runDir, 'config.json');
   if (existsSync(cfg)) copyFileSync(cfg, join(dir, 'config.json'));
   return dir;

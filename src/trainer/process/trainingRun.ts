@@ -16,7 +16,8 @@ import { PROTOCOL_MAJOR, PROTOCOL_MINOR, type CommandBody, type RunStateName, ty
 import { writeFileAtomic } from '../../runs/atomic';
 import { CONFIG_FILE, HUB_DISCOVERY_FILE, newRunId } from '../../runs/runFiles';
 import { buildModel, loadBaseWeights, loadTask, type TaskData } from './task';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type LiveSettings } from './checkpoint';
+import { loadCheckpoint, saveCheckpoint, type LiveSettings } from './checkpoint';
+import { latestCheckpoint } from '../../runs/runFiles';
 import { selectBackend, type BackendChoice } from '../engine/backend';
 import { exportRun } from './exportRun';
 import { ProgressLine } from './progress';

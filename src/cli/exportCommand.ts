@@ -1,0 +1,41 @@
+/**
+ * `srlora export RUN_DIR [--checkpoint CHECKPOINT_DIR]`
+ * Writes a run's export (SRLORA.md §6: merged weights, per-layer ΔW, direction history) from a checkpoint — the latest
+ * unless one is named — for runs that did not finish, or before they do. A finished run already has its export.
+ */
+import { existsSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { readJsonl } from '../runs/eventLog';
+import { EVENTS_FILE, latestCheckpoint } from '../runs/runFiles';
+import { readRunFolderConfig } from '../trainer/config/runConfig';
+import { selectBackend } from '../trainer/engine/backend';
+import { architectureFor } from '../trainer/models/model';
+import { loadCheckpoint } from '../trainer/process/checkpoint';
+import { exportRun } from '../trainer/process/exportRun';
+import { buildModel, loadBaseWeights } from '../trainer/process/task';
+import type { TrainerMessage } from '../protocol/messages';
+
+export async function exportCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { checkpoint: { type: 'string' } } });
+  if (positionals.length !== 1) throw new Error('usage: srlora export RUN_DIR [--checkpoint CHECKPOINT_DIR]');
+  const runDir = resolve(positionals[0]);
+  const events = join(runDir, EVENTS_FILE);
+  const hello = existsSync(events) ? readJsonl<TrainerMessage>(events).events.find((e) => e.type === 'hello') : undefined;
+  if (hello?.type === 'hello' && hello.backend.name === 'pytorch') {
+    throw new Error(`${runDir} is a PyTorch run: its checkpoints/step-N/state.pt hold the model's state_dict (W, A, B per layer); this command exports runs of the built-in trainer`);
+  }
+  const config = readRunFolderConfig(runDir);
+  const checkpoint = values.checkpoint ? resolve(values.checkpoint) : latestCheckpoint(runDir);
+  if (!checkpoint) throw new Error(`${runDir} has no checkpoint to export from (a run writes one when it stops, and on Checkpoint)`);
+  if (!existsSync(join(checkpoint, 'state.json'))) throw new Error(`${checkpoint} is not a checkpoint (no state.json)`);
+  await selectBackend(config.backend);
+  const { weights, file } = loadBaseWeights(config, process.cwd()); // config.json holds absolute paths
+  const arch = architectureFor(config.model.kind);
+  const model = buildModel(config, weights, arch.inputDim, arch.classes);
+  const meta = loadCheckpoint(checkpoint, model.engine);
+  const dir = exportRun(runDir, model, file, events, { checkpoint: relative(runDir, checkpoint), step: meta.step });
+  model.dispose();
+  process.stdout.write(`exported step ${meta.step} of ${runDir} → ${dir}\n`);
+  return 0;
+}
