@@ -31,7 +31,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
   if (!existsSync(join(checkpoint, 'state.json'))) throw new Error(`${checkpoint} is not a checkpoint (no state.json)`);
   await selectBackend(config.backend);
   const { weights, file } = loadBaseWeights(config, process.cwd()); // config.json holds absolute paths
-  const arch = architectureFor(config.model.kind);
+  const arch = architectureFor(config.model.kind, weights);
   const model = buildModel(config, weights, arch.inputDim, arch.classes);
   const meta = loadCheckpoint(checkpoint, model.engine);
   const dir = exportRun(runDir, model, file, events, { checkpoint: relative(runDir, checkpoint), step: meta.step });

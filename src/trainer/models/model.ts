@@ -13,8 +13,21 @@ import { vitArchitecture } from './vit';
 
 export type ModelKind = 'mlp' | 'vit';
 
-export function architectureFor(kind: ModelKind): Architecture {
-  return kind === 'mlp' ? mlpArchitecture() : vitArchitecture();
+/** The architecture of `kind`. An MLP takes its layer sizes from its weights when given (fc0.weight, fc1.weight, …,
+ * out × in), so a user's own MLP of any input size, widths and classes fits — tabular data of any feature count. */
+export function architectureFor(kind: ModelKind, weights?: TensorMap): Architecture {
+  if (kind === 'vit') return vitArchitecture();
+  if (!weights) return mlpArchitecture();
+  const dims: number[] = [];
+  for (let i = 0; weights[`fc${i}.weight`]; i++) {
+    const shape = weights[`fc${i}.weight`].shape;
+    if (shape.length !== 2) throw new Error(`base model tensor fc${i}.weight has shape [${shape}], expected [out, in]`);
+    if (i === 0) dims.push(shape[1]);
+    else if (shape[1] !== dims[i]) throw new Error(`base model tensor fc${i}.weight takes ${shape[1]} inputs but fc${i - 1} gives ${dims[i]}`);
+    dims.push(shape[0]);
+  }
+  if (dims.length < 2) throw new Error('an mlp base model needs linear layers fc0, fc1, … (fc0.weight: hidden × features, PyTorch layout)');
+  return mlpArchitecture(dims);
 }
 
 class PlainLinear implements LinearLayer {

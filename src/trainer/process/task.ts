@@ -69,9 +69,11 @@ export function engineConfig(config: RunConfig): EngineConfig {
 }
 
 export function buildModel(config: RunConfig, weights: TensorMap, inputDim: number, classes: number): FineTuneModel {
-  const arch = architectureFor(config.model.kind);
+  const arch = architectureFor(config.model.kind, weights);
   if (arch.inputDim !== inputDim || arch.classes < classes) {
-    throw new Error(`the ${config.model.kind} model takes ${arch.inputDim} features and ${arch.classes} classes; the data has ${inputDim} features and ${classes} classes`);
+    const own = config.model.kind === 'mlp' && !config.model.weights
+      ? '; for other data give model.weights: your own pretrained MLP as .safetensors (fc0.weight: hidden × features, …, last: classes × hidden)' : '';
+    throw new Error(`the ${config.model.kind} model takes ${arch.inputDim} features and ${arch.classes} classes; the data has ${inputDim} features and ${classes} classes${own}`);
   }
   return new FineTuneModel(arch, weights, config.targets ?? arch.defaultTargets, engineConfig(config));
 }
