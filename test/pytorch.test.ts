@@ -10,6 +10,7 @@ import { Hub } from '../src/hub/hub';
 import { RunManager } from '../src/runs/runManager';
 import { probePython } from '../src/runs/pythonTrainer';
 import { readJsonl } from '../src/runs/eventLog';
+import { readSafetensors } from '../src/runs/safetensors';
 import type { Ack, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until } from './helpers/tmp';
 
@@ -65,6 +66,15 @@ test('a real PyTorch run under the extension\'s hub: pause, τ, forced recomposi
     const trainer = readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events.map((m) => m.seq);
     const hubLog = readJsonl<TrainerMessage>(join(run.dir, 'hub-events.jsonl')).events.map((m) => m.seq);
     assert.deepEqual(hubLog, trainer, 'the hub stored every event the PyTorch trainer emitted');
+    // Its export is the built-in trainer's format: our own safetensors reader takes it, one ΔW per adapted layer.
+    const hello = readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events.find((m) => m.type === 'hello');
+    const delta = readSafetensors(join(run.dir, 'export', 'delta.safetensors'));
+    assert.ok(hello?.type === 'hello');
+    assert.deepEqual(Object.keys(delta.tensors).sort(), hello.layers.map((l) => `${l.name}.weight`).sort());
+    for (const l of hello.layers) assert.deepEqual(delta.tensors[`${l.name}.weight`].shape, l.shape);
+    const merged = readSafetensors(join(run.dir, 'export', 'merged.safetensors'));
+    assert.equal(merged.metadata.method, 'srlora');
+    assert.ok(Object.keys(merged.tensors).some((k) => k.endsWith('attn.q.weight')) && !Object.keys(merged.tensors).some((k) => /\.(A|B|U|S|V|W)$/.test(k)));
   } finally {
     await runs.dispose('stop');
     await hub.close();

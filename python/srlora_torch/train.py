@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from .client import CommandQueue, EventRecorder, HubLink
-from .controller import SRLoRAController, apply_srlora
+from .controller import SRLoRAController, apply_srlora, matches_target
+from .export import export_run
 from .models import TRANSFORMER_PRESETS, EncoderClassifier, synthetic_batch
 from .protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, validate_command
 from .telemetry import Telemetry
@@ -114,6 +115,23 @@ class Task:
         return {"loss": float(nn.functional.cross_entropy(logits, y)), "metrics": {"accuracy": float((logits.argmax(1) == y).float().mean())}}
 
 
+def build_model(cfg: dict, device: torch.device):
+    """The task (its model built from the seed) with SRLoRA applied to its targets: (task, layers, rTarget)."""
+    task = Task(cfg, device)
+    r_target = cfg["rTarget"] or 4 * cfg["r"]
+    layers = apply_srlora(task.model, cfg["targets"] or task.default_targets, cfg["r"], cfg["alpha"], r_target, cfg["method"],
+                          cfg["beta1"], cfg["beta2"], cfg["seed"])
+    return task, layers, r_target
+
+
+def base_weights(cfg: dict) -> Dict[str, torch.Tensor]:
+    """W0 of the adapted layers, for the export's ΔW: the task's model is rebuilt from its seed (on the CPU) rather than
+    kept through the run."""
+    task = Task(cfg, torch.device("cpu"))
+    targets = cfg["targets"] or task.default_targets
+    return {f"{n}.weight": m.weight.detach() for n, m in task.model.named_modules() if isinstance(m, nn.Linear) and matches_target(n, targets)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m srlora_torch.train")
     ap.add_argument("--config")
@@ -131,10 +149,7 @@ def main(argv=None) -> int:
     with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(cfg, f, indent=2)
 
-    task = Task(cfg, device)
-    r_target = cfg["rTarget"] or 4 * cfg["r"]
-    layers = apply_srlora(task.model, cfg["targets"] or task.default_targets, cfg["r"], cfg["alpha"], r_target, cfg["method"],
-                          cfg["beta1"], cfg["beta2"], cfg["seed"])
+    task, layers, r_target = build_model(cfg, device)
     params = [p for l in layers.values() for p in (l.A, l.B)]
     opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[cfg["optimizer"]]
     opt = opt_cls(params, lr=cfg["learningRate"], **({"weight_decay": cfg["weightDecay"]} if cfg["optimizer"] != "sgd" else {}))
@@ -272,6 +287,8 @@ def main(argv=None) -> int:
             state("stopping", stop_reason["why"])
             reason = stop_reason["why"]
         checkpoint()
+        rec.drain()  # the export's direction history reads events.jsonl
+        export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"])
     except Exception as e:  # noqa: BLE001 - reported as the run's failure
         outcome, reason = "failed", f"{type(e).__name__}: {e}"
         log(reason)

@@ -30,3 +30,62 @@ def test_a_bad_config_names_the_field(tmp_path):
     r = subprocess.run([sys.executable, "-m", "srlora_torch.train", "--config", str(cfg)], env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "python")},
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "fusionTreshold" in r.stderr
+
+
+def test_the_export_is_a_plain_model_and_can_be_rebuilt_from_a_checkpoint(tmp_path):
+    """merged.safetensors loads into the original architecture (no SRLoRA) and computes what the trained model does;
+    delta = merged − W0; python -m srlora_torch.export rebuilds the same files from the final checkpoint, and an
+    earlier checkpoint's history stops at its step."""
+    import numpy as np
+    import torch
+    from srlora_torch.models import synthetic_batch
+    from srlora_torch.train import Task, base_weights, build_model
+
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python"), "SRLORA_RUN_DIR": str(tmp_path / "run")}
+    env.pop("SRLORA_HUB_URL", None)
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"steps": 30, "checkpointEvery": 10, "fusionRatio": 0.5}))
+    r = subprocess.run([sys.executable, "-m", "srlora_torch.train", "--config", str(cfg_file)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "run"
+    out = run / "export"
+
+    def load(path):
+        """safetensors read independently of our writer: the header, then the bytes as numpy."""
+        raw = open(path, "rb").read()
+        n = int.from_bytes(raw[:8], "little")
+        header = json.loads(raw[8:8 + n])
+        header.pop("__metadata__", None)
+        return {k: torch.from_numpy(np.frombuffer(raw[8 + n + v["data_offsets"][0]: 8 + n + v["data_offsets"][1]], dtype=np.float32).reshape(v["shape"]).copy())
+                for k, v in header.items()}
+
+    merged, delta = load(out / "merged.safetensors"), load(out / "delta.safetensors")
+    cfg = json.loads((run / "config.json").read_text())
+    plain = Task(cfg, torch.device("cpu"))
+    plain.model.load_state_dict(merged, strict=True)  # the original architecture, every key and shape
+    trained, layers, _ = build_model(cfg, torch.device("cpu"))
+    state = torch.load(run / "checkpoints" / "step-30" / "state.pt", map_location="cpu")
+    trained.model.load_state_dict(state["model"])
+    x, _ = synthetic_batch(8, plain.shape, torch.Generator().manual_seed(1), torch.device("cpu"))
+    with torch.no_grad():
+        assert torch.allclose(plain.model(x), trained.model(x), rtol=1e-4, atol=1e-5)
+    base = base_weights(cfg)
+    assert set(delta) == set(base) == {f"{n}.weight" for n in layers}
+    for k in delta:
+        assert torch.allclose(merged[k] - base[k], delta[k], atol=1e-6) and delta[k].abs().max() > 0
+    hist = json.loads((out / "directions.json").read_text())
+    assert "from" not in hist and all(l["recompositions"] for l in hist["layers"])
+
+    original = (out / "merged.safetensors").read_bytes()
+    ex = [sys.executable, "-m", "srlora_torch.export", str(run)]
+    r = subprocess.run(ex, env=env, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert r.returncode == 0 and "exported step 30" in r.stdout, r.stderr
+    assert (out / "merged.safetensors").read_bytes() == original
+    r = subprocess.run(ex + ["--checkpoint", str(run / "checkpoints" / "step-10")], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    at10 = json.loads((out / "directions.json").read_text())
+    assert at10["from"] == {"checkpoint": os.path.join("checkpoints", "step-10"), "step": 10}
+    steps = [rc["step"] for l in at10["layers"] for rc in l["recompositions"]]
+    assert all(s <= 10 for s in steps) and len(steps) < sum(len(l["recompositions"]) for l in hist["layers"])
+    r = subprocess.run([sys.executable, "-m", "srlora_torch.export", str(tmp_path)], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "is not a run folder (no config.json)" in r.stderr

@@ -23,7 +23,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
   const events = join(runDir, EVENTS_FILE);
   const hello = existsSync(events) ? readJsonl<TrainerMessage>(events).events.find((e) => e.type === 'hello') : undefined;
   if (hello?.type === 'hello' && hello.backend.name === 'pytorch') {
-    throw new Error(`${runDir} is a PyTorch run: its checkpoints/step-N/state.pt hold the model's state_dict (W, A, B per layer); this command exports runs of the built-in trainer`);
+    throw new Error(`${runDir} is a PyTorch run: export it with python -m srlora_torch.export ${runDir}`);
   }
   const config = readRunFolderConfig(runDir);
   const checkpoint = values.checkpoint ? resolve(values.checkpoint) : latestCheckpoint(runDir);

@@ -149,7 +149,7 @@ export class CommandHandlers {
     const dir = join(run.dir, EXPORT_DIR_NAME);
     if (!active && existsSync(join(dir, 'merged.safetensors'))) return { dir, step: null };
     if (run.model.backend.startsWith('pytorch')) {
-      this.ui.info(`Run ${name} is a PyTorch run: its checkpoints (checkpoints/step-N/state.pt) hold the model's state_dict.`);
+      this.ui.info(`Run ${name} is a PyTorch run: it writes its export when it finishes; from a checkpoint: python -m srlora_torch.export "${run.dir}"`);
       return null;
     }
     if (!latestCheckpoint(run.dir)) {

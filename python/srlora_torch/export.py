@@ -1,0 +1,141 @@
+"""python -m srlora_torch.export RUN_DIR [--checkpoint DIR]
+
+A run's export (SRLORA.md §6), the same files the extension's built-in trainer writes into `<run>/export/`:
+- `merged.safetensors`: the whole model as a plain state_dict, every adapted layer merged (W + s·B·A as `<name>.weight`,
+  with its bias) — loadable into the original architecture with no srlora_torch;
+- `delta.safetensors`: ΔW = merged − W0 per adapted layer;
+- `directions.json`: per layer, every recomposition (step, trigger, slots, old → new directions), the final direction
+  of each slot and the pointer p; `from` names the checkpoint when written from one;
+- `config.json`: the run config.
+An adapter-only (PEFT-style) export would be wrong for SRLoRA: the frozen weight itself changes at every fusion.
+The trainer writes it when a run ends; this command writes it from a checkpoint (the latest unless named).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import struct
+import sys
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+from .layer import SRLoRALinear
+
+EXPORT_DIR = "export"
+_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64", torch.int64: "I64",
+           torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+def save_safetensors(path: str, tensors: Dict[str, torch.Tensor], metadata: Optional[Dict[str, str]] = None) -> None:
+    """The safetensors format (an 8-byte header length, a JSON header, the raw little-endian bytes), written to a
+    temporary file and renamed so a reader never sees half a file."""
+    header: Dict[str, object] = {"__metadata__": metadata} if metadata else {}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        if t.dtype not in _DTYPES:
+            raise TypeError(f"{name}: dtype {t.dtype} has no safetensors name here")
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def merged_state_dict(model: nn.Module, layers: Dict[str, SRLoRALinear]) -> Dict[str, torch.Tensor]:
+    """The model's state_dict as the original architecture has it: each SRLoRALinear becomes `<name>.weight` (its
+    effective weight W + s·B·A) and `<name>.bias`; its factors, SVD and statistics are left out."""
+    out = {k: v for k, v in model.state_dict().items() if k.rpartition(".")[0] not in layers}
+    for name, l in layers.items():
+        out[f"{name}.weight"] = l.effective_weight()
+        if l.bias is not None:
+            out[f"{name}.bias"] = l.bias
+    return out
+
+
+def direction_history(events_file: str, layers: Dict[str, SRLoRALinear], up_to_step: Optional[int] = None) -> list:
+    history: Dict[str, list] = {}
+    if os.path.exists(events_file):
+        with open(events_file, encoding="utf-8") as f:
+            for line in f:
+                e = json.loads(line) if line.strip() else {}
+                if e.get("type") != "recomposition" or (up_to_step is not None and e["step"] > up_to_step):
+                    continue
+                for l in e["layers"]:
+                    if l["slots"]:
+                        history.setdefault(l["name"], []).append({k: l[k] for k in ("slots", "oldDirections", "newDirections")}
+                                                                 | {"step": e["step"], "trigger": e["trigger"]})
+    return [{"layer": n, "r": l.r, "rTarget": l.r_target, "p": l.p, "final": list(l.dir_host), "recompositions": history.get(n, [])}
+            for n, l in layers.items()]
+
+
+def export_run(run_dir: str, model: nn.Module, layers: Dict[str, SRLoRALinear], base_weights: Dict[str, torch.Tensor],
+               method: str, source: Optional[dict] = None) -> str:
+    """Writes `<run_dir>/export/`. base_weights: `<name>.weight` → W0 of each adapted layer (the pretrained weights)."""
+    out = os.path.join(run_dir, EXPORT_DIR)
+    os.makedirs(out, exist_ok=True)
+    meta = {"method": method, "format": "srlora-studio export 1"}
+    merged = merged_state_dict(model, layers)
+    save_safetensors(os.path.join(out, "merged.safetensors"), merged, meta)
+    delta = {f"{n}.weight": merged[f"{n}.weight"].float().cpu() - base_weights[f"{n}.weight"].float().cpu() for n in layers}
+    save_safetensors(os.path.join(out, "delta.safetensors"), delta, meta)
+    doc = {**({"from": source} if source else {}),
+           "layers": direction_history(os.path.join(run_dir, "events.jsonl"), layers, source["step"] if source else None)}
+    tmp = os.path.join(out, f".directions.json.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2)
+    os.replace(tmp, os.path.join(out, "directions.json"))
+    cfg = os.path.join(run_dir, "config.json")
+    if os.path.exists(cfg):
+        shutil.copyfile(cfg, os.path.join(out, "config.json"))
+    return out
+
+
+def latest_checkpoint(run_dir: str) -> Optional[str]:
+    root = os.path.join(run_dir, "checkpoints")
+    steps = [int(d[5:]) for d in os.listdir(root) if d.startswith("step-") and d[5:].isdigit()] if os.path.isdir(root) else []
+    return os.path.join(root, f"step-{max(steps)}") if steps else None
+
+
+def main(argv=None) -> int:
+    from .train import base_weights, build_model  # the trainer's own model building: the model the run trained
+
+    ap = argparse.ArgumentParser(prog="python -m srlora_torch.export")
+    ap.add_argument("run_dir")
+    ap.add_argument("--checkpoint")
+    a = ap.parse_args(argv)
+    run_dir = os.path.abspath(a.run_dir)
+    cfg_file = os.path.join(run_dir, "config.json")
+    if not os.path.exists(cfg_file):
+        raise SystemExit(f"{run_dir} is not a run folder (no config.json)")
+    ckpt = os.path.abspath(a.checkpoint) if a.checkpoint else latest_checkpoint(run_dir)
+    if not ckpt or not os.path.exists(os.path.join(ckpt, "state.pt")):
+        raise SystemExit(f"{run_dir} has no checkpoint to export from" if not ckpt else f"{ckpt} is not a checkpoint (no state.pt)")
+    with open(cfg_file, encoding="utf-8") as f:
+        cfg = json.load(f)
+    task, layers, _ = build_model(cfg, torch.device("cpu"))
+    state = torch.load(os.path.join(ckpt, "state.pt"), map_location="cpu")
+    task.model.load_state_dict(state["model"])
+    for n, l in layers.items():
+        l.p = state["p"][n]
+        l.dir_host = l.directions.tolist()
+    out = export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"], {"checkpoint": os.path.relpath(ckpt, run_dir), "step": state["step"]})
+    print(f"exported step {state['step']} of {run_dir} → {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
