@@ -7,7 +7,7 @@ Losses stay on the device until a flush reads them all in one copy; a snapshot's
 from __future__ import annotations
 
 import time
-from typing import Callable, List, Tuple
+from typing import Callable, List, Tuple, Union
 
 import torch
 
@@ -30,11 +30,14 @@ class Telemetry:
         self.rec, self.ctl, self.batch_size, self.lr = rec, ctl, batch_size, lr
         self.settings = settings  # live: importanceEvery may change by command
         self.snapshots, self.min_interval_s, self.clock = snapshots, min_interval_s, clock
-        self.losses: List[Tuple[int, torch.Tensor]] = []
+        self.losses: List[Tuple[int, Union[torch.Tensor, float]]] = []
         self.last_flush, self.last_importance = clock(), -min_interval_s  # the first snapshot at once
 
-    def after_step(self, loss: torch.Tensor) -> None:
-        self.losses.append((self.ctl.step, loss.detach()))
+    def after_step(self, loss: Union[torch.Tensor, float, None]) -> None:
+        """A step ended: its loss (a device tensor, read back at the next flush; a float; or None when the loop reports
+        losses separately, as the Hugging Face callback does), then metrics and snapshots when due."""
+        if loss is not None:
+            self.add_loss(self.ctl.step, loss)
         now = self.clock()
         if now - self.last_flush >= self.min_interval_s:
             self.flush()
@@ -45,11 +48,17 @@ class Telemetry:
             if snap is not None:
                 emit_snapshot(self.rec, snap)
 
+    def add_loss(self, step: int, loss: Union[torch.Tensor, float]) -> None:
+        """A loss for the next metrics message (steps must increase)."""
+        self.losses.append((step, loss.detach() if isinstance(loss, torch.Tensor) else float(loss)))
+
     def flush(self) -> None:
         """Emits the rows held back (one device → host copy for all their losses); a NaN loss stops the run."""
         now = self.clock()
         if self.losses:
-            values = torch.stack([l for _, l in self.losses]).float().tolist()
+            on_device = [l for _, l in self.losses if isinstance(l, torch.Tensor)]
+            read = iter(torch.stack(on_device).float().tolist() if on_device else [])  # one copy for all of them
+            values = [next(read) if isinstance(l, torch.Tensor) else l for _, l in self.losses]
             eps = self.batch_size * len(self.losses) / max(1e-9, now - self.last_flush)
             rows = []
             for (step, _), v in zip(self.losses, values):

@@ -13,19 +13,16 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import time
 from typing import Dict, Optional
 
 import torch
 from torch import nn
 
-from .client import CommandQueue, EventRecorder, HubLink
 from .controller import SRLoRAController, apply_srlora, matches_target
 from .export import export_run
 from .models import TRANSFORMER_PRESETS, EncoderClassifier, synthetic_batch
-from .protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, validate_command
-from .telemetry import Telemetry
+from .session import Session, device_label
 
 DEFAULTS = dict(
     name=None, task={"kind": "transformer", "preset": "tiny"}, method="srlora", targets=None, r=4, alpha=8.0, rTarget=None,
@@ -34,14 +31,6 @@ DEFAULTS = dict(
     importanceEvery=10, checkpointEvery=0, device="auto", bf16=False,
 )
 IGNORED = {"$schema", "model", "backend"}  # TypeScript-trainer fields that do not apply here
-
-
-def log(text: str) -> None:
-    """stderr may be gone: a trainer detached from a closed window keeps training (and logging to events.jsonl)."""
-    try:
-        print(text, file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
 
 
 def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
@@ -67,10 +56,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def device_label(device: torch.device) -> str:
-    return f"CUDA · {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "CPU"
 
 
 class Task:
@@ -144,7 +129,6 @@ def main(argv=None) -> int:
     device = pick_device(cfg["device"])
     torch.manual_seed(cfg["seed"])
     run_dir = os.environ.get("SRLORA_RUN_DIR") or os.path.join(a.runs_dir, time.strftime("%Y%m%d-%H%M%S") + f"-{cfg['method']}-torch")
-    run_id = re.sub(r"[^A-Za-z0-9._:-]", "-", os.path.basename(os.path.normpath(run_dir))).lstrip("-._:") or "run"
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(cfg, f, indent=2)
@@ -155,149 +139,31 @@ def main(argv=None) -> int:
     opt = opt_cls(params, lr=cfg["learningRate"], **({"weight_decay": cfg["weightDecay"]} if cfg["optimizer"] != "sgd" else {}))
     ctl = SRLoRAController(layers, opt, cfg["steps"], cfg["r"], r_target, cfg["fusionRatio"], cfg["fusionThreshold"],
                            cfg["minSlotAge"], cfg["resetOptimizerMoments"])
-    rec = EventRecorder(run_id, run_dir)
-    settings = {"importanceEvery": cfg["importanceEvery"], "evalEvery": cfg["evalEvery"]}
-    rec.emit({"type": "hello", "protocol": {"major": PROTOCOL_MAJOR, "minor": PROTOCOL_MINOR}, "name": cfg["name"] or run_id,
-              "method": cfg["method"], "backend": {"name": "pytorch", "device": device_label(device)}, "totalSteps": cfg["steps"],
-              "config": {**cfg, "torch": torch.__version__}, "layers": [
-                  {"name": n, "shape": [l.out_features, l.in_features], "r": l.r, "rTarget": l.r_target} for n, l in layers.items()]})
-    commands = CommandQueue()
 
-    def on_command(cid: str, body: dict) -> None:
-        rec.emit({"type": "ack", "commandId": cid, "status": "received", "step": None})
-        commands.put(cid, body)
+    def save_checkpoint(folder: str) -> None:
+        torch.save({"model": task.model.state_dict(), "optimizer": opt.state_dict(), "step": ctl.step,
+                    "p": {n: l.p for n, l in layers.items()}}, os.path.join(folder, "state.pt"))
 
-    link = None
-    if os.environ.get("SRLORA_HUB_URL"):
-        link = HubLink(rec, os.environ["SRLORA_HUB_URL"], os.environ.get("SRLORA_TOKEN", ""), run_dir, on_command,
-                       on_log=log)
-        link.start()
-    stop_reason = {"why": None}
-    signal.signal(signal.SIGTERM, lambda *_: stop_reason.update(why="received SIGTERM"))
-    signal.signal(signal.SIGINT, lambda *_: stop_reason.update(why="received SIGINT"))
-
-    def state(s: str, reason: Optional[str] = None) -> None:
-        rec.emit({"type": "state", "state": s, "step": ctl.step, **({"reason": reason} if reason else {})})
-
-    def current_settings() -> dict:
-        return {"fusionThreshold": ctl.fusion_threshold, "fusionRatio": ctl.fusion_ratio, "learningRate": opt.param_groups[0]["lr"], **settings}
-
-    def on_recomposition(r) -> None:
-        rec.emit({"type": "recomposition", "step": r.step, "trigger": r.trigger, **({"commandId": r.command_id} if getattr(r, "command_id", None) else {}),
-                  "rule": r.rule, "outputChange": None, "layers": [
-                      {"name": e.layer, "slots": e.slots, "scores": e.scores, "oldDirections": e.old_directions, "newDirections": e.new_directions,
-                       "exhausted": e.exhausted, "deltaNorm": e.delta_norm, "preservationError": e.preservation_error, "p": e.p} for e in r.layers]})
-
-    ctl.on_recomposition = on_recomposition
-
-    def checkpoint() -> str:
-        rel = os.path.join("checkpoints", f"step-{ctl.step}")
-        final = os.path.join(run_dir, rel)
-        if not os.path.exists(final):
-            os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
-            tmp = tempfile.mkdtemp(dir=os.path.join(run_dir, "checkpoints"), prefix=".tmp-")
-            torch.save({"model": task.model.state_dict(), "optimizer": opt.state_dict(), "step": ctl.step,
-                        "p": {n: l.p for n, l in layers.items()}}, os.path.join(tmp, "state.pt"))
-            os.rename(tmp, final)  # write, then rename: never a half checkpoint
-        rec.emit({"type": "checkpoint", "step": ctl.step, "path": rel})
-        return rel
-
-    paused = {"on": False}
-
-    def apply(cid: str, body: dict) -> None:
-        def ack(status, reason=None, with_settings=False):
-            rec.emit({"type": "ack", "commandId": cid, "status": status, "step": ctl.step if status == "applied" else None,
-                      **({"reason": reason} if reason else {}), **({"settings": current_settings()} if with_settings else {})})
-        err = validate_command(body)
-        if err:
-            return ack("rejected", err)
-        k = body["kind"]
-        if k == "pause":
-            if paused["on"]:
-                return ack("rejected", "the run is already paused")
-            paused["on"] = True
-            ack("applied")
-            return state("paused")
-        if k == "resume":
-            if not paused["on"]:
-                return ack("rejected", "the run is not paused")
-            paused["on"] = False
-            ack("applied")
-            return state("running")
-        if k == "set":
-            if cfg["method"] != "srlora" and ("fusionThreshold" in body or "fusionRatio" in body):
-                return ack("rejected", f"fusionThreshold and fusionRatio need method srlora; this run is {cfg['method']}")
-            ctl.set(**({"fusion_threshold": body["fusionThreshold"]} if "fusionThreshold" in body else {}), fusion_ratio=body.get("fusionRatio"))
-            if "learningRate" in body:
-                for g in opt.param_groups:
-                    g["lr"] = body["learningRate"]
-            for key in ("importanceEvery", "evalEvery"):
-                if key in body:
-                    settings[key] = body[key]
-            return ack("applied", with_settings=True)
-        if k == "recompose":
-            if cfg["method"] != "srlora":
-                return ack("rejected", f"recomposition needs method srlora; this run is {cfg['method']}")
-            unknown = [n for n in body.get("layers", []) if n not in layers]
-            if unknown:
-                return ack("rejected", f"not adapted: {', '.join(unknown)}")
-
-            def tagged(r):
-                r.command_id = cid
-                on_recomposition(r)
-            ctl.on_recomposition = tagged
-            try:
-                ctl.recompose("forced", body.get("layers"))
-            finally:
-                ctl.on_recomposition = on_recomposition
-            return ack("applied")
-        if k == "checkpoint":
-            checkpoint()
-            return ack("applied")
-        if k == "stop":
-            stop_reason["why"] = "stopped by the user"
-            return ack("applied")
-
-    state("running")
-    outcome, reason = "finished", None
-    telemetry = Telemetry(rec, ctl, cfg["batchSize"], lambda: opt.param_groups[0]["lr"], settings, snapshots=cfg["method"] == "srlora")
+    session = Session(ctl, opt, run_dir, total_steps=cfg["steps"], batch_size=cfg["batchSize"], name=cfg["name"], config=cfg,
+                      device=device_label(device), importance_every=cfg["importanceEvery"], eval_every=cfg["evalEvery"],
+                      checkpoint_every=cfg["checkpointEvery"], evaluate=task.evaluate, save_checkpoint=save_checkpoint,
+                      on_finish=lambda: export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"]))
+    signal.signal(signal.SIGTERM, lambda *_: setattr(session, "stop_reason", "received SIGTERM"))
+    signal.signal(signal.SIGINT, lambda *_: setattr(session, "stop_reason", "received SIGINT"))
+    session.start()
+    error = None
     try:
-        while ctl.step < cfg["steps"] and not stop_reason["why"]:
+        while ctl.step < cfg["steps"] and not session.stop_reason:
             loss = task.loss()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             ctl.after_backward()
             opt.step()
-            for cid, body in commands.drain():
-                ctl.pending.append(lambda cid=cid, body=body: apply(cid, body))
             ctl.after_step()
-            telemetry.after_step(loss)
-            if ctl.step % settings["evalEvery"] == 0 or ctl.step == cfg["steps"]:
-                telemetry.flush()
-                rec.emit({"type": "eval", "step": ctl.step, **task.evaluate()})
-            if cfg["checkpointEvery"] and ctl.step % cfg["checkpointEvery"] == 0:
-                checkpoint()
-            while paused["on"] and not stop_reason["why"]:  # paused: block on the queue, no spinning
-                telemetry.flush()
-                item = commands.wait(timeout=0.5)
-                if item:
-                    apply(*item)
-        telemetry.flush()
-        if stop_reason["why"]:
-            state("stopping", stop_reason["why"])
-            reason = stop_reason["why"]
-        checkpoint()
-        rec.drain()  # the export's direction history reads events.jsonl
-        export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"])
+            session.after_step(loss)
     except Exception as e:  # noqa: BLE001 - reported as the run's failure
-        outcome, reason = "failed", f"{type(e).__name__}: {e}"
-        log(reason)
-    state(outcome, reason)
-    if link:
-        link.flush(3.0)
-        link.close()
-    rec.close()
-    return 0 if outcome == "finished" else 1
+        error = e
+    return 0 if session.finish(error) == "finished" else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,113 @@
+"""Session: a hand-written loop steered as the extension steers it (commands arrive as from the hub link's thread), and
+the Hugging Face callback's hooks driven in the order a Trainer calls them (CI has no transformers: a stand-in base
+class; test_hf.py runs the real Trainer where transformers is installed)."""
+import importlib
+import json
+import sys
+import threading
+import time
+import types
+from types import SimpleNamespace
+
+import torch
+
+from srlora_torch.protocol import validate
+from srlora_torch.session import Session
+from test_controller import build, synthetic_batch
+
+
+def events(run_dir):
+    msgs = [json.loads(l) for l in open(run_dir / "events.jsonl")]
+    assert [m for m in msgs if validate(m)] == []
+    assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1))
+    return msgs
+
+
+def acks(msgs, cid):
+    return [m for m in msgs if m["type"] == "ack" and m["commandId"] == cid and m["status"] != "received"]
+
+
+def test_a_hand_written_loop_is_steered_at_step_boundaries(tmp_path):
+    model, layers, opt, ctl, shape, g = build()
+    saved = []
+    session = Session(ctl, opt, str(tmp_path / "run"), total_steps=100, batch_size=16, name="loop", device="CPU", env={},
+                      importance_every=1, save_checkpoint=lambda d: saved.append(d) or open(f"{d}/state.pt", "w").close())
+    session.start()
+    script = {3: [("c1", {"kind": "set", "fusionThreshold": 0.9, "learningRate": 5e-4})],
+              5: [("c2", {"kind": "recompose", "layers": ["blocks.0.attn.q"]}), ("c3", {"kind": "recompose", "layers": ["nope"]})],
+              7: [("c4", {"kind": "checkpoint"}), ("c5", {"kind": "pause"})],
+              12: [("c7", {"kind": "stop"})]}
+    resumed_at = {}
+
+    def resume_later():
+        time.sleep(0.4)
+        resumed_at["t"] = time.perf_counter()
+        session.on_command("c6", {"kind": "resume"})
+
+    steps_done, paused_for = 0, 0.0
+    while not session.stop_reason:
+        x, y = synthetic_batch(16, shape, g, torch.device("cpu"))
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        ctl.after_backward()
+        opt.step()
+        ctl.after_step()
+        for cid, body in script.get(ctl.step - 1, []):  # arrive during the step after: applied at its end
+            session.on_command(cid, body)
+        if ctl.step == 8:
+            threading.Thread(target=resume_later).start()
+        t0 = time.perf_counter()
+        session.after_step(loss)
+        paused_for = max(paused_for, time.perf_counter() - t0)
+        steps_done += 1
+    assert session.finish() == "finished"
+    msgs = events(tmp_path / "run")
+    assert steps_done == 13 and paused_for >= 0.35, (steps_done, paused_for)  # the pause held the loop until the resume
+    [set_ack] = acks(msgs, "c1")
+    assert set_ack["step"] == 4 and set_ack["settings"]["fusionThreshold"] == 0.9 and opt.param_groups[0]["lr"] == 5e-4
+    [rec] = [m for m in msgs if m["type"] == "recomposition" and m.get("commandId") == "c2"]
+    assert rec["step"] == 6 and [l["name"] for l in rec["layers"]] == ["blocks.0.attn.q"] and rec["rule"]["kind"] == "threshold"
+    assert acks(msgs, "c3")[0]["status"] == "rejected" and acks(msgs, "c3")[0]["reason"] == "not adapted: nope"
+    assert [m["path"] for m in msgs if m["type"] == "checkpoint"][0] == "checkpoints/step-8"
+    states = [(m["state"], m["step"]) for m in msgs if m["type"] == "state"]
+    assert states == [("running", 0), ("paused", 8), ("running", 8), ("stopping", 13), ("finished", 13)]
+    assert [row["step"] for m in msgs if m["type"] == "metrics" for row in m["rows"]] == list(range(1, 14))
+    assert any(m["type"] == "importance" for m in msgs) and (tmp_path / "run" / "checkpoints" / "step-13" / "state.pt").exists()
+
+
+def test_the_hugging_face_callback_streams_and_obeys_as_a_trainer_calls_it(tmp_path, monkeypatch):
+    if importlib.util.find_spec("transformers") is None:  # a stand-in for the one class the callback needs
+        monkeypatch.setitem(sys.modules, "transformers", types.SimpleNamespace(TrainerCallback=object))
+    monkeypatch.delitem(sys.modules, "srlora_torch.hf", raising=False)
+    from srlora_torch.hf import SRLoRACallback
+
+    model, layers, opt, _, shape, g = build()  # the callback makes its own controller
+    cb = SRLoRACallback(layers, r=4, r_target=12, run_dir=str(tmp_path / "hf"), name="hf-run", importance_every=1)
+    args = SimpleNamespace(per_device_train_batch_size=16, gradient_accumulation_steps=1, world_size=1, learning_rate=1e-3)
+    state = SimpleNamespace(max_steps=50, global_step=0)
+    control = SimpleNamespace(should_training_stop=False)
+    cb.on_train_begin(args, state, control, optimizer=opt, model=model)
+    while not control.should_training_stop and state.global_step < state.max_steps:
+        x, y = synthetic_batch(16, shape, g, torch.device("cpu"))
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        cb.on_pre_optimizer_step(args, state, control, optimizer=opt)
+        opt.step()
+        opt.zero_grad()
+        state.global_step += 1
+        if state.global_step == 6:
+            cb.session.on_command("s1", {"kind": "set", "fusionThreshold": 1.2})
+            cb.session.on_command("k1", {"kind": "checkpoint"})
+            cb.session.on_command("x1", {"kind": "stop"})
+        cb.on_step_end(args, state, control, optimizer=opt)
+        if state.global_step % 2 == 0:  # logging_steps = 2
+            cb.on_log(args, state, control, logs={"loss": float(loss), "learning_rate": 1e-3})
+    cb.on_train_end(args, state, control)
+    assert state.global_step == 6 and control.should_training_stop
+    msgs = events(tmp_path / "hf")
+    assert msgs[0]["name"] == "hf-run" and msgs[0]["backend"] == {"name": "pytorch", "device": "CPU"}
+    assert [row["step"] for m in msgs if m["type"] == "metrics" for row in m["rows"]] == [2, 4, 6]
+    assert acks(msgs, "s1")[0]["settings"]["fusionThreshold"] == 1.2 and cb.controller.fusion_threshold == 1.2
+    assert acks(msgs, "k1")[0]["status"] == "applied" and (tmp_path / "hf" / "checkpoints" / "step-6" / "state.pt").exists()
+    assert msgs[-1]["type"] == "state" and msgs[-1]["state"] == "finished"
