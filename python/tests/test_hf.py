@@ -24,7 +24,8 @@ def test_trainer_with_the_callback_recomposes_on_schedule(tmp_path):
 
     def begin(*a, **k):
         cb_begin(*a, **k)
-        cb.controller.on_recomposition = events.append
+        streams = cb.controller.on_recomposition  # the session's: keep it, and record too
+        cb.controller.on_recomposition = lambda r: (events.append(r), streams(r))
     cb.on_train_begin = begin
     trainer.train()
     assert cb.controller.step == 30
