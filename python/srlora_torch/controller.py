@@ -92,8 +92,10 @@ class SRLoRAController:
         self.reset_optimizer_moments = reset_optimizer_moments
         self._scheduled = set(self.schedule.steps)
         self.pending: List[Callable[[], None]] = []
-        # Called with every recomposition, scheduled or forced, in the order they happen (telemetry, tests).
+        # Called with every recomposition, scheduled or forced, in the order they happen: the user's callback, then
+        # the listeners (a Session streams through one, so setting on_recomposition never cuts the stream).
         self.on_recomposition: Optional[Callable[[Recomposition], None]] = None
+        self.listeners: List[Callable[[Recomposition], None]] = []
         self._captured: Optional[CapturedScores] = None  # importance_async's scoring graph (CUDA only)
         self._pending_snapshot: Optional[tuple] = None
 
@@ -181,8 +183,8 @@ class SRLoRAController:
             old, new, i = done.get(name, ([], [], None))
             delta, err = values[i] if i is not None else (0.0, 0.0)
             rec.layers.append(LayerEvent(name, slots, [S[k] for k in slots], old, new, exhausted, delta, err, self.layers[name].p))
-        if self.on_recomposition is not None:
-            self.on_recomposition(rec)
+        for fn in ([self.on_recomposition] if self.on_recomposition else []) + self.listeners:
+            fn(rec)
         return rec
 
     def _host_view(self, names: Sequence[str]):

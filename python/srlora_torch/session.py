@@ -72,7 +72,8 @@ class Session:
         self.paused = False
         self.stop_reason: Optional[str] = None
         self.telemetry = Telemetry(self.rec, ctl, batch_size, self.lr, self.settings, snapshots=ctl.method == "srlora")
-        ctl.on_recomposition = lambda r: self.rec.emit(recomposition_message(r))
+        self._command_id: Optional[str] = None  # the recompose command being applied, if any
+        ctl.listeners.append(lambda r: self.rec.emit(recomposition_message(r, self._command_id)))
 
     def lr(self) -> float:
         return self.opt.param_groups[0]["lr"] if self.opt is not None else 0.0  # a Trainer may hand over its optimizer late
@@ -195,12 +196,11 @@ class Session:
             unknown = [n for n in body.get("layers", []) if n not in ctl.layers]
             if unknown:
                 return ack("rejected", f"not adapted: {', '.join(unknown)}")
-            before = ctl.on_recomposition
-            ctl.on_recomposition = lambda r: self.rec.emit(recomposition_message(r, cid))
+            self._command_id = cid
             try:
                 ctl.recompose("forced", body.get("layers"))
             finally:
-                ctl.on_recomposition = before
+                self._command_id = None
             return ack("applied")
         if k == "checkpoint":
             if self.save_checkpoint is None:

@@ -33,6 +33,8 @@ def test_a_hand_written_loop_is_steered_at_step_boundaries(tmp_path):
     session = Session(ctl, opt, str(tmp_path / "run"), total_steps=100, batch_size=16, name="loop", device="CPU", env={},
                       importance_every=1, save_checkpoint=lambda d: saved.append(d) or open(f"{d}/state.pt", "w").close())
     session.start()
+    seen = []
+    ctl.on_recomposition = seen.append  # a user's own callback does not cut the stream
     script = {3: [("c1", {"kind": "set", "fusionThreshold": 0.9, "learningRate": 5e-4})],
               5: [("c2", {"kind": "recompose", "layers": ["blocks.0.attn.q"]}), ("c3", {"kind": "recompose", "layers": ["nope"]})],
               7: [("c4", {"kind": "checkpoint"}), ("c5", {"kind": "pause"})],
@@ -68,6 +70,7 @@ def test_a_hand_written_loop_is_steered_at_step_boundaries(tmp_path):
     assert set_ack["step"] == 4 and set_ack["settings"]["fusionThreshold"] == 0.9 and opt.param_groups[0]["lr"] == 5e-4
     [rec] = [m for m in msgs if m["type"] == "recomposition" and m.get("commandId") == "c2"]
     assert rec["step"] == 6 and [l["name"] for l in rec["layers"]] == ["blocks.0.attn.q"] and rec["rule"]["kind"] == "threshold"
+    assert [r.step for r in seen] == [m["step"] for m in msgs if m["type"] == "recomposition"] and seen
     assert acks(msgs, "c3")[0]["status"] == "rejected" and acks(msgs, "c3")[0]["reason"] == "not adapted: nope"
     assert [m["path"] for m in msgs if m["type"] == "checkpoint"][0] == "checkpoints/step-8"
     states = [(m["state"], m["step"]) for m in msgs if m["type"] == "state"]
