@@ -15,7 +15,7 @@ export interface HeatmapInput {
   selected: Set<string>;
 }
 
-const LABEL_W = 150, BAR_W = 70, ROW_H = 18, GAP = 1, MAX_SHAT = 2.5;
+const LABEL_W = 150, BAR_W = 84, ROW_H = 18, GAP = 1, MAX_SHAT = 2.5;
 
 export class Heatmap {
   private input: HeatmapInput | null = null;
@@ -102,6 +102,9 @@ export class Heatmap {
       if (this.cellW >= 4) for (let k = 1; k < slots; k++) ctx.fillRect(LABEL_W + k * this.cellW - GAP, 0, GAP, rows * ROW_H);
       for (let r = 0; r <= rows; r++) ctx.fillRect(LABEL_W, r * ROW_H, slots * this.cellW, GAP);
     }
+    // The usage bar leaves room for its widest "p/rTarget" label (PyTorch runs reach 16/16 and beyond).
+    const textW = Math.ceil(Math.max(0, ...input.layers.map((l) => ctx.measureText(`${l.rTarget}/${l.rTarget}`).width))) + 6;
+    const barW = Math.max(12, BAR_W - textW);
     input.layers.forEach((l, row) => {
       const y = row * ROW_H;
       ctx.fillStyle = input.selected.has(l.name) ? sel : fg;
@@ -120,11 +123,11 @@ export class Heatmap {
       // Direction usage p / rTarget.
       const bx = width - BAR_W;
       ctx.fillStyle = track;
-      ctx.fillRect(bx, y + 5, BAR_W - 30, ROW_H - 10);
+      ctx.fillRect(bx, y + 5, barW, ROW_H - 10);
       ctx.fillStyle = barFill;
-      ctx.fillRect(bx, y + 5, ((BAR_W - 30) * l.p) / Math.max(1, l.rTarget), ROW_H - 10);
+      ctx.fillRect(bx, y + 5, (barW * l.p) / Math.max(1, l.rTarget), ROW_H - 10);
       ctx.fillStyle = fg;
-      ctx.fillText(`${l.p}/${l.rTarget}`, bx + BAR_W - 28, y + ROW_H / 2);
+      ctx.fillText(`${l.p}/${l.rTarget}`, bx + barW + 4, y + ROW_H / 2);
     });
   }
 }

@@ -217,10 +217,9 @@ class SRLoRAController:
     def _snapshot(self, order: List[str], flat: torch.Tensor) -> Snapshot:
         ls = [self.layers[n] for n in order]
         return Snapshot(self.step, order, flat, [l.r for l in ls], [list(l.dir_host) for l in ls], [l.p for l in ls],
-                        [l.r_target for l in ls])
+                        [l.r_target for l in ls], list(self.layers))
 
     def importance(self) -> List[dict]:
         """Per layer S, ŝ, age, direction, p, rTarget as telemetry sends them — one host copy for all layers, in the
         controller's layer order."""
-        by_name = {l["name"]: l for l in self._snapshot(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS)).layers()}
-        return [by_name[n] for n in self.layers]
+        return self._snapshot(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS)).layers()

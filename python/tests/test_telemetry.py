@@ -33,7 +33,7 @@ def test_rates_follow_the_clock_and_messages_are_valid(tmp_path):
     assert [row["loss"] for m in msgs if m["type"] == "metrics" for row in m["rows"]] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
     snaps = [m for m in msgs if m["type"] == "importance"]
     assert [m["step"] for m in snaps] == [1, 3, 5, 7]  # at once, then each 1/8 s later
-    assert {l["name"] for l in snaps[-1]["layers"]} == set(layers)
+    assert [l["name"] for l in snaps[-1]["layers"]] == list(layers)  # the model's order, not the scoring's shape groups
     last = {l["name"]: l for l in snaps[-1]["layers"]}
     for s in ctl.importance():  # the last snapshot was taken after the last step: it is the state now
         assert last[s["name"]]["S"] == s["S"] and last[s["name"]]["age"] == s["age"]
