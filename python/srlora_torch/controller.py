@@ -205,11 +205,12 @@ class SRLoRAController:
         if pending is None:
             if self._captured is None:
                 self._captured = CapturedScores(self.layers)
-            order, flat = self._captured()  # one graph launch; its output is overwritten by the next, after this copy
-            host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
-            host.copy_(flat, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
+            with torch.cuda.device(first.A.device):  # the layers' GPU, whichever is current
+                order, flat = self._captured()  # one graph launch; its output is overwritten by the next, after this copy
+                host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
+                host.copy_(flat, non_blocking=True)
+                event = torch.cuda.Event()
+                event.record()
             pending = (self._snapshot(order, host), event)
         self._pending_snapshot = pending
         return done
