@@ -18,6 +18,8 @@ def build(method="srlora"):
 
 
 def train(model, opt, ctl, shape, g, steps, device=torch.device("cpu")):
+    """`steps` plain-loop steps (the two controller calls); returns the last loss."""
+    loss = None
     for _ in range(steps):
         x, y = synthetic_batch(16, shape, g, device)
         loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -26,6 +28,7 @@ def train(model, opt, ctl, shape, g, steps, device=torch.device("cpu")):
         ctl.after_backward()
         opt.step()
         ctl.after_step()
+    return loss
 
 
 def test_targets_as_peft_and_only_adapters_train():

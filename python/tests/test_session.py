@@ -13,7 +13,7 @@ import torch
 
 from srlora_torch.protocol import validate
 from srlora_torch.session import Session
-from test_controller import build, synthetic_batch
+from test_controller import build, synthetic_batch, train
 
 
 def events(run_dir):
@@ -48,13 +48,7 @@ def test_a_hand_written_loop_is_steered_at_step_boundaries(tmp_path):
 
     steps_done, paused_for = 0, 0.0
     while not session.stop_reason:
-        x, y = synthetic_batch(16, shape, g, torch.device("cpu"))
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        ctl.after_backward()
-        opt.step()
-        ctl.after_step()
+        loss = train(model, opt, ctl, shape, g, 1)
         for cid, body in script.get(ctl.step - 1, []):  # arrive during the step after: applied at its end
             session.on_command(cid, body)
         if ctl.step == 8:
