@@ -111,7 +111,7 @@ def latest_checkpoint(run_dir: str) -> Optional[str]:
 
 
 def main(argv=None) -> int:
-    from .train import base_weights, build_model  # the trainer's own model building: the model the run trained
+    from .train import base_weights, build_model, restore  # the trainer's own model building: the model the run trained
 
     ap = argparse.ArgumentParser(prog="python -m srlora_torch.export")
     ap.add_argument("run_dir")
@@ -128,10 +128,7 @@ def main(argv=None) -> int:
         cfg = json.load(f)
     task, layers, _ = build_model(cfg, torch.device("cpu"))
     state = torch.load(os.path.join(ckpt, "state.pt"), map_location="cpu")
-    task.model.load_state_dict(state["model"])
-    for n, l in layers.items():
-        l.p = state["p"][n]
-        l.dir_host = l.directions.tolist()
+    restore(task, layers, state)
     out = export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"], {"checkpoint": os.path.relpath(ckpt, run_dir), "step": state["step"]})
     print(f"exported step {state['step']} of {run_dir} → {out}")
     return 0

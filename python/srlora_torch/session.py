@@ -79,16 +79,19 @@ class Session:
         return self.opt.param_groups[0]["lr"] if self.opt is not None else 0.0  # a Trainer may hand over its optimizer late
 
     # ---- lifecycle
-    def start(self) -> None:
+    def start(self, resumed: bool = False) -> None:
+        """Announces the run (hello; a resumed run's events.jsonl has its hello and continues its seq), connects to
+        the hub when the env says so, and reports it running."""
         layers = self.ctl.layers
-        self.rec.emit({"type": "hello", "protocol": {"major": PROTOCOL_MAJOR, "minor": PROTOCOL_MINOR}, "name": self.name or self.run_id,
-                       "method": self.ctl.method, "backend": {"name": "pytorch", "device": self.device or "unknown"}, "totalSteps": self.total_steps,
-                       "config": {**self.config, "torch": torch.__version__}, "layers": [
-                           {"name": n, "shape": [l.out_features, l.in_features], "r": l.r, "rTarget": l.r_target} for n, l in layers.items()]})
+        if not resumed:
+            self.rec.emit({"type": "hello", "protocol": {"major": PROTOCOL_MAJOR, "minor": PROTOCOL_MINOR}, "name": self.name or self.run_id,
+                           "method": self.ctl.method, "backend": {"name": "pytorch", "device": self.device or "unknown"}, "totalSteps": self.total_steps,
+                           "config": {**self.config, "torch": torch.__version__}, "layers": [
+                               {"name": n, "shape": [l.out_features, l.in_features], "r": l.r, "rTarget": l.r_target} for n, l in layers.items()]})
         if self.env.get("SRLORA_HUB_URL"):
             self.link = HubLink(self.rec, self.env["SRLORA_HUB_URL"], self.env.get("SRLORA_TOKEN", ""), self.run_dir, self.on_command, on_log=log)
             self.link.start()
-        self.state("running")
+        self.state("running", f"resumed at step {self.ctl.step}" if resumed else None)
 
     def after_step(self, loss: Optional[torch.Tensor] = None) -> None:
         """Call after SRLoRAController.after_step: the commands that arrived (after this step's scheduled recomposition,

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from .controller import SRLoRAController, apply_srlora, matches_target
-from .export import export_run
+from .layer import SRLoRALinear
+from .export import export_run, latest_checkpoint
 from .models import TRANSFORMER_PRESETS, EncoderClassifier, synthetic_batch
 from .session import Session, device_label
 
@@ -117,6 +118,14 @@ def base_weights(cfg: dict) -> Dict[str, torch.Tensor]:
     return {f"{n}.weight": m.weight.detach() for n, m in task.model.named_modules() if isinstance(m, nn.Linear) and matches_target(n, targets)}
 
 
+def restore(task: Task, layers: Dict[str, SRLoRALinear], state: dict) -> None:
+    """A checkpoint's model into a freshly built one, with the host-side bookkeeping of every layer."""
+    task.model.load_state_dict(state["model"])
+    for n, l in layers.items():
+        l.p = state["p"][n]
+        l.dir_host = l.directions.tolist()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m srlora_torch.train")
     ap.add_argument("--config")
@@ -124,14 +133,27 @@ def main(argv=None) -> int:
     ap.add_argument("--device")
     ap.add_argument("--method")
     ap.add_argument("--runs-dir", default="runs")
+    ap.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint, as configured")
     a = ap.parse_args(argv)
-    cfg = load_config(a.config, {"steps": a.steps, "device": a.device, "method": a.method})
+    if a.resume:
+        if a.config or a.steps or a.method:
+            raise SystemExit("--resume continues the run as configured; --config, --steps and --method are not allowed with it")
+        run_dir = a.resume
+        cfg_file = os.path.join(run_dir, "config.json")
+        if not os.path.exists(cfg_file):
+            raise SystemExit(f"{run_dir} is not a run folder (no config.json)")
+        cfg = load_config(cfg_file, {"device": a.device})
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise SystemExit(f"{run_dir} has no checkpoint to resume from")
+    else:
+        cfg = load_config(a.config, {"steps": a.steps, "device": a.device, "method": a.method})
+        run_dir = os.environ.get("SRLORA_RUN_DIR") or os.path.join(a.runs_dir, time.strftime("%Y%m%d-%H%M%S") + f"-{cfg['method']}-torch")
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(cfg, f, indent=2)
     device = pick_device(cfg["device"])
     torch.manual_seed(cfg["seed"])
-    run_dir = os.environ.get("SRLORA_RUN_DIR") or os.path.join(a.runs_dir, time.strftime("%Y%m%d-%H%M%S") + f"-{cfg['method']}-torch")
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(cfg, f, indent=2)
 
     task, layers, r_target = build_model(cfg, device)
     params = [p for l in layers.values() for p in (l.A, l.B)]
@@ -141,16 +163,27 @@ def main(argv=None) -> int:
                            cfg["minSlotAge"], cfg["resetOptimizerMoments"])
 
     def save_checkpoint(folder: str) -> None:
+        """Everything a resume needs to continue as if never stopped: the model (factors, frozen weights, EMAs, ages,
+        directions), the optimiser, the data position, the rule and settings in force."""
         torch.save({"model": task.model.state_dict(), "optimizer": opt.state_dict(), "step": ctl.step,
-                    "p": {n: l.p for n, l in layers.items()}}, os.path.join(folder, "state.pt"))
+                    "p": {n: l.p for n, l in layers.items()}, "data": task.gen.get_state(), "settings": dict(session.settings),
+                    "rule": {"fusionThreshold": ctl.fusion_threshold, "fusionRatio": ctl.fusion_ratio}}, os.path.join(folder, "state.pt"))
 
     session = Session(ctl, opt, run_dir, total_steps=cfg["steps"], batch_size=cfg["batchSize"], name=cfg["name"], config=cfg,
                       device=device_label(device), importance_every=cfg["importanceEvery"], eval_every=cfg["evalEvery"],
                       checkpoint_every=cfg["checkpointEvery"], evaluate=task.evaluate, save_checkpoint=save_checkpoint,
                       on_finish=lambda: export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"]))
+    if a.resume:
+        state = torch.load(os.path.join(ckpt, "state.pt"), map_location=device)
+        restore(task, layers, state)
+        opt.load_state_dict(state["optimizer"])
+        ctl.step = state["step"]
+        task.gen.set_state(state["data"].cpu())
+        session.settings.update(state["settings"])
+        ctl.set(fusion_threshold=state["rule"]["fusionThreshold"], fusion_ratio=state["rule"]["fusionRatio"])
     signal.signal(signal.SIGTERM, lambda *_: setattr(session, "stop_reason", "received SIGTERM"))
     signal.signal(signal.SIGINT, lambda *_: setattr(session, "stop_reason", "received SIGINT"))
-    session.start()
+    session.start(resumed=bool(a.resume))
     error = None
     try:
         while ctl.step < cfg["steps"] and not session.stop_reason:

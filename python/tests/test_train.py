@@ -89,3 +89,44 @@ def test_the_export_is_a_plain_model_and_can_be_rebuilt_from_a_checkpoint(tmp_pa
     assert all(s <= 10 for s in steps) and len(steps) < sum(len(l["recompositions"]) for l in hist["layers"])
     r = subprocess.run([sys.executable, "-m", "srlora_torch.export", str(tmp_path)], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "is not a run folder (no config.json)" in r.stderr
+
+
+def test_resume_continues_with_the_losses_of_an_uninterrupted_run(tmp_path):
+    """Stopped part-way (SIGTERM: the trainer checkpoints), then --resume: the remaining steps' losses equal those of
+    a run never stopped, and events.jsonl continues its seq with no second hello."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python")}
+    env.pop("SRLORA_HUB_URL", None)
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"steps": 120, "seed": 3, "fusionRatio": 0.5, "evalEvery": 1000, "batchSize": 8}))
+    train = [sys.executable, "-m", "srlora_torch.train"]
+
+    def losses(run):
+        lines = (run / "events.jsonl").read_text().splitlines() if (run / "events.jsonl").exists() else []
+        return {row["step"]: row["loss"] for l in lines if l.endswith("}") for m in [json.loads(l)] if m["type"] == "metrics" for row in m["rows"]}
+
+    r = subprocess.run(train + ["--config", str(cfg_file)], env={**env, "SRLORA_RUN_DIR": str(tmp_path / "a")}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    b = tmp_path / "b"
+    p = subprocess.Popen(train + ["--config", str(cfg_file)], env={**env, "SRLORA_RUN_DIR": str(b)}, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and max(losses(b), default=0) < 12:
+        time.sleep(0.01)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=120) == 0, p.stderr.read()
+    stopped = max(losses(b))
+    assert 12 <= stopped < 120, stopped
+    r = subprocess.run(train + ["--resume", str(b)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    la, lb = losses(tmp_path / "a"), losses(b)
+    assert sorted(lb) == list(range(1, 121))
+    assert all(la[s] == lb[s] for s in range(stopped + 1, 121)), [(s, la[s], lb[s]) for s in range(stopped + 1, 121) if la[s] != lb[s]][:3]
+    msgs = [json.loads(l) for l in open(b / "events.jsonl")]
+    assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1)) and sum(m["type"] == "hello" for m in msgs) == 1
+    assert any(m["type"] == "state" and m.get("reason") == f"resumed at step {stopped}" for m in msgs)
+    recs = lambda run: [m["step"] for l in open(run / "events.jsonl") for m in [json.loads(l)] if m["type"] == "recomposition"]  # noqa: E731
+    assert recs(tmp_path / "a") == recs(b), "the same schedule, across the stop"
+    r = subprocess.run(train + ["--resume", str(b), "--steps", "50"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "--resume continues the run as configured" in r.stderr
