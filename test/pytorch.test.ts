@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Hub } from '../src/hub/hub';
 import { RunManager } from '../src/runs/runManager';
-import { probePython } from '../src/runs/pythonTrainer';
+import { probePython, pytorchResumeCommand } from '../src/runs/pythonTrainer';
 import { readJsonl } from '../src/runs/eventLog';
 import { readSafetensors } from '../src/runs/safetensors';
 import type { Ack, TrainerMessage } from '../src/protocol/messages';
@@ -75,6 +75,17 @@ test('a real PyTorch run under the extension\'s hub: pause, τ, forced recomposi
     const merged = readSafetensors(join(run.dir, 'export', 'merged.safetensors'));
     assert.equal(merged.metadata.method, 'srlora');
     assert.ok(Object.keys(merged.tensors).some((k) => k.endsWith('attn.q.weight')) && !Object.keys(merged.tensors).some((k) => /\.(A|B|U|S|V|W)$/.test(k)));
+
+    // Continued from its checkpoint by the PyTorch trainer's --resume: the same run goes on, under the same hub.
+    const stoppedAt = run.model.step;
+    await assert.rejects(runs.continueRun(run.runId), /is a PyTorch run: it needs a Python with torch/);
+    await runs.continueRun(run.runId, pytorchResumeCommand(python));
+    assert.ok(await until(() => run.model.state === 'running' && run.model.step > stoppedAt + 2, 60_000), `${run.model.state} ${run.model.step}: ${run.handle?.stderrTail().join('\n')}`);
+    await runs.stop(run.runId);
+    assert.ok(await until(() => run.model.state === 'finished', 20_000), run.model.state);
+    const all = readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events;
+    assert.deepEqual(all.map((m) => m.seq), all.map((_, i) => i + 1));
+    assert.ok(await until(() => readJsonl<TrainerMessage>(join(run.dir, 'hub-events.jsonl')).events.length === all.length, 5000));
   } finally {
     await runs.dispose('stop');
     await hub.close();

@@ -149,6 +149,20 @@ test('integration: the real trainer, paused, τ changed, recomposed on picked la
     assert.equal(run.handle?.exitInfo?.code, 0);
     assert.ok(existsSync(join(run.dir, 'export/merged.safetensors')));
     assert.deepEqual(await handlers.exportModel(), { dir: join(run.dir, 'export'), step: null }, 'a finished run: its own export');
+
+    // Continue it from its checkpoint: the same run, its log going on, until stopped again.
+    const stoppedAt = run.model.step;
+    assert.equal(await handlers.continueRun(undefined, async () => assert.fail('a built-in run needs no Python')), run);
+    assert.ok(await until(() => run.model.state === 'running' && run.model.step > stoppedAt + 2, 30_000), `${run.model.state} ${run.model.step}`);
+    assert.equal(run.model.stateReason, `resumed at step ${stoppedAt}`);
+    assert.equal(await handlers.continueRun(undefined, async () => undefined), null);
+    assert.match(ui.infos.at(-1) ?? '', /is running: it has not stopped/);
+    assert.ok(await handlers.stop());
+    assert.ok(await until(() => run.model.state === 'finished', 15_000), run.model.state);
+    const log = readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events;
+    assert.deepEqual(log.map((m) => m.seq), log.map((_, i) => i + 1), 'one log, its seq continued');
+    assert.equal(log.filter((m) => m.type === 'hello').length, 1);
+    assert.ok(await until(() => readJsonl<TrainerMessage>(join(run.dir, 'hub-events.jsonl')).events.length === log.length, 5000), 'the hub has all of it');
   } finally {
     await runs.dispose('stop');
     await hub.close();
@@ -178,6 +192,8 @@ test('a trainer killed with SIGKILL is marked failed within a second, with how i
     const handlers = new CommandHandlers(again, ui, () => run.runId);
     assert.equal(await handlers.exportModel(), null);
     assert.match(ui.infos.at(-1) ?? '', /has no checkpoint to export from/);
+    assert.equal(await handlers.continueRun(undefined, async () => undefined), null);
+    assert.match(ui.infos.at(-1) ?? '', /has no checkpoint to continue from/);
   } finally {
     await runs.dispose('stop');
     await hub.close();

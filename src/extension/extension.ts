@@ -11,7 +11,7 @@ import { CommandHandlers } from '../runs/commandHandlers';
 import { isActive } from '../runs/runModel';
 import { starterConfigText } from '../trainer/config/runConfig';
 import { readSettings } from './settings';
-import { probePython, pytorchCommand } from '../runs/pythonTrainer';
+import { probePython, pytorchCommand, pytorchResumeCommand } from '../runs/pythonTrainer';
 import { vscodeUi } from './vscodeUi';
 import { RunsTree, type RunsNode } from './runsTree';
 import { RunStatusBar } from './statusBar';
@@ -93,6 +93,16 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     if (done.step !== null) void vscode.window.showInformationMessage(`SRLoRA: exported step ${done.step} to ${done.dir}`);
     void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(join(done.dir, 'merged.safetensors')));
   });
+  register('srlora.continueRun', async (n?: RunsNode) => {
+    const run = await handlers.continueRun(idOf(n), async () => {
+      const python = pythonPath();
+      const probe = await probePython(python);
+      if (probe.ok) return pytorchResumeCommand(python);
+      void vscode.window.showErrorMessage(`PyTorch trainer: ${probe.error}`);
+      return undefined;
+    });
+    if (run) { selected = run.runId; dashboards.open([run.runId]); }
+  });
   register('srlora.compareRuns', async () => { const ids = await handlers.pickRunsToCompare(); if (ids) dashboards.open(ids); });
   register('srlora.deleteRun', (n?: RunsNode) => handlers.deleteRun(idOf(n)));
   register('srlora.refreshRuns', () => runs.scan());
@@ -111,7 +121,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 async function pickTrainer(): Promise<string | undefined> {
   const s = readSettings();
   if (s.trainerCommand) return s.trainerCommand;
-  const python = s.pythonPath ?? vscode.workspace.getConfiguration('python').get<string>('defaultInterpreterPath') ?? 'python3';
+  const python = pythonPath();
   const probe = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: `SRLoRA: asking ${python} for PyTorch…` }, () => probePython(python));
   const builtIn = { label: '$(symbol-method) Built-in trainer', description: `TensorFlow.js · ${s.backend}`, id: '' };
   const torchItem = probe.ok
@@ -121,6 +131,11 @@ async function pickTrainer(): Promise<string | undefined> {
   if (!chosen) return undefined;
   if (chosen.id === 'unavailable') { void vscode.window.showErrorMessage(`PyTorch trainer: ${probe.ok ? '' : probe.error}`); return undefined; }
   return chosen.id;
+}
+
+/** srlora.python.path, else the Python extension's interpreter, else python3. */
+function pythonPath(): string {
+  return readSettings().pythonPath ?? vscode.workspace.getConfiguration('python').get<string>('defaultInterpreterPath') ?? 'python3';
 }
 
 /** A *.srlora.json from the workspace, or a new one from a short guided pick. */

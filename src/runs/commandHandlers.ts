@@ -164,6 +164,24 @@ export class CommandHandlers {
     }
   }
 
+  /** Continues a stopped, finished or failed run from its latest checkpoint. A PyTorch run asks `pytorchResume` for
+   * the command that continues it (undefined: the reason was shown). Null, with the reason shown, when it cannot. */
+  async continueRun(runId: string | undefined, pytorchResume: () => Promise<string | undefined>): Promise<ManagedRun | null> {
+    const run = this.target(runId, false);
+    if (!run) return null;
+    const name = run.model.name;
+    if (isActive(run.model.state)) { this.ui.info(`Run ${name} is ${run.model.state}: it has not stopped.`); return null; }
+    if (!latestCheckpoint(run.dir)) { this.ui.info(`Run ${name} has no checkpoint to continue from.`); return null; }
+    const command = run.model.backend.startsWith('pytorch') ? await pytorchResume() : undefined;
+    if (run.model.backend.startsWith('pytorch') && !command) return null;
+    try {
+      return await this.runs.continueRun(run.runId, command);
+    } catch (e) {
+      void this.ui.error(`Could not continue run ${name}: ${(e as Error).message}`);
+      return null;
+    }
+  }
+
   async pickRunsToCompare(): Promise<string[] | null> {
     const items = this.runs.list().map((r) => ({ id: r.runId, label: r.model.name, description: `${r.model.method ?? '?'} · ${r.model.state} · step ${r.model.step}` }));
     if (items.length < 2) { this.ui.info('Compare needs at least two runs.'); return null; }

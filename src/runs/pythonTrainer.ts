@@ -34,3 +34,8 @@ export function probePython(python: string, env: NodeJS.ProcessEnv = {}): Promis
 export function pytorchCommand(python: string): string {
   return `${JSON.stringify(python)} -m srlora_torch.train --config \${config}`;
 }
+
+/** The command line that continues a PyTorch run from its latest checkpoint. */
+export function pytorchResumeCommand(python: string): string {
+  return `${JSON.stringify(python)} -m srlora_torch.train --resume \${runDir}`;
+}

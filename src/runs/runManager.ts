@@ -15,7 +15,7 @@ import { writeFileAtomic } from './atomic';
 import { applyMessage, emptyRun, foldRun, isActive, type RunModel } from './runModel';
 import { ChildTrainer, isAlive, PidHandle, type ExitInfo, type LaunchSpec, type TrainerHandle } from './trainerProcess';
 import type { TrainerMessage } from '../protocol/messages';
-import { EVENTS_FILE, EXIT_FILE, EXPORT_DIR_NAME, HUB_DISCOVERY_FILE, newRunId, PID_FILE } from './runFiles';
+import { EVENTS_FILE, EXIT_FILE, EXPORT_DIR_NAME, HUB_DISCOVERY_FILE, latestCheckpoint, newRunId, PID_FILE } from './runFiles';
 
 
 export type OnWindowClose = 'stop' | 'detach';
@@ -42,6 +42,8 @@ export interface StartOptions {
   /** This run's trainer command line instead of the configured one (e.g. the PyTorch trainer). */
   trainerCommand?: string;
   cwd?: string;
+  /** Continue the run in its folder from its latest checkpoint (`train --resume`). */
+  resume?: boolean;
 }
 
 export interface ManagedRun {
@@ -120,8 +122,9 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
       return { command: line, args: [], env, cwd, shell: true };
     }
     const args = [this.o.cliPath, 'train', '--no-progress'];
-    if (opts.configFile) args.push('--config', opts.configFile);
-    if (this.o.backend && this.o.backend !== 'auto') args.push('--backend', this.o.backend);
+    if (opts.resume) args.push('--resume', run.dir); // as configured: no other flags
+    else if (opts.configFile) args.push('--config', opts.configFile);
+    if (this.o.backend && this.o.backend !== 'auto' && !opts.resume) args.push('--backend', this.o.backend);
     for (const [k, v] of Object.entries(opts.overrides ?? {})) args.push(`--${k}`, String(v));
     // VS Code's own runtime runs the bundled CLI: users need no Node install.
     return { command: this.o.nodePath ?? process.execPath, args, env: { ...env, ELECTRON_RUN_AS_NODE: '1' }, cwd };
@@ -148,16 +151,33 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     mkdirSync(dir, { recursive: true });
     const run: ManagedRun = { runId, dir, model: emptyRun(runId), handle: null, exit: null };
     this.runs.set(runId, run);
+    return this.launch(run, opts);
+  }
+
+  /** Continues a stopped, finished or failed run in its own folder from its latest checkpoint. A PyTorch run needs
+   * the command that continues it (`python -m srlora_torch.train --resume \${runDir}`); the built-in trainer's is
+   * `train --resume`. Its events.jsonl continues its seq, so the dashboard goes on from where it was. */
+  async continueRun(runId: string, trainerCommand?: string): Promise<ManagedRun> {
+    const run = this.get(runId);
+    if (run.handle?.alive || isActive(run.model.state)) throw new Error(`run ${run.model.name} is ${run.model.state}`);
+    if (!latestCheckpoint(run.dir)) throw new Error(`run ${run.model.name} has no checkpoint to continue from`);
+    if (run.model.backend.startsWith('pytorch') && !trainerCommand) throw new Error(`run ${run.model.name} is a PyTorch run: it needs a Python with torch to continue`);
+    rmSync(join(run.dir, EXIT_FILE), { force: true });
+    run.exit = null;
+    return this.launch(run, { resume: true, cwd: run.dir, ...(trainerCommand ? { trainerCommand } : {}) });
+  }
+
+  private async launch(run: ManagedRun, opts: StartOptions): Promise<ManagedRun> {
     const token = this.openOnHub(run);
     try {
       const child = await ChildTrainer.spawn(this.launchSpec(run, token, opts));
-      writeFileAtomic(join(dir, PID_FILE), String(child.pid));
+      writeFileAtomic(join(run.dir, PID_FILE), String(child.pid));
       this.attach(run, child);
     } catch (e) {
       this.markFailed(run, { code: null, signal: null, stderr: [(e as Error).message] }, true);
       throw e;
     }
-    this.emit('changed', runId);
+    this.emit('changed', run.runId);
     return run;
   }
 
