@@ -42,3 +42,15 @@ test('the .vsix holds only what runs (no sources, tests, source maps or node_mod
   }
   console.log(`${vsix}: ${names.length} files, ${(statSync(vsix).size / 2 ** 20).toFixed(2)} MiB`);
 });
+
+test('every command the manifest contributes is registered by the extension, and every menu names a contributed one', () => {
+  const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+    contributes: { commands: { command: string }[]; menus: Record<string, { command: string }[]> };
+  };
+  const contributed = manifest.contributes.commands.map((c) => c.command).sort();
+  const source = readFileSync(join(root, 'src/extension/extension.ts'), 'utf8');
+  const registered = [...source.matchAll(/register\('([\w.]+)'/g)].map((m) => m[1]).sort();
+  assert.deepEqual(registered, contributed);
+  const inMenus = Object.values(manifest.contributes.menus).flat().map((m) => m.command);
+  assert.deepEqual(inMenus.filter((c) => !contributed.includes(c)), []);
+});
