@@ -11,11 +11,17 @@ import { RunManager } from '../src/runs/runManager';
 import { probePython, pytorchResumeCommand } from '../src/runs/pythonTrainer';
 import { readJsonl } from '../src/runs/eventLog';
 import { readSafetensors } from '../src/runs/safetensors';
+import { execFileSync } from 'node:child_process';
+import { selectBackend } from '../src/trainer/engine/backend';
+import { Rng } from '../src/trainer/rng';
+import { DIGITS_FILE, loadDigits, SPLIT_SEED, splitDigits } from '../src/trainer/data/digits';
+import { architectureFor, evaluate, TrainableModel } from '../src/trainer/models/model';
 import type { Ack, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until } from './helpers/tmp';
 
 const python = '/usr/bin/python3';
 const pkg = join(import.meta.dirname, '../python');
+const root = join(import.meta.dirname, '..');
 
 test('the PyTorch trainer is found and described, or its import error is reported exactly', async () => {
   const ok = await probePython(python, { PYTHONPATH: pkg });
@@ -26,6 +32,36 @@ test('the PyTorch trainer is found and described, or its import error is reporte
   if (!missing.ok) assert.match(missing.error, /No module named 'srlora_torch'/);
   const noPython = await probePython('/nonexistent/python3', {});
   assert.equal(noPython.ok, false);
+});
+
+test('the PyTorch trainer sees the built-in task exactly as the built-in trainer does: the same random stream, eval split, transforms and base models', async () => {
+  await selectBackend('auto');
+  const snippet = [
+    'import json, torch',
+    'from srlora_torch import digits',
+    'r = digits.Rng(7)',
+    'out = {"rng": [r.next() for _ in range(5)], "evalHead": digits.split(10000)[1][:20], "acc": {}}',
+    'for t in ("upright", "rot90"):',
+    '    x, y = digits.load_digits(t); ev = digits.split(len(y))[1]',
+    '    for k in ("mlp", "vit"):',
+    '        with torch.no_grad(): out["acc"][k + "/" + t] = (digits.base_model(k)(x[ev]).argmax(1) == y[ev]).float().mean().item()',
+    'print(json.dumps(out))',
+  ].join('\n');
+  const py = JSON.parse(execFileSync(python, ['-c', snippet], { env: { ...process.env, PYTHONPATH: pkg }, encoding: 'utf8' })) as { rng: number[]; evalHead: number[]; acc: Record<string, number> };
+  const rng = new Rng(7);
+  assert.deepEqual(py.rng, Array.from({ length: 5 }, () => rng.next()));
+  const idx = Int32Array.from({ length: 10_000 }, (_, i) => i);
+  new Rng(SPLIT_SEED).shuffle(idx);
+  assert.deepEqual(py.evalHead, Array.from(idx.subarray(0, 20)));
+  for (const t of ['upright', 'rot90'] as const) {
+    const { eval: ev } = splitDigits(loadDigits(join(root, DIGITS_FILE), t));
+    for (const k of ['mlp', 'vit'] as const) {
+      const model = new TrainableModel(architectureFor(k), readSafetensors(join(root, `media/models/${k}.safetensors`)).tensors);
+      const { accuracy } = evaluate((x) => model.forward(x), ev.features, ev.labels, ev.dim, 10);
+      assert.ok(Math.abs(accuracy - py.acc[`${k}/${t}`]) <= 1 / ev.n + 1e-9, `${k}/${t}: ${accuracy} here, ${py.acc[`${k}/${t}`]} in PyTorch`);
+    }
+  }
+  assert.ok(py.acc['vit/upright'] > 0.9 && py.acc['vit/rot90'] < 0.2, 'pretrained upright; rotated is the task');
 });
 
 test('a real PyTorch run under the extension\'s hub: pause, τ, forced recomposition, stop', async () => {

@@ -203,12 +203,15 @@ test('a trainer killed with SIGKILL is marked failed within a second, with how i
 test('a trainer that cannot start is a failed run with the trainer\'s own error', async () => {
   const dir = tempDir();
   const hub = await Hub.start({ heartbeatMs: 60_000 });
-  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: cli, trainerCommand: 'echo "ModuleNotFoundError: No module named torch" >&2; exit 3' });
+  // It also shows the env contract a trainer gets: its run folder and where the built-in data and models are.
+  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: cli, assetsDir: '/opt/srlora-assets',
+    trainerCommand: 'echo "$SRLORA_ASSETS $SRLORA_RUN_DIR" > env.txt; echo "ModuleNotFoundError: No module named torch" >&2; exit 3' });
   try {
     const run = await runs.start({ cwd: dir });
     assert.ok(await until(() => run.model.state === 'failed', 5000));
     assert.equal(run.exit?.code, 3);
     assert.match(run.model.stateReason ?? '', /exited with code 3: ModuleNotFoundError: No module named torch/);
+    assert.equal(readFileSync(join(dir, 'env.txt'), 'utf8'), `/opt/srlora-assets ${run.dir}\n`);
   } finally { await hub.close(); }
 });
 

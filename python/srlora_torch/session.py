@@ -92,6 +92,8 @@ class Session:
             self.link = HubLink(self.rec, self.env["SRLORA_HUB_URL"], self.env.get("SRLORA_TOKEN", ""), self.run_dir, self.on_command, on_log=log)
             self.link.start()
         self.state("running", f"resumed at step {self.ctl.step}" if resumed else None)
+        if self.evaluate and not resumed:  # the starting point, as the built-in trainer reports it
+            self.rec.emit({"type": "eval", "step": self.ctl.step, **self.evaluate()})
 
     def after_step(self, loss: Optional[torch.Tensor] = None) -> None:
         """Call after SRLoRAController.after_step: the commands that arrived (after this step's scheduled recomposition,

@@ -19,6 +19,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from . import digits
 from .controller import SRLoRAController, apply_srlora, matches_target
 from .layer import SRLoRALinear
 from .export import export_run, latest_checkpoint
@@ -29,9 +30,10 @@ DEFAULTS = dict(
     name=None, task={"kind": "transformer", "preset": "tiny"}, method="srlora", targets=None, r=4, alpha=8.0, rTarget=None,
     fusionThreshold=None, fusionRatio=0.5, beta1=0.85, beta2=0.85, minSlotAge=None, resetOptimizerMoments=True,
     optimizer="adamw", learningRate=1e-3, weightDecay=0.0, batchSize=32, steps=1000, seed=0, evalEvery=100,
-    importanceEvery=10, checkpointEvery=0, device="auto", bf16=False,
+    importanceEvery=10, checkpointEvery=0, device="auto", bf16=False, model=None,
 )
-IGNORED = {"$schema", "model", "backend"}  # TypeScript-trainer fields that do not apply here
+IGNORED = {"$schema", "backend"}  # TypeScript-trainer fields that do not apply here
+TASKS = ("transformer", "matrix", "digits")
 
 
 def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
@@ -48,8 +50,14 @@ def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     if cfg["method"] not in ("lora", "pissa", "srlora"):
         raise SystemExit(f"method: expected lora | pissa | srlora, got {cfg['method']!r}")
-    if cfg["task"].get("kind") not in ("transformer", "matrix"):
-        raise SystemExit(f"task.kind: expected transformer | matrix for the PyTorch trainer, got {cfg['task'].get('kind')!r}")
+    if cfg["task"].get("kind") not in TASKS:
+        raise SystemExit(f"task.kind: expected {' | '.join(TASKS)} for the PyTorch trainer, got {cfg['task'].get('kind')!r}")
+    if cfg["task"]["kind"] == "digits":  # the built-in trainer's defaults for its own task
+        cfg["task"] = {"transform": "rot90", **cfg["task"]}
+        cfg["model"] = {"kind": "vit", **(cfg["model"] or {})}
+        w = cfg["model"].get("weights")
+        if w and path and not os.path.isabs(w):  # relative to the config file, as the built-in trainer reads it
+            cfg["model"]["weights"] = os.path.abspath(os.path.join(os.path.dirname(path), w))
     return cfg
 
 
@@ -74,6 +82,14 @@ class Task:
             self.model.layer0.weight.data = W0
             self.target = (W0 + 0.1 * torch.randn(out, inp, generator=g) / inp ** 0.5).to(device)
             self.default_targets = ["layer0"]
+        elif t["kind"] == "digits":
+            m = cfg["model"]
+            self.model = digits.base_model(m["kind"], m.get("weights") or "")
+            x, y = digits.load_digits(t["transform"])
+            train, ev = digits.split(len(y))
+            self.train_x, self.train_y = x[train].to(device), y[train].to(device)
+            self.eval_x, self.eval_y = x[ev].to(device), y[ev].to(device)
+            self.default_targets = digits.TARGETS[m["kind"]]
         else:
             preset = dict(TRANSFORMER_PRESETS[t.get("preset", "tiny")])
             self.shape = preset
@@ -86,7 +102,11 @@ class Task:
         if self.cfg["task"]["kind"] == "matrix":
             layer = self.model.layer0
             return 0.5 * ((layer.effective_weight() - self.target) ** 2).mean()
-        x, y = synthetic_batch(self.cfg["batchSize"], self.shape, self.gen, self.device)
+        if self.cfg["task"]["kind"] == "digits":
+            i = torch.randint(0, len(self.train_y), (self.cfg["batchSize"],), generator=self.gen).to(self.device)
+            x, y = self.train_x[i], self.train_y[i]
+        else:
+            x, y = synthetic_batch(self.cfg["batchSize"], self.shape, self.gen, self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg["bf16"])):
             logits = self.model(x)
         return nn.functional.cross_entropy(logits.float(), y)
@@ -95,8 +115,11 @@ class Task:
     def evaluate(self) -> dict:
         if self.cfg["task"]["kind"] == "matrix":
             return {"loss": float(self.loss()), "metrics": {}}
-        g = torch.Generator().manual_seed(12345)  # a fixed held-out set
-        x, y = synthetic_batch(256, self.shape, g, self.device)
+        if self.cfg["task"]["kind"] == "digits":  # the built-in trainer's 2,000 eval digits
+            x, y = self.eval_x, self.eval_y
+        else:
+            g = torch.Generator().manual_seed(12345)  # a fixed held-out set
+            x, y = synthetic_batch(256, self.shape, g, self.device)
         logits = self.model(x).float()
         return {"loss": float(nn.functional.cross_entropy(logits, y)), "metrics": {"accuracy": float((logits.argmax(1) == y).float().mean())}}
 

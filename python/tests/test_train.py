@@ -130,3 +130,23 @@ def test_resume_continues_with_the_losses_of_an_uninterrupted_run(tmp_path):
     assert recs(tmp_path / "a") == recs(b), "the same schedule, across the stop"
     r = subprocess.run(train + ["--resume", str(b), "--steps", "50"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "--resume continues the run as configured" in r.stderr
+
+
+def test_a_config_made_for_the_built_in_trainer_runs_here_on_its_digits_task(tmp_path):
+    """The extension's starter config (digits rotated by 90°, the tiny ViT) and an MLP one: the same task, base model
+    and eval digits as the built-in trainer — the base model starts near chance on rotated digits and adapts."""
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python")}
+    env.pop("SRLORA_HUB_URL", None)
+    for kind in ("vit", "mlp"):
+        cfg = tmp_path / f"{kind}.srlora.json"
+        cfg.write_text('{ "task": { "kind": "digits", "transform": "rot90" }, "model": { "kind": "%s" }, "backend": "auto",\n'
+                       '  // comments and unknown-to-PyTorch fields of the built-in trainer are fine\n'
+                       '  "optimizer": "adam", "learningRate": 0.003, "batchSize": 64, "steps": 60, "evalEvery": 60 }' % kind)
+        r = subprocess.run([sys.executable, "-m", "srlora_torch.train", "--config", str(cfg)], env={**env, "SRLORA_RUN_DIR": str(tmp_path / kind)},
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        msgs = [json.loads(l) for l in open(tmp_path / kind / "events.jsonl")]
+        assert [m for m in msgs if validate(m)] == []
+        evals = {m["step"]: m["metrics"]["accuracy"] for m in msgs if m["type"] == "eval"}
+        assert sorted(evals) == [0, 60] and evals[0] < 0.2 and evals[60] > evals[0] + 0.2, evals
+        assert (tmp_path / kind / "export" / "merged.safetensors").exists()

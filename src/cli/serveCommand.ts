@@ -31,7 +31,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const origin = hub.httpOrigin;
   hub.allowOrigin(origin);
   hub.allowOrigin(origin.replace('127.0.0.1', 'localhost'));
-  const runs = new RunManager({ runsDir: resolve(values['runs-dir']), hub, cliPath: process.argv[1], nodePath: process.execPath });
+  const runs = new RunManager({ runsDir: resolve(values['runs-dir']), hub, cliPath: process.argv[1], nodePath: process.execPath, assetsDir: root });
   runs.scan();
   runs.on('failed', (id, message) => process.stderr.write(`run ${id} failed: ${message}\n`));
   let started: string | null = null;

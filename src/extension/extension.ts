@@ -23,7 +23,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const settings = readSettings();
   const hub = await Hub.start();
   const runs = new RunManager({
-    runsDir: settings.runsDirectory, hub, cliPath: join(context.extensionPath, 'dist', 'cli.js'),
+    runsDir: settings.runsDirectory, hub, cliPath: join(context.extensionPath, 'dist', 'cli.js'), assetsDir: context.extensionPath,
     trainerCommand: settings.trainerCommand, backend: settings.backend,
   });
   const outputs = new Map<string, vscode.OutputChannel>();

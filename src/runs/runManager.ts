@@ -30,6 +30,8 @@ export interface RunManagerOptions {
   trainerCommand?: string | null;
   backend?: string;
   graceMs?: number;
+  /** The folder holding media/ (built-in data and base models), told to other trainers as SRLORA_ASSETS. */
+  assetsDir?: string;
 }
 
 export interface StartOptions {
@@ -114,7 +116,10 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   }
 
   private launchSpec(run: ManagedRun, token: string, opts: StartOptions): LaunchSpec {
-    const env: NodeJS.ProcessEnv = { ...process.env, SRLORA_HUB_URL: this.o.hub.url, SRLORA_TOKEN: token, SRLORA_RUN_DIR: run.dir };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env, SRLORA_HUB_URL: this.o.hub.url, SRLORA_TOKEN: token, SRLORA_RUN_DIR: run.dir,
+      ...(this.o.assetsDir ? { SRLORA_ASSETS: this.o.assetsDir } : {}),
+    };
     const cwd = opts.cwd ?? process.cwd();
     const command = opts.trainerCommand ?? this.o.trainerCommand;
     if (command) {

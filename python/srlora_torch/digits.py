@@ -1,0 +1,166 @@
+"""The extension's built-in task in PyTorch, so a run config made for the built-in trainer runs here too: the digits
+of media/data/mnist-10k.u8.gz with the same 8,000 / 2,000 split (the same seeded shuffle as src/trainer/rng.ts), the
+same transforms, and the same base models (media/models/{mlp,vit}.safetensors, loaded by name into the same
+architectures as src/trainer/models/*.ts).
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import struct
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+DIGITS_FILE = os.path.join("media", "data", "mnist-10k.u8.gz")
+SPLIT_SEED, EVAL_SIZE = 20251128, 2000
+TARGETS = {"mlp": ["fc0", "fc1", "fc2"], "vit": ["attn.q", "attn.k", "attn.v", "attn.o", "ffn.fc1", "ffn.fc2"]}
+
+
+def asset_root() -> str:
+    """SRLoRA Studio's folder holding media/: SRLORA_ASSETS (the extension sets it), else this checkout's."""
+    for root in (os.environ.get("SRLORA_ASSETS"), os.path.join(os.path.dirname(__file__), "..", "..")):
+        if root and os.path.exists(os.path.join(root, DIGITS_FILE)):
+            return os.path.abspath(root)
+    raise FileNotFoundError(f"the digits task needs SRLoRA Studio's {DIGITS_FILE}: set SRLORA_ASSETS to the extension's folder")
+
+
+class Rng:
+    """src/trainer/rng.ts, bit for bit: SplitMix32-style mixing over a 32-bit counter."""
+
+    def __init__(self, state: int):
+        self.state = state & 0xFFFFFFFF
+
+    def next(self) -> float:
+        self.state = (self.state + 0x9E3779B9) & 0xFFFFFFFF
+        z = self.state
+        z = ((z ^ (z >> 16)) * 0x85EBCA6B) & 0xFFFFFFFF
+        z = ((z ^ (z >> 13)) * 0xC2B2AE35) & 0xFFFFFFFF
+        z ^= z >> 16
+        return z / 4294967296
+
+    def shuffle(self, a: List[int]) -> None:
+        for i in range(len(a) - 1, 0, -1):
+            j = int(self.next() * (i + 1))
+            a[i], a[j] = a[j], a[i]
+
+
+def load_digits(transform: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """All 10,000 digits as (n × 784 floats in [0, 1], labels); rot90 turns each counter-clockwise."""
+    if transform not in ("upright", "rot90"):
+        raise ValueError(f"task.transform: expected upright | rot90, got {transform!r}")
+    path = os.path.join(asset_root(), DIGITS_FILE)
+    buf = gzip.decompress(open(path, "rb").read())
+    if buf[:4] != b"SRMN":
+        raise ValueError(f"{path}: not a digits file")
+    n, dim = struct.unpack_from("<II", buf, 4)
+    px = np.frombuffer(buf, dtype=np.uint8, count=n * dim, offset=12).reshape(n, 28, 28)
+    if transform == "rot90":
+        px = np.rot90(px, 1, axes=(1, 2))  # new[r][c] = old[c][27 − r]
+    labels = np.frombuffer(buf, dtype=np.uint8, count=n, offset=12 + n * dim)
+    return torch.from_numpy(px.reshape(n, dim).astype(np.float32) / 255), torch.from_numpy(labels.astype(np.int64))
+
+
+def split(n: int) -> Tuple[List[int], List[int]]:
+    """(train, eval) indices: the built-in trainer's fixed permutation."""
+    idx = list(range(n))
+    Rng(SPLIT_SEED).shuffle(idx)
+    return idx[EVAL_SIZE:], idx[:EVAL_SIZE]
+
+
+def read_safetensors(path: str) -> Dict[str, torch.Tensor]:
+    raw = open(path, "rb").read()
+    n = struct.unpack_from("<Q", raw)[0]
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for name, h in header.items():
+        if name == "__metadata__":
+            continue
+        if h["dtype"] != "F32":
+            raise ValueError(f"{path}: {name} is {h['dtype']}; only F32 is read")
+        a, b = h["data_offsets"]
+        out[name] = torch.from_numpy(np.frombuffer(raw, dtype=np.float32, count=(b - a) // 4, offset=8 + n + a).copy()).reshape(h["shape"])
+    return out
+
+
+class MLP(nn.Module):
+    """784 → 256 → 256 → 10 with ReLU (sizes from the weights), layers fc0, fc1, … as in src/trainer/models/mlp.ts."""
+
+    def __init__(self, dims: List[int]):
+        super().__init__()
+        self.n = len(dims) - 1
+        for i in range(self.n):
+            setattr(self, f"fc{i}", nn.Linear(dims[i], dims[i + 1]))
+
+    def forward(self, x):
+        for i in range(self.n):
+            x = getattr(self, f"fc{i}")(x)
+            if i < self.n - 1:
+                x = torch.relu(x)
+        return x
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_dim: int):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(dim, eps=1e-5), nn.LayerNorm(dim, eps=1e-5)
+        self.attn = nn.Module()
+        for p in "qkvo":
+            setattr(self.attn, p, nn.Linear(dim, dim))
+        self.ffn = nn.Module()
+        self.ffn.fc1, self.ffn.fc2 = nn.Linear(dim, mlp_dim), nn.Linear(mlp_dim, dim)
+
+    def forward(self, h):
+        B, T, D = h.shape
+        a = self.ln1(h)
+        q, k, v = (getattr(self.attn, p)(a).view(B, T, self.heads, D // self.heads).transpose(1, 2) for p in "qkv")
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(D // self.heads), dim=-1)
+        h = h + self.attn.o((att @ v).transpose(1, 2).reshape(B, T, D))
+        return h + self.ffn.fc2(nn.functional.gelu(self.ffn.fc1(self.ln2(h)), approximate="tanh"))
+
+
+class TinyViT(nn.Module):
+    """src/trainer/models/vit.ts: 7×7 patches of a 28×28 digit, a class token, learned positions, pre-norm blocks."""
+
+    def __init__(self, dim: int = 32, depth: int = 2, heads: int = 2, mlp_dim: int = 64, patch: int = 7):
+        super().__init__()
+        self.patch, grid = patch, 28 // patch
+        self.patch_embed = nn.Linear(patch * patch, dim)
+        self.cls = nn.Parameter(torch.zeros(dim))
+        self.pos = nn.Parameter(torch.zeros(grid * grid + 1, dim))
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_dim) for _ in range(depth))
+        self.ln_f = nn.LayerNorm(dim, eps=1e-5)
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x):
+        B, g, p = x.shape[0], 28 // self.patch, self.patch
+        patches = x.view(B, g, p, g, p).permute(0, 1, 3, 2, 4).reshape(B, g * g, p * p)
+        h = torch.cat([self.cls.expand(B, 1, -1), self.patch_embed(patches)], 1) + self.pos
+        for b in self.blocks:
+            h = b(h)
+        return self.head(self.ln_f(h)[:, 0])
+
+
+def base_model(kind: str, weights_file: str = "") -> nn.Module:
+    """The pretrained base model of `kind`, from weights_file or the built-in one; every tensor must match."""
+    path = weights_file or os.path.join(asset_root(), "media", "models", f"{kind}.safetensors")
+    w = read_safetensors(path)
+    if kind == "mlp":
+        dims, i = [], 0
+        while f"fc{i}.weight" in w:
+            out, inp = w[f"fc{i}.weight"].shape
+            dims = dims or [inp]
+            dims.append(out)
+            i += 1
+        model: nn.Module = MLP(dims)
+    elif kind == "vit":
+        model = TinyViT()
+    else:
+        raise ValueError(f"model.kind: expected mlp | vit, got {kind!r}")
+    model.load_state_dict(w, strict=True)
+    return model
