@@ -8,4 +8,6 @@ writeFileSync(new URL('../docs/protocol.schema.json', import.meta.url), protocol
 writeFileSync(new URL('../python/srlora_torch/protocol.schema.json', import.meta.url), protocolJsonSchemaText());
 // The run config's schema: VS Code validates and completes *.srlora.json files with it (contributes.jsonValidation).
 writeFileSync(new URL('../media/run-config.schema.json', import.meta.url), runConfigJsonSchemaText());
-console.log('wrote docs/protocol.schema.json, python/srlora_torch/protocol.schema.json, media/run-config.schema.json');
+// ... and the PyTorch trainer takes the same fields and defaults from it: one source for both trainers.
+writeFileSync(new URL('../python/srlora_torch/run-config.schema.json', import.meta.url), runConfigJsonSchemaText());
+console.log('wrote docs/protocol.schema.json, python/srlora_torch/protocol.schema.json, media/run-config.schema.json, python/srlora_torch/run-config.schema.json');

@@ -45,6 +45,7 @@ test('docs/protocol.schema.json is generated from src/protocol and up to date (n
   assert.equal(python, protocolJsonSchemaText(), 'the copy in the Python package');
 });
 
-test('media/run-config.schema.json (editor validation of *.srlora.json) is up to date', () => {
+test('media/run-config.schema.json (editor validation of *.srlora.json) and the PyTorch trainer\'s copy are up to date', () => {
   assert.equal(readFileSync(join(import.meta.dirname, '../media/run-config.schema.json'), 'utf8'), runConfigJsonSchemaText());
+  assert.equal(readFileSync(join(import.meta.dirname, '../python/srlora_torch/run-config.schema.json'), 'utf8'), runConfigJsonSchemaText());
 });

@@ -26,13 +26,11 @@ from .export import export_run, latest_checkpoint
 from .models import TRANSFORMER_PRESETS, EncoderClassifier, synthetic_batch
 from .session import Session, device_label
 
-DEFAULTS = dict(
-    name=None, task={"kind": "transformer", "preset": "tiny"}, method="srlora", targets=None, r=4, alpha=8.0, rTarget=None,
-    fusionThreshold=None, fusionRatio=0.5, beta1=0.85, beta2=0.85, minSlotAge=None, resetOptimizerMoments=True,
-    optimizer="adamw", learningRate=1e-3, weightDecay=0.0, batchSize=32, steps=1000, seed=0, evalEvery=100,
-    importanceEvery=10, checkpointEvery=0, device="auto", bf16=False, model=None,
-)
-IGNORED = {"$schema", "backend"}  # TypeScript-trainer fields that do not apply here
+# One source for the run config's fields and defaults, shared with the built-in trainer: the schema generated from
+# src/trainer/config (npm run gen:schema writes this copy; a test keeps it equal). Then this trainer's own fields.
+_SCHEMA = json.load(open(os.path.join(os.path.dirname(__file__), "run-config.schema.json"), encoding="utf-8"))
+DEFAULTS = {**{k: v.get("default") for k, v in _SCHEMA["properties"].items() if k not in ("$schema", "backend")}, "device": "auto", "bf16": False}
+IGNORED = {"$schema", "backend"}  # built-in-trainer fields that do not apply here
 TASKS = ("transformer", "matrix", "digits")
 
 

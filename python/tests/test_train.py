@@ -44,7 +44,7 @@ def test_the_export_is_a_plain_model_and_can_be_rebuilt_from_a_checkpoint(tmp_pa
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python"), "SRLORA_RUN_DIR": str(tmp_path / "run")}
     env.pop("SRLORA_HUB_URL", None)
     cfg_file = tmp_path / "c.json"
-    cfg_file.write_text(json.dumps({"steps": 30, "checkpointEvery": 10, "fusionRatio": 0.5}))
+    cfg_file.write_text(json.dumps({"task": {"kind": "transformer", "preset": "tiny"}, "steps": 30, "checkpointEvery": 10, "fusionRatio": 0.5}))
     r = subprocess.run([sys.executable, "-m", "srlora_torch.train", "--config", str(cfg_file)], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     run = tmp_path / "run"
