@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Hub } from '../src/hub/hub';
 import { RunManager } from '../src/runs/runManager';
@@ -15,6 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { selectBackend } from '../src/trainer/engine/backend';
 import { Rng } from '../src/trainer/rng';
 import { DIGITS_FILE, loadDigits, SPLIT_SEED, splitDigits } from '../src/trainer/data/digits';
+import { loadTabular } from '../src/trainer/data/tabular';
 import { architectureFor, evaluate, TrainableModel } from '../src/trainer/models/model';
 import type { Ack, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until } from './helpers/tmp';
@@ -62,6 +63,39 @@ test('the PyTorch trainer sees the built-in task exactly as the built-in trainer
     }
   }
   assert.ok(py.acc['vit/upright'] > 0.9 && py.acc['vit/rot90'] < 0.2, 'pretrained upright; rotated is the task');
+});
+
+test('your own data reads the same in both trainers: values, labels, the held-out 20 %, and the errors', () => {
+  const dir = tempDir();
+  const csv = join(dir, 'd.csv'), jsonl = join(dir, 'd.jsonl'), bad = join(dir, 'bad.csv');
+  writeFileSync(csv, 'x1, label ,x2\n0.25,1,-3e-2\n 7 ,0,1.5\n\n4,2,0.125\n');
+  writeFileSync(jsonl, '{"features":[1,2.5],"label":1}\n\n{"features":[-4,0],"label":0}\n');
+  writeFileSync(bad, 'a,label\n1,0\n,1\n');
+  const snippet = [
+    'import json, sys',
+    'from srlora_torch import tabular',
+    'out = {}',
+    'for f in sys.argv[1:3]:',
+    '    x, y = tabular.load_tabular(f)',
+    '    out[f] = {"x": x.flatten().tolist(), "y": y.tolist()}',
+    'out["heldOut"] = tabular.held_out(23, 5)[1]',
+    'try:',
+    '    tabular.load_tabular(sys.argv[3])',
+    'except ValueError as e:',
+    '    out["error"] = str(e)',
+    'print(json.dumps(out))',
+  ].join('\n');
+  const py = JSON.parse(execFileSync(python, ['-c', snippet, csv, jsonl, bad], { env: { ...process.env, PYTHONPATH: pkg }, encoding: 'utf8' })) as Record<string, { x: number[]; y: number[] }> & { heldOut: number[]; error: string };
+  for (const f of [csv, jsonl]) {
+    const d = loadTabular(f);
+    assert.deepEqual(py[f].x, Array.from(d.features), f);
+    assert.deepEqual(py[f].y, Array.from(d.labels), f);
+  }
+  const idx = Int32Array.from({ length: 23 }, (_, i) => i);
+  new Rng(5 + 7).shuffle(idx);
+  assert.deepEqual(py.heldOut, Array.from(idx.subarray(0, Math.max(1, Math.floor(23 / 5)))));
+  assert.throws(() => loadTabular(bad), (e: Error) => e.message === py.error);
+  assert.match(py.error, /bad\.csv:3: column "a" is not a number: ""/);
 });
 
 test('a real PyTorch run under the extension\'s hub: pause, τ, forced recomposition, stop', async () => {

@@ -19,7 +19,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from . import digits
+from . import digits, tabular
 from .controller import SRLoRAController, apply_srlora, matches_target
 from .layer import SRLoRALinear
 from .export import export_run, latest_checkpoint
@@ -31,7 +31,7 @@ from .session import Session, device_label
 _SCHEMA = json.load(open(os.path.join(os.path.dirname(__file__), "run-config.schema.json"), encoding="utf-8"))
 DEFAULTS = {**{k: v.get("default") for k, v in _SCHEMA["properties"].items() if k not in ("$schema", "backend")}, "device": "auto", "bf16": False}
 IGNORED = {"$schema", "backend"}  # built-in-trainer fields that do not apply here
-TASKS = ("transformer", "matrix", "digits")
+TASKS = ("transformer", "matrix", "digits", "tabular")
 
 
 def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
@@ -50,12 +50,13 @@ def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
         raise SystemExit(f"method: expected lora | pissa | srlora, got {cfg['method']!r}")
     if cfg["task"].get("kind") not in TASKS:
         raise SystemExit(f"task.kind: expected {' | '.join(TASKS)} for the PyTorch trainer, got {cfg['task'].get('kind')!r}")
-    if cfg["task"]["kind"] == "digits":  # the built-in trainer's defaults for its own task
-        cfg["task"] = {"transform": "rot90", **cfg["task"]}
+    if cfg["task"]["kind"] in ("digits", "tabular"):  # the built-in trainer's tasks, with its defaults and paths
+        cfg["task"] = {"transform": "rot90", **cfg["task"]} if cfg["task"]["kind"] == "digits" else {"labelColumn": "label", **cfg["task"]}
         cfg["model"] = {"kind": "vit", **(cfg["model"] or {})}
-        w = cfg["model"].get("weights")
-        if w and path and not os.path.isabs(w):  # relative to the config file, as the built-in trainer reads it
-            cfg["model"]["weights"] = os.path.abspath(os.path.join(os.path.dirname(path), w))
+        at = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()  # relative to the config file
+        for obj, key in ((cfg["model"], "weights"), (cfg["task"], "train"), (cfg["task"], "eval")):
+            if obj.get(key):
+                obj[key] = os.path.join(at, obj[key])
     return cfg
 
 
@@ -80,14 +81,28 @@ class Task:
             self.model.layer0.weight.data = W0
             self.target = (W0 + 0.1 * torch.randn(out, inp, generator=g) / inp ** 0.5).to(device)
             self.default_targets = ["layer0"]
-        elif t["kind"] == "digits":
+        elif t["kind"] in ("digits", "tabular"):
             m = cfg["model"]
             self.model = digits.base_model(m["kind"], m.get("weights") or "")
-            x, y = digits.load_digits(t["transform"])
-            train, ev = digits.split(len(y))
-            self.train_x, self.train_y = x[train].to(device), y[train].to(device)
-            self.eval_x, self.eval_y = x[ev].to(device), y[ev].to(device)
-            self.default_targets = digits.TARGETS[m["kind"]]
+            if t["kind"] == "digits":
+                x, y = digits.load_digits(t["transform"])
+                train, ev = digits.split(len(y))
+                (tx, ty), (ex, ey) = (x[train], y[train]), (x[ev], y[ev])
+            else:
+                tx, ty = tabular.load_tabular(t["train"], t["labelColumn"])
+                if t.get("eval"):
+                    ex, ey = tabular.load_tabular(t["eval"], t["labelColumn"])
+                else:
+                    train, ev = tabular.held_out(len(ty), cfg["seed"])
+                    (tx, ty), (ex, ey) = (tx[train], ty[train]), (tx[ev], ty[ev])
+            first, last = next(self.model.parameters()), list(self.model.modules())[-1]
+            takes, classes = (784 if m["kind"] == "vit" else first.shape[1]), last.out_features
+            has = int(max(ty.max(), ey.max())) + 1
+            if tx.shape[1] != takes or ex.shape[1] != takes or has > classes:
+                raise SystemExit(f"the {m['kind']} model takes {takes} features and {classes} classes; the data has {tx.shape[1]} features and {has} classes")
+            self.train_x, self.train_y = tx.to(device), ty.to(device)
+            self.eval_x, self.eval_y = ex.to(device), ey.to(device)
+            self.default_targets = digits.TARGETS[m["kind"]] if m["kind"] == "vit" else [n for n, _ in self.model.named_children()]
         else:
             preset = dict(TRANSFORMER_PRESETS[t.get("preset", "tiny")])
             self.shape = preset
@@ -100,7 +115,7 @@ class Task:
         if self.cfg["task"]["kind"] == "matrix":
             layer = self.model.layer0
             return 0.5 * ((layer.effective_weight() - self.target) ** 2).mean()
-        if self.cfg["task"]["kind"] == "digits":
+        if self.cfg["task"]["kind"] in ("digits", "tabular"):
             i = torch.randint(0, len(self.train_y), (self.cfg["batchSize"],), generator=self.gen).to(self.device)
             x, y = self.train_x[i], self.train_y[i]
         else:
@@ -113,7 +128,7 @@ class Task:
     def evaluate(self) -> dict:
         if self.cfg["task"]["kind"] == "matrix":
             return {"loss": float(self.loss()), "metrics": {}}
-        if self.cfg["task"]["kind"] == "digits":  # the built-in trainer's 2,000 eval digits
+        if self.cfg["task"]["kind"] in ("digits", "tabular"):  # the built-in trainer's eval set
             x, y = self.eval_x, self.eval_y
         else:
             g = torch.Generator().manual_seed(12345)  # a fixed held-out set

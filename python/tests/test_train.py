@@ -150,3 +150,36 @@ def test_a_config_made_for_the_built_in_trainer_runs_here_on_its_digits_task(tmp
         evals = {m["step"]: m["metrics"]["accuracy"] for m in msgs if m["type"] == "eval"}
         assert sorted(evals) == [0, 60] and evals[0] < 0.2 and evals[60] > evals[0] + 0.2, evals
         assert (tmp_path / kind / "export" / "merged.safetensors").exists()
+
+
+def test_your_own_tabular_data_and_mlp_as_the_built_in_trainer_reads_them(tmp_path):
+    """A CSV with 5 features and 3 classes, an MLP 5 → 16 → 3 saved as safetensors beside the config (relative
+    paths, as the built-in trainer reads them): it trains and exports; the built-in digits model says what it takes."""
+    import numpy as np
+    import torch
+    from srlora_torch.digits import MLP
+    from srlora_torch.export import save_safetensors
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    y = np.where(x[:, 0] + x[:, 1] > 0, np.where(x[:, 2] > 0, 2, 1), 0)
+    (tmp_path / "data.csv").write_text("a,b,c,d,e,label\n" + "\n".join(",".join(f"{v:.4f}" for v in r) + f",{k}" for r, k in zip(x, y)) + "\n")
+    torch.manual_seed(0)
+    save_safetensors(str(tmp_path / "mine.safetensors"), MLP([5, 16, 3]).state_dict())
+    cfg = tmp_path / "own.srlora.json"
+    cfg.write_text(json.dumps({"task": {"kind": "tabular", "train": "data.csv"}, "model": {"kind": "mlp", "weights": "mine.safetensors"},
+                               "steps": 80, "batchSize": 32, "r": 2, "rTarget": 6, "evalEvery": 80, "learningRate": 0.01}))
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python"), "SRLORA_RUN_DIR": str(tmp_path / "run")}
+    env.pop("SRLORA_HUB_URL", None)
+    r = subprocess.run([sys.executable, "-m", "srlora_torch.train", "--config", str(cfg)], env=env, capture_output=True, text=True, timeout=300, cwd="/")
+    assert r.returncode == 0, r.stderr
+    msgs = [json.loads(l) for l in open(tmp_path / "run" / "events.jsonl")]
+    assert [l["name"] for l in msgs[0]["layers"]] == ["fc0", "fc1"] and [l["shape"] for l in msgs[0]["layers"]] == [[16, 5], [3, 16]]
+    evals = [m["metrics"]["accuracy"] for m in msgs if m["type"] == "eval"]
+    assert len(evals) == 2 and evals[1] > evals[0], evals
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["task"]["train"] == str(tmp_path / "data.csv") and saved["task"]["labelColumn"] == "label"
+    cfg.write_text(json.dumps({"task": {"kind": "tabular", "train": "data.csv"}, "model": {"kind": "mlp"}}))
+    r = subprocess.run([sys.executable, "-m", "srlora_torch.train", "--config", str(cfg)], env={**env, "SRLORA_RUN_DIR": str(tmp_path / "run2")},
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "the mlp model takes 784 features and 10 classes; the data has 5 features and 3 classes" in r.stderr

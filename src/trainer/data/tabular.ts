@@ -29,7 +29,7 @@ export function loadTabular(file: string, labelColumn = 'label'): Dataset {
       if (!line.trim()) return;
       const cells = line.split(',');
       if (cells.length !== header.length) throw new Error(`${file}:${i + 2}: ${cells.length} cells, header has ${header.length}`);
-      const nums = cells.map(Number);
+      const nums = cells.map((c) => (c.trim() === '' ? NaN : Number(c))); // Number('') is 0: an empty cell is no number
       const bad = nums.findIndex((x) => !Number.isFinite(x));
       if (bad >= 0) throw new Error(`${file}:${i + 2}: column "${header[bad]}" is not a number: ${JSON.stringify(cells[bad])}`);
       if (!Number.isInteger(nums[li]) || nums[li] < 0) throw new Error(`${file}:${i + 2}: label must be an integer ≥ 0`);
