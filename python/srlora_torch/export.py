@@ -111,7 +111,7 @@ def latest_checkpoint(run_dir: str) -> Optional[str]:
 
 
 def main(argv=None) -> int:
-    from .train import base_weights, build_model, restore  # the trainer's own model building: the model the run trained
+    from .tasks import base_weights, build_model, restore  # the trainer's own model building: the model the run trained
 
     ap = argparse.ArgumentParser(prog="python -m srlora_torch.export")
     ap.add_argument("run_dir")

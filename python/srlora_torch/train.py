@@ -1,9 +1,10 @@
-"""python -m srlora_torch.train --config FILE [--steps N] [--runs-dir DIR] [--device auto|cpu|cuda]
+"""python -m srlora_torch.train [--config FILE] [--steps N] [--runs-dir DIR] [--device auto|cpu|cuda] | --resume RUN_DIR
 
 A steerable SRLoRA run the extension can launch through `srlora.trainer.command` (env contract of docs/protocol.md:
-SRLORA_HUB_URL, SRLORA_TOKEN, SRLORA_RUN_DIR), with the TypeScript trainer's config field names where they apply.
-Built-in tasks: `matrix` (the matrix regression of the conformance vectors) and `transformer` (sequence
-classification on an encoder built from a config: `tiny` for CPU, `roberta-base` shapes for a GPU; no downloads).
+SRLORA_HUB_URL, SRLORA_TOKEN, SRLORA_RUN_DIR), with the built-in trainer's config fields and defaults. Tasks
+(tasks.py): `matrix` (the matrix regression of the conformance vectors), `transformer` (sequence classification on an
+encoder built from a config: `tiny` for CPU, `roberta-base` shapes for a GPU; no downloads), and the built-in
+trainer's `digits` and `tabular`.
 """
 from __future__ import annotations
 
@@ -17,14 +18,11 @@ import time
 from typing import Dict, Optional
 
 import torch
-from torch import nn
 
-from . import digits, tabular
-from .controller import SRLoRAController, apply_srlora, matches_target
-from .layer import SRLoRALinear
+from .controller import SRLoRAController
 from .export import export_run, latest_checkpoint
-from .models import TRANSFORMER_PRESETS, EncoderClassifier, synthetic_batch
 from .session import Session, device_label
+from .tasks import base_weights, build_model, restore
 
 # One source for the run config's fields and defaults, shared with the built-in trainer: the schema generated from
 # src/trainer/config (npm run gen:schema writes this copy; a test keeps it equal). Then this trainer's own fields.
@@ -64,102 +62,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-class Task:
-    """Builds the model and yields batches and the loss for the configured built-in task."""
-
-    def __init__(self, cfg: dict, device: torch.device):
-        self.cfg, self.device = cfg, device
-        g = torch.Generator().manual_seed(cfg["seed"])
-        t = cfg["task"]
-        if t["kind"] == "matrix":
-            out, inp = t.get("out", 64), t.get("in", 48)
-            self.model = nn.Sequential()
-            self.model.add_module("layer0", nn.Linear(inp, out, bias=False))
-            W0 = torch.randn(out, inp, generator=g) / inp ** 0.5
-            self.model.layer0.weight.data = W0
-            self.target = (W0 + 0.1 * torch.randn(out, inp, generator=g) / inp ** 0.5).to(device)
-            self.default_targets = ["layer0"]
-        elif t["kind"] in ("digits", "tabular"):
-            m = cfg["model"]
-            self.model = digits.base_model(m["kind"], m.get("weights") or "")
-            if t["kind"] == "digits":
-                x, y = digits.load_digits(t["transform"])
-                train, ev = digits.split(len(y))
-                (tx, ty), (ex, ey) = (x[train], y[train]), (x[ev], y[ev])
-            else:
-                tx, ty = tabular.load_tabular(t["train"], t["labelColumn"])
-                if t.get("eval"):
-                    ex, ey = tabular.load_tabular(t["eval"], t["labelColumn"])
-                else:
-                    train, ev = tabular.held_out(len(ty), cfg["seed"])
-                    (tx, ty), (ex, ey) = (tx[train], ty[train]), (tx[ev], ty[ev])
-            first, last = next(self.model.parameters()), list(self.model.modules())[-1]
-            takes, classes = (784 if m["kind"] == "vit" else first.shape[1]), last.out_features
-            has = int(max(ty.max(), ey.max())) + 1
-            if tx.shape[1] != takes or ex.shape[1] != takes or has > classes:
-                raise SystemExit(f"the {m['kind']} model takes {takes} features and {classes} classes; the data has {tx.shape[1]} features and {has} classes")
-            self.train_x, self.train_y = tx.to(device), ty.to(device)
-            self.eval_x, self.eval_y = ex.to(device), ey.to(device)
-            self.default_targets = digits.TARGETS[m["kind"]] if m["kind"] == "vit" else [n for n, _ in self.model.named_children()]
-        else:
-            preset = dict(TRANSFORMER_PRESETS[t.get("preset", "tiny")])
-            self.shape = preset
-            self.model = EncoderClassifier(**preset, generator=g)
-            self.default_targets = ["attn.q", "attn.k", "attn.v", "attn.o", "ffn.fc1", "ffn.fc2"]
-        self.model.to(device)
-        self.gen = torch.Generator().manual_seed(cfg["seed"] + 1)
-
-    def loss(self) -> torch.Tensor:
-        if self.cfg["task"]["kind"] == "matrix":
-            layer = self.model.layer0
-            return 0.5 * ((layer.effective_weight() - self.target) ** 2).mean()
-        if self.cfg["task"]["kind"] in ("digits", "tabular"):
-            i = torch.randint(0, len(self.train_y), (self.cfg["batchSize"],), generator=self.gen).to(self.device)
-            x, y = self.train_x[i], self.train_y[i]
-        else:
-            x, y = synthetic_batch(self.cfg["batchSize"], self.shape, self.gen, self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg["bf16"])):
-            logits = self.model(x)
-        return nn.functional.cross_entropy(logits.float(), y)
-
-    @torch.no_grad()
-    def evaluate(self) -> dict:
-        if self.cfg["task"]["kind"] == "matrix":
-            return {"loss": float(self.loss()), "metrics": {}}
-        if self.cfg["task"]["kind"] in ("digits", "tabular"):  # the built-in trainer's eval set
-            x, y = self.eval_x, self.eval_y
-        else:
-            g = torch.Generator().manual_seed(12345)  # a fixed held-out set
-            x, y = synthetic_batch(256, self.shape, g, self.device)
-        logits = self.model(x).float()
-        return {"loss": float(nn.functional.cross_entropy(logits, y)), "metrics": {"accuracy": float((logits.argmax(1) == y).float().mean())}}
-
-
-def build_model(cfg: dict, device: torch.device):
-    """The task (its model built from the seed) with SRLoRA applied to its targets: (task, layers, rTarget)."""
-    task = Task(cfg, device)
-    r_target = cfg["rTarget"] or 4 * cfg["r"]
-    layers = apply_srlora(task.model, cfg["targets"] or task.default_targets, cfg["r"], cfg["alpha"], r_target, cfg["method"],
-                          cfg["beta1"], cfg["beta2"], cfg["seed"])
-    return task, layers, r_target
-
-
-def base_weights(cfg: dict) -> Dict[str, torch.Tensor]:
-    """W0 of the adapted layers, for the export's ΔW: the task's model is rebuilt from its seed (on the CPU) rather than
-    kept through the run."""
-    task = Task(cfg, torch.device("cpu"))
-    targets = cfg["targets"] or task.default_targets
-    return {f"{n}.weight": m.weight.detach() for n, m in task.model.named_modules() if isinstance(m, nn.Linear) and matches_target(n, targets)}
-
-
-def restore(task: Task, layers: Dict[str, SRLoRALinear], state: dict) -> None:
-    """A checkpoint's model into a freshly built one, with the host-side bookkeeping of every layer."""
-    task.model.load_state_dict(state["model"])
-    for n, l in layers.items():
-        l.p = state["p"][n]
-        l.dir_host = l.directions.tolist()
 
 
 def main(argv=None) -> int:

@@ -39,7 +39,7 @@ def test_the_export_is_a_plain_model_and_can_be_rebuilt_from_a_checkpoint(tmp_pa
     import numpy as np
     import torch
     from srlora_torch.models import synthetic_batch
-    from srlora_torch.train import Task, base_weights, build_model
+    from srlora_torch.tasks import Task, base_weights, build_model
 
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python"), "SRLORA_RUN_DIR": str(tmp_path / "run")}
     env.pop("SRLORA_HUB_URL", None)
