@@ -148,7 +148,11 @@ class TinyViT(nn.Module):
 
 def base_model(kind: str, weights_file: str = "") -> nn.Module:
     """The pretrained base model of `kind`, from weights_file or the built-in one; every tensor must match."""
+    if kind not in ("mlp", "vit"):
+        raise ValueError(f"model.kind: expected mlp | vit, got {kind!r}")
     path = weights_file or os.path.join(asset_root(), "media", "models", f"{kind}.safetensors")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model.weights: {path} not found")
     w = read_safetensors(path)
     if kind == "mlp":
         dims, i = [], 0
@@ -157,10 +161,14 @@ def base_model(kind: str, weights_file: str = "") -> nn.Module:
             dims = dims or [inp]
             dims.append(out)
             i += 1
+        if not dims:
+            raise ValueError(f"{path} is not an mlp base model: it has no fc0.weight (hidden × features)")
         model: nn.Module = MLP(dims)
-    elif kind == "vit":
-        model = TinyViT()
     else:
-        raise ValueError(f"model.kind: expected mlp | vit, got {kind!r}")
-    model.load_state_dict(w, strict=True)
+        model = TinyViT()
+    try:
+        model.load_state_dict(w, strict=True)
+    except RuntimeError as e:  # missing, unexpected or mis-shaped tensors: the first lines say which
+        detail = " ".join(str(e).split())
+        raise ValueError(f"{path} is not a {kind} base model: {detail[:300]}{'…' if len(detail) > 300 else ''}") from None
     return model

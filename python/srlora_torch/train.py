@@ -93,7 +93,10 @@ def main(argv=None) -> int:
     device = pick_device(cfg["device"])
     torch.manual_seed(cfg["seed"])
 
-    task, layers, r_target = build_model(cfg, device)
+    try:
+        task, layers, r_target = build_model(cfg, device)
+    except (ValueError, OSError) as e:  # a bad model, data file or row: its own message, not a traceback
+        raise SystemExit(f"{run_dir}: {e}") from None
     params = [p for l in layers.values() for p in (l.A, l.B)]
     opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[cfg["optimizer"]]
     opt = opt_cls(params, lr=cfg["learningRate"], **({"weight_decay": cfg["weightDecay"]} if cfg["optimizer"] != "sgd" else {}))

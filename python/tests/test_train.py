@@ -183,3 +183,15 @@ def test_your_own_tabular_data_and_mlp_as_the_built_in_trainer_reads_them(tmp_pa
     r = subprocess.run([sys.executable, "-m", "srlora_torch.train", "--config", str(cfg)], env={**env, "SRLORA_RUN_DIR": str(tmp_path / "run2")},
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "the mlp model takes 784 features and 10 classes; the data has 5 features and 3 classes" in r.stderr
+
+
+def test_a_bad_model_or_data_file_is_one_clear_line_not_a_traceback(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python"), "SRLORA_RUN_DIR": str(tmp_path / "run")}
+    (tmp_path / "bad.csv").write_text("a,label\n1,0\n,1\n")
+    for cfg, want in (({"task": {"kind": "digits"}, "model": {"kind": "foo"}}, "model.kind: expected mlp | vit, got 'foo'"),
+                      ({"task": {"kind": "digits"}, "model": {"kind": "mlp", "weights": "nope.safetensors"}}, "nope.safetensors not found"),
+                      ({"task": {"kind": "tabular", "train": "bad.csv"}, "model": {"kind": "mlp"}}, 'bad.csv:3: column "a" is not a number: ""')):
+        f = tmp_path / "c.json"
+        f.write_text(json.dumps(cfg))
+        r = subprocess.run([sys.executable, "-m", "srlora_torch.train", "--config", str(f)], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and want in r.stderr and "Traceback" not in r.stderr, r.stderr
