@@ -14,6 +14,20 @@ from .layer import SRLoRALinear
 from .models import TRANSFORMER_PRESETS, EncoderClassifier, synthetic_batch
 
 
+def labelled_data(cfg: dict):
+    """(train, eval) as ((features, labels), (features, labels)) for the built-in trainer's tasks, split as it splits."""
+    t = cfg["task"]
+    if t["kind"] == "digits":
+        x, y = digits.load_digits(t["transform"])
+        train, ev = digits.split(len(y))
+        return (x[train], y[train]), (x[ev], y[ev])
+    x, y = tabular.load_tabular(t["train"], t["labelColumn"])
+    if t.get("eval"):
+        return (x, y), tabular.load_tabular(t["eval"], t["labelColumn"])
+    train, ev = tabular.held_out(len(y), cfg["seed"])
+    return (x[train], y[train]), (x[ev], y[ev])
+
+
 class Task:
     """Builds the model and yields batches and the loss for the configured built-in task."""
 
@@ -32,17 +46,7 @@ class Task:
         elif t["kind"] in ("digits", "tabular"):
             m = cfg["model"]
             self.model = digits.base_model(m["kind"], m.get("weights") or "")
-            if t["kind"] == "digits":
-                x, y = digits.load_digits(t["transform"])
-                train, ev = digits.split(len(y))
-                (tx, ty), (ex, ey) = (x[train], y[train]), (x[ev], y[ev])
-            else:
-                tx, ty = tabular.load_tabular(t["train"], t["labelColumn"])
-                if t.get("eval"):
-                    ex, ey = tabular.load_tabular(t["eval"], t["labelColumn"])
-                else:
-                    train, ev = tabular.held_out(len(ty), cfg["seed"])
-                    (tx, ty), (ex, ey) = (tx[train], ty[train]), (tx[ev], ty[ev])
+            (tx, ty), (ex, ey) = labelled_data(cfg)
             first, last = next(self.model.parameters()), list(self.model.modules())[-1]
             takes, classes = (784 if m["kind"] == "vit" else first.shape[1]), last.out_features
             has = int(max(ty.max(), ey.max())) + 1
