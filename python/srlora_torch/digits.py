@@ -6,15 +6,16 @@ architectures as src/trainer/models/*.ts).
 from __future__ import annotations
 
 import gzip
-import json
 import math
 import os
 import struct
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import numpy as np
 import torch
 from torch import nn
+
+from .safetensors_io import read_safetensors
 
 DIGITS_FILE = os.path.join("media", "data", "mnist-10k.u8.gz")
 SPLIT_SEED, EVAL_SIZE = 20251128, 2000
@@ -70,21 +71,6 @@ def split(n: int) -> Tuple[List[int], List[int]]:
     idx = list(range(n))
     Rng(SPLIT_SEED).shuffle(idx)
     return idx[EVAL_SIZE:], idx[:EVAL_SIZE]
-
-
-def read_safetensors(path: str) -> Dict[str, torch.Tensor]:
-    raw = open(path, "rb").read()
-    n = struct.unpack_from("<Q", raw)[0]
-    header = json.loads(raw[8:8 + n])
-    out = {}
-    for name, h in header.items():
-        if name == "__metadata__":
-            continue
-        if h["dtype"] != "F32":
-            raise ValueError(f"{path}: {name} is {h['dtype']}; only F32 is read")
-        a, b = h["data_offsets"]
-        out[name] = torch.from_numpy(np.frombuffer(raw, dtype=np.float32, count=(b - a) // 4, offset=8 + n + a).copy()).reshape(h["shape"])
-    return out
 
 
 class MLP(nn.Module):

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import struct
 import sys
 from typing import Dict, Optional
 
@@ -24,34 +23,9 @@ import torch
 from torch import nn
 
 from .layer import SRLoRALinear
+from .safetensors_io import save_safetensors
 
 EXPORT_DIR = "export"
-_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64", torch.int64: "I64",
-           torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
-
-
-def save_safetensors(path: str, tensors: Dict[str, torch.Tensor], metadata: Optional[Dict[str, str]] = None) -> None:
-    """The safetensors format (an 8-byte header length, a JSON header, the raw little-endian bytes), written to a
-    temporary file and renamed so a reader never sees half a file."""
-    header: Dict[str, object] = {"__metadata__": metadata} if metadata else {}
-    blobs, offset = [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        if t.dtype not in _DTYPES:
-            raise TypeError(f"{name}: dtype {t.dtype} has no safetensors name here")
-        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
 
 
 @torch.no_grad()

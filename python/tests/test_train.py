@@ -158,7 +158,7 @@ def test_your_own_tabular_data_and_mlp_as_the_built_in_trainer_reads_them(tmp_pa
     import numpy as np
     import torch
     from srlora_torch.digits import MLP
-    from srlora_torch.export import save_safetensors
+    from srlora_torch.safetensors_io import save_safetensors
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 5))
