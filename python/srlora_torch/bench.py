@@ -166,8 +166,8 @@ def main(argv=None) -> int:
     out["telemetry"] = {k: {"msPerStep": round(med[k], 3), "onOverOff": round(med["off"] / med[k], 4),
                             "telemetryMsPerStep (training thread + writer thread, drained)": round(hook_s[k] * 1000 / len(times[k]), 3)} for k in variants}
     out["telemetry"]["offMsPerStep"] = round(med["off"], 3)
-    # GPU kernel time per step (profiler): the work each variant gives the GPU, apart from host dispatch. After the
-    # timings: steps run slower in a process once the profiler has run.
+    # GPU kernel time per step (profiler): the work each variant gives the GPU, apart from host dispatch; measured
+    # after every wall-clock timing, so the profiler's own overhead cannot touch them.
     from torch.profiler import ProfilerActivity, profile
     gpu_ms = {}
     for name, args in (("peft", (pm, popt, gen, 10)), ("srlora", (m, opt, gen, 10, ctl.after_backward, after_off))):

@@ -261,6 +261,8 @@ class CommandQueue:
         self.q.put((cid, body))
 
     def drain(self) -> List[Tuple[str, dict]]:
+        if self.q.empty():  # every step asks; almost always nothing came, and get_nowait would raise to say so
+            return []
         out = []
         while True:
             try:

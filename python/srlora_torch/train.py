@@ -27,8 +27,8 @@ from .tasks import base_weights, build_model, restore
 # One source for the run config's fields and defaults, shared with the built-in trainer: the schema generated from
 # src/trainer/config (npm run gen:schema writes this copy; a test keeps it equal). Then this trainer's own fields.
 _SCHEMA = json.load(open(os.path.join(os.path.dirname(__file__), "run-config.schema.json"), encoding="utf-8"))
-DEFAULTS = {**{k: v.get("default") for k, v in _SCHEMA["properties"].items() if k not in ("$schema", "backend")}, "device": "auto", "bf16": False}
 IGNORED = {"$schema", "backend"}  # built-in-trainer fields that do not apply here
+DEFAULTS = {**{k: v.get("default") for k, v in _SCHEMA["properties"].items() if k not in IGNORED}, "device": "auto", "bf16": False}
 TASKS = ("transformer", "matrix", "digits", "tabular")
 
 

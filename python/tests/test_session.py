@@ -39,11 +39,8 @@ def test_a_hand_written_loop_is_steered_at_step_boundaries(tmp_path):
               5: [("c2", {"kind": "recompose", "layers": ["blocks.0.attn.q"]}), ("c3", {"kind": "recompose", "layers": ["nope"]})],
               7: [("c4", {"kind": "checkpoint"}), ("c5", {"kind": "pause"})],
               12: [("c7", {"kind": "stop"})]}
-    resumed_at = {}
-
     def resume_later():
         time.sleep(0.4)
-        resumed_at["t"] = time.perf_counter()
         session.on_command("c6", {"kind": "resume"})
 
     steps_done, paused_for = 0, 0.0
