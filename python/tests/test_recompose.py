@@ -116,12 +116,18 @@ def test_controller_events_follow_the_layer_order_and_report_norms():
 
 
 def test_too_few_directions_is_refused_before_anything_changes():
+    """plan() checks every layer before any is recomposed: a chunk refused for l1 leaves l0, earlier in the same
+    request, untouched — and l0 on its own still recomposes."""
     layers, _ = layers_and_optimizer([(12, 10), (12, 10)])
     layers["l1"].p = layers["l1"].r_target - 1  # rTarget is min(16, 10) = 10
     W = layers["l0"].W.clone()
     try:
-        rc.plan(layers, [("l0", [0]), ("l1", [0, 1])])
+        for ns, sl in rc.plan(layers, [("l0", [0]), ("l1", [0, 1])]):  # the controller's own loop
+            rc.recompose_group([layers[n] for n in ns], sl)
         raise AssertionError("plan accepted 2 slots with 1 direction left")
     except RuntimeError as e:
         assert "l1: 2 slots but only 1 directions left" in str(e)
     assert torch.equal(layers["l0"].W, W)
+    [(ns, sl)] = rc.plan(layers, [("l0", [0])])
+    rc.recompose_group([layers[n] for n in ns], sl)
+    assert not torch.equal(layers["l0"].W, W) and layers["l0"].p == 5

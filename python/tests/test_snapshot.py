@@ -29,8 +29,8 @@ def test_snapshot_scores_are_the_exact_scores_to_8_digits():
     names = list(layers)
     exact, ages = ctl._host_view(names)
     sent = {l["name"]: l for l in ctl.importance()}
-    assert TELEMETRY_DIGITS == 8
+    assert TELEMETRY_DIGITS == 8  # the docs (protocol.md, ALGORITHM.md) say 8
     for n, S, age in zip(names, exact, ages):
         assert sent[n]["age"] == age
-        assert all(abs(a - e) <= 5e-8 * abs(e) and significant_digits(a) <= 8 for a, e in zip(sent[n]["S"], S))
-        assert any(significant_digits(e) > 8 for e in S)  # the exact ones are longer: the rounding did something
+        assert all(abs(a - e) <= 5e-8 * abs(e) and significant_digits(a) <= TELEMETRY_DIGITS for a, e in zip(sent[n]["S"], S))
+        assert any(significant_digits(e) > TELEMETRY_DIGITS for e in S)  # the exact ones are longer: the rounding did something
