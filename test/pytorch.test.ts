@@ -107,6 +107,7 @@ test('a real PyTorch run under the extension\'s hub: pause, τ, forced recomposi
     const run = await runs.start({ cwd: dir, runId: 'torch-run' });
     assert.ok(await until(() => run.model.step >= 3, 60_000), `started: ${run.handle?.stderrTail().join('\n')}`);
     assert.equal(run.model.backend, 'pytorch · CPU');
+    assert.equal(run.model.pytorch, true);
     const acked = (id: string) => until(() => readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events.some((m) => m.type === 'ack' && m.commandId === id && m.status !== 'received'), 20_000);
     const ackOf = (id: string) => readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events.find((m): m is Ack => m.type === 'ack' && m.commandId === id && m.status !== 'received')!;
     const send = async (body: Parameters<RunManager['command']>[1]) => {

@@ -73,6 +73,7 @@ test('the run model folds a run\'s messages: state, step, loss, settings, direct
   assert.equal(m.layers[0].p, 3);
   assert.equal(m.settings?.fusionThreshold, 1);
   assert.equal(m.recompositions, 1);
+  assert.equal(m.pytorch, false, 'a wasm run is the built-in trainer\'s');
 });
 
 test('throttle: a burst of schedules runs the function once, soon after', async () => {

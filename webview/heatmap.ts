@@ -103,7 +103,8 @@ export class Heatmap {
       for (let r = 0; r <= rows; r++) ctx.fillRect(LABEL_W, r * ROW_H, slots * this.cellW, GAP);
     }
     // The usage bar leaves room for its widest "p/rTarget" label (PyTorch runs reach 16/16 and beyond).
-    const textW = Math.ceil(Math.max(0, ...input.layers.map((l) => ctx.measureText(`${l.rTarget}/${l.rTarget}`).width))) + 6;
+    const widest = Math.max(0, ...input.layers.map((l) => l.rTarget));
+    const textW = Math.ceil(ctx.measureText(`${widest}/${widest}`).width) + 6;
     const barW = Math.max(12, BAR_W - textW);
     input.layers.forEach((l, row) => {
       const y = row * ROW_H;

@@ -4,10 +4,11 @@
  * unless one is named — for runs that did not finish, or before they do. A finished run already has its export.
  */
 import { existsSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readJsonl } from '../runs/eventLog';
 import { EVENTS_FILE, latestCheckpoint } from '../runs/runFiles';
+import { foldRun } from '../runs/runModel';
 import { readRunFolderConfig } from '../trainer/config/runConfig';
 import { selectBackend } from '../trainer/engine/backend';
 import { architectureFor } from '../trainer/models/model';
@@ -21,8 +22,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new Error('usage: srlora export RUN_DIR [--checkpoint CHECKPOINT_DIR]');
   const runDir = resolve(positionals[0]);
   const events = join(runDir, EVENTS_FILE);
-  const hello = existsSync(events) ? readJsonl<TrainerMessage>(events).events.find((e) => e.type === 'hello') : undefined;
-  if (hello?.type === 'hello' && hello.backend.name === 'pytorch') {
+  if (existsSync(events) && foldRun(basename(runDir), readJsonl<TrainerMessage>(events).events).pytorch) {
     throw new Error(`${runDir} is a PyTorch run: export it with python -m srlora_torch.export ${runDir}`);
   }
   const config = readRunFolderConfig(runDir);
@@ -36,6 +36,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
   const meta = loadCheckpoint(checkpoint, model.engine);
   const dir = exportRun(runDir, model, file, events, { checkpoint: relative(runDir, checkpoint), step: meta.step });
   model.dispose();
+  // RunManager.exportModel (Export Model in VS Code) reads the step from this line.
   process.stdout.write(`exported step ${meta.step} of ${runDir} → ${dir}\n`);
   return 0;
 }

@@ -148,7 +148,7 @@ export class CommandHandlers {
     const active = isActive(run.model.state);
     const dir = join(run.dir, EXPORT_DIR_NAME);
     if (!active && existsSync(join(dir, 'merged.safetensors'))) return { dir, step: null };
-    if (run.model.backend.startsWith('pytorch')) {
+    if (run.model.pytorch) {
       this.ui.info(`Run ${name} is a PyTorch run: it writes its export when it finishes; from a checkpoint: python -m srlora_torch.export "${run.dir}"`);
       return null;
     }
@@ -172,8 +172,8 @@ export class CommandHandlers {
     const name = run.model.name;
     if (isActive(run.model.state)) { this.ui.info(`Run ${name} is ${run.model.state}: it has not stopped.`); return null; }
     if (!latestCheckpoint(run.dir)) { this.ui.info(`Run ${name} has no checkpoint to continue from.`); return null; }
-    const command = run.model.backend.startsWith('pytorch') ? await pytorchResume() : undefined;
-    if (run.model.backend.startsWith('pytorch') && !command) return null;
+    const command = run.model.pytorch ? await pytorchResume() : undefined;
+    if (run.model.pytorch && !command) return null;
     try {
       return await this.runs.continueRun(run.runId, command);
     } catch (e) {

@@ -166,7 +166,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     const run = this.get(runId);
     if (run.handle?.alive || isActive(run.model.state)) throw new Error(`run ${run.model.name} is ${run.model.state}`);
     if (!latestCheckpoint(run.dir)) throw new Error(`run ${run.model.name} has no checkpoint to continue from`);
-    if (run.model.backend.startsWith('pytorch') && !trainerCommand) throw new Error(`run ${run.model.name} is a PyTorch run: it needs a Python with torch to continue`);
+    if (run.model.pytorch && !trainerCommand) throw new Error(`run ${run.model.name} is a PyTorch run: it needs a Python with torch to continue`);
     rmSync(join(run.dir, EXIT_FILE), { force: true });
     run.exit = null;
     return this.launch(run, { resume: true, cwd: run.dir, ...(trainerCommand ? { trainerCommand } : {}) });

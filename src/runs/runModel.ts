@@ -11,6 +11,8 @@ export interface RunModel {
   name: string;
   method: Method | null;
   backend: string;
+  /** A run of the PyTorch trainer (its hello's backend): srlora_torch continues and exports it, not the built-in CLI. */
+  pytorch: boolean;
   state: RunStateName;
   stateReason: string | null;
   step: number;
@@ -33,7 +35,7 @@ export interface RunModel {
 
 export function emptyRun(runId: string): RunModel {
   return {
-    runId, name: runId, method: null, backend: '', state: 'starting', stateReason: null, step: 0, totalSteps: null, loss: null,
+    runId, name: runId, method: null, backend: '', pytorch: false, state: 'starting', stateReason: null, step: 0, totalSteps: null, loss: null,
     examplesPerSec: null, evalLoss: null, evalAccuracy: null, layers: [], config: {}, settings: null, recompositions: 0,
     lastCheckpoint: null, lastSeq: 0, startedAt: null, updatedAt: null, latestImportance: null,
   };
@@ -50,6 +52,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       m.name = msg.name ?? msg.runId;
       m.method = msg.method;
       m.backend = `${msg.backend.name} · ${msg.backend.device}`;
+      m.pytorch = msg.backend.name === 'pytorch';
       m.totalSteps = msg.totalSteps;
       m.config = msg.config;
       m.layers = msg.layers.map((l) => ({ ...l, p: l.r }));
