@@ -1,7 +1,7 @@
 /** Runs `node dist/cli.js train …` to completion and returns the run folder (bench helpers). */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { readJsonl } from '../src/runs/eventLog';
+import { readJsonl } from '../src/runfolder/eventLog';
 import type { TrainerMessage } from '../src/protocol/messages';
 
 export const cli = join(import.meta.dirname, '../dist/cli.js');

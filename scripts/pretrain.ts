@@ -6,7 +6,7 @@ import { selectBackend } from '../src/trainer/engine/backend';
 import { loadDigits, splitDigits, DIGITS_FILE } from '../src/trainer/data/digits';
 import { Batcher } from '../src/trainer/data/batches';
 import { architectureFor, crossEntropy, evaluate, initWeights, TrainableModel, type ModelKind } from '../src/trainer/models/model';
-import { writeSafetensors } from '../src/runs/safetensors';
+import { writeSafetensors } from '../src/runfolder/safetensors';
 import { Rng } from '../src/trainer/rng';
 
 const PLAN: Record<ModelKind, { steps: number; lr: number; batch: number }> = {

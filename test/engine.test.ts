@@ -10,7 +10,7 @@ import { parseCase } from '../src/trainer/conformance/caseFormat';
 import { runCase } from '../src/trainer/conformance/runCase';
 import { compareAnswer } from '../src/trainer/conformance/compare';
 import { exactTopSvd, randomizedTopSvd } from '../src/trainer/engine/svd';
-import { computeSchedule, selectSlots } from '../src/trainer/engine/rule';
+import { computeSchedule, selectSlots } from '../src/srlora/rule';
 import { Rng } from '../src/trainer/rng';
 
 const vectorsDir = join(import.meta.dirname, 'vectors/srlora');

@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Hub } from '../src/hub/hub';
-import { RunManager, type ManagedRun } from '../src/runs/runManager';
-import { CommandHandlers, parseRatio, parseThreshold, type PickItem, type Ui } from '../src/runs/commandHandlers';
-import { foldRun } from '../src/runs/runModel';
-import { Throttle } from '../src/runs/throttle';
-import { readJsonl } from '../src/runs/eventLog';
-import { EXIT_FILE, HUB_DISCOVERY_FILE, latestCheckpoint, PID_FILE } from '../src/runs/runFiles';
+import { RunManager, type ManagedRun } from '../src/supervisor/runManager';
+import { CommandHandlers, parseRatio, parseThreshold, type PickItem, type Ui } from '../src/supervisor/commandHandlers';
+import { foldRun } from '../src/viewmodel/runModel';
+import { Throttle } from '../src/common/throttle';
+import { readJsonl } from '../src/runfolder/eventLog';
+import { EXIT_FILE, HUB_DISCOVERY_FILE, latestCheckpoint, PID_FILE } from '../src/runfolder/runFiles';
 import type { Ack, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until, sleep } from './helpers/tmp';
 

@@ -8,7 +8,7 @@ import { selectBackend } from '../src/trainer/engine/backend';
 import { initWeights } from '../src/trainer/models/model';
 import { mlpArchitecture } from '../src/trainer/models/mlp';
 import { TrainingRun } from '../src/trainer/process/trainingRun';
-import { readSafetensors, writeSafetensors } from '../src/runs/safetensors';
+import { readSafetensors, writeSafetensors } from '../src/runfolder/safetensors';
 import { Rng } from '../src/trainer/rng';
 import { tempDir } from './helpers/tmp';
 

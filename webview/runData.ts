@@ -3,7 +3,7 @@
  * growable typed arrays (1,000,000 steps ≈ 24 MB), not in per-point objects; charts read decimated views of them.
  */
 import type { Ack, Eval, LayerImportance, Recomposition, TrainerMessage } from '../src/protocol/messages';
-import { applyMessage, emptyRun, type RunModel } from '../src/runs/runModel';
+import { applyMessage, emptyRun, type RunModel } from '../src/viewmodel/runModel';
 
 class Series {
   data: Float64Array;

@@ -1,4 +1,4 @@
-"""The pure parts of SRLORA.md §3-4 (schedule, eligibility, selection): the same rule as src/trainer/engine/rule.ts."""
+"""The pure parts of SRLORA.md §3-4 (schedule, eligibility, selection): the same rule as src/srlora/rule.ts."""
 from __future__ import annotations
 
 import math

@@ -1,5 +1,5 @@
 """The safetensors format (an 8-byte little-endian header length, a JSON header, the raw little-endian bytes), read
-and written here for base models and exports — the format src/runs/safetensors.ts reads and writes too — without a
+and written here for base models and exports — the format src/runfolder/safetensors.ts reads and writes too — without a
 dependency for it."""
 from __future__ import annotations
 

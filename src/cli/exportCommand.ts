@@ -6,9 +6,9 @@
 import { existsSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { readJsonl } from '../runs/eventLog';
-import { EVENTS_FILE, latestCheckpoint } from '../runs/runFiles';
-import { foldRun } from '../runs/runModel';
+import { readJsonl } from '../runfolder/eventLog';
+import { EVENTS_FILE, latestCheckpoint } from '../runfolder/runFiles';
+import { foldRun } from '../viewmodel/runModel';
 import { readRunFolderConfig } from '../trainer/config/runConfig';
 import { selectBackend } from '../trainer/engine/backend';
 import { architectureFor } from '../trainer/models/model';

@@ -7,7 +7,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Hub } from '../hub/hub';
-import { RunManager } from '../runs/runManager';
+import { RunManager } from '../supervisor/runManager';
 import { pageHandler } from '../serve/pageServer';
 import { assetRoot } from '../trainer/process/task';
 

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Hub } from '../hub/hub';
-import type { RunManager } from '../runs/runManager';
+import type { RunManager } from '../supervisor/runManager';
 import { PROTOCOL_MAJOR, type HubToViewer } from '../protocol/messages';
 import { validateViewerToHub } from '../protocol/validate';
 import { readSettings } from './settings';

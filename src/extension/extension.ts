@@ -1,17 +1,17 @@
 /**
  * SRLoRA Studio's extension host: a loopback hub, the run manager, the Runs view, the status bar, the dashboard
- * panels and the commands. Everything that does not need `vscode` lives in src/runs and src/hub.
+ * panels and the commands. Everything that does not need `vscode` lives in src/supervisor, src/hub and below.
  */
 import * as vscode from 'vscode';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Hub } from '../hub/hub';
-import { RunManager } from '../runs/runManager';
-import { CommandHandlers } from '../runs/commandHandlers';
-import { isActive } from '../runs/runModel';
+import { RunManager } from '../supervisor/runManager';
+import { CommandHandlers } from '../supervisor/commandHandlers';
+import { isActive } from '../viewmodel/runModel';
 import { starterConfigText } from '../trainer/config/runConfig';
 import { readSettings } from './settings';
-import { probePython, pytorchCommand, pytorchResumeCommand } from '../runs/pythonTrainer';
+import { probePython, pytorchCommand, pytorchResumeCommand } from '../supervisor/pythonTrainer';
 import { vscodeUi } from './vscodeUi';
 import { RunsTree, type RunsNode } from './runsTree';
 import { RunStatusBar } from './statusBar';

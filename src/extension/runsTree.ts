@@ -1,8 +1,8 @@
 /** The Runs view: each run with its state, step/total and latest loss; under it, its adapted layers. */
 import * as vscode from 'vscode';
-import type { ManagedRun, RunManager } from '../runs/runManager';
-import type { LayerUsage } from '../runs/runModel';
-import { Throttle } from '../runs/throttle';
+import type { ManagedRun, RunManager } from '../supervisor/runManager';
+import type { LayerUsage } from '../viewmodel/runModel';
+import { Throttle } from '../common/throttle';
 
 export type RunsNode = { kind: 'run'; runId: string } | { kind: 'layer'; runId: string; layer: string };
 

@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import { isAbsolute, join } from 'node:path';
 import { homedir } from 'node:os';
-import type { OnWindowClose } from '../runs/runManager';
+import type { OnWindowClose } from '../supervisor/runManager';
 
 export interface Settings {
   runsDirectory: string;

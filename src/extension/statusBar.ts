@@ -1,7 +1,7 @@
 /** The status-bar item of the active run: state, step/total, loss; a click opens its dashboard. */
 import * as vscode from 'vscode';
-import type { RunManager } from '../runs/runManager';
-import { Throttle } from '../runs/throttle';
+import type { RunManager } from '../supervisor/runManager';
+import { Throttle } from '../common/throttle';
 
 export class RunStatusBar implements vscode.Disposable {
   private readonly item = vscode.window.createStatusBarItem('srlora.activeRun', vscode.StatusBarAlignment.Left, 50);

@@ -1,6 +1,6 @@
 /** The real `Ui` of the command handlers: vscode.window. */
 import * as vscode from 'vscode';
-import type { PickItem, Ui } from '../runs/commandHandlers';
+import type { PickItem, Ui } from '../supervisor/commandHandlers';
 
 export const vscodeUi: Ui = {
   inputBox: (o) => Promise.resolve(vscode.window.showInputBox({

@@ -5,8 +5,8 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { WebSocket } from 'ws';
-import { JsonlWriter, readJsonl } from '../runs/eventLog';
-import { EVENTS_FILE, HUB_LOG_FILE } from '../runs/runFiles';
+import { JsonlWriter, readJsonl } from '../runfolder/eventLog';
+import { EVENTS_FILE, HUB_LOG_FILE } from '../runfolder/runFiles';
 import { validateTrainerMessage } from '../protocol/validate';
 import type { Hello, RunStateName, RunSummary, TrainerMessage } from '../protocol/messages';
 

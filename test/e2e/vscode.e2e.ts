@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { chromium, type Browser, type FrameLocator, type Page } from 'playwright-core';
-import { readJsonl } from '../../src/runs/eventLog';
+import { readJsonl } from '../../src/runfolder/eventLog';
 import type { TrainerMessage } from '../../src/protocol/messages';
 
 const root = join(import.meta.dirname, '../..');

@@ -8,8 +8,8 @@ import { Value } from '@sinclair/typebox/value';
 import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { CONFIG_FILE } from '../../runs/runFiles';
-import { SRLORA_DEFAULTS } from '../engine/defaults';
+import { CONFIG_FILE } from '../../runfolder/runFiles';
+import { SRLORA_DEFAULTS } from '../../srlora/defaults';
 import { describeValueError } from '../../protocol/describeError';
 
 const strict = { additionalProperties: false };

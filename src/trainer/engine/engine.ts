@@ -6,10 +6,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { AdaptedLinear, type LayerSpec, type Method } from './layer';
 import { Optimizer, type OptimizerConfig, type Param } from './optimizer';
-import { computeSchedule, defaultMinSlotAge, normalizeScores, selectSlots, type RuleSettings, type Schedule } from './rule';
-import { SRLORA_DEFAULTS } from './defaults';
+import { computeSchedule, defaultMinSlotAge, normalizeScores, selectSlots, type RuleSettings, type Schedule } from '../../srlora/rule';
+import { SRLORA_DEFAULTS } from '../../srlora/defaults';
 import { Rng } from '../rng';
-import type { TensorMap } from '../../runs/safetensors';
+import type { TensorMap } from '../../runfolder/safetensors';
 
 export interface EngineStateMeta {
   step: number;

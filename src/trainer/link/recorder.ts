@@ -4,10 +4,10 @@
  * with no hub at all still leaves a complete log.
  */
 import { join } from 'node:path';
-import { JsonlWriter, readJsonl } from '../../runs/eventLog';
+import { JsonlWriter, readJsonl } from '../../runfolder/eventLog';
 import { PROTOCOL_MAJOR, type DistributiveOmit, type Hello, type TrainerMessage } from '../../protocol/messages';
 import { validateTrainerMessage } from '../../protocol/validate';
-import { EVENTS_FILE } from '../../runs/runFiles';
+import { EVENTS_FILE } from '../../runfolder/runFiles';
 
 
 /** What a caller emits: the envelope (v, runId, seq, time) is filled in here. */

@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Architecture, LinearLayer } from './architecture';
 import { matchesTarget } from './architecture';
-import type { TensorMap } from '../../runs/safetensors';
+import type { TensorMap } from '../../runfolder/safetensors';
 import { SRLoRAEngine, type EngineConfig } from '../engine/engine';
 import type { Rng } from '../rng';
 import { mlpArchitecture } from './mlp';

@@ -5,9 +5,9 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { writeDirAtomic } from '../../runs/atomic';
-import { checkpointDir } from '../../runs/runFiles';
-import { encodeSafetensors, readSafetensors } from '../../runs/safetensors';
+import { writeDirAtomic } from '../../runfolder/atomic';
+import { checkpointDir } from '../../runfolder/runFiles';
+import { encodeSafetensors, readSafetensors } from '../../runfolder/safetensors';
 import type { EngineStateMeta, SRLoRAEngine } from '../engine/engine';
 import type { BatcherState } from '../data/batches';
 

@@ -11,10 +11,10 @@
  */
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { readJsonl } from '../../runs/eventLog';
-import { readSafetensors, writeSafetensors, type TensorMap } from '../../runs/safetensors';
-import { writeFileAtomic } from '../../runs/atomic';
-import { EXPORT_DIR_NAME } from '../../runs/runFiles';
+import { readJsonl } from '../../runfolder/eventLog';
+import { readSafetensors, writeSafetensors, type TensorMap } from '../../runfolder/safetensors';
+import { writeFileAtomic } from '../../runfolder/atomic';
+import { EXPORT_DIR_NAME } from '../../runfolder/runFiles';
 import type { FineTuneModel } from '../models/model';
 import type { TrainerMessage } from '../../protocol/messages';
 

@@ -1,4 +1,4 @@
-import { formatDuration } from '../../runs/formatDuration';
+import { formatDuration } from '../../common/formatDuration';
 
 /** The terminal's one-line progress: step/total, loss, examples/s, ETA — at most 4 updates a second. */
 export class ProgressLine {

@@ -8,9 +8,9 @@ import { loadTabular } from '../data/tabular';
 import { Rng } from '../rng';
 import { subset } from '../data/dataset';
 import { architectureFor, FineTuneModel } from '../models/model';
-import { readSafetensors, type TensorMap } from '../../runs/safetensors';
+import { readSafetensors, type TensorMap } from '../../runfolder/safetensors';
 import type { EngineConfig } from '../engine/engine';
-import { SRLORA_DEFAULTS } from '../engine/defaults';
+import { SRLORA_DEFAULTS } from '../../srlora/defaults';
 
 /** The folder holding media/ (the repo in development, the extension's install folder when packaged). */
 export function assetRoot(): string {

@@ -5,9 +5,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandBody } from '../protocol/messages';
-import { EXPORT_DIR_NAME, latestCheckpoint } from './runFiles';
+import { EXPORT_DIR_NAME, latestCheckpoint } from '../runfolder/runFiles';
 import type { RunManager, ManagedRun } from './runManager';
-import { isActive } from './runModel';
+import { isActive } from '../viewmodel/runModel';
 
 export interface PickItem { label: string; description?: string; detail?: string; id: string; picked?: boolean }
 

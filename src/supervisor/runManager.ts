@@ -10,12 +10,12 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } fr
 import { join, resolve } from 'node:path';
 import type { Hub, SendResult } from '../hub/hub';
 import type { CommandBody } from '../protocol/messages';
-import { readJsonl } from './eventLog';
-import { writeFileAtomic } from './atomic';
-import { applyMessage, emptyRun, foldRun, isActive, type RunModel } from './runModel';
+import { readJsonl } from '../runfolder/eventLog';
+import { writeFileAtomic } from '../runfolder/atomic';
+import { applyMessage, emptyRun, foldRun, isActive, type RunModel } from '../viewmodel/runModel';
 import { ChildTrainer, isAlive, PidHandle, type ExitInfo, type LaunchSpec, type TrainerHandle } from './trainerProcess';
 import type { TrainerMessage } from '../protocol/messages';
-import { EVENTS_FILE, EXIT_FILE, EXPORT_DIR_NAME, HUB_DISCOVERY_FILE, latestCheckpoint, newRunId, PID_FILE } from './runFiles';
+import { EVENTS_FILE, EXIT_FILE, EXPORT_DIR_NAME, HUB_DISCOVERY_FILE, latestCheckpoint, newRunId, PID_FILE } from '../runfolder/runFiles';
 
 
 export type OnWindowClose = 'stop' | 'detach';
