@@ -11,7 +11,7 @@
 import { Type as T, type Static, type TSchema } from '@sinclair/typebox';
 
 export const PROTOCOL_MAJOR = 1;
-export const PROTOCOL_MINOR = 0;
+export const PROTOCOL_MINOR = 1;
 
 const Id = T.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' });
 const Step = T.Integer({ minimum: 0 });
@@ -22,9 +22,15 @@ const Name = T.String({ minLength: 1, maxLength: 256 });
 export const Method = T.Union([T.Literal('lora'), T.Literal('pissa'), T.Literal('srlora')]);
 export type Method = Static<typeof Method>;
 
+/**
+ * A run's state as users mean it (docs/protocol.md, "States"): `finished` = every step done (the only success);
+ * `stopped` = ended early by the user's stop command; `interrupted` = ended early by its surroundings (window reload,
+ * Ctrl+C, SIGTERM, the extension host going away) and resumable from its checkpoint; `failed` = crashed, killed,
+ * vanished, or a non-finite loss — with the reason and the step.
+ */
 export const RunStateName = T.Union([
-  T.Literal('starting'), T.Literal('running'), T.Literal('paused'),
-  T.Literal('stopping'), T.Literal('finished'), T.Literal('failed'),
+  T.Literal('starting'), T.Literal('running'), T.Literal('paused'), T.Literal('stopping'),
+  T.Literal('finished'), T.Literal('stopped'), T.Literal('interrupted'), T.Literal('failed'),
 ]);
 export type RunStateName = Static<typeof RunStateName>;
 
@@ -42,6 +48,12 @@ function envelope<K extends string, P extends Record<string, TSchema>>(type: K, 
 
 // ---------------------------------------------------------------- trainer → hub
 
+export const FusionRule = T.Union([
+  T.Object({ kind: T.Literal('ratio'), fusionRatio: T.Number({ exclusiveMinimum: 0, maximum: 1 }) }),
+  T.Object({ kind: T.Literal('threshold'), fusionThreshold: NonNeg }),
+]);
+export type FusionRule = Static<typeof FusionRule>;
+
 export const LayerInfo = T.Object({
   name: Name,
   shape: T.Tuple([T.Integer({ minimum: 1 }), T.Integer({ minimum: 1 })], { description: '[out, in]' }),
@@ -58,13 +70,23 @@ export const Hello = envelope('hello', {
   totalSteps: T.Integer({ minimum: 1 }),
   config: T.Record(T.String(), T.Unknown(), { description: 'the full, validated run config' }),
   layers: T.Array(LayerInfo, { maxItems: 4096 }),
-}, 'First message of every trainer connection (also after a reconnect).');
+  srlora: T.Optional(T.Object({
+    schedule: T.Array(T.Integer({ minimum: 1 }), { maxItems: 100000, description: 'steps after which a scheduled recomposition runs' }),
+    minSlotAge: T.Integer({ minimum: 0, description: 'steps a slot must have trained before it may fuse' }),
+    rule: FusionRule,
+  }, { description: 'what the trainer decided (srlora runs): viewers show it and never recompute it' })),
+  worldSize: T.Optional(T.Integer({ minimum: 1, description: 'data-parallel ranks training this run (1 when absent)' })),
+}, 'First message of a run (presented again on every reconnection; a resumed run keeps its hello and sends rewind).');
 
 export const MetricsRow = T.Object({
   step: T.Integer({ minimum: 1 }),
   loss: Finite,
   lr: NonNeg,
   examplesPerSec: NonNeg,
+  nonFiniteGrad: T.Optional(T.Literal(true, { description: 'this step\'s gradients were not finite: the update and the importance EMAs skipped it' })),
+  scalars: T.Optional(T.Record(T.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_./-]+$' }), Finite, {
+    maxProperties: 64, description: 'named per-step scalars (grad norm, memory, a user trainer\'s own), units in the name',
+  })),
 });
 export type MetricsRow = Static<typeof MetricsRow>;
 
@@ -88,11 +110,7 @@ export const Importance = envelope('importance', {
   layers: T.Array(LayerImportance, { maxItems: 4096 }),
 }, 'Per-layer, per-slot importance snapshot (every importanceEvery steps, at most ~10/s).');
 
-export const FusionRule = T.Union([
-  T.Object({ kind: T.Literal('ratio'), fusionRatio: T.Number({ exclusiveMinimum: 0, maximum: 1 }) }),
-  T.Object({ kind: T.Literal('threshold'), fusionThreshold: NonNeg }),
-]);
-export type FusionRule = Static<typeof FusionRule>;
+
 
 export const LayerRecomposition = T.Object({
   name: Name,
@@ -122,11 +140,28 @@ export const Eval = envelope('eval', {
   metrics: T.Record(T.String(), Finite, { description: 'task metrics, e.g. accuracy' }),
 }, 'Evaluation on held-out data.');
 
+export const ExitInfo = T.Object({
+  code: T.Union([T.Integer(), T.Null()]),
+  signal: T.Union([T.String({ maxLength: 32 }), T.Null()]),
+  stderrTail: T.Array(T.String({ maxLength: 4096 }), { maxItems: 20 }),
+});
+export type ExitInfo = Static<typeof ExitInfo>;
+
 export const State = envelope('state', {
   state: RunStateName,
   step: Step,
   reason: T.Optional(T.String({ maxLength: 4096 })),
+  origin: T.Optional(T.Union([T.Literal('trainer'), T.Literal('supervisor')], {
+    description: 'supervisor: written by the process that launched or watches the trainer, after the trainer is gone (what the trainer could not say)',
+  })),
+  exit: T.Optional(ExitInfo),
 }, 'The run changed state.');
+
+export const Rewind = envelope('rewind', {
+  step: Step,
+  checkpoint: T.String({ minLength: 1 }),
+  incarnation: T.String({ minLength: 1, maxLength: 64, description: 'random id of the trainer process that continues the run' }),
+}, 'A resumed run continues from `step` (its checkpoint): every value a view holds for a later step is replaced by what follows.');
 
 export const Settings = T.Object({
   fusionThreshold: T.Union([NonNeg, T.Null()]),
@@ -134,6 +169,7 @@ export const Settings = T.Object({
   learningRate: T.Number({ exclusiveMinimum: 0 }),
   importanceEvery: T.Integer({ minimum: 1 }),
   evalEvery: T.Integer({ minimum: 1 }),
+  minSlotAge: T.Optional(T.Integer({ minimum: 0 })),
 });
 export type Settings = Static<typeof Settings>;
 
@@ -155,7 +191,7 @@ export const Log = envelope('log', {
   text: T.String({ maxLength: 65536 }),
 }, 'A log line.');
 
-export const TrainerMessageSchemas = [Hello, Metrics, Importance, Recomposition, Eval, State, Ack, Checkpoint, Log] as const;
+export const TrainerMessageSchemas = [Hello, Metrics, Importance, Recomposition, Eval, State, Ack, Checkpoint, Log, Rewind] as const;
 export type Hello = Static<typeof Hello>;
 export type Metrics = Static<typeof Metrics>;
 export type Importance = Static<typeof Importance>;
@@ -165,7 +201,8 @@ export type State = Static<typeof State>;
 export type Ack = Static<typeof Ack>;
 export type Checkpoint = Static<typeof Checkpoint>;
 export type Log = Static<typeof Log>;
-export type TrainerMessage = Hello | Metrics | Importance | Recomposition | Eval | State | Ack | Checkpoint | Log;
+export type Rewind = Static<typeof Rewind>;
+export type TrainerMessage = Hello | Metrics | Importance | Recomposition | Eval | State | Ack | Checkpoint | Log | Rewind;
 export type TrainerMessageType = TrainerMessage['type'];
 
 // ---------------------------------------------------------------- hub → trainer

@@ -1,8 +1,10 @@
 /**
- * What a viewer knows about a run, folded from its trainer messages in seq order. Pure (no Node, no DOM), so the
- * extension's tree and status bar, the CLI and the dashboard page all derive their view with the same reducer.
+ * What a viewer knows about a run, folded from its events.jsonl (the record of truth) in seq order. Pure (no Node,
+ * no DOM), so the Runs tree, the status bar, the hub's run list, the CLI and the dashboard page all derive their
+ * view with this one reducer, and show the same state. The model is plain JSON (minus latestImportance), so a
+ * run-folder summary can cache it with the byte offset it was folded to.
  */
-import type { LayerImportance, LayerInfo, Method, RunStateName, Settings, TrainerMessage } from '../protocol/messages';
+import type { ExitInfo, FusionRule, LayerImportance, LayerInfo, Method, RunStateName, Settings, TrainerMessage } from '../protocol/messages';
 
 export interface LayerUsage extends LayerInfo { p: number }
 
@@ -15,6 +17,8 @@ export interface RunModel {
   pytorch: boolean;
   state: RunStateName;
   stateReason: string | null;
+  /** Set by a supervisor's state record: how the trainer process ended. */
+  exit: ExitInfo | null;
   step: number;
   totalSteps: number | null;
   loss: number | null;
@@ -25,6 +29,17 @@ export interface RunModel {
   config: Record<string, unknown>;
   settings: Settings | null;
   recompositions: number;
+  /** The step of each recomposition event, in order (a rewind drops the later ones). */
+  recompositionSteps: number[];
+  /** The trainer's schedule, minimum slot age and starting rule (srlora runs; from hello — never recomputed here). */
+  schedule: number[] | null;
+  minSlotAge: number | null;
+  startRule: FusionRule | null;
+  /** Steps whose gradients were not finite (skipped by the update and the importance EMAs). */
+  nonFiniteSteps: number;
+  /** Times the run was resumed from a checkpoint. */
+  rewinds: number;
+  worldSize: number;
   lastCheckpoint: string | null;
   lastSeq: number;
   /** First and latest message times (ms), for ETA and "relative time". */
@@ -35,8 +50,9 @@ export interface RunModel {
 
 export function emptyRun(runId: string): RunModel {
   return {
-    runId, name: runId, method: null, backend: '', pytorch: false, state: 'starting', stateReason: null, step: 0, totalSteps: null, loss: null,
-    examplesPerSec: null, evalLoss: null, evalAccuracy: null, layers: [], config: {}, settings: null, recompositions: 0,
+    runId, name: runId, method: null, backend: '', pytorch: false, state: 'starting', stateReason: null, exit: null, step: 0, totalSteps: null,
+    loss: null, examplesPerSec: null, evalLoss: null, evalAccuracy: null, layers: [], config: {}, settings: null, recompositions: 0,
+    recompositionSteps: [], schedule: null, minSlotAge: null, startRule: null, nonFiniteSteps: 0, rewinds: 0, worldSize: 1,
     lastCheckpoint: null, lastSeq: 0, startedAt: null, updatedAt: null, latestImportance: null,
   };
 }
@@ -56,12 +72,16 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       m.totalSteps = msg.totalSteps;
       m.config = msg.config;
       m.layers = msg.layers.map((l) => ({ ...l, p: l.r }));
+      m.schedule = msg.srlora?.schedule ?? null;
+      m.minSlotAge = msg.srlora?.minSlotAge ?? null;
+      m.startRule = msg.srlora?.rule ?? null;
+      m.worldSize = msg.worldSize ?? 1;
       const c = msg.config as Partial<Settings> & { fusionThreshold?: number | null };
       if (typeof c.fusionRatio === 'number' && typeof c.importanceEvery === 'number' && typeof c.evalEvery === 'number') {
         const lr = (msg.config as { learningRate?: unknown }).learningRate;
         m.settings = {
           fusionThreshold: c.fusionThreshold ?? null, fusionRatio: c.fusionRatio, learningRate: typeof lr === 'number' ? lr : 0,
-          importanceEvery: c.importanceEvery, evalEvery: c.evalEvery,
+          importanceEvery: c.importanceEvery, evalEvery: c.evalEvery, ...(m.minSlotAge !== null ? { minSlotAge: m.minSlotAge } : {}),
         };
       }
       break;
@@ -71,6 +91,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       m.step = Math.max(m.step, last.step);
       m.loss = last.loss;
       m.examplesPerSec = last.examplesPerSec;
+      for (const r of msg.rows) if (r.nonFiniteGrad) m.nonFiniteSteps++;
       break;
     }
     case 'importance':
@@ -81,7 +102,8 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       }
       break;
     case 'recomposition':
-      m.recompositions++;
+      m.recompositionSteps.push(msg.step);
+      m.recompositions = m.recompositionSteps.length;
       for (const l of msg.layers) {
         const u = m.layers.find((x) => x.name === l.name);
         if (u) u.p = l.p;
@@ -94,7 +116,16 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
     case 'state':
       m.state = msg.state;
       m.stateReason = msg.reason ?? null;
+      m.exit = msg.exit ?? (isActive(msg.state) ? null : m.exit);
       m.step = Math.max(m.step, msg.step);
+      break;
+    case 'rewind':
+      // Resumed from the checkpoint at msg.step: what the run said about later steps is superseded.
+      m.rewinds++;
+      m.step = msg.step;
+      m.recompositionSteps = m.recompositionSteps.filter((s) => s <= msg.step);
+      m.recompositions = m.recompositionSteps.length;
+      m.exit = null;
       break;
     case 'ack':
       if (msg.status === 'applied' && msg.settings) m.settings = msg.settings;
@@ -120,6 +151,12 @@ export function etaSeconds(m: RunModel): number | null {
   return ((m.updatedAt - m.startedAt) / 1000 / m.step) * (m.totalSteps - m.step);
 }
 
+/** A trainer is (or should be) working on the run. */
 export function isActive(state: RunStateName): boolean {
   return state === 'starting' || state === 'running' || state === 'paused' || state === 'stopping';
+}
+
+/** Ended before its last step, and can continue from its latest checkpoint. */
+export function isResumable(state: RunStateName): boolean {
+  return state === 'stopped' || state === 'interrupted' || state === 'failed';
 }
