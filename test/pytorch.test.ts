@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Hub } from '../src/hub/hub';
 import { RunManager } from '../src/supervisor/runManager';
 import { probePython, pytorchResumeCommand } from '../src/supervisor/pythonTrainer';
@@ -20,7 +20,7 @@ import { architectureFor, evaluate, TrainableModel } from '../src/trainer/models
 import type { Ack, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until } from './helpers/tmp';
 
-const python = '/usr/bin/python3';
+const python = process.env.SRLORA_TEST_PYTHON ?? resolve('.venv/bin/python');
 const pkg = join(import.meta.dirname, '../python');
 const root = join(import.meta.dirname, '..');
 
