@@ -4,10 +4,11 @@
  * unless one is named — for runs that did not finish, or before they do. A finished run already has its export.
  */
 import { existsSync } from 'node:fs';
-import { basename, join, relative, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readJsonl } from '../runfolder/eventLog';
 import { EVENTS_FILE, latestCheckpoint } from '../runfolder/runFiles';
+import { runIdOf } from '../runfolder/runId';
 import { foldRun } from '../viewmodel/runModel';
 import { readRunFolderConfig } from '../trainer/config/runConfig';
 import { selectBackend } from '../trainer/engine/backend';
@@ -22,7 +23,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new Error('usage: srlora export RUN_DIR [--checkpoint CHECKPOINT_DIR]');
   const runDir = resolve(positionals[0]);
   const events = join(runDir, EVENTS_FILE);
-  if (existsSync(events) && foldRun(basename(runDir), readJsonl<TrainerMessage>(events).events).pytorch) {
+  if (existsSync(events) && foldRun(runIdOf(runDir), readJsonl<TrainerMessage>(events).events).pytorch) {
     throw new Error(`${runDir} is a PyTorch run: export it with python -m srlora_torch.export ${runDir}`);
   }
   const config = readRunFolderConfig(runDir);

@@ -15,6 +15,7 @@ import { writeFileAtomic } from '../runfolder/atomic';
 import { applyMessage, emptyRun, foldRun, isActive, type RunModel } from '../viewmodel/runModel';
 import { ChildTrainer, isAlive, PidHandle, type ExitInfo, type LaunchSpec, type TrainerHandle } from './trainerProcess';
 import type { TrainerMessage } from '../protocol/messages';
+import { runIdOf } from '../runfolder/runId';
 import { EVENTS_FILE, EXIT_FILE, EXPORT_DIR_NAME, HUB_DISCOVERY_FILE, latestCheckpoint, newRunId, PID_FILE } from '../runfolder/runFiles';
 
 
@@ -89,10 +90,11 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     if (!existsSync(this.o.runsDir)) return;
     for (const name of readdirSync(this.o.runsDir)) {
       const dir = join(this.o.runsDir, name);
-      if (this.runs.has(name) || !statSync(dir).isDirectory() || !existsSync(join(dir, EVENTS_FILE))) continue;
-      const model = foldRun(name, readJsonl<TrainerMessage>(join(dir, EVENTS_FILE)).events);
-      const run: ManagedRun = { runId: name, dir, model, handle: null, exit: null };
-      this.runs.set(name, run);
+      const id = runIdOf(dir); // the trainer derives the same id from the folder
+      if (this.runs.has(id) || !statSync(dir).isDirectory() || !existsSync(join(dir, EVENTS_FILE))) continue;
+      const model = foldRun(id, readJsonl<TrainerMessage>(join(dir, EVENTS_FILE)).events);
+      const run: ManagedRun = { runId: id, dir, model, handle: null, exit: null };
+      this.runs.set(id, run);
       const exitFile = join(dir, EXIT_FILE);
       const pid = readPid(dir);
       if (isActive(model.state) && pid !== null && isAlive(pid)) {

@@ -18,6 +18,7 @@ import { CONFIG_FILE, HUB_DISCOVERY_FILE, newRunId } from '../../runfolder/runFi
 import { buildModel, loadBaseWeights, loadTask, type TaskData } from './task';
 import { loadCheckpoint, saveCheckpoint, type LiveSettings } from './checkpoint';
 import { latestCheckpoint } from '../../runfolder/runFiles';
+import { runIdOf } from '../../runfolder/runId';
 import { selectBackend, type BackendChoice } from '../engine/backend';
 import { exportRun } from './exportRun';
 import { ProgressLine } from './progress';
@@ -340,12 +341,6 @@ export class TrainingRun {
     this.model.dispose();
     return outcome;
   }
-}
-
-/** The run id is the run folder's name. */
-export function runIdOf(runDir: string): string {
-  const name = runDir.replace(/[/\\]+$/, '').split(/[/\\]/).pop() ?? 'run';
-  return name.replace(/[^A-Za-z0-9._:-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'run';
 }
 
 export function newRunDir(runsDir: string, method: string): string {
