@@ -11,19 +11,23 @@ import { CommandHandlers } from '../supervisor/commandHandlers';
 import { isActive } from '../viewmodel/runModel';
 import { starterConfigText } from '../trainer/config/runConfig';
 import { readSettings } from './settings';
-import { probePython, pytorchCommand, pytorchResumeCommand } from '../supervisor/pythonTrainer';
+import { probePython, pythonEnv, pythonPackageDir, pytorchCommand, pytorchResumeCommand } from '../supervisor/pythonTrainer';
 import { vscodeUi } from './vscodeUi';
 import { RunsTree, type RunsNode } from './runsTree';
 import { RunStatusBar } from './statusBar';
 import { Dashboards } from './dashboardPanel';
 
 let shutdown: (() => Promise<void>) | null = null;
+/** The installed extension's folder (its python/ holds the shipped srlora_torch). */
+let extensionRoot = '';
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  extensionRoot = context.extensionPath;
   const settings = readSettings();
   const hub = await Hub.start();
   const runs = new RunManager({
     runsDir: settings.runsDirectory, hub, cliPath: join(context.extensionPath, 'dist', 'cli.js'), assetsDir: context.extensionPath,
+    pythonPackageDir: pythonPackageDir(context.extensionPath),
     trainerCommand: settings.trainerCommand, backend: settings.backend,
   });
   const outputs = new Map<string, vscode.OutputChannel>();
@@ -96,7 +100,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   register('srlora.continueRun', async (n?: RunsNode) => {
     const run = await handlers.continueRun(idOf(n), async () => {
       const python = pythonPath();
-      const probe = await probePython(python);
+      const probe = await probePython(python, pythonEnv(pythonPackageDir(extensionRoot)));
       if (probe.ok) return pytorchResumeCommand(python);
       void vscode.window.showErrorMessage(`PyTorch trainer: ${probe.error}`);
       return undefined;
@@ -122,10 +126,10 @@ async function pickTrainer(): Promise<string | undefined> {
   const s = readSettings();
   if (s.trainerCommand) return s.trainerCommand;
   const python = pythonPath();
-  const probe = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: `SRLoRA: asking ${python} for PyTorch…` }, () => probePython(python));
+  const probe = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: `SRLoRA: asking ${python} for PyTorch…` }, () => probePython(python, pythonEnv(pythonPackageDir(extensionRoot))));
   const builtIn = { label: '$(symbol-method) Built-in trainer', description: `TensorFlow.js · ${s.backend}`, id: '' };
   const torchItem = probe.ok
-    ? { label: `$(flame) ${probe.label}`, description: `torch ${probe.torch} · ${python}`, id: pytorchCommand(python) }
+    ? { label: `$(flame) ${probe.label}`, description: `torch ${probe.torch} · ${python}`, detail: probe.missing.length ? `Missing: ${probe.missing.join('; ')}` : undefined, id: pytorchCommand(python) }
     : { label: '$(warning) PyTorch unavailable', description: probe.error, id: 'unavailable' };
   const chosen = await vscode.window.showQuickPick([builtIn, torchItem], { title: 'SRLoRA: which trainer?' });
   if (!chosen) return undefined;

@@ -1,16 +1,41 @@
 /**
  * Is the PyTorch trainer usable with this Python, and on what device? Asked before offering it in "Start Run…":
- * a Python without torch (or without srlora_torch) is reported with its exact import error, never a silent fallback.
+ * a Python without torch (or without srlora_torch) is reported with exactly what is missing, never a silent fallback.
+ * The extension ships srlora_torch (pure Python) in its own `python/` folder and puts that folder first on PYTHONPATH
+ * of the probe and of every trainer it launches (pythonEnv): nothing of ours needs installing into the user's Python.
  */
 import { execFile } from 'node:child_process';
+import { delimiter, join } from 'node:path';
 
-export type PythonProbe = { ok: true; label: string; torch: string } | { ok: false; error: string };
+/** ok: torch and srlora_torch import; `missing` names optional packages that are absent (transformers, peft: needed
+ * for Hugging Face models) with their import errors. */
+export type PythonProbe = { ok: true; label: string; torch: string; missing: string[] } | { ok: false; error: string };
 
+// Each import on its own, so the answer names every missing package, not only the first one.
 const PROBE = [
-  'import json, torch, srlora_torch',
-  'cuda = torch.cuda.is_available()',
-  'print(json.dumps({"torch": torch.__version__, "device": ("CUDA · " + torch.cuda.get_device_name(0)) if cuda else "CPU"}))',
+  'import json, sys',
+  'missing = {}',
+  'for m in ("torch", "srlora_torch", "transformers", "peft"):',
+  '    try: __import__(m)',
+  '    except Exception as e: missing[m] = f"{type(e).__name__}: {e}"',
+  'out = {"python": sys.version.split()[0], "missing": missing}',
+  'if "torch" not in missing:',
+  '    import torch',
+  '    cuda = torch.cuda.is_available()',
+  '    out.update(torch=torch.__version__, device=("CUDA · " + torch.cuda.get_device_name(0)) if cuda else "CPU")',
+  'print(json.dumps(out))',
 ].join('\n');
+
+/** The folder holding srlora_torch inside an installed extension (or this repository). */
+export function pythonPackageDir(extensionRoot: string): string {
+  return join(extensionRoot, 'python');
+}
+
+/** The environment additions that make `import srlora_torch` find the extension's copy first (before any installed
+ * one, so the trainer always speaks the extension's protocol). `base` is the environment being extended. */
+export function pythonEnv(packageDir: string, base: NodeJS.ProcessEnv = process.env): { PYTHONPATH: string } {
+  return { PYTHONPATH: base.PYTHONPATH ? `${packageDir}${delimiter}${base.PYTHONPATH}` : packageDir };
+}
 
 export function probePython(python: string, env: NodeJS.ProcessEnv = {}): Promise<PythonProbe> {
   return new Promise((resolve) => {
@@ -20,12 +45,23 @@ export function probePython(python: string, env: NodeJS.ProcessEnv = {}): Promis
         resolve({ ok: false, error: `${python}: ${lines[lines.length - 1]}` });
         return;
       }
+      let r: { python: string; missing: Record<string, string>; torch?: string; device?: string };
       try {
-        const r = JSON.parse(stdout.trim().split('\n').pop() ?? '') as { torch: string; device: string };
-        resolve({ ok: true, label: `PyTorch · ${r.device}`, torch: r.torch });
+        r = JSON.parse(stdout.trim().split('\n').pop() ?? '') as typeof r;
       } catch {
         resolve({ ok: false, error: `${python}: unexpected answer ${JSON.stringify(stdout.slice(0, 200))}` });
+        return;
       }
+      const required = ['torch', 'srlora_torch'].filter((m) => m in r.missing);
+      if (required.length || !r.torch) {
+        const what = required.map((m) => `${m} (${r.missing[m]})`).join('; ');
+        const hint = 'torch' in r.missing ? ` — install PyTorch into this Python (pip install torch) or pick another one in srlora.python.path` : '';
+        resolve({ ok: false, error: `${python} (Python ${r.python}): missing ${what}${hint}` });
+        return;
+      }
+      const optional = ['transformers', 'peft'].filter((m) => m in r.missing);
+      const label = `PyTorch · ${r.device ?? 'CPU'}`;
+      resolve({ ok: true, label, torch: r.torch, missing: optional.map((m) => `${m} (${r.missing[m]}): Hugging Face models need it`) });
     });
   });
 }

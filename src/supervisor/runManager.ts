@@ -13,6 +13,7 @@ import type { CommandBody } from '../protocol/messages';
 import { readJsonl } from '../runfolder/eventLog';
 import { writeFileAtomic } from '../runfolder/atomic';
 import { applyMessage, emptyRun, foldRun, isActive, type RunModel } from '../viewmodel/runModel';
+import { pythonEnv } from './pythonTrainer';
 import { ChildTrainer, isAlive, PidHandle, type ExitInfo, type LaunchSpec, type TrainerHandle } from './trainerProcess';
 import type { TrainerMessage } from '../protocol/messages';
 import { runIdOf } from '../runfolder/runId';
@@ -33,6 +34,9 @@ export interface RunManagerOptions {
   graceMs?: number;
   /** The folder holding media/ (built-in data and base models), told to other trainers as SRLORA_ASSETS. */
   assetsDir?: string;
+  /** The folder holding the shipped srlora_torch (the extension's python/), put first on every trainer's PYTHONPATH so
+   * `python -m srlora_torch.train` and a user's script importing srlora_torch.hf need nothing installed. */
+  pythonPackageDir?: string;
 }
 
 export interface StartOptions {
@@ -121,6 +125,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     const env: NodeJS.ProcessEnv = {
       ...process.env, SRLORA_HUB_URL: this.o.hub.url, SRLORA_TOKEN: token, SRLORA_RUN_DIR: run.dir,
       ...(this.o.assetsDir ? { SRLORA_ASSETS: this.o.assetsDir } : {}),
+      ...(this.o.pythonPackageDir ? pythonEnv(this.o.pythonPackageDir) : {}),
     };
     const cwd = opts.cwd ?? process.cwd();
     const command = opts.trainerCommand ?? this.o.trainerCommand;

@@ -1,7 +1,7 @@
 /** The .vsix holds only what runs: a listing of the real package, read from its zip central directory. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '../..');
@@ -31,6 +31,7 @@ const ALLOWED = [
   /^extension\/dist\/(extension|cli|webview)\.js$/, /^extension\/dist\/tfjs-backend-wasm(-simd|-threaded-simd)?\.wasm$/,
   /^extension\/media\/(dashboard\.css|icon\.svg|run-config\.schema\.json)$/,
   /^extension\/media\/models\/(mlp|vit)\.safetensors$/, /^extension\/media\/data\/mnist-10k\.u8\.gz$/,
+  /^extension\/python\/srlora_torch\/[\w.-]+\.(py|json)$/,
 ];
 
 test('the .vsix holds only what runs (no sources, tests, source maps or node_modules)', () => {
@@ -40,6 +41,12 @@ test('the .vsix holds only what runs (no sources, tests, source maps or node_mod
   for (const needed of ['extension/dist/extension.js', 'extension/dist/cli.js', 'extension/dist/webview.js', 'extension/dist/tfjs-backend-wasm-simd.wasm', 'extension/media/models/vit.safetensors', 'extension/media/data/mnist-10k.u8.gz']) {
     assert.ok(names.includes(needed), needed);
   }
+  // The PyTorch trainer travels whole (every module and schema of python/srlora_torch, no caches): "Start Run… →
+  // PyTorch" runs it from the extension's python/ folder.
+  const pkg = join(root, 'python/srlora_torch');
+  const shipped = readdirSync(pkg).filter((f) => /\.(py|json)$/.test(f)).map((f) => `extension/python/srlora_torch/${f}`);
+  assert.ok(shipped.includes('extension/python/srlora_torch/train.py') && shipped.includes('extension/python/srlora_torch/run-config.schema.json'));
+  assert.deepEqual(shipped.filter((n) => !names.includes(n)), []);
   console.log(`${vsix}: ${names.length} files, ${(statSync(vsix).size / 2 ** 20).toFixed(2)} MiB`);
 });
 
