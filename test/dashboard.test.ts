@@ -12,6 +12,7 @@ import { request } from 'node:http';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { WebSocket } from 'ws';
 import { until } from './helpers/tmp';
+import { FixtureLog } from './helpers/runFixtures';
 
 const root = join(import.meta.dirname, '..');
 const shots = join(root, 'test-results');
@@ -42,6 +43,19 @@ before(async () => {
   writeFileSync(base, JSON.stringify({ name: 'baseline', method: 'lora', model: { kind: 'mlp' }, steps: 30, r: 4, evalEvery: 10, checkpointEvery: 0 }));
   const trained = spawnSync(process.execPath, [join(root, 'dist/cli.js'), 'train', '--config', base, '--runs-dir', join(dir, 'runs'), '--no-progress'], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(trained.status, 0, trained.stderr);
+  // Runs recorded by hand, listed before the live run (older runs present): a resumed run whose log rewinds, and
+  // runs that ended without finishing.
+  const runsDir = join(dir, 'runs');
+  new FixtureLog('fixture-resumed').hello({ name: 'resumed', totalSteps: 30, srlora: { schedule: [12, 24], minSlotAge: 7, rule: { kind: 'ratio', fusionRatio: 0.5 } } })
+    .state('running', 0).metrics(1, 20, (s) => 10 + s, (s) => ({ scalars: { 'gradNorm': s } })).importance(10).evalAt(10, 5, 0.5)
+    .recomposition(12, true).recomposition(15, false, 'forced').importance(15).evalAt(20, 4, 0.6)
+    .state('interrupted', 20, 'SIGTERM').rewind(10).state('running', 10)
+    .metrics(11, 30, (s) => 1 / s, (s) => ({ scalars: { 'gradNorm': 100 + s } })).recomposition(12, true).evalAt(20, 0.5, 0.9).evalAt(30, 0.25, 0.95)
+    .state('finished', 30).writeTo(runsDir);
+  for (const state of ['stopped', 'interrupted', 'failed']) {
+    new FixtureLog(`fixture-${state}`).hello({ name: `ended-${state}`, totalSteps: 100 }).state('running', 0).metrics(1, 5, (s) => 1 / s).importance(5)
+      .state(state, 5, state === 'failed' ? 'loss is NaN at step 6' : undefined).writeTo(runsDir);
+  }
   const config = join(dir, 'dash.srlora.json');
   writeFileSync(config, JSON.stringify({ name: 'dashboard-test', model: { kind: 'mlp' }, steps: 100000, r: 4, rTarget: 64, evalEvery: 50, checkpointEvery: 0, importanceEvery: 2, fusionRatio: 0.25, minSlotAge: 1 }));
   server = spawn(process.execPath, [join(root, 'dist/cli.js'), 'serve', '--runs-dir', join(dir, 'runs'), '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -51,7 +65,7 @@ before(async () => {
   assert.ok(await until(() => /SRLoRA dashboard: (\S+)/.test(out), 20_000), out);
   url = /SRLoRA dashboard: (\S+)/.exec(out)![1];
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
-  page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  page = await (await browser.newContext({ viewport: { width: 1400, height: 1000 } })).newPage();
   page.on('pageerror', (e) => pageErrors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
   await page.goto(url);
@@ -110,10 +124,24 @@ test('the heatmap has layers × r cells', async () => {
   assert.match((await canvas.getAttribute('aria-label')) ?? '', /3 layers × 4 slots/);
 });
 
+/** What the browser page's run picker shows (its face) and holds (its value). */
+const picker = (p: Page) => p.locator('vscode-single-select.run-select').evaluate((el: HTMLElement & { value: string }) =>
+  ({ value: el.value, face: el.shadowRoot?.querySelector('.select-face')?.textContent?.trim() ?? '' }));
+
 test('Pause: the trainer acks paused at a step and the page shows it; Resume runs on', async () => {
+  const liveId = new URL(page.url()).searchParams.get('run');
+  assert.ok(liveId, page.url());
+  assert.deepEqual((await picker(page)).value, liveId);
   await page.getByRole('button', { name: /pause or resume/i }).click();
   await commandLine(/^Pause — applied at step \d+/).waitFor({ timeout: 15_000 });
   await page.waitForFunction(() => document.querySelector('.badge')?.textContent === 'paused', null, { timeout: 10_000 });
+  // The run list changed (the live run is paused now): the picker still shows and holds the live run, not the
+  // first (older, ended) run of the list.
+  await page.waitForFunction(() => /paused/.test((document.querySelector('vscode-single-select.run-select') as HTMLElement | null)?.shadowRoot?.querySelector('.select-face')?.textContent ?? ''), null, { timeout: 10_000 }).catch(() => undefined);
+  const shown = await picker(page);
+  assert.equal(shown.value, liveId);
+  assert.match(shown.face, /^dashboard-test \(srlora, paused\)/);
+  assert.doesNotMatch(await facts() ?? '', /ex\/s|ETA/, 'a paused run shows no stale examples/s or ETA');
   const at = await stepShown();
   await page.waitForTimeout(700);
   assert.equal(await stepShown(), at, 'no steps while paused');
@@ -151,7 +179,7 @@ test('Recompose now: a new forced row in the recomposition log', async () => {
 });
 
 test('compare: ?runs=A,B overlays both runs on one loss chart, each named with its method', async () => {
-  const ids = readdirSync(join(dir, 'runs')).sort();
+  const ids = readdirSync(join(dir, 'runs')).filter((id) => !id.startsWith('fixture-')).sort();
   assert.equal(ids.length, 2, `runs: ${ids.join(', ')}`);
   const compareUrl = new URL(url);
   compareUrl.searchParams.set('runs', ids.join(','));
@@ -167,6 +195,87 @@ test('compare: ?runs=A,B overlays both runs on one loss chart, each named with i
     assert.match((await p2.locator('h1.run-name').textContent()) ?? '', /^Compare: .*(baseline.*dashboard-test|dashboard-test.*baseline)/);
     await p2.screenshot({ path: join(shots, 'dashboard-compare.png'), fullPage: true });
   } finally { await p2.close(); }
+});
+
+/** A second page on the same server, at ?run=ID (the token is a cookie by now). */
+async function openRun(id: string): Promise<Page> {
+  const u = new URL(url);
+  u.search = `?run=${encodeURIComponent(id)}`;
+  const p = await page.context().newPage(); // the same context: it holds the token's cookie
+  p.on('pageerror', (e) => pageErrors.push(e.message));
+  p.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
+  await p.goto(u.href);
+  return p;
+}
+
+async function download(p: Page, panel: string, button: string): Promise<string> {
+  const [file] = await Promise.all([p.waitForEvent('download'), p.locator(`section[aria-label="${panel}"]`).getByRole('button', { name: button, exact: true }).click()]);
+  const chunks: Buffer[] = [];
+  for await (const c of (await file.createReadStream())) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+test('a resumed run (rewind in its log) shows one value per step: one curve, no repeated CSV rows, the later recompositions dropped', async () => {
+  const p = await openRun('fixture-resumed');
+  try {
+    await p.waitForFunction(() => /step 30\/30/.test(document.querySelector('.facts')?.textContent ?? ''), null, { timeout: 15_000 });
+    assert.match((await p.locator('.chart-wrap canvas').getAttribute('aria-label')) ?? '', /resumed \(srlora\), 30 steps, last loss 0\.03333/);
+    const metrics = (await download(p, 'Loss', 'Save the metrics as CSV')).trim().split('\n');
+    assert.match(metrics[0], /^step,time,relativeSeconds,loss,lr,examplesPerSec,gradNorm$/);
+    const steps = metrics.slice(1).map((l) => Number(l.split(',')[0]));
+    assert.deepEqual(steps, Array.from({ length: 30 }, (_, i) => i + 1), 'steps 1..30 once each');
+    const row15 = metrics[15].split(',');
+    assert.equal(Number(row15[3]), 1 / 15, 'step 15 holds the resumed value, not the first attempt\'s');
+    assert.equal(Number(row15[6]), 115);
+    const evals = (await download(p, 'Loss', 'Save the evals as CSV')).trim().split('\n');
+    assert.deepEqual(evals.map((l) => l.split(',').slice(0, 1)[0]), ['step', '10', '20', '30']);
+    assert.match(evals[0], /^step,time,relativeSeconds,loss,accuracy$/);
+    // The first attempt's step-12 and step-15 recompositions were dropped; the resumed run's step 12 counts once.
+    assert.match((await p.locator('.facts').textContent()) ?? '', /1 recompositions/);
+    assert.equal(await p.locator('section[aria-label="Recompositions"] tbody tr').count(), 2, 'one row per layer of the one recomposition');
+    // The trainer stated its min slot age (7): the page shows it, and never recomputes it from the config.
+    assert.match((await p.locator('.facts').textContent()) ?? '', /min slot age 7/);
+  } finally { await p.close(); }
+});
+
+for (const state of ['stopped', 'interrupted', 'failed']) {
+  test(`a ${state} run does not look live or successful: no preview, no editable rule, no examples/s, controls off`, async () => {
+    const p = await openRun(`fixture-${state}`);
+    try {
+      await p.waitForFunction((s) => document.querySelector('.badge')?.textContent === s, state, { timeout: 15_000 });
+      const badge = p.locator('.badge');
+      assert.equal(await badge.getAttribute('class'), `badge state-${state}`);
+      assert.equal(await badge.evaluate((b) => getComputedStyle(b, '::before').content), 'none', 'no success check');
+      const f = (await p.locator('.facts').textContent()) ?? '';
+      assert.doesNotMatch(f, /ex\/s|ETA/);
+      if (state === 'failed') assert.match(f, /loss is NaN at step 6/);
+      assert.doesNotMatch((await p.locator('.preview').textContent()) ?? '', /would fuse/);
+      assert.match((await p.locator('.preview').textContent()) ?? '', new RegExp(`The run is ${state}`));
+      for (const sel of ['vscode-radio[value="threshold"]', 'vscode-textfield[aria-label="Fusion threshold τ value"]', 'vscode-textfield[aria-label="Fusion ratio γ"]']) {
+        assert.equal(await p.locator(sel).evaluate((e: HTMLElement & { disabled: boolean }) => e.disabled), true, sel);
+      }
+      for (const name of [/pause or resume/i, /recompose all layers now/i, /^stop/i, /checkpoint/i]) {
+        assert.equal(await p.getByRole('button', { name }).first().evaluate((e: HTMLElement & { disabled: boolean }) => e.disabled), true, String(name));
+      }
+    } finally { await p.close(); }
+  });
+}
+
+test('a log from before protocol 1.1 (no hello.srlora): the page says the schedule and min slot age are unknown', async () => {
+  const p = await openRun('fixture-stopped');
+  try {
+    await p.waitForFunction(() => /min slot age unknown/.test(document.querySelector('.facts')?.textContent ?? ''), null, { timeout: 15_000 });
+  } finally { await p.close(); }
+});
+
+test('a mistyped run id in the URL says so, with every control disabled (not "Loading…" forever)', async () => {
+  const p = await openRun('no-such-run');
+  try {
+    await p.waitForFunction(() => /No run named “no-such-run”/.test(document.querySelector('h1.run-name')?.textContent ?? ''), null, { timeout: 15_000 });
+    assert.equal(await p.locator('.badge').textContent(), 'not found');
+    const disabled = await p.locator('[role=toolbar] vscode-button').evaluateAll((bs) => bs.map((b) => (b as HTMLElement & { disabled: boolean }).disabled));
+    assert.ok(disabled.length >= 5 && disabled.every(Boolean), JSON.stringify(disabled));
+  } finally { await p.close(); }
 });
 
 test('the page raised no errors (CSP violations included)', () => {

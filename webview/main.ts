@@ -13,7 +13,7 @@ import '@vscode-elements/elements/dist/vscode-single-select/index.js';
 import '@vscode-elements/elements/dist/vscode-option/index.js';
 import '@vscode-elements/elements/dist/vscode-label/index.js';
 import type { CommandBody, HubToViewer, RunSummary } from '../src/protocol/messages';
-import { computeSchedule, defaultMinSlotAge, selectSlots } from '../src/srlora/rule';
+import { selectSlots } from '../src/srlora/rule';
 import { etaSeconds, isActive } from '../src/viewmodel/runModel';
 import { formatDuration } from '../src/common/formatDuration';
 import { connectHost, V, type PageState } from './host';
@@ -22,7 +22,7 @@ import { LossChart, type LossView } from './lossChart';
 import { Heatmap, drawLegend } from './heatmap';
 import { drawSlotHistory } from './slotHistory';
 import { h, text, formatNumber } from './dom';
-import { eventsCsv, importanceCsv, metricsCsv } from './exportCsv';
+import { eventsCsv, evalsCsv, importanceCsv, metricsCsv } from './exportCsv';
 
 type Btn = HTMLElement & { disabled: boolean };
 type Field = HTMLElement & { value: string; disabled: boolean };
@@ -86,7 +86,7 @@ const el = {
 };
 el.xAxis.append(h('vscode-option', { value: 'step' }, 'x: step'), h('vscode-option', { value: 'time' }, 'x: time'));
 
-const button = (label: string, onClick: () => void) => { const b = h('vscode-button', { secondary: true }, label); b.addEventListener('click', onClick); return b; };
+const button = (label: string, name: string, onClick: () => void) => { const b = h('vscode-button', { secondary: true, 'aria-label': name }, label); b.addEventListener('click', onClick); return b; };
 const section = (title: string, ...children: (Node | string)[]) => h('section', { class: 'panel', 'aria-label': title }, h('h2', {}, title), ...children);
 
 app.append(
@@ -95,16 +95,19 @@ app.append(
   h('div', { class: 'grid' },
     section('Loss', h('div', { class: 'chart-wrap' }, el.lossCanvas),
       h('div', { class: 'row' }, h('label', {}, 'smoothing ', el.smoothing, ' ', el.smoothingValue), el.logY, el.xAxis,
-        button('PNG', () => savePng(el.lossCanvas, 'loss.png')), button('CSV', () => saveCsv('metrics.csv', metricsCsv(current()!))))),
+        button('PNG', 'Save the loss chart as PNG', () => savePng(el.lossCanvas, 'loss.png')),
+        button('CSV', 'Save the metrics as CSV', () => saveCsv('metrics.csv', metricsCsv(current()!))),
+        button('Evals CSV', 'Save the evals as CSV', () => saveCsv('evals.csv', evalsCsv(current()!))))),
     section('Fusion rule', h('vscode-radio-group', { variant: 'vertical', 'aria-label': 'Fusion rule' }, el.ruleRatio, el.ruleThreshold),
       h('div', { class: 'row' }, h('label', {}, 'τ ', el.tauSlider), el.tauField, h('label', {}, 'γ ', el.gammaField)),
       el.preview, h('div', { class: 'row' }, el.apply, el.revert), el.inForce,
       h('h2', {}, 'Commands'), el.commandList),
     section('Importance', h('div', { class: 'row' }, h('span', { class: 'muted' }, 'ŝ 0'), el.legend, h('span', { class: 'muted' }, '2.5+'), el.heatInfo,
-      button('PNG', () => savePng(el.heatCanvas, 'importance.png')), button('CSV', () => saveCsv('importance.csv', importanceCsv(current()!)))),
+      button('PNG', 'Save the heatmap as PNG', () => savePng(el.heatCanvas, 'importance.png')),
+      button('CSV', 'Save the importance snapshots as CSV', () => saveCsv('importance.csv', importanceCsv(current()!)))),
     h('div', { class: 'heat-wrap' }, el.heatCanvas)),
     section('Slot history', h('div', { class: 'row' }, el.historySelect), el.historyCanvas),
-    section('Recompositions', h('div', { class: 'row' }, button('CSV', () => saveCsv('events.csv', eventsCsv(current()!))), el.exportStatus),
+    section('Recompositions', h('div', { class: 'row' }, button('CSV', 'Save the recompositions as CSV', () => saveCsv('recompositions.csv', eventsCsv(current()!))), el.exportStatus),
       h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, ...['step', 'trigger', 'layer', 'slots', 'directions', '‖ΔW‖', 'preservation'].map((c) => h('th', { scope: 'col' }, c)))), el.logBody))),
   ),
 );
@@ -133,16 +136,20 @@ function setFocus(ids: string[]): void {
   dirty = true;
 }
 
-function ruleContext(r: RunData) {
-  const m = r.model, c = m.config as Record<string, unknown>;
-  const rank = typeof c.r === 'number' ? c.r : 4;
-  const rTarget = typeof c.rTarget === 'number' ? c.rTarget : 4 * rank;
-  const startRatio = typeof c.fusionRatio === 'number' ? c.fusionRatio : 0.5;
-  const totalSteps = m.totalSteps ?? 1;
-  const schedule = computeSchedule(rank, rTarget, startRatio, totalSteps);
-  const minSlotAge = typeof c.minSlotAge === 'number' ? c.minSlotAge : defaultMinSlotAge(schedule, totalSteps);
-  return { schedule, minSlotAge };
+/**
+ * The schedule and minimum slot age as the trainer stated them (hello.srlora; an applied set's settings), never
+ * recomputed here: null when the run's log predates hello.srlora.
+ */
+function ruleContext(r: RunData): { schedule: number[] | null; minSlotAge: number | null } {
+  const m = r.model;
+  // An older trainer's hello has no srlora block; a minSlotAge the run's config sets explicitly is still what the
+  // trainer was told (a null one would have been derived by the trainer: unknown here).
+  const configured = typeof m.config.minSlotAge === 'number' ? m.config.minSlotAge : null;
+  return { schedule: m.schedule, minSlotAge: m.settings?.minSlotAge ?? m.minSlotAge ?? configured };
 }
+
+/** The trainer is working (or paused) and takes steering commands: only then does the page offer them. */
+const steerable = (r: RunData) => isActive(r.model.state) && r.model.state !== 'stopping';
 
 /** The rule shown: the draft being edited, else the one in force. */
 function ruleShown(r: RunData): { fusionThreshold: number | null; fusionRatio: number } {
@@ -164,6 +171,8 @@ function sendCommand(label: string, body: CommandBody): void {
 // ------------------------------------------------------------------ incoming
 
 const pendingSaves = new Map<string, string>();
+/** Runs the host does not know (a mistyped id in the URL, a deleted run): said so, never "Loading…" forever. */
+const missing = new Set<string>();
 
 host.onMessage((msg: HubToViewer) => {
   switch (msg.type) {
@@ -175,6 +184,7 @@ host.onMessage((msg: HubToViewer) => {
       }
       break;
     case 'snapshot': {
+      missing.delete(msg.runId);
       const r = runData(msg.runId);
       r.reset(msg.truncated);
       for (const e of msg.events) r.apply(e);
@@ -184,6 +194,8 @@ host.onMessage((msg: HubToViewer) => {
       runData(msg.runId).apply(msg.event);
       break;
     case 'commandResult': {
+      const unknown = msg.requestId === 'subscribe' && /^unknown run (.+)$/.exec(msg.error ?? '');
+      if (unknown) missing.add(unknown[1]);
       const c = commands.find((x) => x.requestId === msg.requestId);
       if (c) { c.commandId = msg.commandId; c.status = msg.error ? `refused: ${msg.error}` : 'sent'; }
       break;
@@ -288,13 +300,19 @@ function renderHeader(r: RunData): void {
   text(el.badge, m.state);
   el.badge.className = `badge state-${m.state}`;
   const eta = etaSeconds(m);
+  const running = m.state === 'running';
+  const { minSlotAge } = ruleContext(r);
   text(el.facts, [
-    m.method ?? '?', m.backend || '?', `step ${m.step}/${m.totalSteps ?? '?'}`, eta !== null ? `ETA ${formatDuration(eta)}` : null,
-    m.examplesPerSec ? `${Math.round(m.examplesPerSec)} ex/s` : null, `loss ${formatNumber(m.loss)}`,
-    m.evalAccuracy !== null ? `eval acc ${(100 * m.evalAccuracy).toFixed(1)} %` : null, `${m.recompositions} recompositions`,
+    m.method ?? '?', m.backend || '?', `step ${m.step}/${m.totalSteps ?? '?'}`, running && eta !== null ? `ETA ${formatDuration(eta)}` : null,
+    running && m.examplesPerSec ? `${Math.round(m.examplesPerSec)} ex/s` : null, `loss ${formatNumber(m.loss)}`,
+    m.evalAccuracy !== null ? `eval acc ${(100 * m.evalAccuracy).toFixed(1)} %` : null,
+    m.method === 'srlora' ? `${fusedCount(r)} recompositions` : null,
+    m.method === 'srlora' ? (minSlotAge !== null ? `min slot age ${minSlotAge}` : 'min slot age unknown') : null,
+    m.nonFiniteSteps ? `${m.nonFiniteSteps} steps skipped (non-finite gradients)` : null,
+    m.rewinds ? `resumed ${m.rewinds}×` : null,
     m.stateReason ? `(${m.stateReason})` : null,
   ].filter(Boolean).join(' · '));
-  const active = isActive(m.state);
+  const active = steerable(r);
   const srlora = m.method === 'srlora';
   text(el.pause, m.state === 'paused' ? 'Resume' : 'Pause');
   el.pause.disabled = !active;
@@ -305,6 +323,19 @@ function renderHeader(r: RunData): void {
   el.stop.disabled = !active;
   el.apply.disabled = !active || !srlora || draft === null;
   el.revert.disabled = draft === null;
+  for (const c of [el.ruleRatio, el.ruleThreshold, el.tauField, el.gammaField] as Btn[]) c.disabled = !active || !srlora;
+  el.tauSlider.disabled = !active || !srlora;
+}
+
+/** Nothing to steer: no run yet, or one the host does not know. */
+function disableControls(): void {
+  for (const c of [el.pause, el.recompose, el.recomposeSel, el.checkpoint, el.stop, el.apply, el.revert, el.ruleRatio, el.ruleThreshold, el.tauField, el.gammaField] as Btn[]) c.disabled = true;
+  el.tauSlider.disabled = true;
+}
+
+/** Recompositions that fused at least one pair: the ones the loss chart marks. */
+function fusedCount(r: RunData): number {
+  return r.recompositions.filter((e) => e.layers.some((l) => l.slots.length > 0)).length;
 }
 
 function renderRule(r: RunData): void {
@@ -328,6 +359,7 @@ function previewMarks(r: RunData): Map<string, number[]> {
   const imp = r.latestImportance;
   if (!imp || r.model.method !== 'srlora') return marks;
   const { minSlotAge } = ruleContext(r);
+  if (minSlotAge === null || !steerable(r)) return marks; // unknown rule, or nothing will fuse: mark nothing
   const rule = { ...ruleShown(r), minSlotAge };
   for (const l of imp.layers) {
     const sel = selectSlots({ scores: l.S, age: l.age, p: l.p, rTarget: l.rTarget }, rule);
@@ -341,17 +373,21 @@ function renderImportance(r: RunData): void {
   const marks = previewMarks(r);
   const pairs = [...marks.values()].reduce((n, s) => n + s.length, 0);
   const layersHit = [...marks.values()].filter((s) => s.length).length;
-  const { schedule } = ruleContext(r);
-  const next = schedule.steps.find((s) => s > r.model.step);
+  const { schedule, minSlotAge } = ruleContext(r);
+  const next = schedule?.find((s) => s > r.model.step);
+  const young = imp && minSlotAge !== null ? imp.layers.reduce((n, l) => n + l.age.filter((a) => a < minSlotAge).length, 0) : 0;
   text(el.preview, r.model.method !== 'srlora' ? `Recomposition is off for ${r.model.method ?? 'this'} runs.`
-    : !imp ? 'Waiting for the first importance snapshot…'
-      : `${pairs} pair${pairs === 1 ? '' : 's'} in ${layersHit} layer${layersHit === 1 ? '' : 's'} would fuse if recomposed now (step ${imp.step}); `
-      + (next !== undefined ? `next scheduled recomposition after step ${next}.` : 'no scheduled recomposition left (forced only).'));
+    : !steerable(r) ? `The run is ${r.model.state}: nothing will be recomposed.`
+      : minSlotAge === null ? 'This run\'s log does not state its schedule and minimum slot age (it predates protocol 1.1): no preview.'
+        : !imp ? 'Waiting for the first importance snapshot…'
+          : `${pairs} pair${pairs === 1 ? '' : 's'} in ${layersHit} layer${layersHit === 1 ? '' : 's'} would fuse if recomposed now (step ${imp.step})`
+          + (young ? `; ${young} pair${young === 1 ? ' is' : 's are'} younger than the min slot age ${minSlotAge} and cannot fuse` : '') + '; '
+          + (schedule === null ? 'schedule unknown.' : next !== undefined ? `next scheduled recomposition after step ${next}.` : 'no scheduled recomposition left (forced only).'));
   text(el.heatInfo, imp ? `step ${imp.step}, ${imp.layers.length} layers × ${imp.layers[0]?.S.length ?? 0} slots; click a row to select it` : '');
   heatmap.render({ layers: imp?.layers ?? [], marked: marks, selected: selectedLayers });
   const names = r.model.layers.map((l) => l.name);
   if (el.historySelect.childElementCount !== names.length) {
-    el.historySelect.replaceChildren(...names.map((n) => h('vscode-option', { value: n }, n)));
+    el.historySelect.replaceChildren(...names.map((n) => h('vscode-option', { value: n, selected: n === historyLayer }, n)));
   }
   historyLayer ??= names[0] ?? null;
   if (historyLayer && el.historySelect.value !== historyLayer) el.historySelect.value = historyLayer;
@@ -390,7 +426,9 @@ function renderRunSelect(): void {
   const key = runList.map((r) => `${r.runId}:${r.name}:${r.method}:${r.state}`).join(',');
   if (el.runSelect.dataset.key !== key) {
     el.runSelect.dataset.key = key;
-    el.runSelect.replaceChildren(...runList.map((r) => h('vscode-option', { value: r.runId }, `${r.name ?? r.runId} (${r.method ?? '?'}, ${r.state})`)));
+    // The focused run's option carries `selected`: the select re-reads its options when they change (after this
+    // call returns) and would otherwise select the first one (an older run).
+    el.runSelect.replaceChildren(...runList.map((r) => h('vscode-option', { value: r.runId, selected: r.runId === focus[0] }, `${r.name ?? r.runId} (${r.method ?? '?'}, ${r.state})`)));
   }
   if (focus[0] && el.runSelect.value !== focus[0]) el.runSelect.value = focus[0];
 }
@@ -411,7 +449,15 @@ function frame(): void {
     renderCommands();
     text(el.smoothingValue, view.smoothing.toFixed(2));
   }
-  if (!r) { text(el.name, focus.length ? 'Loading…' : 'No run selected'); return; }
+  if (!r) {
+    const unknown = focus.filter((id) => missing.has(id));
+    text(el.name, unknown.length ? `No run named “${unknown.join('”, “').slice(0, 200)}”` : focus.length ? 'Loading…' : 'No run selected');
+    text(el.badge, unknown.length ? 'not found' : '…');
+    el.badge.className = unknown.length ? 'badge state-failed' : 'badge';
+    text(el.facts, unknown.length ? (host.kind === 'browser' && runList.length ? 'Pick a run above.' : 'Check the run id (the run folder\'s name).') : '');
+    disableControls();
+    return;
+  }
   if (changed) {
     timed('header', () => { renderHeader(r); renderRule(r); });
     timed('log', () => renderLog(r));

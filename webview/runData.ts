@@ -1,11 +1,15 @@
 /**
- * Everything the page holds for one run, built from the snapshot and then from deltas. Long series live in
- * growable typed arrays (1,000,000 steps ≈ 24 MB), not in per-point objects; charts read decimated views of them.
+ * Everything the page holds for one run, built from the snapshot and then from deltas, folded through the one
+ * reducer (src/viewmodel/runModel.ts) plus the per-step series that reducer does not keep. Long series live in
+ * growable typed arrays (1,000,000 steps ≈ 40 MB), not in per-point objects; charts read decimated views of them.
+ *
+ * One value per step: a `rewind {step}` (a resumed run) drops every value held for later steps, and a row for a step
+ * already held replaces it and what follows, so a resumed run draws one curve and exports no repeated rows.
  */
 import type { Ack, Eval, LayerImportance, Recomposition, TrainerMessage } from '../src/protocol/messages';
 import { applyMessage, emptyRun, type RunModel } from '../src/viewmodel/runModel';
 
-class Series {
+export class Series {
   data: Float64Array;
   length = 0;
   constructor(capacity = 4096) { this.data = new Float64Array(capacity); }
@@ -18,6 +22,39 @@ class Series {
     this.data[this.length++] = v;
   }
   view(): Float64Array { return this.data.subarray(0, this.length); }
+  last(): number | undefined { return this.length ? this.data[this.length - 1] : undefined; }
+}
+
+/** Index of the first value > v in the increasing prefix a[0..n) (binary search). */
+export function upperBound(a: Float64Array, n: number, v: number): number {
+  let lo = 0, hi = n;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (a[mid] <= v) lo = mid + 1; else hi = mid; }
+  return lo;
+}
+
+/** One scalar over steps: x = step (increasing, one value per step), t = message time (ms), y = the value. */
+export class Track {
+  readonly step: Series;
+  readonly time: Series;
+  readonly value: Series;
+  /** Bumped when values are dropped (incremental views — smoothing, decimation indexes — start over). */
+  cuts = 0;
+  constructor(capacity = 256) { this.step = new Series(capacity); this.time = new Series(capacity); this.value = new Series(capacity); }
+  get length(): number { return this.step.length; }
+  push(step: number, time: number, value: number): void {
+    const last = this.step.last();
+    if (last !== undefined && step <= last) this.cutAfter(step - 1);
+    this.step.push(step);
+    this.time.push(time);
+    this.value.push(value);
+  }
+  /** Keeps the values of steps ≤ step. */
+  cutAfter(step: number): void {
+    const n = upperBound(this.step.data, this.step.length, step);
+    if (n === this.step.length) return;
+    this.step.length = this.time.length = this.value.length = n;
+    this.cuts++;
+  }
 }
 
 export interface ImportanceFrame { step: number; layers: Map<string, { sHat: number[]; direction: number[] }> }
@@ -27,11 +64,16 @@ const MAX_FRAMES = 1500;
 
 export class RunData {
   model: RunModel;
+  /** The per-step training series (every metrics row has them), aligned: index i is one step. */
   readonly step = new Series();
   readonly loss = new Series();
   readonly time = new Series();
   readonly lr = new Series();
   readonly examplesPerSec = new Series();
+  /** Named per-step scalars the trainer sends (MetricsRow.scalars), each over the steps it was sent at. */
+  readonly scalars = new Map<string, Track>();
+  /** Eval loss and each eval metric, over eval steps. */
+  readonly evalTracks = new Map<string, Track>();
   evals: Eval[] = [];
   recompositions: Recomposition[] = [];
   frames: ImportanceFrame[] = [];
@@ -39,7 +81,7 @@ export class RunData {
   readonly acks = new Map<string, Ack[]>();
   /** Bumped on every change, so views redraw only when needed. */
   version = 0;
-  /** Bumped when a snapshot replaces everything (incremental views start over). */
+  /** Bumped when a snapshot replaces everything or a rewind drops values (incremental views start over). */
   resets = 0;
   truncated = false;
 
@@ -55,21 +97,54 @@ export class RunData {
     this.resets = resets + 1;
   }
 
+  /** Drops every value held for steps > step (a rewind, or a row repeating a step already held). */
+  private cutAfter(step: number): void {
+    const n = upperBound(this.step.data, this.step.length, step);
+    if (n < this.step.length) {
+      for (const s of [this.step, this.loss, this.time, this.lr, this.examplesPerSec]) s.length = n;
+      this.resets++;
+    }
+    for (const t of this.scalars.values()) t.cutAfter(step);
+    for (const t of this.evalTracks.values()) t.cutAfter(step);
+    this.evals = this.evals.filter((e) => e.step <= step);
+    this.recompositions = this.recompositions.filter((e) => e.step <= step);
+    this.frames = this.frames.filter((f) => f.step <= step);
+    if (this.latestImportance && this.latestImportance.step > step) {
+      const last = this.model.latestImportance && this.model.latestImportance.step <= step ? this.model.latestImportance : null;
+      this.latestImportance = last;
+    }
+  }
+
+  private track(map: Map<string, Track>, name: string): Track {
+    let t = map.get(name);
+    if (!t) { t = new Track(); map.set(name, t); }
+    return t;
+  }
+
   apply(msg: TrainerMessage): void {
     if (msg.seq <= this.model.lastSeq) return; // a replay of what we have
     applyMessage(this.model, msg);
     switch (msg.type) {
       case 'metrics':
         for (const r of msg.rows) {
+          const last = this.step.last();
+          if (last !== undefined && r.step <= last) this.cutAfter(r.step - 1); // the latest value per step wins
           this.step.push(r.step);
           this.loss.push(r.loss);
           this.time.push(msg.time);
           this.lr.push(r.lr);
           this.examplesPerSec.push(r.examplesPerSec);
+          if (r.scalars) for (const [k, v] of Object.entries(r.scalars)) this.track(this.scalars, k).push(r.step, msg.time, v);
         }
         break;
-      case 'eval': this.evals.push(msg); break;
+      case 'eval':
+        this.evals = this.evals.filter((e) => e.step < msg.step); // a repeated eval step: the latest wins
+        this.evals.push(msg);
+        this.track(this.evalTracks, 'loss').push(msg.step, msg.time, msg.loss);
+        for (const [k, v] of Object.entries(msg.metrics)) this.track(this.evalTracks, k).push(msg.step, msg.time, v);
+        break;
       case 'recomposition': this.recompositions.push(msg); break;
+      case 'rewind': this.cutAfter(msg.step); break;
       case 'importance': {
         this.latestImportance = { step: msg.step, layers: msg.layers };
         this.frames.push({ step: msg.step, layers: new Map(msg.layers.map((l) => [l.name, { sHat: l.sHat, direction: l.direction }])) });
