@@ -164,9 +164,9 @@ test('steered through a real hub: pause (acked at a step, no spinning), τ chang
     const stop = await send({ kind: 'stop' });
     assert.equal(stop.ack.status, 'applied');
     assert.equal(await exited, 0, stderr);
-    assert.ok(await until(() => got.some((m) => m.type === 'state' && m.state === 'finished')));
+    assert.ok(await until(() => got.some((m) => m.type === 'state' && m.state === 'stopped')));
     const last = events(runDir).at(-1)!;
-    assert.ok(last.type === 'state' && last.state === 'finished');
+    assert.ok(last.type === 'state' && last.state === 'stopped', 'the stop command ends the run as stopped, not finished');
     assert.ok(events(runDir).some((m) => m.type === 'checkpoint'), 'stop wrote a checkpoint');
     assert.equal(readFileSync(join(runDir, HUB_LOG_FILE), 'utf8'), readFileSync(join(runDir, 'events.jsonl'), 'utf8'), 'the hub has every event');
   } finally {
@@ -195,9 +195,9 @@ test('resume continues from the latest checkpoint with the losses of an uninterr
   assert.equal(await (await TrainingRun.create({ config: cfg, runDir: a, baseDir: root })).run(), 'finished');
   const b = join(tempDir(), 'run-b');
   const first = await TrainingRun.create({ config: cfg, runDir: b, baseDir: root });
-  // Stop part-way: the stop command checkpoints at the step it is applied after.
+  // Interrupt part-way (as SIGTERM does): the run checkpoints at the step boundary and ends interrupted.
   first.recorder.onEmit((m) => { if (m.type === 'metrics' && m.rows.at(-1)!.step >= 13) first.requestStop('test'); });
-  assert.equal(await first.run(), 'finished');
+  assert.equal(await first.run(), 'interrupted');
   const stoppedAt = Math.max(...lossesOf(events(b)).keys());
   assert.ok(stoppedAt >= 13 && stoppedAt < 40, `stopped at ${stoppedAt}`);
   const second = await TrainingRun.create({ config: cfg, runDir: b, baseDir: root, resume: true });

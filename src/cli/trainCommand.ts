@@ -59,5 +59,6 @@ export async function trainCommand(argv: string[]): Promise<number> {
   process.once('SIGTERM', () => stop('SIGTERM'));
   const outcome = await run.run();
   process.stderr.write(`run ${run.runId}: ${outcome}\n`);
-  return outcome === 'finished' ? 0 : 1;
+  // The log's final state says how the run ended; the exit code says whether the trainer failed.
+  return outcome === 'failed' ? 1 : 0;
 }

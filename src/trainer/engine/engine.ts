@@ -139,18 +139,33 @@ export class SRLoRAEngine {
   /**
    * trainStep without the scheduled recomposition: `due` says whether one is scheduled after this step, so the
    * caller can measure the model's output around it (the probe batch of SRLORA.md §5) and then call recompose.
+   *
+   * Non-finite numbers (docs/protocol.md, "Non-finite numbers"): a non-finite loss changes nothing (not even the step
+   * count; the caller ends the run); non-finite gradients skip the optimiser update (its moments and step count t)
+   * and the importance EMA update, as AMP's GradScaler skips a step, while the step still counts (step number,
+   * schedule, slot ages) — `nonFiniteGrad` says so. `gradFault` (tests only) is added to every gradient.
    */
-  optimizeStep(lossFn: () => tf.Scalar): { loss: number; due: boolean } {
+  optimizeStep(lossFn: () => tf.Scalar, gradFault?: number): { loss: number; due: boolean; nonFiniteGrad: boolean } {
     const vars = this.trainableVariables;
     const { value, grads } = tf.variableGrads(lossFn, vars);
     const loss = value.dataSync()[0];
-    for (const l of this.layers) l.updateImportance(grads[l.A.name], grads[l.B.name]);
-    for (const l of this.layers) for (let k = 0; k < l.r; k++) l.age[k]++;
-    this.optimizer.apply(grads);
     value.dispose();
+    if (!Number.isFinite(loss)) {
+      tf.dispose(grads);
+      return { loss, due: false, nonFiniteGrad: false };
+    }
+    if (gradFault !== undefined) {
+      for (const k of Object.keys(grads)) { const g = grads[k]; grads[k] = tf.add(g, gradFault); g.dispose(); }
+    }
+    // sum(g·0) is 0 when every entry is finite and NaN otherwise: one small reduction, one read-back.
+    const probe = tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.mul(g, 0)))).dataSync()[0]);
+    const nonFiniteGrad = !Number.isFinite(probe);
+    if (!nonFiniteGrad) for (const l of this.layers) l.updateImportance(grads[l.A.name], grads[l.B.name]);
+    for (const l of this.layers) for (let k = 0; k < l.r; k++) l.age[k]++;
+    if (!nonFiniteGrad) this.optimizer.apply(grads);
     tf.dispose(grads);
     this.step++;
-    return { loss, due: this.scheduled.has(this.step) };
+    return { loss, due: this.scheduled.has(this.step), nonFiniteGrad };
   }
 
   /** The rule in force, as reported with each recomposition. */

@@ -53,6 +53,10 @@ export class EventRecorder {
     } else if (!this.helloMsg) {
       throw new Error('the first message of a run must be hello');
     }
+    // JSON.stringify writes NaN and ±Infinity as null, which no schema accepts: refuse the message instead, so every
+    // line of events.jsonl (and of the link) is strict JSON (RFC 8259) that validates.
+    const bad = nonFinitePath(msg);
+    if (bad !== null) throw new NonFiniteError(`${msg.type} ${bad} is not a finite number`);
     const text = JSON.stringify(msg);
     this.writer.appendLine(text);
     this.seq = msg.seq;
@@ -73,4 +77,23 @@ export class EventRecorder {
   close(): void {
     this.writer.close();
   }
+}
+
+/** A message held a NaN or ±Infinity where JSON can only hold finite numbers. */
+export class NonFiniteError extends Error {}
+
+/** The JSON pointer of the first non-finite number in a value, or null when every number is finite. */
+export function nonFinitePath(value: unknown): string | null {
+  const stack: [unknown, string][] = [[value, '']];
+  while (stack.length) {
+    const [v, path] = stack.pop()!;
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return path || '/';
+    } else if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], `${path}/${i}`]);
+    } else if (v !== null && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) stack.push([x, `${path}/${k}`]);
+    }
+  }
+  return null;
 }

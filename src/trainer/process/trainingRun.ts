@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import type { RunConfig } from '../config/runConfig';
 import { Batcher } from '../data/batches';
 import { crossEntropy, evaluate, type FineTuneModel } from '../models/model';
@@ -13,6 +13,8 @@ import type { RecompositionResult } from '../engine/engine';
 import { EventRecorder, type TrainerEventBody } from '../link/recorder';
 import { HubLink, type HubEndpoint } from '../link/hubLink';
 import { PROTOCOL_MAJOR, PROTOCOL_MINOR, type CommandBody, type RunStateName, type Settings } from '../../protocol/messages';
+import { validateCommandBody } from '../../protocol/validate';
+import { randomBytes } from 'node:crypto';
 import { writeFileAtomic } from '../../runfolder/atomic';
 import { CONFIG_FILE, HUB_DISCOVERY_FILE, newRunId } from '../../runfolder/runFiles';
 import { buildModel, loadBaseWeights, loadTask, type TaskData } from './task';
@@ -40,9 +42,24 @@ export interface TrainingRunOptions {
   resume?: boolean;
   progress?: boolean;
   onLog?: (line: string) => void;
+  /** Test hooks (steering vectors, fault injection); never set in production. */
+  hooks?: TrainingHooks;
 }
 
-export type RunOutcome = 'finished' | 'failed';
+export interface TrainingHooks {
+  /** Called at the control point after step `step`, before the commands that arrived are applied. */
+  atControlPoint?: (step: number, run: TrainingRun) => void;
+  /** A fault for step `step` (1-based): a value added to the loss or to every gradient (±Infinity, NaN). */
+  fault?: (step: number) => { loss?: number; grad?: number } | null | undefined;
+}
+
+/** How a run ended (docs/protocol.md, "States"). */
+export type RunOutcome = 'finished' | 'stopped' | 'interrupted' | 'failed';
+
+/** Non-finite numbers as both trainers write them in reasons: NaN, inf, -inf. */
+export function formatNonFinite(x: number): string {
+  return Number.isNaN(x) ? 'NaN' : x > 0 ? 'inf' : '-inf';
+}
 
 export class TrainingRun {
   readonly runId: string;
@@ -51,7 +68,11 @@ export class TrainingRun {
   private readonly queue: { id: string; command: CommandBody }[] = [];
   private wake: (() => void) | null = null;
   private paused = false;
-  private stopRequested: string | null = null;
+  /** Set by the stop command (→ stopped) or a signal (→ interrupted): the loop ends at the next step boundary. */
+  private stopRequested: { state: 'stopped' | 'interrupted'; reason: string } | null = null;
+  private nonFiniteGradSteps = 0;
+  /** Random id of this trainer process, stated in `rewind` when it continues a run. */
+  readonly incarnation = randomBytes(8).toString('hex');
   private state: RunStateName = 'starting';
   private readonly settings: LiveSettings;
   private rows: { step: number; loss: number; lr: number; examplesPerSec: number }[] = [];
@@ -101,6 +122,8 @@ export class TrainingRun {
     const meta = loadCheckpoint(dir, this.model.engine);
     this.batches.load(meta.data);
     Object.assign(this.settings, meta.settings);
+    // Every view drops what it holds for later steps (a crash after this checkpoint logged them once already).
+    this.emit({ type: 'rewind', step: meta.step, checkpoint: relative(this.options.runDir, dir), incarnation: this.incarnation });
     this.log(`resumed from ${dir} (step ${meta.step})`);
   }
 
@@ -130,9 +153,9 @@ export class TrainingRun {
     this.wake?.();
   }
 
-  /** SIGINT/SIGTERM: stop cleanly at the next step boundary (checkpoint, then finished). */
+  /** SIGINT/SIGTERM (Ctrl+C, a window reload): end at the next step boundary with a checkpoint, as `interrupted`. */
   requestStop(reason: string): void {
-    this.stopRequested = reason;
+    this.stopRequested ??= { state: 'interrupted', reason };
     this.wake?.();
   }
 
@@ -141,12 +164,16 @@ export class TrainingRun {
     return {
       fusionThreshold: e.rule.fusionThreshold, fusionRatio: e.rule.fusionRatio, learningRate: e.optimizer.lr,
       importanceEvery: this.settings.importanceEvery, evalEvery: this.settings.evalEvery,
+      ...(this.options.config.method === 'srlora' ? { minSlotAge: e.rule.minSlotAge } : {}),
     };
   }
 
   private helloBody(): TrainerEventBody {
     const c = this.options.config;
+    const e = this.model.engine;
     return {
+      // The trainer states what it decided (src/srlora/rule.ts); viewers never recompute it.
+      ...(c.method === 'srlora' ? { srlora: { schedule: e.schedule.steps, minSlotAge: e.rule.minSlotAge, rule: e.ruleInForce() } } : {}),
       type: 'hello', protocol: { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }, name: c.name ?? this.runId, method: c.method,
       backend: { name: this.backend.name, device: this.backend.device }, totalSteps: c.steps,
       config: { ...c, baseModel: this.baseFile, task: c.task, data: this.data.description } as Record<string, unknown>,
@@ -228,6 +255,9 @@ export class TrainingRun {
 
   private apply({ id, command }: { id: string; command: CommandBody }): void {
     const srlora = this.options.config.method === 'srlora';
+    // The hub validates commands too; a trainer never trusts that (a test or another client may enqueue directly).
+    const valid = validateCommandBody(command);
+    if (!valid.ok) return this.ack(id, 'rejected', `invalid command: ${valid.error}`.slice(0, 4000));
     switch (command.kind) {
       case 'pause':
         if (this.paused) return this.ack(id, 'rejected', 'the run is already paused');
@@ -261,13 +291,14 @@ export class TrainingRun {
         this.checkpoint();
         return this.ack(id, 'applied');
       case 'stop':
-        this.stopRequested = 'stopped by the user';
+        this.stopRequested = { state: 'stopped', reason: 'stopped by the user' };
         return this.ack(id, 'applied');
     }
   }
 
   /** The control point after each step; while paused it waits (no spinning) for the next command. */
   private async controlPoint(): Promise<void> {
+    this.options.hooks?.atControlPoint?.(this.step, this);
     for (;;) {
       while (this.queue.length) this.apply(this.queue.shift()!);
       if (!this.paused || this.stopRequested) return;
@@ -290,26 +321,36 @@ export class TrainingRun {
       });
       this.link.start();
     }
-    this.setState('running', resumed ? `resumed at step ${this.step}` : undefined);
-    this.log(`${c.method} on ${this.backend.name} (${this.backend.device}); ${this.data.description}; ${engine.layers.length} adapted layers; schedule ${JSON.stringify(engine.schedule.steps)}`);
-    if (!resumed) { this.evaluate(); this.maybeImportance(true); }
     let outcome: RunOutcome = 'finished';
     let reason: string | undefined;
-    // Throughput from the step itself (an EMA of its duration), so evaluations and pauses do not distort it.
-    let stepMsEma = 0;
     try {
+      this.setState('running', resumed ? `resumed at step ${this.step}` : undefined);
+      this.log(`${c.method} on ${this.backend.name} (${this.backend.device}); ${this.data.description}; ${engine.layers.length} adapted layers; schedule ${JSON.stringify(engine.schedule.steps)}`);
+      if (!resumed) { this.evaluate(); this.maybeImportance(true); }
+      // Throughput from the step itself (an EMA of its duration), so evaluations and pauses do not distort it.
+      let stepMsEma = 0;
       while (this.step < c.steps && !this.stopRequested) {
         const t0 = performance.now();
+        const stepNo = this.step + 1;
+        const fault = this.options.hooks?.fault?.(stepNo) ?? null;
         const { x, y } = this.batches.next();
         const xt = tf.tensor2d(x, [c.batchSize, this.data.train.dim]);
         const classes = Math.max(this.data.train.classes, this.data.eval.classes);
-        const { loss, due } = engine.optimizeStep(() => crossEntropy(this.model.forward(xt), y, classes));
+        const lossFn = (): tf.Scalar => {
+          const l = crossEntropy(this.model.forward(xt), y, classes);
+          return fault?.loss === undefined ? l : tf.add(l, fault.loss) as tf.Scalar;
+        };
+        const { loss, due, nonFiniteGrad } = engine.optimizeStep(lossFn, fault?.grad);
         xt.dispose();
-        if (!Number.isFinite(loss)) throw new Error(`loss is ${loss} at step ${this.step}`);
+        // Every row before this step is flushed by the failed state (setState flushes first); this one is not a row.
+        if (!Number.isFinite(loss)) throw new Error(`loss is ${formatNonFinite(loss)} at step ${stepNo}`);
         const ms = performance.now() - t0;
         stepMsEma = stepMsEma === 0 ? ms : 0.9 * stepMsEma + 0.1 * ms;
         const examplesPerSec = (c.batchSize * 1000) / stepMsEma;
-        this.rows.push({ step: this.step, loss, lr: engine.optimizer.lr, examplesPerSec });
+        this.rows.push({ step: this.step, loss, lr: engine.optimizer.lr, examplesPerSec, ...(nonFiniteGrad ? { nonFiniteGrad: true as const } : {}) });
+        if (nonFiniteGrad && ++this.nonFiniteGradSteps <= 10) {
+          this.log(`gradients are not finite at step ${this.step}: its update and importance EMAs were skipped${this.nonFiniteGradSteps === 10 ? ' (further such steps are flagged in metrics only)' : ''}`, 'warn');
+        }
         if (due) this.recompose(() => engine.recompose('schedule'));
         if (this.step % this.settings.importanceEvery === 0) this.maybeImportance();
         if (this.step % this.settings.evalEvery === 0 || this.step === c.steps) this.evaluate();
@@ -320,8 +361,8 @@ export class TrainingRun {
         await this.controlPoint();
       }
       if (this.stopRequested) {
-        this.setState('stopping', this.stopRequested);
-        reason = this.stopRequested;
+        this.setState('stopping', this.stopRequested.reason);
+        ({ state: outcome, reason } = this.stopRequested);
       }
       this.checkpoint();
       exportRun(this.options.runDir, this.model, this.baseFile, this.recorder.file);
