@@ -8,7 +8,6 @@ optimiser moment reset, driven by two calls per step in a hand-written loop:
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from .layer import SRLoRALinear
+from .targets import Targets, matches_target, select_targets  # noqa: F401 - matches_target: re-exported
 from .recompose import index_rows, plan, recompose_group
 from .rule import Schedule, compute_schedule, default_min_slot_age, select_slots
 from .snapshot import TELEMETRY_DIGITS, CapturedScores, Snapshot, grouped_scores
@@ -23,27 +23,16 @@ from .snapshot import TELEMETRY_DIGITS, CapturedScores, Snapshot, grouped_scores
 DEFAULTS = dict(beta1=0.85, beta2=0.85, fusion_ratio=0.5, fusion_threshold=None, r_target_per_rank=4, reset_optimizer_moments=True)
 
 
-def matches_target(name: str, patterns: Sequence[str]) -> bool:
-    """PEFT's rule: a module matches a pattern it equals or ends with ("." + pattern); `*` globs."""
-    for p in patterns:
-        if "*" in p:
-            if re.fullmatch(r"(?:.*\.)?" + ".*".join(map(re.escape, p.split("*"))), name):
-                return True
-        elif name == p or name.endswith("." + p):
-            return True
-    return False
-
-
-def apply_srlora(model: nn.Module, target_modules: Sequence[str], r: int, alpha: float, r_target: Optional[int] = None,
+def apply_srlora(model: nn.Module, target_modules: Targets, r: int, alpha: float, r_target: Optional[int] = None,
                  method: str = "srlora", beta1: float = 0.85, beta2: float = 0.85, seed: int = 0) -> Dict[str, SRLoRALinear]:
-    """Replaces the matching nn.Linear modules by SRLoRALinear (in place); freezes every other parameter."""
+    """Replaces the matching nn.Linear modules by SRLoRALinear (in place); freezes every other parameter.
+    target_modules as PEFT reads it (targets.py): a string is one regex, a list matches names or dotted suffixes; a
+    match that cannot be adapted (not an nn.Linear, MultiheadAttention.out_proj, tied weights) is refused first."""
     r_target = r_target or DEFAULTS["r_target_per_rank"] * r
     gen = torch.Generator().manual_seed(seed)
+    names = select_targets(model, target_modules)  # raises before anything changes
     for p in model.parameters():
         p.requires_grad_(False)
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and matches_target(n, target_modules)]
-    if not names:
-        raise ValueError(f"target_modules {list(target_modules)} match no nn.Linear of the model")
     layers: Dict[str, SRLoRALinear] = {}
     for name in names:
         parent_name, _, child = name.rpartition(".")

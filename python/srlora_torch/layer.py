@@ -54,7 +54,11 @@ class SRLoRALinear(nn.Module):
         self.beta1, self.beta2 = beta1, beta2
         self.r_target = max(r, min(r_target, min(out_f, in_f))) if method == "srlora" else r
         W0 = base.weight.detach()
-        dev, dt = W0.device, W0.dtype
+        # The frozen weight keeps the base dtype; the trainable factors (and so their optimiser state and the importance
+        # EMAs) are float32 with a bf16/fp16 base, as PEFT keeps them: bf16 factors at lr 2e-5 lose most updates to
+        # rounding, and a GradScaler refuses to unscale fp16 gradients.
+        dev, wdt = W0.device, W0.dtype
+        dt = torch.float64 if wdt == torch.float64 else torch.float32
         self.register_buffer("bias", base.bias.detach().clone() if base.bias is not None else None)
         self.svd_info = None
         if method == "lora":
@@ -62,7 +66,7 @@ class SRLoRALinear(nn.Module):
             A = (torch.rand(r, in_f, generator=generator, device="cpu", dtype=torch.float32) * 2 - 1) * bound
             self.A = nn.Parameter(A.to(dev, dt))
             self.B = nn.Parameter(torch.zeros(out_f, r, device=dev, dtype=dt))
-            self.register_buffer("W", W0.clone())
+            self.register_buffer("W", W0.clone())  # base dtype
             self.register_buffer("U", None)
             self.register_buffer("S", None)
             self.register_buffer("V", None)
@@ -75,7 +79,7 @@ class SRLoRALinear(nn.Module):
             self.register_buffer("V", svd["V"].to(dev))
             b, a = self._factors(list(range(r)))
             W = W0.to(torch.float64) - self.s * (b @ a)
-            self.register_buffer("W", W.to(dt))
+            self.register_buffer("W", W.to(wdt))
             self.A = nn.Parameter(a.to(dt))
             self.B = nn.Parameter(b.to(dt))
             directions = torch.arange(r)
@@ -95,10 +99,15 @@ class SRLoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = nn.functional.linear(x, self.W, self.bias)
-        return y + self.s * nn.functional.linear(nn.functional.linear(x, self.A), self.B)
+        if self.A.dtype == x.dtype:
+            return y + self.s * nn.functional.linear(nn.functional.linear(x, self.A), self.B)
+        # a half-precision input (or autocast): the adapter path in the factors' dtype, added in the output's (PEFT's
+        # LoRA Linear.forward does the same casts)
+        return y + (self.s * nn.functional.linear(nn.functional.linear(x.to(self.A.dtype), self.A), self.B)).to(y.dtype)
 
     def effective_weight(self) -> torch.Tensor:
-        return self.W + self.s * (self.B @ self.A)
+        """W + s·B·A in the base weight's dtype (the merged layer a plain nn.Linear of the base model holds)."""
+        return (self.W.to(self.A.dtype) + self.s * (self.B @ self.A)).to(self.W.dtype)
 
     @torch.no_grad()
     def pair_scores(self) -> torch.Tensor:
