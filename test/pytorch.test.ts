@@ -183,7 +183,7 @@ test('the PyTorch link survives a hub restart: rediscovers it, resends, and the 
     assert.ok(again.handle?.alive, 'reattached to the live PyTorch trainer');
     assert.ok(await until(() => hubB.run('torch-reattach')?.trainer !== null && (hubB.run('torch-reattach')?.trainer ?? null) !== null, 20_000), 'it reconnected to the new hub');
     await second.stop('torch-reattach');
-    assert.ok(await until(() => again.model.state === 'finished', 20_000), `${again.model.state}: ${again.model.stateReason} ${JSON.stringify(again.exit)}`);
+    assert.ok(await until(() => again.model.state === 'finished', 20_000), `${again.model.state}: ${again.model.stateReason} ${JSON.stringify(again.model.exit)}`);
     const trainer = readJsonl<TrainerMessage>(join(again.dir, 'events.jsonl')).events.map((m) => m.seq);
     const hubLog = readJsonl<TrainerMessage>(join(again.dir, 'hub-events.jsonl')).events.map((m) => m.seq);
     assert.deepEqual(trainer, trainer.map((_, i) => i + 1));

@@ -1,8 +1,10 @@
 /**
  * `srlora serve [--runs-dir DIR] [--port N] [--host 127.0.0.1] [--demo] [--config FILE]`
  * The standalone dashboard (as `tensorboard --logdir`): a hub on loopback with the page, the runs of DIR, and
- * optionally a run started now (the built-in demo, or FILE). Prints the URL with its token; Ctrl+C stops the
- * runs it started cleanly (they checkpoint) and exits.
+ * optionally a run started now (the built-in demo, or FILE). Prints the URL with its token. It watches DIR: runs
+ * started anywhere appear and stream. Runs another supervisor owns (a VS Code window, another serve) are shown
+ * read-only. Ctrl+C interrupts the runs this serve owns (they checkpoint and are `interrupted`) and exits; a start
+ * that fails exits non-zero.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -31,13 +33,21 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const origin = hub.httpOrigin;
   hub.allowOrigin(origin);
   hub.allowOrigin(origin.replace('127.0.0.1', 'localhost'));
-  const runs = new RunManager({ runsDir: resolve(values['runs-dir']), hub, cliPath: process.argv[1], nodePath: process.execPath, assetsDir: root });
-  runs.scan();
-  runs.on('failed', (id, message) => process.stderr.write(`run ${id} failed: ${message}\n`));
+  const runs = new RunManager({ runsDir: resolve(values['runs-dir']), hub, cliPath: process.argv[1], nodePath: process.execPath, assetsDir: root, by: 'srlora serve' });
+  runs.on('log', (level, text) => { if (level !== 'info' || !text.startsWith('[')) process.stderr.write(`${level === 'info' ? '' : `${level}: `}${text}\n`); });
+  hub.on('rejected', (where, error) => process.stderr.write(`hub: rejected ${where}: ${error}\n`));
+  try {
+    runs.scan();
+  } catch (e) {
+    await hub.close();
+    throw e;
+  }
+  runs.watch();
   let started: string | null = null;
   if (values.demo || values.config) {
     const overrides: Record<string, string> = values.steps ? { steps: values.steps } : {};
-    const run = await runs.start({ configFile: values.config ? resolve(values.config) : null, overrides: values.config ? overrides : { method: 'srlora', ...overrides } });
+    const run = await runs.start({ configFile: values.config ? resolve(values.config) : null, overrides: values.config ? overrides : { method: 'srlora', ...overrides } })
+      .catch(async (e: unknown) => { await runs.dispose('stop'); await hub.close(); throw e; }); // exits non-zero, not half up
     started = run.runId;
     process.stdout.write(`started run ${run.runId} in ${run.dir}\n`);
   }
@@ -49,7 +59,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       if (stopping) { process.exit(130); }
       stopping = true;
       process.stdout.write('\nstopping…\n');
-      void runs.dispose('stop').then(() => hub.close()).then(done);
+      void runs.dispose('stop', 'interrupted: srlora serve was stopped (Ctrl+C)').then(() => hub.close()).then(done);
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);

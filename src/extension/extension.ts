@@ -28,8 +28,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const runs = new RunManager({
     runsDir: settings.runsDirectory, hub, cliPath: join(context.extensionPath, 'dist', 'cli.js'), assetsDir: context.extensionPath,
     pythonPackageDir: pythonPackageDir(context.extensionPath),
-    trainerCommand: settings.trainerCommand, backend: settings.backend,
+    trainerCommand: settings.trainerCommand, backend: settings.backend, by: 'VS Code',
   });
+  // One log for what the supervisor decided, what trainers said on stderr and what the hub refused.
+  const log = vscode.window.createOutputChannel('SRLoRA', { log: true });
+  context.subscriptions.push(log);
+  runs.on('log', (level, text) => log[level](text));
+  hub.on('rejected', (where, error) => log.warn(`hub rejected ${where}: ${error}`));
   const outputs = new Map<string, vscode.OutputChannel>();
   const output = (runId: string) => {
     let ch = outputs.get(runId);
@@ -53,8 +58,19 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const status = new RunStatusBar(runs, activeRunId);
   const dashboards = new Dashboards({ hub, runs, extensionUri: context.extensionUri });
   const handlers = new CommandHandlers(runs, vscodeUi, activeRunId);
-  runs.scan();
+  try { runs.scan(); } catch (e) { log.error((e as Error).message); }
+  runs.watch(); // runs started anywhere appear; a trainer gone without a final state is recorded
   status.render();
+  // Settings take effect without a reload.
+  context.subscriptions.push(vscode.workspace.onDidChangeConfiguration((e) => {
+    if (!e.affectsConfiguration('srlora')) return;
+    const s = readSettings();
+    if (e.affectsConfiguration('srlora.runsDirectory')) {
+      try { runs.setRunsDir(s.runsDirectory); } catch (err) { log.error((err as Error).message); }
+      status.render();
+    }
+    if (e.affectsConfiguration('srlora.trainer')) runs.setTrainerOptions({ trainerCommand: s.trainerCommand, backend: s.backend });
+  }));
 
   const idOf = (node?: RunsNode | string) => (typeof node === 'string' ? node : node?.runId);
   const start = async (opts: Parameters<RunManager['start']>[0]) => vscode.window.withProgress(
@@ -109,7 +125,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   });
   register('srlora.compareRuns', async () => { const ids = await handlers.pickRunsToCompare(); if (ids) dashboards.open(ids); });
   register('srlora.deleteRun', (n?: RunsNode) => handlers.deleteRun(idOf(n)));
-  register('srlora.refreshRuns', () => runs.scan());
+  register('srlora.refreshRuns', () => { try { runs.scan(); } catch (e) { void vscode.window.showErrorMessage(`SRLoRA: ${(e as Error).message}`); } });
 
   context.subscriptions.push(tree, view, status, dashboards);
   shutdown = async () => {

@@ -19,7 +19,7 @@ export class RunStatusBar implements vscode.Disposable {
     const run = id ? this.runs.runs.get(id) : undefined;
     if (!run) { this.item.hide(); return; }
     const m = run.model;
-    const icon = m.state === 'paused' ? '$(debug-pause)' : m.state === 'running' ? '$(pulse)' : m.state === 'failed' ? '$(error)' : m.state === 'finished' ? '$(pass)' : '$(loading~spin)';
+    const icon = ({ paused: '$(debug-pause)', running: '$(pulse)', failed: '$(error)', finished: '$(pass)', stopped: '$(debug-stop)', interrupted: '$(debug-disconnect)' } as Record<string, string>)[m.state] ?? '$(loading~spin)';
     this.item.text = `${icon} SRLoRA ${m.state} ${m.step}/${m.totalSteps ?? '?'}${m.loss !== null ? ` · loss ${m.loss.toFixed(3)}` : ''}`;
     this.item.tooltip = `${m.name} (${m.method ?? '?'}): click to open the dashboard`;
     this.item.show();

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { CommandBody } from '../protocol/messages';
 import { EXPORT_DIR_NAME, latestCheckpoint } from '../runfolder/runFiles';
 import type { RunManager, ManagedRun } from './runManager';
-import { isActive } from '../viewmodel/runModel';
+import { isActive, isResumable } from '../viewmodel/runModel';
 
 export interface PickItem { label: string; description?: string; detail?: string; id: string; picked?: boolean }
 
@@ -126,6 +126,7 @@ export class CommandHandlers {
   async stop(runId?: string): Promise<boolean> {
     const run = this.target(runId, true);
     if (!run) return false;
+    if (!run.owned) { this.ui.info(`Run ${run.model.name} is run by another window or \`srlora serve\`: stop it there.`); return false; }
     await this.runs.stop(run.runId);
     return true;
   }
@@ -164,13 +165,14 @@ export class CommandHandlers {
     }
   }
 
-  /** Continues a stopped, finished or failed run from its latest checkpoint. A PyTorch run asks `pytorchResume` for
+  /** Continues a stopped, interrupted or failed run from its latest checkpoint. A PyTorch run asks `pytorchResume` for
    * the command that continues it (undefined: the reason was shown). Null, with the reason shown, when it cannot. */
   async continueRun(runId: string | undefined, pytorchResume: () => Promise<string | undefined>): Promise<ManagedRun | null> {
     const run = this.target(runId, false);
     if (!run) return null;
     const name = run.model.name;
     if (isActive(run.model.state)) { this.ui.info(`Run ${name} is ${run.model.state}: it has not stopped.`); return null; }
+    if (!isResumable(run.model.state)) { this.ui.info(`Run ${name} is ${run.model.state}: every step is done.`); return null; }
     if (!latestCheckpoint(run.dir)) { this.ui.info(`Run ${name} has no checkpoint to continue from.`); return null; }
     const command = run.model.pytorch ? await pytorchResume() : undefined;
     if (run.model.pytorch && !command) return null;

@@ -1,24 +1,32 @@
 /**
- * Run bookkeeping and process control for the extension, with no `vscode` import (unit-testable): starts trainers
- * against the hub, keeps a RunModel per run from the live stream (or from events.jsonl for past runs), steers,
- * stops (command → SIGTERM → SIGKILL), marks a dead trainer failed with its exit code and last stderr lines,
- * and after a window reload finds still-running trainers again through the hub discovery file.
+ * Run bookkeeping and process control for the extension and `srlora serve`, with no `vscode` import (unit-testable).
+ *
+ * - Every run's model is its events.jsonl folded by the one reducer (src/viewmodel/runModel.ts), followed from a byte
+ *   offset (src/runfolder/summary.ts) and cached in summary.json: listing never reads whole logs, and nothing here
+ *   patches a model — what the supervisor knows (how a trainer ended) enters the log as a supervisor `state` record.
+ * - One owner per live run (src/runfolder/lock.ts): the supervisor that starts a run, or takes over one whose owner is
+ *   gone, holds owner.json; only it writes hub.json (0600), signals the trainer (identity-checked, trainer.pid) and
+ *   appends records. Everyone else follows the run read-only.
+ * - The runs folder is watched (fs.watch and a poll of at most `pollMs`): runs started anywhere appear, their logs are
+ *   followed, and a trainer gone without a final state is recorded by its owner, or by whoever takes the run over.
  */
 import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, watch, type FSWatcher } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import type { Hub, SendResult } from '../hub/hub';
-import type { CommandBody } from '../protocol/messages';
-import { readJsonl } from '../runfolder/eventLog';
-import { writeFileAtomic } from '../runfolder/atomic';
-import { applyMessage, emptyRun, foldRun, isActive, type RunModel } from '../viewmodel/runModel';
+import type { CommandBody, ExitInfo as ExitRecord } from '../protocol/messages';
+import { validateTrainerMessage } from '../protocol/validate';
+import { EVENTS_FILE, EXPORT_DIR_NAME, HUB_DISCOVERY_FILE, latestCheckpoint, newRunId, PID_FILE } from '../runfolder/runFiles';
+import { readPidFile, sameProcess, writePidFile } from '../runfolder/pidfile';
+import { acquireOwner, ensurePrivateDir, readOwner, ownerAlive, writePrivateFileAtomic, type OwnerLock } from '../runfolder/lock';
+import { LogFollower, readSummary, writeSummary } from '../runfolder/summary';
+import { listRunFolders, runIdOf } from '../runfolder/scan';
+import { applyMessage, emptyRun, isActive, isResumable, type RunModel } from '../viewmodel/runModel';
+import { ChildTrainer, PidHandle, type ExitInfo, type LaunchSpec, type TrainerHandle } from './trainerProcess';
+import { appendSupervisorState, exitRecord, judgeEnding, type Intent } from './supervisorRecord';
 import { pythonEnv } from './pythonTrainer';
-import { ChildTrainer, isAlive, PidHandle, type ExitInfo, type LaunchSpec, type TrainerHandle } from './trainerProcess';
-import type { TrainerMessage } from '../protocol/messages';
-import { runIdOf } from '../runfolder/runId';
-import { EVENTS_FILE, EXIT_FILE, EXPORT_DIR_NAME, HUB_DISCOVERY_FILE, latestCheckpoint, newRunId, PID_FILE } from '../runfolder/runFiles';
-
 
 export type OnWindowClose = 'stop' | 'detach';
 
@@ -37,6 +45,10 @@ export interface RunManagerOptions {
   /** The folder holding the shipped srlora_torch (the extension's python/), put first on every trainer's PYTHONPATH so
    * `python -m srlora_torch.train` and a user's script importing srlora_torch.hf need nothing installed. */
   pythonPackageDir?: string;
+  /** Who supervises ("VS Code", "srlora serve"): recorded in owner.json and named in the log. */
+  by?: string;
+  /** Longest wait before a change in the runs folder is seen when fs.watch says nothing (ms, default 1000). */
+  pollMs?: number;
 }
 
 export interface StartOptions {
@@ -53,12 +65,27 @@ export interface StartOptions {
   resume?: boolean;
 }
 
-export interface ManagedRun {
-  runId: string;
-  dir: string;
-  model: RunModel;
-  handle: TrainerHandle | null;
-  exit: (ExitInfo & { stderr: string[] }) | null;
+/** A run as this supervisor sees it. Its model is always its log's fold (never patched). */
+export class ManagedRun {
+  handle: TrainerHandle | null = null;
+  /** This supervisor holds the run's owner.json. */
+  lock: OwnerLock | null = null;
+  /** Why this supervisor is ending the trainer, if it is. */
+  intent: Intent = null;
+  /** An asynchronous refold is in progress. */
+  folding: Promise<void> | null = null;
+  /** Bytes folded when summary.json was last written. */
+  cachedAt = -1;
+
+  constructor(readonly runId: string, readonly dir: string, readonly follower: LogFollower<RunModel>) {}
+
+  get model(): RunModel {
+    return this.follower.model;
+  }
+
+  get owned(): boolean {
+    return this.lock !== null;
+  }
 }
 
 export interface RunManagerEvents {
@@ -66,60 +93,231 @@ export interface RunManagerEvents {
   output: [runId: string, text: string];
   failed: [runId: string, message: string];
   removed: [runId: string];
+  /** Supervisor decisions and warnings, for the log channel. */
+  log: [level: 'info' | 'warn' | 'error', text: string];
+}
+
+/** A log slice folded synchronously while listing; the rest is folded asynchronously, in slices of this size. */
+const SYNC_FOLD_BYTES = 64 << 10;
+const SLICE_BYTES = 512 << 10;
+/** Refresh summary.json once this many more bytes were folded. */
+const CACHE_EVERY_BYTES = 4 << 20;
+
+function isRunModel(v: unknown): v is RunModel {
+  const m = v as Partial<RunModel> | null;
+  return typeof m === 'object' && m !== null && typeof m.runId === 'string' && typeof m.state === 'string' && typeof m.step === 'number'
+    && Number.isInteger(m.lastSeq) && Array.isArray(m.layers) && Array.isArray(m.recompositionSteps);
 }
 
 export class RunManager extends EventEmitter<RunManagerEvents> {
   readonly runs = new Map<string, ManagedRun>();
   private readonly graceMs: number;
+  private readonly instance = randomBytes(8).toString('hex');
+  private watcher: FSWatcher | null = null;
+  private poller: NodeJS.Timeout | null = null;
+  private rescanTimer: NodeJS.Timeout | null = null;
+  private readonly warned = new Set<string>();
+  private disposed = false;
 
   constructor(private readonly o: RunManagerOptions) {
     super();
     this.graceMs = o.graceMs ?? 3000;
-    o.hub.on('message', (runId, msg) => this.onMessage(runId, msg));
+    o.hub.on('message', (runId) => { const r = this.runs.get(runId); if (r) this.refresh(r); });
   }
 
   get runsDir(): string {
     return this.o.runsDir;
   }
 
-  private onMessage(runId: string, msg: TrainerMessage): void {
-    const run = this.runs.get(runId);
-    if (!run) return;
-    applyMessage(run.model, msg);
-    this.emit('changed', runId);
+  private log(level: 'info' | 'warn' | 'error', text: string): void {
+    this.emit('log', level, text);
   }
 
-  /** Lists past runs from their folders and reattaches the ones whose trainer is still running. */
+  /** Trainer settings for the next launch (settings changed: no reload needed). */
+  setTrainerOptions(o: { trainerCommand?: string | null; backend?: string }): void {
+    if ('trainerCommand' in o) this.o.trainerCommand = o.trainerCommand;
+    if (o.backend !== undefined) this.o.backend = o.backend;
+  }
+
+  /** Another runs folder (settings changed): runs this supervisor is running stay listed; the rest are the new folder's. */
+  setRunsDir(dir: string): void {
+    if (resolve(dir) === resolve(this.o.runsDir)) return;
+    const watching = this.watcher !== null || this.poller !== null;
+    this.unwatch();
+    for (const r of [...this.runs.values()]) {
+      if (r.handle?.alive) continue;
+      this.forget(r);
+    }
+    this.o.runsDir = dir;
+    this.log('info', `runs folder: ${dir}`);
+    this.scan();
+    if (watching) this.watch();
+  }
+
+  private forget(r: ManagedRun): void {
+    if (r.handle instanceof PidHandle) r.handle.dispose();
+    r.lock?.release();
+    r.lock = null;
+    this.runs.delete(r.runId);
+    this.emit('removed', r.runId);
+  }
+
+  // ------------------------------------------------------------------ listing and following
+
+  private newRun(runId: string, dir: string): ManagedRun {
+    const follower = new LogFollower<RunModel>({
+      file: join(dir, EVENTS_FILE),
+      init: () => emptyRun(runId),
+      apply: (m, value) => {
+        const v = validateTrainerMessage(value);
+        if (!v.ok) throw new Error(v.error);
+        applyMessage(m, v.value);
+      },
+      lastSeq: (m) => m.lastSeq,
+    }, readSummary(dir, isRunModel));
+    return new ManagedRun(runId, dir, follower);
+  }
+
+  /**
+   * Lists the runs folder: new runs are added from their summary (or a short synchronous fold, the rest asynchronously),
+   * gone ones are dropped. Never reads a whole log synchronously. An odd entry is skipped with a warning (event 'log').
+   * Throws only when the runs folder itself cannot be read.
+   */
   scan(): void {
-    if (!existsSync(this.o.runsDir)) return;
-    for (const name of readdirSync(this.o.runsDir)) {
-      const dir = join(this.o.runsDir, name);
-      const id = runIdOf(dir); // the trainer derives the same id from the folder
-      if (this.runs.has(id) || !statSync(dir).isDirectory() || !existsSync(join(dir, EVENTS_FILE))) continue;
-      const model = foldRun(id, readJsonl<TrainerMessage>(join(dir, EVENTS_FILE)).events);
-      const run: ManagedRun = { runId: id, dir, model, handle: null, exit: null };
-      this.runs.set(id, run);
-      const exitFile = join(dir, EXIT_FILE);
-      const pid = readPid(dir);
-      if (isActive(model.state) && pid !== null && isAlive(pid)) {
-        this.attach(run, new PidHandle(pid));
-        this.openOnHub(run); // the trainer re-reads hub.json when its connection drops and resends what we lack
-      } else {
-        if (isActive(model.state)) {
-          const saved = existsSync(exitFile) ? (JSON.parse(readFileSync(exitFile, 'utf8')) as ManagedRun['exit']) : null;
-          this.markFailed(run, saved ?? { code: null, signal: null, stderr: [] }, !saved);
-        }
-        this.o.hub.openRun(name, dir); // read-only: its dashboard replays the run from its log
+    const listing = listRunFolders(this.o.runsDir);
+    for (const w of listing.warnings) if (!this.warned.has(w)) { this.warned.add(w); this.log('warn', w); }
+    const present = new Set<string>();
+    for (const f of listing.runs) {
+      present.add(f.runId);
+      if (this.runs.has(f.runId)) continue;
+      if (!f.hasLog && !existsSync(join(f.dir, PID_FILE))) continue; // nothing to show yet
+      const run = this.newRun(f.runId, f.dir);
+      this.runs.set(f.runId, run);
+      this.o.hub.openRun(f.runId, f.dir); // its dashboard replays it; hub.json only if we own it (below)
+      this.follow(run, true);
+    }
+    for (const r of [...this.runs.values()]) {
+      if (!present.has(r.runId) && !r.handle?.alive && !existsSync(r.dir)) this.forget(r);
+    }
+  }
+
+  /** Folds what the run's log gained: a slice now, the rest asynchronously; then decides what the run needs. */
+  private follow(run: ManagedRun, first = false): void {
+    if (run.folding) return;
+    let r: { changed: boolean; more: boolean };
+    try { r = run.follower.readSome(SYNC_FOLD_BYTES); } catch (e) { this.log('warn', `run ${run.runId}: ${(e as Error).message}`); return; }
+    if (!r.more) {
+      if (r.changed || first) this.emit('changed', run.runId);
+      this.settle(run);
+      return;
+    }
+    run.folding = run.follower.catchUp(SLICE_BYTES).then(() => {
+      run.folding = null;
+      if (this.disposed) return;
+      this.emit('changed', run.runId);
+      this.saveSummary(run);
+      this.settle(run);
+    }, (e: unknown) => { run.folding = null; this.log('warn', `run ${run.runId}: ${(e as Error).message}`); });
+  }
+
+  /** A live message arrived (the hub forwarded it): fold the log's new lines now. */
+  private refresh(run: ManagedRun): void {
+    if (run.folding) return;
+    try { if (run.follower.catchUpSync()) this.emit('changed', run.runId); } catch { /* the folder may be gone */ }
+  }
+
+  private saveSummary(run: ManagedRun, force = false): void {
+    if (run.folding || run.follower.byteOffset === run.cachedAt) return;
+    if (!force && run.follower.byteOffset - run.cachedAt < CACHE_EVERY_BYTES && !(run.cachedAt >= 0 && !isActive(run.model.state))) return;
+    try {
+      writeSummary(run.dir, run.follower.toCache((m) => ({ ...m, latestImportance: null })));
+      run.cachedAt = run.follower.byteOffset;
+    } catch { /* a cache: the folder may be read-only or gone */ }
+  }
+
+  /**
+   * What a run needs once its log is folded: an active run with no trainer attached is taken (owner.json) when no one
+   * else owns it; then its trainer is reattached if trainer.pid still names a live process, or recorded as gone.
+   * A run someone else owns is followed read-only; it is looked at again on every poll (its owner may go away).
+   */
+  private settle(run: ManagedRun): void {
+    if (this.disposed) return;
+    if (!isActive(run.model.state)) {
+      if (!run.handle?.alive && run.lock) { run.lock.release(); run.lock = null; }
+      if (run.cachedAt < 0) this.saveSummary(run, true);
+      return;
+    }
+    if (run.handle) return; // ours, running
+    const pid = readPidFile(join(run.dir, PID_FILE));
+    if (!pid.ok) return; // a run started without a supervisor (a terminal, a user's script): nothing here can judge it
+    const got = acquireOwner(run.dir, this.instance, this.o.by ?? 'srlora');
+    if (!got.ok) {
+      if (!this.warned.has(`owned:${run.runId}:${got.owner.instance}`)) {
+        this.warned.add(`owned:${run.runId}:${got.owner.instance}`);
+        this.log('info', `run ${run.runId} belongs to ${got.owner.by} (pid ${got.owner.pid}): followed read-only`);
       }
-      this.emit('changed', name);
+      return;
+    }
+    run.lock = got.lock;
+    if (got.tookOver) this.log('info', `run ${run.runId}: took over from ${got.tookOver.by} (pid ${got.tookOver.pid}), which is gone`);
+    if (sameProcess(pid.id)) {
+      this.log('info', `run ${run.runId}: reattached to its trainer (pid ${pid.id.pid})`);
+      this.attach(run, new PidHandle(pid.id));
+      this.openOnHub(run); // the trainer re-reads hub.json when its connection drops and resends what we lack
+      this.emit('changed', run.runId);
+    } else {
+      this.recordEnd(run, null, pid.id.pid);
+      run.lock.release();
+      run.lock = null;
     }
   }
 
   private openOnHub(run: ManagedRun): string {
     const { token } = this.o.hub.openRun(run.runId, run.dir);
-    writeFileAtomic(join(run.dir, HUB_DISCOVERY_FILE), JSON.stringify({ url: this.o.hub.url, token, pid: process.pid }));
+    writePrivateFileAtomic(join(run.dir, HUB_DISCOVERY_FILE), JSON.stringify({ url: this.o.hub.url, token, pid: process.pid }));
     return token;
   }
+
+  /** Watches the runs folder (fs.watch, and a poll every `pollMs` for what it misses). */
+  watch(): void {
+    if (this.disposed || this.poller) return;
+    const pollMs = this.o.pollMs ?? 1000;
+    const rescan = () => {
+      if (this.rescanTimer) return;
+      this.rescanTimer = setTimeout(() => { this.rescanTimer = null; this.tick(); }, 50);
+    };
+    try {
+      ensurePrivateDir(this.o.runsDir);
+      this.watcher = watch(this.o.runsDir, rescan);
+      this.watcher.on('error', () => { this.watcher?.close(); this.watcher = null; });
+    } catch (e) {
+      this.log('warn', `cannot watch ${this.o.runsDir} (${(e as Error).message}); polling every ${pollMs} ms`);
+    }
+    this.poller = setInterval(() => this.tick(), pollMs);
+    this.poller.unref();
+  }
+
+  private unwatch(): void {
+    this.watcher?.close();
+    this.watcher = null;
+    if (this.poller) clearInterval(this.poller);
+    this.poller = null;
+    if (this.rescanTimer) clearTimeout(this.rescanTimer);
+    this.rescanTimer = null;
+  }
+
+  /** One look at the runs folder and every run's log. */
+  private tick(): void {
+    if (this.disposed) return;
+    try { this.scan(); } catch (e) { this.log('warn', (e as Error).message); }
+    for (const run of this.runs.values()) {
+      if (run.handle?.alive) { this.refresh(run); continue; }
+      this.follow(run);
+      this.saveSummary(run);
+    }
+  }
+
+  // ------------------------------------------------------------------ starting
 
   private launchSpec(run: ManagedRun, token: string, opts: StartOptions): LaunchSpec {
     const env: NodeJS.ProcessEnv = {
@@ -156,72 +354,105 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     });
   }
 
+  /** Starts a run in a new folder (0700, in a runs folder created 0700), owned by this supervisor. */
   async start(opts: StartOptions = {}): Promise<ManagedRun> {
-    const runId = opts.runId ?? newRunId(opts.overrides?.method ? String(opts.overrides.method) : 'run');
-    const dir = resolve(this.o.runsDir, runId);
-    if (existsSync(dir)) throw new Error(`run folder ${dir} already exists`);
-    mkdirSync(dir, { recursive: true });
-    const run: ManagedRun = { runId, dir, model: emptyRun(runId), handle: null, exit: null };
+    const name = opts.runId ?? newRunId(opts.overrides?.method ? String(opts.overrides.method) : 'run');
+    const runId = runIdOf(name);
+    ensurePrivateDir(this.o.runsDir);
+    const dir = resolve(this.o.runsDir, name);
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+    } catch (e) {
+      throw new Error((e as NodeJS.ErrnoException).code === 'EEXIST' ? `run folder ${dir} already exists` : `cannot create run folder ${dir}: ${(e as Error).message}`);
+    }
+    if (this.runs.has(runId)) throw new Error(`a run with id ${runId} is already listed`);
+    const got = acquireOwner(dir, this.instance, this.o.by ?? 'srlora');
+    if (!got.ok) throw new Error(`run folder ${dir} belongs to ${got.owner.by} (pid ${got.owner.pid})`);
+    const run = this.newRun(runId, dir);
+    run.lock = got.lock;
     this.runs.set(runId, run);
+    this.o.hub.openRun(runId, dir);
     return this.launch(run, opts);
   }
 
-  /** Continues a stopped, finished or failed run in its own folder from its latest checkpoint. A PyTorch run needs
+  /** Continues a stopped, interrupted or failed run in its own folder from its latest checkpoint. A PyTorch run needs
    * the command that continues it (`python -m srlora_torch.train --resume \${runDir}`); the built-in trainer's is
    * `train --resume`. Its events.jsonl continues its seq, so the dashboard goes on from where it was. */
   async continueRun(runId: string, trainerCommand?: string): Promise<ManagedRun> {
     const run = this.get(runId);
-    if (run.handle?.alive || isActive(run.model.state)) throw new Error(`run ${run.model.name} is ${run.model.state}`);
+    run.follower.catchUpSync();
+    if (run.handle?.alive || !isResumable(run.model.state)) throw new Error(`run ${run.model.name} is ${run.model.state}${isActive(run.model.state) ? '' : ': only a stopped, interrupted or failed run continues'}`);
     if (!latestCheckpoint(run.dir)) throw new Error(`run ${run.model.name} has no checkpoint to continue from`);
     if (run.model.pytorch && !trainerCommand) throw new Error(`run ${run.model.name} is a PyTorch run: it needs a Python with torch to continue`);
-    rmSync(join(run.dir, EXIT_FILE), { force: true });
-    run.exit = null;
+    const got = acquireOwner(run.dir, this.instance, this.o.by ?? 'srlora');
+    if (!got.ok) throw new Error(`run ${run.model.name} belongs to ${got.owner.by} (pid ${got.owner.pid})`);
+    run.lock = got.lock;
+    run.intent = null;
     return this.launch(run, { resume: true, cwd: run.dir, ...(trainerCommand ? { trainerCommand } : {}) });
   }
 
   private async launch(run: ManagedRun, opts: StartOptions): Promise<ManagedRun> {
     const token = this.openOnHub(run);
+    let child: ChildTrainer;
     try {
-      const child = await ChildTrainer.spawn(this.launchSpec(run, token, opts));
-      writeFileAtomic(join(run.dir, PID_FILE), String(child.pid));
-      this.attach(run, child);
+      child = await ChildTrainer.spawn(this.launchSpec(run, token, opts));
     } catch (e) {
-      this.markFailed(run, { code: null, signal: null, stderr: [(e as Error).message] }, true);
+      // Never started, so proven gone: the record says why.
+      run.follower.catchUpSync();
+      this.append(run, { state: 'failed', reason: (e as Error).message }, exitRecord(null, null, [(e as Error).message]));
+      run.lock?.release();
+      run.lock = null;
       throw e;
     }
+    if (child.identity) writePidFile(join(run.dir, PID_FILE), child.identity);
+    this.log('info', `run ${run.runId}: trainer started (pid ${child.pid})`);
+    this.attach(run, child);
     this.emit('changed', run.runId);
     return run;
   }
 
   private attach(run: ManagedRun, handle: TrainerHandle): void {
     run.handle = handle;
-    handle.on('output', (_s, text) => this.emit('output', run.runId, text));
+    handle.on('output', (stream, text) => {
+      this.emit('output', run.runId, text);
+      if (stream === 'stderr') for (const line of text.split(/\r?\n/)) if (line.trim()) this.log('info', `[${run.runId}] ${line}`);
+    });
     handle.on('exit', (info) => {
-      // The trainer's own events.jsonl is the record of truth: its last events may not have reached the hub (a
-      // connection that dropped at the very end). Fold what the hub did not deliver before judging the exit.
-      for (const m of readJsonl<TrainerMessage>(join(run.dir, EVENTS_FILE)).events) applyMessage(run.model, m);
-      const finished = run.model.state === 'finished';
-      if (!finished && !(info.code === 0 && run.model.state === 'failed')) {
-        this.markFailed(run, { ...info, stderr: handle.stderrTail() }, handle instanceof PidHandle);
-      } else if (info.code !== 0 && info.code !== null && finished) {
-        run.exit = { ...info, stderr: handle.stderrTail() };
+      if (handle instanceof PidHandle) handle.dispose();
+      // The trainer is gone: its log is complete. Fold all of it, then say what the trainer could not.
+      try { run.follower.catchUpSync(); } catch { /* folder gone */ }
+      if (isActive(run.model.state) && run.owned) {
+        this.recordEnd(run, handle instanceof PidHandle ? null : exitRecord(info.code, info.signal, handle.stderrTail()), handle.pid);
+      } else {
+        this.log('info', `run ${run.runId}: trainer ended (${info.signal ?? `code ${info.code}`}), ${run.model.state}`);
       }
+      run.intent = null;
+      if (!isActive(run.model.state)) { run.lock?.release(); run.lock = null; }
+      this.saveSummary(run, true);
       this.emit('changed', run.runId);
     });
   }
 
-  private markFailed(run: ManagedRun, exit: ExitInfo & { stderr: string[] }, lostTrack: boolean): void {
-    run.exit = exit;
-    const how = lostTrack ? 'the trainer is no longer running'
-      : exit.signal ? `the trainer was killed by ${exit.signal}` : `the trainer exited with code ${exit.code}`;
-    const message = exit.stderr.length ? `${how}: ${exit.stderr.slice(-3).join(' | ')}` : how;
-    if (run.model.state !== 'failed') {
-      run.model.state = 'failed';
-      run.model.stateReason = message;
-    }
-    try { writeFileAtomic(join(run.dir, EXIT_FILE), JSON.stringify(exit)); } catch { /* the folder may be gone */ }
-    this.emit('failed', run.runId, message);
+  /** The trainer (pid) is proven gone without a final state: append the supervisor's record of how it ended. */
+  private recordEnd(run: ManagedRun, exit: ExitRecord | null, pid: number): void {
+    const ending = judgeEnding(exit, pid, run.intent);
+    this.append(run, ending, exit ?? exitRecord(null, null, []));
+    if (ending.state === 'failed') this.emit('failed', run.runId, ending.reason);
   }
+
+  private append(run: ManagedRun, ending: { state: 'failed' | 'interrupted' | 'stopped'; reason: string }, exit: ExitRecord): void {
+    if (!existsSync(run.dir)) { this.log('error', `run ${run.runId}: its folder is gone; not recorded: ${ending.state}: ${ending.reason}`); return; }
+    try {
+      appendSupervisorState(join(run.dir, EVENTS_FILE), run.runId, run.model.lastSeq, run.follower.byteOffset, { state: ending.state, step: run.model.step, reason: ending.reason, exit });
+      this.log(ending.state === 'failed' ? 'error' : 'info', `run ${run.runId} ${ending.state}: ${ending.reason}`);
+    } catch (e) {
+      this.log('error', `run ${run.runId}: could not record ${ending.state} (${(e as Error).message})`);
+    }
+    run.follower.catchUpSync();
+    this.emit('changed', run.runId);
+  }
+
+  // ------------------------------------------------------------------ steering and ending
 
   get(runId: string): ManagedRun {
     const r = this.runs.get(runId);
@@ -235,44 +466,63 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     return this.o.hub.sendCommand(runId, body);
   }
 
+  /** The user's Stop: the stop command (the trainer checkpoints and writes `stopped`), then SIGTERM, then SIGKILL.
+   * Only the run's owner stops it; for any other run this does nothing and resolves null. */
   async stop(runId: string): Promise<ExitInfo | null> {
     const run = this.get(runId);
-    if (!run.handle) return null;
-    return run.handle.stop(() => this.o.hub.sendCommand(runId, { kind: 'stop' }).ok, this.graceMs);
+    if (!run.handle || !run.owned) {
+      if (isActive(run.model.state)) this.log('warn', `run ${runId} is not this ${this.o.by ?? 'supervisor'}'s: not stopped`);
+      return null;
+    }
+    run.intent = { kind: 'stop' };
+    return run.handle.end(() => this.o.hub.sendCommand(runId, { kind: 'stop' }), this.graceMs);
   }
 
-  /** Deletes a run's folder (never an active run's). */
+  /** Ends a trainer as its surroundings going away do: SIGTERM (it checkpoints and writes `interrupted`), then SIGKILL. */
+  async interrupt(runId: string, reason: string): Promise<ExitInfo | null> {
+    const run = this.get(runId);
+    if (!run.handle?.alive || !run.owned) return null;
+    run.intent = { kind: 'interrupt', reason };
+    const h = run.handle;
+    return h.end(() => h.signal('SIGTERM'), this.graceMs, true);
+  }
+
+  /** Deletes a run's folder (never a running run's, nor one another supervisor owns). */
   delete(runId: string): void {
     const run = this.get(runId);
+    run.follower.catchUpSync();
     if (run.handle?.alive) throw new Error(`run ${runId} is still running; stop it first`);
+    const owner = readOwner(run.dir);
+    if (owner && owner.instance !== this.instance && ownerAlive(owner) && isActive(run.model.state)) throw new Error(`run ${runId} belongs to ${owner.by} (pid ${owner.pid})`);
     rmSync(run.dir, { recursive: true, force: true });
-    this.runs.delete(runId);
-    this.emit('removed', runId);
+    this.forget(run);
   }
 
   list(): ManagedRun[] {
     return [...this.runs.values()].sort((a, b) => (b.model.startedAt ?? 0) - (a.model.startedAt ?? 0) || b.runId.localeCompare(a.runId));
   }
 
-  /** Window closing: stop every trainer, or leave them running to be reattached by the next window. */
-  async dispose(onWindowClose: OnWindowClose): Promise<void> {
-    const live = [...this.runs.values()].filter((r) => r.handle?.alive);
+  /**
+   * Window closing (or serve's Ctrl+C): interrupt every trainer this supervisor owns (`stop`), or leave them running
+   * for the next window to take over (`detach`). Either way its locks are released and its records written first.
+   * `reason` names what interrupted the runs in their record.
+   */
+  async dispose(onWindowClose: OnWindowClose, reason = 'interrupted: the window closed or reloaded'): Promise<void> {
+    this.unwatch();
+    const live = [...this.runs.values()].filter((r) => r.handle?.alive && r.owned);
     if (onWindowClose === 'stop') {
-      await Promise.all(live.map((r) => this.stop(r.runId)));
+      await Promise.all(live.map((r) => this.interrupt(r.runId, reason)));
     } else {
       for (const r of live) if (r.handle instanceof ChildTrainer) r.handle.detach();
     }
-    for (const r of this.runs.values()) if (r.handle instanceof PidHandle) r.handle.dispose();
+    this.disposed = true;
+    for (const r of this.runs.values()) {
+      if (r.handle instanceof PidHandle) r.handle.dispose();
+      this.saveSummary(r, true);
+      r.lock?.release();
+      r.lock = null;
+    }
     this.removeAllListeners();
-  }
-}
-
-function readPid(dir: string): number | null {
-  try {
-    const pid = Number(readFileSync(join(dir, PID_FILE), 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
-  } catch {
-    return null;
   }
 }
 

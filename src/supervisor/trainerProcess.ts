@@ -2,10 +2,14 @@
  * A trainer process and how to end it. The trainer is spawned detached, as the leader of its own process group,
  * so that signals reach everything it started (a Python trainer's workers, a shell wrapper) and so that it can
  * outlive a window reload when the user chose "detach". A trainer found again after a reload is a PidHandle:
- * no pipes, liveness polled.
+ * no pipes, liveness polled by identity (pid + start time + boot id, src/runfolder/pidfile.ts).
+ *
+ * Nothing is ever signalled that is not provably the process we recorded: a pid ≤ 1 never, a process group only when
+ * we created it (the trainer we spawned leads it) and its leader is still that process, else the pid alone.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { processIdentity, sameProcess, signalTarget, type ProcessIdentity } from '../runfolder/pidfile';
 
 export interface LaunchSpec {
   command: string;
@@ -24,12 +28,16 @@ export interface TrainerHandleEvents {
 }
 
 /** Lines of stderr kept to explain a failure. */
-const STDERR_TAIL = 20;
+export const STDERR_TAIL = 20;
+/** After the trainer exits, how long its pipes may take to deliver their last bytes (its last stderr lines). */
+const DRAIN_MS = 500;
 
 export abstract class TrainerHandle extends EventEmitter<TrainerHandleEvents> {
   exitInfo: ExitInfo | null = null;
   protected readonly tail: string[] = [];
   abstract readonly pid: number;
+  /** Who the trainer is (null where /proc is missing). */
+  abstract readonly identity: ProcessIdentity | null;
 
   get alive(): boolean {
     return this.exitInfo === null;
@@ -39,15 +47,8 @@ export abstract class TrainerHandle extends EventEmitter<TrainerHandleEvents> {
     return this.tail.slice();
   }
 
-  /** Signals the whole process group (falls back to the process alone). */
-  signal(sig: NodeJS.Signals): void {
-    if (!this.alive) return;
-    try {
-      process.kill(-this.pid, sig);
-    } catch {
-      try { process.kill(this.pid, sig); } catch { /* already gone */ }
-    }
-  }
+  /** Signals the trainer if it is provably still the process we recorded; returns whether a signal was sent. */
+  abstract signal(sig: NodeJS.Signals): boolean;
 
   waitForExit(timeoutMs: number): Promise<boolean> {
     if (!this.alive) return Promise.resolve(true);
@@ -59,15 +60,17 @@ export abstract class TrainerHandle extends EventEmitter<TrainerHandleEvents> {
   }
 
   /**
-   * Stop politely, then firmly: the `stop` command (the trainer checkpoints and finishes), SIGTERM to the group
-   * after `graceMs`, SIGKILL after another `graceMs`.
+   * Ends the trainer: `first()` (the stop command, or a SIGTERM: the trainer checkpoints and writes its final state),
+   * then SIGTERM after `graceMs` (when `first` was not already one), SIGKILL after another `graceMs`.
    */
-  async stop(sendStop: () => boolean, graceMs: number): Promise<ExitInfo | null> {
+  async end(first: () => void, graceMs: number, firstWasSigterm = false): Promise<ExitInfo | null> {
     if (!this.alive) return this.exitInfo;
-    sendStop();
+    first();
     if (await this.waitForExit(graceMs)) return this.exitInfo;
-    this.signal('SIGTERM');
-    if (await this.waitForExit(graceMs)) return this.exitInfo;
+    if (!firstWasSigterm) {
+      this.signal('SIGTERM');
+      if (await this.waitForExit(graceMs)) return this.exitInfo;
+    }
     this.signal('SIGKILL');
     await this.waitForExit(graceMs);
     return this.exitInfo;
@@ -82,22 +85,38 @@ export abstract class TrainerHandle extends EventEmitter<TrainerHandleEvents> {
 
 export class ChildTrainer extends TrainerHandle {
   readonly pid: number;
+  readonly identity: ProcessIdentity | null;
 
   constructor(private readonly child: ChildProcess) {
     super();
     if (child.pid === undefined) throw new Error('the trainer did not start');
     this.pid = child.pid;
+    // Read now, while it is our unreaped child: the pid cannot name another process yet.
+    this.identity = processIdentity(child.pid);
+    let partial = '';
     for (const stream of ['stdout', 'stderr'] as const) {
       child[stream]?.setEncoding('utf8');
       child[stream]?.on('data', (text: string) => {
         if (stream === 'stderr') {
-          for (const line of text.split(/\r?\n|\r/)) if (line.trim()) this.tail.push(line);
+          const lines = (partial + text).split(/\r?\n|\r/);
+          partial = lines.pop() ?? '';
+          for (const line of lines) if (line.trim()) this.tail.push(line);
           if (this.tail.length > STDERR_TAIL) this.tail.splice(0, this.tail.length - STDERR_TAIL);
         }
         this.emit('output', stream, text);
       });
     }
-    child.on('exit', (code, signal) => this.finish({ code, signal }));
+    child.on('exit', (code, signal) => {
+      // Its last stderr lines may still be in the pipe: wait for them ('close'), but not for ever (a grandchild may
+      // hold the pipe open).
+      const done = () => {
+        clearTimeout(t);
+        if (partial.trim()) { this.tail.push(partial); partial = ''; if (this.tail.length > STDERR_TAIL) this.tail.shift(); }
+        this.finish({ code, signal });
+      };
+      const t = setTimeout(done, DRAIN_MS);
+      child.once('close', done);
+    });
   }
 
   static spawn(spec: LaunchSpec): Promise<ChildTrainer> {
@@ -110,6 +129,15 @@ export class ChildTrainer extends TrainerHandle {
     });
   }
 
+  signal(sig: NodeJS.Signals): boolean {
+    if (!this.alive || this.child.exitCode !== null || this.child.signalCode !== null) return false;
+    // We spawned it detached: it leads a group we created. Its identity is checked in case the pid was reaped already.
+    const target = this.identity ? signalTarget(this.identity, true) : -this.pid;
+    if (target === null) return false;
+    try { process.kill(target, sig); return true; } catch { /* gone meanwhile */ }
+    try { process.kill(this.pid, sig); return true; } catch { return false; }
+  }
+
   /** Let the trainer outlive this process (window closed with onWindowClose = detach). */
   detach(): void {
     this.child.stdout?.destroy();
@@ -118,13 +146,18 @@ export class ChildTrainer extends TrainerHandle {
   }
 }
 
-/** A trainer started by an earlier window: only its pid is known. */
+/**
+ * A trainer started by an earlier supervisor, known by its recorded identity (trainer.pid). It is gone when that
+ * identity no longer matches a live process; `groupOurs` says whether the record shows a group we created.
+ */
 export class PidHandle extends TrainerHandle {
   private readonly timer: NodeJS.Timeout;
+  readonly pid: number;
 
-  constructor(readonly pid: number, pollMs = 500) {
+  constructor(readonly identity: ProcessIdentity, pollMs = 250) {
     super();
-    this.timer = setInterval(() => { if (!isAlive(pid)) this.gone(); }, pollMs);
+    this.pid = identity.pid;
+    this.timer = setInterval(() => { if (!sameProcess(identity)) this.gone(); }, pollMs);
     this.timer.unref();
   }
 
@@ -133,16 +166,16 @@ export class PidHandle extends TrainerHandle {
     this.finish({ code: null, signal: null });
   }
 
+  signal(sig: NodeJS.Signals): boolean {
+    if (!this.alive) return false;
+    // trainer.pid is written by the supervisor that spawned the trainer detached: pgid === pid means it leads the group
+    // that supervisor created. Anything else gets the pid alone.
+    const target = signalTarget(this.identity, this.identity.pgid === this.identity.pid);
+    if (target === null) { this.gone(); return false; }
+    try { process.kill(target, sig); return true; } catch { return false; }
+  }
+
   dispose(): void {
     clearInterval(this.timer);
-  }
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
