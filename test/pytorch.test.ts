@@ -19,6 +19,7 @@ import { loadTabular } from '../src/trainer/data/tabular';
 import { architectureFor, evaluate, TrainableModel } from '../src/trainer/models/model';
 import type { Ack, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until } from './helpers/tmp';
+import { assertSameState } from './helpers/views';
 
 const python = process.env.SRLORA_TEST_PYTHON ?? resolve('.venv/bin/python');
 const pkg = join(import.meta.dirname, '../python');
@@ -132,11 +133,9 @@ test('a real PyTorch run under the extension\'s hub: pause, τ, forced recomposi
     assert.ok(event.layers.every((l) => l.preservationError < 1e-5));
     await send({ kind: 'resume' });
     await runs.stop(run.runId);
-    assert.ok(await until(() => run.model.state === 'finished', 20_000), run.model.state);
+    assert.ok(await until(() => run.model.state === 'stopped', 20_000), run.model.state);
     assert.ok(existsSync(join(run.dir, 'checkpoints')));
-    const trainer = readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events.map((m) => m.seq);
-    const hubLog = readJsonl<TrainerMessage>(join(run.dir, 'hub-events.jsonl')).events.map((m) => m.seq);
-    assert.deepEqual(hubLog, trainer, 'the hub stored every event the PyTorch trainer emitted');
+    await assertSameState(runs, hub, run.runId, 'stopped');
     // Its export is the built-in trainer's format: our own safetensors reader takes it, one ΔW per adapted layer.
     const hello = readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events.find((m) => m.type === 'hello');
     const delta = readSafetensors(join(run.dir, 'export', 'delta.safetensors'));
@@ -153,10 +152,10 @@ test('a real PyTorch run under the extension\'s hub: pause, τ, forced recomposi
     await runs.continueRun(run.runId, pytorchResumeCommand(python));
     assert.ok(await until(() => run.model.state === 'running' && run.model.step > stoppedAt + 2, 60_000), `${run.model.state} ${run.model.step}: ${run.handle?.stderrTail().join('\n')}`);
     await runs.stop(run.runId);
-    assert.ok(await until(() => run.model.state === 'finished', 20_000), run.model.state);
+    assert.ok(await until(() => run.model.state === 'stopped', 20_000), run.model.state);
     const all = readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events;
     assert.deepEqual(all.map((m) => m.seq), all.map((_, i) => i + 1));
-    assert.ok(await until(() => readJsonl<TrainerMessage>(join(run.dir, 'hub-events.jsonl')).events.length === all.length, 5000));
+    await assertSameState(runs, hub, run.runId, 'stopped');
   } finally {
     await runs.dispose('stop');
     await hub.close();
@@ -183,13 +182,34 @@ test('the PyTorch link survives a hub restart: rediscovers it, resends, and the 
     assert.ok(again.handle?.alive, 'reattached to the live PyTorch trainer');
     assert.ok(await until(() => hubB.run('torch-reattach')?.trainer !== null && (hubB.run('torch-reattach')?.trainer ?? null) !== null, 20_000), 'it reconnected to the new hub');
     await second.stop('torch-reattach');
-    assert.ok(await until(() => again.model.state === 'finished', 20_000), `${again.model.state}: ${again.model.stateReason} ${JSON.stringify(again.model.exit)}`);
+    assert.ok(await until(() => again.model.state === 'stopped', 20_000), `${again.model.state}: ${again.model.stateReason} ${JSON.stringify(again.model.exit)}`);
     const trainer = readJsonl<TrainerMessage>(join(again.dir, 'events.jsonl')).events.map((m) => m.seq);
-    const hubLog = readJsonl<TrainerMessage>(join(again.dir, 'hub-events.jsonl')).events.map((m) => m.seq);
     assert.deepEqual(trainer, trainer.map((_, i) => i + 1));
-    assert.deepEqual(hubLog, trainer, 'every seq once, in order, after the restart');
+    await assertSameState(second, hubB, 'torch-reattach', 'stopped');
   } finally {
     await second.dispose('stop');
     await hubB.close();
+  }
+});
+
+test('kill -9 of a PyTorch trainer: a supervisor record says failed, the same in the tree, the hub\'s list and the page', async () => {
+  const dir = tempDir();
+  const hub = await Hub.start({ heartbeatMs: 60_000 });
+  process.env.PYTHONPATH = pkg;
+  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: '', trainerCommand: `exec ${python} -m srlora_torch.train --steps 100000` });
+  try {
+    const run = await runs.start({ cwd: dir, runId: 'torch-killed' });
+    assert.ok(await until(() => run.model.step >= 3, 60_000), `started: ${run.handle?.stderrTail().join('\n')}`);
+    process.kill(run.handle!.pid, 'SIGKILL');
+    assert.ok(await until(() => run.model.state === 'failed', 5000), run.model.state);
+    const log = readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events;
+    const record = log.at(-1)!;
+    assert.ok(record.type === 'state' && record.origin === 'supervisor' && record.exit?.signal === 'SIGKILL', JSON.stringify(record));
+    assert.deepEqual(log.map((m) => m.seq), log.map((_, i) => i + 1), 'the record has the next seq');
+    assert.match(run.model.stateReason ?? '', /killed by SIGKILL/);
+    await assertSameState(runs, hub, run.runId, 'failed');
+  } finally {
+    await runs.dispose('stop');
+    await hub.close();
   }
 });

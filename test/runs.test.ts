@@ -15,8 +15,9 @@ import { acquireOwner, OWNER_FILE, readOwner } from '../src/runfolder/lock';
 import { LogFollower, readSummary, SUMMARY_FILE } from '../src/runfolder/summary';
 import { listRunFolders, runIdOf } from '../src/runfolder/scan';
 import { PidHandle } from '../src/supervisor/trainerProcess';
-import type { Ack, RunStateName, State, TrainerMessage } from '../src/protocol/messages';
+import type { Ack, State, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until, sleep } from './helpers/tmp';
+import { assertSameState } from './helpers/views';
 
 const cli = join(import.meta.dirname, '../dist/cli.js');
 const fastConfig = (dir: string, steps = 100000) => {
@@ -48,34 +49,6 @@ async function setup(runsDir = join(tempDir(), 'runs')) {
   let active: string | undefined;
   const handlers = new CommandHandlers(runs, ui, () => active);
   return { hub, runs, ui, handlers, runsDir, setActive: (id?: string) => { active = id; } };
-}
-
-/** What a dashboard page holds: the hub's snapshot and then its events, folded with the one reducer. */
-function pageView(hub: Hub, runId: string): { model: () => RunModel; close: () => void } {
-  let m = emptyRun(runId);
-  const close = hub.subscribe(runId, (msg) => {
-    if (msg.type === 'snapshot') {
-      if ((msg as { first?: boolean }).first !== false) m = emptyRun(runId);
-      for (const e of msg.events) applyMessage(m, e);
-    } else if (msg.type === 'event') applyMessage(m, msg.event);
-  });
-  return { model: () => m, close };
-}
-
-/**
- * The same state in the three places a user looks: the Runs tree (RunManager's model), the hub's run list (the
- * browser's run picker) and the page (the hub's snapshot folded). Waits up to `ms` for them to agree on `state`.
- */
-export async function assertSameState(runs: RunManager, hub: Hub, runId: string, state: RunStateName, ms = 5000): Promise<void> {
-  const page = pageView(hub, runId);
-  try {
-    const views = () => ({ tree: runs.get(runId).model.state, hub: hub.listRuns().find((r) => r.runId === runId)?.state, page: page.model().state });
-    await until(() => Object.values(views()).every((s) => s === state), ms);
-    assert.deepEqual(views(), { tree: state, hub: state, page: state });
-    const tree = runs.get(runId).model;
-    assert.equal(page.model().step, tree.step, 'the page and the tree agree on the step');
-    assert.equal(page.model().stateReason, tree.stateReason, 'and on the reason');
-  } finally { page.close(); }
 }
 
 const logOf = (dir: string) => readJsonl<TrainerMessage>(join(dir, 'events.jsonl')).events;
@@ -264,7 +237,7 @@ test('a trainer that cannot start is a failed run with the trainer\'s own error'
     assert.ok(await until(() => run.model.state === 'failed', 5000));
     assert.equal(run.model.exit?.code, 3);
     assert.deepEqual(run.model.exit?.stderrTail, ['ModuleNotFoundError: No module named torch']);
-    assert.match(run.model.stateReason ?? '', /exited with code 3: ModuleNotFoundError: No module named torch/);
+    assert.match(run.model.stateReason ?? '', /exited with code 3 without a final state: ModuleNotFoundError: No module named torch/);
     assert.equal(readFileSync(join(dir, 'env.txt'), 'utf8'), `/opt/srlora-assets ${run.dir}\n`);
   } finally { await hub.close(); }
 });
