@@ -105,7 +105,7 @@ test('loss points arrive and the header follows the run', async () => {
   assert.match((await page.locator('h1.run-name').textContent()) ?? '', /dashboard-test/);
   assert.equal(await page.locator('.badge').textContent(), 'running');
   // The chart drew something: its canvas is not blank.
-  const inked = await page.locator('.chart-wrap canvas').evaluate((c: HTMLCanvasElement) => {
+  const inked = await page.locator('section[aria-label="Loss"] canvas').evaluate((c: HTMLCanvasElement) => {
     const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
     let n = 0;
     for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
@@ -188,10 +188,10 @@ test('compare: ?runs=A,B overlays both runs on one loss chart, each named with i
   try {
     await p2.goto(compareUrl.href); // the token becomes a cookie; the runs stay in the URL
     assert.equal(new URL(p2.url()).searchParams.get('runs'), ids.join(','));
-    const chart = p2.locator('.chart-wrap canvas');
-    await p2.waitForFunction(() => /baseline \(lora\), 30 steps/.test(document.querySelector('.chart-wrap canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 20_000 });
+    const chart = p2.locator('section[aria-label="Loss"] canvas');
+    await p2.waitForFunction(() => /baseline \(lora\), 30 points/.test(document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 20_000 });
     assert.equal(await chart.getAttribute('data-runs'), '2');
-    assert.match((await chart.getAttribute('aria-label')) ?? '', /dashboard-test \(srlora\), [1-9]\d* steps, last loss \d/);
+    assert.match((await chart.getAttribute('aria-label')) ?? '', /dashboard-test \(srlora\), [1-9]\d* points, last \d/);
     assert.match((await p2.locator('h1.run-name').textContent()) ?? '', /^Compare: .*(baseline.*dashboard-test|dashboard-test.*baseline)/);
     await p2.screenshot({ path: join(shots, 'dashboard-compare.png'), fullPage: true });
   } finally { await p2.close(); }
@@ -219,7 +219,7 @@ test('a resumed run (rewind in its log) shows one value per step: one curve, no 
   const p = await openRun('fixture-resumed');
   try {
     await p.waitForFunction(() => /step 30\/30/.test(document.querySelector('.facts')?.textContent ?? ''), null, { timeout: 15_000 });
-    assert.match((await p.locator('.chart-wrap canvas').getAttribute('aria-label')) ?? '', /resumed \(srlora\), 30 steps, last loss 0\.03333/);
+    assert.match((await p.locator('section[aria-label="Loss"] canvas').getAttribute('aria-label')) ?? '', /resumed \(srlora\), 30 points, last 0\.03333/);
     const metrics = (await download(p, 'Loss', 'Save the metrics as CSV')).trim().split('\n');
     assert.match(metrics[0], /^step,time,relativeSeconds,loss,lr,examplesPerSec,gradNorm$/);
     const steps = metrics.slice(1).map((l) => Number(l.split(',')[0]));

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MinMaxIndex } from '../webview/minMaxIndex';
-import { DebiasedEma } from '../webview/lossChart';
+import { DebiasedEma } from '../webview/smoothing';
 import type { Point } from '../webview/minMaxIndex';
 import { Rng } from '../src/trainer/rng';
 

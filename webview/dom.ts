@@ -21,12 +21,25 @@ export function text(el: Element, value: string): void {
  * the body's class and style, which clears the cache.
  */
 const themeCache = new Map<string, string>();
+const themeListeners: (() => void)[] = [];
 let observing = false;
+function observeTheme(): void {
+  if (observing || typeof MutationObserver === 'undefined') return;
+  observing = true;
+  const changed = () => { themeCache.clear(); for (const f of themeListeners) f(); };
+  new MutationObserver(changed).observe(document.body, { attributes: true, attributeFilter: ['class', 'style'] });
+  // The browser page follows the system's light/dark preference (media/dashboard.css); redraw when it flips.
+  window.matchMedia?.('(prefers-color-scheme: dark)').addEventListener?.('change', changed);
+}
+
+/** Calls fn after the theme changed (VS Code's theme switch, or the system's colour scheme in the browser). */
+export function onThemeChange(fn: () => void): void {
+  observeTheme();
+  themeListeners.push(fn);
+}
+
 export function cssVar(name: string, fallback: string): string {
-  if (!observing && typeof MutationObserver !== 'undefined') {
-    observing = true;
-    new MutationObserver(() => themeCache.clear()).observe(document.body, { attributes: true, attributeFilter: ['class', 'style'] });
-  }
+  observeTheme();
   let v = themeCache.get(name);
   if (v === undefined) {
     v = getComputedStyle(document.body).getPropertyValue(name).trim();

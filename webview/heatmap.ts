@@ -13,6 +13,8 @@ export interface HeatmapInput {
   /** Per layer: the slots the rule would fuse now. */
   marked: Map<string, number[]>;
   selected: Set<string>;
+  /** The row the keyboard is on (drawn with a focus ring while the row list has focus), or -1. */
+  focusRow?: number;
 }
 
 const LABEL_W = 150, BAR_W = 84, ROW_H = 18, GAP = 1, MAX_SHAT = 2.5;
@@ -129,17 +131,27 @@ export class Heatmap {
       ctx.fillRect(bx, y + 5, (barW * l.p) / Math.max(1, l.rTarget), ROW_H - 10);
       ctx.fillStyle = fg;
       ctx.fillText(`${l.p}/${l.rTarget}`, bx + barW + 4, y + ROW_H / 2);
+      if (row === input.focusRow) {
+        ctx.strokeStyle = sel;
+        ctx.lineWidth = 2;
+        ctx.setLineDash([]);
+        ctx.strokeRect(1, y + 1, width - 2, ROW_H - 2);
+      }
     });
   }
 }
 
-/** A colour legend for ŝ, drawn once. */
+/** A colour legend for ŝ. */
 export function drawLegend(canvas: HTMLCanvasElement): void {
   const ctx = canvas.getContext('2d')!;
-  const w = canvas.width, h = canvas.height;
+  drawScale(ctx, 0, 0, canvas.width, canvas.height);
+}
+
+/** The ŝ colour scale as a bar at (x, y), w × h. */
+export function drawScale(ctx: CanvasRenderingContext2D, x0: number, y0: number, w: number, h: number): void {
   for (let x = 0; x < w; x++) {
     ctx.fillStyle = scoreColor((x / (w - 1)) * MAX_SHAT, MAX_SHAT);
-    ctx.fillRect(x, 0, 1, h);
+    ctx.fillRect(x0 + x, y0, 1, h);
   }
 }
 

@@ -6,7 +6,8 @@
 import { PROTOCOL_MAJOR, type HubToViewer, type ViewerToHub } from '../src/protocol/messages';
 import { validateHubToViewer } from '../src/protocol/validate';
 
-export interface PageState { runIds?: string[]; smoothing?: number; logY?: boolean; xAxis?: 'step' | 'time' }
+import type { PageState } from './store';
+export type { PageState };
 
 export interface Host {
   readonly kind: 'vscode' | 'browser';

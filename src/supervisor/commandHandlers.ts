@@ -21,20 +21,9 @@ export interface Ui {
   confirm(message: string, action: string): Promise<boolean>;
 }
 
-/** "off" (or empty) → null; a number ≥ 0 → τ. */
-export function parseThreshold(text: string): { ok: true; value: number | null } | { ok: false; message: string } {
-  const t = text.trim().toLowerCase();
-  if (t === 'off' || t === 'none' || t === 'null' || t === '') return { ok: true, value: null };
-  const v = Number(t);
-  if (!Number.isFinite(v) || v < 0) return { ok: false, message: 'Enter a number ≥ 0 (pairs with normalised importance ŝ below it fuse), or "off" for the paper\'s fixed-ratio rule.' };
-  return { ok: true, value: v };
-}
-
-export function parseRatio(text: string): { ok: true; value: number } | { ok: false; message: string } {
-  const v = Number(text.trim());
-  if (!Number.isFinite(v) || v <= 0 || v > 1) return { ok: false, message: 'Enter a number in (0, 1]: the share of pairs per layer that fuse under the fixed-ratio rule.' };
-  return { ok: true, value: v };
-}
+// The parsing lives in src/srlora/commandInput.ts: the dashboard's τ and γ fields validate with the same functions.
+export { parseThreshold, parseRatio } from '../srlora/commandInput';
+import { parseThreshold, parseRatio } from '../srlora/commandInput';
 
 export class CommandHandlers {
   constructor(

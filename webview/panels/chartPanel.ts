@@ -1,0 +1,107 @@
+/**
+ * A chart panel: one SeriesChart with its title, the shared view controls' effect (x axis, log-y, smoothing), a
+ * log-y note, zoom reset, and PNG/CSV export. The loss panel and every metric panel are ChartPanels that differ
+ * only in the lines they draw (`lines`).
+ */
+import type { Store } from '../store';
+import type { RunData } from '../runData';
+import { SeriesChart, unitOf, type Line, type Marker } from '../seriesChart';
+import { cssVar, h, text } from '../dom';
+import { button, filePrefix, runColor, runName, type Panel } from './panel';
+import { composePng, save } from './exporting';
+
+export interface ChartSpec {
+  /** Stable key (what the chooser persists): 'loss', 'lr', 'examplesPerSec', 'scalar:NAME', 'eval:NAME'. */
+  key: string;
+  title: string;
+  yTitle: string;
+  unit: string;
+  lines(run: RunData, index: number, compare: boolean, smoothing: number): Line[];
+  csv?(run: RunData): string;
+}
+
+/** Markers for the recompositions that fused something (the ones the Recompositions table counts as fusing). */
+export function recompositionMarkers(runs: RunData[]): Marker[] {
+  const out: Marker[] = [];
+  const compare = runs.length > 1;
+  runs.forEach((run, i) => {
+    const t0 = run.time.length ? run.time.data[0] : 0;
+    for (const e of run.recompositions) {
+      if (!e.layers.some((l) => l.slots.length > 0)) continue;
+      out.push({ x: e.step, time: e.time, t0, dashed: e.trigger === 'forced',
+        color: compare ? runColor(i) : e.trigger === 'forced' ? cssVar('--vscode-charts-red', '#f14c4c') : cssVar('--vscode-charts-purple', '#b180d7') });
+    }
+  });
+  return out;
+}
+
+export class ChartPanel implements Panel {
+  readonly element: HTMLElement;
+  readonly canvas = h('canvas', {}) as HTMLCanvasElement;
+  readonly chart: SeriesChart;
+  private readonly note = h('span', { class: 'muted chart-note', 'aria-live': 'polite' });
+  private readonly status = h('span', { class: 'muted' });
+  private readonly reset = button('Reset zoom', 'Reset the zoom', () => this.chart.resetZoom());
+  private drawn = -1;
+
+  constructor(private readonly store: Store, readonly spec: ChartSpec, extraControls: (Node | null)[] = [], big = false) {
+    this.canvas.setAttribute('aria-label', spec.title);
+    this.canvas.setAttribute('role', 'img');
+    this.element = h('section', { class: `panel chart-panel${big ? ' big' : ''}`, 'aria-label': spec.title, 'data-metric': spec.key },
+      h('h2', {}, spec.title),
+      h('div', { class: 'chart-wrap' }, this.canvas),
+      h('div', { class: 'row' }, ...extraControls, this.reset,
+        button('PNG', `Save the ${spec.title} chart as PNG`, () => this.savePng()),
+        spec.csv ? button('CSV', spec.key === 'loss' ? 'Save the metrics as CSV' : `Save ${spec.title} as CSV`, () => this.saveCsv()) : null,
+        this.note, this.status));
+    this.chart = new SeriesChart(this.canvas, spec.yTitle, spec.unit);
+  }
+
+  dirty(): boolean { return this.store.version !== this.drawn || this.chart.viewChanged; }
+
+  update(): void { /* drawing only */ }
+
+  retheme(): void { this.drawn = -1; }
+
+  draw(): void {
+    this.drawn = this.store.version;
+    this.chart.viewChanged = false;
+    const runs = this.store.focused();
+    const compare = runs.length > 1;
+    const lines = runs.flatMap((r, i) => this.spec.lines(r, i, compare, this.store.view.smoothing));
+    this.chart.render(lines, this.spec.key === 'loss' || runs.length ? recompositionMarkers(runs) : [], this.store.view);
+    (this.reset as HTMLElement & { disabled: boolean }).disabled = !this.chart.zoomed;
+    text(this.note, this.chart.hiddenNonPositive ? `log y hides ${this.chart.hiddenNonPositive} point${this.chart.hiddenNonPositive === 1 ? '' : 's'} ≤ 0` : '');
+    // What the canvas shows, for screen readers (and tests): one entry per run.
+    this.canvas.dataset.runs = String(runs.length);
+    this.canvas.setAttribute('aria-label', `${this.spec.title} chart: ${runs.map((r) => {
+      const y = lines.filter((l) => l.key.startsWith(`${r.runId}|`) && !l.points)[0]?.y;
+      const n = y?.length ?? 0;
+      return `${runName(r)} (${r.model.method ?? '?'}), ${n} ${n === 1 ? 'point' : 'points'}${n && y ? `, last ${y[n - 1].toPrecision(4)}${this.spec.unit ? ` ${this.spec.unit}` : ''}` : ''}`;
+    }).join('; ') || 'no run'}`);
+  }
+
+  private savePng(): void {
+    const runs = this.store.focused();
+    const data = composePng(this.canvas, this.spec.title, runs.map((r) => `${runName(r)} (${r.model.method ?? '?'}, ${r.model.state}, step ${r.model.step})`).join(' · '));
+    save(this.store, `${filePrefix(this.store)}-${this.spec.key.replace(/[^\w.-]+/g, '_')}.png`, data, 'base64', 'image/png', (s) => text(this.status, s));
+  }
+
+  private saveCsv(): void {
+    const r = this.store.current();
+    if (!r || !this.spec.csv) return;
+    save(this.store, `${filePrefix(this.store)}-${this.spec.key === 'loss' ? 'metrics' : this.spec.key.replace(/[^\w.-]+/g, '_')}.csv`, this.spec.csv(r), 'utf8', 'text/csv', (s) => text(this.status, s));
+  }
+}
+
+/** The lines of a Track (a named scalar or an eval metric) of one run. */
+export function trackLine(r: RunData, i: number, compare: boolean, name: string, label: string, track: { step: { data: Float64Array; length: number }; time: { data: Float64Array; length: number }; value: { data: Float64Array; length: number }; cuts: number } | undefined, points = false): Line[] {
+  if (!track) return [];
+  const n = track.step.length;
+  return [{
+    key: `${r.runId}|${name}`, epoch: r.resets * 1000 + track.cuts, label: compare ? `${runName(r)}${label ? ` ${label}` : ''}` : label || name, color: runColor(compare ? i : 0),
+    step: track.step.data.subarray(0, n), time: track.time.data.subarray(0, n), y: track.value.data.subarray(0, n), t0: r.time.length ? r.time.data[0] : 0, points,
+  }];
+}
+
+export { unitOf };

@@ -1,0 +1,61 @@
+/**
+ * The commands a run received, newest first, as its log tells them (every ack: from this page, the palette, the
+ * Runs view, another window), so the list survives a reload. The labels of commands this page sent are kept in the
+ * page state (an ack names only the command id); others are named from what the log shows (an applied set's
+ * settings, a forced recomposition). A recomposition that fused nothing says so instead of a green "applied".
+ */
+import type { Ack } from '../../src/protocol/messages';
+import type { Store } from '../store';
+import type { RunData } from '../runData';
+import { h } from '../dom';
+import type { Panel } from './panel';
+
+const MAX_SHOWN = 30;
+
+export class CommandsPanel implements Panel {
+  readonly element = h('div', {}, h('h2', {}, 'Commands'), h('ul', { class: 'commands', 'aria-live': 'polite', 'aria-label': 'Commands sent to the run' }));
+  private readonly list = this.element.querySelector('ul')!;
+  private key = '';
+
+  constructor(private readonly store: Store) {}
+
+  private label(r: RunData, id: string, acks: Ack[]): string {
+    const own = this.store.sentLabels.get(id);
+    if (own) return own;
+    const settings = acks.find((a) => a.settings)?.settings;
+    if (settings) return `Set ${settings.fusionThreshold === null ? 'τ off' : `τ = ${settings.fusionThreshold}`}, γ = ${settings.fusionRatio}`;
+    const rec = r.recompositions.find((e) => e.commandId === id);
+    if (rec) return rec.layers.length === r.model.layers.length ? 'Recompose all layers' : `Recompose ${rec.layers.map((l) => l.name).join(', ')}`;
+    return `Command ${id}`;
+  }
+
+  private status(r: RunData, id: string, acks: Ack[]): { text: string; cls: string } {
+    const last = acks[acks.length - 1];
+    if (last.status === 'rejected') return { text: `rejected: ${last.reason ?? ''}`, cls: 'bad' };
+    if (last.status !== 'applied') return { text: 'received', cls: '' };
+    const rec = r.recompositions.find((e) => e.commandId === id);
+    if (rec && !rec.layers.some((l) => l.slots.length > 0)) {
+      const exhausted = rec.layers.every((l) => l.exhausted);
+      return { text: `applied at step ${last.step} — fused nothing (${exhausted ? 'no direction left' : 'no eligible pair'})`, cls: 'none' };
+    }
+    return { text: `applied at step ${last.step}`, cls: 'ok' };
+  }
+
+  update(): void {
+    const r = this.store.current();
+    const key = `${this.store.focus.join()}:${r?.resets}:${r?.ackCount}:${r?.recompositions.length}:${this.store.pending.map((c) => c.status).join()}:${this.store.sentLabels.size}`;
+    if (key === this.key) return;
+    this.key = key;
+    const items: HTMLElement[] = this.store.pending.filter((c) => c.runId === r?.runId)
+      .map((c) => h('li', { class: c.status.startsWith('refused') ? 'bad' : '' }, `${c.label} — ${c.status}`));
+    if (r && this.store.focus.length === 1) {
+      const ids = [...r.acks.keys()].reverse();
+      for (const id of ids.slice(0, MAX_SHOWN)) {
+        const acks = r.acks.get(id)!;
+        const s = this.status(r, id, acks);
+        items.push(h('li', { class: s.cls }, `${this.label(r, id, acks)} — ${s.text}`));
+      }
+    }
+    this.list.replaceChildren(...items);
+  }
+}

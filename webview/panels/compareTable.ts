@@ -1,0 +1,60 @@
+/**
+ * Compare: a table of the compared runs (name, method, state, steps, final and best loss and eval metrics) and the
+ * config fields that differ between them; shown only when more than one run is focused. The charts overlay the
+ * same runs in the same colours.
+ */
+import type { Store } from '../store';
+import type { RunData } from '../runData';
+import { formatNumber, h } from '../dom';
+import { runColor, runName, section, type Panel } from './panel';
+
+/** Config fields (dotted paths) whose values differ between the runs. */
+export function differingFields(configs: Record<string, unknown>[]): string[] {
+  const flat = configs.map((c) => flatten(c));
+  const keys = new Set(flat.flatMap((f) => [...f.keys()]));
+  return [...keys].filter((k) => new Set(flat.map((f) => JSON.stringify(f.get(k) ?? null))).size > 1).sort();
+}
+
+function flatten(v: unknown, prefix = '', out = new Map<string, unknown>()): Map<string, unknown> {
+  if (v && typeof v === 'object' && !Array.isArray(v)) for (const [k, x] of Object.entries(v)) flatten(x, prefix ? `${prefix}.${k}` : k, out);
+  else out.set(prefix, v);
+  return out;
+}
+
+const best = (vals: Float64Array, lower: boolean) => (vals.length ? vals.reduce((a, b) => (lower ? Math.min(a, b) : Math.max(a, b))) : null);
+
+export class CompareTable implements Panel {
+  readonly element: HTMLElement;
+  private readonly table = h('table', { class: 'compare' });
+  private key = '';
+
+  constructor(private readonly store: Store) {
+    this.element = section('Compared runs', h('div', { class: 'table-wrap' }, this.table));
+  }
+
+  update(): void {
+    const runs = this.store.focused();
+    this.element.hidden = this.store.focus.length < 2;
+    if (this.element.hidden) return;
+    const key = runs.map((r) => `${r.runId}:${r.version}`).join();
+    if (key === this.key) return;
+    this.key = key;
+    const metrics = [...new Set(runs.flatMap((r) => [...r.evalTracks.keys()].filter((k) => k !== 'loss')))].sort();
+    const diff = differingFields(runs.map((r) => r.model.config));
+    const head = ['run', 'method', 'state', 'steps', 'final loss', 'best loss', 'final eval loss', 'best eval loss', ...metrics.flatMap((m) => [`final ${m}`, `best ${m}`]), ...diff];
+    const cell = (r: RunData, i: number) => {
+      const ev = r.evalTracks.get('loss')?.value.view() ?? new Float64Array(0);
+      return [
+        h('th', { scope: 'row' }, h('span', { class: 'swatch', style: `background:${runColor(i)}`, 'aria-hidden': 'true' }), ` ${runName(r)}`),
+        r.model.method ?? '?', r.model.state, `${r.model.step}/${r.model.totalSteps ?? '?'}`,
+        formatNumber(r.loss.last()), formatNumber(best(r.loss.view(), true)), formatNumber(ev[ev.length - 1]), formatNumber(best(ev, true)),
+        ...metrics.flatMap((m) => { const v = r.evalTracks.get(m)?.value.view() ?? new Float64Array(0); const lower = /loss|error|perplexity/i.test(m); return [formatNumber(v[v.length - 1]), formatNumber(best(v, lower))]; }),
+        ...diff.map((f) => { const v = flatten(r.model.config).get(f); return v === undefined ? '–' : typeof v === 'string' ? v : JSON.stringify(v); }),
+      ];
+    };
+    this.table.replaceChildren(
+      h('thead', {}, h('tr', {}, ...head.map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, ...runs.map((r, i) => h('tr', {}, ...cell(r, i).map((c) => (typeof c === 'string' ? h('td', {}, c) : c))))),
+    );
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * The header: the run's name, state badge and facts (step, ETA without paused time, pace, loss, eval, fusing
+ * recompositions, min slot age), the browser page's run picker and compare picker, and the run controls (Stop asks
+ * first, unless the user turned that off).
+ */
+import type { Store } from '../store';
+import type { RunData } from '../runData';
+import { formatDuration } from '../../src/common/formatDuration';
+import { isActive } from '../../src/viewmodel/runModel';
+import { formatNumber, h, text } from '../dom';
+import { button, runName, type Check, type Field, type Panel } from './panel';
+
+/** The trainer is working (or paused) and takes steering commands: only then does the page offer them. */
+export const steerable = (r: RunData | undefined): boolean => !!r && isActive(r.model.state) && r.model.state !== 'stopping';
+
+/** Recompositions that fused at least one pair: the ones the charts mark. */
+export function fusingRecompositions(r: RunData): number {
+  return r.recompositions.filter((e) => e.layers.some((l) => l.slots.length > 0)).length;
+}
+
+/**
+ * The schedule and minimum slot age as the trainer stated them (hello.srlora; an applied set's settings), never
+ * recomputed here. An older trainer's hello has no srlora block: a minSlotAge its config sets explicitly is still
+ * what the trainer was told; otherwise unknown (null).
+ */
+export function ruleContext(r: RunData): { schedule: number[] | null; minSlotAge: number | null } {
+  const m = r.model;
+  const configured = typeof m.config.minSlotAge === 'number' ? m.config.minSlotAge : null;
+  return { schedule: m.schedule, minSlotAge: m.settings?.minSlotAge ?? m.minSlotAge ?? configured };
+}
+
+export class Header implements Panel {
+  readonly element: HTMLElement;
+  private readonly name = h('h1', { class: 'run-name' }, 'SRLoRA');
+  private readonly badge = h('span', { class: 'badge', role: 'status' }, '…');
+  private readonly facts = h('div', { class: 'facts', 'aria-live': 'polite' });
+  private readonly conn = h('span', { class: 'conn' });
+  private readonly runSelect = h('vscode-single-select', { 'aria-label': 'Run', class: 'run-select' }) as Field;
+  private readonly comparePicker = h('details', { class: 'compare-picker' });
+  private readonly pause = button('Pause', 'Pause or resume the run', () => this.onPause(), false);
+  private readonly recompose = button('Recompose now', 'Recompose all layers now', () => this.store.command('Recompose all layers', { kind: 'recompose' }));
+  private readonly recomposeSel = button('Recompose selected', 'Recompose the selected layers now', () => this.onRecomposeSelected());
+  private readonly checkpoint = button('Checkpoint', 'Save a checkpoint now', () => this.store.command('Checkpoint', { kind: 'checkpoint' }));
+  private readonly stop = button('Stop', 'Stop the run', () => this.onStop());
+  private readonly confirmBar = h('div', { class: 'confirm', role: 'alertdialog', 'aria-label': 'Confirm stop', hidden: true });
+  private readonly dontAsk = h('vscode-checkbox', { label: 'don\'t ask again' }) as Check;
+  private pickerKey = '';
+
+  constructor(private readonly store: Store) {
+    const browser = store.host.kind === 'browser';
+    this.confirmBar.append(
+      h('span', {}, 'Stop the run? It saves a checkpoint and ends; Continue Run resumes it later.'),
+      button('Stop the run', 'Confirm: stop the run', () => this.doStop(), false), button('Cancel', 'Cancel stopping', () => { this.confirmBar.hidden = true; }),
+      ...(browser ? [this.dontAsk] : []),
+    );
+    this.element = h('header', {},
+      h('div', { class: 'title' }, this.name, this.badge, this.conn, browser ? this.runSelect : null, browser ? this.comparePicker : null),
+      this.facts,
+      h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Run controls' }, this.pause, this.recompose, this.recomposeSel, this.checkpoint, this.stop),
+      this.confirmBar);
+    this.runSelect.addEventListener('change', () => { if (this.runSelect.value && this.runSelect.value !== store.focus[0]) store.setFocus([this.runSelect.value]); });
+    store.host.onStatus((ok, detail) => { text(this.conn, ok ? '' : `● ${detail}`); if (ok && browser) store.subscribe(); });
+  }
+
+  private onPause(): void {
+    const r = this.store.current();
+    if (r) this.store.command(r.model.state === 'paused' ? 'Resume' : 'Pause', { kind: r.model.state === 'paused' ? 'resume' : 'pause' });
+  }
+
+  private onRecomposeSelected(): void {
+    const layers = [...this.store.selectedLayers];
+    if (layers.length) this.store.command(`Recompose ${layers.join(', ')}`, { kind: 'recompose', layers });
+  }
+
+  private onStop(): void {
+    if (!this.store.confirmStop) { this.doStop(); return; }
+    this.confirmBar.hidden = false;
+    (this.confirmBar.querySelector('vscode-button') as HTMLElement | null)?.focus();
+  }
+
+  private doStop(): void {
+    this.confirmBar.hidden = true;
+    if (this.dontAsk.checked) { this.store.confirmStop = false; this.store.persist(); }
+    this.store.command('Stop', { kind: 'stop' });
+  }
+
+  update(): void {
+    this.renderPickers();
+    const store = this.store, r = store.current();
+    if (!r) {
+      const unknown = store.focus.filter((id) => store.missing.has(id));
+      text(this.name, unknown.length ? `No run named “${unknown.join('”, “').slice(0, 200)}”` : store.focus.length ? 'Loading…' : 'No run selected');
+      text(this.badge, unknown.length ? 'not found' : '…');
+      this.badge.className = unknown.length ? 'badge state-failed' : 'badge';
+      text(this.facts, unknown.length ? (store.host.kind === 'browser' && store.runList.length ? 'Pick a run above.' : 'Check the run id (the run folder\'s name).') : '');
+      for (const b of [this.pause, this.recompose, this.recomposeSel, this.checkpoint, this.stop]) b.disabled = true;
+      return;
+    }
+    const m = r.model;
+    const compare = store.focus.length > 1;
+    text(this.name, compare ? `Compare: ${store.focused().map(runName).join(' · ')}` : runName(r));
+    text(this.badge, compare ? `${store.focus.length} runs` : m.state);
+    this.badge.className = compare ? 'badge' : `badge state-${m.state}`;
+    const running = m.state === 'running';
+    const eta = r.etaSeconds();
+    const { minSlotAge } = ruleContext(r);
+    const srlora = m.method === 'srlora';
+    text(this.facts, compare ? 'The table below compares the runs; every chart overlays them (one colour per run).' : [
+      m.method ?? '?', m.backend || '?', `step ${m.step}/${m.totalSteps ?? '?'}`, running && eta !== null ? `ETA ${formatDuration(eta)}` : null,
+      running && m.examplesPerSec ? `${Math.round(m.examplesPerSec)} ex/s` : null, `loss ${formatNumber(m.loss)}`,
+      m.evalAccuracy !== null ? `eval acc ${(100 * m.evalAccuracy).toFixed(1)} %` : null,
+      srlora ? `${fusingRecompositions(r)} recompositions` : null,
+      srlora ? (minSlotAge !== null ? `min slot age ${minSlotAge}` : 'min slot age unknown') : null,
+      m.nonFiniteSteps ? `${m.nonFiniteSteps} steps skipped (non-finite gradients)` : null,
+      m.rewinds ? `resumed ${m.rewinds}×` : null,
+      m.stateReason ? `(${m.stateReason})` : null,
+    ].filter(Boolean).join(' · '));
+    const active = steerable(r) && !compare;
+    const sel = store.selectedLayers.size;
+    text(this.pause, m.state === 'paused' ? 'Resume' : 'Pause');
+    this.pause.disabled = !active;
+    this.recompose.disabled = !active || !srlora;
+    this.recomposeSel.disabled = !active || !srlora || sel === 0;
+    text(this.recomposeSel, sel ? `Recompose ${sel} selected` : 'Recompose selected');
+    this.checkpoint.disabled = !active;
+    this.stop.disabled = !active;
+    if (!active) this.confirmBar.hidden = true;
+  }
+
+  /** The browser page's pickers: one run to show, or runs to compare. */
+  private renderPickers(): void {
+    const store = this.store;
+    if (store.host.kind !== 'browser') return;
+    const key = store.runList.map((r) => `${r.runId}:${r.name}:${r.method}:${r.state}`).join(',') + '|' + store.focus.join(',');
+    if (key !== this.pickerKey && !(this.comparePicker as HTMLDetailsElement).open) { // never under the user's hands
+      this.pickerKey = key;
+      // The focused run's option carries `selected`: the select re-reads its options after they are replaced and
+      // would otherwise select the first one (an older run) — the picker showed a finished run after Pause.
+      this.runSelect.replaceChildren(...store.runList.map((r) => h('vscode-option', { value: r.runId, selected: r.runId === store.focus[0] }, `${r.name ?? r.runId} (${r.method ?? '?'}, ${r.state})`)));
+      const boxes = store.runList.map((r) => h('vscode-checkbox', { value: r.runId, label: `${r.name ?? r.runId} (${r.method ?? '?'}, ${r.state})`, checked: store.focus.includes(r.runId) }) as Check & { value: string });
+      const go = button('Compare', 'Compare the checked runs', () => {
+        const ids = boxes.filter((b) => b.checked).map((b) => b.value);
+        if (ids.length) { store.setFocus(ids); (this.comparePicker as HTMLDetailsElement).open = false; }
+      }, false);
+      this.comparePicker.replaceChildren(h('summary', {}, 'Compare runs…'), h('div', { class: 'compare-list' }, ...boxes, go));
+    }
+    if (store.focus[0] && this.runSelect.value !== store.focus[0]) this.runSelect.value = store.focus[0];
+  }
+}

@@ -1,0 +1,42 @@
+/** The slot history of one layer (chosen here or by selecting a heatmap row). */
+import type { Store } from '../store';
+import { drawSlotHistory } from '../slotHistory';
+import { h } from '../dom';
+import { section, type Field, type Panel } from './panel';
+
+export class HistoryPanel implements Panel {
+  readonly element: HTMLElement;
+  private readonly select = h('vscode-single-select', { 'aria-label': 'Layer for the slot history' }) as Field;
+  private readonly canvas = h('canvas', { class: 'history', role: 'img', 'aria-label': 'Slot history of the selected layer' }) as HTMLCanvasElement;
+  private optionsKey = '';
+  private drawnKey = '';
+  private themeKey = 0;
+
+  constructor(private readonly store: Store) {
+    this.element = section('Slot history', h('div', { class: 'row' }, this.select, h('span', { class: 'muted' }, 'time runs left to right; white: a slot took a new direction')), this.canvas);
+    this.select.addEventListener('change', () => { if (this.select.value) { store.historyLayer = this.select.value; store.changed(); } });
+  }
+
+  update(): void {
+    const r = this.store.current();
+    const names = r?.model.layers.map((l) => l.name) ?? [];
+    this.store.historyLayer ??= names[0] ?? null;
+    const key = names.join('|') + '#' + this.store.historyLayer;
+    if (key !== this.optionsKey) {
+      this.optionsKey = key;
+      // `selected` on the shown layer's option: the select re-reads its options after they change.
+      this.select.replaceChildren(...names.map((n) => h('vscode-option', { value: n, selected: n === this.store.historyLayer }, n)));
+    }
+    if (this.store.historyLayer && this.select.value !== this.store.historyLayer) this.select.value = this.store.historyLayer;
+  }
+
+  retheme(): void { this.themeKey++; }
+
+  private key(): string { const r = this.store.current(); return `${r?.runId}:${r?.resets}:${r?.frames.length}:${r?.frames[r.frames.length - 1]?.step}:${this.store.historyLayer}:${this.themeKey}`; }
+  dirty(): boolean { return this.key() !== this.drawnKey; }
+  draw(): void {
+    this.drawnKey = this.key();
+    const r = this.store.current();
+    if (r && this.store.historyLayer) drawSlotHistory(this.canvas, r.frames, this.store.historyLayer);
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * The loss chart, and a chart for every other scalar the trainer sends: learning rate, examples/s, each named
+ * scalar of the metrics rows (grad norm, memory, a user trainer's own), eval loss and each eval metric. The user
+ * picks which metric panels show (the choice persists); a metric that appears later gets its panel then.
+ */
+import type { Store } from '../store';
+import type { RunData } from '../runData';
+import { DebiasedEma } from '../smoothing';
+import { metricsCsv } from '../exportCsv';
+import { cssVar, h, text } from '../dom';
+import type { Line } from '../seriesChart';
+import { ChartPanel, trackLine, unitOf, type ChartSpec } from './chartPanel';
+import { runColor, runName, type Check, type Panel } from './panel';
+
+/** Per run: its smoothing state (incremental), rebuilt when the run was reset or β changed. */
+const emas = new WeakMap<RunData, { resets: number; ema: DebiasedEma }>();
+
+export const lossSpec: ChartSpec = {
+  key: 'loss', title: 'Loss', yTitle: 'loss', unit: '',
+  csv: metricsCsv,
+  lines(r, i, compare, beta) {
+    const n = r.step.length, t0 = n ? r.time.data[0] : 0;
+    const color = runColor(compare ? i : 0);
+    const name = compare ? `${runName(r)} (${r.model.method ?? '?'})` : 'train';
+    const base = { step: r.step.view(), time: r.time.view(), t0, epoch: r.resets };
+    const out: Line[] = [{ ...base, key: `${r.runId}|loss`, label: `${name} raw`, color, y: r.loss.view(), width: 1, alpha: beta > 0 ? '55' : undefined, ignoreInRange: beta > 0 }];
+    if (beta > 0) {
+      let e = emas.get(r);
+      if (!e || e.resets !== r.resets || e.ema.beta !== beta) { e = { resets: r.resets, ema: new DebiasedEma(beta) }; emas.set(r, e); }
+      out.push({ ...base, key: `${r.runId}|loss-smooth|${beta}`, label: `${name} smoothed`, color, y: e.ema.update(r.loss.view()), width: 2 });
+    }
+    const ev = r.evalTracks.get('loss');
+    out.push(...trackLine(r, i, compare, 'eval-loss', compare ? 'eval' : 'eval', ev, true).map((l) => ({ ...l, color: compare ? color : cssVar('--vscode-charts-green', '#89d185') })));
+    return out;
+  },
+};
+
+function aligned(key: string, title: string, pick: (r: RunData) => Float64Array): ChartSpec {
+  return {
+    key, title, yTitle: `${title}${unitOf(key) ? ` (${unitOf(key)})` : ''}`, unit: unitOf(key),
+    lines: (r, i, compare) => [{ key: `${r.runId}|${key}`, epoch: r.resets, label: compare ? runName(r) : title, color: runColor(compare ? i : 0),
+      step: r.step.view(), time: r.time.view(), y: pick(r), t0: r.step.length ? r.time.data[0] : 0 }],
+  };
+}
+
+/** The spec of a metric panel by its key. */
+export function metricSpec(key: string): ChartSpec {
+  if (key === 'lr') return aligned('lr', 'Learning rate', (r) => r.lr.view());
+  if (key === 'examplesPerSec') return aligned('examplesPerSec', 'Examples/s', (r) => r.examplesPerSec.view());
+  const [kind, name] = [key.slice(0, key.indexOf(':')), key.slice(key.indexOf(':') + 1)];
+  const unit = unitOf(name);
+  const title = kind === 'eval' ? `Eval ${name}` : name;
+  return {
+    key, title, yTitle: `${name}${unit ? ` (${unit})` : ''}`, unit,
+    lines: (r, i, compare) => trackLine(r, i, compare, key, compare ? '' : title, (kind === 'eval' ? r.evalTracks : r.scalars).get(name), kind === 'eval' && (r.evalTracks.get(name)?.length ?? 0) < 3),
+  };
+}
+
+/** The metric keys the focused runs have, in a stable order: lr, examples/s, named scalars, evals. */
+export function metricKeys(runs: RunData[]): string[] {
+  const keys: string[] = [];
+  if (runs.some((r) => r.step.length)) keys.push('lr', 'examplesPerSec');
+  const scalars = new Set<string>(), evals = new Set<string>();
+  for (const r of runs) { for (const k of r.scalars.keys()) scalars.add(k); for (const k of r.evalTracks.keys()) evals.add(k); }
+  keys.push(...[...scalars].sort().map((k) => `scalar:${k}`), ...[...evals].sort().map((k) => `eval:${k}`));
+  return keys;
+}
+
+export class MetricsPanel implements Panel {
+  readonly element: HTMLElement;
+  private readonly chooser = h('details', { class: 'chooser' });
+  private readonly grid = h('div', { class: 'metrics-grid' });
+  private readonly count = h('span', { class: 'muted' });
+  readonly charts = new Map<string, ChartPanel>();
+  private keysShown = '';
+
+  constructor(private readonly store: Store) {
+    this.element = h('section', { class: 'panel metrics', 'aria-label': 'Metrics' }, h('div', { class: 'row' }, h('h2', {}, 'Metrics'), this.count, this.chooser), this.grid);
+  }
+
+  /** The chart panels drawn now (shown ones), for the frame loop. */
+  visible(): ChartPanel[] { return [...this.charts.values()].filter((c) => !this.store.hidden.has(c.spec.key)); }
+
+  update(): void {
+    const keys = metricKeys(this.store.focused());
+    const key = keys.join('|') + '#' + [...this.store.hidden].join('|');
+    if (key === this.keysShown) return;
+    this.keysShown = key;
+    const open = (this.chooser as HTMLDetailsElement).open;
+    const boxes = keys.map((k) => {
+      const c = h('vscode-checkbox', { label: metricSpec(k).title, checked: !this.store.hidden.has(k), 'data-metric': k }) as Check;
+      c.addEventListener('change', () => {
+        if (c.checked) this.store.hidden.delete(k); else this.store.hidden.add(k);
+        this.store.persist();
+        this.store.changed();
+      });
+      return c;
+    });
+    this.chooser.replaceChildren(h('summary', {}, 'Panels…'), h('div', { class: 'chooser-list', role: 'group', 'aria-label': 'Metric panels to show' }, ...boxes));
+    (this.chooser as HTMLDetailsElement).open = open;
+    for (const k of keys) if (!this.charts.has(k) && !this.store.hidden.has(k)) this.charts.set(k, new ChartPanel(this.store, metricSpec(k)));
+    const shown = keys.filter((k) => !this.store.hidden.has(k));
+    this.grid.replaceChildren(...shown.map((k) => this.charts.get(k)!.element));
+    text(this.count, `${shown.length} of ${keys.length} shown`);
+  }
+}

@@ -1,0 +1,278 @@
+/**
+ * One time-series chart (Chart.js) for any scalar of one or several runs: the loss chart and every metrics panel
+ * are instances of it. Chart.js never sees a full series: each frame it gets a min-max decimation (two points per
+ * pixel pair) of the typed arrays, kept incremental per line by a MinMaxIndex, with animation off, parsing off and
+ * update('none').
+ *
+ * What a practitioner expects of the chart, and why it is here:
+ * - zoom and pan on x (chartjs-plugin-zoom: wheel or drag a box to zoom, Shift+drag to pan, double-click resets);
+ *   a zoomed view is decimated from the visible slice only, so zooming in shows the steps, not the envelope;
+ * - an outlier-aware y range (the first steps' loss does not flatten the curve; see robustRange);
+ * - x as step, seconds since the first step (0 at the first step), or wall-clock time;
+ * - tooltips with units; log-y that fits the smallest positive value and says how many points (≤ 0) it hides;
+ * - colours read from the theme at every draw (a theme switch redraws everything in the new colours).
+ */
+import {
+  Chart, LineController, LineElement, PointElement, LinearScale, LogarithmicScale, Tooltip, Legend, ScatterController,
+  type ChartDataset, type Plugin, type TooltipItem,
+} from 'chart.js';
+import zoomPlugin from 'chartjs-plugin-zoom';
+import { MinMaxIndex, type Point } from './minMaxIndex';
+import { cssVar, formatNumber } from './dom';
+
+Chart.register(LineController, ScatterController, LineElement, PointElement, LinearScale, LogarithmicScale, Tooltip, Legend, zoomPlugin);
+
+export type XAxis = 'step' | 'relative' | 'wall';
+export interface ChartView { smoothing: number; logY: boolean; xAxis: XAxis }
+
+/** One line (or, with points, a scatter) of one run. x/y/t are aligned typed-array views; t is ms since the epoch. */
+export interface Line {
+  /** Stable key of the line's cache (run id + series); `epoch` changes when its values were replaced (not appended). */
+  key: string;
+  epoch: number;
+  label: string;
+  color: string;
+  step: ArrayLike<number>;
+  time: ArrayLike<number>;
+  y: ArrayLike<number>;
+  /** ms of the run's first step: relative time 0. */
+  t0: number;
+  width?: number;
+  alpha?: string;
+  points?: boolean;
+  /** Not in the y range (a faint raw line under its smoothed one still shows; the range follows the smoothed). */
+  ignoreInRange?: boolean;
+}
+
+export interface Marker { x: number; time: number; t0: number; dashed: boolean; color: string }
+
+const markerPlugin: Plugin<'line'> = {
+  id: 'srloraMarkers',
+  afterDatasetsDraw(chart, _args, opts) {
+    const { markers, xAxis } = opts as unknown as { markers: Marker[]; xAxis: XAxis };
+    const { ctx, chartArea, scales } = chart;
+    ctx.save();
+    ctx.lineWidth = 1;
+    ctx.globalAlpha = 0.7;
+    for (const m of markers ?? []) {
+      const px = scales.x.getPixelForValue(xOf(xAxis, m.x, m.time, m.t0));
+      if (!(px >= chartArea.left && px <= chartArea.right)) continue;
+      ctx.strokeStyle = m.color;
+      ctx.setLineDash(m.dashed ? [4, 3] : []);
+      ctx.beginPath();
+      ctx.moveTo(px, chartArea.top);
+      ctx.lineTo(px, chartArea.bottom);
+      ctx.stroke();
+    }
+    ctx.restore();
+  },
+};
+
+/** The x value of a point on the chosen axis: step, seconds since the run's first step (≥ 0), or epoch ms. */
+export function xOf(axis: XAxis, step: number, time: number, t0: number): number {
+  return axis === 'step' ? step : axis === 'relative' ? Math.max(0, (time - t0) / 1000) : time;
+}
+
+/** Seconds as a short duration (x: relative). */
+export function formatSeconds(s: number): string {
+  if (s < 120) return `${Math.round(s)} s`;
+  if (s < 7200) return `${Math.floor(s / 60)} m ${String(Math.round(s % 60)).padStart(2, '0')} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} m`;
+}
+
+/** Epoch ms as local time of day (x: wall); the date too when the run spans days. */
+export function formatWall(ms: number, withDate: boolean): string {
+  const d = new Date(ms);
+  const hms = `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}:${String(d.getSeconds()).padStart(2, '0')}`;
+  return withDate ? `${d.getMonth() + 1}/${d.getDate()} ${hms}` : hms;
+}
+
+/**
+ * The unit a scalar's name states ("units in the name", docs/protocol.md): a last segment after _ . / or - such as
+ * MiB, GB, ms, s, %, W; the built-in series have known units. '' when none.
+ */
+export function unitOf(name: string): string {
+  if (name === 'examplesPerSec') return 'examples/s';
+  const m = /[_./-](KiB|MiB|GiB|KB|MB|GB|bytes|ms|s|%|pct|percent|W|C)$/i.exec(name);
+  if (!m) return '';
+  const u = m[1];
+  return /^(pct|percent)$/i.test(u) ? '%' : u;
+}
+
+/**
+ * The y range a reader wants: every point, unless a few extreme points (the first steps' loss, a spike) would
+ * squeeze the rest into a band. Values beyond the 2nd/98th percentiles by more than that band's width are left out
+ * of the range (they are still drawn, clipped at the edge). In log space when log-y.
+ */
+export function robustRange(values: number[], log: boolean): { min: number; max: number } | null {
+  const v = (log ? values.filter((x) => x > 0).map(Math.log10) : values.filter(Number.isFinite)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const q = (p: number) => v[Math.min(v.length - 1, Math.max(0, Math.round(p * (v.length - 1))))];
+  const lo = q(0.02), hi = q(0.98), band = hi - lo;
+  let min = v[0], max = v[v.length - 1];
+  if (band > 0) {
+    if (max > hi + band) max = hi + 0.1 * band;
+    if (min < lo - band) min = lo - 0.1 * band;
+  }
+  const pad = min === max ? Math.abs(min) * 0.05 || (log ? 0.1 : 1) : (max - min) * 0.04;
+  min -= pad;
+  max += pad;
+  return log ? { min: 10 ** min, max: 10 ** max } : { min, max };
+}
+
+interface LineCache { epoch: number; index: MinMaxIndex; x: Float64Array; xLen: number; xAxis: XAxis; nonPositive: number; counted: number }
+
+export class SeriesChart {
+  readonly chart: Chart<'line'>;
+  private readonly cache = new Map<string, LineCache>();
+  /** What the last draw hid on log-y (points ≤ 0), for the note under the chart. */
+  hiddenNonPositive = 0;
+  private themeKey = '';
+
+  constructor(readonly canvas: HTMLCanvasElement, private readonly yTitle: string, private readonly unit = '') {
+    this.chart = new Chart(canvas, {
+      type: 'line',
+      data: { datasets: [] },
+      plugins: [markerPlugin],
+      options: {
+        animation: false, parsing: false, normalized: true, responsive: true, maintainAspectRatio: false, spanGaps: false,
+        interaction: { mode: 'nearest', axis: 'x', intersect: false },
+        elements: { point: { radius: 0 }, line: { borderWidth: 1.5 } },
+        scales: {
+          x: { type: 'linear', title: { display: true, text: 'step' } },
+          y: { type: 'linear', title: { display: true, text: yTitle } },
+        },
+        plugins: {
+          legend: { labels: { boxWidth: 12 } },
+          tooltip: { callbacks: { title: (items) => this.tooltipTitle(items), label: (c) => `${c.dataset.label}: ${formatNumber(c.parsed.y, 4)}${this.unit ? ` ${this.unit}` : ''}` } },
+          zoom: {
+            zoom: { wheel: { enabled: true, modifierKey: 'ctrl' }, drag: { enabled: true, threshold: 8 }, mode: 'x', onZoomComplete: () => { this.viewChanged = true; } },
+            pan: { enabled: true, mode: 'x', modifierKey: 'shift', onPanComplete: () => { this.viewChanged = true; } },
+          },
+          // @ts-expect-error: options of our own plugin
+          srloraMarkers: { markers: [], xAxis: 'step' },
+        },
+      },
+    });
+    canvas.addEventListener('dblclick', () => this.resetZoom());
+  }
+
+  private xAxis: XAxis = 'step';
+  private axisKey = '';
+  private wallWithDate = false;
+
+  private tooltipTitle(items: TooltipItem<'line'>[]): string {
+    const x = items[0]?.parsed.x;
+    if (x === undefined || x === null) return '';
+    return this.xAxis === 'step' ? `step ${x}` : this.xAxis === 'relative' ? `${formatSeconds(x)} since the first step` : formatWall(x, true);
+  }
+
+  get zoomed(): boolean { return this.chart.isZoomedOrPanned?.() ?? false; }
+  resetZoom(): void { this.chart.resetZoom?.('none'); this.viewChanged = true; }
+  /** Zoomed, panned or reset since the last draw (the visible slice is decimated anew). */
+  viewChanged = false;
+
+  /** The colours of the theme in force; applied only when they changed (a theme switch). */
+  private applyTheme(): void {
+    const fg = cssVar('--vscode-foreground', '#ccc'), grid = cssVar('--vscode-editorWidget-border', '#444');
+    const key = `${fg}|${grid}`;
+    if (key === this.themeKey) return;
+    this.themeKey = key;
+    const o = this.chart.options;
+    // Set in place: Chart.js options are resolver proxies, which must not be spread into new objects.
+    for (const axis of ['x', 'y'] as const) {
+      const s = o.scales![axis] as { ticks: { color?: string }; grid: { color?: string }; title: { color?: string } };
+      s.ticks.color = fg;
+      s.grid.color = grid;
+      s.title.color = fg;
+    }
+    o.plugins!.legend!.labels!.color = fg;
+    o.color = fg;
+  }
+
+  /** Rebuilds the datasets (decimated to the canvas width); call at most once per frame. */
+  render(lines: Line[], markers: Marker[], view: ChartView): void {
+    this.applyTheme();
+    this.xAxis = view.xAxis;
+    const buckets = Math.max(100, Math.floor((this.canvas.clientWidth || 800) / 2));
+    const o = this.chart.options;
+    const xScale = this.chart.scales.x;
+    const zoomed = this.zoomed && xScale !== undefined;
+    const datasets: ChartDataset<'line', Point[]>[] = [];
+    const inRange: number[] = [];
+    let hidden = 0;
+    let wallMin = Infinity, wallMax = -Infinity;
+    for (const line of lines) {
+      const n = Math.min(line.y.length, line.step.length);
+      let c = this.cache.get(line.key);
+      if (!c || c.epoch !== line.epoch || c.xAxis !== view.xAxis || c.xLen > n) {
+        c = { epoch: line.epoch, index: new MinMaxIndex(), x: new Float64Array(0), xLen: 0, xAxis: view.xAxis, nonPositive: 0, counted: 0 };
+        this.cache.set(line.key, c);
+      }
+      // x values on the chosen axis, extended as points arrive (never rebuilt for the whole series).
+      if (c.x.length < n) { const next = new Float64Array(Math.max(n, c.x.length * 2)); next.set(c.x.subarray(0, c.xLen)); c.x = next; }
+      for (let k = c.xLen; k < n; k++) c.x[k] = xOf(view.xAxis, line.step[k], line.time[k], line.t0);
+      c.xLen = n;
+      for (let k = c.counted; k < n; k++) if (!(line.y[k] > 0)) c.nonPositive++;
+      c.counted = n;
+      const xs = c.x.subarray(0, n);
+      if (n && view.xAxis === 'wall') { wallMin = Math.min(wallMin, xs[0]); wallMax = Math.max(wallMax, xs[n - 1]); }
+      let pts: Point[];
+      if (line.points || n <= 2 * buckets) pts = Array.from({ length: n }, (_, i) => ({ x: xs[i], y: line.y[i] }));
+      else if (zoomed) pts = decimateSlice(xs, line.y, xScale.min, xScale.max, buckets);
+      else pts = c.index.decimate(xs, line.y, buckets);
+      if (view.logY) {
+        if (c.nonPositive) { hidden += c.nonPositive; pts = pts.map((p) => (p.y > 0 ? p : { x: p.x, y: NaN })); }
+      }
+      if (!line.ignoreInRange) for (const p of pts) if (!zoomed || (p.x >= xScale.min && p.x <= xScale.max)) inRange.push(p.y);
+      datasets.push(line.points
+        ? { label: line.label, data: pts, borderColor: line.color, backgroundColor: line.color, pointRadius: 3, showLine: false }
+        : { label: line.label, data: pts, borderColor: line.alpha ? line.color + line.alpha : line.color, borderWidth: line.width ?? 1.5, pointRadius: 0 });
+    }
+    this.hiddenNonPositive = view.logY ? hidden : 0;
+    const range = robustRange(inRange, view.logY);
+    const yType = view.logY ? 'logarithmic' : 'linear';
+    const y = o.scales!.y as { type: string; min?: number; max?: number };
+    if (y.type !== yType) {
+      o.scales!.y = { type: yType, title: { display: true, text: this.yTitle } } as never;
+      this.themeKey = '';
+      this.applyTheme();
+    }
+    (o.scales!.y as { min?: number; max?: number }).min = range?.min;
+    (o.scales!.y as { min?: number; max?: number }).max = range?.max;
+    const x = o.scales!.x as { title: { text: string }; ticks: { callback?: (v: number | string) => string } };
+    const axisKey = `${view.xAxis}:${this.wallWithDate}`;
+    x.title.text = view.xAxis === 'step' ? 'step' : view.xAxis === 'relative' ? 'time since the first step' : 'wall-clock time';
+    this.wallWithDate = wallMax - wallMin > 20 * 3600_000;
+    if (axisKey !== this.axisKey) {
+      this.axisKey = axisKey;
+      x.ticks.callback = view.xAxis === 'step' ? (v) => String(Math.round(Number(v)))
+        : view.xAxis === 'relative' ? (v) => formatSeconds(Number(v)) : (v) => formatWall(Number(v), this.wallWithDate);
+    }
+    (o.plugins as unknown as Record<string, unknown>).srloraMarkers = { markers, xAxis: view.xAxis };
+    this.chart.data.datasets = datasets;
+    this.chart.update('none');
+  }
+
+  dispose(): void { this.chart.destroy(); }
+}
+
+/** Min-max decimation of the points with x in [lo, hi] (a zoomed view: only what is visible, at full detail). */
+export function decimateSlice(x: ArrayLike<number>, y: ArrayLike<number>, lo: number, hi: number, buckets: number): Point[] {
+  const n = y.length;
+  const first = (v: number) => { let a = 0, b = n; while (a < b) { const m = (a + b) >> 1; if (x[m] < v) a = m + 1; else b = m; } return a; };
+  const start = Math.max(0, first(lo) - 1), end = Math.min(n, first(hi) + 2);
+  const out: Point[] = [];
+  if (end - start <= 2 * buckets) { for (let i = start; i < end; i++) out.push({ x: x[i], y: y[i] }); return out; }
+  const span = (x[end - 1] - x[start]) || 1;
+  let i = start;
+  for (let b = 0; b < buckets && i < end; b++) {
+    const edge = x[start] + ((b + 1) * span) / buckets;
+    let mn = i, mx = i;
+    while (i < end && (x[i] <= edge || b === buckets - 1)) { if (y[i] < y[mn]) mn = i; if (y[i] > y[mx]) mx = i; i++; }
+    const [a, c] = mn <= mx ? [mn, mx] : [mx, mn];
+    out.push({ x: x[a], y: y[a] });
+    if (c !== a) out.push({ x: x[c], y: y[c] });
+  }
+  return out;
+}

@@ -1,0 +1,154 @@
+/**
+ * The page's one store: the runs it shows (each a RunData folded through the one reducer), the hub's run list, and
+ * the user's choices (focus, chart view, hidden panels, the command labels it sent). Panels read it and send
+ * through it; none keeps a copy of a run's state. `version` bumps on every change (the frame loop redraws then).
+ */
+import type { CommandBody, HubToViewer, RunSummary } from '../src/protocol/messages';
+import { isActive } from '../src/viewmodel/runModel';
+import { V, type Host } from './host';
+import { RunData } from './runData';
+import type { ChartView, XAxis } from './seriesChart';
+
+/** What the page keeps across reloads (VS Code's webview state, or localStorage in the browser). */
+export interface PageState {
+  runIds?: string[];
+  smoothing?: number;
+  logY?: boolean;
+  xAxis?: XAxis | 'time';
+  /** Metric panels the user hid (by metric key). */
+  hidden?: string[];
+  /** Labels of the commands this page sent, by command id (the log's acks name only the id). */
+  sent?: [string, string][];
+  confirmStop?: boolean;
+}
+
+export interface CommandEntry { requestId: string; runId: string; label: string; commandId?: string; status: string }
+
+const MAX_SENT = 100;
+
+export class Store {
+  readonly runs = new Map<string, RunData>();
+  runList: RunSummary[] = [];
+  focus: string[];
+  /** Runs the host does not know (a mistyped id in the URL, a deleted run). */
+  readonly missing = new Set<string>();
+  /** Requests sent from this page not yet forwarded (refused ones stay, with the reason). */
+  readonly pending: CommandEntry[] = [];
+  readonly sentLabels: Map<string, string>;
+  readonly view: ChartView;
+  readonly hidden: Set<string>;
+  /** Layers the user selected in the heatmap (Recompose selected acts on them; the slot history shows the last). */
+  readonly selectedLayers = new Set<string>();
+  historyLayer: string | null = null;
+  /** Ask before Stop (VS Code: srlora.dashboard.confirmStop; the browser page: remembered here). */
+  confirmStop: boolean;
+  version = 0;
+  private nextRequest = 1;
+  private readonly saveHandlers = new Map<string, (path: string | undefined, error: string | undefined) => void>();
+
+  constructor(readonly host: Host, initialFocus: string[]) {
+    const saved = host.getState();
+    this.focus = initialFocus.length ? initialFocus : saved.runIds ?? [];
+    const x = saved.xAxis === 'time' ? 'relative' : saved.xAxis;
+    this.view = { smoothing: saved.smoothing ?? 0.9, logY: saved.logY ?? false, xAxis: x ?? 'step' };
+    this.hidden = new Set(saved.hidden ?? []);
+    this.sentLabels = new Map(saved.sent ?? []);
+    this.confirmStop = document.body.dataset.confirmStop === 'false' ? false : saved.confirmStop ?? true;
+    host.onMessage((m) => this.receive(m));
+  }
+
+  changed(): void { this.version++; }
+
+  current(): RunData | undefined { return this.runs.get(this.focus[0] ?? ''); }
+  /** The focused runs the page has (compare: several). */
+  focused(): RunData[] { return this.focus.map((id) => this.runs.get(id)).filter((r): r is RunData => r !== undefined); }
+
+  persist(): void {
+    this.host.setState({
+      runIds: this.focus, smoothing: this.view.smoothing, logY: this.view.logY, xAxis: this.view.xAxis,
+      hidden: [...this.hidden], sent: [...this.sentLabels].slice(-MAX_SENT), confirmStop: this.confirmStop,
+    });
+  }
+
+  subscribe(): void {
+    for (const id of this.focus) this.host.send({ v: V, type: 'subscribe', runId: id });
+  }
+
+  setFocus(ids: string[]): void {
+    for (const id of this.focus) if (!ids.includes(id)) this.host.send({ v: V, type: 'unsubscribe', runId: id });
+    this.focus = ids;
+    this.selectedLayers.clear();
+    this.historyLayer = null;
+    this.persist();
+    this.subscribe();
+    this.changed();
+  }
+
+  /** Sends a steering command to the focused run; the Commands panel follows it through the run's acks. */
+  command(label: string, body: CommandBody): void {
+    const r = this.current();
+    if (!r) return;
+    const requestId = `q${this.nextRequest++}`;
+    this.pending.unshift({ requestId, runId: r.runId, label, status: 'requested' });
+    this.pending.length = Math.min(this.pending.length, 20);
+    this.host.send({ v: V, type: 'command', requestId, runId: r.runId, command: body });
+    this.changed();
+  }
+
+  save(fileName: string, data: string, encoding: 'utf8' | 'base64', done: (path: string | undefined, error: string | undefined) => void): void {
+    const requestId = `s${this.nextRequest++}`;
+    this.saveHandlers.set(requestId, done);
+    this.host.send({ v: V, type: 'save', requestId, fileName, encoding, data });
+  }
+
+  private runData(id: string): RunData {
+    let r = this.runs.get(id);
+    if (!r) { r = new RunData(id); this.runs.set(id, r); }
+    return r;
+  }
+
+  private receive(msg: HubToViewer): void {
+    switch (msg.type) {
+      case 'runs':
+        this.runList = msg.runs;
+        if (this.focus.length === 0 && this.runList.length) {
+          const pick = this.runList.find((r) => isActive(r.state)) ?? this.runList[this.runList.length - 1];
+          this.setFocus([pick.runId]);
+        }
+        break;
+      case 'snapshot': {
+        this.missing.delete(msg.runId);
+        const r = this.runData(msg.runId);
+        r.reset(msg.truncated);
+        for (const e of msg.events) r.apply(e);
+        break;
+      }
+      case 'event':
+        this.runData(msg.runId).apply(msg.event);
+        break;
+      case 'commandResult': {
+        const unknown = msg.requestId === 'subscribe' && /^unknown run (.+)$/.exec(msg.error ?? '');
+        if (unknown) this.missing.add(unknown[1]);
+        const c = this.pending.find((x) => x.requestId === msg.requestId);
+        if (c) {
+          if (msg.commandId) {
+            this.sentLabels.set(msg.commandId, c.label);
+            this.pending.splice(this.pending.indexOf(c), 1); // from now on the run's log tells its story
+            this.persist();
+          } else c.status = `refused: ${msg.error ?? ''}`;
+        }
+        break;
+      }
+      case 'saved': {
+        const done = this.saveHandlers.get(msg.requestId);
+        this.saveHandlers.delete(msg.requestId);
+        done?.(msg.path, msg.error);
+        break;
+      }
+      case 'focus':
+        this.setFocus(msg.runIds);
+        break;
+    }
+    this.changed();
+  }
+}
