@@ -54,11 +54,16 @@ export async function trainCommand(argv: string[]): Promise<number> {
     onLog: (line) => process.stderr.write(`${line}\n`),
   });
   process.stderr.write(`run ${run.runId} → ${runDir}\n`);
+  // Ctrl+C, or the extension closing/reloading its window: checkpoint at the step boundary, then `interrupted`.
   const stop = (sig: string) => run.requestStop(`received ${sig}`);
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
   const outcome = await run.run();
   process.stderr.write(`run ${run.runId}: ${outcome}\n`);
   // The log's final state says how the run ended; the exit code says whether the trainer failed.
-  return outcome === 'failed' ? 1 : 0;
+  const code = outcome === 'failed' ? 1 : 0;
+  // Nothing may keep a finished trainer alive (a hub link that cannot close, after a disk-full failure too): exit
+  // once everything has had a moment to drain. unref: a process that ends sooner is not held by this timer.
+  setTimeout(() => process.exit(code), 5000).unref();
+  return code;
 }

@@ -3,17 +3,33 @@ import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSyn
 import { dirname, join, basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
+/**
+ * A write error as users need it: ENOSPC/EDQUOT become "disk full: <file>" (the supervisor and the user see which
+ * file could not be written); others keep their message with the file named. Returns an Error to throw.
+ */
+export function describeWriteError(e: unknown, file: string): Error {
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return Object.assign(new Error(`disk full: ${file}`), { code });
+  const message = e instanceof Error ? e.message : String(e);
+  return message.includes(file) ? (e as Error) : Object.assign(new Error(`${file}: ${message}`), { code });
+}
+
 export function writeFileAtomic(file: string, data: string | Buffer): void {
-  mkdirSync(dirname(file), { recursive: true });
   const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'w');
   try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    mkdirSync(dirname(file), { recursive: true });
+    const fd = openSync(tmp, 'w');
+    try {
+      writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw describeWriteError(e, file);
   }
-  renameSync(tmp, file);
 }
 
 /** Fills a temporary sibling folder, then renames it into place (replacing nothing: the target must not exist). */

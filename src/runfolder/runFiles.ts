@@ -1,5 +1,6 @@
 /** The files of a run folder (docs/protocol.md, "Files in a run folder"): one place for their names. */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { checkpointDir, checkpointSteps, COMPLETE_MARKER, latestCompleteCheckpoint } from './checkpoints';
 import { join } from 'node:path';
 
 export const EVENTS_FILE = 'events.jsonl';
@@ -17,17 +18,16 @@ export function newRunId(method: string): string {
   return `${t}-${method.replace(/[^a-z0-9]/gi, '')}-${Math.random().toString(36).slice(2, 6)}`;
 }
 export const EXPORT_DIR_NAME = 'export';
-export const CHECKPOINTS_DIR = 'checkpoints';
+export { CHECKPOINTS_DIR, checkpointDir } from './checkpoints';
 
-export function checkpointDir(runDir: string, step: number): string {
-  return join(runDir, CHECKPOINTS_DIR, `step-${step}`);
-}
-
-/** The folder of a run's newest checkpoint, or null when it has none. */
+/**
+ * The folder of the checkpoint a run would continue from, or null: the newest whose COMPLETE.json and file sizes
+ * check out (cheap: no hashing; the trainer verifies hashes when it resumes, latestCompleteCheckpoint). A run whose
+ * checkpoints all predate the marker (trainers before protocol 1.1) answers its newest folder.
+ */
 export function latestCheckpoint(runDir: string): string | null {
-  const root = join(runDir, CHECKPOINTS_DIR);
-  if (!existsSync(root)) return null;
-  const steps = readdirSync(root).map((d) => /^step-(\d+)$/.exec(d)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1]));
-  if (steps.length === 0) return null;
-  return checkpointDir(runDir, Math.max(...steps));
+  const choice = latestCompleteCheckpoint(runDir, { hashes: false });
+  if (choice.dir) return choice.dir;
+  const legacy = checkpointSteps(runDir).find((s) => !existsSync(join(checkpointDir(runDir, s), COMPLETE_MARKER)));
+  return choice.skipped.every((s) => s.reason.startsWith(`no ${COMPLETE_MARKER}`)) && legacy !== undefined ? checkpointDir(runDir, legacy) : null;
 }

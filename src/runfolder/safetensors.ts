@@ -38,12 +38,19 @@ export function decodeSafetensors(buf: Buffer, source = 'safetensors'): { tensor
   if (buf.length < 8) throw new Error(`${source}: too short`);
   const n = Number(buf.readBigUInt64LE(0));
   if (n > 100 * 2 ** 20 || 8 + n > buf.length) throw new Error(`${source}: bad header length ${n}`);
-  const header = JSON.parse(buf.toString('utf8', 8, 8 + n)) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  try {
+    header = JSON.parse(buf.toString('utf8', 8, 8 + n)) as typeof header;
+  } catch {
+    throw new Error(`${source}: not a safetensors file (its header is not JSON)`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new Error(`${source}: not a safetensors file (its header is not an object)`);
   const base = 8 + n;
   const tensors: TensorMap = {};
   let metadata: Record<string, string> = {};
   for (const [name, h] of Object.entries(header)) {
     if (name === '__metadata__') { metadata = h as unknown as Record<string, string>; continue; }
+    if (typeof h !== 'object' || h === null || !Array.isArray(h.shape) || !Array.isArray(h.data_offsets)) throw new Error(`${source}: ${name} has no shape or data_offsets`);
     if (h.dtype !== 'F32') throw new Error(`${source}: ${name} is ${h.dtype}; only F32 is supported`);
     const [a, b] = h.data_offsets;
     if (b > buf.length - base || a > b) throw new Error(`${source}: ${name} lies outside the file`);

@@ -8,6 +8,7 @@ import { JsonlWriter, readJsonl } from '../../runfolder/eventLog';
 import { PROTOCOL_MAJOR, type DistributiveOmit, type Hello, type TrainerMessage } from '../../protocol/messages';
 import { validateTrainerMessage } from '../../protocol/validate';
 import { EVENTS_FILE } from '../../runfolder/runFiles';
+import { describeWriteError } from '../../runfolder/atomic';
 
 
 /** What a caller emits: the envelope (v, runId, seq, time) is filled in here. */
@@ -19,6 +20,8 @@ export class EventRecorder {
   private seq = 0;
   private helloMsg: Hello | null = null;
   private readonly listeners = new Set<(msg: TrainerMessage, text: string) => void>();
+  /** Set once an append failed (e.g. "disk full: …/events.jsonl"); every later emit throws it. */
+  writeFailure: Error | null = null;
 
   /** Opens (or continues, on resume) `dir/events.jsonl`. */
   constructor(readonly runId: string, dir: string, private readonly validate = false) {
@@ -58,7 +61,14 @@ export class EventRecorder {
     const bad = nonFinitePath(msg);
     if (bad !== null) throw new NonFiniteError(`${msg.type} ${bad} is not a finite number`);
     const text = JSON.stringify(msg);
-    this.writer.appendLine(text);
+    if (this.writeFailure) throw this.writeFailure;
+    try {
+      this.writer.appendLine(text);
+    } catch (e) {
+      // A failed append may have left part of a line: nothing more is appended after it (readers cut a torn tail).
+      this.writeFailure = describeWriteError(e, this.file);
+      throw this.writeFailure;
+    }
     this.seq = msg.seq;
     for (const l of this.listeners) l(msg, text);
     return msg;
@@ -72,6 +82,15 @@ export class EventRecorder {
   /** Messages after `seq`, read back from disk (for a resend after a reconnect). */
   readAfter(seq: number): string[] {
     return readJsonl<TrainerMessage>(this.file).events.filter((e) => e.seq > seq).map((e) => JSON.stringify(e));
+  }
+
+  /** fsync events.jsonl: done before a checkpoint is declared, so a resume never reuses a seq the log had lost. */
+  sync(): void {
+    try {
+      this.writer.sync();
+    } catch (e) {
+      throw describeWriteError(e, this.file);
+    }
   }
 
   close(): void {

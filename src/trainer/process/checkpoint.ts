@@ -1,12 +1,13 @@
 /**
  * Checkpoints: `checkpoints/step-N/` holding state.safetensors (W, A, B, importance EMAs, Adam moments of every
  * adapted layer) and state.json (directions, ages, pointers, optimiser step, rule in force, live settings, RNG and
- * data position). Written into a temporary folder and renamed, so a crash never leaves a half checkpoint.
+ * data position), and COMPLETE.json (sizes and SHA-256 of both, written last): a crash or a power cut never leaves a
+ * half checkpoint that resume would take.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { writeDirAtomic } from '../../runfolder/atomic';
-import { checkpointDir } from '../../runfolder/runFiles';
+import { checkpointDir, writeCheckpoint } from '../../runfolder/checkpoints';
+import { describeWriteError } from '../../runfolder/atomic';
 import { encodeSafetensors, readSafetensors } from '../../runfolder/safetensors';
 import type { EngineStateMeta, SRLoRAEngine } from '../engine/engine';
 import type { BatcherState } from '../data/batches';
@@ -23,17 +24,22 @@ export interface CheckpointMeta {
   seq: number;
 }
 
+/** Writes checkpoints/step-N (runfolder/checkpoints.ts: COMPLETE.json marker, fsynced, renamed); returns its path relative to the run. */
 export function saveCheckpoint(runDir: string, engine: SRLoRAEngine, data: BatcherState, settings: LiveSettings, seq: number): string {
-  const dir = checkpointDir(runDir, engine.step);
-  const rel = relative(runDir, dir);
-  if (existsSync(dir)) return rel; // this step is saved already (a stop right after a periodic checkpoint)
   const { tensors, meta } = engine.saveState();
   const m: CheckpointMeta = { format: 1, step: engine.step, engine: meta, data, settings, seq };
-  writeDirAtomic(dir, (tmp) => {
-    writeFileSync(join(tmp, 'state.safetensors'), encodeSafetensors(tensors, { step: String(engine.step) }));
-    writeFileSync(join(tmp, 'state.json'), JSON.stringify(m));
+  const write = (tmp: string, name: string, data: string | Buffer) => {
+    try {
+      writeFileSync(join(tmp, name), data);
+    } catch (e) {
+      throw describeWriteError(e, join(checkpointDir(runDir, engine.step), name)); // the name the user knows
+    }
+  };
+  const dir = writeCheckpoint(runDir, engine.step, (tmp) => {
+    write(tmp, 'state.safetensors', encodeSafetensors(tensors, { step: String(engine.step) }));
+    write(tmp, 'state.json', JSON.stringify(m));
   });
-  return rel;
+  return relative(runDir, dir);
 }
 
 export function loadCheckpoint(dir: string, engine: SRLoRAEngine): CheckpointMeta {

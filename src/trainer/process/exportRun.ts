@@ -37,6 +37,11 @@ export function exportRun(runDir: string, model: FineTuneModel, baseFile: string
   writeSafetensors(join(dir, 'delta.safetensors'), delta, meta);
   const history: Record<string, { step: number; trigger: string; slots: number[]; oldDirections: number[]; newDirections: number[] }[]> = {};
   for (const e of readJsonl<TrainerMessage>(eventsFile).events) {
+    if (e.type === 'rewind') {
+      // A resumed run continues from e.step: what the log holds for later steps was redone (one value per step).
+      for (const name of Object.keys(history)) history[name] = history[name].filter((h) => h.step <= e.step);
+      continue;
+    }
     if (e.type !== 'recomposition' || (from && e.step > from.step)) continue;
     for (const l of e.layers) {
       if (!l.slots.length) continue;

@@ -1,5 +1,8 @@
 /** Builds what a run trains on from its config: the datasets, the base weights and the fine-tuning model. */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+
+/** Larger base weights than any model the built-in trainer can build: refused before they are read. */
+const MAX_WEIGHTS_BYTES = 2 ** 30;
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { RunConfig } from '../config/runConfig';
 import type { Dataset } from '../data/dataset';
@@ -33,10 +36,10 @@ export function loadTask(config: RunConfig, baseDir: string): TaskData {
     return { train, eval: ev, description: `digits (${t.transform}), ${train.n} train / ${ev.n} eval` };
   }
   const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
-  const train = loadTabular(at(t.train), t.labelColumn);
+  const train = loadTabular(at(t.train), t.labelColumn, 'task.train');
   let ev: Dataset;
   if (t.eval) {
-    ev = loadTabular(at(t.eval), t.labelColumn);
+    ev = loadTabular(at(t.eval), t.labelColumn, 'task.eval');
   } else {
     // No eval file: hold out a seeded 20 %.
     const idx = Int32Array.from({ length: train.n }, (_, i) => i);
@@ -52,8 +55,17 @@ export function loadBaseWeights(config: RunConfig, baseDir: string): { weights: 
   const file = config.model.weights
     ? (isAbsolute(config.model.weights) ? config.model.weights : resolve(baseDir, config.model.weights))
     : join(assetRoot(), `media/models/${config.model.kind}.safetensors`);
-  if (!existsSync(file)) throw new Error(`base model ${file} not found${config.model.weights ? '' : ' (run `npm run pretrain`)'}`);
-  return { weights: readSafetensors(file).tensors, file };
+  const field = config.model.weights ? 'model.weights' : `model.kind ${config.model.kind}`;
+  if (!existsSync(file)) throw new Error(`${field}: base model ${file} not found${config.model.weights ? '' : ' (run `npm run pretrain`)'}`);
+  const st = statSync(file);
+  if (st.isDirectory()) throw new Error(`${field}: ${file} is a directory, not a .safetensors file`);
+  if (st.size > MAX_WEIGHTS_BYTES) throw new Error(`${field}: ${file} is ${(st.size / 2 ** 30).toFixed(1)} GiB; the built-in trainer's models take at most ${MAX_WEIGHTS_BYTES / 2 ** 30} GiB`);
+  try {
+    return { weights: readSafetensors(file).tensors, file };
+  } catch (e) {
+    const m = (e as Error).message;
+    throw new Error(`${field}: ${m.includes(file) ? m : `${file}: ${m}`}`);
+  }
 }
 
 export function engineConfig(config: RunConfig): EngineConfig {

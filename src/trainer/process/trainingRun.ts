@@ -4,7 +4,7 @@
  * (§5) goes to the run's events.jsonl and, when a hub is given, through the link — never blocking a step.
  */
 import * as tf from '@tensorflow/tfjs';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { RunConfig } from '../config/runConfig';
 import { Batcher } from '../data/batches';
@@ -19,7 +19,7 @@ import { writeFileAtomic } from '../../runfolder/atomic';
 import { CONFIG_FILE, HUB_DISCOVERY_FILE, newRunId } from '../../runfolder/runFiles';
 import { buildModel, loadBaseWeights, loadTask, type TaskData } from './task';
 import { loadCheckpoint, saveCheckpoint, type LiveSettings } from './checkpoint';
-import { latestCheckpoint } from '../../runfolder/runFiles';
+import { latestCompleteCheckpoint } from '../../runfolder/checkpoints';
 import { runIdOf } from '../../runfolder/runId';
 import { selectBackend, type BackendChoice } from '../engine/backend';
 import { exportRun } from './exportRun';
@@ -79,6 +79,8 @@ export class TrainingRun {
   private lastFlush = 0;
   private lastImportance = -Infinity;
   private readonly progress: ProgressLine | null;
+  /** The run folder's dev+inode when the run opened it: a deleted or replaced folder is noticed, never re-created. */
+  private readonly folderIdentity: { dev: number; ino: number };
 
   private constructor(
     readonly options: TrainingRunOptions,
@@ -92,13 +94,14 @@ export class TrainingRun {
     this.runId = runIdOf(options.runDir);
     this.settings = { importanceEvery: options.config.importanceEvery, evalEvery: options.config.evalEvery };
     this.recorder = new EventRecorder(this.runId, options.runDir);
+    const st = statSync(options.runDir);
+    this.folderIdentity = { dev: st.dev, ino: st.ino };
     this.progress = options.progress ? new ProgressLine(options.config.steps) : null;
   }
 
   /** Everything that can fail on bad input fails here, before any training work. */
   static async create(options: TrainingRunOptions): Promise<TrainingRun> {
     const { config, runDir, baseDir } = options;
-    mkdirSync(runDir, { recursive: true });
     const backend = await selectBackend(config.backend);
     const data = loadTask(config, baseDir);
     const { weights, file } = loadBaseWeights(config, baseDir);
@@ -106,19 +109,34 @@ export class TrainingRun {
     const batches = new Batcher(data.train, config.batchSize, config.seed + 1);
     const probeN = Math.min(PROBE_SIZE, data.eval.n);
     const probe = tf.tensor2d(data.eval.features.subarray(0, probeN * data.eval.dim), [probeN, data.eval.dim]);
-    const run = new TrainingRun(options, backend, data, model, batches, probe, file);
-    if (options.resume) {
-      run.restore();
-    } else {
-      writeFileAtomic(join(runDir, CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
-      run.emit(run.helloBody()); // seq 1: anything else (an early command's ack) comes after it
+    // The run folder is made only now that everything has loaded: a start that fails leaves no empty run folder.
+    const created = !existsSync(runDir);
+    let run: TrainingRun | null = null;
+    try {
+      mkdirSync(runDir, { recursive: true });
+      run = new TrainingRun(options, backend, data, model, batches, probe, file);
+      if (options.resume) {
+        run.restore();
+      } else {
+        writeFileAtomic(join(runDir, CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
+        run.emit(run.helloBody()); // seq 1: anything else (an early command's ack) comes after it
+      }
+    } catch (e) {
+      run?.recorder.close();
+      probe.dispose();
+      model.dispose();
+      if (created) rmSync(runDir, { recursive: true, force: true });
+      throw e;
     }
     return run;
   }
 
   private restore(): void {
-    const dir = latestCheckpoint(this.options.runDir);
-    if (!dir) throw new Error(`${this.options.runDir} has no checkpoint to resume from`);
+    const choice = latestCompleteCheckpoint(this.options.runDir);
+    const skipped = choice.skipped.map((s) => `${relative(this.options.runDir, s.dir)}: ${s.reason}`);
+    for (const s of skipped) this.log(`not resuming from ${s}`, 'warn');
+    const dir = choice.dir;
+    if (!dir) throw new Error(`${this.options.runDir} has no complete checkpoint to resume from${skipped.length ? ` (${skipped.join('; ')})` : ''}`);
     const meta = loadCheckpoint(dir, this.model.engine);
     this.batches.load(meta.data);
     Object.assign(this.settings, meta.settings);
@@ -137,7 +155,25 @@ export class TrainingRun {
 
   private log(text: string, level: 'info' | 'warn' | 'error' = 'info'): void {
     this.options.onLog?.(text);
-    if (this.recorder.hello) this.emit({ type: 'log', level, text });
+    if (!this.recorder.hello || this.recorder.writeFailure) return;
+    try {
+      this.emit({ type: 'log', level, text: text.slice(0, 65536) });
+    } catch {
+      // The write failure is kept by the recorder: the next emit of the loop raises it.
+    }
+  }
+
+  /** Throws when the run folder is gone or is another folder now (deleted under a live trainer). */
+  private checkFolder(): void {
+    let st;
+    try {
+      st = statSync(this.options.runDir);
+    } catch {
+      throw new Error(`the run folder ${this.options.runDir} was deleted while the run was training`);
+    }
+    if (st.dev !== this.folderIdentity.dev || st.ino !== this.folderIdentity.ino) {
+      throw new Error(`the run folder ${this.options.runDir} was replaced by another folder while the run was training`);
+    }
   }
 
   private setState(state: RunStateName, reason?: string): void {
@@ -148,7 +184,11 @@ export class TrainingRun {
 
   /** A command from the hub (or a test): acknowledged as received now, applied at the next step boundary. */
   enqueue(id: string, command: CommandBody): void {
-    this.emit({ type: 'ack', commandId: id, status: 'received', step: null });
+    try {
+      this.emit({ type: 'ack', commandId: id, status: 'received', step: null });
+    } catch {
+      // Cannot record it (disk full): the control point raises the recorder's failure and the run fails.
+    }
     this.queue.push({ id, command });
     this.wake?.();
   }
@@ -241,7 +281,9 @@ export class TrainingRun {
   }
 
   private checkpoint(): string {
+    this.checkFolder();
     this.flushMetrics();
+    this.recorder.sync(); // the log up to here is on disk before a checkpoint that follows it can be
     const rel = saveCheckpoint(this.options.runDir, this.model.engine, this.batches.state(), this.settings, this.recorder.lastSeq);
     this.emit({ type: 'checkpoint', step: this.step, path: rel });
     return rel;
@@ -300,6 +342,7 @@ export class TrainingRun {
   private async controlPoint(): Promise<void> {
     this.options.hooks?.atControlPoint?.(this.step, this);
     for (;;) {
+      if (this.recorder.writeFailure) throw this.recorder.writeFailure;
       while (this.queue.length) this.apply(this.queue.shift()!);
       if (!this.paused || this.stopRequested) return;
       this.flushMetrics();
@@ -365,6 +408,7 @@ export class TrainingRun {
         ({ state: outcome, reason } = this.stopRequested);
       }
       this.checkpoint();
+      this.checkFolder();
       exportRun(this.options.runDir, this.model, this.baseFile, this.recorder.file);
     } catch (e) {
       outcome = 'failed';
@@ -372,7 +416,11 @@ export class TrainingRun {
       this.log(reason, 'error');
     }
     this.progress?.done();
-    this.setState(outcome, reason);
+    try {
+      this.setState(outcome, reason);
+    } catch (e) {
+      this.options.onLog?.(`could not record the final state ${outcome}: ${(e as Error).message}`);
+    }
     if (this.link) {
       await this.link.flush(3000);
       this.link.close();
