@@ -11,7 +11,7 @@ const forbid = (...layers) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.cache/**', 'test-results/**', 'python/**', '*.vsix'] },
+  { ignores: ['dist/**', 'node_modules/**', '.cache/**', '.venv/**', '.stage*/**', 'test-results/**', 'python/**', '*.vsix'] },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],
