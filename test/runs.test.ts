@@ -564,3 +564,51 @@ test('srlora serve: starts with odd entries and exits 0 on Ctrl+C; a runs folder
   const bad = spawn(process.execPath, [cli, 'serve', '--runs-dir', join(dir, 'a-file')], { stdio: 'ignore' });
   assert.notEqual(await new Promise<number | null>((r) => bad.once('exit', (c) => r(c))), 0);
 });
+
+test('kill -9 of srlora serve mid-run: the trainer finishes while no hub runs; the next supervisor takes the run over and shows it finished everywhere', async () => {
+  const dir = tempDir();
+  const runsDir = join(dir, 'runs');
+  const serve = spawn(process.execPath, [cli, 'serve', '--runs-dir', runsDir, '--config', fastConfig(dir, 400)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  serve.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  serve.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const gone = new Promise((r) => serve.once('exit', r));
+  assert.ok(await until(() => /started run (\S+) in (\S+)/.test(out), 20_000), out);
+  const [, runId, runDir] = /started run (\S+) in (\S+)/.exec(out)!;
+  assert.ok(await until(() => logOf(runDir).some((m) => m.type === 'metrics'), 30_000), out);
+  const owner = readOwner(runDir);
+  assert.equal(owner?.by, 'srlora serve');
+  serve.kill('SIGKILL');
+  await gone;
+  assert.ok(await until(() => lastState(runDir)?.state === 'finished', 60_000), 'the trainer finished on its own, with no hub');
+  const { runs, hub } = await setup(runsDir);
+  try {
+    runs.scan();
+    await assertSameState(runs, hub, runId, 'finished');
+    assert.equal(logOf(runDir).filter((m) => m.type === 'state' && m.origin === 'supervisor').length, 0, 'nothing to add: the trainer said it');
+  } finally { await runs.dispose('stop'); await hub.close(); }
+});
+
+test('kill -9 of srlora serve, then of its trainer: whoever lists the folder next takes the stale lock and records the run failed', async () => {
+  const dir = tempDir();
+  const runsDir = join(dir, 'runs');
+  const serve = spawn(process.execPath, [cli, 'serve', '--runs-dir', runsDir, '--config', fastConfig(dir)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  serve.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  const gone = new Promise((r) => serve.once('exit', r));
+  assert.ok(await until(() => /started run (\S+) in (\S+)/.test(out), 20_000), out);
+  const [, runId, runDir] = /started run (\S+) in (\S+)/.exec(out)!;
+  assert.ok(await until(() => logOf(runDir).some((m) => m.type === 'metrics'), 30_000));
+  serve.kill('SIGKILL');
+  await gone;
+  const pid = (readPidFile(join(runDir, PID_FILE)) as { ok: true; id: { pid: number } }).id.pid;
+  process.kill(pid, 'SIGKILL');
+  assert.ok(await until(() => !alive(pid), 5000));
+  const { runs, hub } = await setup(runsDir);
+  try {
+    runs.scan();
+    await assertSameState(runs, hub, runId, 'failed');
+    assert.match(runs.get(runId).model.stateReason ?? '', new RegExp(`the trainer process \\(pid ${pid}\\) is gone`));
+    assert.equal(existsSync(join(runDir, OWNER_FILE)), false, 'the stale lock was taken, then released');
+  } finally { await runs.dispose('stop'); await hub.close(); }
+});
