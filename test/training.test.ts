@@ -1,6 +1,6 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseJsonc } from 'jsonc-parser';
@@ -230,3 +230,33 @@ function cpuSeconds(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
 }
+
+test('Ctrl+C (SIGINT) in the CLI: checkpoint at the step boundary, state interrupted (not finished), exit 0; --resume continues to finished', async () => {
+  const runDir = join(tempDir(), 'run-sigint');
+  const args = ['--model.kind', 'mlp', '--steps', '200', '--batch-size', '16', '--checkpoint-every', '0', '--eval-every', '1000', '--no-progress'];
+  const child = spawn(process.execPath, [cli, 'train', ...args], { env: { ...process.env, SRLORA_RUN_DIR: runDir }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', r));
+  try {
+    assert.ok(await until(() => existsSync(join(runDir, 'events.jsonl')) && lossesOf(events(runDir)).size >= 3, 60_000), stderr);
+    child.kill('SIGINT');
+    assert.equal(await exited, 0, stderr);
+  } finally {
+    child.kill('SIGKILL');
+  }
+  const msgs = events(runDir);
+  const last = msgs.at(-1)!;
+  assert.ok(last.type === 'state' && last.state === 'interrupted', JSON.stringify(last));
+  assert.equal(last.reason, 'received SIGINT');
+  const stoppedAt = Math.max(...lossesOf(msgs).keys());
+  assert.ok(stoppedAt < 200, `interrupted at step ${stoppedAt}`);
+  assert.equal(last.step, stoppedAt);
+  assert.deepEqual(msgs.filter((m) => m.type === 'checkpoint').map((m) => m.step), [stoppedAt]);
+  const resumed = spawnSync(process.execPath, [cli, 'train', '--resume', runDir, '--no-progress'], { encoding: 'utf8' });
+  assert.equal(resumed.status, 0, resumed.stderr);
+  const after = events(runDir);
+  assert.ok(after.some((m) => m.type === 'rewind' && m.step === stoppedAt));
+  const final = after.at(-1)!;
+  assert.ok(final.type === 'state' && final.state === 'finished' && final.step === 200, JSON.stringify(final));
+});
