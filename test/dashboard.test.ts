@@ -50,8 +50,13 @@ before(async () => {
     .state('running', 0).metrics(1, 20, (s) => 10 + s, (s) => ({ scalars: { 'gradNorm': s } })).importance(10).evalAt(10, 5, 0.5)
     .recomposition(12, true).recomposition(15, false, 'forced').importance(15).evalAt(20, 4, 0.6)
     .state('interrupted', 20, 'SIGTERM').rewind(10).state('running', 10)
-    .metrics(11, 30, (s) => 1 / s, (s) => ({ scalars: { 'gradNorm': 100 + s } })).recomposition(12, true).evalAt(20, 0.5, 0.9).evalAt(30, 0.25, 0.95)
+    .metrics(11, 24, (s) => 1 / s, (s) => ({ scalars: { 'gradNorm': 100 + s } })).recomposition(12, true).evalAt(20, 0.5, 0.9)
+    .ack('c-palette', 'received', null).ack('c-palette', 'applied', 24).recomposition(24, false, 'forced', 'c-palette') // Recompose Now from the palette: nothing eligible
+    .metrics(25, 30, (s) => 1 / s, (s) => ({ scalars: { 'gradNorm': 100 + s } })).evalAt(30, 0.25, 0.95)
     .state('finished', 30).writeTo(runsDir);
+  // Losses that are 0 at every third step (log-y hides them), with a first-step spike (the y range ignores it).
+  new FixtureLog('fixture-zeros').hello({ name: 'zeros', totalSteps: 60, config: { learningRate: 0.1 } }).state('running', 0)
+    .metrics(1, 60, (s) => (s === 1 ? 500 : s % 3 === 0 ? 0 : 1 + 1 / s)).state('finished', 60).writeTo(runsDir);
   for (const state of ['stopped', 'interrupted', 'failed']) {
     new FixtureLog(`fixture-${state}`).hello({ name: `ended-${state}`, totalSteps: 100 }).state('running', 0).metrics(1, 5, (s) => 1 / s).importance(5)
       .state(state, 5, state === 'failed' ? 'loss is NaN at step 6' : undefined).writeTo(runsDir);
@@ -219,7 +224,7 @@ test('a resumed run (rewind in its log) shows one value per step: one curve, no 
   const p = await openRun('fixture-resumed');
   try {
     await p.waitForFunction(() => /step 30\/30/.test(document.querySelector('.facts')?.textContent ?? ''), null, { timeout: 15_000 });
-    assert.match((await p.locator('section[aria-label="Loss"] canvas').getAttribute('aria-label')) ?? '', /resumed \(srlora\), 30 points, last 0\.03333/);
+    await p.waitForFunction(() => /resumed \(srlora\), 30 points, last 0\.03333/.test(document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 5_000 });
     const metrics = (await download(p, 'Loss', 'Save the metrics as CSV')).trim().split('\n');
     assert.match(metrics[0], /^step,time,relativeSeconds,loss,lr,examplesPerSec,gradNorm$/);
     const steps = metrics.slice(1).map((l) => Number(l.split(',')[0]));
@@ -232,7 +237,13 @@ test('a resumed run (rewind in its log) shows one value per step: one curve, no 
     assert.match(evals[0], /^step,time,relativeSeconds,loss,accuracy$/);
     // The first attempt's step-12 and step-15 recompositions were dropped; the resumed run's step 12 counts once.
     assert.match((await p.locator('.facts').textContent()) ?? '', /1 recompositions/);
-    assert.equal(await p.locator('section[aria-label="Recompositions"] tbody tr').count(), 2, 'one row per layer of the one recomposition');
+    assert.equal(await p.locator('section[aria-label="Recompositions"] tbody tr').count(), 4, 'one row per layer of the two recompositions');
+    // The palette's Recompose Now fused nothing: the commands list and the table say so, and the count (like the
+    // chart's markers) leaves it out.
+    assert.match((await p.locator('ul.commands').textContent()) ?? '', /Recompose all layers — applied at step 24 — fused nothing \(no eligible pair\)/);
+    assert.equal(await p.locator('ul.commands li.ok').count(), 0, 'not a green applied');
+    assert.match((await p.locator('section[aria-label="Recompositions"]').textContent()) ?? '', /1 recomposition fused pairs; 1 fused nothing/);
+    assert.equal(await p.locator('section[aria-label="Recompositions"] tbody tr.empty').count(), 2);
     // The trainer stated its min slot age (7): the page shows it, and never recomputes it from the config.
     assert.match((await p.locator('.facts').textContent()) ?? '', /min slot age 7/);
   } finally { await p.close(); }
@@ -275,6 +286,129 @@ test('a mistyped run id in the URL says so, with every control disabled (not "Lo
     assert.equal(await p.locator('.badge').textContent(), 'not found');
     const disabled = await p.locator('[role=toolbar] vscode-button').evaluateAll((bs) => bs.map((b) => (b as HTMLElement & { disabled: boolean }).disabled));
     assert.ok(disabled.length >= 5 && disabled.every(Boolean), JSON.stringify(disabled));
+  } finally { await p.close(); }
+});
+
+test('τ and γ validate as the palette does: -1.5, a lone - and γ = 2 are errors, preview nothing, cannot be applied', async () => {
+  const tau = page.locator('vscode-textfield[aria-label="Fusion threshold τ value"] input');
+  const gamma = page.locator('vscode-textfield[aria-label="Fusion ratio γ"] input');
+  const apply = page.getByRole('button', { name: /apply the fusion rule/i });
+  const disabled = () => apply.evaluate((b: HTMLElement & { disabled: boolean }) => b.disabled);
+  for (const bad of ['-1.5', '-', 'abc']) {
+    await tau.fill(bad);
+    await page.waitForFunction(() => /^τ: Enter a number ≥ 0/.test(document.querySelector('.field-error')?.textContent ?? ''));
+    assert.equal(await disabled(), true, bad);
+    assert.doesNotMatch((await page.locator('.preview').textContent()) ?? '', /would fuse/, bad);
+  }
+  await tau.fill('0.5');
+  await gamma.fill('2');
+  await page.waitForFunction(() => /^γ: Enter a number in \(0, 1\]/.test(document.querySelector('.field-error')?.textContent ?? ''));
+  assert.equal(await disabled(), true);
+  await gamma.fill('0.25');
+  await page.waitForFunction(() => (document.querySelector('.field-error')?.textContent ?? '') === '' && /would fuse/.test(document.querySelector('.preview')?.textContent ?? ''));
+  assert.equal(await disabled(), false);
+  await page.getByRole('button', { name: /revert to the rule in force/i }).click();
+});
+
+test('the commands list survives a reload (it is the run\'s acks), with the labels this page sent', async () => {
+  await page.reload();
+  await commandLine(/^Pause — applied at step \d+/).waitFor({ timeout: 15_000 });
+  await commandLine(/^Set τ = 1.25, γ = 0.25 — applied at step \d+/).waitFor({ timeout: 5_000 });
+});
+
+test('Stop asks first; Cancel keeps the run going', async () => {
+  await page.getByRole('button', { name: 'Stop the run', exact: true }).click();
+  const bar = page.getByRole('alertdialog', { name: 'Confirm stop' });
+  await bar.waitFor({ state: 'visible' });
+  await bar.getByRole('button', { name: 'Cancel stopping' }).click();
+  await bar.waitFor({ state: 'hidden' });
+  assert.equal(await page.locator('.badge').textContent(), 'running');
+});
+
+test('heatmap rows are reachable and selectable by keyboard', async () => {
+  const rows = page.getByRole('listbox', { name: /Layers/ });
+  await rows.focus();
+  await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('Space');
+  await page.waitForFunction(() => document.querySelectorAll('.layer-rows [aria-selected="true"]').length === 1);
+  assert.equal(await page.locator('.layer-rows [aria-selected="true"]').textContent(), await page.locator('.layer-rows li').nth(1).textContent(), 'the second row');
+  assert.match((await page.getByRole('button', { name: /recompose the selected layers/i }).textContent()) ?? '', /Recompose 1 selected/);
+  await page.keyboard.press('Space'); // unselect again
+});
+
+test('every button has an accessible name', async () => {
+  const unnamed = await page.locator('vscode-button').evaluateAll((bs) => bs.filter((b) => !(b.getAttribute('aria-label') ?? b.textContent ?? '').trim()).length);
+  assert.equal(unnamed, 0);
+});
+
+test('metric panels: one per scalar (lr, examples/s, named scalars, eval metrics); the choice persists across a reload', async () => {
+  const p = await openRun('fixture-resumed');
+  try {
+    const titles = () => p.locator('.metrics-grid section').evaluateAll((ss) => ss.map((x) => x.getAttribute('aria-label')));
+    await p.waitForFunction(() => document.querySelectorAll('.metrics-grid section').length === 5, null, { timeout: 15_000 });
+    assert.deepEqual(await titles(), ['Learning rate', 'Examples/s', 'gradNorm', 'Eval accuracy', 'Eval loss']);
+    await p.waitForFunction(() => /gradNorm chart: resumed \(srlora\), 30 points, last 130/.test(document.querySelector('section[data-metric="scalar:gradNorm"] canvas')?.getAttribute('aria-label') ?? ''));
+    await p.locator('details.chooser summary').click();
+    await p.locator('vscode-checkbox[data-metric="scalar:gradNorm"]').click();
+    await p.waitForFunction(() => document.querySelectorAll('.metrics-grid section').length === 4);
+    await p.reload();
+    await p.waitForFunction(() => document.querySelectorAll('.metrics-grid section').length === 4, null, { timeout: 15_000 });
+    assert.deepEqual(await titles(), ['Learning rate', 'Examples/s', 'Eval accuracy', 'Eval loss']);
+    await p.locator('details.chooser summary').click();
+    await p.locator('vscode-checkbox[data-metric="scalar:gradNorm"]').click(); // back as it was for later pages
+    await p.waitForFunction(() => document.querySelectorAll('.metrics-grid section').length === 5);
+  } finally { await p.close(); }
+});
+
+test('log-y says how many points ≤ 0 it hides and fits the smallest positive value; the y range ignores a first-step spike; relative time starts at 0', async () => {
+  const p = await openRun('fixture-zeros');
+  try {
+    const canvas = p.locator('section[aria-label="Loss"] canvas');
+    await p.waitForFunction(() => /zeros \(srlora\), 60 points/.test(document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 15_000 });
+    assert.ok(Number(await canvas.getAttribute('data-y-max')) < 10, `linear y max ${await canvas.getAttribute('data-y-max')} (the 500 at step 1 must not set it)`);
+    await p.locator('section[aria-label="Loss"] vscode-checkbox').click(); // log y
+    await p.waitForFunction(() => /log y hides 20 points ≤ 0/.test(document.querySelector('section[aria-label="Loss"] .chart-note')?.textContent ?? ''));
+    const yMin = Number(await canvas.getAttribute('data-y-min'));
+    assert.ok(yMin > 0.9 && yMin <= 1.0167, `log y min ${yMin}: about the smallest positive loss (1 + 1/60)`);
+    await p.locator('section[aria-label="Loss"] vscode-checkbox').click(); // back to linear (the choice persists)
+    const axis = (v: string) => p.locator('section[aria-label="Loss"] vscode-single-select').evaluate((el: HTMLElement & { value: string }, value) => { el.value = value; el.dispatchEvent(new Event('change')); }, v);
+    await axis('relative');
+    await p.waitForFunction(() => document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('data-x-min') === '0');
+    await axis('wall');
+    await p.waitForFunction(() => Number(document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('data-x-min')) === Date.UTC(2026, 10, 1, 12, 0, 3));
+    await axis('step');
+  } finally { await p.close(); }
+});
+
+test('compare: a runs table with final/best metrics and the config fields that differ', async () => {
+  const p = await openRun('fixture-resumed,fixture-zeros'.split(',')[0]);
+  try {
+    await p.goto(p.url().replace(/\?run=[^&]*/, '?runs=fixture-resumed,fixture-zeros'));
+    const table = p.locator('section[aria-label="Compared runs"] table');
+    await p.waitForFunction(() => document.querySelectorAll('section[aria-label="Compared runs"] tbody tr').length === 2, null, { timeout: 15_000 });
+    const head = await table.locator('thead th').allTextContents();
+    assert.deepEqual(head.slice(0, 4), ['run', 'method', 'state', 'steps']);
+    assert.ok(head.includes('learningRate'), head.join('|'));
+    assert.ok(!head.includes('r'), 'equal fields are not listed');
+    const first = await table.locator('tbody tr').first().textContent();
+    assert.match(first ?? '', /resumed.*finished.*30\/30/);
+    assert.match((await p.locator('section[aria-label="Loss"] canvas').getAttribute('aria-label')) ?? '', /resumed \(srlora\).*; zeros \(srlora\)/);
+    await p.screenshot({ path: join(shots, 'dashboard-compare-table.png'), fullPage: true });
+  } finally { await p.close(); }
+});
+
+test('the browser page follows prefers-color-scheme: a switch redraws the charts in the new colours', async () => {
+  const p = await openRun('fixture-resumed');
+  try {
+    await p.emulateMedia({ colorScheme: 'dark' });
+    const canvas = p.locator('section[aria-label="Loss"] canvas');
+    await p.waitForFunction(() => document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('data-fg') === '#cccccc', null, { timeout: 15_000 });
+    await p.screenshot({ path: join(shots, 'dashboard-dark.png'), fullPage: true });
+    await p.emulateMedia({ colorScheme: 'light' });
+    await p.waitForFunction(() => document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('data-fg') === '#3b3b3b', null, { timeout: 5_000 });
+    assert.equal(await p.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(255, 255, 255)');
+    assert.equal(await canvas.getAttribute('data-fg'), '#3b3b3b');
+    await p.screenshot({ path: join(shots, 'dashboard-light.png'), fullPage: true });
   } finally { await p.close(); }
 });
 

@@ -188,6 +188,7 @@ export class SeriesChart {
     }
     o.plugins!.legend!.labels!.color = fg;
     o.color = fg;
+    this.canvas.dataset.fg = fg; // what the axes and legend are drawn in (tests check a theme switch)
   }
 
   /** Rebuilds the datasets (decimated to the canvas width); call at most once per frame. */
@@ -234,9 +235,8 @@ export class SeriesChart {
     const yType = view.logY ? 'logarithmic' : 'linear';
     const y = o.scales!.y as { type: string; min?: number; max?: number };
     if (y.type !== yType) {
-      o.scales!.y = { type: yType, title: { display: true, text: this.yTitle } } as never;
-      this.themeKey = '';
-      this.applyTheme();
+      const fg = cssVar('--vscode-foreground', '#ccc'), grid = cssVar('--vscode-editorWidget-border', '#444');
+      o.scales!.y = { type: yType, title: { display: true, text: this.yTitle, color: fg }, ticks: { color: fg }, grid: { color: grid } } as never;
     }
     (o.scales!.y as { min?: number; max?: number }).min = range?.min;
     (o.scales!.y as { min?: number; max?: number }).max = range?.max;
@@ -250,6 +250,10 @@ export class SeriesChart {
         : view.xAxis === 'relative' ? (v) => formatSeconds(Number(v)) : (v) => formatWall(Number(v), this.wallWithDate);
     }
     (o.plugins as unknown as Record<string, unknown>).srloraMarkers = { markers, xAxis: view.xAxis };
+    // The axes' extent, for screen readers' companions and tests.
+    let xMin = Infinity;
+    for (const d of datasets) if (d.data.length) xMin = Math.min(xMin, d.data[0].x);
+    Object.assign(this.canvas.dataset, { xMin: String(xMin), yMin: String(range?.min ?? ''), yMax: String(range?.max ?? '') });
     this.chart.data.datasets = datasets;
     this.chart.update('none');
   }

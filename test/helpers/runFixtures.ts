@@ -11,6 +11,8 @@ export interface FixtureOptions {
   /** hello.srlora as the trainer states it; omitted = a log from before protocol 1.1. */
   srlora?: { schedule: number[]; minSlotAge: number; rule: { kind: 'ratio'; fusionRatio: number } | { kind: 'threshold'; fusionThreshold: number } };
   totalSteps: number;
+  /** Config fields that differ from the fixture's defaults. */
+  config?: Record<string, unknown>;
 }
 
 const LAYERS = ['l0', 'l1'];
@@ -29,7 +31,7 @@ export class FixtureLog {
   hello(o: FixtureOptions): this {
     return this.add('hello', {
       protocol: { major: 1, minor: 1 }, name: o.name, method: 'srlora', backend: { name: 'fixture', device: 'cpu' }, totalSteps: o.totalSteps,
-      config: { r: 4, rTarget: 16, fusionRatio: 0.5, fusionThreshold: null, importanceEvery: 5, evalEvery: 10, learningRate: 0.01 },
+      config: { r: 4, rTarget: 16, fusionRatio: 0.5, fusionThreshold: null, importanceEvery: 5, evalEvery: 10, learningRate: 0.01, ...o.config },
       layers: LAYERS.map((name) => ({ name, shape: [8, 8], r: 4, rTarget: 16 })),
       ...(o.srlora ? { srlora: o.srlora } : {}),
     });
@@ -43,9 +45,9 @@ export class FixtureLog {
       step, layers: LAYERS.map((name) => ({ name, S: [1, 2, 3, 4], sHat: [0.4, 0.8, 1.2, 1.6], age: ages, direction: [0, 1, 2, 3], p: 4, rTarget: 16 })),
     });
   }
-  recomposition(step: number, fused: boolean, trigger: 'schedule' | 'forced' = 'schedule'): this {
+  recomposition(step: number, fused: boolean, trigger: 'schedule' | 'forced' = 'schedule', commandId?: string): this {
     return this.add('recomposition', {
-      step, trigger, rule: { kind: 'ratio', fusionRatio: 0.5 }, outputChange: null,
+      step, trigger, ...(commandId ? { commandId } : {}), rule: { kind: 'ratio', fusionRatio: 0.5 }, outputChange: null,
       layers: LAYERS.map((name) => ({
         name, slots: fused ? [0] : [], scores: fused ? [1] : [], oldDirections: fused ? [0] : [], newDirections: fused ? [4] : [],
         exhausted: false, deltaNorm: 0, preservationError: 0, p: fused ? 5 : 4,
@@ -54,6 +56,7 @@ export class FixtureLog {
   }
   evalAt(step: number, loss: number, accuracy: number): this { return this.add('eval', { step, loss, metrics: { accuracy } }); }
   state(state: string, step: number, reason?: string): this { return this.add('state', { state, step, ...(reason ? { reason } : {}) }); }
+  ack(commandId: string, status: 'received' | 'applied' | 'rejected', step: number | null): this { return this.add('ack', { commandId, status, step }); }
   rewind(step: number): this { return this.add('rewind', { step, checkpoint: `checkpoints/step-${step}`, incarnation: 'fixture-2' }); }
 
   writeTo(runsDir: string): string {

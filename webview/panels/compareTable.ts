@@ -6,7 +6,7 @@
 import type { Store } from '../store';
 import type { RunData } from '../runData';
 import { formatNumber, h } from '../dom';
-import { runColor, runName, section, type Panel } from './panel';
+import { runName, section, type Panel } from './panel';
 
 /** Config fields (dotted paths) whose values differ between the runs. */
 export function differingFields(configs: Record<string, unknown>[]): string[] {
@@ -45,7 +45,7 @@ export class CompareTable implements Panel {
     const cell = (r: RunData, i: number) => {
       const ev = r.evalTracks.get('loss')?.value.view() ?? new Float64Array(0);
       return [
-        h('th', { scope: 'row' }, h('span', { class: 'swatch', style: `background:${runColor(i)}`, 'aria-hidden': 'true' }), ` ${runName(r)}`),
+        h('th', { scope: 'row' }, h('span', { class: `swatch c${i % 6}`, 'aria-hidden': 'true' }), ` ${runName(r)}`),
         r.model.method ?? '?', r.model.state, `${r.model.step}/${r.model.totalSteps ?? '?'}`,
         formatNumber(r.loss.last()), formatNumber(best(r.loss.view(), true)), formatNumber(ev[ev.length - 1]), formatNumber(best(ev, true)),
         ...metrics.flatMap((m) => { const v = r.evalTracks.get(m)?.value.view() ?? new Float64Array(0); const lower = /loss|error|perplexity/i.test(m); return [formatNumber(v[v.length - 1]), formatNumber(best(v, lower))]; }),

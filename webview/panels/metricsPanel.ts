@@ -23,11 +23,12 @@ export const lossSpec: ChartSpec = {
     const color = runColor(compare ? i : 0);
     const name = compare ? `${runName(r)} (${r.model.method ?? '?'})` : 'train';
     const base = { step: r.step.view(), time: r.time.view(), t0, epoch: r.resets };
-    const out: Line[] = [{ ...base, key: `${r.runId}|loss`, label: `${name} raw`, color, y: r.loss.view(), width: 1, alpha: beta > 0 ? '55' : undefined, ignoreInRange: beta > 0 }];
+    const out: Line[] = [{ ...base, key: `${r.runId}|loss`, label: `${name} raw`, color, y: r.loss.view(), width: 1, alpha: beta > 0 ? '55' : undefined }];
     if (beta > 0) {
       let e = emas.get(r);
       if (!e || e.resets !== r.resets || e.ema.beta !== beta) { e = { resets: r.resets, ema: new DebiasedEma(beta) }; emas.set(r, e); }
-      out.push({ ...base, key: `${r.runId}|loss-smooth|${beta}`, label: `${name} smoothed`, color, y: e.ema.update(r.loss.view()), width: 2 });
+      out.push({ ...base, key: `${r.runId}|loss-smooth|${beta}`, label: `${name} smoothed`, color, y: e.ema.update(r.loss.view()), width: 2, ignoreInRange: true });
+      // The raw points set the y range (outlier-aware); a smoothed spike's tail would otherwise stretch it.
     }
     const ev = r.evalTracks.get('loss');
     out.push(...trackLine(r, i, compare, 'eval-loss', compare ? 'eval' : 'eval', ev, true).map((l) => ({ ...l, color: compare ? color : cssVar('--vscode-charts-green', '#89d185') })));

@@ -29,7 +29,7 @@ export class RecompositionsPanel implements Panel {
     if (key === this.key || !r) return; // the table only changes when a recomposition arrives
     this.key = key;
     const all = r.recompositions.length, fusing = fusingRecompositions(r);
-    text(this.summary, `${fusing} fused pairs${all > fusing ? `; ${all - fusing} fused nothing` : ''}`);
+    text(this.summary, `${fusing} recomposition${fusing === 1 ? '' : 's'} fused pairs${all > fusing ? `; ${all - fusing} fused nothing` : ''}`);
     const rows: HTMLTableRowElement[] = [];
     for (let i = r.recompositions.length - 1; i >= 0 && rows.length < 200; i--) {
       const e = r.recompositions[i];

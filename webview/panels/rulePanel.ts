@@ -127,7 +127,7 @@ export class RulePanel implements Panel {
       : r.model.method !== 'srlora' ? `Recomposition is off for ${r.model.method ?? 'this'} runs.`
         : !steerable(r) ? `The run is ${r.model.state}: nothing will be recomposed.`
           : this.draft?.error ? 'No preview: the rule being edited is not valid.'
-            : minSlotAge === null ? 'This run\'s log does not state its schedule and minimum slot age (it predates protocol 1.1): no preview.'
+            : minSlotAge === null ? 'The trainer did not state this run\'s schedule and minimum slot age (hello.srlora, protocol 1.1): no preview.'
               : !imp ? 'Waiting for the first importance snapshot…'
                 : `${pairs} pair${pairs === 1 ? '' : 's'} in ${layersHit} layer${layersHit === 1 ? '' : 's'} would fuse if recomposed now (step ${imp.step})`
                 + (young ? `; ${young} pair${young === 1 ? ' is' : 's are'} younger than the min slot age ${minSlotAge} and cannot fuse` : '') + '; '
