@@ -612,3 +612,25 @@ test('kill -9 of srlora serve, then of its trainer: whoever lists the folder nex
     assert.equal(existsSync(join(runDir, OWNER_FILE)), false, 'the stale lock was taken, then released');
   } finally { await runs.dispose('stop'); await hub.close(); }
 });
+
+test('Continue Run is offered for stopped, interrupted and failed runs only, and needs a complete checkpoint', async () => {
+  const dir = tempDir();
+  const runsDir = join(dir, 'runs');
+  const mk = (id: string, state: string) => {
+    mkdirSync(join(runsDir, id, 'checkpoints', 'step-5'), { recursive: true });
+    writeFileSync(join(runsDir, id, 'checkpoints', 'step-5', 'state.json'), '{}'); // half-written: no COMPLETE.json
+    const hello = { v: 1, type: 'hello', runId: id, seq: 1, time: 1, protocol: { major: 1, minor: 1 }, method: 'lora', backend: { name: 'cpu', device: 'cpu' }, totalSteps: 50, config: {}, layers: [] };
+    writeFileSync(join(runsDir, id, 'events.jsonl'), `${JSON.stringify(hello)}\n${JSON.stringify({ v: 1, type: 'state', runId: id, seq: 2, time: 2, state, step: 7 })}\n`);
+  };
+  mk('done', 'finished');
+  mk('cut', 'interrupted');
+  const { runs, handlers, ui, hub } = await setup(runsDir);
+  try {
+    runs.scan();
+    assert.equal(await handlers.continueRun('done', async () => undefined), null);
+    assert.match(ui.infos.at(-1) ?? '', /is finished: every step is done/);
+    assert.equal(await handlers.continueRun('cut', async () => undefined), null);
+    assert.match(ui.infos.at(-1) ?? '', /has no complete checkpoint to continue from \(step 5: /);
+    await assert.rejects(runs.continueRun('cut'), /no complete checkpoint/);
+  } finally { await runs.dispose('stop'); await hub.close(); }
+});

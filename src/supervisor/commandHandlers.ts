@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandBody } from '../protocol/messages';
 import { EXPORT_DIR_NAME, latestCheckpoint } from '../runfolder/runFiles';
+import { latestCompleteCheckpoint } from '../runfolder/checkpoints';
 import type { RunManager, ManagedRun } from './runManager';
 import { isActive, isResumable } from '../viewmodel/runModel';
 
@@ -162,7 +163,12 @@ export class CommandHandlers {
     const name = run.model.name;
     if (isActive(run.model.state)) { this.ui.info(`Run ${name} is ${run.model.state}: it has not stopped.`); return null; }
     if (!isResumable(run.model.state)) { this.ui.info(`Run ${name} is ${run.model.state}: every step is done.`); return null; }
-    if (!latestCheckpoint(run.dir)) { this.ui.info(`Run ${name} has no checkpoint to continue from.`); return null; }
+    const cp = latestCompleteCheckpoint(run.dir, { hashes: false });
+    if (!cp.dir) {
+      const why = cp.skipped.length ? ` (${cp.skipped.map((k) => `step ${k.step}: ${k.reason}`).join('; ')})` : '';
+      this.ui.info(`Run ${name} has no ${cp.skipped.length ? 'complete ' : ''}checkpoint to continue from${why}.`);
+      return null;
+    }
     const command = run.model.pytorch ? await pytorchResume() : undefined;
     if (run.model.pytorch && !command) return null;
     try {

@@ -18,7 +18,8 @@ import { randomBytes } from 'node:crypto';
 import type { Hub, SendResult } from '../hub/hub';
 import type { CommandBody, ExitInfo as ExitRecord } from '../protocol/messages';
 import { validateTrainerMessage } from '../protocol/validate';
-import { EVENTS_FILE, EXPORT_DIR_NAME, HUB_DISCOVERY_FILE, latestCheckpoint, newRunId, PID_FILE } from '../runfolder/runFiles';
+import { EVENTS_FILE, EXPORT_DIR_NAME, HUB_DISCOVERY_FILE, newRunId, PID_FILE } from '../runfolder/runFiles';
+import { latestCompleteCheckpoint } from '../runfolder/checkpoints';
 import { readPidFile, sameProcess, writePidFile } from '../runfolder/pidfile';
 import { acquireOwner, ensurePrivateDir, readOwner, ownerAlive, writePrivateFileAtomic, type OwnerLock } from '../runfolder/lock';
 import { LogFollower, readSummary, writeSummary } from '../runfolder/summary';
@@ -382,7 +383,9 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     const run = this.get(runId);
     run.follower.catchUpSync();
     if (run.handle?.alive || !isResumable(run.model.state)) throw new Error(`run ${run.model.name} is ${run.model.state}${isActive(run.model.state) ? '' : ': only a stopped, interrupted or failed run continues'}`);
-    if (!latestCheckpoint(run.dir)) throw new Error(`run ${run.model.name} has no checkpoint to continue from`);
+    // The trainer verifies the checksums when it resumes; here sizes and markers are enough to know it can.
+    const cp = latestCompleteCheckpoint(run.dir, { hashes: false });
+    if (!cp.dir) throw new Error(`run ${run.model.name} has no complete checkpoint to continue from${cp.skipped.length ? ` (${cp.skipped.map((k) => `step ${k.step}: ${k.reason}`).join('; ')})` : ''}`);
     if (run.model.pytorch && !trainerCommand) throw new Error(`run ${run.model.name} is a PyTorch run: it needs a Python with torch to continue`);
     const got = acquireOwner(run.dir, this.instance, this.o.by ?? 'srlora');
     if (!got.ok) throw new Error(`run ${run.model.name} belongs to ${got.owner.by} (pid ${got.owner.pid})`);
