@@ -2,21 +2,23 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 import { Hub } from '../src/hub/hub';
-import { HUB_LOG_FILE } from '../src/runfolder/runFiles';
 import { readJsonl } from '../src/runfolder/eventLog';
+import { foldRun } from '../src/viewmodel/runModel';
 import { EventRecorder } from '../src/trainer/link/recorder';
 import { HubLink } from '../src/trainer/link/hubLink';
 import type { HubMessage, HubToViewer, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until, sleep } from './helpers/tmp';
 
 const RUN = 'run-test';
+/** A trainer presents the same hello on every connection (a different one is another run's). */
+const HELLO_TIME = Date.now();
 
 function hello(runId = RUN, seq = 1) {
   return {
-    v: 1, type: 'hello', runId, seq, time: Date.now(), protocol: { major: 1, minor: 0 }, method: 'srlora',
+    v: 1, type: 'hello', runId, seq, time: HELLO_TIME, protocol: { major: 1, minor: 0 }, method: 'srlora',
     backend: { name: 'cpu', device: 'cpu' }, totalSteps: 100, config: {}, layers: [{ name: 'l0', shape: [4, 4], r: 2, rTarget: 4 }],
   };
 }
@@ -57,6 +59,22 @@ function upgradeStatus(hub: Hub, path: string, headers: Record<string, string>):
     req.on('error', reject);
     req.end();
   });
+}
+
+/** Subscribes in-process; `seqs()` is what the subscriber holds (parts appended, a new snapshot replaces). */
+function collect(hub: Hub, runId = RUN) {
+  const held: TrainerMessage[] = [];
+  const all: HubToViewer[] = [];
+  let complete = false;
+  const off = hub.subscribe(runId, (m) => {
+    all.push(m);
+    if (m.type === 'snapshot') {
+      if (!m.continued) held.length = 0;
+      held.push(...m.events);
+      complete = !m.more;
+    } else if (m.type === 'event') held.push(m.event);
+  });
+  return { off, held, all, seqs: () => held.map((e) => e.seq), complete: () => complete };
 }
 
 async function startHub(dir: string, opts = {}) {
@@ -122,13 +140,15 @@ test('invalid JSON and schema-invalid messages get error replies while the run g
     t.ws.send('{not json');
     t.ws.send(JSON.stringify({ ...log(2), level: 'loud' }));
     t.ws.send(JSON.stringify(log(2)));
-    assert.ok(await until(() => hub.run(RUN)!.lastSeq === 2));
+    assert.ok(await until(() => hub.run(RUN)!.lastSeq === 2 && t.got.filter((m) => m.type === 'error').length >= 2));
     const errors = t.got.filter((m) => m.type === 'error');
     assert.equal(errors.length, 2);
     assert.equal(errors[0].type === 'error' && errors[0].code, 'invalid-json');
     assert.ok(errors[1].type === 'error' && errors[1].code === 'invalid-message' && /level/.test(errors[1].message));
-    const stored = readJsonl<TrainerMessage>(join(dir, HUB_LOG_FILE)).events;
-    assert.deepEqual(stored.map((m) => m.seq), [1, 2], 'only valid messages are persisted');
+    const c = collect(hub);
+    assert.ok(await until(() => c.complete()));
+    assert.deepEqual(c.seqs(), [1, 2], 'only valid messages are delivered');
+    c.off();
     const closed = new Promise<number>((r) => t.ws.once('close', (code) => r(code)));
     for (let i = 0; i < 10; i++) t.ws.send('garbage');
     assert.equal(await closed, 1008);
@@ -145,31 +165,29 @@ test('out-of-order seq is refused with the hub\'s position; duplicates from a re
     t.ws.send(JSON.stringify(log(5)));
     assert.ok(await until(() => t.got.some((m) => m.type === 'error' && m.code === 'out-of-order')));
     assert.ok(await until(() => t.got.some((m) => m.type === 'received' && m.received === 2)));
-    assert.deepEqual(readJsonl<TrainerMessage>(join(dir, HUB_LOG_FILE)).events.map((m) => m.seq), [1, 2]);
+    const c = collect(hub);
+    assert.ok(await until(() => c.complete()));
+    assert.deepEqual(c.seqs(), [1, 2]);
+    c.off();
     t.ws.close();
   } finally { await hub.close(); }
 });
 
-test('each accepted message is persisted before viewers see it: snapshot, then deltas in order', async () => {
+test('a subscriber gets the snapshot, then every new message once, in order', async () => {
   const dir = tempDir();
   const { hub, token } = await startHub(dir);
   try {
     const t = await greetedTrainer(hub, token);
     t.ws.send(JSON.stringify(log(2)));
     assert.ok(await until(() => hub.run(RUN)!.lastSeq === 2));
-    const seen: HubToViewer[] = [];
-    const onDiskWhenSeen: number[] = [];
-    const off = hub.subscribe(RUN, (m) => {
-      seen.push(m);
-      if (m.type === 'event') onDiskWhenSeen.push(readJsonl<TrainerMessage>(join(dir, HUB_LOG_FILE)).events.length);
-    });
-    assert.equal(seen[0].type, 'snapshot');
-    assert.deepEqual(seen[0].type === 'snapshot' && seen[0].events.map((e) => e.seq), [1, 2]);
+    const c = collect(hub);
+    assert.ok(await until(() => c.complete()));
+    assert.equal(c.all[0].type, 'snapshot');
+    assert.deepEqual(c.seqs(), [1, 2]);
     for (let s = 3; s <= 6; s++) t.ws.send(JSON.stringify(log(s)));
-    assert.ok(await until(() => seen.length === 5));
-    assert.deepEqual(seen.slice(1).map((m) => m.type === 'event' && m.event.seq), [3, 4, 5, 6]);
-    assert.deepEqual(onDiskWhenSeen, [3, 4, 5, 6]);
-    off();
+    assert.ok(await until(() => c.seqs().length === 6));
+    assert.deepEqual(c.all.slice(1).map((m) => m.type === 'event' && m.event.seq), [3, 4, 5, 6]);
+    c.off();
     t.ws.close();
   } finally { await hub.close(); }
 });
@@ -316,10 +334,151 @@ test('hub killed mid-stream, a new hub on the same run folder: the link resends 
   assert.ok(await link.flush(10_000), 'the new hub confirmed everything');
   link.close();
   recorder.close();
+  const delivered: number[] = [];
+  hub.on('message', (_r, m) => delivered.push(m.seq));
+  const c = collect(hub);
+  assert.ok(await until(() => c.complete() && c.seqs().length === 1001));
   await hub.close();
-  const hubSeqs = readJsonl<TrainerMessage>(join(dir, HUB_LOG_FILE)).events.map((m) => m.seq);
   const expected = Array.from({ length: 1001 }, (_, i) => i + 1);
-  assert.deepEqual(hubSeqs, expected);
-  // The hub's log and the trainer's own record agree line for line.
-  assert.equal(readFileSync(join(dir, HUB_LOG_FILE), 'utf8'), readFileSync(recorder.file, 'utf8'));
+  assert.deepEqual(c.seqs(), expected, 'every seq once, in order');
+  assert.deepEqual(readJsonl<TrainerMessage>(recorder.file).events.map((m) => m.seq), expected);
+  assert.deepEqual(readdirSync(dir).sort(), ['events.jsonl'], 'the hub keeps no second copy in the run folder');
+});
+
+// ------------------------------------------------------------------ the record of truth (issue 12 items 1, 5, 7; issue 13 items 3, 7)
+
+const line = (m: object) => JSON.stringify(m) + '\n';
+const state = (seq: number, s: string, extra: object = {}) => ({ v: 1, type: 'state', runId: RUN, seq, time: HELLO_TIME + seq, state: s, step: seq, ...extra });
+const metrics = (seq: number, step: number) => ({ v: 1, type: 'metrics', runId: RUN, seq, time: HELLO_TIME + seq, rows: [{ step, loss: 1 / step, lr: 1e-3, examplesPerSec: 10 }] });
+
+test('a run whose trainer is not connected streams live from its events.jsonl: torn tail re-read when complete, bad lines skipped with their line number', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'events.jsonl');
+  writeFileSync(file, line(hello()) + line(state(2, 'running')));
+  const { hub } = await startHub(dir, { pollMs: 50 });
+  const problems: string[] = [];
+  hub.on('rejected', (_w, e) => problems.push(e));
+  try {
+    await hub.run(RUN)!.ready;
+    assert.equal(hub.listRuns()[0].state, 'running');
+    const c = collect(hub);
+    assert.ok(await until(() => c.complete()));
+    assert.deepEqual(c.seqs(), [1, 2]);
+    // A terminal trainer appends: the viewer gets it without any socket.
+    appendFileSync(file, line(metrics(3, 3)));
+    assert.ok(await until(() => c.seqs().length === 3), 'appended lines stream live');
+    // A torn write: half a line now, the rest later. Nothing is delivered until it is complete, then exactly once.
+    const next = line(metrics(4, 4));
+    appendFileSync(file, next.slice(0, 20));
+    await sleep(200);
+    assert.deepEqual(c.seqs(), [1, 2, 3]);
+    appendFileSync(file, next.slice(20));
+    assert.ok(await until(() => c.seqs().length === 4));
+    // A line that is not a record (garbage, a 5,000-deep nesting) is skipped and reported with its line number.
+    appendFileSync(file, '{garbage\n' + '['.repeat(5000) + ']'.repeat(5000) + '\n' + line(metrics(5, 5)));
+    assert.ok(await until(() => c.seqs().length === 5));
+    assert.deepEqual(c.seqs(), [1, 2, 3, 4, 5]);
+    assert.ok(problems.some((p) => p.includes('events.jsonl:5:')), problems.join('\n'));
+    assert.ok(problems.some((p) => p.includes('events.jsonl:6:') && /nested deeper/.test(p)), problems.join('\n'));
+    // A supervisor's state record appended after the trainer died: every view folds it the same way.
+    appendFileSync(file, line(state(6, 'failed', { reason: 'process vanished', origin: 'supervisor' })));
+    assert.ok(await until(() => hub.listRuns()[0].state === 'failed'));
+    const fromFile = foldRun(RUN, readJsonl<TrainerMessage>(file).events);
+    assert.equal(fromFile.state, 'failed');
+    assert.deepEqual(hub.run(RUN)!.model, fromFile, 'the hub\'s model is the one reducer over the record');
+    assert.deepEqual(readdirSync(dir), ['events.jsonl'], 'the hub writes nothing in the run folder');
+    c.off();
+  } finally { await hub.close(); }
+});
+
+test('a run opened after it finished while no hub ran shows the record\'s state, not an old copy', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'events.jsonl');
+  writeFileSync(file, line(hello()) + line(state(2, 'running')) + line(metrics(3, 5)));
+  writeFileSync(join(dir, 'hub-events.jsonl'), line(hello()) + line(state(2, 'running'))); // a stale copy from an old hub
+  appendFileSync(file, line(state(4, 'finished')));
+  const { hub } = await startHub(dir);
+  try {
+    await hub.run(RUN)!.ready;
+    assert.equal(hub.listRuns()[0].state, 'finished');
+    assert.equal(hub.listRuns()[0].step, 5);
+  } finally { await hub.close(); }
+});
+
+test('socket and record are merged by seq: each seq once, in order, whichever comes first', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'events.jsonl');
+  const { hub, token } = await startHub(dir, { pollMs: 20 });
+  const delivered: number[] = [];
+  hub.on('message', (_r, m) => delivered.push(m.seq));
+  try {
+    const h = hello();
+    writeFileSync(file, line(h));
+    const t = await rawTrainer(hub, token);
+    t.ws.send(JSON.stringify(h));
+    assert.ok(await until(() => t.got.some((m) => m.type === 'welcome')));
+    for (let s = 2; s <= 200; s++) {
+      const m = metrics(s, s);
+      // As a trainer does (record first, then the socket), but some only in the file and some only on the socket.
+      if (s % 7 !== 0) appendFileSync(file, line(m));
+      if (s % 5 !== 0) t.ws.send(JSON.stringify(m));
+      if (s % 7 === 0) appendFileSync(file, line(m)); // the file a little behind the socket
+      if (s % 20 === 0) await sleep(5);
+    }
+    assert.ok(await until(() => delivered.length >= 200 && hub.run(RUN)!.lastSeq === 200), `${delivered.length}`);
+    await sleep(100);
+    assert.deepEqual(delivered, Array.from({ length: 200 }, (_, i) => i + 1));
+    t.ws.close();
+  } finally { await hub.close(); }
+});
+
+test('divergence is never accepted silently: a socket message that differs from the record is refused; a record that differs from what the socket delivered wins', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'events.jsonl');
+  writeFileSync(file, line(hello()) + line(metrics(2, 2)) + line(metrics(3, 3)));
+  const { hub, token } = await startHub(dir, { pollMs: 20 });
+  const problems: string[] = [];
+  hub.on('rejected', (_w, e) => problems.push(e));
+  try {
+    await hub.run(RUN)!.ready;
+    const t = await greetedTrainer(hub, token);
+    // seq 3 resent with different content (a second writer, or a trainer resumed after a power cut): refused.
+    t.ws.send(JSON.stringify(metrics(3, 99)));
+    assert.ok(await until(() => t.got.some((m) => m.type === 'error' && m.code === 'divergent' && m.refSeq === 3)));
+    assert.equal(hub.run(RUN)!.model.step, 3, 'the record\'s content stands');
+    // The same content again is a plain duplicate: no error.
+    const errorsBefore = t.got.filter((m) => m.type === 'error').length;
+    t.ws.send(JSON.stringify(metrics(3, 3)));
+    t.ws.send(JSON.stringify(metrics(4, 4)));
+    assert.ok(await until(() => hub.run(RUN)!.lastSeq === 4));
+    await sleep(50);
+    assert.equal(t.got.filter((m) => m.type === 'error').length, errorsBefore);
+    // The socket delivered 4 (step 4) first; the record then says seq 4 is something else: the record wins.
+    const c = collect(hub);
+    assert.ok(await until(() => c.complete()));
+    appendFileSync(file, line(metrics(4, 40)));
+    assert.ok(await until(() => hub.run(RUN)!.model.step === 40), `step ${hub.run(RUN)!.model.step}`);
+    assert.ok(problems.some((p) => /differs from what the trainer's connection delivered/.test(p)), problems.join('\n'));
+    assert.ok(await until(() => c.complete() && c.held.at(-1)?.type === 'metrics' && (c.held.at(-1) as { rows: { step: number }[] }).rows[0].step === 40));
+    assert.deepEqual(c.seqs(), [1, 2, 3, 4], 'a fresh snapshot from the record replaced what the viewer held');
+    c.off();
+    t.ws.close();
+  } finally { await hub.close(); }
+});
+
+test('a record rewritten under the hub (shrunk) is re-read from the start and viewers get a fresh snapshot', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'events.jsonl');
+  writeFileSync(file, line(hello()) + line(metrics(2, 2)) + line(metrics(3, 3)) + line(state(4, 'finished')));
+  const { hub } = await startHub(dir, { pollMs: 20 });
+  try {
+    await hub.run(RUN)!.ready;
+    assert.equal(hub.run(RUN)!.state, 'finished');
+    const c = collect(hub);
+    assert.ok(await until(() => c.complete() && c.seqs().length === 4));
+    writeFileSync(file, line(hello()) + line(metrics(2, 2)));
+    assert.ok(await until(() => hub.run(RUN)!.lastSeq === 2 && hub.run(RUN)!.state === 'starting'));
+    assert.ok(await until(() => c.complete() && c.seqs().length === 2));
+    c.off();
+  } finally { await hub.close(); }
 });

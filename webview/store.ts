@@ -119,7 +119,7 @@ export class Store {
       case 'snapshot': {
         this.missing.delete(msg.runId);
         const r = this.runData(msg.runId);
-        r.reset(msg.truncated);
+        if (!msg.continued) r.reset(msg.truncated); // a long run's snapshot comes in parts: later parts append
         for (const e of msg.events) r.apply(e);
         break;
       }

@@ -242,13 +242,15 @@ export const Command = envelope('command', {
 
 export const Received = envelope('received', {
   received: T.Integer({ minimum: 0 }),
-}, 'The highest trainer seq the hub has stored; the trainer may forget what is at or below it.');
+}, 'The highest trainer seq the hub holds (in the run\'s events.jsonl or received); the trainer may forget what is at or below it.');
 
 export const ErrorMessage = envelope('error', {
   code: T.Union([
     T.Literal('invalid-json'), T.Literal('invalid-message'), T.Literal('unsupported-version'),
     T.Literal('out-of-order'), T.Literal('not-hello'), T.Literal('wrong-run'), T.Literal('rate-limited'),
     T.Literal('unknown-run'), T.Literal('too-many-commands'),
+    // 1.1 additions: content for a seq that differs from the run's record; a second trainer connection for a live one.
+    T.Literal('divergent'), T.Literal('already-connected'),
   ]),
   message: T.String(),
   refSeq: T.Optional(T.Integer({ minimum: 1 })),
@@ -287,7 +289,10 @@ export const ViewerCommand = ViewerEnvelope('command', { requestId: Id, runId: I
 export const ViewerRuns = ViewerEnvelope('runs', { runs: T.Array(RunSummary) }, 'The runs the hub knows.');
 export const ViewerSnapshot = ViewerEnvelope('snapshot', {
   runId: Id, events: T.Array(TrainerMessageRef), truncated: T.Boolean(),
-}, 'Everything the hub holds for a run, in seq order (importance thinned out when truncated).');
+  // 1.1: a long run's snapshot comes in parts. `more`: further parts follow; `continued`: this part appends to the
+  // previous one instead of replacing what the viewer holds. A short run's snapshot is one part with neither.
+  more: T.Optional(T.Boolean()), continued: T.Optional(T.Boolean()),
+}, 'The run\'s record, in seq order (importance thinned out when truncated), in one or more parts.');
 export const ViewerEvent = ViewerEnvelope('event', { runId: Id, event: TrainerMessageRef }, 'One new trainer message.');
 export const ViewerCommandResult = ViewerEnvelope('commandResult', {
   requestId: Id, commandId: T.Optional(Id), error: T.Optional(T.String()),
@@ -315,7 +320,7 @@ export type ViewerCommand = { v: 1; type: 'command'; requestId: string; runId: s
 export type ViewerToHub = ViewerSubscribe | ViewerCommand | Static<typeof ViewerUnsubscribe> | Static<typeof ViewerSave>;
 export type HubToViewer =
   | Static<typeof ViewerRuns>
-  | { v: 1; type: 'snapshot'; runId: string; events: TrainerMessage[]; truncated: boolean }
+  | { v: 1; type: 'snapshot'; runId: string; events: TrainerMessage[]; truncated: boolean; more?: boolean; continued?: boolean }
   | { v: 1; type: 'event'; runId: string; event: TrainerMessage }
   | Static<typeof ViewerCommandResult>
   | Static<typeof ViewerSaved>

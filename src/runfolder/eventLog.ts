@@ -1,40 +1,125 @@
 /**
- * Append-only JSONL event logs (the trainer's events.jsonl, the hub's hub-events.jsonl).
+ * Append-only JSONL event logs (the trainer's events.jsonl: the run's record of truth).
  * One line per message, written with a single write(2) on an fd held open, so a crash can at worst leave a
- * partial last line; readers skip it, and opening a log for append cuts it off so the file stays valid JSONL.
+ * partial last line; readers cut it, and opening a log for append cuts it off so the file stays valid JSONL.
+ * Every record is parsed with bounded nesting depth and string/array sizes (parseBoundedJson): a record that could
+ * not be re-serialised (JSON.stringify recurses) or would hold unbounded memory is skipped and reported, never kept.
  */
 import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+
+export interface JsonLimits {
+  /** Nesting of objects and arrays. */
+  maxDepth: number;
+  /** Characters in one string (escapes counted as written). */
+  maxString: number;
+  /** Elements in one array. */
+  maxArray: number;
+}
+
+/** What every reader of a run's record and the hub's ingest accept: far above any real message, far below a stack overflow. */
+export const JSON_LIMITS: JsonLimits = { maxDepth: 64, maxString: 1 << 20, maxArray: 1 << 20 };
+
+/** A line longer than this (bytes) is not a record: readers skip it. */
+export const MAX_LINE_BYTES = 16 << 20;
+
+/**
+ * Checks JSON text's shape without parsing it: nesting depth, string lengths, array lengths. Returns null when
+ * within `limits`, else a one-line reason. Linear in the text, no recursion (a 5,000-deep frame costs nothing).
+ */
+export function jsonShapeError(text: string, limits: JsonLimits = JSON_LIMITS): string | null {
+  const counts: number[] = []; // per open container: element count (arrays) or -1 (objects)
+  let inString = false;
+  let strStart = 0;
+  let sawValue = false; // something since the last '[' or ',' at the current array level
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) { i++; continue; } // backslash: skip the escaped character
+      if (c === 0x22) {
+        inString = false;
+        if (i - strStart > limits.maxString) return `a string of ${i - strStart} characters (at most ${limits.maxString})`;
+      }
+      continue;
+    }
+    switch (c) {
+      case 0x22: inString = true; strStart = i + 1; sawValue = true; break;
+      case 0x5b: case 0x7b: // [ {
+        counts.push(c === 0x5b ? 0 : -1);
+        if (counts.length > limits.maxDepth) return `nested deeper than ${limits.maxDepth} levels`;
+        sawValue = false;
+        break;
+      case 0x5d: case 0x7d: { // ] }
+        const n = counts.pop();
+        if (n !== undefined && n >= 0 && n + (sawValue ? 1 : 0) > limits.maxArray) return `an array of more than ${limits.maxArray} elements`;
+        sawValue = true;
+        break;
+      }
+      case 0x2c: { // ,
+        const top = counts.length - 1;
+        if (top >= 0 && counts[top] >= 0 && ++counts[top] >= limits.maxArray) return `an array of more than ${limits.maxArray} elements`;
+        sawValue = false;
+        break;
+      }
+      case 0x20: case 0x0a: case 0x0d: case 0x09: case 0x3a: break;
+      default: sawValue = true;
+    }
+  }
+  return null;
+}
+
+export type Parsed = { ok: true; value: unknown } | { ok: false; error: string };
+
+/** JSON.parse within JSON_LIMITS (see jsonShapeError); the error names what was wrong. */
+export function parseBoundedJson(text: string, limits: JsonLimits = JSON_LIMITS): Parsed {
+  const shape = jsonShapeError(text, limits);
+  if (shape !== null) return { ok: false, error: `refused: ${shape}` };
+  try {
+    return { ok: true, value: JSON.parse(text) as unknown };
+  } catch (e) {
+    return { ok: false, error: `invalid JSON: ${clip((e as Error).message)}` };
+  }
+}
+
+/** A value quoted back in an error: at most `max` characters. */
+export function clip(text: string, max = 200): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} characters)`;
+}
+
+export interface BadLine { line: number; error: string }
 
 export interface LogRead<T> {
   events: T[];
   /** Byte length of the complete lines; anything after it is a torn write. */
   validBytes: number;
-  /** Lines that were not valid JSON (other than a torn tail): reported, never silently dropped. */
+  /** Lines that were not valid, bounded JSON (other than a torn tail): reported, never silently dropped. */
   badLines: number[];
+  /** Why each bad line was skipped (line numbers from 1). */
+  errors: BadLine[];
 }
 
+/** Reads a whole log (small logs: a run's summary or an export; the hub follows logs with LogTail instead). */
 export function readJsonl<T = unknown>(file: string): LogRead<T> {
-  if (!existsSync(file)) return { events: [], validBytes: 0, badLines: [] };
+  if (!existsSync(file)) return { events: [], validBytes: 0, badLines: [], errors: [] };
   const buf = readFileSync(file);
   const events: T[] = [];
-  const badLines: number[] = [];
+  const errors: BadLine[] = [];
   let start = 0;
   let line = 0;
   let validBytes = 0;
   for (let i = 0; i < buf.length; i++) {
     if (buf[i] !== 0x0a) continue;
     line++;
-    const text = buf.toString('utf8', start, i);
+    const lineStart = start;
     start = i + 1;
     validBytes = start;
+    if (i - lineStart > MAX_LINE_BYTES) { errors.push({ line, error: `a line of ${i - lineStart} bytes` }); continue; }
+    const text = buf.toString('utf8', lineStart, i);
     if (text.trim() === '') continue;
-    try {
-      events.push(JSON.parse(text) as T);
-    } catch {
-      badLines.push(line);
-    }
+    const p = parseBoundedJson(text);
+    if (p.ok) events.push(p.value as T);
+    else errors.push({ line, error: p.error });
   }
-  return { events, validBytes, badLines };
+  return { events, validBytes, badLines: errors.map((e) => e.line), errors };
 }
 
 export class JsonlWriter {

@@ -11,7 +11,7 @@ function pageView(hub: Hub, runId: string): { model: () => RunModel; close: () =
   let m = emptyRun(runId);
   const close = hub.subscribe(runId, (msg) => {
     if (msg.type === 'snapshot') {
-      if (!(msg as { continued?: boolean }).continued) m = emptyRun(runId); // a later part of one snapshot appends
+      if (!msg.continued) m = emptyRun(runId); // later parts of a long run's snapshot append
       for (const e of msg.events) applyMessage(m, e);
     } else if (msg.type === 'event') applyMessage(m, msg.event);
   });
