@@ -8,6 +8,7 @@ again and resends everything after the hub's `received` seq, from memory or from
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import queue
@@ -16,30 +17,86 @@ import threading
 import time
 from typing import Callable, List, Optional, Tuple
 
-from .protocol import PROTOCOL_MAJOR, validate
+from .protocol import PROTOCOL_MAJOR, dumps, loads, validate
 
 EVENTS_FILE = "events.jsonl"
 HUB_DISCOVERY_FILE = "hub.json"
+
+
+class RecordError(Exception):
+    """Writing the run's files failed (disk full, the folder gone, …). str() is the one line for stderr:
+    "disk full: FILE" for ENOSPC (the supervisor marks the run failed from it), else "cannot write FILE: why"."""
+
+    def __init__(self, path: str, e: OSError):
+        super().__init__(f"disk full: {path}" if e.errno in (errno.ENOSPC, errno.EDQUOT) else f"cannot write {path}: {e.strerror or e}")
+        self.path, self.errno = path, e.errno
+
+
+def read_log(file: str, on_log: Callable[[str], None] = lambda s: None, repair: bool = False) -> List[dict]:
+    """The messages of an events.jsonl, read line by line with a strict JSON parser. A torn last line (no newline,
+    or not a JSON object: a crash or power cut mid-write) is cut off — with repair=True the file is truncated to its
+    last complete line, so the next append starts a fresh line; a bad line elsewhere is skipped. Both are reported
+    through on_log. A missing file has no messages."""
+    out: List[dict] = []
+    if not os.path.exists(file):
+        return out
+    good_end, lineno, bad = 0, 0, []
+    with open(file, "rb") as f:
+        while True:
+            raw = f.readline()
+            if not raw:
+                break
+            lineno += 1
+            msg = None
+            if raw.endswith(b"\n"):
+                try:
+                    msg = loads(raw.decode("utf-8"))
+                except (ValueError, UnicodeDecodeError):
+                    msg = None
+                if raw.strip() and not (isinstance(msg, dict) and isinstance(msg.get("seq"), int) and isinstance(msg.get("type"), str)):
+                    msg = None
+                elif not raw.strip():
+                    good_end = f.tell()
+                    continue
+            if msg is None:
+                if f.read(1):  # not the last line: skipped, not cut
+                    f.seek(-1, os.SEEK_CUR)
+                    bad.append(lineno)
+                    good_end = f.tell()
+                    continue
+                on_log(f"{file}:{lineno}: cut a torn last line ({len(raw)} bytes)")
+                if repair:
+                    with open(file, "r+b") as w:
+                        w.truncate(good_end)
+                        os.fsync(w.fileno())
+                break
+            out.append(msg)
+            good_end = f.tell()
+    if bad:
+        on_log(f"{file}: skipped {len(bad)} line(s) that are not JSON messages (line {', '.join(map(str, bad[:5]))}{', …' if len(bad) > 5 else ''})")
+    return out
 
 
 class EventRecorder:
     """Every message gets the next seq and is appended to events.jsonl before anything else sees it.
 
     The seq is assigned on the caller's thread (so order is the order of emit calls); encoding, writing and handing the
-    frame to the hub link happen on a writer thread, so a training step never waits on JSON or the disk."""
+    frame to the hub link happen on a writer thread, so a training step never waits on JSON or the disk. Every line is
+    strict JSON (RFC 8259): a message holding a non-finite number is replaced, under its seq, by an error log line. A
+    write that fails (disk full) stops the recorder: `error` holds a RecordError, and the next emit raises it."""
 
-    def __init__(self, run_id: str, run_dir: str, check: bool = False):
+    def __init__(self, run_id: str, run_dir: str, check: bool = False, on_log: Callable[[str], None] = lambda s: None):
         self.run_id, self.file, self.check = run_id, os.path.join(run_dir, EVENTS_FILE), check
         os.makedirs(run_dir, exist_ok=True)
         self.seq, self.hello = 0, None
-        if os.path.exists(self.file):
-            with open(self.file, encoding="utf-8") as f:
-                for line in f:
-                    if line.strip():
-                        m = json.loads(line)
-                        self.seq = m["seq"]
-                        self.hello = self.hello or (m if m["type"] == "hello" else None)
-        self._fh = open(self.file, "a", encoding="utf-8")
+        for m in read_log(self.file, on_log, repair=True):
+            self.seq = max(self.seq, m["seq"])
+            self.hello = self.hello or (m if m["type"] == "hello" else None)
+        self.error: Optional[RecordError] = None
+        try:
+            self._fh = open(self.file, "a", encoding="utf-8")
+        except OSError as e:
+            raise RecordError(self.file, e) from None
         self._lock = threading.Lock()
         self.listeners: List[Callable[[dict, str], None]] = []
         self._q: "queue.Queue[Optional[Tuple[dict, Optional[Callable[[], dict]]]]]" = queue.Queue()
@@ -48,12 +105,16 @@ class EventRecorder:
 
     def emit(self, body: dict, build: Optional[Callable[[], dict]] = None) -> dict:
         """Appends a message. `build`, if given, returns the rest of the body and runs on the writer thread: a large
-        payload (an importance snapshot) is then decoded there too, not on the training thread."""
+        payload (an importance snapshot) is then decoded there too, not on the training thread. Raises the
+        recorder's RecordError once a write has failed."""
+        if self.error is not None:
+            raise self.error
         if build is not None and self.check:  # validated here, on the caller's thread, so a bad message raises here
             body, build = {**body, **build()}, None
         with self._lock:
             msg = {"v": PROTOCOL_MAJOR, "runId": self.run_id, "seq": self.seq + 1, "time": int(time.time() * 1000), **body}
             if self.check:
+                dumps(msg)  # strict JSON, or ValueError here
                 err = validate(msg)
                 if err:
                     raise ValueError(f"the trainer emitted an invalid message: {err}")
@@ -66,45 +127,69 @@ class EventRecorder:
     def _write_loop(self) -> None:
         while True:
             item = self._q.get()
-            if item is None:
-                self._q.task_done()
-                return
-            msg, build = item
-            if build is not None:
+            try:
+                if item is None:
+                    return
+                if self.error is not None:  # stopped: a later line would leave a gap in the seq
+                    continue
+                msg, build = item
                 try:
-                    msg.update(build())
+                    if build is not None:
+                        msg.update(build())
+                    text = dumps(msg)
                 except Exception as e:  # noqa: BLE001 - the seq is taken: it becomes a log line, and the run goes on
                     head = {k: msg[k] for k in ("v", "runId", "seq", "time")}
-                    msg = {**head, "type": "log", "level": "error", "text": f"could not build the {msg['type']} message: {type(e).__name__}: {e}"}
-            text = json.dumps(msg, separators=(",", ":"))
-            self._fh.write(text + "\n")
-            if self._q.empty():
-                self._fh.flush()
-            for fn in self.listeners:
-                fn(msg, text)
-            self._q.task_done()
+                    msg = {**head, "type": "log", "level": "error", "text": f"could not write the {msg['type']} message: {type(e).__name__}: {e}"[:2000]}
+                    text = dumps(msg)
+                try:
+                    self._fh.write(text + "\n")
+                    if self._q.empty():
+                        self._fh.flush()
+                except OSError as e:
+                    self.error = RecordError(self.file, e)
+                    continue
+                for fn in self.listeners:
+                    fn(msg, text)
+            finally:
+                self._q.task_done()
 
     def drain(self) -> None:
-        """Waits until everything emitted so far is on disk (and handed to the link)."""
+        """Waits until everything emitted so far is on disk (and handed to the link); raises the RecordError of a
+        failed write."""
         self._q.join()
-        self._fh.flush()
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.error is None:
+            try:
+                self._fh.flush()
+            except OSError as e:
+                self.error = RecordError(self.file, e)
+        if self.error is not None:
+            raise self.error
+
+    def sync(self) -> None:
+        """drain(), then fsync events.jsonl: what a checkpoint declares is on disk before the checkpoint is."""
+        self.drain()
+        try:
+            os.fsync(self._fh.fileno())
+        except OSError as e:
+            self.error = RecordError(self.file, e)
+            raise self.error from None
 
     def read_after(self, seq: int) -> List[Tuple[int, str]]:
         self.drain()
-        out = []
-        with open(self.file, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    m = json.loads(line)
-                    if m["seq"] > seq:
-                        out.append((m["seq"], json.dumps(m, separators=(",", ":"))))
-        return out
+        return [(m["seq"], dumps(m)) for m in read_log(self.file) if m["seq"] > seq]
 
     def close(self) -> None:
-        self.drain()
+        """Stops the writer (never blocks on a failed disk: the queue is always drained) and closes the file."""
+        self._q.join()
         self._q.put(None)
         self._writer.join(timeout=5)
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError as e:
+            self.error = self.error or RecordError(self.file, e)
 
 
 class HubLink:
@@ -160,7 +245,7 @@ class HubLink:
                 key = "additional_headers" if int(websockets.__version__.split(".")[0]) >= 14 else "extra_headers"
                 conn = websockets.connect(f"{self.url}/trainer", max_size=1 << 20, **{key: headers})
                 async with conn as ws:
-                    await ws.send(json.dumps(self.recorder.hello, separators=(",", ":")))
+                    await ws.send(dumps(self.recorder.hello))
                     await self._session(ws)
                     attempt = 0
             except Exception as e:  # noqa: BLE001 - any failure means: reconnect
@@ -179,7 +264,17 @@ class HubLink:
         sender = None
         try:
             async for raw in ws:
-                msg = json.loads(raw)
+                try:
+                    msg = loads(raw)
+                except ValueError as e:
+                    self.on_log(f"ignored a hub frame that is not JSON: {e}")
+                    continue
+                if isinstance(msg, dict) and msg.get("type") == "command" and isinstance(msg.get("id"), str) and isinstance(msg.get("command"), dict):
+                    self.on_command(msg["id"], msg["command"])  # its body is checked where it is applied: a bad one is rejected by ack
+                    continue
+                if isinstance(msg, dict) and msg.get("type") == "command" and isinstance(msg.get("id"), str) and isinstance(msg.get("command"), dict):
+                    self.on_command(msg["id"], msg["command"])  # its body is checked where it is applied: a bad one is rejected by ack
+                    continue
                 err = validate(msg)
                 if err:
                     self.on_log(f"ignored a hub message: {err}")

@@ -8,6 +8,7 @@ optimiser moment reset, driven by two calls per step in a hand-written loop:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -62,6 +63,7 @@ class Recomposition:
     trigger: str
     rule: dict
     layers: List[LayerEvent] = field(default_factory=list)
+    skipped: List[str] = field(default_factory=list)  # layers left out: their scores were not finite
 
 
 class SRLoRAController:
@@ -87,12 +89,44 @@ class SRLoRAController:
         self.listeners: List[Callable[[Recomposition], None]] = []
         self._captured: Optional[CapturedScores] = None  # importance_async's scoring graph (CUDA only)
         self._pending_snapshot: Optional[tuple] = None
+        # Steps whose gradients were not finite (their update and importance skipped, as AMP's GradScaler skips):
+        # the count, and whether the step being finished is one (read by Telemetry for the row's nonFiniteGrad).
+        self.skipped_steps = 0
+        self.last_skipped_step: Optional[int] = None
+        self._skip_this_step = False
 
     # ---- the two calls of a training step
+    def _trained_params(self) -> List[torch.Tensor]:
+        ps = [p for l in self.layers.values() for p in (l.A, l.B)]
+        if self.optimizer is not None:
+            seen = {id(p) for p in ps}
+            ps += [p for g in self.optimizer.param_groups for p in g["params"] if id(p) not in seen]
+        return ps
+
     @torch.no_grad()
-    def after_backward(self) -> None:
+    def gradients_finite(self) -> bool:
+        """Whether every gradient the optimiser (and the adapters) hold is finite: one reduction over all of them and
+        one host read (the check GradScaler makes before it lets an optimiser step)."""
+        gs = [p.grad for p in self._trained_params() if p.grad is not None]
+        if not gs:
+            return True
+        norms = torch._foreach_norm(gs)
+        return bool(torch.stack([n.float().to(gs[0].device) for n in norms]).isfinite().all())
+
+    @torch.no_grad()
+    def after_backward(self) -> bool:
         """Importance from this step's gradients (before the optimiser changes w), then every slot's age += 1 —
-        for all layers at once with multi-tensor (_foreach) kernels: a handful of launches, no host synchronisation."""
+        for all layers at once with multi-tensor (_foreach) kernels.
+
+        A step whose gradients are not all finite changes nothing: its gradients are dropped (p.grad = None, so the
+        optimiser's step() that follows skips every parameter, moments and weight decay included), the importance
+        EMAs and ages stay as they were, and the step is counted (skipped_steps; its metrics row says nonFiniteGrad).
+        Returns False for such a step."""
+        if not self.gradients_finite():
+            for p in self._trained_params():
+                p.grad = None
+            self._skip_this_step = True
+            return False
         ws, gs, Is, Us = [], [], [], []
         for layer in self.layers.values():
             if layer.ema_IA is None:
@@ -115,10 +149,15 @@ class SRLoRAController:
             torch._foreach_mul_(Us, b2)
             torch._foreach_add_(Us, diff, alpha=1 - b2)
         torch._foreach_add_([l.age for l in self.layers.values()], 1)
+        return True
 
     def after_step(self) -> Optional[Recomposition]:
         """Count the step, run a scheduled recomposition, then the commands that arrived (in arrival order)."""
         self.step += 1
+        if self._skip_this_step:
+            self._skip_this_step = False
+            self.skipped_steps += 1
+            self.last_skipped_step = self.step
         rec = self.recompose("schedule") if self.step in self._scheduled else None
         while self.pending:
             self.pending.pop(0)()
@@ -150,6 +189,13 @@ class SRLoRAController:
             raise KeyError(f"not adapted: {', '.join(unknown)}")
         rec = Recomposition(self.step, trigger, self.rule_in_force())
         scores, ages = self._host_view(names)  # one device → host copy for every layer's inputs
+        # A layer whose scores are not all finite is not recomposed (a selection on NaN is arbitrary, and the event
+        # could not be written as JSON); it is reported in `skipped` instead.
+        bad = {n for n, S in zip(names, scores) if not all(math.isfinite(v) for v in S)}
+        if bad:
+            rec.skipped = sorted(bad)
+            keep = [i for i, n in enumerate(names) if n not in bad]
+            names, scores, ages = [names[i] for i in keep], [scores[i] for i in keep], [ages[i] for i in keep]
         selections = [select_slots(S, age, self.layers[n].p, self.layers[n].r_target, self.fusion_threshold, self.fusion_ratio,
                                    self.min_slot_age) for n, S, age in zip(names, scores, ages)]
         chunks = plan(self.layers, [(n, slots) for n, (slots, _) in zip(names, selections)])

@@ -79,9 +79,10 @@ def export_run(run_dir: str, model: nn.Module, layers: Dict[str, SRLoRALinear], 
 
 
 def latest_checkpoint(run_dir: str) -> Optional[str]:
-    root = os.path.join(run_dir, "checkpoints")
-    steps = [int(d[5:]) for d in os.listdir(root) if d.startswith("step-") and d[5:].isdigit()] if os.path.isdir(root) else []
-    return os.path.join(root, f"step-{max(steps)}") if steps else None
+    """The newest complete, verified checkpoint (checkpoint.py); newer ones that are not are skipped with a line why."""
+    from .checkpoint import newest_verified
+    found = newest_verified(run_dir, on_log=lambda s: print(s, file=sys.stderr))
+    return found[0] if found else None
 
 
 def main(argv=None) -> int:

@@ -15,18 +15,23 @@ hand-written loop:
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import re
+import secrets
+import signal
 import sys
-import tempfile
+import threading
 from typing import Callable, Dict, Optional
 
 import torch
 
-from .client import CommandQueue, EventRecorder, HubLink
+from .checkpoint import write_checkpoint
+from .client import CommandQueue, EventRecorder, HubLink, RecordError
 from .controller import Recomposition, SRLoRAController
 from .protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, validate_command
-from .telemetry import Telemetry
+from .telemetry import NonFiniteLoss, Telemetry
 
 
 def log(text: str) -> None:
@@ -41,8 +46,20 @@ def device_label(device: torch.device) -> str:
     return f"CUDA · {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "CPU"
 
 
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*\Z")
+
+
 def run_id_of(run_dir: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._:-]", "-", os.path.basename(os.path.normpath(run_dir))).lstrip("-._:") or "run"
+    """The run id of a run folder (COMMON.md's rule, shared with the TypeScript side through test/vectors/runid.json):
+    its basename when that is already a valid id (≤ 128 characters), else a readable slug of it with the first 8 hex
+    digits of the name's sha256 appended, so different folders never share an id."""
+    name = os.path.basename(str(run_dir).rstrip("/" + os.sep)) or str(run_dir)
+    if _RUN_ID.match(name) and len(name) <= 128:
+        return name
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+    slug = re.sub(r"^[^A-Za-z0-9]+", "", slug)[:100].rstrip("-")
+    h = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{slug}-{h}" if slug else f"run-{h}"
 
 
 def recomposition_message(r: Recomposition, command_id: Optional[str] = None) -> dict:
@@ -52,86 +69,173 @@ def recomposition_message(r: Recomposition, command_id: Optional[str] = None) ->
                  "exhausted": e.exhausted, "deltaNorm": e.delta_norm, "preservationError": e.preservation_error, "p": e.p} for e in r.layers]}
 
 
+class RunFolderGone(RuntimeError):
+    """The run folder was deleted or replaced under the live trainer: it fails loudly rather than re-create it."""
+
+
 class Session:
+    """States (docs/protocol.md): running ⇄ paused, then exactly one final state — finished (every step done), stopped
+    (the stop command, or a loop that ended early), interrupted (SIGINT/SIGTERM: checkpointed first, resumable) or
+    failed (an exception, a non-finite loss, a full disk, the run folder gone; with the reason)."""
+
     def __init__(self, ctl: SRLoRAController, optimizer: Optional[torch.optim.Optimizer], run_dir: str, *, total_steps: int,
                  batch_size: int, name: Optional[str] = None, config: Optional[dict] = None, device: str = "",
                  importance_every: int = 10, eval_every: int = 0, checkpoint_every: int = 0,
                  evaluate: Optional[Callable[[], dict]] = None, save_checkpoint: Optional[Callable[[str], None]] = None,
-                 on_finish: Optional[Callable[[], None]] = None, env: Optional[Dict[str, str]] = None):
+                 on_finish: Optional[Callable[[], None]] = None, env: Optional[Dict[str, str]] = None,
+                 handle_signals: bool = True):
         """save_checkpoint(dir) writes a checkpoint into a new folder (written then renamed by the session); evaluate()
-        returns {"loss", "metrics"}; on_finish() runs after the final checkpoint of a finished run (the export)."""
+        returns {"loss", "metrics"}; on_finish() runs after the final checkpoint of a finished run (the export).
+        handle_signals: SIGINT and SIGTERM end the run at the next step boundary as `interrupted`, after a
+        checkpoint (installed by start() when it runs on the main thread; a second signal acts as it did before)."""
         self.ctl, self.opt, self.run_dir = ctl, optimizer, os.path.abspath(run_dir)
-        self.run_id = run_id_of(run_dir)
+        self.run_id = run_id_of(self.run_dir)
         self.total_steps, self.name, self.config, self.device = total_steps, name, config or {}, device
         self.settings = {"importanceEvery": importance_every, "evalEvery": eval_every or total_steps}
         self.checkpoint_every, self.evaluate, self.save_checkpoint, self.on_finish = checkpoint_every, evaluate, save_checkpoint, on_finish
         self.env = os.environ if env is None else env
-        self.rec = EventRecorder(self.run_id, self.run_dir)
+        self.handle_signals = handle_signals
+        self.rec = EventRecorder(self.run_id, self.run_dir, on_log=log)
+        st = os.stat(self.run_dir)
+        self._identity = (st.st_dev, st.st_ino)  # the folder this run lives in: checked before each checkpoint
+        self.incarnation = secrets.token_hex(8)  # this process's turn at the run (rewind names it)
         self.commands = CommandQueue()
         self.link: Optional[HubLink] = None
         self.paused = False
-        self.stop_reason: Optional[str] = None
+        self.stop_reason: Optional[str] = None  # set: the loop should end at this step boundary
+        self.end_state: Optional[str] = None  # the final state that stop_reason leads to (stopped, interrupted, failed)
+        self.failure: Optional[BaseException] = None
+        self._old_handlers: dict = {}
         self.telemetry = Telemetry(self.rec, ctl, batch_size, self.lr, self.settings, snapshots=ctl.method == "srlora")
         self._command_id: Optional[str] = None  # the recompose command being applied, if any
-        ctl.listeners.append(lambda r: self.rec.emit(recomposition_message(r, self._command_id)))
+        ctl.listeners.append(self._on_recomposition)
 
     def lr(self) -> float:
         return self.opt.param_groups[0]["lr"] if self.opt is not None else 0.0  # a Trainer may hand over its optimizer late
 
+    def _on_recomposition(self, r: Recomposition) -> None:
+        if r.skipped:
+            self.rec.emit({"type": "log", "level": "warn", "text": f"step {r.step}: not recomposed, scores not finite: {', '.join(r.skipped)}"[:2000]})
+        self.rec.emit(recomposition_message(r, self._command_id))
+
+    def srlora_facts(self) -> Optional[dict]:
+        """What the trainer decided and viewers show without recomputing: the schedule, min slot age, rule in force."""
+        if self.ctl.method != "srlora":
+            return None
+        return {"schedule": list(self.ctl.schedule.steps), "minSlotAge": self.ctl.min_slot_age, "rule": self.ctl.rule_in_force()}
+
     # ---- lifecycle
-    def start(self, resumed: bool = False) -> None:
-        """Announces the run (hello; a resumed run's events.jsonl has its hello and continues its seq), connects to
-        the hub when the env says so, and reports it running."""
+    def start(self, resumed: bool = False, checkpoint: Optional[str] = None) -> None:
+        """Announces the run (hello; a resumed run's events.jsonl has its hello and continues its seq, and says where
+        it rewound to: `rewind {step, checkpoint, incarnation}`), connects to the hub when the env says so, and
+        reports it running."""
         layers = self.ctl.layers
-        if not resumed:
+        if not resumed or self.rec.hello is None:
+            facts = self.srlora_facts()
             self.rec.emit({"type": "hello", "protocol": {"major": PROTOCOL_MAJOR, "minor": PROTOCOL_MINOR}, "name": self.name or self.run_id,
                            "method": self.ctl.method, "backend": {"name": "pytorch", "device": self.device or "unknown"}, "totalSteps": self.total_steps,
-                           "config": {**self.config, "torch": torch.__version__}, "layers": [
+                           "config": {**self.config, "torch": torch.__version__}, "worldSize": 1, **({"srlora": facts} if facts else {}), "layers": [
                                {"name": n, "shape": [l.out_features, l.in_features], "r": l.r, "rTarget": l.r_target} for n, l in layers.items()]})
+        if resumed:
+            self.rec.emit({"type": "rewind", "step": self.ctl.step, "checkpoint": checkpoint or f"checkpoints/step-{self.ctl.step}",
+                           "incarnation": self.incarnation})
         if self.env.get("SRLORA_HUB_URL"):
             self.link = HubLink(self.rec, self.env["SRLORA_HUB_URL"], self.env.get("SRLORA_TOKEN", ""), self.run_dir, self.on_command, on_log=log)
             self.link.start()
+        if self.handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         self.state("running", f"resumed at step {self.ctl.step}" if resumed else None)
         if self.evaluate and not resumed:  # the starting point, as the built-in trainer reports it
             self.rec.emit({"type": "eval", "step": self.ctl.step, **self.evaluate()})
 
+    def _on_signal(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.stop_reason is None:
+            self.interrupt(f"received {name}")
+        old = self._old_handlers.get(signum)
+        signal.signal(signum, old if old is not None else signal.SIG_DFL)  # a second one acts as before (force quit)
+
+    def interrupt(self, reason: str) -> None:
+        """Ends the run at the next step boundary as `interrupted` (resumable: a checkpoint is written first)."""
+        self.stop_reason, self.end_state = reason, "interrupted"
+
+    def fail(self, error: BaseException) -> None:
+        """Ends the run at the next step boundary as `failed` with this error (no final checkpoint)."""
+        if self.failure is None:
+            self.failure = error
+        self.stop_reason, self.end_state = str(error), "failed"
+
     def after_step(self, loss: Optional[torch.Tensor] = None) -> None:
         """Call after SRLoRAController.after_step: the commands that arrived (after this step's scheduled recomposition,
         in arrival order), the metrics row (loss may stay on the device), snapshots, eval and checkpoints on their
-        schedule; while paused, blocks here (on the command queue: no spinning) until resumed or stopped."""
-        for cid, body in self.commands.drain():
-            self.apply(cid, body)
-        self.telemetry.after_step(loss)
-        step = self.ctl.step
-        if self.evaluate and (step % self.settings["evalEvery"] == 0 or step == self.total_steps):
-            self.telemetry.flush()
-            self.rec.emit({"type": "eval", "step": step, **self.evaluate()})
-        if self.checkpoint_every and step % self.checkpoint_every == 0:
-            self.checkpoint()
-        while self.paused and not self.stop_reason:
-            self.telemetry.flush()
-            item = self.commands.wait(timeout=0.5)
-            if item:
-                self.apply(*item)
+        schedule; while paused, blocks here (on the command queue: no spinning) until resumed or stopped.
+        A non-finite loss (seen when its row is flushed) ends the run as failed: stop_reason says why."""
+        if self.end_state == "failed":
+            return
+        try:
+            for cid, body in self.commands.drain():
+                self.apply(cid, body)
+            self.telemetry.after_step(loss)
+            step = self.ctl.step
+            if self.evaluate and (step % self.settings["evalEvery"] == 0 or step == self.total_steps):
+                self.telemetry.flush()
+                self.rec.emit({"type": "eval", "step": step, **self.evaluate()})
+            if self.checkpoint_every and step % self.checkpoint_every == 0:
+                self.checkpoint()
+            while self.paused and not self.stop_reason:
+                self.telemetry.flush()
+                item = self.commands.wait(timeout=0.5)
+                if item:
+                    self.apply(*item)
+        except (NonFiniteLoss, RecordError, RunFolderGone) as e:
+            self.fail(e)
 
     def finish(self, error: Optional[BaseException] = None) -> str:
-        """Ends the run: the final checkpoint and on_finish (unless it failed), then state finished or failed."""
-        outcome, reason = "finished", None
+        """Ends the run and returns its final state: failed (an error, given or met: its reason), else — after the
+        final checkpoint — interrupted (a signal), stopped (the stop command, or fewer steps than total_steps) or
+        finished (every step done; then on_finish, the export). A full disk or a vanished run folder is also said
+        on stderr ("disk full: FILE")."""
+        error = error or self.failure
+        outcome, reason, at = "finished", None, None
+        for sig, old in self._old_handlers.items():
+            try:
+                signal.signal(sig, old if old is not None else signal.SIG_DFL)
+            except (ValueError, OSError):
+                pass
         try:
             if error is not None:
                 raise error
             self.telemetry.flush()
             if self.stop_reason:
                 self.state("stopping", self.stop_reason)
-                reason = self.stop_reason
+                outcome, reason = self.end_state or "stopped", self.stop_reason
+            elif self.ctl.step < self.total_steps:
+                outcome, reason = "stopped", f"the training loop ended at step {self.ctl.step} of {self.total_steps}"
             self.checkpoint()
+            self._check_folder()
             self.rec.drain()  # on_finish may read events.jsonl (the export's direction history)
-            if self.on_finish:
+            if outcome == "finished" and self.on_finish:
                 self.on_finish()
+        except (NonFiniteLoss, RunFolderGone) as e:
+            outcome, reason, at = "failed", str(e), getattr(e, "step", None)  # a NaN's state names its step
+            log(reason)
+        except RecordError as e:
+            outcome, reason = "failed", str(e)
+            log(reason)
+        except OSError as e:
+            outcome, reason = "failed", str(RecordError(e.filename or self.run_dir, e)) if e.errno in (errno.ENOSPC, errno.EDQUOT) else f"{type(e).__name__}: {e}"
+            log(reason)
         except Exception as e:  # noqa: BLE001 - reported as the run's failure
             outcome, reason = "failed", f"{type(e).__name__}: {e}"
             log(reason)
-        self.state(outcome, reason)
+        try:
+            self.state(outcome, reason, step=at)
+            self.rec.drain()
+        except RecordError as e:  # the disk is full: stderr (and the exit code) are all that is left
+            if str(e) != reason:
+                log(str(e))
+            outcome = "failed"
         if self.link:
             self.link.flush(3.0)
             self.link.close()
@@ -139,21 +243,36 @@ class Session:
         return outcome
 
     # ---- what the session emits
-    def state(self, s: str, reason: Optional[str] = None) -> None:
-        self.rec.emit({"type": "state", "state": s, "step": self.ctl.step, **({"reason": reason} if reason else {})})
+    def state(self, s: str, reason: Optional[str] = None, step: Optional[int] = None) -> None:
+        self.rec.emit({"type": "state", "state": s, "step": self.ctl.step if step is None else step, **({"reason": reason[:2000]} if reason else {})})
+
+    def _check_folder(self) -> None:
+        try:
+            st = os.stat(self.run_dir)
+            same = (st.st_dev, st.st_ino) == self._identity
+        except OSError:
+            same = False
+        if not same:
+            raise RunFolderGone(f"the run folder {self.run_dir} was deleted or replaced while the trainer ran")
 
     def checkpoint(self) -> Optional[str]:
-        """Writes checkpoints/step-N through save_checkpoint (into a temporary folder, then renamed: never half a
-        checkpoint) and announces it; without save_checkpoint there is nothing to write."""
+        """Writes checkpoints/step-N through save_checkpoint (checkpoint.py: a temporary folder with a COMPLETE.json
+        marker, fsynced, then renamed: never half a checkpoint), events.jsonl fsynced before the rename, then
+        announces it. Without save_checkpoint there is nothing to write. Raises RunFolderGone if the run folder was
+        deleted or replaced (never re-created), RecordError when the disk is full."""
         if self.save_checkpoint is None:
             return None
-        rel = os.path.join("checkpoints", f"step-{self.ctl.step}")
-        final = os.path.join(self.run_dir, rel)
-        if not os.path.exists(final):
-            os.makedirs(os.path.dirname(final), exist_ok=True)
-            tmp = tempfile.mkdtemp(dir=os.path.dirname(final), prefix=".tmp-")
-            self.save_checkpoint(tmp)
-            os.rename(tmp, final)
+        self._check_folder()
+        try:
+            rel = write_checkpoint(self.run_dir, self.ctl.step, self.save_checkpoint, before_rename=self.rec.sync)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise RecordError(e.filename or os.path.join(self.run_dir, "checkpoints"), e) from None
+            raise
+        except RuntimeError as e:  # torch.save reports a failed write as a RuntimeError, without errno
+            if "write" in str(e) and _disk_nearly_full(self.run_dir):
+                raise RecordError(os.path.join(self.run_dir, "checkpoints"), OSError(errno.ENOSPC, "No space left on device")) from None
+            raise
         self.rec.emit({"type": "checkpoint", "step": self.ctl.step, "path": rel})
         return rel
 
@@ -164,7 +283,8 @@ class Session:
         self.commands.put(cid, body)
 
     def current_settings(self) -> dict:
-        return {"fusionThreshold": self.ctl.fusion_threshold, "fusionRatio": self.ctl.fusion_ratio, "learningRate": self.lr(), **self.settings}
+        return {"fusionThreshold": self.ctl.fusion_threshold, "fusionRatio": self.ctl.fusion_ratio, "learningRate": self.lr(),
+                "minSlotAge": self.ctl.min_slot_age, **self.settings}
 
     def apply(self, cid: str, body: dict) -> None:
         ctl, method = self.ctl, self.ctl.method
@@ -213,5 +333,14 @@ class Session:
             self.checkpoint()
             return ack("applied")
         if k == "stop":
-            self.stop_reason = "stopped by the user"
+            if self.stop_reason is None:
+                self.stop_reason, self.end_state = "stopped by the user", "stopped"
             return ack("applied")
+
+
+def _disk_nearly_full(path: str) -> bool:
+    try:
+        st = os.statvfs(path)
+        return st.f_bavail * st.f_frsize < (1 << 20)
+    except OSError:
+        return False

@@ -6,6 +6,7 @@ Losses stay on the device until a flush reads them all in one copy; a snapshot's
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable, List, Tuple, Union
 
@@ -16,6 +17,15 @@ from .controller import SRLoRAController
 from .snapshot import Snapshot
 
 MIN_INTERVAL_S = 0.1  # the protocol's ≤ 10 metrics messages and ≤ 10 importance snapshots per second
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss that is NaN or ±inf: the run fails (every row before it has been emitted). str() is the state's reason,
+    "loss is NaN at step N" (or inf, -inf)."""
+
+    def __init__(self, step: int, value: float):
+        super().__init__(f"loss is {'NaN' if value != value else ('inf' if value > 0 else '-inf')} at step {step}")
+        self.step = step
 
 
 def emit_snapshot(rec: EventRecorder, snap: Snapshot) -> None:
@@ -30,7 +40,7 @@ class Telemetry:
         self.rec, self.ctl, self.batch_size, self.lr = rec, ctl, batch_size, lr
         self.settings = settings  # live: importanceEvery may change by command
         self.snapshots, self.min_interval_s, self.clock = snapshots, min_interval_s, clock
-        self.losses: List[Tuple[int, Union[torch.Tensor, float]]] = []
+        self.losses: List[Tuple[int, Union[torch.Tensor, float], bool]] = []  # (step, loss, its gradients were not finite)
         self.last_flush, self.last_importance = clock(), -min_interval_s  # the first snapshot at once
 
     def after_step(self, loss: Union[torch.Tensor, float, None]) -> None:
@@ -50,21 +60,27 @@ class Telemetry:
 
     def add_loss(self, step: int, loss: Union[torch.Tensor, float]) -> None:
         """A loss for the next metrics message (steps must increase)."""
-        self.losses.append((step, loss.detach() if isinstance(loss, torch.Tensor) else float(loss)))
+        self.losses.append((step, loss.detach() if isinstance(loss, torch.Tensor) else float(loss), self.ctl.last_skipped_step == step))
 
     def flush(self) -> None:
-        """Emits the rows held back (one device → host copy for all their losses); a NaN loss stops the run."""
+        """Emits the rows held back (one device → host copy for all their losses). A non-finite loss raises
+        NonFiniteLoss after the rows before it have been emitted; the rows after it are dropped."""
         now = self.clock()
         if self.losses:
-            on_device = [l for _, l in self.losses if isinstance(l, torch.Tensor)]
+            on_device = [l for _, l, _ in self.losses if isinstance(l, torch.Tensor)]
             read = iter(torch.stack(on_device).float().tolist() if on_device else [])  # one copy for all of them
-            values = [next(read) if isinstance(l, torch.Tensor) else l for _, l in self.losses]
+            values = [next(read) if isinstance(l, torch.Tensor) else l for _, l, _ in self.losses]
             eps = self.batch_size * len(self.losses) / max(1e-9, now - self.last_flush)
-            rows = []
-            for (step, _), v in zip(self.losses, values):
-                if v != v:
-                    raise RuntimeError(f"loss is NaN at step {step}")
-                rows.append({"step": step, "loss": v, "lr": self.lr(), "examplesPerSec": eps})
+            rows, bad = [], None
+            for (step, _, skipped), v in zip(self.losses, values):
+                if not math.isfinite(v):
+                    bad = NonFiniteLoss(step, v)
+                    break
+                rows.append({"step": step, "loss": v, "lr": self.lr(), "examplesPerSec": eps, **({"nonFiniteGrad": True} if skipped else {})})
             self.losses = []
-            self.rec.emit({"type": "metrics", "rows": rows})
+            if rows:
+                self.rec.emit({"type": "metrics", "rows": rows})
+            if bad is not None:
+                self.last_flush = now
+                raise bad
         self.last_flush = now

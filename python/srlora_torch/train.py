@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import sys
 import time
 from typing import Dict, Optional
@@ -20,8 +19,9 @@ from typing import Dict, Optional
 import torch
 
 from .controller import SRLoRAController
-from .export import export_run, latest_checkpoint
-from .session import Session, device_label
+from .checkpoint import newest_verified
+from .export import export_run
+from .session import Session, device_label, log
 from .tasks import base_weights, build_model, restore
 
 # One source for the run config's fields and defaults, shared with the built-in trainer: the schema generated from
@@ -81,9 +81,10 @@ def main(argv=None) -> int:
         if not os.path.exists(cfg_file):
             raise SystemExit(f"{run_dir} is not a run folder (no config.json)")
         cfg = load_config(cfg_file, {"device": a.device})
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise SystemExit(f"{run_dir} has no checkpoint to resume from")
+        found = newest_verified(run_dir, on_log=log)  # the newest complete, verified one; newer ones skipped say why
+        if found is None:
+            raise SystemExit(f"{run_dir} has no complete checkpoint to resume from")
+        ckpt = found[0]
     else:
         cfg = load_config(a.config, {"steps": a.steps, "device": a.device, "method": a.method})
         run_dir = os.environ.get("SRLORA_RUN_DIR") or os.path.join(a.runs_dir, time.strftime("%Y%m%d-%H%M%S") + f"-{cfg['method']}-torch")
@@ -115,16 +116,17 @@ def main(argv=None) -> int:
                       checkpoint_every=cfg["checkpointEvery"], evaluate=task.evaluate, save_checkpoint=save_checkpoint,
                       on_finish=lambda: export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"]))
     if a.resume:
-        state = torch.load(os.path.join(ckpt, "state.pt"), map_location=device)
+        try:
+            state = torch.load(os.path.join(ckpt, "state.pt"), map_location=device)
+        except Exception as e:  # noqa: BLE001 - verified bytes that still do not load: one line, not a traceback
+            raise SystemExit(f"{ckpt}: cannot load state.pt: {type(e).__name__}: {str(e)[:300]}") from None
         restore(task, layers, state)
         opt.load_state_dict(state["optimizer"])
         ctl.step = state["step"]
         task.gen.set_state(state["data"].cpu())
         session.settings.update(state["settings"])
         ctl.set(fusion_threshold=state["rule"]["fusionThreshold"], fusion_ratio=state["rule"]["fusionRatio"])
-    signal.signal(signal.SIGTERM, lambda *_: setattr(session, "stop_reason", "received SIGTERM"))
-    signal.signal(signal.SIGINT, lambda *_: setattr(session, "stop_reason", "received SIGINT"))
-    session.start(resumed=bool(a.resume))
+    session.start(resumed=bool(a.resume), checkpoint=os.path.relpath(ckpt, run_dir).replace(os.sep, "/") if a.resume else None)
     error = None
     try:
         while ctl.step < cfg["steps"] and not session.stop_reason:
@@ -137,7 +139,7 @@ def main(argv=None) -> int:
             session.after_step(loss)
     except Exception as e:  # noqa: BLE001 - reported as the run's failure
         error = e
-    return 0 if session.finish(error) == "finished" else 1
+    return 1 if session.finish(error) == "failed" else 0  # finished, stopped, interrupted: a clean, recorded end
 
 
 if __name__ == "__main__":

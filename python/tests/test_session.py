@@ -16,8 +16,15 @@ from srlora_torch.session import Session
 from test_controller import build, synthetic_batch, train
 
 
+def strict(line):
+    """RFC 8259: NaN, Infinity and -Infinity (which Python's json accepts) are not JSON."""
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(line, parse_constant=refuse)
+
+
 def events(run_dir):
-    msgs = [json.loads(l) for l in open(run_dir / "events.jsonl")]
+    msgs = [strict(l) for l in open(run_dir / "events.jsonl")]
     assert [m for m in msgs if validate(m)] == []
     assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1))
     return msgs
@@ -54,7 +61,7 @@ def test_a_hand_written_loop_is_steered_at_step_boundaries(tmp_path):
         session.after_step(loss)
         paused_for = max(paused_for, time.perf_counter() - t0)
         steps_done += 1
-    assert session.finish() == "finished"
+    assert session.finish() == "stopped"  # the user's stop is not a finished run (13 of 100 steps)
     msgs = events(tmp_path / "run")
     assert steps_done == 13 and paused_for >= 0.35, (steps_done, paused_for)  # the pause held the loop until the resume
     [set_ack] = acks(msgs, "c1")
@@ -65,7 +72,7 @@ def test_a_hand_written_loop_is_steered_at_step_boundaries(tmp_path):
     assert acks(msgs, "c3")[0]["status"] == "rejected" and acks(msgs, "c3")[0]["reason"] == "not adapted: nope"
     assert [m["path"] for m in msgs if m["type"] == "checkpoint"][0] == "checkpoints/step-8"
     states = [(m["state"], m["step"]) for m in msgs if m["type"] == "state"]
-    assert states == [("running", 0), ("paused", 8), ("running", 8), ("stopping", 13), ("finished", 13)]
+    assert states == [("running", 0), ("paused", 8), ("running", 8), ("stopping", 13), ("stopped", 13)]
     assert [row["step"] for m in msgs if m["type"] == "metrics" for row in m["rows"]] == list(range(1, 14))
     assert any(m["type"] == "importance" for m in msgs) and (tmp_path / "run" / "checkpoints" / "step-13" / "state.pt").exists()
 
@@ -104,4 +111,49 @@ def test_the_hugging_face_callback_streams_and_obeys_as_a_trainer_calls_it(tmp_p
     assert [row["step"] for m in msgs if m["type"] == "metrics" for row in m["rows"]] == [2, 4, 6]
     assert acks(msgs, "s1")[0]["settings"]["fusionThreshold"] == 1.2 and cb.controller.fusion_threshold == 1.2
     assert acks(msgs, "k1")[0]["status"] == "applied" and (tmp_path / "hf" / "checkpoints" / "step-6" / "state.pt").exists()
-    assert msgs[-1]["type"] == "state" and msgs[-1]["state"] == "finished"
+    assert msgs[-1]["type"] == "state" and msgs[-1]["state"] == "stopped" and msgs[-1]["reason"] == "stopped by the user"
+
+
+def test_hello_states_the_schedule_min_slot_age_and_rule(tmp_path):
+    model, layers, opt, ctl, shape, g = build()
+    s = Session(ctl, opt, str(tmp_path / "run"), total_steps=100, batch_size=16, env={}, handle_signals=False)
+    s.start()
+    s.finish()
+    hello = events(tmp_path / "run")[0]
+    assert hello["protocol"] == {"major": 1, "minor": 1} and hello["worldSize"] == 1
+    assert hello["srlora"] == {"schedule": ctl.schedule.steps, "minSlotAge": 1, "rule": {"kind": "ratio", "fusionRatio": 0.5}}
+    assert ctl.schedule.steps == [20, 40, 60, 80]
+
+
+def test_states_as_users_mean_them(tmp_path):
+    """finished only when every step is done; a loop that ends early is stopped; SIGINT and SIGTERM checkpoint, then
+    interrupted (a second signal acts as before: Ctrl+C twice still quits)."""
+    import os
+    import signal
+
+    def run(name, steps, total, sig=None):
+        model, layers, opt, ctl, shape, g = build()
+        s = Session(ctl, opt, str(tmp_path / name), total_steps=total, batch_size=16, env={},
+                    save_checkpoint=lambda d: open(f"{d}/state.pt", "w").close())
+        s.start()
+        while ctl.step < steps and not s.stop_reason:
+            if sig is not None and ctl.step == 3:
+                os.kill(os.getpid(), sig)  # delivered to the main thread: the handler sets stop_reason
+                if sig == signal.SIGINT:  # the handler is the previous one again
+                    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            s.after_step(train(model, opt, ctl, shape, g, 1))
+        outcome = s.finish()
+        msgs = events(tmp_path / name)
+        return outcome, [(m["state"], m["step"], m.get("reason")) for m in msgs if m["type"] == "state"], msgs
+
+    outcome, states, _ = run("done", 5, 5)
+    assert outcome == "finished" and states[-1] == ("finished", 5, None)
+    outcome, states, _ = run("short", 4, 9)
+    assert outcome == "stopped" and states[-1] == ("stopped", 4, "the training loop ended at step 4 of 9")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        outcome, states, msgs = run(sig.name, 50, 50, sig)
+        assert outcome == "interrupted", states
+        assert states[-2:] == [("stopping", 4, f"received {sig.name}"), ("interrupted", 4, f"received {sig.name}")]
+        assert [m["path"] for m in msgs if m["type"] == "checkpoint"] == ["checkpoints/step-4"]
+        assert (tmp_path / sig.name / "checkpoints" / "step-4" / "COMPLETE.json").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and signal.getsignal(signal.SIGINT) is signal.default_int_handler

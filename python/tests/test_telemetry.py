@@ -51,5 +51,5 @@ def test_a_snapshot_that_cannot_be_built_becomes_an_error_log_line(tmp_path):
     msgs = read(tmp_path)
     assert [m["seq"] for m in msgs] == [1, 2, 3] and [m for m in msgs if validate(m)] == []
     assert msgs[1]["type"] == "log" and msgs[1]["level"] == "error"
-    assert msgs[1]["text"] == "could not build the importance message: ValueError: no such layer"
+    assert msgs[1]["text"] == "could not write the importance message: ValueError: no such layer"
     assert msgs[2]["text"] == "after"

@@ -92,7 +92,7 @@ def test_the_export_is_a_plain_model_and_can_be_rebuilt_from_a_checkpoint(tmp_pa
 
 
 def test_resume_continues_with_the_losses_of_an_uninterrupted_run(tmp_path):
-    """Stopped part-way (SIGTERM: the trainer checkpoints), then --resume: the remaining steps' losses equal those of
+    """Interrupted part-way (SIGTERM: the trainer checkpoints, state interrupted), then --resume: the remaining steps' losses equal those of
     a run never stopped, and events.jsonl continues its seq with no second hello."""
     import signal
     import time
@@ -126,6 +126,8 @@ def test_resume_continues_with_the_losses_of_an_uninterrupted_run(tmp_path):
     msgs = [json.loads(l) for l in open(b / "events.jsonl")]
     assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1)) and sum(m["type"] == "hello" for m in msgs) == 1
     assert any(m["type"] == "state" and m.get("reason") == f"resumed at step {stopped}" for m in msgs)
+    assert [(m["state"], m["step"]) for m in msgs if m["type"] == "state" and m["state"] in ("interrupted", "finished")] == [("interrupted", stopped), ("finished", 120)]
+    assert [m["step"] for m in msgs if m["type"] == "rewind"] == [stopped]
     recs = lambda run: [m["step"] for l in open(run / "events.jsonl") for m in [json.loads(l)] if m["type"] == "recomposition"]  # noqa: E731
     assert recs(tmp_path / "a") == recs(b), "the same schedule, across the stop"
     r = subprocess.run(train + ["--resume", str(b), "--steps", "50"], env=env, capture_output=True, text=True, timeout=60)

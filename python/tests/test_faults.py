@@ -1,0 +1,123 @@
+"""Faults of the machine under a live trainer (issue 13.5, 13.9): a full disk ends the trainer non-zero with "disk full:
+FILE" on stderr — never a hang, even with a hub link retrying — and a run folder deleted or replaced under it fails the
+run loudly, without re-creating a partial folder. Also the run id rule (COMMON.md)."""
+import errno
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from conftest import ROOT
+from srlora_torch.session import Session, run_id_of
+from test_controller import build, train
+from test_session import events
+
+
+class FullDisk:
+    """A file object whose writes fail with ENOSPC after `ok` of them (as a full filesystem does)."""
+
+    def __init__(self, fh, ok):
+        self.fh, self.ok = fh, ok
+
+    def write(self, text):
+        if self.ok <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.ok -= 1
+        return self.fh.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+
+def test_a_full_disk_fails_the_session_and_says_so(tmp_path, capsys):
+    model, layers, opt, ctl, shape, g = build()
+    s = Session(ctl, opt, str(tmp_path / "run"), total_steps=100, batch_size=16, env={}, handle_signals=False, importance_every=1)
+    s.start()
+    s.telemetry.min_interval_s = 0
+    s.rec._fh = FullDisk(s.rec._fh, 6)
+    steps = 0
+    while not s.stop_reason and steps < 100:
+        s.after_step(train(model, opt, ctl, shape, g, 1))
+        steps += 1
+    assert steps < 100 and s.stop_reason == f"disk full: {tmp_path / 'run' / 'events.jsonl'}"
+    assert s.finish() == "failed"
+    assert f"disk full: {tmp_path / 'run' / 'events.jsonl'}" in capsys.readouterr().err
+    events(tmp_path / "run")  # what was written is whole lines, seq without gaps
+
+
+SCRIPT = r"""
+import errno, sys
+from srlora_torch import client
+real = client.EventRecorder.__init__
+def init(self, *a, **k):
+    real(self, *a, **k)
+    fh, left = self._fh, [int(sys.argv[1])]
+    class Full:
+        def write(self, t):
+            if left[0] <= 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            left[0] -= 1
+            return fh.write(t)
+        def __getattr__(self, n):
+            return getattr(fh, n)
+    self._fh = Full()
+client.EventRecorder.__init__ = init
+from srlora_torch.train import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_the_trainer_exits_non_zero_on_a_full_disk_with_a_hub_link_retrying(tmp_path):
+    """The link's thread (here: retrying a hub that is not there) must not keep the process alive."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"task": {"kind": "matrix"}, "steps": 100000, "checkpointEvery": 0}')
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python"), "SRLORA_RUN_DIR": str(run),
+           "SRLORA_HUB_URL": f"ws://127.0.0.1:{port}", "SRLORA_TOKEN": "t"}
+    r = subprocess.run([sys.executable, "-c", SCRIPT, "40", "--config", str(cfg)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert f"disk full: {run / 'events.jsonl'}" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    events(run)
+
+
+def test_a_run_folder_deleted_under_a_live_trainer_fails_loudly_and_is_not_recreated(tmp_path, capsys):
+    for replace in (False, True):
+        run = tmp_path / f"run-{replace}"
+        model, layers, opt, ctl, shape, g = build()
+        s = Session(ctl, opt, str(run), total_steps=100, batch_size=16, env={}, handle_signals=False, checkpoint_every=5,
+                    save_checkpoint=lambda d: open(f"{d}/state.pt", "w").close(), on_finish=lambda: os.makedirs(run / "export"))
+        s.start()
+        steps = 0
+        while not s.stop_reason and steps < 100:
+            s.after_step(train(model, opt, ctl, shape, g, 1))
+            steps += 1
+            if steps == 3:
+                shutil.rmtree(run)
+                if replace:  # another run of the same name took its place
+                    run.mkdir()
+        assert steps == 5, steps  # the checkpoint at step 5 noticed
+        assert s.finish() == "failed"
+        assert f"the run folder {run} was deleted or replaced while the trainer ran" in capsys.readouterr().err
+        assert os.listdir(run) == [] if replace else not run.exists()
+
+
+def test_run_ids_follow_the_shared_rule():
+    h = lambda name: hashlib.sha256(name.encode()).hexdigest()[:8]  # noqa: E731
+    assert run_id_of("/runs/20261128-demo") == "20261128-demo" and run_id_of("/runs/a.b:c_d-1/") == "a.b:c_d-1"
+    assert run_id_of("/runs/my run") == f"my-run-{h('my run')}"
+    assert run_id_of("/runs/-lead") == f"lead-{h('-lead')}"
+    assert run_id_of("/runs/---") == f"run-{h('---')}"
+    assert run_id_of("/runs/été 2026") == f"t-2026-{h('été 2026')}"
+    assert run_id_of("/runs/a:b c") == f"a-b-c-{h('a:b c')}"  # ':' is kept only in names that are ids already
+    long = "x" * 200
+    assert run_id_of(f"/runs/{long}") == f"{'x' * 100}-{h(long)}"
+    assert run_id_of("/runs/" + "y" * 128) == "y" * 128
+    assert run_id_of("/runs/ab" + " " * 120 + "c") == f"ab-c-{h('ab' + ' ' * 120 + 'c')}"
+    for name in ("my run", "-lead", "é", "x" * 300, "a b/", "..", "Ω-1"):
+        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]*", run_id_of(name)) and len(run_id_of(name)) <= 128
