@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import sys
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import nn
@@ -57,8 +57,10 @@ def direction_history(events_file: str, layers: Dict[str, SRLoRALinear], up_to_s
 
 
 def export_run(run_dir: str, model: nn.Module, layers: Dict[str, SRLoRALinear], base_weights: Dict[str, torch.Tensor],
-               method: str, source: Optional[dict] = None) -> str:
-    """Writes `<run_dir>/export/`. base_weights: `<name>.weight` → W0 of each adapted layer (the pretrained weights)."""
+               method: str, source: Optional[dict] = None, export_hf: Optional[Callable[[str, Dict[str, torch.Tensor]], str]] = None) -> str:
+    """Writes `<run_dir>/export/`. base_weights: `<name>.weight` → W0 of each adapted layer (the pretrained weights).
+    export_hf(out, merged): a Hugging Face model's task also writes `<out>/hf/` (save_pretrained: config, tokenizer,
+    merged weights)."""
     out = os.path.join(run_dir, EXPORT_DIR)
     os.makedirs(out, exist_ok=True)
     meta = {"method": method, "format": "srlora-studio export 1"}
@@ -72,6 +74,8 @@ def export_run(run_dir: str, model: nn.Module, layers: Dict[str, SRLoRALinear], 
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=2)
     os.replace(tmp, os.path.join(out, "directions.json"))
+    if export_hf is not None:
+        export_hf(out, merged)
     cfg = os.path.join(run_dir, "config.json")
     if os.path.exists(cfg):
         shutil.copyfile(cfg, os.path.join(out, "config.json"))
@@ -104,7 +108,8 @@ def main(argv=None) -> int:
     task, layers, _ = build_model(cfg, torch.device("cpu"))
     state = torch.load(os.path.join(ckpt, "state.pt"), map_location="cpu")
     restore(task, layers, state)
-    out = export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"], {"checkpoint": os.path.relpath(ckpt, run_dir), "step": state["step"]})
+    out = export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"], {"checkpoint": os.path.relpath(ckpt, run_dir), "step": state["step"]},
+                     export_hf=getattr(task, "export_hf", None))
     print(f"exported step {state['step']} of {run_dir} → {out}")
     return 0
 

@@ -15,7 +15,7 @@ from .digits import Rng
 
 def load_tabular(path: str, label_column: str = "label") -> Tuple[torch.Tensor, torch.Tensor]:
     """(n × features float32, labels int64)."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not data; splitlines() takes \r\n too
         lines = f.read().splitlines()
     rows: List[List[float]] = []
     labels: List[int] = []

@@ -8,7 +8,9 @@ from typing import Dict
 import torch
 from torch import nn
 
-from . import digits, tabular
+from . import digits, hfmodel, tabular
+from .targets import default_targets, select_targets
+from .texttask import TextTask
 from .controller import apply_srlora, matches_target
 from .layer import SRLoRALinear
 from .models import TRANSFORMER_PRESETS, EncoderClassifier, synthetic_batch
@@ -90,17 +92,24 @@ class Task:
 
 
 def build_model(cfg: dict, device: torch.device):
-    """The task (its model built from the seed) with SRLoRA applied to its targets: (task, layers, rTarget)."""
-    task = Task(cfg, device)
+    """The task (its model built from the seed, or loaded from a Hugging Face folder for `text`) with SRLoRA applied to
+    its targets: (task, layers, rTarget). task.extra_params: what else trains in full (a new classifier head)."""
+    task = TextTask(cfg, device) if cfg["task"]["kind"] == "text" else Task(cfg, device)
     r_target = cfg["rTarget"] or 4 * cfg["r"]
     layers = apply_srlora(task.model, cfg["targets"] or task.default_targets, cfg["r"], cfg["alpha"], r_target, cfg["method"],
                           cfg["beta1"], cfg["beta2"], cfg["seed"])
+    if isinstance(task, TextTask):
+        task.after_adapters()
     return task, layers, r_target
 
 
 def base_weights(cfg: dict) -> Dict[str, torch.Tensor]:
     """W0 of the adapted layers, for the export's ΔW: the task's model is rebuilt from its seed (on the CPU) rather than
-    kept through the run."""
+    kept through the run (a Hugging Face model: reloaded from its folder)."""
+    if cfg["task"]["kind"] == "text":
+        model, _, _ = hfmodel.load_classifier(cfg["model"]["path"], ["0", "1"])  # the head is not adapted: any size
+        targets = cfg["targets"] or default_targets(model, exclude=hfmodel.new_modules(model, ()))
+        return {f"{n}.weight": model.get_submodule(n).weight.detach() for n in select_targets(model, targets)}
     task = Task(cfg, torch.device("cpu"))
     targets = cfg["targets"] or task.default_targets
     return {f"{n}.weight": m.weight.detach() for n, m in task.model.named_modules() if isinstance(m, nn.Linear) and matches_target(n, targets)}

@@ -23,19 +23,20 @@ from .checkpoint import newest_verified
 from .export import export_run
 from .session import Session, device_label, log
 from .tasks import base_weights, build_model, restore
+from .texttask import resolve_paths
 
 # One source for the run config's fields and defaults, shared with the built-in trainer: the schema generated from
 # src/trainer/config (npm run gen:schema writes this copy; a test keeps it equal). Then this trainer's own fields.
 _SCHEMA = json.load(open(os.path.join(os.path.dirname(__file__), "run-config.schema.json"), encoding="utf-8"))
 IGNORED = {"$schema", "backend"}  # built-in-trainer fields that do not apply here
 DEFAULTS = {**{k: v.get("default") for k, v in _SCHEMA["properties"].items() if k not in IGNORED}, "device": "auto", "bf16": False}
-TASKS = ("transformer", "matrix", "digits", "tabular")
+TASKS = ("transformer", "matrix", "digits", "tabular", "text")
 
 
 def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
     cfg = dict(DEFAULTS)
     if path:
-        text = open(path, encoding="utf-8").read()
+        text = open(path, encoding="utf-8-sig").read()  # a byte-order mark is not JSON
         text = re.sub(r'("(?:\\.|[^"\\])*")|//[^\n]*', lambda m: m.group(1) or "", text)  # JSON with // comments
         text = re.sub(r",(\s*[}\]])", r"\1", text)
         user = json.loads(text)
@@ -55,6 +56,7 @@ def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
         for obj, key in ((cfg["model"], "weights"), (cfg["task"], "train"), (cfg["task"], "eval")):
             if obj.get(key):
                 obj[key] = os.path.join(at, obj[key])
+    resolve_paths(cfg, os.path.dirname(os.path.abspath(path)) if path else os.getcwd())  # text task, huggingface model
     return cfg
 
 
@@ -71,6 +73,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device")
     ap.add_argument("--method")
     ap.add_argument("--runs-dir", default="runs")
+    ap.add_argument("--max-examples", type=int, metavar="N", help="text task: train and evaluate on the first N examples (a quick subset)")
     ap.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint, as configured")
     a = ap.parse_args(argv)
     if a.resume:
@@ -87,6 +90,8 @@ def main(argv=None) -> int:
         ckpt = found[0]
     else:
         cfg = load_config(a.config, {"steps": a.steps, "device": a.device, "method": a.method})
+        if a.max_examples:
+            cfg["task"]["maxExamples"] = a.max_examples
         run_dir = os.environ.get("SRLORA_RUN_DIR") or os.path.join(a.runs_dir, time.strftime("%Y%m%d-%H%M%S") + f"-{cfg['method']}-torch")
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as f:
@@ -98,7 +103,7 @@ def main(argv=None) -> int:
         task, layers, r_target = build_model(cfg, device)
     except (ValueError, OSError) as e:  # a bad model, data file or row: its own message, not a traceback
         raise SystemExit(f"{run_dir}: {e}") from None
-    params = [p for l in layers.values() for p in (l.A, l.B)]
+    params = [p for l in layers.values() for p in (l.A, l.B)] + list(getattr(task, "extra_params", []))
     opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[cfg["optimizer"]]
     opt = opt_cls(params, lr=cfg["learningRate"], **({"weight_decay": cfg["weightDecay"]} if cfg["optimizer"] != "sgd" else {}))
     ctl = SRLoRAController(layers, opt, cfg["steps"], cfg["r"], r_target, cfg["fusionRatio"], cfg["fusionThreshold"],
@@ -114,7 +119,8 @@ def main(argv=None) -> int:
     session = Session(ctl, opt, run_dir, total_steps=cfg["steps"], batch_size=cfg["batchSize"], name=cfg["name"], config=cfg,
                       device=device_label(device), importance_every=cfg["importanceEvery"], eval_every=cfg["evalEvery"],
                       checkpoint_every=cfg["checkpointEvery"], evaluate=task.evaluate, save_checkpoint=save_checkpoint,
-                      on_finish=lambda: export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"]))
+                      on_finish=lambda: export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"],
+                                                   export_hf=getattr(task, "export_hf", None)))
     if a.resume:
         try:
             state = torch.load(os.path.join(ckpt, "state.pt"), map_location=device)

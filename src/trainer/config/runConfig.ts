@@ -27,19 +27,49 @@ const TabularTask = T.Object({
 const TASKS = { digits: DigitsTask, tabular: TabularTask } as const;
 export const TaskConfig = T.Union([DigitsTask, TabularTask], { default: { kind: 'digits', transform: 'rot90' } });
 
+// Tasks and models only the PyTorch trainer runs (python/srlora_torch): the editor's schema and the PyTorch trainer
+// accept them; the built-in trainer refuses them by name (builtInOnly).
+const TextTask = T.Object({
+    kind: T.Literal('text', { description: 'PyTorch trainer: your labelled text (CSV with a header, or JSONL), classified by a Hugging Face model' }),
+    train: T.String({ minLength: 1, description: 'a .csv or .jsonl file, relative to this config' }),
+    eval: T.Optional(T.String({ minLength: 1, description: 'default: a seeded 20 % of train is held out' })),
+    textField: T.String({ minLength: 1, default: 'text', description: 'the column (CSV) or field (JSONL) holding the text' }),
+    labelField: T.String({ minLength: 1, default: 'label', description: 'the label column or field: integers ≥ 0 or strings' }),
+    maxLength: T.Integer({ minimum: 1, maximum: 65536, default: 128, description: 'tokens per example (longer texts are truncated)' }),
+    maxExamples: T.Optional(T.Integer({ minimum: 1, description: 'train and evaluate on the first N examples only (a quick subset)' })),
+  }, strict);
+const TransformerTask = T.Object({
+    kind: T.Literal('transformer', { description: 'PyTorch trainer: synthetic sequence classification on an encoder built from a preset' }),
+    preset: T.Optional(T.Union([T.Literal('tiny'), T.Literal('roberta-base')], { default: 'tiny' })),
+  }, strict);
+const MatrixTask = T.Object({
+    kind: T.Literal('matrix', { description: 'PyTorch trainer: the matrix regression of the conformance vectors' }),
+    out: T.Optional(T.Integer({ minimum: 1 })),
+    in: T.Optional(T.Integer({ minimum: 1 })),
+  }, strict);
+const PYTORCH_TASKS = { text: TextTask, transformer: TransformerTask, matrix: MatrixTask } as const;
+const AnyTaskConfig = T.Union([DigitsTask, TabularTask, TextTask, TransformerTask, MatrixTask], { default: { kind: 'digits', transform: 'rot90' } });
+
 export const ModelConfig = T.Object({
   kind: T.Union([T.Literal('mlp'), T.Literal('vit')], { default: 'vit', description: 'mlp: 784-256-256-10; vit: the tiny vision transformer (7×7 patches, 2 blocks)' }),
   weights: T.Optional(T.String({ minLength: 1, description: 'a .safetensors base model; default: the built-in pretrained one' })),
 }, { ...strict, default: { kind: 'vit' } });
+const HuggingFaceModel = T.Object({
+  kind: T.Literal('huggingface', { description: 'PyTorch trainer: a local Hugging Face model folder, loaded offline, with a new classification head' }),
+  path: T.String({ minLength: 1, description: 'the model folder (config.json, weights, tokenizer), relative to this config' }),
+}, strict);
+const AnyModelConfig = T.Union([ModelConfig, HuggingFaceModel], { default: { kind: 'vit' } });
+
+/** Fields only the PyTorch trainer reads (the built-in trainer accepts and ignores them). */
+const pytorchFields = {
+  device: T.String({ default: 'auto', pattern: '^(auto|cpu|cuda(:[0-9]+)?|mps)$', description: 'PyTorch trainer: auto (CUDA when available), cpu, cuda, cuda:N or mps' }),
+  bf16: T.Boolean({ default: false, description: 'PyTorch trainer: bf16 autocast (adapter factors, their optimiser state and importance stay float32)' }),
+};
 
 const Fraction = T.Number({ exclusiveMinimum: 0, maximum: 1 });
 const Beta = T.Number({ minimum: 0, exclusiveMaximum: 1 });
 
-export const RunConfigSchema = T.Object({
-  $schema: T.Optional(T.String()),
-  name: T.Optional(T.String({ maxLength: 200 })),
-  task: TaskConfig,
-  model: ModelConfig,
+const commonFields = {
   method: T.Union([T.Literal('lora'), T.Literal('pissa'), T.Literal('srlora')], { default: 'srlora' }),
   targets: T.Optional(T.Array(T.String({ minLength: 1 }), { minItems: 1, description: 'layer name patterns, as PEFT\'s target_modules; default: the model\'s attention and FFN projections (all layers for the MLP)' })),
   r: T.Integer({ minimum: 1, maximum: 1024, default: 4, description: 'rank: the number of pairs per layer' }),
@@ -61,6 +91,26 @@ export const RunConfigSchema = T.Object({
   importanceEvery: T.Integer({ minimum: 1, default: 10 }),
   checkpointEvery: T.Integer({ minimum: 0, default: 500, description: '0 = only at stop and at the end' }),
   backend: T.Union([T.Literal('auto'), T.Literal('tensorflow'), T.Literal('wasm'), T.Literal('cpu')], { default: 'auto' }),
+  ...pytorchFields,
+};
+
+/** The built-in trainer's run config. */
+export const RunConfigSchema = T.Object({
+  $schema: T.Optional(T.String()),
+  name: T.Optional(T.String({ maxLength: 200 })),
+  task: TaskConfig,
+  model: ModelConfig,
+  ...commonFields,
+}, strict);
+
+/** Every field either trainer accepts: the editor's schema for *.srlora.json and the PyTorch trainer's (generated
+ * into python/srlora_torch/run-config.schema.json). */
+export const AnyRunConfigSchema = T.Object({
+  $schema: T.Optional(T.String()),
+  name: T.Optional(T.String({ maxLength: 200 })),
+  task: AnyTaskConfig,
+  model: AnyModelConfig,
+  ...commonFields,
 }, strict);
 
 export type RunConfig = Static<typeof RunConfigSchema>;
@@ -74,11 +124,12 @@ function withDefaults(schema: TSchema, value: unknown): unknown {
 export function parseRunConfig(value: unknown, source = 'config'): RunConfig {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${source}: a run config must be a JSON object`);
   const input = { ...(value as Record<string, unknown>) };
+  refusePyTorchOnly(input, source);
   // The task is a union on `kind`: fill and check it by its own kind, so that errors and defaults fit that kind.
   const task = input.task as { kind?: unknown } | undefined;
   if (task !== undefined) {
     const schema = typeof task === 'object' && task !== null ? TASKS[task.kind as keyof typeof TASKS] : undefined;
-    if (!schema) throw new Error(`${source}: /task/kind: expected "digits" | "tabular", got ${JSON.stringify((task as { kind?: unknown } | null)?.kind)}`);
+    if (!schema) throw new Error(`${source}: /task/kind: expected "digits" | "tabular" (or, with the PyTorch trainer, ${Object.keys(PYTORCH_TASKS).map((k) => `"${k}"`).join(' | ')}), got ${JSON.stringify((task as { kind?: unknown } | null)?.kind)}`);
     input.task = withDefaults(schema, task);
     if (!Value.Check(schema, input.task)) throw new Error(`${source}: /task${describeValueError(Value.Errors(schema, input.task).First())}`);
   }
@@ -95,10 +146,44 @@ export function parseRunConfig(value: unknown, source = 'config'): RunConfig {
   return c;
 }
 
+const PYTORCH_ONLY = 'runs on the PyTorch trainer only: start it with "SRLoRA: Start Run…" → PyTorch, or python -m srlora_torch.train --config FILE';
+
+/** The built-in trainer refuses the PyTorch trainer's tasks and models by name (not as an unknown kind). */
+function refusePyTorchOnly(input: Record<string, unknown>, source: string): void {
+  const kindOf = (v: unknown) => (typeof v === 'object' && v !== null ? (v as { kind?: unknown }).kind : undefined);
+  const task = kindOf(input.task), model = kindOf(input.model);
+  if (typeof task === 'string' && task in PYTORCH_TASKS) throw new Error(`${source}: /task/kind: "${task}" ${PYTORCH_ONLY}`);
+  if (model === 'huggingface') throw new Error(`${source}: /model/kind: "huggingface" ${PYTORCH_ONLY}`);
+}
+
+/** A config as the PyTorch trainer will read it, validated against the schema both trainers share (AnyRunConfigSchema):
+ * the field, the value and what is allowed, or null when it is valid. (The Python side validates the same generated
+ * schema; this lets the extension report a bad config before launching Python.) */
+export function checkAnyRunConfig(value: unknown): string | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'a run config must be a JSON object';
+  const input = { ...(value as Record<string, unknown>) };
+  // unions on `kind`: each part filled and checked by its own kind (a union default would add another kind's fields)
+  for (const [key, kinds] of [['task', { ...TASKS, ...PYTORCH_TASKS }], ['model', { huggingface: HuggingFaceModel, mlp: ModelConfig, vit: ModelConfig }]] as const) {
+    const part = input[key];
+    if (part === undefined) continue;
+    const kind = typeof part === 'object' && part !== null ? (part as { kind?: unknown }).kind ?? (key === 'model' ? 'vit' : undefined) : undefined;
+    const schema = (kinds as Record<string, TSchema>)[String(kind)];
+    if (!schema) return `/${key}/kind: expected ${Object.keys(kinds).map((k) => `"${k}"`).join(' | ')}, got ${JSON.stringify(kind)}`;
+    const filledPart = withDefaults(schema, part);
+    if (!Value.Check(schema, filledPart)) return `/${key}${describeValueError(Value.Errors(schema, filledPart).First())}`;
+    input[key] = filledPart;
+  }
+  const filled = withDefaults(AnyRunConfigSchema, input) as Record<string, unknown>;
+  for (const key of ['task', 'model']) if (input[key] !== undefined) filled[key] = input[key];
+  if (Value.Check(AnyRunConfigSchema, filled)) return null;
+  const errors = [...Value.Errors(AnyRunConfigSchema, filled)];
+  return describeValueError(errors.find((e) => e.message.includes('Unexpected property')) ?? errors[0]);
+}
+
 export function readRunConfig(file: string): RunConfig {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readFileSync(file, 'utf8').replace(/^\uFEFF/, ''); // a byte-order mark is not JSON
   } catch (e) {
     throw new Error(`cannot read config ${file}: ${(e as Error).message}`);
   }
@@ -129,7 +214,7 @@ export function withAbsolutePaths(config: RunConfig, baseDir: string): RunConfig
 export function readRunFolderConfig(runDir: string): RunConfig {
   const file = join(runDir, CONFIG_FILE);
   if (!existsSync(file)) throw new Error(`${runDir} is not a run folder (no ${CONFIG_FILE})`);
-  return parseRunConfig(parseJsonc(readFileSync(file, 'utf8')) as unknown, file);
+  return parseRunConfig(parseJsonc(readFileSync(file, 'utf8').replace(/^\uFEFF/, '')) as unknown, file);
 }
 
 /** `--key value` and `--a.b value` flags over a config object (values parsed as JSON when they are JSON). */
@@ -188,6 +273,21 @@ export function starterConfigText(): string {
 
 /** JSON Schema of the run config for editors (media/run-config.schema.json, generated by `npm run gen:schema`). */
 export function runConfigJsonSchemaText(): string {
-  const schema = { $schema: 'http://json-schema.org/draft-07/schema#', title: 'SRLoRA Studio run config', ...(JSON.parse(JSON.stringify(RunConfigSchema)) as object) };
-  return JSON.stringify(schema, null, 2) + '\n';
+  const schema = { $schema: 'http://json-schema.org/draft-07/schema#', title: 'SRLoRA Studio run config', ...(JSON.parse(JSON.stringify(AnyRunConfigSchema)) as object) };
+  return JSON.stringify(optionalDefaults(schema), null, 2) + '\n';
+}
+
+/** A field with a default is optional to whoever writes the file: TypeBox lists every non-Optional property as
+ * required, so those with a default are dropped from `required` (at every depth), and an empty list is removed. */
+function optionalDefaults<V>(node: V): V {
+  if (Array.isArray(node)) return node.map(optionalDefaults) as V;
+  if (typeof node !== 'object' || node === null) return node;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) out[k] = optionalDefaults(v);
+  const props = out.properties as Record<string, { default?: unknown }> | undefined;
+  if (Array.isArray(out.required) && props) {
+    const required = (out.required as string[]).filter((k) => props[k]?.default === undefined);
+    if (required.length) out.required = required; else delete out.required;
+  }
+  return out as V;
 }

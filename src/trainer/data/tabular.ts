@@ -30,7 +30,7 @@ export function loadTabular(file: string, labelColumn = 'label', field = 'task.t
   }
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readFileSync(file, 'utf8').replace(/^\uFEFF/, ''); // a byte-order mark (Windows editors) is not data
   } catch (e) {
     throw new Error(`${field}: ${file}: ${(e as Error).message}`);
   }
