@@ -119,6 +119,43 @@ def test_a_half_precision_base_keeps_float32_factors_optimiser_state_and_emas(dt
     assert base(x).dtype == dtype
 
 
+def test_fp16_with_a_grad_scaler_takes_importance_from_unscaled_gradients_and_skips_overflow_steps():
+    torch.manual_seed(0)
+    make = lambda: nn.Sequential(nn.Linear(16, 16), nn.Linear(16, 4)).half()  # noqa: E731
+    base = make()
+    ref = copy.deepcopy(base)
+    x = torch.randn(8, 16).half()
+    layers = apply_srlora(base, ["0", "1"], r=2, alpha=4, r_target=4)
+    opt = torch.optim.SGD([p for l in layers.values() for p in (l.A, l.B)], lr=1e-3)
+    ctl = SRLoRAController(layers, opt, 10, 2, 4)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 60)  # the first steps overflow fp16
+    A0 = {n: l.A.detach().clone() for n, l in layers.items()}
+    skipped = 0
+    while True:
+        loss = base(x).float().pow(2).mean()
+        opt.zero_grad()
+        scaler.scale(loss).backward()  # before: "Attempting to unscale FP16 gradients"
+        scaler.unscale_(opt)
+        finite = all(torch.isfinite(l.A.grad).all() and torch.isfinite(l.B.grad).all() for l in layers.values() if l.A.grad is not None)
+        ctl.after_backward()
+        scaler.step(opt)
+        scaler.update()
+        ctl.after_step()
+        if finite:
+            break
+        skipped += 1
+        # an overflow step changes nothing: no update, no importance
+        assert all(torch.equal(l.A.detach(), A0[n]) and float(l.ema_IA.abs().sum()) == 0 for n, l in layers.items())
+    assert skipped >= 1
+    # the first finite step's importance is |w · g| of the UNSCALED gradient: the same as without a scaler
+    ref_layers = apply_srlora(ref, ["0", "1"], r=2, alpha=4, r_target=4)
+    ref_ctl = SRLoRAController(ref_layers, None, 10, 2, 4)
+    ref(x).float().pow(2).mean().backward()
+    ref_ctl.after_backward()
+    for n, l in layers.items():
+        torch.testing.assert_close(l.ema_IA, ref_layers[n].ema_IA, rtol=2e-2, atol=1e-6)
+
+
 def test_our_lora_is_peft_lora_on_the_same_weights():
     torch.manual_seed(0)
     base = nn.Sequential()
