@@ -119,7 +119,9 @@ export class Store {
       case 'snapshot': {
         this.missing.delete(msg.runId);
         const r = this.runData(msg.runId);
-        if (!msg.continued) r.reset(msg.truncated); // a long run's snapshot comes in parts: later parts append
+        // A long run's snapshot comes in parts: later parts (continued) append to the first.
+        if (!msg.continued) r.reset(msg.truncated);
+        else if (msg.truncated) r.truncated = true;
         for (const e of msg.events) r.apply(e);
         break;
       }

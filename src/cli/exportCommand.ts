@@ -20,7 +20,7 @@ import type { TrainerMessage } from '../protocol/messages';
 
 export async function exportCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { checkpoint: { type: 'string' } } });
-  if (positionals.length !== 1) throw new Error('usage: srlora export RUN_DIR [--checkpoint CHECKPOINT_DIR]');
+  if (positionals.length !== 1) throw new Error('export: needs one RUN_DIR; usage: srlora export RUN_DIR [--checkpoint CHECKPOINT_DIR]');
   const runDir = resolve(positionals[0]);
   const events = join(runDir, EVENTS_FILE);
   if (existsSync(events) && foldRun(runIdOf(runDir), readJsonl<TrainerMessage>(events).events).pytorch) {

@@ -1,22 +1,15 @@
-/** `srlora` — the command line: train, init, export, serve, conformance. */
+/**
+ * `srlora` — the command line: train, init, export, serve, conformance. Every command takes --help (its usage and
+ * flags, from src/cli/usage.ts); `srlora --version` prints the version; a mistyped command, flag or config-field
+ * flag is an error that names it and suggests the closest known one.
+ */
 import { conformanceCommand } from './conformanceCommand';
 import { trainCommand } from './trainCommand';
 import { initCommand } from './initCommand';
 import { serveCommand } from './serveCommand';
 import { exportCommand } from './exportCommand';
-
-const USAGE = `usage: srlora <command> [options]
-commands:
-  train [--config FILE] [--runs-dir DIR] [--resume RUN_DIR] [--no-progress] [--<field> VALUE ...]
-                          train (defaults: the tiny ViT on 90°-rotated digits, srlora); flags override config fields
-  init [FILE]             write a commented starting config (run.srlora.json)
-  export RUN_DIR [--checkpoint CHECKPOINT_DIR]
-                          write the run's export (merged weights, ΔW, direction history) from its latest checkpoint
-  serve [--runs-dir DIR] [--port N] [--demo | --config FILE] [--steps N]
-                          the dashboard in a browser for the runs of DIR (default .srlora/runs), optionally starting one
-  conformance CASE.json [--backend auto|tensorflow|wasm|cpu] [--check]
-                          run a golden case (../shared/VECTORS.md format) through the engine; print the answer JSON
-`;
+import { commandUsage, didYouMean, HELP, knownFlags, mainUsage, VERSION } from './usage';
+import { RunConfigSchema } from '../trainer/config/runConfig';
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   conformance: conformanceCommand,
@@ -26,24 +19,64 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   export: exportCommand,
 };
 
-async function main(argv: string[]): Promise<number> {
+const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/**
+ * `train` takes config fields as flags (--fusion-threshold 1.0, --task.transform upright): a flag that is neither
+ * one of its own nor a config field is refused here, by name, with the closest known flag.
+ */
+function checkTrainFlags(argv: string[]): void {
+  const fields = Object.keys(RunConfigSchema.properties);
+  const known = new Set([...knownFlags('train'), ...fields.map((f) => `--${kebab(f)}`), ...fields.map((f) => `--${f}`)]);
+  for (const a of argv) {
+    if (!a.startsWith('--')) continue;
+    const flag = a.split('=')[0];
+    const top = `--${flag.slice(2).split('.')[0]}`;
+    if (known.has(top)) continue;
+    const guess = didYouMean(top, known);
+    throw new Error(`train: unknown flag ${flag.slice(0, 80)}: neither a train option nor a config field${guess ? ` (did you mean ${guess}?)` : ''}; srlora train --help lists them`);
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === '-h' || cmd === '--help' || cmd === 'help') {
-    process.stdout.write(USAGE);
+    const topic = cmd === 'help' ? rest[0] : undefined;
+    process.stdout.write(topic && HELP[topic] ? commandUsage(topic) : mainUsage());
     return cmd === undefined ? 2 : 0;
   }
+  if (cmd === '--version' || cmd === '-V' || cmd === 'version') { process.stdout.write(`srlora ${VERSION}\n`); return 0; }
   const run = COMMANDS[cmd];
   if (!run) {
-    process.stderr.write(`srlora: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
+    const guess = didYouMean(cmd, Object.keys(COMMANDS));
+    process.stderr.write(`srlora: unknown command ${JSON.stringify(cmd.slice(0, 80))}${guess ? ` (did you mean ${guess}?)` : ''}\n${mainUsage()}`);
     return 2;
   }
-  return run(rest);
+  // --help anywhere before a lone `--`, for every command (init --help once wrote a config file named --help).
+  const end = rest.indexOf('--');
+  if ((end < 0 ? rest : rest.slice(0, end)).some((a) => a === '--help' || a === '-h')) { process.stdout.write(commandUsage(cmd)); return 0; }
+  if (cmd === 'train') checkTrainFlags(rest);
+  try {
+    return await run(rest);
+  } catch (e) {
+    // node:util parseArgs: name the command and suggest the closest flag it knows.
+    const code = (e as { code?: string }).code;
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      const flag = /'(-[^']*)'/.exec((e as Error).message)?.[1] ?? '?';
+      const guess = didYouMean(flag, knownFlags(cmd));
+      throw new Error(`${cmd}: unknown option ${flag.slice(0, 80)}${guess ? ` (did you mean ${guess}?)` : ''}; srlora ${cmd} --help lists them`);
+    }
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new Error(`${cmd}: ${(e as Error).message}; srlora ${cmd} --help`);
+    throw e;
+  }
 }
 
 // A trainer detached from a closed window has no one reading its output: keep training (events.jsonl is the record).
 for (const stream of [process.stdout, process.stderr]) stream.on('error', () => { /* EPIPE: the reader is gone */ });
 
-main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: unknown) => {
-  process.stderr.write(`srlora: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 1;
-});
+if (!process.env.SRLORA_CLI_NO_MAIN) {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: unknown) => {
+    process.stderr.write(`srlora: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  });
+}

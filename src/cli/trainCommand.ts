@@ -1,11 +1,13 @@
 /**
- * `srlora train [--config FILE] [--runs-dir DIR] [--resume RUN_DIR] [--<field> VALUE …]`
+ * `srlora train [--config FILE] [--runs-dir DIR (default .srlora/runs)] [--resume RUN_DIR] [--<field> VALUE …]`
  * Flags named after config fields override them (`--r 8`, `--fusion-threshold 1.0`, `--task.transform upright`).
  * The env contract of docs/protocol.md: SRLORA_HUB_URL + SRLORA_TOKEN connect to a hub; SRLORA_RUN_DIR is the run folder.
  */
 import { dirname, resolve } from 'node:path';
 import { applyOverrides, parseRunConfig, readRunConfig, readRunFolderConfig, withAbsolutePaths, type RunConfig } from '../trainer/config/runConfig';
 import { newRunDir, TrainingRun } from '../trainer/process/trainingRun';
+import { DEFAULT_RUNS_DIR } from './usage';
+import { trainingSummary } from './summary';
 
 const OWN_FLAGS = new Set(['config', 'runs-dir', 'resume', 'no-progress']);
 
@@ -44,7 +46,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     const base = typeof file === 'string' ? readRunConfig(resolve(file)) : parseRunConfig({}, 'defaults');
     if (typeof file === 'string') baseDir = dirname(resolve(file));
     config = withAbsolutePaths(parseRunConfig(applyOverrides(base as unknown as Record<string, unknown>, overrides), typeof file === 'string' ? `${file} with flags` : 'flags'), baseDir);
-    const runsDir = typeof own.get('runs-dir') === 'string' ? resolve(own.get('runs-dir') as string) : resolve('runs');
+    const runsDir = typeof own.get('runs-dir') === 'string' ? resolve(own.get('runs-dir') as string) : resolve(DEFAULT_RUNS_DIR);
     runDir = env.SRLORA_RUN_DIR ? resolve(env.SRLORA_RUN_DIR) : newRunDir(runsDir, config.method);
   }
   const hub = env.SRLORA_HUB_URL ? { url: env.SRLORA_HUB_URL, token: env.SRLORA_TOKEN ?? '' } : null;
@@ -60,6 +62,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   process.once('SIGTERM', () => stop('SIGTERM'));
   const outcome = await run.run();
   process.stderr.write(`run ${run.runId}: ${outcome}\n`);
+  if (!hub) { try { process.stderr.write(`\n${trainingSummary(runDir)}`); } catch { /* no log: nothing to sum up */ } } // webview's src/cli/summary.ts
   // The log's final state says how the run ended; the exit code says whether the trainer failed.
   const code = outcome === 'failed' ? 1 : 0;
   // Nothing may keep a finished trainer alive (a hub link that cannot close, after a disk-full failure too): exit

@@ -1,0 +1,67 @@
+/**
+ * The one-screen summary a training run ends with: what became of the run (state, steps, time), its final and best
+ * loss and eval metrics, its recompositions, and where its folder and export are, with the commands that come next.
+ * Folded from the run's events.jsonl with the one reducer (what every other view shows).
+ */
+import { existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { readJsonl } from '../runfolder/eventLog';
+import { EVENTS_FILE, EXPORT_DIR_NAME } from '../runfolder/runFiles';
+import { foldRun } from '../viewmodel/runModel';
+import { formatDuration } from '../common/formatDuration';
+import type { TrainerMessage } from '../protocol/messages';
+
+const fmt = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(3) : v.toFixed(4));
+
+/**
+ * The summary text (several lines, ending in a newline) of the run in `runDir`; paths are shown relative to `cwd`.
+ * Throws only if the run folder has no events.jsonl.
+ */
+export function trainingSummary(runDir: string, cwd = process.cwd()): string {
+  const events = readJsonl<TrainerMessage>(join(runDir, EVENTS_FILE)).events;
+  // One value per step (a resume rewinds): the latest message for a step wins.
+  const losses = new Map<number, number>();
+  const evals = new Map<number, { loss: number; metrics: Record<string, number> }>();
+  const recompositions: { step: number; fused: number }[] = [];
+  for (const e of events) {
+    if (e.type === 'rewind') {
+      for (const s of [...losses.keys()]) if (s > e.step) losses.delete(s);
+      for (const s of [...evals.keys()]) if (s > e.step) evals.delete(s);
+      for (let i = recompositions.length - 1; i >= 0; i--) if (recompositions[i].step > e.step) recompositions.splice(i, 1);
+    } else if (e.type === 'metrics') for (const r of e.rows) losses.set(r.step, r.loss);
+    else if (e.type === 'eval') evals.set(e.step, { loss: e.loss, metrics: e.metrics });
+    else if (e.type === 'recomposition') recompositions.push({ step: e.step, fused: e.layers.reduce((n, l) => n + l.slots.length, 0) });
+  }
+  const m = foldRun(runDir, events);
+  const lossValues = [...losses.values()];
+  const evalList = [...evals.entries()].sort((a, b) => a[0] - b[0]).map(([, v]) => v);
+  const lastEval = evalList[evalList.length - 1];
+  const rel = (p: string) => relative(cwd, p) || '.';
+  const lines: string[] = [];
+  const check = m.state === 'finished' ? '✓' : m.state === 'failed' ? '✗' : '■';
+  lines.push(`${check} ${m.name} — ${m.state}${m.stateReason ? ` (${m.stateReason})` : ''}, step ${m.step}/${m.totalSteps ?? '?'}${m.startedAt !== null && m.updatedAt !== null ? ` in ${formatDuration((m.updatedAt - m.startedAt) / 1000)}` : ''}`);
+  lines.push(`  method ${m.method ?? '?'} on ${m.backend || '?'}`);
+  const table: [string, number | undefined, number | null][] = [];
+  if (lossValues.length) table.push(['train loss', lossValues[lossValues.length - 1], Math.min(...lossValues)]);
+  if (lastEval) {
+    table.push(['eval loss', lastEval.loss, Math.min(...evalList.map((e) => e.loss))]);
+    for (const k of Object.keys(lastEval.metrics).sort()) {
+      const vals = evalList.map((e) => e.metrics[k]).filter((v): v is number => typeof v === 'number');
+      table.push([`eval ${k}`, lastEval.metrics[k], /loss|error|perplexity/i.test(k) ? Math.min(...vals) : Math.max(...vals)]);
+    }
+  }
+  const w = Math.max(12, ...table.map(([k]) => k.length + 1));
+  for (const [k, final, best] of table) lines.push(`  ${k.padEnd(w)} final ${fmt(final)}   best ${fmt(best)}`);
+  if (m.method === 'srlora') {
+    const fusing = recompositions.filter((r) => r.fused > 0);
+    lines.push(`  ${'recompositions'.padEnd(w)} ${fusing.length} fused ${fusing.reduce((n, r) => n + r.fused, 0)} pairs${recompositions.length > fusing.length ? `; ${recompositions.length - fusing.length} fused nothing` : ''}`);
+  }
+  if (m.nonFiniteSteps) lines.push(`  ${m.nonFiniteSteps} steps skipped (non-finite gradients)`);
+  const label = (k: string) => `  ${k.padEnd(w)} `;
+  lines.push(`${label('run folder')}${rel(runDir)}`);
+  const exportDir = join(runDir, EXPORT_DIR_NAME);
+  if (existsSync(join(exportDir, 'merged.safetensors'))) lines.push(`${label('export')}${rel(exportDir)}`);
+  else if (m.state !== 'finished') lines.push(`${label('continue')}srlora train --resume ${rel(runDir)}`);
+  lines.push(`${label('dashboard')}srlora serve --runs-dir ${rel(join(runDir, '..'))}`);
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,75 @@
+/** The command line's conventions: --help on every command, --version, did-you-mean, one runs folder, the summary. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir } from './helpers/tmp';
+import { FixtureLog } from './helpers/runFixtures';
+import { trainingSummary } from '../src/cli/summary';
+import { didYouMean } from '../src/cli/usage';
+
+const root = join(import.meta.dirname, '..');
+const cli = (args: string[], cwd: string) => spawnSync(process.execPath, [join(root, 'dist/cli.js'), ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
+
+test('--help on every subcommand prints its usage, exits 0 and does nothing (init --help wrote a file named --help)', () => {
+  const dir = tempDir();
+  for (const cmd of ['train', 'init', 'export', 'serve', 'conformance']) {
+    for (const flag of ['--help', '-h']) {
+      const r = cli([cmd, flag], dir);
+      assert.equal(r.status, 0, `${cmd} ${flag}: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`^usage: srlora ${cmd}`), cmd);
+    }
+  }
+  assert.deepEqual(readdirSync(dir), [], 'nothing written');
+});
+
+test('--version prints the package version', () => {
+  const r = cli(['--version'], tempDir());
+  assert.equal(r.status, 0);
+  assert.match(r.stdout, /^srlora \d+\.\d+\.\d+\n$/);
+});
+
+test('a mistyped command, option or config-field flag names it and suggests the closest', () => {
+  const dir = tempDir();
+  const cases: [string[], RegExp][] = [
+    [['trian'], /unknown command "trian" \(did you mean train\?\)/],
+    [['export', '--chekpoint', 'x', 'y'], /export: unknown option --chekpoint \(did you mean --checkpoint\?\)/],
+    [['train', '--stepz', '5'], /train: unknown flag --stepz: neither a train option nor a config field \(did you mean --steps\?\)/],
+    [['train', '--fusion-treshold', '1'], /did you mean --fusion-threshold\?/],
+    [['conformance', '--chek', 'x'], /conformance: unknown option --chek \(did you mean --check\?\)/],
+    [['init', '--force'], /init: unknown option --force/],
+  ];
+  for (const [args, want] of cases) {
+    const r = cli(args, dir);
+    assert.notEqual(r.status, 0, args.join(' '));
+    assert.match(r.stderr, want, args.join(' '));
+  }
+  assert.deepEqual(readdirSync(dir), [], 'nothing written');
+  assert.equal(didYouMean('--zzzzzz', ['--steps', '--config']), null, 'no suggestion when nothing is close');
+});
+
+test('train writes into .srlora/runs (where serve, --resume and export read) and ends with a summary', () => {
+  const dir = tempDir();
+  const r = cli(['train', '--steps', '12', '--no-progress', '--model.kind', 'mlp', '--eval-every', '6', '--checkpoint-every', '0'], dir);
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(existsSync(join(dir, '.srlora/runs')), 'the default runs folder');
+  assert.ok(!existsSync(join(dir, 'runs')), 'not ./runs');
+  assert.match(r.stderr, /✓ .* — finished, step 12\/12/);
+  assert.match(r.stderr, /train loss +final \d/);
+  assert.match(r.stderr, /run folder +\.srlora\/runs\/\S+/);
+});
+
+test('the summary keeps one value per step after a rewind and counts only recompositions that fused', () => {
+  const dir = tempDir();
+  const run = new FixtureLog('sum').hello({ name: 'summed', totalSteps: 20, srlora: { schedule: [10], minSlotAge: 1, rule: { kind: 'ratio', fusionRatio: 0.5 } } })
+    .state('running', 0).metrics(1, 12, () => 0.01).recomposition(11, true).evalAt(10, 0.5, 0.9)
+    .state('interrupted', 12).rewind(8).state('running', 8).metrics(9, 20, (s) => 1 + 1 / s).recomposition(10, true).recomposition(15, false, 'forced')
+    .evalAt(10, 0.7, 0.8).evalAt(20, 0.6, 0.85).state('finished', 20).writeTo(dir);
+  const s = trainingSummary(run, dir);
+  assert.match(s, /^✓ summed — finished, step 20\/20/);
+  assert.match(s, /train loss +final 1\.0500 +best 0\.0100/, 'steps 1..8 of the first attempt stay (0.01); 9..20 are the resumed ones');
+  assert.match(s, /eval loss +final 0\.6000 +best 0\.6000/, 'the first attempt\'s step-10 eval (0.5) was replaced');
+  assert.match(s, /eval accuracy +final 0\.8500 +best 0\.8500/);
+  assert.match(s, /recompositions +1 fused 2 pairs; 1 fused nothing/);
+});
