@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { Hub } from '../hub/hub';
 import { RunManager } from '../supervisor/runManager';
 import { pageHandler } from '../serve/pageServer';
+import { installProcessGuard } from '../serve/processGuard';
 import { assetRoot } from '../trainer/process/task';
 
 export async function serveCommand(argv: string[]): Promise<number> {
@@ -28,8 +29,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
   const root = assetRoot();
   let handler: ReturnType<typeof pageHandler> | null = null;
-  const hub = await Hub.start({ host: values.host, port, onHttpRequest: (req, res) => void handler?.(req, res) });
-  handler = pageHandler(root, hub.viewerToken);
+  installProcessGuard((line) => process.stderr.write(`${line}\n`)); // no request can end serve (issue 13.1)
+  const hub = await Hub.start({ host: values.host, port, onHttpRequest: (req, res) => handler?.(req, res) });
+  hub.on('rejected', (where, error) => { if (where === 'http' || where === 'server') process.stderr.write(`hub: ${where}: ${error}\n`); });
+  handler = pageHandler(root, hub.viewerToken, (e) => process.stderr.write(`page: ${String(e)}\n`));
   const origin = hub.httpOrigin;
   hub.allowOrigin(origin);
   hub.allowOrigin(origin.replace('127.0.0.1', 'localhost'));
