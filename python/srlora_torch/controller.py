@@ -18,10 +18,12 @@ from torch import nn
 from .layer import SRLoRALinear
 from .targets import Targets, matches_target, select_targets  # noqa: F401 - matches_target: re-exported
 from .recompose import index_rows, plan, recompose_group
-from .rule import Schedule, compute_schedule, default_min_slot_age, select_slots
+from .rule import FUSION_SELECT, REINIT_OPTIMIZER, Schedule, compute_schedule, default_min_slot_age, select_slots, selection_key
+from .optim import SlotAdam
 from .snapshot import TELEMETRY_DIGITS, CapturedScores, Snapshot, grouped_scores
 
-DEFAULTS = dict(beta1=0.85, beta2=0.85, fusion_ratio=0.5, fusion_threshold=None, r_target_per_rank=4, reset_optimizer_moments=True)
+DEFAULTS = dict(beta1=0.85, beta2=0.85, fusion_ratio=0.5, fusion_threshold=None, r_target_per_rank=4, reset_optimizer_moments=True,
+                reinit_optimizer="zero-moments", fusion_select="least-important")
 
 
 def apply_srlora(model: nn.Module, target_modules: Targets, r: int, alpha: float, r_target: Optional[int] = None,
@@ -69,7 +71,20 @@ class Recomposition:
 class SRLoRAController:
     def __init__(self, layers: Dict[str, SRLoRALinear], optimizer: Optional[torch.optim.Optimizer], total_steps: int,
                  r: int, r_target: Optional[int] = None, fusion_ratio: float = 0.5, fusion_threshold: Optional[float] = None,
-                 min_slot_age: Optional[int] = None, reset_optimizer_moments: bool = True):
+                 min_slot_age: Optional[int] = None, reset_optimizer_moments: bool = True,
+                 reinit_optimizer: Optional[str] = None, fusion_select: str = "least-important", seed: int = 0):
+        """reinit_optimizer (None: "zero-moments", or "keep" when reset_optimizer_moments is False, the legacy switch):
+        "zero-moments" zeroes the fused slots' Adam moments under the global step count; "restart" also restarts their
+        bias correction (needs a SlotAdam optimiser, optim.py); "keep" leaves them. fusion_select: which eligible pairs
+        fuse (rule.py); "random" draws from selection_key(seed, step, layer index)."""
+        reinit_optimizer = reinit_optimizer or ("zero-moments" if reset_optimizer_moments else "keep")
+        if reinit_optimizer not in REINIT_OPTIMIZER:
+            raise ValueError(f"reinitOptimizer: expected {' | '.join(REINIT_OPTIMIZER)}, got {reinit_optimizer!r}")
+        if fusion_select not in FUSION_SELECT:
+            raise ValueError(f"fusionSelect: expected {' | '.join(FUSION_SELECT)}, got {fusion_select!r}")
+        if reinit_optimizer == "restart" and optimizer is not None and not isinstance(optimizer, SlotAdam):
+            raise ValueError("reinitOptimizer restart needs a SlotAdam optimiser (srlora_torch.optim): torch's Adam counts one step per tensor")
+        self.reinit_optimizer, self.fusion_select, self.seed = reinit_optimizer, fusion_select, seed
         self.layers = layers
         self.optimizer = optimizer
         self.step = 0
@@ -80,7 +95,7 @@ class SRLoRAController:
         self.fusion_ratio = fusion_ratio
         self.fusion_threshold = fusion_threshold
         self.min_slot_age = min_slot_age if min_slot_age is not None else default_min_slot_age(self.schedule, total_steps)
-        self.reset_optimizer_moments = reset_optimizer_moments
+        self.reset_optimizer_moments = reinit_optimizer != "keep"
         self._scheduled = set(self.schedule.steps)
         self.pending: List[Callable[[], None]] = []
         # Called with every recomposition, scheduled or forced, in the order they happen: the user's callback, then
@@ -196,8 +211,10 @@ class SRLoRAController:
             rec.skipped = sorted(bad)
             keep = [i for i, n in enumerate(names) if n not in bad]
             names, scores, ages = [names[i] for i in keep], [scores[i] for i in keep], [ages[i] for i in keep]
+        index = {n: i for i, n in enumerate(self.layers)}
         selections = [select_slots(S, age, self.layers[n].p, self.layers[n].r_target, self.fusion_threshold, self.fusion_ratio,
-                                   self.min_slot_age) for n, S, age in zip(names, scores, ages)]
+                                   self.min_slot_age, self.fusion_select, selection_key(self.seed, self.step, index[n]))
+                      for n, S, age in zip(names, scores, ages)]
         chunks = plan(self.layers, [(n, slots) for n, (slots, _) in zip(names, selections)])
         # One host → device copy of every chunk's new directions and slot masks (a blocking copy per layer or chunk
         # would drain the GPU queue each time), then one device → host copy of every layer's norms.
@@ -213,6 +230,10 @@ class SRLoRAController:
             for n, res in zip(ns, results):
                 done[n] = (res["old"], res["new"], len(norms))
                 norms.append(res["norms"])
+        if self.reinit_optimizer == "restart" and isinstance(self.optimizer, SlotAdam):
+            for n, (slots, _) in zip(names, selections):
+                self.optimizer.restart_slots(self.layers[n].A, slots)
+                self.optimizer.restart_slots(self.layers[n].B, slots)
         values = torch.stack(norms).to(torch.float64).tolist() if norms else []
         for name, S, (slots, exhausted) in zip(names, scores, selections):
             old, new, i = done.get(name, ([], [], None))

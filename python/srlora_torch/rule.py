@@ -32,14 +32,51 @@ def normalize_scores(scores: Sequence[float]) -> List[float]:
     return [s / mean if mean > 0 else 0.0 for s in scores]
 
 
+FUSION_SELECT = ("least-important", "random", "most-important", "oldest")
+REINIT_OPTIMIZER = ("zero-moments", "restart", "keep")
+
+
+def selection_key(seed: int, step: int, layer_index: int) -> int:
+    """The uint32 seed of one random selection (src/srlora/rule.ts selectionKey: the same number)."""
+    return ((seed & 0xFFFFFFFF) * 0x9E3779B1 + (step & 0xFFFFFFFF) * 0x85EBCA77 + layer_index) & 0xFFFFFFFF
+
+
+def uniform_draws(seed: int, n: int) -> List[float]:
+    """n uniforms in [0, 1) from a uint32 seed: the built-in trainer's SplitMix32-style generator (digits.Rng)."""
+    state, out = seed & 0xFFFFFFFF, []
+    for _ in range(n):
+        state = (state + 0x9E3779B9) & 0xFFFFFFFF
+        z = state
+        z = ((z ^ (z >> 16)) * 0x85EBCA6B) & 0xFFFFFFFF
+        z = ((z ^ (z >> 13)) * 0xC2B2AE35) & 0xFFFFFFFF
+        z ^= z >> 16
+        out.append(z / 4294967296)
+    return out
+
+
 def select_slots(scores: Sequence[float], age: Sequence[int], p: int, r_target: int,
-                 fusion_threshold: Optional[float], fusion_ratio: float, min_slot_age: int) -> tuple[list[int], bool]:
-    """Selected slots (S ascending, slot index breaking ties, cut to the directions left) and whether exhausted."""
+                 fusion_threshold: Optional[float], fusion_ratio: float, min_slot_age: int,
+                 fusion_select: str = "least-important", random_key: Optional[int] = None) -> tuple[list[int], bool]:
+    """Selected slots (ordered by fusion_select — S ascending by default —, slot index breaking ties, cut to the
+    directions left) and whether exhausted. fusion_select "random" orders by one draw per slot from random_key."""
     left = r_target - p
     if left <= 0:
         return [], True
     r = len(scores)
-    eligible = sorted((k for k in range(r) if age[k] >= min_slot_age), key=lambda k: (scores[k], k))
+    ok = [k for k in range(r) if age[k] >= min_slot_age]
+    if fusion_select == "least-important":
+        eligible = sorted(ok, key=lambda k: (scores[k], k))
+    elif fusion_select == "most-important":
+        eligible = sorted(ok, key=lambda k: (-scores[k], k))
+    elif fusion_select == "oldest":
+        eligible = sorted(ok, key=lambda k: (-age[k], k))
+    elif fusion_select == "random":
+        if random_key is None:
+            raise ValueError("select_slots: fusion_select random needs random_key")
+        u = uniform_draws(random_key, r)
+        eligible = sorted(ok, key=lambda k: (u[k], k))
+    else:
+        raise ValueError(f"fusionSelect: expected {' | '.join(FUSION_SELECT)}, got {fusion_select!r}")
     if fusion_threshold is None:
         chosen = eligible[: math.ceil(fusion_ratio * r)]
     else:

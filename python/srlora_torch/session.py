@@ -122,7 +122,8 @@ class Session:
         """What the trainer decided and viewers show without recomputing: the schedule, min slot age, rule in force."""
         if self.ctl.method != "srlora":
             return None
-        return {"schedule": list(self.ctl.schedule.steps), "minSlotAge": self.ctl.min_slot_age, "rule": self.ctl.rule_in_force()}
+        return {"schedule": list(self.ctl.schedule.steps), "minSlotAge": self.ctl.min_slot_age, "rule": self.ctl.rule_in_force(),
+                "reinitOptimizer": self.ctl.reinit_optimizer, "fusionSelect": self.ctl.fusion_select}
 
     # ---- lifecycle
     def start(self, resumed: bool = False, checkpoint: Optional[str] = None) -> None:

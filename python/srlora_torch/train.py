@@ -22,6 +22,7 @@ from .controller import SRLoRAController
 from .checkpoint import newest_verified
 from .export import export_run
 from .session import Session, device_label, log
+from .optim import SlotAdam
 from .tasks import base_weights, build_model, restore
 from .texttask import resolve_paths
 
@@ -58,6 +59,27 @@ def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
                 obj[key] = os.path.join(at, obj[key])
     resolve_paths(cfg, os.path.dirname(os.path.abspath(path)) if path else os.getcwd())  # text task, huggingface model
     return cfg
+
+
+def reinit_optimizer(cfg: dict) -> str:
+    """The config's reinitOptimizer; resetOptimizerMoments false (the legacy switch) means "keep"."""
+    return "keep" if cfg.get("resetOptimizerMoments") is False else cfg.get("reinitOptimizer") or "zero-moments"
+
+
+def make_optimizer(cfg: dict, layers, extra=()) -> torch.optim.Optimizer:
+    """The configured optimiser over the layers' A and B; reinitOptimizer "restart" needs per-slot step counts
+    (SlotAdam), which torch's Adam does not keep."""
+    params = [p for l in layers.values() for p in (l.A, l.B)] + list(extra)
+    if cfg["optimizer"] != "sgd" and reinit_optimizer(cfg) == "restart":
+        return SlotAdam(layers.values(), lr=cfg["learningRate"], weight_decay=cfg["weightDecay"], decoupled=cfg["optimizer"] == "adamw", extra=extra)
+    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[cfg["optimizer"]]
+    return opt_cls(params, lr=cfg["learningRate"], **({"weight_decay": cfg["weightDecay"]} if cfg["optimizer"] != "sgd" else {}))
+
+
+def make_controller(cfg: dict, layers, opt, r_target: int) -> SRLoRAController:
+    return SRLoRAController(layers, opt, cfg["steps"], cfg["r"], r_target, cfg["fusionRatio"], cfg["fusionThreshold"],
+                            cfg["minSlotAge"], reinit_optimizer=reinit_optimizer(cfg), fusion_select=cfg.get("fusionSelect") or "least-important",
+                            seed=cfg["seed"])
 
 
 def pick_device(name: str) -> torch.device:
@@ -103,11 +125,9 @@ def main(argv=None) -> int:
         task, layers, r_target = build_model(cfg, device)
     except (ValueError, OSError) as e:  # a bad model, data file or row: its own message, not a traceback
         raise SystemExit(f"{run_dir}: {e}") from None
-    params = [p for l in layers.values() for p in (l.A, l.B)] + list(getattr(task, "extra_params", []))
-    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[cfg["optimizer"]]
-    opt = opt_cls(params, lr=cfg["learningRate"], **({"weight_decay": cfg["weightDecay"]} if cfg["optimizer"] != "sgd" else {}))
-    ctl = SRLoRAController(layers, opt, cfg["steps"], cfg["r"], r_target, cfg["fusionRatio"], cfg["fusionThreshold"],
-                           cfg["minSlotAge"], cfg["resetOptimizerMoments"])
+    extra = list(getattr(task, "extra_params", []))
+    opt = make_optimizer(cfg, layers, extra)
+    ctl = make_controller(cfg, layers, opt, r_target)
 
     def save_checkpoint(folder: str) -> None:
         """Everything a resume needs to continue as if never stopped: the model (factors, frozen weights, EMAs, ages,

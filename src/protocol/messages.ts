@@ -74,6 +74,8 @@ export const Hello = envelope('hello', {
     schedule: T.Array(T.Integer({ minimum: 1 }), { maxItems: 100000, description: 'steps after which a scheduled recomposition runs' }),
     minSlotAge: T.Integer({ minimum: 0, description: 'steps a slot must have trained before it may fuse' }),
     rule: FusionRule,
+    reinitOptimizer: T.Optional(T.Union([T.Literal('zero-moments'), T.Literal('restart'), T.Literal('keep')], { description: 'the fused slots\' Adam state after a recomposition (an experiment setting; absent from older trainers: zero-moments)' })),
+    fusionSelect: T.Optional(T.Union([T.Literal('least-important'), T.Literal('random'), T.Literal('most-important'), T.Literal('oldest')], { description: 'which eligible pairs fuse (least-important = the paper; the others are ablations; absent from older trainers: least-important)' })),
   }, { description: 'what the trainer decided (srlora runs): viewers show it and never recompute it' })),
   worldSize: T.Optional(T.Integer({ minimum: 1, description: 'data-parallel ranks training this run (1 when absent)' })),
 }, 'First message of a run (presented again on every reconnection; a resumed run keeps its hello and sends rewind).');

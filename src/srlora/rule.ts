@@ -11,7 +11,11 @@ export interface RuleSettings {
   fusionRatio: number;
   /** Slots younger than this (steps since their last (re)initialisation) are not eligible. */
   minSlotAge: number;
+  /** Which eligible pairs go first (default 'least-important', the paper's rule); an ablation setting. */
+  fusionSelect?: FusionSelect;
 }
+
+import type { FusionSelect } from './defaults';
 
 export interface Schedule {
   /** n = ceil(γ·r): pairs per scheduled recomposition under the ratio rule. */
@@ -55,10 +59,36 @@ export interface LayerSlots {
   p: number;
   /** Directions this layer can use (rTarget capped at min(out, in)). */
   rTarget: number;
+  /** fusionSelect 'random' only: the uint32 seed of this draw, selectionKey(run seed, step, layer index). */
+  randomKey?: number;
+}
+
+/**
+ * The seed of one random selection: the run's seed, the step after which the recomposition runs and the layer's
+ * index among the adapted layers (model order), mixed in uint32 arithmetic — python/srlora_torch/rule.py computes
+ * the same number, so both trainers fuse the same pairs.
+ */
+export function selectionKey(seed: number, step: number, layerIndex: number): number {
+  return (Math.imul(seed >>> 0, 0x9e3779b1) + Math.imul(step >>> 0, 0x85ebca77) + layerIndex) >>> 0;
+}
+
+/** Uniform draws in [0, 1) from a uint32 seed: src/trainer/rng.ts's SplitMix32-style generator (same numbers). */
+export function uniformDraws(seed: number, n: number): number[] {
+  let state = seed >>> 0;
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    state = (state + 0x9e3779b9) >>> 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    z ^= z >>> 16;
+    out.push((z >>> 0) / 4294967296);
+  }
+  return out;
 }
 
 export interface Selection {
-  /** Selected slots, in selection order (S ascending, slot index breaking ties). */
+  /** Selected slots, in selection order (by fusionSelect: S ascending by default; slot index breaking ties). */
   slots: number[];
   /** No direction was left: the recomposition is a no-op. */
   exhausted: boolean;
@@ -71,14 +101,26 @@ export function selectSlots(layer: LayerSlots, rule: RuleSettings): Selection {
   const r = layer.scores.length;
   const eligible: number[] = [];
   for (let k = 0; k < r; k++) if (layer.age[k] >= rule.minSlotAge) eligible.push(k);
-  eligible.sort((a, b) => layer.scores[a] - layer.scores[b] || a - b);
+  const S = layer.scores, age = layer.age;
+  switch (rule.fusionSelect ?? 'least-important') {
+    case 'least-important': eligible.sort((a, b) => S[a] - S[b] || a - b); break;
+    case 'most-important': eligible.sort((a, b) => S[b] - S[a] || a - b); break;
+    case 'oldest': eligible.sort((a, b) => age[b] - age[a] || a - b); break;
+    case 'random': {
+      // One draw per slot (all r, in slot order, so the draws do not depend on eligibility), ascending.
+      if (layer.randomKey === undefined) throw new Error('selectSlots: fusionSelect random needs the layer\'s randomKey');
+      const u = uniformDraws(layer.randomKey, r);
+      eligible.sort((a, b) => u[a] - u[b] || a - b);
+      break;
+    }
+  }
   let chosen: number[];
   if (rule.fusionThreshold === null) {
     chosen = eligible.slice(0, Math.ceil(rule.fusionRatio * r));
   } else {
     const sHat = normalizeScores(layer.scores);
     const tau = rule.fusionThreshold;
-    chosen = eligible.filter((k) => sHat[k] < tau);
+    chosen = eligible.filter((k) => sHat[k] < tau); // τ fuses by score; fusionSelect orders the cut below
   }
   return { slots: chosen.slice(0, left), exhausted: false };
 }

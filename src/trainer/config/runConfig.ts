@@ -9,7 +9,7 @@ import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { CONFIG_FILE } from '../../runfolder/runFiles';
-import { SRLORA_DEFAULTS } from '../../srlora/defaults';
+import { FUSION_SELECT, REINIT_OPTIMIZER, SRLORA_DEFAULTS } from '../../srlora/defaults';
 import { describeValueError } from '../../protocol/describeError';
 
 const strict = { additionalProperties: false };
@@ -80,7 +80,9 @@ const commonFields = {
   beta1: T.Number({ ...Beta, default: SRLORA_DEFAULTS.beta1, description: 'importance EMA β1' }),
   beta2: T.Number({ ...Beta, default: SRLORA_DEFAULTS.beta2, description: 'uncertainty EMA β2' }),
   minSlotAge: T.Union([T.Integer({ minimum: 0 }), T.Null()], { default: SRLORA_DEFAULTS.minSlotAge, description: 'null = max(1, floor(interval / 10))' }),
-  resetOptimizerMoments: T.Boolean({ default: SRLORA_DEFAULTS.resetOptimizerMoments }),
+  resetOptimizerMoments: T.Boolean({ default: SRLORA_DEFAULTS.resetOptimizerMoments, description: 'legacy: false = reinitOptimizer "keep"' }),
+  reinitOptimizer: T.Union(REINIT_OPTIMIZER.map((v) => T.Literal(v)), { default: SRLORA_DEFAULTS.reinitOptimizer, description: 'the fused slots\' Adam state after a recomposition: zero-moments = moments zeroed under the global step count (a per-slot step-size boost); restart = zeroed with bias correction restarted, as a fresh Adam; keep = untouched' }),
+  fusionSelect: T.Union(FUSION_SELECT.map((v) => T.Literal(v)), { default: SRLORA_DEFAULTS.fusionSelect, description: 'which eligible pairs fuse: least-important (the paper), or an ablation: random (seeded), most-important, oldest' }),
   optimizer: T.Union([T.Literal('adam'), T.Literal('adamw'), T.Literal('sgd')], { default: 'adam' }),
   learningRate: T.Number({ exclusiveMinimum: 0, default: 3e-3 }),
   weightDecay: T.Number({ minimum: 0, default: 0 }),
@@ -259,6 +261,9 @@ export function starterConfigText(): string {
   "fusionRatio": ${d.fusionRatio},
   "beta1": ${d.beta1}, "beta2": ${d.beta2},   // importance EMAs (AdaLoRA)
   "minSlotAge": ${d.minSlotAge},     // null = max(1, interval / 10) steps before a fresh pair may fuse again
+  // Experiment settings (docs/ALGORITHM.md): the fused pairs' Adam state after a recomposition (zero-moments |
+  // restart | keep) and which eligible pairs fuse (least-important = the paper | random | most-important | oldest).
+  "reinitOptimizer": "${d.reinitOptimizer}", "fusionSelect": "${d.fusionSelect}",
   "optimizer": "${d.optimizer}", "learningRate": ${d.learningRate}, "weightDecay": ${d.weightDecay},
   "batchSize": ${d.batchSize},
   "steps": ${d.steps},

@@ -6,8 +6,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { AdaptedLinear, type LayerSpec, type Method } from './layer';
 import { Optimizer, type OptimizerConfig, type Param } from './optimizer';
-import { computeSchedule, defaultMinSlotAge, normalizeScores, selectSlots, type RuleSettings, type Schedule } from '../../srlora/rule';
-import { SRLORA_DEFAULTS } from '../../srlora/defaults';
+import { computeSchedule, defaultMinSlotAge, normalizeScores, selectionKey, selectSlots, type RuleSettings, type Schedule } from '../../srlora/rule';
+import { SRLORA_DEFAULTS, type FusionSelect, type ReinitOptimizer } from '../../srlora/defaults';
 import { Rng } from '../rng';
 import type { TensorMap } from '../../runfolder/safetensors';
 
@@ -17,7 +17,8 @@ export interface EngineStateMeta {
   learningRate: number;
   rng: number;
   rule: RuleSettings;
-  layers: { name: string; p: number; directions: number[]; age: number[] }[];
+  /** slotSteps: each slot's Adam step count (reinitOptimizer 'restart'); absent in older checkpoints. */
+  layers: { name: string; p: number; directions: number[]; age: number[]; slotSteps?: number[] }[];
 }
 
 export interface EngineConfig {
@@ -34,7 +35,12 @@ export interface EngineConfig {
   minSlotAge?: number | null;
   totalSteps: number;
   optimizer: OptimizerConfig;
+  /** Legacy: false = reinitOptimizer 'keep' (when reinitOptimizer is not given). */
   resetOptimizerMoments?: boolean;
+  /** What a recomposition does to the fused slots' Adam state (defaults.ts); default 'zero-moments'. */
+  reinitOptimizer?: ReinitOptimizer;
+  /** Which eligible pairs fuse (defaults.ts); default 'least-important'. */
+  fusionSelect?: FusionSelect;
   /** Default: only srlora tracks importance (lora and pissa have no use for it and stay as cheap as possible). */
   trackImportance?: boolean;
   seed?: number;
@@ -79,7 +85,9 @@ export class SRLoRAEngine {
   readonly schedule: Schedule;
   readonly method: Method;
   readonly rng: Rng;
-  readonly resetOptimizerMoments: boolean;
+  readonly reinitOptimizer: ReinitOptimizer;
+  /** The run's seed (fusionSelect 'random' draws from selectionKey(seed, step, layer index)). */
+  readonly seed: number;
   /** τ, γ and minSlotAge in force; τ and γ change live (effective at the next recomposition). */
   readonly rule: RuleSettings;
   /** Steps completed. */
@@ -90,7 +98,8 @@ export class SRLoRAEngine {
   constructor(specs: LayerSpec[], config: EngineConfig) {
     const d = SRLORA_DEFAULTS;
     this.method = config.method;
-    this.rng = new Rng(config.seed ?? 0);
+    this.seed = config.seed ?? 0;
+    this.rng = new Rng(this.seed);
     const rTarget = config.rTarget ?? d.rTargetPerRank * config.r;
     const fusionRatio = config.fusionRatio ?? d.fusionRatio;
     if (specs.length === 0) throw new Error('engine: no layers to adapt');
@@ -111,8 +120,9 @@ export class SRLoRAEngine {
       fusionThreshold: config.fusionThreshold ?? d.fusionThreshold,
       fusionRatio,
       minSlotAge: config.minSlotAge ?? defaultMinSlotAge(this.schedule, config.totalSteps),
+      fusionSelect: config.fusionSelect ?? d.fusionSelect,
     };
-    this.resetOptimizerMoments = config.resetOptimizerMoments ?? d.resetOptimizerMoments;
+    this.reinitOptimizer = config.reinitOptimizer ?? (config.resetOptimizerMoments === false ? 'keep' : d.reinitOptimizer);
     const params: Param[] = this.layers.flatMap((l) => [{ variable: l.A, slotAxis: 0 as const }, { variable: l.B, slotAxis: 1 as const }]);
     this.optimizer = new Optimizer(config.optimizer, params);
   }
@@ -181,11 +191,13 @@ export class SRLoRAEngine {
     const targets = layerNames ? layerNames.map((n) => this.layer(n)) : this.layers;
     const events = targets.map((l) => {
       const S = l.pairScores();
-      const { slots, exhausted } = selectSlots({ scores: S, age: l.age, p: l.p, rTarget: l.rTarget }, this.rule);
+      const randomKey = selectionKey(this.seed, this.step, this.layers.indexOf(l));
+      const { slots, exhausted } = selectSlots({ scores: S, age: l.age, p: l.p, rTarget: l.rTarget, randomKey }, this.rule);
       const res = l.recompose(slots);
-      if (this.resetOptimizerMoments) {
-        this.optimizer.resetSlots(l.A, 0, slots);
-        this.optimizer.resetSlots(l.B, 1, slots);
+      if (this.reinitOptimizer !== 'keep') {
+        const restart = this.reinitOptimizer === 'restart';
+        this.optimizer.resetSlots(l.A, 0, slots, restart);
+        this.optimizer.resetSlots(l.B, 1, slots, restart);
       }
       return {
         layer: l.name, slots, scores: slots.map((k) => S[k]),
@@ -229,7 +241,7 @@ export class SRLoRAEngine {
       tensors,
       meta: {
         step: this.step, optimizerStep: this.optimizer.t, learningRate: this.optimizer.lr, rng: this.rng.state, rule: { ...this.rule },
-        layers: this.layers.map((l) => ({ name: l.name, p: l.p, directions: Array.from(l.directions), age: Array.from(l.age) })),
+        layers: this.layers.map((l) => ({ name: l.name, p: l.p, directions: Array.from(l.directions), age: Array.from(l.age), slotSteps: this.optimizer.slotSteps(l.A) })),
       },
     };
   }
@@ -256,9 +268,14 @@ export class SRLoRAEngine {
     });
     this.step = meta.step;
     this.optimizer.t = meta.optimizerStep;
+    for (const l of this.layers) {
+      const steps = meta.layers.find((x) => x.name === l.name)?.slotSteps;
+      this.optimizer.loadSlotSteps(l.A, steps);
+      this.optimizer.loadSlotSteps(l.B, steps);
+    }
     this.optimizer.lr = meta.learningRate;
     this.rng.state = meta.rng;
-    Object.assign(this.rule, meta.rule);
+    Object.assign(this.rule, { fusionSelect: this.rule.fusionSelect }, meta.rule);
   }
 
   dispose(): void {

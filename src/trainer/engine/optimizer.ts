@@ -14,19 +14,26 @@ export type OptimizerConfig =
 
 export interface Param { variable: tf.Variable; slotAxis: SlotAxis }
 
-export interface OptimizerState { t: number; moments: { m: Float32Array; v: Float32Array }[] }
+/** slotSteps: per parameter, each slot's own Adam step count (absent in checkpoints from before reinitOptimizer). */
+export interface OptimizerState { t: number; moments: { m: Float32Array; v: Float32Array }[]; slotSteps?: number[][] }
 
 export class Optimizer {
   /** Global step count (bias correction); never reset. */
   t = 0;
   private readonly m = new Map<tf.Variable, tf.Variable>();
   private readonly v = new Map<tf.Variable, tf.Variable>();
+  /**
+   * Each slot's own step count (bias correction of that slot's rows of A / columns of B): equal to t until a
+   * `restart` reset sets a slot's to 0, as a fresh Adam would start it (reinitOptimizer 'restart').
+   */
+  private readonly slotT = new Map<tf.Variable, Int32Array>();
 
   constructor(public config: OptimizerConfig, private readonly params: Param[]) {
     if (config.type !== 'sgd') {
       for (const p of params) {
         this.m.set(p.variable, tf.variable(tf.zerosLike(p.variable), false));
         this.v.set(p.variable, tf.variable(tf.zerosLike(p.variable), false));
+        this.slotT.set(p.variable, new Int32Array(p.variable.shape[p.slotAxis] as number));
       }
     }
   }
@@ -43,7 +50,7 @@ export class Optimizer {
     this.t++;
     const c = this.config;
     tf.tidy(() => {
-      for (const { variable } of this.params) {
+      for (const { variable, slotAxis } of this.params) {
         const g = grads[variable.name];
         if (!g) continue;
         if (c.type === 'sgd') {
@@ -53,8 +60,17 @@ export class Optimizer {
         const m = this.m.get(variable)!, v = this.v.get(variable)!;
         m.assign(tf.add(tf.mul(m, c.beta1), tf.mul(g, 1 - c.beta1)));
         v.assign(tf.add(tf.mul(v, c.beta2), tf.mul(tf.square(g), 1 - c.beta2)));
-        const mHat = tf.div(m, 1 - c.beta1 ** this.t);
-        const vHat = tf.div(v, 1 - c.beta2 ** this.t);
+        const ts = this.slotT.get(variable)!;
+        for (let k = 0; k < ts.length; k++) ts[k]++;
+        let mHat: tf.Tensor, vHat: tf.Tensor;
+        if (ts.every((x) => x === this.t)) { // no restarted slot: the plain scalar correction
+          mHat = tf.div(m, 1 - c.beta1 ** this.t);
+          vHat = tf.div(v, 1 - c.beta2 ** this.t);
+        } else {
+          const shape = slotAxis === 0 ? [ts.length, 1] : [1, ts.length];
+          mHat = tf.div(m, tf.tensor(Float32Array.from(ts, (x) => 1 - c.beta1 ** x), shape));
+          vHat = tf.div(v, tf.tensor(Float32Array.from(ts, (x) => 1 - c.beta2 ** x), shape));
+        }
         let next = tf.sub(variable, tf.mul(tf.div(mHat, tf.add(tf.sqrt(vHat), c.eps)), c.lr));
         if (c.type === 'adamw' && c.weightDecay) next = tf.sub(next, tf.mul(variable, c.lr * c.weightDecay));
         variable.assign(next);
@@ -62,11 +78,15 @@ export class Optimizer {
     });
   }
 
-  /** Zeroes both moments of the given slots of one parameter (rows of A, columns of B); nothing else changes. */
-  resetSlots(variable: tf.Variable, slotAxis: SlotAxis, slots: readonly number[]): void {
+  /**
+   * Zeroes both moments of the given slots of one parameter (rows of A, columns of B); with `restart`, also their
+   * step count, so their bias correction starts again (1 − β^1 at their next update). Nothing else changes.
+   */
+  resetSlots(variable: tf.Variable, slotAxis: SlotAxis, slots: readonly number[], restart = false): void {
     if (this.config.type === 'sgd' || slots.length === 0) return;
     const m = this.m.get(variable), v = this.v.get(variable);
     if (!m || !v) throw new Error('resetSlots: not a parameter of this optimiser');
+    if (restart) for (const k of slots) this.slotT.get(variable)![k] = 0;
     tf.tidy(() => {
       const keep = slotKeepMask(variable.shape[slotAxis] as number, slots, slotAxis);
       m.assign(tf.mul(m, keep));
@@ -86,11 +106,26 @@ export class Optimizer {
         const mv = this.moments(variable);
         return mv ? { m: mv.m.dataSync() as Float32Array, v: mv.v.dataSync() as Float32Array } : { m: new Float32Array(0), v: new Float32Array(0) };
       }),
+      slotSteps: this.params.map(({ variable }) => Array.from(this.slotT.get(variable) ?? [])),
     };
+  }
+
+  /** Each slot's step count of one parameter (a copy). */
+  slotSteps(variable: tf.Variable): number[] {
+    return Array.from(this.slotT.get(variable) ?? []);
+  }
+
+  /** Restores slot step counts (a checkpoint from before reinitOptimizer has none: every slot at t). */
+  loadSlotSteps(variable: tf.Variable, steps: readonly number[] | undefined): void {
+    const ts = this.slotT.get(variable);
+    if (!ts) return;
+    if (steps && steps.length !== ts.length) throw new Error('checkpoint: slot step counts of another rank');
+    if (steps) ts.set(steps); else ts.fill(this.t);
   }
 
   load(state: OptimizerState): void {
     this.t = state.t;
+    this.params.forEach(({ variable }, i) => this.loadSlotSteps(variable, state.slotSteps?.[i]));
     tf.tidy(() => this.params.forEach(({ variable }, i) => {
       const mv = this.moments(variable);
       if (!mv) return;

@@ -74,6 +74,7 @@ export function engineConfig(config: RunConfig): EngineConfig {
     method: config.method, r: config.r, rTarget: config.rTarget ?? undefined, alpha: config.alpha,
     beta1: config.beta1, beta2: config.beta2, fusionRatio: config.fusionRatio, fusionThreshold: config.fusionThreshold,
     minSlotAge: config.minSlotAge, totalSteps: config.steps, resetOptimizerMoments: config.resetOptimizerMoments, seed: config.seed,
+    reinitOptimizer: config.resetOptimizerMoments === false ? 'keep' : config.reinitOptimizer, fusionSelect: config.fusionSelect,
     optimizer: config.optimizer === 'sgd'
       ? { type: 'sgd', lr: config.learningRate }
       : { type: config.optimizer, lr: config.learningRate, beta1: a.beta1, beta2: a.beta2, eps: a.eps, weightDecay: config.weightDecay },

@@ -213,7 +213,7 @@ export class TrainingRun {
     const e = this.model.engine;
     return {
       // The trainer states what it decided (src/srlora/rule.ts); viewers never recompute it.
-      ...(c.method === 'srlora' ? { srlora: { schedule: e.schedule.steps, minSlotAge: e.rule.minSlotAge, rule: e.ruleInForce() } } : {}),
+      ...(c.method === 'srlora' ? { srlora: { schedule: e.schedule.steps, minSlotAge: e.rule.minSlotAge, rule: e.ruleInForce(), reinitOptimizer: e.reinitOptimizer, fusionSelect: e.rule.fusionSelect ?? 'least-important' } } : {}),
       type: 'hello', protocol: { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }, name: c.name ?? this.runId, method: c.method,
       backend: { name: this.backend.name, device: this.backend.device }, totalSteps: c.steps,
       config: { ...c, baseModel: this.baseFile, task: c.task, data: this.data.description } as Record<string, unknown>,
