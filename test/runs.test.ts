@@ -634,3 +634,23 @@ test('Continue Run is offered for stopped, interrupted and failed runs only, and
     await assert.rejects(runs.continueRun('cut'), /no complete checkpoint/);
   } finally { await runs.dispose('stop'); await hub.close(); }
 });
+
+test('Ctrl+C of srlora serve interrupts the run it started: interrupted (resumable), never finished', async () => {
+  const dir = tempDir();
+  const runsDir = join(dir, 'runs');
+  const serve = spawn(process.execPath, [cli, 'serve', '--runs-dir', runsDir, '--config', fastConfig(dir)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  serve.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  const code = new Promise<number | null>((r) => serve.once('exit', (c) => r(c)));
+  assert.ok(await until(() => /started run (\S+) in (\S+)/.test(out), 20_000), out);
+  const [, runId, runDir] = /started run (\S+) in (\S+)/.exec(out)!;
+  assert.ok(await until(() => logOf(runDir).some((m) => m.type === 'metrics'), 30_000));
+  serve.kill('SIGINT');
+  assert.equal(await code, 0);
+  assert.equal(lastState(runDir)?.state, 'interrupted');
+  const { runs, hub } = await setup(runsDir);
+  try {
+    runs.scan();
+    await assertSameState(runs, hub, runId, 'interrupted');
+  } finally { await runs.dispose('stop'); await hub.close(); }
+});

@@ -55,8 +55,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     process.stdout.write(`started run ${run.runId} in ${run.dir}\n`);
   }
   const url = `${origin}/?token=${hub.viewerToken}${started ? `&run=${encodeURIComponent(started)}` : ''}`;
-  process.stdout.write(`\nSRLoRA dashboard: ${url}\n(${runs.runs.size} run${runs.runs.size === 1 ? '' : 's'} in ${runs.runsDir}; Ctrl+C stops)\n`);
-  await new Promise<void>((done) => {
+  // Handlers first, then the URL: whoever reads the URL may press Ctrl+C at once.
+  const stopped = new Promise<void>((done) => {
     let stopping = false;
     const stop = () => {
       if (stopping) { process.exit(130); }
@@ -67,5 +67,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+  process.stdout.write(`\nSRLoRA dashboard: ${url}\n(${runs.runs.size} run${runs.runs.size === 1 ? '' : 's'} in ${runs.runsDir}; Ctrl+C stops)\n`);
+  await stopped;
   return 0;
 }
