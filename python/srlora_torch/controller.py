@@ -133,14 +133,16 @@ class SRLoRAController:
         """Importance from this step's gradients (before the optimiser changes w), then every slot's age += 1 —
         for all layers at once with multi-tensor (_foreach) kernels.
 
-        A step whose gradients are not all finite changes nothing: its gradients are dropped (p.grad = None, so the
-        optimiser's step() that follows skips every parameter, moments and weight decay included), the importance
-        EMAs and ages stay as they were, and the step is counted (skipped_steps; its metrics row says nonFiniteGrad).
+        A step whose gradients are not all finite updates nothing: its gradients are dropped (p.grad = None, so the
+        optimiser's step() that follows skips every parameter, moments and weight decay included) and the importance
+        EMAs stay as they were; the step still counts (ages, the schedule) and is counted in skipped_steps (its
+        metrics row says nonFiniteGrad) — as test/vectors/steering pins down for both trainers.
         Returns False for such a step."""
         if not self.gradients_finite():
             for p in self._trained_params():
                 p.grad = None
             self._skip_this_step = True
+            torch._foreach_add_([l.age for l in self.layers.values()], 1)  # the step still counts (its row, schedule, ages)
             return False
         ws, gs, Is, Us = [], [], [], []
         for layer in self.layers.values():

@@ -168,15 +168,12 @@ class Session:
         self.stop_reason, self.end_state = str(error), "failed"
 
     def after_step(self, loss: Optional[torch.Tensor] = None) -> None:
-        """Call after SRLoRAController.after_step: the commands that arrived (after this step's scheduled recomposition,
-        in arrival order), the metrics row (loss may stay on the device), snapshots, eval and checkpoints on their
-        schedule; while paused, blocks here (on the command queue: no spinning) until resumed or stopped.
+        """Call after SRLoRAController.after_step: the metrics row, snapshots, eval and checkpoints on their schedule,
+        then the commands that arrived (after this step's scheduled recomposition, in arrival order); while paused, blocks here (on the command queue: no spinning) until resumed or stopped.
         A non-finite loss (seen when its row is flushed) ends the run as failed: stop_reason says why."""
         if self.end_state == "failed":
             return
         try:
-            for cid, body in self.commands.drain():
-                self.apply(cid, body)
             self.telemetry.after_step(loss)
             step = self.ctl.step
             if self.evaluate and (step % self.settings["evalEvery"] == 0 or step == self.total_steps):
@@ -184,6 +181,8 @@ class Session:
                 self.rec.emit({"type": "eval", "step": step, **self.evaluate()})
             if self.checkpoint_every and step % self.checkpoint_every == 0:
                 self.checkpoint()
+            for cid, body in self.commands.drain():
+                self.apply(cid, body)
             while self.paused and not self.stop_reason:
                 self.telemetry.flush()
                 item = self.commands.wait(timeout=0.5)
@@ -219,7 +218,7 @@ class Session:
             if outcome == "finished" and self.on_finish:
                 self.on_finish()
         except (NonFiniteLoss, RunFolderGone) as e:
-            outcome, reason, at = "failed", str(e), getattr(e, "step", None)  # a NaN's state names its step
+            outcome, reason, at = "failed", str(e), (e.step - 1 if isinstance(e, NonFiniteLoss) else None)  # steps completed
             log(reason)
         except RecordError as e:
             outcome, reason = "failed", str(e)

@@ -1,14 +1,14 @@
 """What a training step reports (docs/protocol.md): metrics rows and importance snapshots, each at most 10 per second,
 with as little work as possible on the training thread — the bench times exactly this class.
 
-Losses stay on the device until a flush reads them all in one copy; a snapshot's device → host copy is asynchronous
+Each loss is read when it is added (one scalar: a non-finite loss must stop the run at its own step); a snapshot's device → host copy is asynchronous
 (SRLoRAController.importance_async) and its decoding runs on the recorder's writer thread (EventRecorder.emit's build).
 """
 from __future__ import annotations
 
 import math
 import time
-from typing import Callable, List, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 
@@ -20,8 +20,8 @@ MIN_INTERVAL_S = 0.1  # the protocol's ≤ 10 metrics messages and ≤ 10 import
 
 
 class NonFiniteLoss(RuntimeError):
-    """A loss that is NaN or ±inf: the run fails (every row before it has been emitted). str() is the state's reason,
-    "loss is NaN at step N" (or inf, -inf)."""
+    """A loss that is NaN or ±inf: the run fails (every row before it has been emitted) with the reason str(),
+    "loss is NaN at step N" (or inf, -inf), and the state's step N − 1 (the steps completed)."""
 
     def __init__(self, step: int, value: float):
         super().__init__(f"loss is {'NaN' if value != value else ('inf' if value > 0 else '-inf')} at step {step}")
@@ -40,14 +40,18 @@ class Telemetry:
         self.rec, self.ctl, self.batch_size, self.lr = rec, ctl, batch_size, lr
         self.settings = settings  # live: importanceEvery may change by command
         self.snapshots, self.min_interval_s, self.clock = snapshots, min_interval_s, clock
-        self.losses: List[Tuple[int, Union[torch.Tensor, float], bool]] = []  # (step, loss, its gradients were not finite)
+        self.losses: List[Tuple[int, float, bool]] = []  # (step, loss, its gradients were not finite)
+        self.bad: Optional[NonFiniteLoss] = None  # a non-finite loss seen: the run fails at the next after_step/flush
         self.last_flush, self.last_importance = clock(), -min_interval_s  # the first snapshot at once
 
     def after_step(self, loss: Union[torch.Tensor, float, None]) -> None:
-        """A step ended: its loss (a device tensor, read back at the next flush; a float; or None when the loop reports
-        losses separately, as the Hugging Face callback does), then metrics and snapshots when due."""
+        """A step ended: its loss (a tensor or a float; None when the loop reports losses separately, as the Hugging
+        Face callback does), then metrics and snapshots when due. Raises NonFiniteLoss (after emitting every row
+        before it) when a loss so far was not finite."""
         if loss is not None:
             self.add_loss(self.ctl.step, loss)
+        if self.bad is not None:
+            self.flush()
         now = self.clock()
         if now - self.last_flush >= self.min_interval_s:
             self.flush()
@@ -59,28 +63,27 @@ class Telemetry:
                 emit_snapshot(self.rec, snap)
 
     def add_loss(self, step: int, loss: Union[torch.Tensor, float]) -> None:
-        """A loss for the next metrics message (steps must increase)."""
-        self.losses.append((step, loss.detach() if isinstance(loss, torch.Tensor) else float(loss), self.ctl.last_skipped_step == step))
+        """A loss for the next metrics message (steps must increase). It is read at once (one scalar copy): a
+        non-finite loss must end the run at its own step, before a later recomposition or checkpoint; the rows
+        before it still go out, then the next after_step or flush raises NonFiniteLoss. Never raises itself (the
+        Hugging Face callback calls it from on_log)."""
+        if self.bad is not None:
+            return
+        v = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        if not math.isfinite(v):
+            self.bad = NonFiniteLoss(step, v)
+            return
+        self.losses.append((step, v, self.ctl.last_skipped_step == step))
 
     def flush(self) -> None:
-        """Emits the rows held back (one device → host copy for all their losses). A non-finite loss raises
-        NonFiniteLoss after the rows before it have been emitted; the rows after it are dropped."""
+        """Emits the rows held back; then raises NonFiniteLoss if a loss after them was not finite."""
         now = self.clock()
         if self.losses:
-            on_device = [l for _, l, _ in self.losses if isinstance(l, torch.Tensor)]
-            read = iter(torch.stack(on_device).float().tolist() if on_device else [])  # one copy for all of them
-            values = [next(read) if isinstance(l, torch.Tensor) else l for _, l, _ in self.losses]
             eps = self.batch_size * len(self.losses) / max(1e-9, now - self.last_flush)
-            rows, bad = [], None
-            for (step, _, skipped), v in zip(self.losses, values):
-                if not math.isfinite(v):
-                    bad = NonFiniteLoss(step, v)
-                    break
-                rows.append({"step": step, "loss": v, "lr": self.lr(), "examplesPerSec": eps, **({"nonFiniteGrad": True} if skipped else {})})
+            rows = [{"step": step, "loss": v, "lr": self.lr(), "examplesPerSec": eps, **({"nonFiniteGrad": True} if skipped else {})}
+                    for step, v, skipped in self.losses]
             self.losses = []
-            if rows:
-                self.rec.emit({"type": "metrics", "rows": rows})
-            if bad is not None:
-                self.last_flush = now
-                raise bad
+            self.rec.emit({"type": "metrics", "rows": rows})
         self.last_flush = now
+        if self.bad is not None:
+            raise self.bad

