@@ -49,9 +49,9 @@ const xAxis = h('vscode-single-select', { 'aria-label': 'x axis', class: 'axis-s
 xAxis.append(...(['step', 'relative', 'wall'] as const).map((v) => h('vscode-option', { value: v, selected: v === store.view.xAxis }, v === 'step' ? 'x: step' : v === 'relative' ? 'x: time since start' : 'x: wall clock')));
 smoothing.value = String(store.view.smoothing);
 logY.checked = store.view.logY;
-smoothing.addEventListener('input', () => { store.view.smoothing = Number(smoothing.value); store.persist(); store.changed(); });
-logY.addEventListener('change', () => { store.view.logY = logY.checked; store.persist(); store.changed(); });
-xAxis.addEventListener('change', () => { const v = xAxis.value; store.view.xAxis = v === 'relative' || v === 'wall' ? v : 'step'; store.persist(); store.changed(); });
+smoothing.addEventListener('input', () => { store.view.smoothing = Number(smoothing.value); store.persist(); store.userChanged(); });
+logY.addEventListener('change', () => { store.view.logY = logY.checked; store.persist(); store.userChanged(); });
+xAxis.addEventListener('change', () => { const v = xAxis.value; store.view.xAxis = v === 'relative' || v === 'wall' ? v : 'step'; store.persist(); store.userChanged(); });
 
 // ------------------------------------------------------------------ panels
 
@@ -62,7 +62,7 @@ const evalsCsvButton = button('Evals CSV', 'Save the evals as CSV', () => {
   const r = store.current();
   if (r) save(store, `${filePrefix(store)}-evals.csv`, evalsCsv(r), 'utf8', 'text/csv', (s) => text(evalsStatus, s));
 });
-const loss = new ChartPanel(store, lossSpec, [h('label', {}, 'smoothing ', smoothing, ' ', smoothingValue), logY, xAxis, evalsCsvButton, evalsStatus], true);
+const loss = new ChartPanel(store, lossSpec, [h('label', {}, 'smoothing ', smoothing, ' ', smoothingValue), logY, xAxis, evalsCsvButton, evalsStatus], true, 200);
 const metrics = new MetricsPanel(store);
 const commands = new CommandsPanel(store);
 const rule = new RulePanel(store, commands.element);
@@ -83,7 +83,7 @@ const drawables = (): Panel[] => [loss, importance, ...metrics.visible(), histor
 
 onThemeChange(() => {
   for (const p of [...panels, ...metrics.charts.values()]) p.retheme?.();
-  store.changed();
+  store.userChanged();
 });
 
 // ------------------------------------------------------------------ the frame loop
@@ -123,4 +123,4 @@ const timings: [string, number][] | null = params.has('profile') ? [] : null;
 store.persist(); // the panel serializer restores this panel after a reload from this state
 store.subscribe();
 requestAnimationFrame(frame);
-window.addEventListener('resize', () => store.changed());
+window.addEventListener('resize', () => store.userChanged());

@@ -210,13 +210,17 @@ export class SeriesChart {
         c = { epoch: line.epoch, index: new MinMaxIndex(), x: new Float64Array(0), xLen: 0, xAxis: view.xAxis, nonPositive: 0, counted: 0 };
         this.cache.set(line.key, c);
       }
-      // x values on the chosen axis, extended as points arrive (never rebuilt for the whole series).
-      if (c.x.length < n) { const next = new Float64Array(Math.max(n, c.x.length * 2)); next.set(c.x.subarray(0, c.xLen)); c.x = next; }
-      for (let k = c.xLen; k < n; k++) c.x[k] = xOf(view.xAxis, line.step[k], line.time[k], line.t0);
-      c.xLen = n;
+      // x values on the chosen axis: the step array itself, or times extended as points arrive (never rebuilt).
+      let xs: ArrayLike<number>;
+      if (view.xAxis === 'step') xs = line.step;
+      else {
+        if (c.x.length < n) { const next = new Float64Array(Math.max(n, c.x.length * 2)); next.set(c.x.subarray(0, c.xLen)); c.x = next; }
+        for (let k = c.xLen; k < n; k++) c.x[k] = xOf(view.xAxis, line.step[k], line.time[k], line.t0);
+        c.xLen = n;
+        xs = c.x.subarray(0, n);
+      }
       for (let k = c.counted; k < n; k++) if (!(line.y[k] > 0)) c.nonPositive++;
       c.counted = n;
-      const xs = c.x.subarray(0, n);
       if (n && view.xAxis === 'wall') { wallMin = Math.min(wallMin, xs[0]); wallMax = Math.max(wallMax, xs[n - 1]); }
       let pts: Point[];
       if (line.points || n <= 2 * buckets) pts = Array.from({ length: n }, (_, i) => ({ x: xs[i], y: line.y[i] }));

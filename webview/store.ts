@@ -58,6 +58,9 @@ export class Store {
   }
 
   changed(): void { this.version++; }
+  /** Bumped by what the user changes (view, focus, panels, theme): views redraw at once; live data may wait. */
+  userVersion = 0;
+  userChanged(): void { this.userVersion++; this.version++; }
 
   current(): RunData | undefined { return this.runs.get(this.focus[0] ?? ''); }
   /** The focused runs the page has (compare: several). */
@@ -81,7 +84,7 @@ export class Store {
     this.historyLayer = null;
     this.persist();
     this.subscribe();
-    this.changed();
+    this.userChanged();
   }
 
   /** Sends a steering command to the focused run; the Commands panel follows it through the run's acks. */
@@ -119,6 +122,7 @@ export class Store {
       case 'snapshot': {
         this.missing.delete(msg.runId);
         const r = this.runData(msg.runId);
+        this.userVersion++; // a fresh snapshot is drawn at once
         // A long run's snapshot comes in parts: later parts (continued) append to the first.
         if (!msg.continued) r.reset(msg.truncated);
         else if (msg.truncated) r.truncated = true;

@@ -18,7 +18,11 @@ export const DASHBOARD_VIEW_TYPE = 'srlora.dashboard';
 
 interface PanelState { runIds: string[] }
 
-export function dashboardHtml(webview: vscode.Webview, extensionUri: vscode.Uri, runIds: string[], importanceRate = 10): string {
+/**
+ * The page's HTML. `importanceRate`: heatmap redraws per second at most (srlora.dashboard.importanceRate);
+ * `confirmStop`: the page asks before Stop (srlora.dashboard.confirmStop, default true).
+ */
+export function dashboardHtml(webview: vscode.Webview, extensionUri: vscode.Uri, runIds: string[], importanceRate = 10, confirmStop = true): string {
   const nonce = randomBytes(16).toString('base64');
   const script = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview.js'));
   const style = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'media', 'dashboard.css'));
@@ -31,7 +35,7 @@ export function dashboardHtml(webview: vscode.Webview, extensionUri: vscode.Uri,
 <meta charset="UTF-8"><meta http-equiv="Content-Security-Policy" content="${csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <link rel="stylesheet" href="${style}"><title>SRLoRA Dashboard</title>
-</head><body data-host="vscode" data-runs="${runIds.map(encodeURIComponent).join(',')}" data-importance-rate="${importanceRate}">
+</head><body data-host="vscode" data-runs="${runIds.map(encodeURIComponent).join(',')}" data-importance-rate="${importanceRate}" data-confirm-stop="${confirmStop}">
 <div id="app" role="main"></div>
 <script nonce="${nonce}" src="${script}"></script>
 </body></html>`;
@@ -43,7 +47,9 @@ class DashboardPanel {
   constructor(readonly panel: vscode.WebviewPanel, private runIds: string[], private readonly deps: { hub: Hub; runs: RunManager; extensionUri: vscode.Uri }) {
     const { webview } = panel;
     webview.options = { enableScripts: true, localResourceRoots: localRoots(deps.extensionUri) };
-    webview.html = dashboardHtml(webview, deps.extensionUri, runIds, readSettings().importanceRate);
+    // srlora.dashboard.confirmStop is read here, not in settings.ts (another area): a missing contribution reads true.
+    const confirmStop = vscode.workspace.getConfiguration('srlora').get<boolean>('dashboard.confirmStop', true);
+    webview.html = dashboardHtml(webview, deps.extensionUri, runIds, readSettings().importanceRate, confirmStop);
     webview.onDidReceiveMessage((m: unknown) => void this.onMessage(m));
     // A hidden panel's page is torn down; it asks for a snapshot again when it shows.
     panel.onDidChangeViewState(() => { if (!panel.visible) this.unsubscribeAll(); });

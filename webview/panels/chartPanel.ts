@@ -44,7 +44,7 @@ export class ChartPanel implements Panel {
   private readonly reset = button('Reset zoom', 'Reset the zoom', () => this.chart.resetZoom());
   private drawn = -1;
 
-  constructor(private readonly store: Store, readonly spec: ChartSpec, extraControls: (Node | null)[] = [], big = false) {
+  constructor(private readonly store: Store, readonly spec: ChartSpec, extraControls: (Node | null)[] = [], big = false, private readonly liveEveryMs = 500) {
     this.canvas.setAttribute('aria-label', spec.title);
     this.canvas.setAttribute('role', 'img');
     this.element = h('section', { class: `panel chart-panel${big ? ' big' : ''}`, 'aria-label': spec.title, 'data-metric': spec.key },
@@ -57,14 +57,25 @@ export class ChartPanel implements Panel {
     this.chart = new SeriesChart(this.canvas, spec.yTitle, spec.unit);
   }
 
-  dirty(): boolean { return this.store.version !== this.drawn || this.chart.viewChanged; }
+  /**
+   * Redraw at once for what the user did (view, focus, zoom, theme); for live data at most every liveEveryMs, so
+   * that with every panel live the page's drawing stays a small share of each second.
+   */
+  dirty(): boolean {
+    if (this.chart.viewChanged || this.store.userVersion !== this.drawnUser) return true;
+    return this.store.version !== this.drawn && performance.now() - this.lastDraw >= this.liveEveryMs;
+  }
+  private drawnUser = -1;
+  private lastDraw = 0;
 
   update(): void { /* drawing only */ }
 
-  retheme(): void { this.drawn = -1; }
+  retheme(): void { this.drawnUser = -1; }
 
   draw(): void {
     this.drawn = this.store.version;
+    this.drawnUser = this.store.userVersion;
+    this.lastDraw = performance.now();
     this.chart.viewChanged = false;
     const runs = this.store.focused();
     const compare = runs.length > 1;

@@ -33,9 +33,16 @@ export class HistoryPanel implements Panel {
   retheme(): void { this.themeKey++; }
 
   private key(): string { const r = this.store.current(); return `${r?.runId}:${r?.resets}:${r?.frames.length}:${r?.frames[r.frames.length - 1]?.step}:${this.store.historyLayer}:${this.themeKey}`; }
-  dirty(): boolean { return this.key() !== this.drawnKey; }
+  /** The history spans the whole run: live snapshots redraw it at most twice a second. */
+  dirty(): boolean {
+    const k = this.key();
+    if (k === this.drawnKey) return false;
+    return k.split(':').slice(4).join() !== this.drawnKey.split(':').slice(4).join() || k.split(':')[0] !== this.drawnKey.split(':')[0] || performance.now() - this.lastDraw >= 500;
+  }
+  private lastDraw = 0;
   draw(): void {
     this.drawnKey = this.key();
+    this.lastDraw = performance.now();
     const r = this.store.current();
     if (r && this.store.historyLayer) drawSlotHistory(this.canvas, r.frames, this.store.historyLayer);
   }

@@ -93,7 +93,7 @@ export class MetricsPanel implements Panel {
       c.addEventListener('change', () => {
         if (c.checked) this.store.hidden.delete(k); else this.store.hidden.add(k);
         this.store.persist();
-        this.store.changed();
+        this.store.userChanged();
       });
       return c;
     });

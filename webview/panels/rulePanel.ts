@@ -29,6 +29,7 @@ export class RulePanel implements Panel {
   readonly preview = h('p', { class: 'preview', 'aria-live': 'polite' });
   private readonly inForce = h('p', { class: 'muted' });
   private runKey = '';
+  private sliderStep: number | undefined = -1;
 
   constructor(private readonly store: Store, commands: HTMLElement) {
     this.element = section('Fusion rule', h('vscode-radio-group', { variant: 'vertical', 'aria-label': 'Fusion rule' }, this.ruleRatio, this.ruleThreshold),
@@ -78,6 +79,16 @@ export class RulePanel implements Panel {
 
   /** The §3 selection for every layer under the rule shown, at the latest snapshot (empty when not steerable). */
   marks(r: RunData): Map<string, number[]> {
+    // Cached: the header and the heatmap ask on every change; the selection only changes with these.
+    const key = `${r.runId}:${r.resets}:${r.latestImportance?.step}:${JSON.stringify(this.draft)}:${JSON.stringify(r.model.settings)}:${r.model.state}:${this.store.focus.length}`;
+    if (this.marksCache?.key === key) return this.marksCache.marks;
+    const marks = this.computeMarks(r);
+    this.marksCache = { key, marks };
+    return marks;
+  }
+  private marksCache: { key: string; marks: Map<string, number[]> } | null = null;
+
+  private computeMarks(r: RunData): Map<string, number[]> {
     const marks = new Map<string, number[]>();
     const imp = r.latestImportance, shown = this.shown(r);
     const { minSlotAge } = ruleContext(r);
@@ -103,8 +114,12 @@ export class RulePanel implements Panel {
     const mode = d ? d.mode : s?.fusionThreshold === null || s?.fusionThreshold === undefined ? 'ratio' : 'threshold';
     this.ruleRatio.checked = mode === 'ratio';
     this.ruleThreshold.checked = mode === 'threshold';
-    const maxHat = Math.max(3, ...(r.latestImportance?.layers.flatMap((l) => l.sHat) ?? [0]));
-    this.tauSlider.max = maxHat.toFixed(2);
+    if (this.sliderStep !== r.latestImportance?.step) {
+      this.sliderStep = r.latestImportance?.step;
+      let maxHat = 3;
+      for (const l of r.latestImportance?.layers ?? []) for (const v of l.sHat) if (v > maxHat) maxHat = v;
+      this.tauSlider.max = maxHat.toFixed(2);
+    }
     const tauText = d ? d.tauText : String(s?.fusionThreshold ?? 'off');
     const gammaText = d ? d.gammaText : String(s?.fusionRatio ?? 0.5);
     if (document.activeElement !== this.tauSlider && d?.tau !== undefined) this.tauSlider.value = String(d.tau);
@@ -115,7 +130,11 @@ export class RulePanel implements Panel {
     this.renderPreview(r);
   }
 
+  private previewKey = '';
   private renderPreview(r: RunData): void {
+    const key = `${r.runId}:${r.resets}:${r.latestImportance?.step}:${r.model.step}:${JSON.stringify(this.draft)}:${JSON.stringify(r.model.settings)}:${r.model.state}:${this.store.focus.length}`;
+    if (key === this.previewKey) return;
+    this.previewKey = key;
     const imp = r.latestImportance;
     const marks = this.marks(r);
     const pairs = [...marks.values()].reduce((n, s) => n + s.length, 0);
