@@ -304,3 +304,15 @@ test('bad files in a config: every error names the field and the file, reads a b
   writeFileSync(join(d, 'long.csv'), `a,label\n${'9'.repeat(100_000)}x,0\n`);
   await fails({ task: { kind: 'tabular', train: 'long.csv' } }, /long\.csv:2: column "a" is not a number: "9{40}…"/);
 });
+
+test('srlora export refuses a corrupt checkpoint instead of exporting it silently', async () => {
+  const runDir = join(tempDir(), 'run-export');
+  assert.equal(await (await TrainingRun.create({ config: quick({ steps: 10, checkpointEvery: 5 }), runDir, baseDir: root })).run(), 'finished');
+  const f = join(runDir, 'checkpoints/step-10/state.safetensors');
+  const buf = readFileSync(f); buf[buf.length - 1] ^= 1; writeFileSync(f, buf);
+  const r = spawnSync(process.execPath, [cli, 'export', runDir, '--checkpoint', join(runDir, 'checkpoints/step-10')], { encoding: 'utf8' });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /step-10: state\.safetensors does not match its sha256/);
+  const ok = spawnSync(process.execPath, [cli, 'export', runDir, '--checkpoint', join(runDir, 'checkpoints/step-5')], { encoding: 'utf8' });
+  assert.equal(ok.status, 0, ok.stderr);
+});

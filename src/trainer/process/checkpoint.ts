@@ -4,9 +4,9 @@
  * data position), and COMPLETE.json (sizes and SHA-256 of both, written last): a crash or a power cut never leaves a
  * half checkpoint that resume would take.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { checkpointDir, writeCheckpoint } from '../../runfolder/checkpoints';
+import { checkpointDir, COMPLETE_MARKER, verifyCheckpoint, writeCheckpoint } from '../../runfolder/checkpoints';
 import { describeWriteError } from '../../runfolder/atomic';
 import { encodeSafetensors, readSafetensors } from '../../runfolder/safetensors';
 import type { EngineStateMeta, SRLoRAEngine } from '../engine/engine';
@@ -42,7 +42,15 @@ export function saveCheckpoint(runDir: string, engine: SRLoRAEngine, data: Batch
   return relative(runDir, dir);
 }
 
+/**
+ * Loads a checkpoint folder into the engine. A folder with COMPLETE.json is verified first (sizes and SHA-256), so a
+ * corrupt checkpoint is never loaded silently (resume, srlora export); folders from before the marker load as they are.
+ */
 export function loadCheckpoint(dir: string, engine: SRLoRAEngine): CheckpointMeta {
+  if (existsSync(join(dir, COMPLETE_MARKER))) {
+    const v = verifyCheckpoint(dir);
+    if (!v.ok) throw new Error(`${dir}: ${v.reason}`);
+  }
   const meta = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as CheckpointMeta;
   if (meta.format !== 1) throw new Error(`${dir}: unknown checkpoint format ${String(meta.format)}`);
   engine.loadState(readSafetensors(join(dir, 'state.safetensors')).tensors, meta.engine);
