@@ -68,7 +68,8 @@ interface Conn { ws: WebSocket; alive: boolean; invalid: number[]; closing: bool
 /** One subscriber of one run: a viewer socket's subscription or an in-process listener. */
 interface Sub {
   runId: string;
-  send: (msg: HubToViewer, text?: string) => void;
+  /** The message (or a function making it: an in-process listener needs the object, a socket only `text`). */
+  send: (msg: HubToViewer | (() => HubToViewer), text?: string) => void;
   /** Bytes queued and not yet sent. */
   pending: () => number;
   gone: () => boolean;
@@ -422,9 +423,12 @@ export class Hub extends EventEmitter<HubEvents> {
     sub.again = false;
     const go = (): void => {
       const send = run.snapshot({
-        part: (events, first, more, truncated) => {
+        part: (records, first, more, truncated) => {
           if (sub.gone()) return;
-          sub.send({ v: PROTOCOL_MAJOR, type: 'snapshot', runId: run.runId, events, truncated, ...(more ? { more: true } : {}), ...(first ? {} : { continued: true }) });
+          const flags = `${more ? ',"more":true' : ''}${first ? '' : ',"continued":true'}`;
+          // The records go out as the trainer wrote them (validated when read): spliced, not parsed and re-serialised.
+          const text = `{"v":${PROTOCOL_MAJOR},"type":"snapshot","runId":${JSON.stringify(run.runId)},"truncated":${truncated}${flags},"events":[${records.join(',')}]}`;
+          sub.send(() => ({ v: PROTOCOL_MAJOR, type: 'snapshot', runId: run.runId, events: JSON.parse(`[${records.join(',')}]`) as TrainerMessage[], truncated, ...(more ? { more: true } : {}), ...(first ? {} : { continued: true }) }), text);
         },
         ready: () => this.whenDrained(sub),
         live: () => { sub.mode = 'live'; },
@@ -453,7 +457,7 @@ export class Hub extends EventEmitter<HubEvents> {
     set.add(sub);
   }
 
-  private sendViewer(v: ViewerConn, msg: HubToViewer, text?: string): void {
+  private sendViewer(v: ViewerConn, msg: HubToViewer | (() => HubToViewer), text?: string): void {
     if (v.ws.readyState !== WebSocket.OPEN || v.closing) return;
     if (v.ws.bufferedAmount > this.opts.maxViewerQueueBytes) {
       // It asks for more than it reads: every queue is bounded, so it is cut rather than buffered without end.
@@ -462,7 +466,7 @@ export class Hub extends EventEmitter<HubEvents> {
       v.ws.terminate();
       return;
     }
-    v.ws.send(text ?? JSON.stringify(msg));
+    v.ws.send(text ?? JSON.stringify(typeof msg === 'function' ? msg() : msg));
   }
 
   private acceptViewer(ws: WebSocket): void {
@@ -573,7 +577,7 @@ export class Hub extends EventEmitter<HubEvents> {
     let gone = false;
     const sub: Sub = {
       runId, mode: 'live', again: false,
-      send: (m) => { if (!gone) listener(m); },
+      send: (m) => { if (!gone) listener(typeof m === 'function' ? m() : m); },
       pending: () => 0,
       gone: () => gone,
     };

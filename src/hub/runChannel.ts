@@ -59,8 +59,11 @@ export type OfferResult =
 export class SnapshotRestart extends Error {}
 
 export interface SnapshotSink {
-  /** One part; `first` replaces what the viewer holds, later ones append; `more` says further parts follow. */
-  part(events: TrainerMessage[], first: boolean, more: boolean, truncated: boolean): void;
+  /**
+   * One part, as the records' JSON texts (validated when the record was read: no parse on this path);
+   * `first` replaces what the viewer holds, later ones append; `more` says further parts follow.
+   */
+  part(records: string[], first: boolean, more: boolean, truncated: boolean): void;
   /** Waits until the viewer can take more; false when it went away (the snapshot stops). */
   ready(): Promise<boolean>;
   /** Called synchronously after the last part: from here on the viewer gets every new message as an event. */
@@ -85,7 +88,8 @@ export class RunChannel {
   private indexSeq: number[] = [];
   private indexOff: number[] = [];
   private records = 0;
-  private importanceCount = 0;
+  /** Byte offsets of the record's importance lines (8 bytes each: how a snapshot thins them without parsing). */
+  private importanceAt: number[] = [];
   private bad = new Set<number>();
   private badOverflow = false;
   private droppedAhead = false;
@@ -117,7 +121,7 @@ export class RunChannel {
   get state(): RunStateName { return this.model.state; }
   get step(): number { return this.model.step; }
   /** A snapshot would thin importance out. */
-  get truncated(): boolean { return this.importanceCount > IMPORTANCE_NEWEST + IMPORTANCE_OLDER; }
+  get truncated(): boolean { return this.importanceAt.length > IMPORTANCE_NEWEST + IMPORTANCE_OLDER; }
 
   /** Reads the record now instead of at the next watch event or poll. */
   poke(): void {
@@ -139,6 +143,7 @@ export class RunChannel {
       if (this.fileSeq > 0 && msg.seq !== this.fileSeq + 1) this.hooks.problem(`${this.file}:${l.line}: seq ${msg.seq} follows ${this.fileSeq} (records missing)`);
       this.fileSeq = msg.seq;
       this.index(msg, l.start);
+      if (msg.type === 'importance') this.importanceAt.push(l.start);
       const first = this.ahead[0];
       if (first && first.seq <= msg.seq) {
         if (first.seq === msg.seq && isDeepStrictEqual(first, msg)) { this.shiftAhead(); continue; } // the socket brought it first
@@ -169,7 +174,6 @@ export class RunChannel {
 
   private deliver(msg: TrainerMessage): void {
     if (msg.type === 'hello' && !this.helloMsg) this.helloMsg = msg;
-    if (msg.type === 'importance') this.importanceCount++;
     if (msg.type === 'ack' && msg.status !== 'received') this.inFlight.delete(msg.commandId);
     applyMessage(this.model, msg);
     this.hooks.message(msg);
@@ -194,7 +198,7 @@ export class RunChannel {
     this.indexSeq = [];
     this.indexOff = [];
     this.records = 0;
-    this.importanceCount = 0;
+    this.importanceAt = [];
     this.bad.clear();
     this.badOverflow = false;
     this.hooks.reset(reason);
@@ -271,14 +275,14 @@ export class RunChannel {
    */
   async snapshot(sink: SnapshotSink): Promise<void> {
     const gen = this.generation;
-    const total = this.importanceCount;
+    const imps = this.importanceAt;
+    const total = imps.length;
     const older = Math.max(0, total - IMPORTANCE_NEWEST);
     const stride = older > IMPORTANCE_OLDER ? Math.ceil(older / IMPORTANCE_OLDER) : 1;
     const truncated = this.truncated;
-    let events: TrainerMessage[] = [];
+    let records: string[] = [];
     let bytes = 0;
     let first = true;
-    let prevSeq = 0;
     let imp = 0;
     let pos = 0;
     let fh: Awaited<ReturnType<typeof open>> | null = null;
@@ -288,44 +292,46 @@ export class RunChannel {
         if (this.generation !== gen) throw new SnapshotRestart();
         const end = this.tail.offset;
         if (pos >= end) {
-          for (const m of this.ahead) if (m.seq > prevSeq) events.push(m);
-          sink.part(events, first, false, truncated);
+          // Caught up with the record: what the socket delivered ahead of it, then live, in the same tick.
+          for (const m of this.ahead) records.push(JSON.stringify(m));
+          sink.part(records, first, false, truncated);
           sink.live();
           return;
         }
         fh ??= await open(this.file, 'r');
         const want = Math.min(buf.length, end - pos);
         const { bytesRead } = await fh.read(buf, 0, want, pos);
-        if (this.generation !== gen) throw new SnapshotRestart();
-        if (bytesRead === 0) throw new SnapshotRestart(); // shrank under us; the tail will notice
+        if (this.generation !== gen || bytesRead === 0) throw new SnapshotRestart(); // rewritten under us
         const lastNl = buf.lastIndexOf(0x0a, bytesRead - 1);
         if (lastNl < 0) { buf = Buffer.allocUnsafe(buf.length * 2); continue; } // one long line: a bigger buffer
         let start = 0;
         while (start <= lastNl) {
           const nl = buf.indexOf(0x0a, start);
-          const lineStart = pos + start;
-          const text = buf.toString('utf8', start, nl);
+          const at = pos + start;
+          const len = nl - start;
+          const lineStart = start;
           start = nl + 1;
-          if (text.length === 0 || this.bad.has(lineStart)) continue;
-          const p = parseBoundedJson(text);
-          if (!p.ok) continue;
-          let msg = p.value as TrainerMessage;
-          if (this.badOverflow) { const v = validateTrainerMessage(p.value); if (!v.ok) continue; msg = v.value; }
-          if (typeof msg.seq !== 'number' || msg.seq <= prevSeq || msg.runId !== this.runId) continue;
-          prevSeq = msg.seq;
-          if (msg.type === 'importance') {
+          // Only what the channel accepted when it read the line: skipped lines are remembered, and the rest were
+          // validated, in order, with increasing seqs (the generation check catches a rewrite).
+          if (len === 0 || this.bad.has(at)) continue;
+          if (this.badOverflow) {
+            const p = parseBoundedJson(buf.toString('utf8', lineStart, nl));
+            const v = p.ok ? validateTrainerMessage(p.value) : p;
+            if (!v.ok || v.value.runId !== this.runId) continue;
+          }
+          if (imp < total && imps[imp] === at) {
             const i = imp++;
             if (i < older && i % stride !== 0) continue;
           }
-          events.push(msg);
-          bytes += text.length;
+          records.push(buf.toString('utf8', lineStart, nl));
+          bytes += len;
         }
         pos += lastNl + 1;
         if (buf.length > SNAPSHOT_PART_BYTES) buf = Buffer.allocUnsafe(SNAPSHOT_PART_BYTES);
         if (bytes >= SNAPSHOT_PART_BYTES) {
-          sink.part(events, first, true, truncated);
+          sink.part(records, first, true, truncated);
           first = false;
-          events = [];
+          records = [];
           bytes = 0;
           if (!(await sink.ready())) return;
         }

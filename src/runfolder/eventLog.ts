@@ -12,56 +12,46 @@ export interface JsonLimits {
   maxDepth: number;
   /** Characters in one string (escapes counted as written). */
   maxString: number;
-  /** Elements in one array. */
-  maxArray: number;
 }
 
-/** What every reader of a run's record and the hub's ingest accept: far above any real message, far below a stack overflow. */
-export const JSON_LIMITS: JsonLimits = { maxDepth: 64, maxString: 1 << 20, maxArray: 1 << 20 };
+/**
+ * What every reader of a run's record and the hub's ingest accept: far above any real message, far below a stack
+ * overflow. Array lengths (and the total) are bounded by the size of what is read: a frame (the hub's maxPayload,
+ * 1 MiB) or a line (MAX_LINE_BYTES).
+ */
+export const JSON_LIMITS: JsonLimits = { maxDepth: 64, maxString: 1 << 20 };
 
 /** A line longer than this (bytes) is not a record: readers skip it. */
 export const MAX_LINE_BYTES = 16 << 20;
 
+const STRUCTURE = /[[\]{}"]/g;
+
 /**
- * Checks JSON text's shape without parsing it: nesting depth, string lengths, array lengths. Returns null when
- * within `limits`, else a one-line reason. Linear in the text, no recursion (a 5,000-deep frame costs nothing).
+ * Checks JSON text's shape without parsing it: nesting depth and string lengths. Returns null when within
+ * `limits`, else a one-line reason. Linear in the text, no recursion (a 5,000-deep frame costs nothing); the regex
+ * skips numbers and whitespace natively, so it costs a fraction of JSON.parse.
  */
 export function jsonShapeError(text: string, limits: JsonLimits = JSON_LIMITS): string | null {
-  const counts: number[] = []; // per open container: element count (arrays) or -1 (objects)
-  let inString = false;
-  let strStart = 0;
-  let sawValue = false; // something since the last '[' or ',' at the current array level
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) { i++; continue; } // backslash: skip the escaped character
-      if (c === 0x22) {
-        inString = false;
-        if (i - strStart > limits.maxString) return `a string of ${i - strStart} characters (at most ${limits.maxString})`;
+  let depth = 0;
+  STRUCTURE.lastIndex = 0;
+  for (let m = STRUCTURE.exec(text); m !== null; m = STRUCTURE.exec(text)) {
+    const c = text.charCodeAt(m.index);
+    if (c === 0x22) {
+      // A string: its end is the next quote not escaped by an odd run of backslashes.
+      let j = m.index;
+      for (;;) {
+        j = text.indexOf('"', j + 1);
+        if (j < 0) return null; // unterminated: JSON.parse names it
+        let k = j - 1;
+        while (text.charCodeAt(k) === 0x5c) k--;
+        if ((j - 1 - k) % 2 === 0) break;
       }
-      continue;
-    }
-    switch (c) {
-      case 0x22: inString = true; strStart = i + 1; sawValue = true; break;
-      case 0x5b: case 0x7b: // [ {
-        counts.push(c === 0x5b ? 0 : -1);
-        if (counts.length > limits.maxDepth) return `nested deeper than ${limits.maxDepth} levels`;
-        sawValue = false;
-        break;
-      case 0x5d: case 0x7d: { // ] }
-        const n = counts.pop();
-        if (n !== undefined && n >= 0 && n + (sawValue ? 1 : 0) > limits.maxArray) return `an array of more than ${limits.maxArray} elements`;
-        sawValue = true;
-        break;
-      }
-      case 0x2c: { // ,
-        const top = counts.length - 1;
-        if (top >= 0 && counts[top] >= 0 && ++counts[top] >= limits.maxArray) return `an array of more than ${limits.maxArray} elements`;
-        sawValue = false;
-        break;
-      }
-      case 0x20: case 0x0a: case 0x0d: case 0x09: case 0x3a: break;
-      default: sawValue = true;
+      if (j - m.index - 1 > limits.maxString) return `a string of ${j - m.index - 1} characters (at most ${limits.maxString})`;
+      STRUCTURE.lastIndex = j + 1;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limits.maxDepth) return `nested deeper than ${limits.maxDepth} levels`;
+    } else {
+      depth--;
     }
   }
   return null;
