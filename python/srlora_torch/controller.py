@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
+from .digits import Rng
 from .layer import SRLoRALinear
 from .targets import Targets, matches_target, select_targets  # noqa: F401 - matches_target: re-exported
 from .recompose import index_rows, plan, recompose_group
@@ -32,7 +33,7 @@ def apply_srlora(model: nn.Module, target_modules: Targets, r: int, alpha: float
     target_modules as PEFT reads it (targets.py): a string is one regex, a list matches names or dotted suffixes; a
     match that cannot be adapted (not an nn.Linear, MultiheadAttention.out_proj, tied weights) is refused first."""
     r_target = r_target or DEFAULTS["r_target_per_rank"] * r
-    gen = torch.Generator().manual_seed(seed)
+    gen = Rng(seed)  # LoRA's A: the built-in trainer's generator, one per run, drawn in layer order (same numbers)
     names = select_targets(model, target_modules)  # raises before anything changes
     for p in model.parameters():
         p.requires_grad_(False)

@@ -63,7 +63,10 @@ class SRLoRALinear(nn.Module):
         self.svd_info = None
         if method == "lora":
             bound = 1 / math.sqrt(in_f)
-            A = (torch.rand(r, in_f, generator=generator, device="cpu", dtype=torch.float32) * 2 - 1) * bound
+            if hasattr(generator, "uniform_list"):  # digits.Rng: src/trainer/engine/layer.ts's draws, value for value
+                A = torch.tensor(generator.uniform_list(-bound, bound, r * in_f), dtype=torch.float64).view(r, in_f).to(torch.float32)
+            else:
+                A = (torch.rand(r, in_f, generator=generator, device="cpu", dtype=torch.float32) * 2 - 1) * bound
             self.A = nn.Parameter(A.to(dev, dt))
             self.B = nn.Parameter(torch.zeros(out_f, r, device=dev, dtype=dt))
             self.register_buffer("W", W0.clone())  # base dtype

@@ -63,14 +63,17 @@ class Task:
             self.model = EncoderClassifier(**preset, generator=g)
             self.default_targets = ["attn.q", "attn.k", "attn.v", "attn.o", "ffn.fc1", "ffn.fc2"]
         self.model.to(device)
-        self.gen = torch.Generator().manual_seed(cfg["seed"] + 1)
+        # digits / tabular: the built-in trainer's sampler (a seeded permutation per epoch, digits.Batcher), so the same
+        # config and seed give the same batches in both trainers; otherwise a torch generator.
+        self.gen = (digits.Batcher(len(self.train_y), cfg["batchSize"], cfg["seed"] + 1) if t["kind"] in ("digits", "tabular")
+                    else torch.Generator().manual_seed(cfg["seed"] + 1))
 
     def loss(self) -> torch.Tensor:
         if self.cfg["task"]["kind"] == "matrix":
             layer = self.model.layer0
             return 0.5 * ((layer.effective_weight() - self.target) ** 2).mean()
         if self.cfg["task"]["kind"] in ("digits", "tabular"):
-            i = torch.randint(0, len(self.train_y), (self.cfg["batchSize"],), generator=self.gen).to(self.device)
+            i = torch.as_tensor(self.gen.next_indices(), dtype=torch.long).to(self.device)
             x, y = self.train_x[i], self.train_y[i]
         else:
             x, y = synthetic_batch(self.cfg["batchSize"], self.shape, self.gen, self.device)
