@@ -10,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { parseRunConfig, type RunConfig } from '../src/trainer/config/runConfig';
+import { parseRunConfig, readRunConfig, type RunConfig } from '../src/trainer/config/runConfig';
 import { TrainingRun } from '../src/trainer/process/trainingRun';
 import { selectBackend } from '../src/trainer/engine/backend';
 import { SRLoRAEngine } from '../src/trainer/engine/engine';
@@ -315,4 +315,22 @@ test('srlora export refuses a corrupt checkpoint instead of exporting it silentl
   assert.match(r.stderr, /step-10: state\.safetensors does not match its sha256/);
   const ok = spawnSync(process.execPath, [cli, 'export', runDir, '--checkpoint', join(runDir, 'checkpoints/step-5')], { encoding: 'utf8' });
   assert.equal(ok.status, 0, ok.stderr);
+});
+
+test('a bad config file: a directory, 2 MiB of NUL bytes, a huge value — one short line naming the file (and field)', () => {
+  const d = tempDir();
+  const short = (fn: () => unknown, pattern: RegExp) => assert.throws(fn, (e: Error) => {
+    assert.match(e.message, pattern);
+    assert.ok(e.message.length < 400, `${e.message.length} characters`);
+    return true;
+  });
+  mkdirSync(join(d, 'dir.srlora.json'));
+  short(() => readRunConfig(join(d, 'dir.srlora.json')), /dir\.srlora\.json: is a directory/);
+  writeFileSync(join(d, 'nul.srlora.json'), Buffer.alloc(2 << 20));
+  short(() => readRunConfig(join(d, 'nul.srlora.json')), /nul\.srlora\.json: is 2097152 bytes; a run config is at most 1048576 bytes/);
+  writeFileSync(join(d, 'small-nul.srlora.json'), Buffer.alloc(100));
+  short(() => readRunConfig(join(d, 'small-nul.srlora.json')), /small-nul\.srlora\.json: not a text file/);
+  writeFileSync(join(d, 'long.srlora.json'), JSON.stringify({ name: 'n'.repeat(100_000) }));
+  short(() => readRunConfig(join(d, 'long.srlora.json')), /long\.srlora\.json: \/name: .*got "n{79}…/);
+  short(() => readRunConfig(join(d, 'missing.srlora.json')), /missing\.srlora\.json: no such file/);
 });

@@ -3,6 +3,13 @@ import type { TSchema } from '@sinclair/typebox';
 import type { TypeCheck } from '@sinclair/typebox/compiler';
 import type { ValueError } from '@sinclair/typebox/errors';
 
+/** A value quoted in an error: JSON, cut to `max` characters (an error never echoes a whole megabyte back). */
+export function showValue(value: unknown, max = 80): string {
+  let s: string;
+  try { s = JSON.stringify(value) ?? String(value); } catch { s = String(value); }
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}
+
 export function describeValueError(first: ValueError | undefined): string {
   if (!first) return 'invalid';
   const where = first.path === '' ? '(root)' : first.path;
@@ -10,9 +17,9 @@ export function describeValueError(first: ValueError | undefined): string {
   if (options) {
     // Name the allowed values instead of TypeBox's generic "Expected union value".
     const allowed = options.map((o) => ('const' in o ? JSON.stringify(o.const) : String(o.type ?? 'object')));
-    return `${where}: expected ${allowed.join(' | ')}, got ${JSON.stringify(first.value)}`;
+    return `${where}: expected ${allowed.join(' | ')}, got ${showValue(first.value)}`;
   }
-  return `${where}: ${first.message}${first.value === undefined ? '' : `, got ${JSON.stringify(first.value)}`}`;
+  return `${where}: ${first.message}${first.value === undefined ? '' : `, got ${showValue(first.value)}`}`;
 }
 
 export function describeFirstError(check: TypeCheck<TSchema>, value: unknown): string {

@@ -6,7 +6,7 @@
 import { Type as T, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { CONFIG_FILE } from '../../runfolder/runFiles';
 import { FUSION_SELECT, REINIT_OPTIMIZER, SRLORA_DEFAULTS } from '../../srlora/defaults';
@@ -182,13 +182,21 @@ export function checkAnyRunConfig(value: unknown): string | null {
   return describeValueError(errors.find((e) => e.message.includes('Unexpected property')) ?? errors[0]);
 }
 
+/** A run config is a few hundred bytes; a larger file is not one (and is never read whole). */
+export const MAX_CONFIG_BYTES = 1 << 20;
+
 export function readRunConfig(file: string): RunConfig {
   let text: string;
   try {
+    const st = statSync(file);
+    if (st.isDirectory()) throw new Error('is a directory');
+    if (st.size > MAX_CONFIG_BYTES) throw new Error(`is ${st.size} bytes; a run config is at most ${MAX_CONFIG_BYTES} bytes`);
     text = readFileSync(file, 'utf8').replace(/^\uFEFF/, ''); // a byte-order mark is not JSON
   } catch (e) {
-    throw new Error(`cannot read config ${file}: ${(e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(`cannot read config ${file}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
   }
+  if (text.includes('\0')) throw new Error(`${file}: not a text file (it holds NUL bytes)`);
   const errors: ParseError[] = [];
   const value: unknown = parseJsonc(text, errors, { allowTrailingComma: true });
   if (errors.length) {
