@@ -65,6 +65,10 @@ def _type_ok(v: Any, t: str) -> bool:
     return isinstance(v, {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}[t])
 
 
+def _got(v: Any) -> str:
+    return "null" if v is None else f"{_type_name(v)} {show(v)}"
+
+
 def _type_name(v: Any) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(v), "a number")
 
@@ -77,6 +81,23 @@ def _tags_match(value: dict, branch: dict, root: dict) -> bool:
         branch = target
     tags = {k: p["const"] for k, p in branch.get("properties", {}).items() if isinstance(p, dict) and "const" in p}
     return bool(tags) and all(k in value and value[k] == v for k, v in tags.items())
+
+
+def _common_tag(branches: list, root: dict):
+    """(field, [values]) when every branch of a union is told apart by a const on the same field (e.g. kind)."""
+    tags = []
+    for b in branches:
+        while "$ref" in b:
+            target = root
+            for part in b["$ref"].lstrip("#/").split("/"):
+                target = target[part]
+            b = target
+        tags.append({k: p["const"] for k, p in b.get("properties", {}).items() if isinstance(p, dict) and "const" in p})
+    common = set.intersection(*(set(t) for t in tags)) if tags else set()
+    if len(common) != 1:
+        return None
+    name = common.pop()
+    return name, [t[name] for t in tags]
 
 
 Error = Tuple[List[Any], str]  # (path to the field, what is wrong)
@@ -96,7 +117,7 @@ def check(value: Any, schema: dict, root: Optional[dict] = None, path: Optional[
     if t is not None:
         ts = t if isinstance(t, list) else [t]
         if not any(_type_ok(value, x) for x in ts):
-            return path, f"expected {' or '.join(ts)}, got {_type_name(value)} {show(value)}"
+            return path, f"expected {' or '.join(ts)}, got {_got(value)}"
     if "const" in schema and not (value == schema["const"] and type(value) is type(schema["const"]) or
                                   _type_ok(value, "number") and _type_ok(schema["const"], "number") and value == schema["const"]):
         return path, f"expected {show(schema['const'])}, got {show(value)}"
@@ -116,11 +137,16 @@ def check(value: Any, schema: dict, root: Optional[dict] = None, path: Optional[
                     tagged = [e for e, b in zip(errs, schema[key]) if _tags_match(value, b, root)]
                     if tagged:
                         return max(tagged, key=lambda e: len(e[0]))
+                    tag = _common_tag(schema[key], root)
+                    if tag is not None:  # no branch has this tag value: name the tag and every allowed value
+                        name, allowed = tag
+                        return path + [name], (f"expected {' | '.join(show(a) for a in allowed)}, got {show(value[name])}"
+                                               if name in value else "required")
                 typed = [e for e, b in zip(errs, schema[key]) if not e[1].startswith("expected ") or len(e[0]) > len(path)]
                 if typed:
                     return max(typed, key=lambda e: len(e[0]))
                 kinds = sorted({x for b in schema[key] for x in ([b["type"]] if isinstance(b.get("type"), str) else b.get("type", []))})
-                return path, f"expected {' or '.join(kinds) or 'another value'}, got {_type_name(value)} {show(value)}"
+                return path, f"expected {' or '.join(kinds) or 'another value'}, got {_got(value)}"
             if key == "oneOf" and ok > 1:
                 return path, "matches more than one allowed form"
     for b in schema.get("allOf", []):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from types import SimpleNamespace
@@ -22,6 +21,8 @@ import torch
 from .controller import SRLoRAController
 from .checkpoint import newest_verified
 from .export import export_run
+from .runconfig import check_files, parse_file
+from .runconfig import validate as validate_config
 from .session import Session, device_label, log
 from .optim import SlotAdam
 from .tasks import base_weights, build_model, restore
@@ -36,21 +37,13 @@ TASKS = ("transformer", "matrix", "digits", "tabular", "text")
 
 
 def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
-    cfg = dict(DEFAULTS)
-    if path:
-        text = open(path, encoding="utf-8-sig").read()  # a byte-order mark is not JSON
-        text = re.sub(r'("(?:\\.|[^"\\])*")|//[^\n]*', lambda m: m.group(1) or "", text)  # JSON with // comments
-        text = re.sub(r",(\s*[}\]])", r"\1", text)
-        user = json.loads(text)
-        unknown = sorted(set(user) - set(DEFAULTS) - IGNORED)
-        if unknown:
-            raise SystemExit(f"{path}: unknown fields {', '.join(unknown)} (allowed: {', '.join(sorted(DEFAULTS))})")
-        cfg.update({k: v for k, v in user.items() if k not in IGNORED})
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    if cfg["method"] not in ("lora", "pissa", "srlora"):
-        raise SystemExit(f"method: expected lora | pissa | srlora, got {cfg['method']!r}")
-    if cfg["task"].get("kind") not in TASKS:
-        raise SystemExit(f"task.kind: expected {' | '.join(TASKS)} for the PyTorch trainer, got {cfg['task'].get('kind')!r}")
+    """The run config of `path` (JSONC) with `overrides` (command-line flags) and every default, validated before any
+    work against the generated schema (runconfig.py): a bad one exits with one line naming the file and the field."""
+    source = path or "config"
+    user = parse_file(path) if path else {}
+    if isinstance(user, dict):
+        user = {**user, **{k: v for k, v in overrides.items() if v is not None}}
+    cfg = {k: v for k, v in validate_config(user, source).items() if k not in IGNORED}
     if cfg["task"]["kind"] in ("digits", "tabular"):  # the built-in trainer's tasks, with its defaults and paths
         cfg["task"] = {"transform": "rot90", **cfg["task"]} if cfg["task"]["kind"] == "digits" else {"labelColumn": "label", **cfg["task"]}
         cfg["model"] = {"kind": "vit", **(cfg["model"] or {})}
@@ -59,6 +52,7 @@ def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
             if obj.get(key):
                 obj[key] = os.path.join(at, obj[key])
     resolve_paths(cfg, os.path.dirname(os.path.abspath(path)) if path else os.getcwd())  # text task, huggingface model
+    check_files(cfg, source)
     return cfg
 
 

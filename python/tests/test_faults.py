@@ -121,3 +121,12 @@ def test_run_ids_follow_the_shared_rule():
     assert run_id_of("/runs/ab" + " " * 120 + "c") == f"ab-c-{h('ab' + ' ' * 120 + 'c')}"
     for name in ("my run", "-lead", "é", "x" * 300, "a b/", "..", "Ω-1"):
         assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]*", run_id_of(name)) and len(run_id_of(name)) <= 128
+
+
+def test_run_ids_match_the_shared_vectors():
+    import json
+    from conftest import VECTORS
+    cases = json.load(open(os.path.join(VECTORS, "runid.json"), encoding="utf-8"))["cases"]
+    assert len(cases) >= 5
+    bad = [(c["name"], c["path"], run_id_of(c["path"]), c["id"]) for c in cases if run_id_of(c["path"]) != c["id"]]
+    assert bad == []

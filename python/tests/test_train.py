@@ -190,8 +190,8 @@ def test_your_own_tabular_data_and_mlp_as_the_built_in_trainer_reads_them(tmp_pa
 def test_a_bad_model_or_data_file_is_one_clear_line_not_a_traceback(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python"), "SRLORA_RUN_DIR": str(tmp_path / "run")}
     (tmp_path / "bad.csv").write_text("a,label\n1,0\n,1\n")
-    for cfg, want in (({"task": {"kind": "digits"}, "model": {"kind": "foo"}}, "model.kind: expected mlp | vit, got 'foo'"),
-                      ({"task": {"kind": "digits"}, "model": {"kind": "mlp", "weights": "nope.safetensors"}}, "nope.safetensors not found"),
+    for cfg, want in (({"task": {"kind": "digits"}, "model": {"kind": "foo"}}, '/model/kind: expected "mlp" | "vit", got "foo"'),
+                      ({"task": {"kind": "digits"}, "model": {"kind": "mlp", "weights": "nope.safetensors"}}, "nope.safetensors\": no such file"),
                       ({"task": {"kind": "tabular", "train": "bad.csv"}, "model": {"kind": "mlp"}}, 'bad.csv:3: column "a" is not a number: ""')):
         f = tmp_path / "c.json"
         f.write_text(json.dumps(cfg))

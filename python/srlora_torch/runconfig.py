@@ -1,0 +1,195 @@
+"""Reading and validating a run config (*.srlora.json: JSON with comments) before any work, against the one schema
+generated from src/trainer/config/runConfig.ts (run-config.schema.json in this package; no field is restated here).
+
+Every error is one line naming the file and the field (a JSON pointer), with quoted values cut short (protocol.show);
+what is read is bounded (MAX_CONFIG_BYTES), so a 1 GiB file of NUL bytes is one short message. The shared table
+test/vectors/config/invalid.json holds both trainers to it.
+
+JSONC: comments (// and /* */) and trailing commas, as the built-in trainer's jsonc-parser reads them. They are blanked
+out in place (same offsets), so a JSON error's line and column point into the user's file. (PyPI's JSONC readers
+either accept more — json5: NaN, single quotes, unquoted keys — or remove text, which moves every error position.)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from typing import Any, Dict, List, Optional, Tuple
+
+from .protocol import check, pointer, show
+
+MAX_CONFIG_BYTES = 1 << 20
+SCHEMA = json.load(open(os.path.join(os.path.dirname(__file__), "run-config.schema.json"), encoding="utf-8"))
+
+
+class ConfigError(SystemExit):
+    """A bad config: SystemExit(message) prints the one line on stderr and exits 1, without a traceback."""
+
+
+def read_text(path: str, what: str = "config") -> str:
+    """The file's text, or ConfigError naming it: missing, a directory, not a regular file, over MAX_CONFIG_BYTES, not
+    UTF-8 (a leading byte-order mark is dropped)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such {what} file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the {what} file: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{path}: is a directory, not a {what} file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{path}: not a regular file")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {st.st_size} bytes; a {what} file is at most {MAX_CONFIG_BYTES} bytes")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the {what} file: {e.strerror}") from None
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise ConfigError(f"{path}: not a text file (NUL byte at offset {nul})")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+
+
+def strip_jsonc(text: str) -> Tuple[str, Optional[Tuple[int, str]]]:
+    """JSON text with the comments and trailing commas of `text` replaced by spaces (newlines kept, so offsets hold),
+    and (offset, message) for an unterminated block comment, or None."""
+    out = list(text)
+    i, n = 0, len(text)
+    last_comma: Optional[int] = None  # a comma outside strings, not yet followed by a value
+    while i < n:
+        c = text[i]
+        if c == '"':
+            last_comma = None
+            i += 1
+            while i < n and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+            i += 1
+        elif c == "/" and i + 1 < n and text[i + 1] == "/":
+            while i < n and text[i] != "\n":
+                out[i] = " "
+                i += 1
+        elif c == "/" and i + 1 < n and text[i + 1] == "*":
+            end = text.find("*/", i + 2)
+            if end < 0:
+                return "".join(out), (i, "unterminated /* comment")
+            for k in range(i, end + 2):
+                if out[k] != "\n":
+                    out[k] = " "
+            i = end + 2
+        elif c == ",":
+            last_comma = i
+            i += 1
+        elif c in "}]":
+            if last_comma is not None:
+                out[last_comma] = " "  # a trailing comma, as jsonc-parser's allowTrailingComma
+            last_comma = None
+            i += 1
+        else:
+            if not c.isspace():
+                last_comma = None
+            i += 1
+    return "".join(out), None
+
+
+def _line_col(text: str, offset: int) -> Tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _finite_float(s: str) -> float:
+    v = float(s)
+    if not math.isfinite(v):
+        raise ValueError(f"the number {show(s, 30)} is out of range")
+    return v
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_file(path: str) -> Any:
+    """The JSONC file's value (strict: no NaN/Infinity, no out-of-range numbers), or ConfigError with file:line:column."""
+    text = read_text(path)
+    clean, bad = strip_jsonc(text)
+    if bad:
+        line, col = _line_col(text, bad[0])
+        raise ConfigError(f"{path}:{line}:{col}: {bad[1]}")
+    try:
+        return json.loads(clean, parse_float=_finite_float, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    except ValueError as e:
+        raise ConfigError(f"{path}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid JSON: nested too deeply") from None
+
+
+def _resolve(schema: dict) -> dict:
+    while "$ref" in schema:
+        target = SCHEMA
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        schema = target
+    return schema
+
+
+def fill_defaults(value: Any, schema: dict) -> Any:
+    """`value` with the schema's defaults for absent object fields, into nested objects; of a union, the branch the
+    value fits once filled (a task's kind picks its branch)."""
+    schema = _resolve(schema)
+    if "anyOf" in schema and isinstance(value, dict):
+        for b in schema["anyOf"]:
+            filled = fill_defaults(value, b)
+            if check(filled, _resolve(b), SCHEMA) is None:
+                return filled
+        return value
+    if isinstance(value, dict) and "properties" in schema:
+        out = dict(value)
+        for k, sub in schema["properties"].items():
+            if k not in out and "default" in sub:
+                out[k] = json.loads(json.dumps(sub["default"]))
+            if k in out:
+                out[k] = fill_defaults(out[k], sub)
+        return out
+    return value
+
+
+def validate(user: Any, source: str) -> Dict[str, Any]:
+    """The config with every default filled, or ConfigError "SOURCE: /pointer: what is wrong" for the first problem:
+    unknown fields first (with a did-you-mean), then missing and bad values, then what the schema cannot express."""
+    if not isinstance(user, dict):
+        raise ConfigError(f"{source}: a run config must be a JSON object")
+    cfg = fill_defaults(user, SCHEMA)
+    err = check(cfg, SCHEMA, SCHEMA)
+    if err:
+        path, message = err
+        raise ConfigError(f"{source}: {pointer(path)}: {message}")
+    if cfg.get("rTarget") is not None and cfg["rTarget"] < cfg["r"]:  # the built-in trainer's words (runConfig.ts)
+        raise ConfigError(f"{source}: /rTarget: {cfg['rTarget']} is below r={cfg['r']}; rTarget counts every direction a layer may use, "
+                          "so it must be ≥ r (or null for 4·r)")
+    return cfg
+
+
+def check_files(cfg: Dict[str, Any], source: str) -> None:
+    """The files the config names, checked before any work: each must exist, and be a file (a folder for a Hugging
+    Face model's path). Paths are already absolute (relative ones resolved against the config's folder)."""
+    wanted: List[Tuple[str, str, bool]] = []  # (pointer, path, must be a directory)
+    task, model = cfg.get("task") or {}, cfg.get("model") or {}
+    for key in ("train", "eval"):
+        if isinstance(task.get(key), str):
+            wanted.append((f"/task/{key}", task[key], False))
+    if isinstance(model.get("weights"), str):
+        wanted.append(("/model/weights", model["weights"], False))
+    if model.get("kind") == "huggingface" and isinstance(model.get("path"), str):
+        wanted.append(("/model/path", model["path"], True))
+    for ptr, path, is_dir in wanted:
+        if not os.path.exists(path):
+            raise ConfigError(f"{source}: {ptr}: {show(path, 200)}: no such {'folder' if is_dir else 'file'}")
+        if os.path.isdir(path) != is_dir:
+            raise ConfigError(f"{source}: {ptr}: {show(path, 200)}: {'not a folder' if is_dir else 'is a directory, not a file'}")
