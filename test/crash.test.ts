@@ -289,18 +289,18 @@ test('bad files in a config: every error names the field and the file, reads a b
     assert.equal(existsSync(runDir), false, `${JSON.stringify(over)}: no run folder left`);
   };
   mkdirSync(join(d, 'weights.safetensors'));
-  await fails({ model: { kind: 'mlp', weights: 'weights.safetensors' } }, /^model\.weights: .*weights\.safetensors is a directory/);
+  await fails({ model: { kind: 'mlp', weights: 'weights.safetensors' } }, /^\/model\/weights: .*weights\.safetensors is a directory/);
   writeFileSync(join(d, 'nul.safetensors'), Buffer.alloc(4096));
-  await fails({ model: { kind: 'mlp', weights: 'nul.safetensors' } }, /^model\.weights: .*nul\.safetensors: not a safetensors file/);
-  await fails({ model: { kind: 'mlp', weights: 'missing.safetensors' } }, /^model\.weights: base model .*missing\.safetensors not found/);
+  await fails({ model: { kind: 'mlp', weights: 'nul.safetensors' } }, /^\/model\/weights: .*nul\.safetensors: not a safetensors file/);
+  await fails({ model: { kind: 'mlp', weights: 'missing.safetensors' } }, /^\/model\/weights: base model .*missing\.safetensors not found/);
   // A 1 GiB CSV (sparse: no disk used) is refused by its size before it is read.
   writeFileSync(join(d, 'big.csv'), 'a,label\n');
   truncateSync(join(d, 'big.csv'), 2 ** 30);
-  await fails({ task: { kind: 'tabular', train: 'big.csv' } }, /^task\.train: .*big\.csv is 1024 MiB; the built-in trainer reads data files up to 256 MiB/);
+  await fails({ task: { kind: 'tabular', train: 'big.csv' } }, /^\/task\/train: .*big\.csv is 1024 MiB; the built-in trainer reads data files up to 256 MiB/);
   mkdirSync(join(d, 'dir.csv'));
-  await fails({ task: { kind: 'tabular', train: 'dir.csv' } }, /^task\.train: .*dir\.csv: is a directory/);
+  await fails({ task: { kind: 'tabular', train: 'dir.csv' } }, /^\/task\/train: .*dir\.csv: is a directory/);
   writeFileSync(join(d, 'ok.csv'), 'a,label\n1,0\n2,1\n3,0\n4,1\n5,0\n');
-  await fails({ task: { kind: 'tabular', train: 'ok.csv', eval: 'nope.csv' } }, /^task\.eval: .*nope\.csv: no such file/);
+  await fails({ task: { kind: 'tabular', train: 'ok.csv', eval: 'nope.csv' } }, /^\/task\/eval: .*nope\.csv: no such file/);
   writeFileSync(join(d, 'long.csv'), `a,label\n${'9'.repeat(100_000)}x,0\n`);
   await fails({ task: { kind: 'tabular', train: 'long.csv' } }, /long\.csv:2: column "a" is not a number: "9{40}…"/);
 });

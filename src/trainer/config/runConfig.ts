@@ -10,7 +10,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { CONFIG_FILE } from '../../runfolder/runFiles';
 import { FUSION_SELECT, REINIT_OPTIMIZER, SRLORA_DEFAULTS } from '../../srlora/defaults';
-import { describeValueError } from '../../protocol/describeError';
+import { describeValueError, showValue } from '../../protocol/describeError';
 
 const strict = { additionalProperties: false };
 
@@ -123,6 +123,27 @@ function withDefaults(schema: TSchema, value: unknown): unknown {
 }
 
 /** Validates and fills defaults; throws with a message naming the field, the value and what is allowed. */
+/** "; did you mean "learningRate"?" for an unknown top-level field that is one letter case or two edits from a known one. */
+function didYouMean(path: string, schema: typeof RunConfigSchema): string {
+  const name = path.split('/')[1] ?? '';
+  const known = Object.keys(schema.properties);
+  const distance = (a: string, b: string): number => {
+    const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      let prev = d[0];
+      d[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const cur = d[j];
+        d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+        prev = cur;
+      }
+    }
+    return d[b.length];
+  };
+  const best = known.map((k) => ({ k, d: distance(name.toLowerCase(), k.toLowerCase()) })).sort((a, b) => a.d - b.d)[0];
+  return best && best.d <= 2 && name.length > 2 ? `; did you mean "${best.k}"?` : '';
+}
+
 export function parseRunConfig(value: unknown, source = 'config'): RunConfig {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${source}: a run config must be a JSON object`);
   const input = { ...(value as Record<string, unknown>) };
@@ -130,7 +151,8 @@ export function parseRunConfig(value: unknown, source = 'config'): RunConfig {
   // The task is a union on `kind`: fill and check it by its own kind, so that errors and defaults fit that kind.
   const task = input.task as { kind?: unknown } | undefined;
   if (task !== undefined) {
-    const schema = typeof task === 'object' && task !== null ? TASKS[task.kind as keyof typeof TASKS] : undefined;
+    if (typeof task !== 'object' || task === null || Array.isArray(task)) throw new Error(`${source}: /task: expected an object {kind, …}, got ${showValue(task)}`);
+    const schema = TASKS[task.kind as keyof typeof TASKS];
     if (!schema) throw new Error(`${source}: /task/kind: expected "digits" | "tabular" (or, with the PyTorch trainer, ${Object.keys(PYTORCH_TASKS).map((k) => `"${k}"`).join(' | ')}), got ${JSON.stringify((task as { kind?: unknown } | null)?.kind)}`);
     input.task = withDefaults(schema, task);
     if (!Value.Check(schema, input.task)) throw new Error(`${source}: /task${describeValueError(Value.Errors(schema, input.task).First())}`);
@@ -141,7 +163,7 @@ export function parseRunConfig(value: unknown, source = 'config'): RunConfig {
     const errors = [...Value.Errors(RunConfigSchema, filled)];
     // An unknown field is the most useful thing to report first.
     const first = errors.find((e) => e.message.includes('Unexpected property')) ?? errors[0];
-    throw new Error(`${source}: ${describeValueError(first)}`);
+    throw new Error(`${source}: ${describeValueError(first)}${first.message.includes('Unexpected property') ? didYouMean(first.path, RunConfigSchema) : ''}`);
   }
   const c = filled as RunConfig;
   if (c.rTarget !== null && c.rTarget < c.r) throw new Error(`${source}: /rTarget: ${c.rTarget} is below r=${c.r}; rTarget counts every direction a layer may use, so it must be ≥ r (or null for 4·r)`);

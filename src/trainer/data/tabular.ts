@@ -12,10 +12,10 @@ export const MAX_TABULAR_BYTES = 256 * 2 ** 20;
 export const quote = (s: string, max = 40): string => JSON.stringify(s.length > max ? `${s.slice(0, max)}…` : s);
 
 /**
- * Reads a tabular data file. `field` names the config field that points at it (task.train, task.eval), so every error
+ * Reads a tabular data file. `field` names the config field that points at it (/task/train, /task/eval), so every error
  * names the field and the file. Errors: missing, a directory, larger than MAX_TABULAR_BYTES, a bad line (its number).
  */
-export function loadTabular(file: string, labelColumn = 'label', field = 'task.train'): Dataset {
+export function loadTabular(file: string, labelColumn = 'label', field = '/task/train'): Dataset {
   let size: number;
   try {
     const st = statSync(file);

@@ -36,10 +36,10 @@ export function loadTask(config: RunConfig, baseDir: string): TaskData {
     return { train, eval: ev, description: `digits (${t.transform}), ${train.n} train / ${ev.n} eval` };
   }
   const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
-  const train = loadTabular(at(t.train), t.labelColumn, 'task.train');
+  const train = loadTabular(at(t.train), t.labelColumn, '/task/train');
   let ev: Dataset;
   if (t.eval) {
-    ev = loadTabular(at(t.eval), t.labelColumn, 'task.eval');
+    ev = loadTabular(at(t.eval), t.labelColumn, '/task/eval');
   } else {
     // No eval file: hold out a seeded 20 %.
     const idx = Int32Array.from({ length: train.n }, (_, i) => i);
@@ -55,7 +55,7 @@ export function loadBaseWeights(config: RunConfig, baseDir: string): { weights: 
   const file = config.model.weights
     ? (isAbsolute(config.model.weights) ? config.model.weights : resolve(baseDir, config.model.weights))
     : join(assetRoot(), `media/models/${config.model.kind}.safetensors`);
-  const field = config.model.weights ? 'model.weights' : `model.kind ${config.model.kind}`;
+  const field = config.model.weights ? '/model/weights' : '/model/kind';
   if (!existsSync(file)) throw new Error(`${field}: base model ${file} not found${config.model.weights ? '' : ' (run `npm run pretrain`)'}`);
   const st = statSync(file);
   if (st.isDirectory()) throw new Error(`${field}: ${file} is a directory, not a .safetensors file`);

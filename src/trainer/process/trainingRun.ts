@@ -103,8 +103,8 @@ export class TrainingRun {
   static async create(options: TrainingRunOptions): Promise<TrainingRun> {
     const { config, runDir, baseDir } = options;
     const backend = await selectBackend(config.backend);
+    const { weights, file } = loadBaseWeights(config, baseDir); // small, and a bad path fails before the data loads
     const data = loadTask(config, baseDir);
-    const { weights, file } = loadBaseWeights(config, baseDir);
     const model = buildModel(config, weights, data.train.dim, Math.max(data.train.classes, data.eval.classes));
     const batches = new Batcher(data.train, config.batchSize, config.seed + 1);
     const probeN = Math.min(PROBE_SIZE, data.eval.n);
