@@ -1,6 +1,7 @@
 /**
  * npm run bench:hub — a synthetic trainer streams metrics and importance snapshots (64 layers × 64 slots)
- * into the hub: messages/s ingested with validation and persistence; then command round trips
+ * into the hub, writing each to the run's events.jsonl first as a real trainer does: messages/s delivered (the hub
+ * validates each and merges the socket with the record it follows); then command round trips
  * (hub → trainer → ack back at the hub), p50/p99.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -24,7 +25,7 @@ async function main(): Promise<void> {
   // The synthetic trainer runs in a child process, like a real one.
   const child = fork(join(import.meta.dirname, 'hubTrainer.ts'), [], {
     execArgv: ['--import', 'tsx'],
-    env: { ...process.env, HUB_URL: hub.url, HUB_TOKEN: token, RUN_ID: RUN, MESSAGES: String(N), IMPORTANCE_EVERY: String(IMPORTANCE_EVERY) },
+    env: { ...process.env, HUB_URL: hub.url, HUB_TOKEN: token, RUN_ID: RUN, RUN_DIR: dir, MESSAGES: String(N), IMPORTANCE_EVERY: String(IMPORTANCE_EVERY) },
   });
   const ready = await new Promise<{ total: number; bytes: number }>((r) => child.once('message', (m) => r(m as { total: number; bytes: number })));
   const { total, bytes } = ready;

@@ -1,8 +1,10 @@
 /** The synthetic trainer of bench:hub, in its own process so that its sending does not share the hub's thread. */
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import type { HubMessage } from '../src/protocol/messages';
 
-const { HUB_URL, HUB_TOKEN, RUN_ID, MESSAGES, IMPORTANCE_EVERY } = process.env as Record<string, string>;
+const { HUB_URL, HUB_TOKEN, RUN_ID, RUN_DIR, MESSAGES, IMPORTANCE_EVERY } = process.env as Record<string, string>;
 const N = Number(MESSAGES), every = Number(IMPORTANCE_EVERY), slots = 64;
 let seq = 0;
 const t0 = Date.now();
@@ -22,13 +24,21 @@ for (let step = 1; step <= N; step++) {
     : { ...env('metrics'), rows: [{ step, loss: 1 / step, lr: 1e-3, examplesPerSec: 1000 }] }));
 }
 const bytes = frames.reduce((n, f) => n + f.length, 0);
+const fd = openSync(join(RUN_DIR, 'events.jsonl'), 'a');
 const ws = new WebSocket(`${HUB_URL}/trainer`, { headers: { Authorization: `Bearer ${HUB_TOKEN}` } });
 ws.on('open', () => {
   process.send!({ ready: true, total: seq, bytes });
-  process.once('message', () => { for (const f of frames) ws.send(f); });
+  // As a real trainer: each message goes to the run's record (events.jsonl) first, then to the socket.
+  process.once('message', () => {
+    for (const f of frames) { writeSync(fd, f + '\n'); ws.send(f); }
+  });
 });
 ws.on('message', (d) => {
   const m = JSON.parse(d.toString()) as HubMessage;
-  if (m.type === 'command') ws.send(JSON.stringify({ ...env('ack'), commandId: m.id, status: 'applied', step: N }));
+  if (m.type === 'command') {
+    const ack = JSON.stringify({ ...env('ack'), commandId: m.id, status: 'applied', step: N });
+    writeSync(fd, ack + '\n');
+    ws.send(ack);
+  }
 });
-process.on('disconnect', () => process.exit(0));
+process.on('disconnect', () => { closeSync(fd); process.exit(0); });

@@ -323,7 +323,7 @@ export class Hub extends EventEmitter<HubEvents> {
           this.closeConn(conn, 1008, 'run already has a trainer');
           return;
         }
-        const r = run.offer(msg, raw.length);
+        const r = run.offer(msg, raw);
         if (r.kind === 'divergent') {
           this.trainerError(run, ws, 'divergent', `this hello is not the run's: ${r.error}`, msg.seq);
           this.closeConn(conn, 1008, 'hello differs from the run record');
@@ -336,7 +336,7 @@ export class Hub extends EventEmitter<HubEvents> {
         this.broadcastRuns();
         return;
       }
-      const r = run.offer(msg, raw.length);
+      const r = run.offer(msg, raw);
       switch (r.kind) {
         case 'new':
           if (++sinceReceived >= 256) flushReceived();

@@ -81,6 +81,8 @@ export class RunChannel {
   generation = 0;
   private fileSeq = 0;
   private ahead: TrainerMessage[] = [];
+  /** The socket's text of each message ahead: a record with the same text is the same message (no parse needed). */
+  private aheadRaw: string[] = [];
   private aheadBytes: number[] = [];
   private aheadTotal = 0;
   private recent = new Map<number, TrainerMessage>();
@@ -134,6 +136,15 @@ export class RunChannel {
     const gen = this.generation;
     for (const l of lines) {
       if (this.generation !== gen) return; // restarted mid-batch: the tail reads again from byte 0
+      if (this.aheadRaw.length && l.text === this.aheadRaw[0]) {
+        // The socket brought this record first, byte for byte (a trainer sends the line it wrote): already delivered.
+        const msg = this.ahead[0];
+        this.fileSeq = msg.seq;
+        this.index(msg, l.start);
+        if (msg.type === 'importance') this.importanceAt.push(l.start);
+        this.shiftAhead();
+        continue;
+      }
       const p = parseBoundedJson(l.text);
       const v = p.ok ? validateTrainerMessage(p.value) : p;
       if (!v.ok) { this.skip(l, v.error); continue; }
@@ -157,6 +168,7 @@ export class RunChannel {
 
   private shiftAhead(): void {
     this.ahead.shift();
+    this.aheadRaw.shift();
     this.aheadTotal -= this.aheadBytes.shift() ?? 0;
   }
 
@@ -191,6 +203,7 @@ export class RunChannel {
     this.model = emptyRun(this.runId);
     this.fileSeq = 0;
     this.ahead = [];
+    this.aheadRaw = [];
     this.aheadBytes = [];
     this.aheadTotal = 0;
     this.recent.clear();
@@ -207,11 +220,12 @@ export class RunChannel {
   // ------------------------------------------------------------------ the trainer's connection
 
   /**
-   * A validated message from the run's trainer socket (`bytes`: its size as received, for the bound). New (the next seq): delivered and held until the record
+   * A validated message from the run's trainer socket, with its text as received. New (the next seq): delivered and held until the record
    * shows it. At or below what is held: a resend, compared with the record — equal is a duplicate, different is
    * divergent (refused, reported). Past the next seq: a gap.
    */
-  offer(msg: TrainerMessage, bytes = 0): OfferResult {
+  offer(msg: TrainerMessage, raw: string): OfferResult {
+    const bytes = raw.length;
     if (msg.seq <= this.lastSeq) {
       const stored = msg.seq > this.fileSeq ? this.ahead[msg.seq - this.ahead[0].seq] : this.stored(msg.seq);
       if (stored !== undefined && isDeepStrictEqual(stored, msg)) return { kind: 'duplicate' };
@@ -230,6 +244,7 @@ export class RunChannel {
     }
     this.droppedAhead = false;
     this.ahead.push(msg);
+    this.aheadRaw.push(raw);
     this.aheadBytes.push(bytes);
     this.aheadTotal += bytes;
     this.deliver(msg);
