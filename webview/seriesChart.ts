@@ -250,7 +250,8 @@ export class SeriesChart {
     this.wallWithDate = wallMax - wallMin > 20 * 3600_000;
     if (axisKey !== this.axisKey) {
       this.axisKey = axisKey;
-      x.ticks.callback = view.xAxis === 'step' ? (v) => String(Math.round(Number(v)))
+      // Steps are whole numbers: a fractional tick (a chart of one or two steps) gets no label, not a rounded repeat.
+      x.ticks.callback = view.xAxis === 'step' ? (v) => (Number.isInteger(Number(v)) ? String(v) : '')
         : view.xAxis === 'relative' ? (v) => formatSeconds(Number(v)) : (v) => formatWall(Number(v), this.wallWithDate);
     }
     (o.plugins as unknown as Record<string, unknown>).srloraMarkers = { markers, xAxis: view.xAxis };
