@@ -43,7 +43,7 @@ def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
     user = parse_file(path) if path else {}
     if isinstance(user, dict):
         user = {**user, **{k: v for k, v in overrides.items() if v is not None}}
-    cfg = {k: v for k, v in validate_config(user, source).items() if k not in IGNORED}
+    cfg = {**DEFAULTS, **{k: v for k, v in validate_config(user, source).items() if k not in IGNORED}}  # optional fields: None
     if cfg["task"]["kind"] in ("digits", "tabular"):  # the built-in trainer's tasks, with its defaults and paths
         cfg["task"] = {"transform": "rot90", **cfg["task"]} if cfg["task"]["kind"] == "digits" else {"labelColumn": "label", **cfg["task"]}
         cfg["model"] = {"kind": "vit", **(cfg["model"] or {})}
