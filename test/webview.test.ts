@@ -54,3 +54,14 @@ test('the incremental debiased EMA equals the definition, point by point', () =>
   got.forEach((g, i) => assert.ok(Math.abs(g - want[i]) < 1e-12, `${i}: ${g} vs ${want[i]}`));
   assert.equal(got[0], 3, 'debiased: the first point is the first value');
 });
+
+test('τ and γ parse as the palette does (one function for the palette and the page)', async () => {
+  const { parseThreshold, parseRatio } = await import('../src/srlora/commandInput');
+  const palette = await import('../src/supervisor/commandHandlers');
+  assert.equal(palette.parseThreshold, parseThreshold, 'the palette uses the shared parser');
+  for (const bad of ['-1.5', '-', 'abc', 'NaN', 'Infinity', '1e999']) assert.equal(parseThreshold(bad).ok, false, bad);
+  for (const [text, value] of [['', null], ['off', null], [' OFF ', null], ['0', 0], ['1.25', 1.25]] as const) assert.deepEqual(parseThreshold(text), { ok: true, value }, text);
+  for (const bad of ['2', '0', '-0.5', '', '-', 'x']) assert.equal(parseRatio(bad).ok, false, bad);
+  assert.deepEqual(parseRatio('0.25'), { ok: true, value: 0.25 });
+  assert.deepEqual(parseRatio('1'), { ok: true, value: 1 });
+});
