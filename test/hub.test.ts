@@ -482,3 +482,23 @@ test('a record rewritten under the hub (shrunk) is re-read from the start and vi
     c.off();
   } finally { await hub.close(); }
 });
+
+test('a trainer whose messages the hub already read from its record still hears `received` (its link can flush)', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'events.jsonl');
+  const { hub, token } = await startHub(dir, { pollMs: 20 });
+  try {
+    writeFileSync(file, line(hello()));
+    const t = await rawTrainer(hub, token);
+    t.ws.send(JSON.stringify(hello()));
+    assert.ok(await until(() => t.got.some((m) => m.type === 'welcome')));
+    // The record runs ahead: the hub reads 2..50 from the file before the socket brings them.
+    const msgs = Array.from({ length: 49 }, (_, i) => JSON.stringify(log(i + 2)));
+    for (const m of msgs) appendFileSync(file, m + '\n');
+    assert.ok(await until(() => hub.run(RUN)!.lastSeq === 50));
+    for (const m of msgs) t.ws.send(m);
+    assert.ok(await until(() => t.got.some((m) => m.type === 'received' && m.received === 50)), 'received 50');
+    assert.ok(!t.got.some((m) => m.type === 'error'), 'the same content is no divergence');
+    t.ws.close();
+  } finally { await hub.close(); }
+});

@@ -339,11 +339,10 @@ export class Hub extends EventEmitter<HubEvents> {
       const r = run.offer(msg, raw);
       switch (r.kind) {
         case 'new':
+        case 'duplicate': // a resend, or the record brought it first: the trainer still needs to hear it is held
           if (++sinceReceived >= 256) flushReceived();
           else if (!receivedTimer) receivedTimer = setTimeout(flushReceived, 50);
           return;
-        case 'duplicate':
-          return; // a resend the run already has, with the same content
         case 'divergent':
           if (!this.strike(conn)) this.trainerError(run, ws, 'divergent', r.error, msg.seq);
           return;
