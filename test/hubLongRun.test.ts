@@ -1,6 +1,6 @@
 /**
  * Issue 12 item 7: a long run's record opens and keeps streaming with bounded memory. A generated events.jsonl of
- * SRLORA_BIG_LOG_MB (default 200; 1024 for the 1 GB case) with metrics every step and an importance snapshot
+ * SRLORA_BIG_LOG_MB (default 128; 1024 for the 1 GB case) with metrics every step and an importance snapshot
  * (16 layers × 64 slots) every 20 steps: the hub folds it, streams a viewer's snapshot in parts (importance thinned
  * to a bounded count, the newest kept), then streams what is appended. Memory is measured with process.memoryUsage.
  */
@@ -15,7 +15,7 @@ import { IMPORTANCE_NEWEST, IMPORTANCE_OLDER } from '../src/hub/runChannel';
 import { tempDir, until } from './helpers/tmp';
 
 const RUN = 'run-long';
-const MB = Number(process.env.SRLORA_BIG_LOG_MB ?? 200);
+const MB = Number(process.env.SRLORA_BIG_LOG_MB ?? 128);
 const T0 = 1_800_000_000_000;
 
 function gc(): void {
