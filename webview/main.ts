@@ -100,6 +100,7 @@ function frame(): void {
     text(smoothingValue, store.view.smoothing.toFixed(2));
     for (const p of panels) timed(p.constructor.name, () => p.update());
   }
+  if (store.focus.some((id) => store.loadingParts.has(id))) return; // a long snapshot still arriving: draw once it is in
   const list = drawables();
   const t0 = performance.now();
   for (let k = 0; k < list.length; k++) {

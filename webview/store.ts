@@ -43,6 +43,8 @@ export class Store {
   /** Ask before Stop (VS Code: srlora.dashboard.confirmStop; the browser page: remembered here). */
   confirmStop: boolean;
   version = 0;
+  /** Runs whose snapshot is still arriving in parts. */
+  readonly loadingParts = new Set<string>();
   private nextRequest = 1;
   private readonly saveHandlers = new Map<string, (path: string | undefined, error: string | undefined) => void>();
 
@@ -127,6 +129,8 @@ export class Store {
         if (!msg.continued) r.reset(msg.truncated);
         else if (msg.truncated) r.truncated = true;
         for (const e of msg.events) r.apply(e);
+        // More parts follow: canvases wait for the last one (drawing a half-loaded run only slows the loading).
+        if (msg.more) this.loadingParts.add(msg.runId); else this.loadingParts.delete(msg.runId);
         break;
       }
       case 'event':
