@@ -27,6 +27,7 @@ export function runContextValue(run: ManagedRun): string {
 }
 
 export function runDescription(run: ManagedRun): string {
+  if (run.loading) return 'reading its log…';
   const m = run.model;
   const steps = m.totalSteps ? `${m.step}/${m.totalSteps}` : `${m.step}`;
   return `${m.state} · ${steps}${m.loss !== null ? ` · loss ${m.loss.toFixed(4)}` : ''}`;
@@ -64,8 +65,8 @@ export class RunsTree implements vscode.TreeDataProvider<RunsNode>, vscode.Dispo
     const item = new vscode.TreeItem(m.name, m.layers.length ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None);
     item.id = run.runId;
     item.description = runDescription(run);
-    item.iconPath = STATE_ICONS[m.state];
-    item.contextValue = runContextValue(run);
+    item.iconPath = run.loading ? new vscode.ThemeIcon('loading~spin') : STATE_ICONS[m.state];
+    item.contextValue = run.loading ? 'run.loading' : runContextValue(run);
     const c = m.config as Record<string, unknown>;
     const md = new vscode.MarkdownString(undefined, true);
     md.appendMarkdown(`**${m.name}** — ${m.state}${m.stateReason ? `: ${m.stateReason}` : ''}${isActive(m.state) && !run.owned ? ' (viewed read-only: another window or `srlora serve` runs it)' : ''}\n\n`);

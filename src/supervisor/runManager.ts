@@ -75,6 +75,7 @@ export class ManagedRun {
   intent: Intent = null;
   /** An asynchronous refold is in progress. */
   folding: Promise<void> | null = null;
+  foldDone: (() => void) | null = null;
   /** Bytes folded when summary.json was last written. */
   cachedAt = -1;
 
@@ -86,6 +87,11 @@ export class ManagedRun {
 
   get owned(): boolean {
     return this.lock !== null;
+  }
+
+  /** Its log is still being read (listed, but its model is not the whole log's yet). */
+  get loading(): boolean {
+    return this.folding !== null;
   }
 }
 
@@ -99,8 +105,10 @@ export interface RunManagerEvents {
 }
 
 /** A log slice folded synchronously while listing; the rest is folded asynchronously, in slices of this size. */
-const SYNC_FOLD_BYTES = 64 << 10;
-const SLICE_BYTES = 512 << 10;
+const SYNC_FOLD_BYTES = 32 << 10;
+const SLICE_BYTES = 128 << 10;
+/** Background folding per turn of the event loop. */
+const FOLD_BUDGET_MS = 8;
 /** Refresh summary.json once this many more bytes were folded. */
 const CACHE_EVERY_BYTES = 4 << 20;
 
@@ -118,6 +126,8 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   private poller: NodeJS.Timeout | null = null;
   private rescanTimer: NodeJS.Timeout | null = null;
   private readonly warned = new Set<string>();
+  private readonly foldQueue: ManagedRun[] = [];
+  private pumping = false;
   private disposed = false;
 
   constructor(private readonly o: RunManagerOptions) {
@@ -202,7 +212,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     }
   }
 
-  /** Folds what the run's log gained: a slice now, the rest asynchronously; then decides what the run needs. */
+  /** Folds what the run's log gained: a short tail now, anything longer in the background; then decides what the run needs. */
   private follow(run: ManagedRun, first = false): void {
     if (run.folding) return;
     let r: { changed: boolean; more: boolean };
@@ -212,13 +222,38 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
       this.settle(run);
       return;
     }
-    run.folding = run.follower.catchUp(SLICE_BYTES).then(() => {
-      run.folding = null;
-      if (this.disposed) return;
-      this.emit('changed', run.runId);
-      this.saveSummary(run);
-      this.settle(run);
-    }, (e: unknown) => { run.folding = null; this.log('warn', `run ${run.runId}: ${(e as Error).message}`); });
+    if (first) this.emit('changed', run.runId); // listed now, shown as loading until folded
+    run.folding = new Promise<void>((resolve) => { run.foldDone = resolve; });
+    this.foldQueue.push(run);
+    this.pumpFolds();
+  }
+
+  /**
+   * The background fold: one queue for all runs, a slice at a time, at most FOLD_BUDGET_MS of work per turn of the
+   * event loop (so twenty 100 MB logs never hold the extension host for longer than one slice).
+   */
+  private pumpFolds(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    const turn = () => {
+      const t0 = performance.now();
+      while (this.foldQueue.length && performance.now() - t0 < FOLD_BUDGET_MS && !this.disposed) {
+        const run = this.foldQueue[0];
+        let more = false;
+        try { more = run.follower.readSome(SLICE_BYTES).more; } catch (e) { this.log('warn', `run ${run.runId}: ${(e as Error).message}`); }
+        if (more) continue;
+        this.foldQueue.shift();
+        run.folding = null;
+        run.foldDone?.();
+        if (this.disposed) break;
+        this.emit('changed', run.runId);
+        this.saveSummary(run);
+        this.settle(run);
+      }
+      if (this.foldQueue.length && !this.disposed) setImmediate(turn);
+      else this.pumping = false;
+    };
+    setImmediate(turn);
   }
 
   /** A live message arrived (the hub forwarded it): fold the log's new lines now. */
