@@ -76,6 +76,7 @@ export class ManagedRun {
   /** An asynchronous refold is in progress. */
   folding: Promise<void> | null = null;
   foldDone: (() => void) | null = null;
+  refreshing = false;
   /** Bytes folded when summary.json was last written. */
   cachedAt = -1;
 
@@ -128,6 +129,8 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   private readonly warned = new Set<string>();
   private readonly foldQueue: ManagedRun[] = [];
   private pumping = false;
+  private readonly hubOpenQueue: ManagedRun[] = [];
+  private openingOnHub = false;
   private disposed = false;
 
   constructor(private readonly o: RunManagerOptions) {
@@ -198,15 +201,20 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     const listing = listRunFolders(this.o.runsDir);
     for (const w of listing.warnings) if (!this.warned.has(w)) { this.warned.add(w); this.log('warn', w); }
     const present = new Set<string>();
+    const newRuns: ManagedRun[] = [];
     for (const f of listing.runs) {
       present.add(f.runId);
       if (this.runs.has(f.runId)) continue;
       if (!f.hasLog && !existsSync(join(f.dir, PID_FILE))) continue; // nothing to show yet
       const run = this.newRun(f.runId, f.dir);
       this.runs.set(f.runId, run);
-      this.o.hub.openRun(f.runId, f.dir); // its dashboard replays it; hub.json only if we own it (below)
+      newRuns.push(run);
       this.follow(run, true);
     }
+    // Its dashboard replays it from the hub (hub.json is written only for a run we own). Opened one at a time, newest
+    // first, each once the hub has read it: twenty long logs are not read by the hub all at once at activation.
+    for (const run of newRuns.reverse()) this.hubOpenQueue.push(run);
+    this.pumpHubOpens();
     for (const r of [...this.runs.values()]) {
       if (!present.has(r.runId) && !r.handle?.alive && !existsSync(r.dir)) this.forget(r);
     }
@@ -256,10 +264,25 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     setImmediate(turn);
   }
 
-  /** A live message arrived (the hub forwarded it): fold the log's new lines now. */
+  private pumpHubOpens(): void {
+    if (this.openingOnHub || this.disposed) return;
+    const run = this.hubOpenQueue.shift();
+    if (!run) return;
+    this.openingOnHub = true;
+    this.o.hub.openRun(run.runId, run.dir);
+    const next = () => { this.openingOnHub = false; this.pumpHubOpens(); };
+    const ready = (this.o.hub.run(run.runId) as { ready?: Promise<void> } | undefined)?.ready;
+    if (ready) ready.then(next, next); else setImmediate(next);
+  }
+
+  /** A live message arrived (the hub forwarded it): fold the log's new lines, once per turn of the event loop. */
   private refresh(run: ManagedRun): void {
-    if (run.folding) return;
-    try { if (run.follower.catchUpSync()) this.emit('changed', run.runId); } catch { /* the folder may be gone */ }
+    if (run.folding || run.refreshing) return;
+    run.refreshing = true;
+    setImmediate(() => {
+      run.refreshing = false;
+      try { if (!run.folding && run.follower.catchUpSync()) this.emit('changed', run.runId); } catch { /* the folder may be gone */ }
+    });
   }
 
   private saveSummary(run: ManagedRun, force = false): void {
