@@ -111,7 +111,7 @@ const SLICE_BYTES = 128 << 10;
 /** Background folding per turn of the event loop. */
 const FOLD_BUDGET_MS = 8;
 /** Refresh summary.json once this many more bytes were folded. */
-const CACHE_EVERY_BYTES = 4 << 20;
+const CACHE_EVERY_BYTES = 16 << 20;
 
 function isRunModel(v: unknown): v is RunModel {
   const m = v as Partial<RunModel> | null;
@@ -249,7 +249,11 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
         const run = this.foldQueue[0];
         let more = false;
         try { more = run.follower.readSome(SLICE_BYTES).more; } catch (e) { this.log('warn', `run ${run.runId}: ${(e as Error).message}`); }
-        if (more) continue;
+        if (more) {
+          // A prefix fold is a valid summary: the next activation starts from here even if this one ends first.
+          if (run.follower.byteOffset - run.cachedAt >= CACHE_EVERY_BYTES) this.saveSummary(run, true, true);
+          continue;
+        }
         this.foldQueue.shift();
         run.folding = null;
         run.foldDone?.();
@@ -285,8 +289,8 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     });
   }
 
-  private saveSummary(run: ManagedRun, force = false): void {
-    if (run.folding || run.follower.byteOffset === run.cachedAt) return;
+  private saveSummary(run: ManagedRun, force = false, partial = false): void {
+    if ((run.folding && !partial) || run.follower.byteOffset === run.cachedAt) return;
     if (!force && run.follower.byteOffset - run.cachedAt < CACHE_EVERY_BYTES && !(run.cachedAt >= 0 && !isActive(run.model.state))) return;
     try {
       writeSummary(run.dir, run.follower.toCache((m) => ({ ...m, latestImportance: null })));
@@ -579,7 +583,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     this.disposed = true;
     for (const r of this.runs.values()) {
       if (r.handle instanceof PidHandle) r.handle.dispose();
-      this.saveSummary(r, true);
+      this.saveSummary(r, true, true);
       r.lock?.release();
       r.lock = null;
     }
