@@ -33,6 +33,7 @@ from .texttask import resolve_paths
 _SCHEMA = json.load(open(os.path.join(os.path.dirname(__file__), "run-config.schema.json"), encoding="utf-8"))
 IGNORED = {"$schema", "backend"}  # built-in-trainer fields that do not apply here
 DEFAULTS = {**{k: v.get("default") for k, v in _SCHEMA["properties"].items() if k not in IGNORED}, "device": "auto", "bf16": False}
+OPTIONAL = {k for k, v in _SCHEMA["properties"].items() if "default" not in v}  # name, targets, …: None when absent
 TASKS = ("transformer", "matrix", "digits", "tabular", "text")
 
 
@@ -42,6 +43,8 @@ def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
     source = path or "config"
     user = parse_file(path) if path else {}
     if isinstance(user, dict):
+        # a run folder's config.json holds null for an optional field it did not set (name, targets): not set
+        user = {k: v for k, v in user.items() if v is not None or k not in OPTIONAL}
         user = {**user, **{k: v for k, v in overrides.items() if v is not None}}
     cfg = {**DEFAULTS, **{k: v for k, v in validate_config(user, source).items() if k not in IGNORED}}  # optional fields: None
     if cfg["task"]["kind"] in ("digits", "tabular"):  # the built-in trainer's tasks, with its defaults and paths
@@ -154,7 +157,7 @@ def main(argv=None) -> int:
         run_dir = os.environ.get("SRLORA_RUN_DIR") or os.path.join(a.runs_dir, time.strftime("%Y%m%d-%H%M%S") + f"-{cfg['method']}-torch")
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as f:
-            json.dump(cfg, f, indent=2)
+            json.dump(cfg, f, indent=2, allow_nan=False)
     device = pick_device(cfg["device"])
     run = build_run(cfg, run_dir, device)
     task, ctl, session = run.task, run.ctl, run.session

@@ -87,3 +87,12 @@ def test_jsonc_comments_and_trailing_commas_keep_error_positions():
     assert json.loads(clean) == {"a": "x // not a comment", "b": [1, 2]}
     assert strip_jsonc('{"a": "\\" /* still a string"}')[0] == '{"a": "\\" /* still a string"}'
     assert strip_jsonc("[1, /* x */ ]")[0].replace(" ", "") == "[1]"
+
+
+def test_a_run_folders_config_json_reads_back_for_resume(tmp_path):
+    """config.json as train.py writes it (every field, null for unset optional ones) must validate again on --resume."""
+    from srlora_torch.train import load_config
+    cfg = load_config(None, {"steps": 7})
+    (tmp_path / "config.json").write_text(json.dumps(cfg, indent=2))
+    assert cfg["targets"] is None and cfg["name"] is None
+    assert load_config(str(tmp_path / "config.json"), {}) == cfg
