@@ -49,7 +49,7 @@ def load_classifier(path: str, labels: Sequence[str]) -> Tuple[nn.Module, object
         tokenizer = tf.AutoTokenizer.from_pretrained(path, local_files_only=True)
         model, info = tf.AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()},
-            local_files_only=True, output_loading_info=True)
+            local_files_only=True, output_loading_info=True, dtype=torch.float32)  # a half-precision folder trains in float32 (bf16: autocast)
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"model.path: {path}: cannot load it as a sequence classifier: {str(e).splitlines()[0][:300]}") from None
     return model, tokenizer, new_modules(model, info.get("missing_keys", ()))
