@@ -99,7 +99,7 @@ def build_model(cfg: dict, device: torch.device):
     its targets: (task, layers, rTarget). task.extra_params: what else trains in full (a new classifier head)."""
     task = TextTask(cfg, device) if cfg["task"]["kind"] == "text" else Task(cfg, device)
     r_target = cfg["rTarget"] or 4 * cfg["r"]
-    layers = apply_srlora(task.model, cfg["targets"] or task.default_targets, cfg["r"], cfg["alpha"], r_target, cfg["method"],
+    layers = apply_srlora(task.model, cfg.get("targets") or task.default_targets, cfg["r"], cfg["alpha"], r_target, cfg["method"],
                           cfg["beta1"], cfg["beta2"], cfg["seed"])
     if isinstance(task, TextTask):
         task.after_adapters()
@@ -111,10 +111,10 @@ def base_weights(cfg: dict) -> Dict[str, torch.Tensor]:
     kept through the run (a Hugging Face model: reloaded from its folder)."""
     if cfg["task"]["kind"] == "text":
         model, _, _ = hfmodel.load_classifier(cfg["model"]["path"], ["0", "1"])  # the head is not adapted: any size
-        targets = cfg["targets"] or default_targets(model, exclude=hfmodel.new_modules(model, ()))
+        targets = cfg.get("targets") or default_targets(model, exclude=hfmodel.new_modules(model, ()))
         return {f"{n}.weight": model.get_submodule(n).weight.detach() for n in select_targets(model, targets)}
     task = Task(cfg, torch.device("cpu"))
-    targets = cfg["targets"] or task.default_targets
+    targets = cfg.get("targets") or task.default_targets
     return {f"{n}.weight": m.weight.detach() for n, m in task.model.named_modules() if isinstance(m, nn.Linear) and matches_target(n, targets)}
 
 

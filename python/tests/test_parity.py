@@ -1,0 +1,64 @@
+"""Per-step parity between the trainers (issue 16): the same config and seed give the same batches (digits.Batcher =
+src/trainer/data/batches.ts), the same LoRA init (the SplitMix32 generator in layer order) and, for PiSSA / SRLoRA, the
+same SVD (exact in both: every layer of the digits models has min(out, in) ≤ 256, under both cut-offs — 320 in the
+built-in trainer, 1024 here; the randomised SVDs above them are different algorithms, so larger layers are not held to
+this). Both trainers run in float32 for PARITY_STEPS steps (default 300) on the digits MLP and the tiny ViT for lora,
+pissa and srlora, and their events.jsonl losses must agree within 1e-4 relative at every step.
+
+Needs node and the built CLI (dist/cli.js: npm run build) — CI builds it first. SRLORA_PARITY_VIT_STEPS lowers the
+ViT's step count where the CPU is slow (the ViT dominates the test's time).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CLI = os.path.join(ROOT, "dist", "cli.js")
+STEPS = int(os.environ.get("SRLORA_PARITY_STEPS", "300"))
+VIT_STEPS = int(os.environ.get("SRLORA_PARITY_VIT_STEPS", str(STEPS)))
+RTOL = 1e-4
+
+if not (shutil.which("node") and os.path.exists(CLI)):  # a missing prerequisite must fail, not hide
+    pytestmark = pytest.mark.xfail(reason=f"needs node and {CLI} (npm run build)", strict=True, run=False)
+
+
+def losses(run_dir):
+    out = {}
+    for line in open(os.path.join(run_dir, "events.jsonl"), encoding="utf-8"):
+        m = json.loads(line)
+        if m.get("type") == "metrics":
+            for row in m["rows"]:
+                out[row["step"]] = row["loss"]
+    return out
+
+
+def run_both(tmp_path, model, method, steps):
+    cfg = {"task": {"kind": "digits", "transform": "rot90"}, "model": {"kind": model}, "method": method, "r": 4,
+           "steps": steps, "seed": 3, "learningRate": 3e-3, "evalEvery": steps, "importanceEvery": 100, "checkpointEvery": 0}
+    cfg_file = tmp_path / "parity.srlora.json"
+    cfg_file.write_text(json.dumps(cfg))
+    env = {**os.environ, "SRLORA_ASSETS": ROOT}
+    env.pop("SRLORA_HUB_URL", None)
+    ts_dir, py_dir = tmp_path / "ts", tmp_path / "py"
+    r = subprocess.run(["node", CLI, "train", "--no-progress", "--config", str(cfg_file)], env={**env, "SRLORA_RUN_DIR": str(ts_dir)},
+                       capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "-m", "srlora_torch.train", "--config", str(cfg_file), "--device", "cpu"],
+                       env={**env, "SRLORA_RUN_DIR": str(py_dir)}, capture_output=True, text=True, timeout=1800, cwd=os.path.join(ROOT, "python"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    return losses(str(ts_dir)), losses(str(py_dir))
+
+
+@pytest.mark.parametrize("model", ["mlp", "vit"])
+@pytest.mark.parametrize("method", ["lora", "pissa", "srlora"])
+def test_same_losses_every_step(tmp_path, model, method):
+    steps = VIT_STEPS if model == "vit" else STEPS
+    ts, py = run_both(tmp_path, model, method, steps)
+    assert sorted(ts) == sorted(py) == list(range(1, steps + 1))
+    worst = max(abs(ts[s] - py[s]) / abs(ts[s]) for s in ts)
+    first_bad = next((s for s in sorted(ts) if abs(ts[s] - py[s]) > RTOL * abs(ts[s])), None)
+    assert first_bad is None, f"{model} {method}: step {first_bad} loss {ts[first_bad]} (built-in) vs {py[first_bad]} (PyTorch); worst {worst:.2e}"
