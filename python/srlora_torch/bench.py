@@ -2,8 +2,11 @@
 
 SRLoRA vs PEFT LoRA on a RoBERTa-base-shaped classifier built from a config (transformers, random init, no
 downloads): same r, same target modules (attention query/key/value/output and the FFN), bf16 autocast, sequence 128,
-batch 32. Reports step time of each and the ratio, one full recomposition, the SVD precompute, telemetry on ÷ off,
-peak memory, and the step's achieved TFLOP/s against this GPU's measured bf16 matmul ceiling.
+batch 32. Reports step time of each and the ratio, eager and compiled (PEFT: torch.compile mode="reduce-overhead",
+its CUDA graphs; SRLoRA: compiled.CompiledStep, the whole step one CUDA graph) with the compile warm-up, one full
+recomposition, the SVD precompute, telemetry on ÷ off with the compiled step, peak memory, graph breaks, and achieved
+TFLOP/s against this GPU's measured bf16 matmul ceiling — also at batch 128 × 128, where the GPU should be the limit.
+The JSON is rewritten after each section, so a run cut short keeps what it measured.
 """
 from __future__ import annotations
 
@@ -15,9 +18,11 @@ import tempfile
 import time
 
 import torch
+import torch._dynamo
 from torch import nn
 
 from .client import EventRecorder
+from .compiled import CompiledStep
 from .controller import SRLoRAController, apply_srlora
 from .telemetry import MIN_INTERVAL_S, Telemetry
 from .train import DEFAULTS as TRAIN_DEFAULTS
@@ -52,18 +57,18 @@ def bf16_ceiling() -> float:
     return 2 * 8192 ** 3 * n / (time.perf_counter() - t) / 1e12
 
 
-def step_flops(model: nn.Module) -> float:
+def step_flops(model: nn.Module, batch_size: int = BATCH) -> float:
     """Forward FLOPs of one batch (linear layers 2·in·out per token, attention 4·T²·d per layer) × 2 (forward and
     the activation-gradient backward; frozen base weights get no weight gradient)."""
-    tokens = BATCH * SEQ
+    tokens = batch_size * SEQ
     lin = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
-    attn = 12 * 4 * SEQ * SEQ * 768 * BATCH
+    attn = 12 * 4 * SEQ * SEQ * 768 * batch_size
     return 2 * (2 * lin * tokens + attn)
 
 
-def batch(gen: torch.Generator):
-    x = torch.randint(0, 50265, (BATCH, SEQ), generator=gen).cuda()
-    y = torch.randint(0, 2, (BATCH,), generator=gen).cuda()
+def batch(gen: torch.Generator, batch_size: int = BATCH):
+    x = torch.randint(0, 50265, (batch_size, SEQ), generator=gen).cuda()
+    y = torch.randint(0, 2, (batch_size,), generator=gen).cuda()
     return x, y
 
 
@@ -89,16 +94,52 @@ def timed_steps(model, opt, gen, steps, before_opt=None, after_opt=None, warmup=
     return statistics.median(times) * 1000
 
 
+def loss_fn(model):
+    """The loss both variants compile: forward under bf16 autocast (weight cache off, as a CUDA graph needs), then
+    cross-entropy in float32."""
+    def f(x, y):
+        with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+            logits = model(input_ids=x).logits
+        return nn.functional.cross_entropy(logits.float(), y)
+    return f
+
+
+def timed(fn, n):
+    """Median ms of n single synced calls of fn()."""
+    times = []
+    for _ in range(n):
+        sync()
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def graph_breaks() -> int:
+    from torch._dynamo.utils import counters
+    return sum(counters["graph_break"].values())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--out", default="bench/results/gpu-h200.json")
+    ap.add_argument("--skip-large", action="store_true", help="leave out batch 128 × 128")
     a = ap.parse_args(argv)
     assert torch.cuda.is_available(), "the GPU benchmark needs CUDA"
+    t_start = time.perf_counter()
     gen = torch.Generator().manual_seed(0)
     ceiling = bf16_ceiling()
     out = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "seq": SEQ, "batch": BATCH, "r": R,
            "targets": TARGETS, "bf16MatmulCeilingTflops": round(ceiling, 1), "steps": a.steps}
+
+    def save(section):
+        out["benchSeconds"] = round(time.perf_counter() - t_start, 1)
+        os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
+        with open(a.out, "w") as f:
+            json.dump(out, f, indent=2)
+        print(f"[bench {out['benchSeconds']:.0f} s] {section} done", flush=True)
 
     # PEFT LoRA (the reference) and SRLoRA on the same model, both resident; timed in alternating rounds (the better
     # median of each kept) so warm-up and clock drift do not favour either.
@@ -132,11 +173,93 @@ def main(argv=None) -> int:
     torch.cuda.reset_peak_memory_stats()
     timed_steps(m, opt, gen, 5, ctl.after_backward, after_off)
     peak = torch.cuda.max_memory_allocated() / 2 ** 30
-    # Telemetry as the trainer sends it by default (telemetry.py: metrics rows ≤ 10/s, an importance snapshot every
-    # importanceEvery = 10 steps and ≤ 10/s, all written to events.jsonl), snapshots as often as the protocol allows
-    # (importanceEvery = 1, ≤ 10/s), a worst case (both every step), and metrics alone — each interleaved with steps
-    # without telemetry. Each step waits for the writer thread to finish what it emitted (an upper bound: in a run
-    # that work overlaps the next step, and otherwise it spilled into whichever variant ran next).
+    out["srlora"] = {"msPerStep": round(sr_ms, 3), "peakMemGiB (both models resident)": round(peak, 2), "svdPrecomputeMs": round(svd_ms, 1),
+                     "svdMethods": sorted({l.svd_info["method"] for l in layers.values()}),
+                     "svdMaxResidual": max(l.svd_info["residual"] for l in layers.values()),
+                     "trainableParams": sum(l.A.numel() + l.B.numel() for l in layers.values())}
+    out["srloraOverPeft"] = round(sr_ms / lora_ms, 4)
+    out["flopsPerStep"] = flops
+    # GPU kernel time per eager step (profiler): the work each variant gives the GPU, apart from host dispatch
+    from torch.profiler import ProfilerActivity, profile
+    gpu_ms = {}
+
+    def kernel_ms(name, fn, n=10):
+        try:
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(n):
+                    fn()
+                sync()
+            gpu_ms[name] = round(sum(e.self_device_time_total for e in prof.key_averages()) / 1000 / n, 3)
+        except Exception as e:  # noqa: BLE001 - a profiler that cannot see graph replays costs this one figure only
+            gpu_ms[name] = f"not measured: {type(e).__name__}: {str(e)[:200]}"
+    kernel_ms("peftEager", lambda: timed_steps(pm, popt, gen, 1, warmup=0))
+    kernel_ms("srloraEager", lambda: timed_steps(m, opt, gen, 1, ctl.after_backward, after_off, warmup=0))
+    out["gpuKernelMsPerStep"] = gpu_ms
+    save("eager")
+
+    # ---- compiled. PEFT: torch.compile(mode="reduce-overhead") of the same loss (Inductor + its CUDA graph trees),
+    # the optimiser eager, as the issue measured it. SRLoRA: CompiledStep (Inductor, then the whole step — zero grads,
+    # forward, backward, finite check, importance, fused AdamW — captured as one CUDA graph).
+    torch._dynamo.reset()
+    breaks0 = graph_breaks()
+    pfn = torch.compile(loss_fn(pm), mode="reduce-overhead", dynamic=False)
+
+    def peft_compiled_step():
+        torch.compiler.cudagraph_mark_step_begin()
+        x, y = batch(gen)
+        loss = pfn(x, y)
+        loss.backward()
+        popt.step()
+        popt.zero_grad(set_to_none=True)
+        return loss
+    sync()
+    t = time.perf_counter()
+    for _ in range(3):
+        peft_compiled_step()
+    sync()
+    peft_warm_s = time.perf_counter() - t
+    peft_breaks = graph_breaks() - breaks0
+    save("peft compile")
+
+    logs = []
+    sync()
+    t = time.perf_counter()
+    sfn = loss_fn(m)
+    cstep = CompiledStep(sfn, opt, ctl, mode="auto", log=logs.append)
+
+    def sr_compiled_step():
+        loss = cstep(*batch(gen))
+        ctl.after_step()
+        return loss
+    breaks0 = graph_breaks()
+    for _ in range(3):  # 2 warm-up steps (compiling), then the capture and the first replay
+        sr_compiled_step()
+    sync()
+    sr_warm_s = time.perf_counter() - t
+    sr_breaks = graph_breaks() - breaks0
+    save("srlora compile")
+    pc_t, sc_t = [], []
+    for _ in range(a.steps * 3):
+        pc_t.append(timed(peft_compiled_step, 1))
+        sc_t.append(timed(sr_compiled_step, 1))
+    pc_ms, sc_ms = statistics.median(pc_t), statistics.median(sc_t)
+    kernel_ms("peftCompiled", peft_compiled_step)
+    kernel_ms("srloraCompiled", sr_compiled_step)
+    out["compiled"] = {
+        "peft": {"mode": "torch.compile reduce-overhead (CUDA graphs), optimizer eager", "msPerStep": round(pc_ms, 3),
+                 "warmupSeconds (3 steps: compile + graph record)": round(peft_warm_s, 1), "graphBreaks": peft_breaks},
+        "srlora": {"mode": "CompiledStep auto: torch.compile (Inductor) + the whole step as one CUDA graph", "msPerStep": round(sc_ms, 3),
+                   "warmupSeconds (compile + 2 warm-up steps + capture + first replay)": round(sr_warm_s, 1),
+                   "graphBreaks": sr_breaks, "captures": cstep.captures, "log": logs},
+    }
+    out["srloraCompiledOverPeftEager"] = round(sc_ms / lora_ms, 4)
+    out["srloraCompiledOverPeftCompiled"] = round(sc_ms / pc_ms, 4)
+    save("compiled timing")
+
+    # Telemetry with the compiled step, as the trainer sends it by default (metrics rows ≤ 10/s, an importance
+    # snapshot every importanceEvery = 10 steps and ≤ 10/s), snapshots at the protocol's maximum, a worst case (both
+    # every step) and metrics alone — interleaved with steps without telemetry. Each step waits for the writer thread
+    # to finish what it emitted (an upper bound: in a run that work overlaps the next step).
     rec = EventRecorder("bench", tempfile.mkdtemp())
     rec.emit({"type": "hello", "protocol": {"major": 1, "minor": 0}, "method": "srlora", "backend": {"name": "pytorch", "device": out["device"]},
               "totalSteps": 10 ** 6, "config": {}, "layers": [{"name": n, "shape": [l.out_features, l.in_features], "r": l.r, "rTarget": l.r_target} for n, l in layers.items()]})
@@ -147,35 +270,30 @@ def main(argv=None) -> int:
     hook_s = {k: 0.0 for k in variants}
 
     def with_telemetry(name):
-        def after(loss):
-            ctl.after_step()
+        def step():
+            loss = sr_compiled_step()
             t0 = time.perf_counter()
             variants[name].after_step(loss)
             rec.drain()  # the writer thread's JSON and file work is charged to the step that caused it, in full
             hook_s[name] += time.perf_counter() - t0
-        return after
+        return step
 
     times = {k: [] for k in ["off", *variants]}
     for _ in range(a.steps * 6):
-        times["off"].append(timed_steps(m, opt, gen, 1, ctl.after_backward, after_off, warmup=0))
+        times["off"].append(timed(sr_compiled_step, 1))
         for k in variants:
-            times[k].append(timed_steps(m, opt, gen, 1, ctl.after_backward, with_telemetry(k), warmup=0))
+            times[k].append(timed(with_telemetry(k), 1))
             own_s[k] += times[k][-1] / 1000
     rec.close()
     med = {k: statistics.median(v) for k, v in times.items()}
-    out["telemetry"] = {k: {"msPerStep": round(med[k], 3), "onOverOff": round(med["off"] / med[k], 4),
-                            "telemetryMsPerStep (training thread + writer thread, drained)": round(hook_s[k] * 1000 / len(times[k]), 3)} for k in variants}
-    out["telemetry"]["offMsPerStep"] = round(med["off"], 3)
-    # GPU kernel time per step (profiler): the work each variant gives the GPU, apart from host dispatch; measured
-    # after every wall-clock timing, so the profiler's own overhead cannot touch them.
-    from torch.profiler import ProfilerActivity, profile
-    gpu_ms = {}
-    for name, args in (("peft", (pm, popt, gen, 10)), ("srlora", (m, opt, gen, 10, ctl.after_backward, after_off))):
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            timed_steps(*args, warmup=0)
-        gpu_ms[name] = round(sum(e.self_device_time_total for e in prof.key_averages()) / 1000 / 10, 3)
-    out["gpuKernelMsPerStep"] = gpu_ms
-    # full recompositions (every slot eligible): the first pays one-time CUDA/cuBLAS float64 set-up; then steady state
+    out["telemetryCompiled"] = {k: {"msPerStep": round(med[k], 3), "onOverOff": round(med["off"] / med[k], 4),
+                                    "telemetryMsPerStep (training thread + writer thread, drained)": round(hook_s[k] * 1000 / len(times[k]), 3)} for k in variants}
+    out["telemetryCompiled"]["offMsPerStep"] = round(med["off"], 3)
+    out["telemetryOnOverOff"] = out["telemetryCompiled"]["trainerDefault"]["onOverOff"]  # steps/s on ÷ off, compiled step
+    save("telemetry")
+
+    # Full recompositions (every slot eligible) between compiled steps: the first pays one-time CUDA/cuBLAS float64
+    # set-up; then steady state. The graph must stay valid: no re-capture, finite losses after.
     times = []
     for _ in range(3):
         for l in layers.values():
@@ -185,24 +303,69 @@ def main(argv=None) -> int:
         res = ctl.recompose("forced")
         sync()
         times.append((time.perf_counter() - t) * 1000)
+        after = torch.stack([sr_compiled_step() for _ in range(3)])
     first_recompose_ms, recompose_ms = times[0], statistics.median(times[1:])
-    out["srlora"] = {
-        "msPerStep": round(sr_ms, 3), "peakMemGiB (both models resident)": round(peak, 2), "svdPrecomputeMs": round(svd_ms, 1),
-        "svdMethods": sorted({l.svd_info["method"] for l in layers.values()}), "svdMaxResidual": max(l.svd_info["residual"] for l in layers.values()),
-        "fullRecompositionMs": round(recompose_ms, 2), "firstRecompositionMs": round(first_recompose_ms, 2), "recomposedLayers": len(res.layers),
-        "maxPreservationError": max(e.preservation_error for e in res.layers),
-        "trainableParams": sum(l.A.numel() + l.B.numel() for l in layers.values()),
-    }
-    out["srloraOverPeft"] = round(sr_ms / lora_ms, 4)
-    out["telemetryOnOverOff"] = out["telemetry"]["trainerDefault"]["onOverOff"]  # throughput ratio: steps/s on ÷ steps/s off
+    out["srlora"].update({"fullRecompositionMs": round(recompose_ms, 2), "firstRecompositionMs": round(first_recompose_ms, 2),
+                          "recomposedLayers": len(res.layers), "maxPreservationError": max(e.preservation_error for e in res.layers),
+                          "compiledStepAfterRecompositions": {"captures": cstep.captures, "lossesFinite": bool(torch.isfinite(after).all())}})
     out["recompositionOverStep"] = round(recompose_ms / sr_ms, 3)
-    out["flopsPerStep"] = flops
-    out["achievedTflops"] = {"peft": round(flops / lora_ms / 1e9, 1), "srlora": round(flops / sr_ms / 1e9, 1)}
+    out["recompositionOverCompiledStep"] = round(recompose_ms / sc_ms, 3)
+    out["achievedTflops"] = {"peftEager": round(flops / lora_ms / 1e9, 1), "srloraEager": round(flops / sr_ms / 1e9, 1),
+                             "peftCompiled": round(flops / pc_ms / 1e9, 1), "srloraCompiled": round(flops / sc_ms / 1e9, 1)}
     out["fractionOfCeiling"] = {k: round(v / ceiling, 3) for k, v in out["achievedTflops"].items()}
+    save("recomposition")
+
+    if not a.skip_large:  # batch 128 × 128: the same SRLoRA model, its step compiled again for the new shapes
+        big = 128
+        del pfn
+        torch.cuda.empty_cache()
+        bflops = step_flops(pm, big)
+        ef = loss_fn(m)
+
+        def sr_eager_big():  # the eager SRLoRA step (fused AdamW now: the optimiser was switched by CompiledStep)
+            x, y = batch(gen, big)
+            opt.zero_grad(set_to_none=False)  # CompiledStep's gradient buffers stay assigned
+            loss = ef(x, y)
+            loss.backward()
+            ctl.after_backward()
+            opt.step()
+            ctl.after_step()
+        for _ in range(3):
+            sr_eager_big()
+        se_ms = timed(sr_eager_big, a.steps)
+        sync()
+        t = time.perf_counter()
+        bstep = CompiledStep(loss_fn(m), opt, ctl, mode="auto", log=logs.append)
+
+        def sr_compiled_big():
+            loss = bstep(*batch(gen, big))
+            ctl.after_step()
+            return loss
+        for _ in range(3):
+            sr_compiled_big()
+        sync()
+        big_warm_s = time.perf_counter() - t
+        sb_ms = timed(sr_compiled_big, a.steps)
+
+        def peft_eager_big():
+            x, y = batch(gen, big)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = nn.functional.cross_entropy(pm(input_ids=x).logits.float(), y)
+            loss.backward()
+            popt.step()
+            popt.zero_grad(set_to_none=True)
+        for _ in range(3):
+            peft_eager_big()
+        pb_ms = timed(peft_eager_big, a.steps)
+        tf = {"peftEager": bflops / pb_ms / 1e9, "srloraEager": bflops / se_ms / 1e9, "srloraCompiled": bflops / sb_ms / 1e9}
+        out["largeBatch"] = {"batch": big, "seq": SEQ, "flopsPerStep": bflops,
+                             "msPerStep": {"peftEager": round(pb_ms, 3), "srloraEager": round(se_ms, 3), "srloraCompiled": round(sb_ms, 3)},
+                             "srloraCompiledWarmupSeconds": round(big_warm_s, 1),
+                             "achievedTflops": {k: round(v, 1) for k, v in tf.items()},
+                             "fractionOfCeiling": {k: round(v / ceiling, 3) for k, v in tf.items()}}
+        out["fractionOfCeilingLargeBatch"] = out["largeBatch"]["fractionOfCeiling"]["srloraCompiled"]
+        save("large batch")
     print(json.dumps(out, indent=2))
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(out, f, indent=2)
     return 0
 
 

@@ -28,6 +28,7 @@ from typing import Callable, Dict, Optional
 import torch
 
 from .checkpoint import write_checkpoint
+from .compiled import get_lr
 from .client import CommandQueue, EventRecorder, HubLink, RecordError
 from .controller import Recomposition, SRLoRAController
 from .protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, validate_command
@@ -111,7 +112,7 @@ class Session:
         ctl.listeners.append(self._on_recomposition)
 
     def lr(self) -> float:
-        return self.opt.param_groups[0]["lr"] if self.opt is not None else 0.0  # a Trainer may hand over its optimizer late
+        return get_lr(self.opt)  # a float, also when the compiled step keeps lr as a device tensor; 0 before a Trainer hands over its optimizer
 
     def _on_recomposition(self, r: Recomposition) -> None:
         if r.skipped:

@@ -68,18 +68,28 @@ class Task:
         self.gen = (digits.Batcher(len(self.train_y), cfg["batchSize"], cfg["seed"] + 1) if t["kind"] in ("digits", "tabular")
                     else torch.Generator().manual_seed(cfg["seed"] + 1))
 
-    def loss(self) -> torch.Tensor:
+    def batch(self) -> tuple:
+        """The next training batch as a tuple of tensors on the device (() for the matrix task, which has no data)."""
+        if self.cfg["task"]["kind"] == "matrix":
+            return ()
+        if self.cfg["task"]["kind"] in ("digits", "tabular"):
+            i = torch.as_tensor(self.gen.next_indices(), dtype=torch.long).to(self.device)
+            return self.train_x[i], self.train_y[i]
+        return tuple(synthetic_batch(self.cfg["batchSize"], self.shape, self.gen, self.device))
+
+    def loss_of(self, *batch: torch.Tensor) -> torch.Tensor:
+        """The training loss of one batch (what compiled.CompiledStep compiles and captures: no host reads; autocast's
+        weight cache off, as a CUDA graph needs)."""
         if self.cfg["task"]["kind"] == "matrix":
             layer = self.model.layer0
             return 0.5 * ((layer.effective_weight() - self.target) ** 2).mean()
-        if self.cfg["task"]["kind"] in ("digits", "tabular"):
-            i = torch.as_tensor(self.gen.next_indices(), dtype=torch.long).to(self.device)
-            x, y = self.train_x[i], self.train_y[i]
-        else:
-            x, y = synthetic_batch(self.cfg["batchSize"], self.shape, self.gen, self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg["bf16"])):
+        x, y = batch
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg["bf16"]), cache_enabled=False):
             logits = self.model(x)
         return nn.functional.cross_entropy(logits.float(), y)
+
+    def loss(self) -> torch.Tensor:
+        return self.loss_of(*self.batch())
 
     @torch.no_grad()
     def evaluate(self) -> dict:

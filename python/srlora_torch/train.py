@@ -18,6 +18,7 @@ from typing import Dict, Optional
 
 import torch
 
+from .compiled import CompiledStep, resolve_mode
 from .controller import SRLoRAController
 from .checkpoint import newest_verified
 from .export import export_run
@@ -126,6 +127,20 @@ def restore_run(run: SimpleNamespace, ckpt: str, device: torch.device) -> None:
     run.task.gen.set_state(state["data"].cpu())
     run.session.settings.update(state["settings"])
     run.ctl.set(fusion_threshold=state["rule"]["fusionThreshold"], fusion_ratio=state["rule"]["fusionRatio"])
+def compiled_step(cfg: dict, device: torch.device, task, opt, ctl, session) -> Optional[CompiledStep]:
+    """The compiled, graph-captured step for config `compile` on this device, or None for the eager loop (compile off,
+    the CPU under "auto", or an optimiser the graph cannot hold: said in the run's log)."""
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+        session.rec.emit({"type": "log", "level": "info", "text": text[:2000]})
+    mode = resolve_mode(cfg["compile"], device)
+    if mode == "off":
+        return None
+    try:
+        return CompiledStep(task.loss_of, opt, ctl, mode=mode, log=say)
+    except ValueError as e:
+        say(f"compile: the eager step runs instead ({e})")
+        return None
 
 
 def main(argv=None) -> int:
@@ -165,14 +180,20 @@ def main(argv=None) -> int:
     if a.resume:
         restore_run(run, ckpt, device)
     session.start(resumed=bool(a.resume), checkpoint=os.path.relpath(ckpt, run_dir).replace(os.sep, "/") if a.resume else None)
+    step_fn = compiled_step(cfg, device, task, opt, ctl, session)
     error = None
     try:
         while ctl.step < cfg["steps"] and not session.stop_reason:
-            loss = task.loss()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            ctl.after_backward()
-            opt.step()
+            if step_fn is not None:  # forward, backward, importance and AdamW: one CUDA graph (compiled.py)
+                loss = step_fn(*task.batch())
+                if step_fn.skipped():
+                    ctl._skip_this_step = True  # gradients not finite: the graph skipped the update; the row says so
+            else:
+                loss = task.loss()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                ctl.after_backward()
+                opt.step()
             ctl.after_step()
             session.after_step(loss)
     except Exception as e:  # noqa: BLE001 - reported as the run's failure

@@ -64,6 +64,10 @@ const AnyModelConfig = T.Union([ModelConfig, HuggingFaceModel], { default: { kin
 const pytorchFields = {
   device: T.String({ default: 'auto', pattern: '^(auto|cpu|cuda(:[0-9]+)?|mps)$', description: 'PyTorch trainer: auto (CUDA when available), cpu, cuda, cuda:N or mps' }),
   bf16: T.Boolean({ default: false, description: 'PyTorch trainer: bf16 autocast (adapter factors, their optimiser state and importance stay float32)' }),
+  compile: T.Union([T.Literal('auto'), T.Literal('off'), T.Literal('max')], {
+    default: 'auto',
+    description: 'PyTorch trainer: compile the step and replay it as one CUDA graph (auto: on CUDA, off on the CPU; max: Inductor max-autotune); the built-in trainer ignores it',
+  }),
 };
 
 const Fraction = T.Number({ exclusiveMinimum: 0, maximum: 1 });

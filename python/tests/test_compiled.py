@@ -1,0 +1,207 @@
+"""The compiled, graph-captured training step (compiled.py) against the eager loop: same losses through scheduled and
+forced recompositions, a τ change and learning-rate changes; storage kept (what keeps a captured graph valid);
+non-finite gradients skipped on the device. The CPU tests run the step's body without a graph (and, small, with
+torch.compile); what needs a CUDA graph is marked and runs on the GPU."""
+import json
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from srlora_torch.compiled import CompiledStep, get_lr, resolve_mode, set_lr
+from srlora_torch.controller import SRLoRAController, apply_srlora
+from srlora_torch.tasks import build_model
+from srlora_torch.train import DEFAULTS, load_config, main
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graph capture needs a CUDA GPU (run on the lent H200)")
+
+
+def test_compile_mode_is_auto_on_cuda_and_off_on_the_cpu():
+    assert DEFAULTS["compile"] == "auto"  # from the shared schema
+    assert resolve_mode("auto", torch.device("cpu")) == "off"
+    assert resolve_mode("auto", torch.device("cuda")) == "auto"
+    assert resolve_mode("max", torch.device("cpu")) == "max"
+    assert resolve_mode("off", torch.device("cuda")) == "off"
+    with pytest.raises(ValueError, match="compile: expected auto"):
+        resolve_mode("fast", torch.device("cpu"))
+
+
+def test_a_bad_compile_value_names_the_field(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"compile": "turbo"}))
+    with pytest.raises(SystemExit, match="compile: expected auto \\| off \\| max, got 'turbo'"):
+        load_config(str(cfg), {})
+
+
+def _mlp(seed=0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 4)).to(dtype)
+    layers = apply_srlora(m, ["0", "2"], r=2, alpha=4, r_target=8)
+    opt = torch.optim.AdamW([p for l in layers.values() for p in (l.A, l.B)], lr=1e-2)
+    ctl = SRLoRAController(layers, opt, total_steps=100, r=2, r_target=8, min_slot_age=1)
+    return m, layers, opt, ctl
+
+
+def _data(n, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(8, 16, generator=g), torch.randint(0, 4, (8,), generator=g)) for _ in range(n)]
+
+
+def _storage(layers, opt):
+    ts = [t for l in layers.values() for t in (l.W, l.A, l.B, l.age, l.directions, l.ema_IA, l.ema_UB)]
+    ts += [opt.state[p][k] for p in opt.state for k in ("exp_avg", "exp_avg_sq")] + [g["lr"] for g in opt.param_groups]
+    return [t.data_ptr() for t in ts]
+
+
+def _run(step_mode, data, events, capture=None):
+    """Losses of a run of len(data) steps; events: {step index: action} applied after that step."""
+    m, layers, opt, ctl = _mlp()
+    fn = lambda x, y: nn.functional.cross_entropy(m(x), y)  # noqa: E731
+    st = CompiledStep(fn, opt, ctl, mode=step_mode, capture=capture) if step_mode else None
+    losses, ptrs = [], None
+    for i, (x, y) in enumerate(data):
+        if st:
+            loss = st(x, y)
+        else:
+            loss = fn(x, y)
+            opt.zero_grad()
+            loss.backward()
+            ctl.after_backward()
+            opt.step()
+        ctl.after_step()
+        if i == 1 and st:
+            ptrs = _storage(layers, opt)
+        if i in events:
+            events[i](ctl, opt)
+        losses.append(float(loss.detach()))
+    return losses, ctl, st, ptrs, (layers, opt)
+
+
+EVENTS = {
+    20: lambda ctl, opt: ctl.recompose("forced"),
+    30: lambda ctl, opt: ctl.set(fusion_threshold=0.8),
+    40: lambda ctl, opt: [g.__setitem__("lr", 3e-3) for g in opt.param_groups],  # as the steering command sets it
+    50: lambda ctl, opt: set_lr(opt, 1e-3),
+}
+
+
+def test_the_step_without_a_graph_gives_the_eager_losses_through_recompositions_and_steering():
+    data = _data(60)
+    eager, ctl_e, _, _, _ = _run(None, data, EVENTS)
+    step, ctl_s, st, ptrs, (layers, opt) = _run("capture", data, EVENTS, capture=False)
+    assert ctl_s.schedule.steps[:3] == [14, 28, 42]  # two scheduled recompositions and a forced one inside the run
+    assert [l.p for l in ctl_s.layers.values()] == [l.p for l in ctl_e.layers.values()]
+    assert max(abs(a - b) for a, b in zip(eager, step)) < 1e-5
+    assert _storage(layers, opt) == ptrs  # every tensor a graph reads kept its storage
+    assert get_lr(opt) == pytest.approx(1e-3)
+
+
+def test_a_step_with_non_finite_gradients_changes_nothing_and_says_so():
+    m, layers, opt, ctl = _mlp()
+    scale = torch.ones(())
+    st = CompiledStep(lambda x, y: nn.functional.cross_entropy(m(x), y) * scale, opt, ctl, mode="capture", capture=False)
+    (x, y), = _data(1)
+    for _ in range(3):
+        st(x, y)
+        ctl.after_step()
+    assert not st.skipped()
+    before = {n: t.clone() for n, t in [*m.state_dict().items(), *((f"m{i}", opt.state[p]["exp_avg"]) for i, p in enumerate(opt.state))]}
+    steps_before = [float(opt.state[p]["step"]) for p in opt.state]
+    scale.fill_(float("inf"))
+    st(x, y)
+    assert st.skipped()
+    after = {n: t for n, t in [*m.state_dict().items(), *((f"m{i}", opt.state[p]["exp_avg"]) for i, p in enumerate(opt.state))]}
+    for n, t in before.items():
+        assert torch.equal(t, after[n]), n  # weights, factors, EMAs, ages, moments
+    assert [float(opt.state[p]["step"]) for p in opt.state] == steps_before
+    scale.fill_(1.0)
+    st(x, y)
+    assert not st.skipped()
+    assert not torch.equal(before["0.A"], m.state_dict()["0.A"])  # and the next finite step trains
+
+
+def test_torch_compile_on_the_cpu_gives_the_eager_losses():
+    data = _data(12)
+    events = {5: EVENTS[20]}
+    eager, *_ = _run(None, data, events)
+    step, *_ = _run("auto", data, events, capture=False)
+    assert max(abs(a - b) for a, b in zip(eager, step)) < 1e-4
+
+
+def test_sgd_is_refused_with_a_reason():
+    m, layers, _, ctl = _mlp()
+    with pytest.raises(ValueError, match="adam or adamw"):
+        CompiledStep(lambda: m[0].A.sum(), torch.optim.SGD([m[0].A], lr=0.1), ctl)
+
+
+def _task(compile_mode, steps=300):
+    cfg = load_config(None, {"steps": steps, "device": "cuda", "method": "srlora"})
+    cfg.update(bf16=True, batchSize=32, compile=compile_mode, learningRate=2e-3, optimizer="adamw")
+    cfg["task"] = {"kind": "transformer", "preset": "tiny"}
+    torch.manual_seed(cfg["seed"])
+    task, layers, r_target = build_model(cfg, torch.device("cuda"))
+    opt = torch.optim.AdamW([p for l in layers.values() for p in (l.A, l.B)], lr=cfg["learningRate"])
+    ctl = SRLoRAController(layers, opt, cfg["steps"], cfg["r"], r_target, cfg["fusionRatio"], None, None, True)
+    return task, layers, opt, ctl
+
+
+@CUDA
+def test_compiled_and_graph_captured_losses_agree_with_eager_over_300_steps_on_cuda():
+    """bf16 autocast; scheduled recompositions, forced ones at 75 and 200, τ = 0.9 from 120, lr changes at 150
+    (a number, as the steering command sets it) and 250 (set_lr): one capture, no re-capture, and every step's loss
+    within bf16 tolerance of the eager run's."""
+    runs = {}
+    for kind in ("off", "auto"):
+        task, layers, opt, ctl = _task(kind)
+        logs = []
+        st = CompiledStep(task.loss_of, opt, ctl, mode="auto", log=logs.append) if kind == "auto" else None
+        losses, recs = [], 0
+        for i in range(300):
+            if st:
+                loss = st(*task.batch())
+            else:
+                loss = task.loss()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                ctl.after_backward()
+                opt.step()
+            recs += ctl.after_step() is not None
+            if i in (75, 200):
+                ctl.recompose("forced")
+                recs += 1
+            if i == 120:
+                ctl.set(fusion_threshold=0.9)
+            if i == 150:
+                for g in opt.param_groups:
+                    g["lr"] = 1e-3
+            if i == 250:
+                set_lr(opt, 5e-4)
+            losses.append(loss.detach())
+        runs[kind] = (torch.stack(losses).float().cpu(), recs, st, logs)
+    eager, compiled = runs["off"][0], runs["auto"][0]
+    diff = (eager - compiled).abs()
+    rel = diff / eager.abs().clamp_min(1e-3)
+    print(f"compiled vs eager over 300 steps: max |Δloss| {diff.max():.4g}, max rel {rel.max():.4g}, mean |Δ| {diff.mean():.4g};"
+          f" recompositions {runs['off'][1]}/{runs['auto'][1]}; log {runs['auto'][3]}")
+    assert runs["off"][1] == runs["auto"][1] >= 4
+    assert torch.isfinite(compiled).all()
+    assert runs["auto"][2].captures == 1, runs["auto"][3]  # recompositions, τ and lr changes never re-captured
+    assert rel.max() < 0.05 and diff.mean() < 0.01, (rel.max(), diff.mean())
+
+
+@CUDA
+def test_the_trainer_compiles_by_default_on_cuda_and_says_so(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"task": {"kind": "transformer", "preset": "tiny"}, "steps": 40, "bf16": True, "optimizer": "adamw",
+                               "checkpointEvery": 0, "evalEvery": 20}))
+    run = tmp_path / "run"
+    os.environ["SRLORA_RUN_DIR"] = str(run)
+    try:
+        assert main(["--config", str(cfg), "--device", "cuda"]) == 0
+    finally:
+        del os.environ["SRLORA_RUN_DIR"]
+    events = [json.loads(line) for line in open(run / "events.jsonl")]
+    assert any(e["type"] == "log" and "captured as one CUDA graph" in e.get("text", "") for e in events)
+    rows = [r for e in events if e["type"] == "metrics" for r in e["rows"]]
+    assert [r["step"] for r in rows] == list(range(1, 41)) and all(isinstance(r["lr"], float) for r in rows)
