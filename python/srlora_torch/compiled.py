@@ -116,6 +116,8 @@ class CompiledStep:
             raise ValueError(f"the compiled step needs optimizer adam or adamw (fused AdamW), not {type(optimizer).__name__}")
         if mode not in ("auto", "max", "capture"):
             raise ValueError(f"mode: expected auto | max | capture, got {mode!r}")
+        if not hasattr(torch, "compile") or not hasattr(torch, "_fused_adamw_"):
+            raise ValueError(f"the compiled step needs torch ≥ 2.4 (torch.compile, fused AdamW), this is {torch.__version__}")
         self.opt, self.ctl, self.mode, self.log = optimizer, ctl, mode, log
         self.params: List[torch.Tensor] = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
         if not self.params:
