@@ -12,7 +12,7 @@ from torch import nn
 from srlora_torch.compiled import CompiledStep, get_lr, resolve_mode, set_lr
 from srlora_torch.controller import SRLoRAController, apply_srlora
 from srlora_torch.tasks import build_model
-from srlora_torch.train import DEFAULTS, load_config, main
+from srlora_torch.train import DEFAULTS, load_config, main, make_controller, make_optimizer
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graph capture needs a CUDA GPU (run on the lent H200)")
 
@@ -30,7 +30,7 @@ def test_compile_mode_is_auto_on_cuda_and_off_on_the_cpu():
 def test_a_bad_compile_value_names_the_field(tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"compile": "turbo"}))
-    with pytest.raises(SystemExit, match="compile: expected auto \\| off \\| max, got 'turbo'"):
+    with pytest.raises(SystemExit, match='/compile: expected "auto" \\| "off" \\| "max", got "turbo"'):
         load_config(str(cfg), {})
 
 
@@ -141,8 +141,8 @@ def _task(compile_mode, steps=300):
     cfg["task"] = {"kind": "transformer", "preset": "tiny"}
     torch.manual_seed(cfg["seed"])
     task, layers, r_target = build_model(cfg, torch.device("cuda"))
-    opt = torch.optim.AdamW([p for l in layers.values() for p in (l.A, l.B)], lr=cfg["learningRate"])
-    ctl = SRLoRAController(layers, opt, cfg["steps"], cfg["r"], r_target, cfg["fusionRatio"], None, None, True)
+    opt = make_optimizer(cfg, layers)
+    ctl = make_controller(cfg, layers, opt, r_target)
     return task, layers, opt, ctl
 
 
