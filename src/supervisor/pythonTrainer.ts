@@ -12,12 +12,15 @@ import { delimiter, join } from 'node:path';
 export type PythonProbe = { ok: true; label: string; torch: string; missing: string[] } | { ok: false; error: string };
 
 // Each import on its own, so the answer names every missing package, not only the first one.
+// transformers and peft are only looked up (find_spec), not imported: importing them takes seconds.
 const PROBE = [
-  'import json, sys',
+  'import json, sys, importlib.util',
   'missing = {}',
-  'for m in ("torch", "srlora_torch", "transformers", "peft"):',
+  'for m in ("torch", "srlora_torch"):',
   '    try: __import__(m)',
   '    except Exception as e: missing[m] = f"{type(e).__name__}: {e}"',
+  'for m in ("transformers", "peft"):',
+  '    if importlib.util.find_spec(m) is None: missing[m] = f"ModuleNotFoundError: No module named \'{m}\'"',
   'out = {"python": sys.version.split()[0], "missing": missing}',
   'if "torch" not in missing:',
   '    import torch',
@@ -25,6 +28,8 @@ const PROBE = [
   '    out.update(torch=torch.__version__, device=("CUDA · " + torch.cuda.get_device_name(0)) if cuda else "CPU")',
   'print(json.dumps(out))',
 ].join('\n');
+
+const PROBE_TIMEOUT_MS = 120_000;
 
 /** The folder holding srlora_torch inside an installed extension (or this repository). */
 export function pythonPackageDir(extensionRoot: string): string {
@@ -39,7 +44,11 @@ export function pythonEnv(packageDir: string, base: NodeJS.ProcessEnv = process.
 
 export function probePython(python: string, env: NodeJS.ProcessEnv = {}): Promise<PythonProbe> {
   return new Promise((resolve) => {
-    execFile(python, ['-c', PROBE], { env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(python, ['-c', PROBE], { env: { ...process.env, ...env }, timeout: PROBE_TIMEOUT_MS }, (err, stdout, stderr) => {
+      if (err && (err as { killed?: boolean }).killed) {
+        resolve({ ok: false, error: `${python}: did not answer within ${PROBE_TIMEOUT_MS / 1000} s (importing torch)` });
+        return;
+      }
       if (err) {
         const lines = (stderr || err.message).trim().split('\n');
         resolve({ ok: false, error: `${python}: ${lines[lines.length - 1]}` });
