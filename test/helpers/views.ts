@@ -23,6 +23,7 @@ function pageView(hub: Hub, runId: string): { model: () => RunModel; close: () =
  * browser's run picker) and the page (the hub's snapshot folded). Waits up to `ms` for them to agree on `state`.
  */
 export async function assertSameState(runs: RunManager, hub: Hub, runId: string, state: RunStateName, ms = 5000): Promise<void> {
+  await until(() => hub.run(runId) !== undefined, ms); // past runs are opened on the hub one at a time
   const page = pageView(hub, runId);
   try {
     const views = () => ({ tree: runs.get(runId).model.state, hub: hub.listRuns().find((r) => r.runId === runId)?.state, page: page.model().state });
