@@ -30,26 +30,20 @@ def _sync(device: torch.device) -> None:
 
 
 def run_one(cfg: dict, device: torch.device) -> dict:
-    from .controller import SRLoRAController
     from .tasks import build_model
+    from .train import eager_step, make_controller, make_optimizer
 
     torch.manual_seed(cfg["seed"])
     task, layers, r_target = build_model(cfg, device)
-    params = [p for l in layers.values() for p in (l.A, l.B)] + list(getattr(task, "extra_params", []))
-    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[cfg["optimizer"]]
-    opt = opt_cls(params, lr=cfg["learningRate"], **({"weight_decay": cfg["weightDecay"]} if cfg["optimizer"] != "sgd" else {}))
-    ctl = SRLoRAController(layers, opt, cfg["steps"], cfg["r"], r_target, cfg["fusionRatio"], cfg["fusionThreshold"],
-                           cfg["minSlotAge"], cfg["resetOptimizerMoments"])
+    # The trainer's own optimiser and controller, so reinitOptimizer and fusionSelect mean here what they mean in a run.
+    opt = make_optimizer(cfg, layers, list(getattr(task, "extra_params", [])))
+    ctl = make_controller(cfg, layers, opt, r_target)
     losses, t0 = [], None
     for step in range(cfg["steps"]):
         if step == min(WARMUP, cfg["steps"] - 1):
             _sync(device)
             t0, timed_from = time.perf_counter(), step
-        loss = task.loss()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        ctl.after_backward()
-        opt.step()
+        loss = eager_step(task, opt, ctl)
         ctl.after_step()
         losses.append(loss.detach())
     _sync(device)

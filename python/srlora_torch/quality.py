@@ -56,7 +56,7 @@ def ci95(xs):
 
 def run_one(job: dict) -> dict:
     from .tasks import build_model, Task
-    from .train import DEFAULTS, make_controller, make_optimizer
+    from .train import DEFAULTS, eager_step, make_controller, make_optimizer
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     v = VARIANTS[job["variant"]]
@@ -83,11 +83,7 @@ def run_one(job: dict) -> dict:
         opt = make_optimizer(cfg, layers, list(getattr(task, "extra_params", [])))
         ctl = make_controller(cfg, layers, opt, r_target)
         for _ in range(job["steps"]):
-            loss = task.loss()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            ctl.after_backward()
-            opt.step()
+            loss = eager_step(task, opt, ctl)
             ctl.after_step()
             losses.append(loss.item())
     with torch.no_grad():

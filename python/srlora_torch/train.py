@@ -81,6 +81,18 @@ def make_controller(cfg: dict, layers, opt, r_target: int) -> SRLoRAController:
                             seed=cfg["seed"])
 
 
+def eager_step(task, opt: torch.optim.Optimizer, ctl: SRLoRAController) -> torch.Tensor:
+    """One uncompiled training step on the task's next batch: loss, backward, importance (the controller skips a step
+    whose gradients are not finite), the optimiser step. Returns the loss (still on the device). The caller runs
+    ctl.after_step() (recomposition on schedule) and its telemetry."""
+    loss = task.loss()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    ctl.after_backward()
+    opt.step()
+    return loss
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -189,11 +201,7 @@ def main(argv=None) -> int:
                 if step_fn.skipped():
                     ctl._skip_this_step = True  # gradients not finite: the graph skipped the update; the row says so
             else:
-                loss = task.loss()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                ctl.after_backward()
-                opt.step()
+                loss = eager_step(task, opt, ctl)
             ctl.after_step()
             session.after_step(loss)
     except Exception as e:  # noqa: BLE001 - reported as the run's failure
