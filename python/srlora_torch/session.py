@@ -194,8 +194,9 @@ class Session:
 
     def finish(self, error: Optional[BaseException] = None) -> str:
         """Ends the run and returns its final state: failed (an error, given or met: its reason), else — after the
-        final checkpoint — interrupted (a signal), stopped (the stop command, or fewer steps than total_steps) or
-        finished (every step done; then on_finish, the export). A full disk or a vanished run folder is also said
+        final checkpoint and on_finish (the export, as the built-in trainer writes it for every run that did not
+        fail) — interrupted (a signal), stopped (the stop command, or fewer steps than total_steps) or finished (every
+        step done). A full disk or a vanished run folder is also said
         on stderr ("disk full: FILE")."""
         error = error or self.failure
         outcome, reason, at = "finished", None, None
@@ -216,7 +217,7 @@ class Session:
             self.checkpoint()
             self._check_folder()
             self.rec.drain()  # on_finish may read events.jsonl (the export's direction history)
-            if outcome == "finished" and self.on_finish:
+            if self.on_finish:  # a stopped or interrupted run exports what it has, as the built-in trainer does
                 self.on_finish()
         except (NonFiniteLoss, RunFolderGone) as e:
             outcome, reason, at = "failed", str(e), (e.step - 1 if isinstance(e, NonFiniteLoss) else None)  # steps completed
