@@ -470,6 +470,29 @@ test('a run started after the watch began (from a terminal) appears within 2 s a
   } finally { child.kill('SIGKILL'); await runs.dispose('stop'); await hub.close(); }
 });
 
+test('kill -9 of a run started from a terminal (no supervisor): recorded failed within 5 s by whoever watches, never owned nor signalled', async () => {
+  const dir = tempDir();
+  const runsDir = join(dir, 'runs');
+  const { runs, hub } = await setup(runsDir);
+  mkdirSync(runsDir, { recursive: true });
+  runs.watch();
+  const child = spawn(process.execPath, [cli, 'train', '--no-progress', '--config', fastConfig(dir, 100000), '--runs-dir', runsDir], { stdio: 'ignore' });
+  try {
+    assert.ok(await until(() => runs.runs.size === 1, 30_000));
+    const run = runs.list()[0];
+    assert.ok(await until(() => run.model.step >= 2, 30_000), 'its events stream');
+    const pid = JSON.parse(readFileSync(join(run.dir, 'trainer.pid'), 'utf8')) as { pid: number; selfStarted?: boolean };
+    assert.equal(pid.pid, child.pid, 'the trainer recorded its own identity');
+    assert.equal(pid.selfStarted, true);
+    assert.equal(run.owned, false, 'no supervisor started it: nothing here may signal it');
+    child.kill('SIGKILL');
+    const t0 = Date.now();
+    await assertSameState(runs, hub, run.runId, 'failed', 5_000);
+    assert.ok(Date.now() - t0 <= 5_000);
+    assert.match(run.model.stateReason ?? '', /gone|killed|without a final state/);
+  } finally { child.kill('SIGKILL'); await runs.dispose('stop'); await hub.close(); }
+});
+
 test('odd entries in the runs folder are skipped with a warning or listed under the shared run id', async () => {
   const dir = tempDir();
   const runsDir = join(dir, 'runs');

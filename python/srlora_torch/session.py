@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -61,6 +62,32 @@ def run_id_of(run_dir: str) -> str:
     slug = re.sub(r"^[^A-Za-z0-9]+", "", slug)[:100].rstrip("-")
     h = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{slug}-{h}" if slug else f"run-{h}"
+
+
+PID_FILE = "trainer.pid"
+
+
+def write_own_pid_file(run_dir: str) -> None:
+    """A trainer no supervisor launched records its own identity in trainer.pid ({pid, startTime, pgid, bootId,
+    selfStarted: true}, mode 0600, written then renamed; src/runfolder/pidfile.ts reads it), so whoever watches the runs
+    folder can tell within seconds that it is gone without a final state. selfStarted: nobody may signal it. Linux
+    only (/proc); elsewhere nothing is written."""
+    try:
+        with open("/proc/self/stat", encoding="utf-8") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # fields[0] is field 3 (state)
+        with open("/proc/sys/kernel/random/boot_id", encoding="utf-8") as f:
+            boot = f.read().strip()
+        ident = {"pid": os.getpid(), "startTime": int(fields[22 - 3]), "pgid": int(fields[5 - 3]), "bootId": boot, "selfStarted": True}
+    except (OSError, IndexError, ValueError):
+        return
+    final = os.path.join(run_dir, PID_FILE)
+    tmp = f"{final}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(ident))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
 
 
 def recomposition_message(r: Recomposition, command_id: Optional[str] = None) -> dict:
@@ -141,6 +168,8 @@ class Session:
         if resumed:
             self.rec.emit({"type": "rewind", "step": self.ctl.step, "checkpoint": checkpoint or f"checkpoints/step-{self.ctl.step}",
                            "incarnation": self.incarnation})
+        if not self.env.get("SRLORA_HUB_URL"):
+            write_own_pid_file(self.run_dir)  # no supervisor launched us: say who we are, for whoever watches
         if self.env.get("SRLORA_HUB_URL"):
             self.link = HubLink(self.rec, self.env["SRLORA_HUB_URL"], self.env.get("SRLORA_TOKEN", ""), self.run_dir, self.on_command, on_log=log)
             self.link.start()

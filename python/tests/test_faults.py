@@ -130,3 +130,18 @@ def test_run_ids_match_the_shared_vectors():
     assert len(cases) >= 5
     bad = [(c["name"], c["path"], run_id_of(c["path"]), c["id"]) for c in cases if run_id_of(c["path"]) != c["id"]]
     assert bad == []
+
+
+def test_a_trainer_no_supervisor_launched_records_its_own_identity(tmp_path):
+    """trainer.pid as src/runfolder/pidfile.ts reads it: this process's pid, start time, group and boot, selfStarted (a
+    watcher records the run failed once that identity is gone, and never signals it); 0600."""
+    import json
+    import stat
+    from srlora_torch.session import write_own_pid_file
+    write_own_pid_file(str(tmp_path))
+    rec = json.loads((tmp_path / "trainer.pid").read_text())
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    assert rec == {"pid": os.getpid(), "startTime": int(fields[19]), "pgid": os.getpgid(0),
+                   "bootId": open("/proc/sys/kernel/random/boot_id").read().strip(), "selfStarted": True}
+    assert stat.S_IMODE(os.stat(tmp_path / "trainer.pid").st_mode) == 0o600

@@ -16,6 +16,11 @@ export interface ProcessIdentity {
   pgid: number;
   /** /proc/sys/kernel/random/boot_id of the boot it ran in. */
   bootId: string;
+  /**
+   * Written by the trainer itself because no supervisor launched it (a terminal, a user's script): a watcher may
+   * record that it is gone, but nobody here started it, so nobody here owns or signals it.
+   */
+  selfStarted?: true;
 }
 
 let cachedBootId: string | null | undefined;
@@ -61,6 +66,15 @@ export function signalTarget(rec: ProcessIdentity, groupOurs: boolean): number |
   return groupOurs && rec.pgid === rec.pid ? -rec.pid : rec.pid;
 }
 
+/**
+ * A trainer that no supervisor launched records its own identity (selfStarted), so that a watcher can tell within
+ * seconds that it is gone without a final state (killed, crashed). Does nothing where the identity cannot be read.
+ */
+export function writeOwnPidFile(file: string): void {
+  const id = processIdentity(process.pid);
+  if (id) writePidFile(file, { ...id, selfStarted: true });
+}
+
 /** Writes trainer.pid: the JSON identity, mode 0600, atomically. */
 export function writePidFile(file: string, id: ProcessIdentity): void {
   writePrivateFileAtomic(file, JSON.stringify(id));
@@ -79,5 +93,5 @@ export function readPidFile(file: string): PidFileRead {
     return { ok: false, error: `${file}: not a process identity {pid, startTime, pgid, bootId}` };
   }
   if ((r.pid as number) <= 1) return { ok: false, error: `${file}: pid ${r.pid} refused (≤ 1)` };
-  return { ok: true, id: { pid: r.pid as number, startTime: r.startTime as number, pgid: r.pgid as number, bootId: r.bootId } };
+  return { ok: true, id: { pid: r.pid as number, startTime: r.startTime as number, pgid: r.pgid as number, bootId: r.bootId, ...(r.selfStarted === true ? { selfStarted: true as const } : {}) } };
 }

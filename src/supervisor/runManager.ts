@@ -312,7 +312,17 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     }
     if (run.handle) return; // ours, running
     const pid = readPidFile(join(run.dir, PID_FILE));
-    if (!pid.ok) return; // a run started without a supervisor (a terminal, a user's script): nothing here can judge it
+    if (!pid.ok) return; // no identity recorded: nothing here can judge it
+    if (pid.id.selfStarted) {
+      // Started without a supervisor (a terminal, a user's script): followed, never owned or signalled. Once its
+      // identity is gone without a final state, one watcher (the lock decides which) records it.
+      if (sameProcess(pid.id)) return;
+      const took = acquireOwner(run.dir, this.instance, this.o.by ?? 'srlora');
+      if (!took.ok) return;
+      this.recordEnd(run, null, pid.id.pid);
+      took.lock.release();
+      return;
+    }
     const got = acquireOwner(run.dir, this.instance, this.o.by ?? 'srlora');
     if (!got.ok) {
       if (!this.warned.has(`owned:${run.runId}:${got.owner.instance}`)) {

@@ -16,7 +16,8 @@ import { PROTOCOL_MAJOR, PROTOCOL_MINOR, type CommandBody, type RunStateName, ty
 import { validateCommandBody } from '../../protocol/validate';
 import { randomBytes } from 'node:crypto';
 import { writeFileAtomic } from '../../runfolder/atomic';
-import { CONFIG_FILE, HUB_DISCOVERY_FILE, newRunId } from '../../runfolder/runFiles';
+import { CONFIG_FILE, HUB_DISCOVERY_FILE, newRunId, PID_FILE } from '../../runfolder/runFiles';
+import { writeOwnPidFile } from '../../runfolder/pidfile';
 import { buildModel, loadBaseWeights, loadTask, type TaskData } from './task';
 import { loadCheckpoint, saveCheckpoint, type LiveSettings } from './checkpoint';
 import { latestCompleteCheckpoint } from '../../runfolder/checkpoints';
@@ -115,6 +116,9 @@ export class TrainingRun {
     try {
       mkdirSync(runDir, { recursive: true });
       run = new TrainingRun(options, backend, data, model, batches, probe, file);
+      // No hub means no supervisor launched us (it records our identity itself): say who we are, so whoever watches
+      // the runs folder can tell that we are gone if we die without a final state.
+      if (!options.hub) writeOwnPidFile(join(runDir, PID_FILE));
       if (options.resume) {
         run.restore();
       } else {
