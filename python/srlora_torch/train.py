@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int)
     ap.add_argument("--device")
     ap.add_argument("--method")
-    ap.add_argument("--runs-dir", default="runs")
+    ap.add_argument("--runs-dir", default=os.path.join(".srlora", "runs"), help="where the run folder is made (default .srlora/runs, as srlora train and serve)")
     ap.add_argument("--max-examples", type=int, metavar="N", help="text task: train and evaluate on the first N examples (a quick subset)")
     ap.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint, as configured")
     a = ap.parse_args(argv)
@@ -187,6 +187,7 @@ def main(argv=None) -> int:
             json.dump(cfg, f, indent=2, allow_nan=False)
     device = pick_device(cfg["device"])
     run = build_run(cfg, run_dir, device)
+    log(f"{cfg['method']} run {'resumed' if a.resume else 'started'}: {os.path.abspath(run_dir)} (watch it: srlora serve --runs-dir {os.path.dirname(os.path.abspath(run_dir))})")
     task, ctl, session = run.task, run.ctl, run.session
     opt = run.opt
     if a.resume:
