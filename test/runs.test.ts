@@ -125,7 +125,7 @@ test('integration: the real trainer, paused, τ changed, recomposed on picked la
     assert.ok(existsSync(join(run.dir, HUB_DISCOVERY_FILE)) && existsSync(join(run.dir, PID_FILE)));
     assert.ok(await until(() => run.model.step >= 3, 30_000), `trainer running; ${run.handle?.stderrTail().join('\n')}`);
     const pauseId = handlers.pause();
-    assert.ok(await until(() => run.model.state === 'paused', 10_000));
+    assert.ok(await until(() => run.model.state === 'paused', 30_000));
     const pausedAt = appliedOrRejected(run, pauseId)!;
     assert.equal(pausedAt.status, 'applied');
     assert.equal(pausedAt.step, run.model.step);
@@ -134,12 +134,12 @@ test('integration: the real trainer, paused, τ changed, recomposed on picked la
     const setId = await handlers.setThreshold();
     assert.match(ui.prompts[0].prompt, /now off/, 'the input box shows the current value');
     assert.equal(ui.prompts[0].validate('-2') !== null, true, 'the input box validates the range');
-    assert.ok(await until(() => run.model.settings?.fusionThreshold === 0.8, 10_000));
+    assert.ok(await until(() => run.model.settings?.fusionThreshold === 0.8, 30_000));
     assert.equal(appliedOrRejected(run, setId)?.status, 'applied');
 
     ui.picks.push((items) => items.filter((i) => i.id === 'fc0' || i.id === 'fc2'));
     const recId = await handlers.recompose();
-    assert.ok(await until(() => appliedOrRejected(run, recId) !== undefined, 10_000));
+    assert.ok(await until(() => appliedOrRejected(run, recId) !== undefined, 30_000));
     const rec = readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events.find((m) => m.type === 'recomposition' && m.commandId === recId);
     assert.ok(rec && rec.type === 'recomposition');
     assert.deepEqual(rec.layers.map((l) => l.name), ['fc0', 'fc2']);
@@ -149,7 +149,7 @@ test('integration: the real trainer, paused, τ changed, recomposed on picked la
     assert.equal(await handlers.exportModel(), null);
     assert.match(ui.infos.at(-1) ?? '', /has no checkpoint yet: "SRLoRA: Checkpoint" writes one/);
     handlers.checkpoint();
-    assert.ok(await until(() => latestCheckpoint(run.dir) !== null, 10_000));
+    assert.ok(await until(() => latestCheckpoint(run.dir) !== null, 30_000));
     const exported = await handlers.exportModel();
     assert.equal(exported?.step, Number(/step-(\d+)$/.exec(latestCheckpoint(run.dir)!)![1]));
     const from = (JSON.parse(readFileSync(join(exported!.dir, 'directions.json'), 'utf8')) as { from: { step: number } }).from;
@@ -158,11 +158,11 @@ test('integration: the real trainer, paused, τ changed, recomposed on picked la
 
     const resumeId = handlers.resume();
     const twice = handlers.resume(); // a second resume, applied after the first: the trainer says why not
-    assert.ok(await until(() => appliedOrRejected(run, twice) !== undefined, 10_000));
+    assert.ok(await until(() => appliedOrRejected(run, twice) !== undefined, 30_000));
     assert.equal(appliedOrRejected(run, resumeId)?.status, 'applied');
     assert.equal(appliedOrRejected(run, twice)?.status, 'rejected');
     assert.match(appliedOrRejected(run, twice)?.reason ?? '', /not paused/);
-    assert.ok(await until(() => run.model.state === 'running', 10_000));
+    assert.ok(await until(() => run.model.state === 'running', 30_000));
     assert.ok(await handlers.stop());
     assert.ok(await until(() => run.model.state === 'stopped', 15_000), run.model.state);
     assert.equal(lastState(run.dir)?.origin ?? 'trainer', 'trainer', 'the trainer said it stopped: no supervisor record');
