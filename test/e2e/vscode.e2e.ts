@@ -155,24 +155,25 @@ test('end to end in VS Code 1.100 (code-server): demo run, pause, τ from the pa
     await shot('recomposed');
 
     // 7. Stop: the run finishes; its folder holds events.jsonl and a checkpoint.
-    await d.getByRole('button', { name: 'Stop' }).click();
-    await d.locator('.badge', { hasText: 'finished' }).waitFor({ timeout: 60_000 });
+    await d.getByRole('button', { name: 'Stop the run', exact: true }).click();
+    await d.getByRole('button', { name: 'Confirm: stop the run' }).click(); // Stop asks first (srlora.dashboard.confirmStop)
+    await d.locator('.badge', { hasText: 'stopped' }).waitFor({ timeout: 60_000 });
     const dir = runFolder();
     const events = readJsonl<TrainerMessage>(join(dir, 'events.jsonl')).events;
-    assert.ok(events.some((e) => e.type === 'state' && e.state === 'finished'));
+    assert.ok(events.some((e) => e.type === 'state' && e.state === 'stopped'), 'stopped by the user: not finished');
     assert.ok(events.some((e) => e.type === 'recomposition' && e.trigger === 'forced'));
     assert.ok(readdirSync(join(dir, 'checkpoints')).some((c) => /^step-\d+$/.test(c)), 'a checkpoint');
     const finalStep = await stepOf();
     const rows = await d.locator('tbody tr').count();
-    await shot('finished');
+    await shot('stopped');
 
     // 8. Reload the window: the run is still listed and its dashboard comes back with the same history.
     await palette('Developer: Reload Window');
     await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
     await page.waitForTimeout(8000);
-    await page.locator('.monaco-list-row', { hasText: /finished · \d+\/1500/ }).first().waitFor({ timeout: 30_000 });
+    await page.locator('.monaco-list-row', { hasText: /stopped · \d+\/1500/ }).first().waitFor({ timeout: 30_000 });
     const again = dashboard();
-    await again.locator('.badge', { hasText: 'finished' }).waitFor({ timeout: 60_000 });
+    await again.locator('.badge', { hasText: 'stopped' }).waitFor({ timeout: 60_000 });
     assert.equal(await again.locator('.facts').filter({ hasText: `step ${finalStep}/` }).count(), 1, 'same step after the reload');
     assert.equal(await again.locator('tbody tr').count(), rows, 'same recomposition log after the reload');
     await shot('after-reload');
