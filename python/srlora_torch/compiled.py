@@ -28,6 +28,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .controller import ema_operands
+
 MODES = ("auto", "off", "max")
 
 
@@ -63,18 +65,8 @@ def masked_importance_update(layers, ok: torch.Tensor) -> None:
     """SRLoRAController.after_backward's update (Ī ← β1·Ī + (1−β1)·|w·g|, Ū ← β2·Ū + (1−β2)·|w·g − Ī|, age += 1),
     written as Ī ← Ī + ok·(1−β1)·(|w·g| − Ī) so that a device flag `ok` (0-dim float, 1 = finite gradients) can skip
     it without a host read; the gradients must already be finite (nan_to_num'd) where ok is 0."""
-    ws, gs, Is, Us = [], [], [], []
-    first = None
-    for layer in layers.values():
-        first = first or layer
-        if layer.ema_IA is None:
-            continue
-        for w, I, U in ((layer.A, layer.ema_IA, layer.ema_UA), (layer.B, layer.ema_IB, layer.ema_UB)):
-            if w.grad is not None:
-                ws.append(w.detach())
-                gs.append(w.grad.detach())
-                Is.append(I)
-                Us.append(U)
+    ws, gs, Is, Us = ema_operands(layers)
+    first = next(iter(layers.values()), None)
     if ws:
         b1, b2 = first.beta1, first.beta2
         inst = torch._foreach_mul(ws, gs)

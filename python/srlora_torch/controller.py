@@ -69,6 +69,22 @@ class Recomposition:
     skipped: List[str] = field(default_factory=list)  # layers left out: their scores were not finite
 
 
+
+def ema_operands(layers) -> tuple:
+    """The importance update's operands, as four aligned lists over every factor with a gradient: weights, gradients,
+    Ī and Ū EMAs (A then B of each layer). Shared by the eager update here and the graph-captured one (compiled.py)."""
+    ws, gs, Is, Us = [], [], [], []
+    for layer in layers.values():
+        if layer.ema_IA is None:
+            continue
+        for w, I, U in ((layer.A, layer.ema_IA, layer.ema_UA), (layer.B, layer.ema_IB, layer.ema_UB)):
+            if w.grad is not None:
+                ws.append(w.detach())
+                gs.append(w.grad.detach())
+                Is.append(I)
+                Us.append(U)
+    return ws, gs, Is, Us
+
 class SRLoRAController:
     def __init__(self, layers: Dict[str, SRLoRALinear], optimizer: Optional[torch.optim.Optimizer], total_steps: int,
                  r: int, r_target: Optional[int] = None, fusion_ratio: float = 0.5, fusion_threshold: Optional[float] = None,
@@ -145,16 +161,7 @@ class SRLoRAController:
             self._skip_this_step = True
             torch._foreach_add_([l.age for l in self.layers.values()], 1)  # the step still counts (its row, schedule, ages)
             return False
-        ws, gs, Is, Us = [], [], [], []
-        for layer in self.layers.values():
-            if layer.ema_IA is None:
-                continue
-            for w, I, U in ((layer.A, layer.ema_IA, layer.ema_UA), (layer.B, layer.ema_IB, layer.ema_UB)):
-                if w.grad is not None:
-                    ws.append(w.detach())
-                    gs.append(w.grad.detach())
-                    Is.append(I)
-                    Us.append(U)
+        ws, gs, Is, Us = ema_operands(self.layers)
         if ws:
             any_layer = next(iter(self.layers.values()))
             b1, b2 = any_layer.beta1, any_layer.beta2
