@@ -4,7 +4,6 @@ import { checkpointDir, checkpointSteps, COMPLETE_MARKER, latestCompleteCheckpoi
 import { join } from 'node:path';
 
 export const EVENTS_FILE = 'events.jsonl';
-export const HUB_LOG_FILE = 'hub-events.jsonl';
 export const CONFIG_FILE = 'config.json';
 /** Written by the hub's owner: {url, token, pid}; a trainer re-reads it when its connection drops. */
 export const HUB_DISCOVERY_FILE = 'hub.json';
