@@ -15,7 +15,7 @@ import os
 import re
 from typing import Any, List, Optional, Tuple
 
-PROTOCOL_MAJOR, PROTOCOL_MINOR = 1, 1
+PROTOCOL_MAJOR, PROTOCOL_MINOR = 1, 2
 _SCHEMA = json.load(open(os.path.join(os.path.dirname(__file__), "protocol.schema.json"), encoding="utf-8"))
 TRAINER_TYPES = _SCHEMA["x-trainer-to-hub"]
 HUB_TYPES = _SCHEMA["x-hub-to-trainer"]
@@ -227,13 +227,13 @@ def _semantic(msg: dict) -> Optional[str]:
     if t == "importance":
         for l in msg["layers"]:
             n = len(l["S"])
-            if not (len(l["sHat"]) == len(l["age"]) == len(l["direction"]) == n):
-                return f"importance /layers/{l['name']}: S, sHat, age and direction must have the same length"
+            if not (len(l["sHat"]) == len(l["age"]) == len(l["direction"]) == len(l.get("stepBoost", l["S"])) == n):
+                return f"importance /layers/{l['name']}: S, sHat, age, direction and stepBoost must have the same length"
     elif t == "recomposition":
         for l in msg["layers"]:
             n = len(l["slots"])
-            if not (len(l["scores"]) == len(l["oldDirections"]) == len(l["newDirections"]) == n):
-                return f"recomposition /layers/{l['name']}: slots, scores, oldDirections and newDirections must have the same length"
+            if not (len(l["scores"]) == len(l["oldDirections"]) == len(l["newDirections"]) == len(l.get("ages", l["slots"])) == n):
+                return f"recomposition /layers/{l['name']}: slots, scores, oldDirections, newDirections and ages must have the same length"
     elif t == "metrics":
         steps = [r["step"] for r in msg["rows"]]
         if any(b <= a for a, b in zip(steps, steps[1:])):

@@ -11,7 +11,7 @@
 import { Type as T, type Static, type TSchema } from '@sinclair/typebox';
 
 export const PROTOCOL_MAJOR = 1;
-export const PROTOCOL_MINOR = 1;
+export const PROTOCOL_MINOR = 2;
 
 const Id = T.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' });
 const Step = T.Integer({ minimum: 0 });
@@ -104,6 +104,10 @@ export const LayerImportance = T.Object({
   direction: T.Array(T.Integer({ minimum: 0 }), { description: 'direction index held by each slot' }),
   p: T.Integer({ minimum: 0 }),
   rTarget: T.Integer({ minimum: 1 }),
+  // 1.2: the per-slot step-size boost (docs/ALGORITHM.md, "What the trainers measure").
+  stepBoost: T.Optional(T.Array(NonNeg, {
+    description: 'per slot: the norm of the optimiser\'s last update of the pair (Adam: lr·m̂/(√v̂+ε) over its row of A and column of B) divided by the mean of the layer\'s slots (1 = average; all 0 before the first update; absent for SGD)',
+  })),
 });
 export type LayerImportance = Static<typeof LayerImportance>;
 
@@ -124,6 +128,8 @@ export const LayerRecomposition = T.Object({
   deltaNorm: NonNeg, // ‖s·B_K A_K‖_F of the fused part
   preservationError: NonNeg,
   p: T.Integer({ minimum: 0 }),
+  // 1.2: how old each fused pair was (aligned with slots); oldDirections is its singular-direction index.
+  ages: T.Optional(T.Array(T.Integer({ minimum: 0 }), { description: 'age in steps of each selected slot when it fused (steps since its last (re)initialisation), aligned with slots' })),
 });
 export type LayerRecomposition = Static<typeof LayerRecomposition>;
 
@@ -135,6 +141,18 @@ export const Recomposition = envelope('recomposition', {
   layers: T.Array(LayerRecomposition, { maxItems: 4096 }),
   outputChange: T.Union([NonNeg, T.Null()], { description: 'relative model-output change on the probe batch' }),
 }, 'One recomposition of all or some layers.');
+
+export const LayerDeltaRank = T.Object({
+  name: Name,
+  effectiveRank: NonNeg, // exp(entropy of σ_i / Σσ) of ΔW (docs/ALGORITHM.md); 0 when ΔW = 0
+  norm: NonNeg, // ‖ΔW‖_F
+});
+export type LayerDeltaRank = Static<typeof LayerDeltaRank>;
+
+export const DeltaRank = envelope('deltaRank', {
+  step: Step,
+  layers: T.Array(LayerDeltaRank, { maxItems: 4096 }),
+}, 'Per layer, the effective rank and norm of the accumulated update ΔW = W + s·BA − W0 (1.2; sent with every eval, every method).');
 
 export const Eval = envelope('eval', {
   step: Step,
@@ -193,7 +211,7 @@ export const Log = envelope('log', {
   text: T.String({ maxLength: 65536 }),
 }, 'A log line.');
 
-export const TrainerMessageSchemas = [Hello, Metrics, Importance, Recomposition, Eval, State, Ack, Checkpoint, Log, Rewind] as const;
+export const TrainerMessageSchemas = [Hello, Metrics, Importance, Recomposition, Eval, State, Ack, Checkpoint, Log, Rewind, DeltaRank] as const;
 export type Hello = Static<typeof Hello>;
 export type Metrics = Static<typeof Metrics>;
 export type Importance = Static<typeof Importance>;
@@ -204,7 +222,8 @@ export type Ack = Static<typeof Ack>;
 export type Checkpoint = Static<typeof Checkpoint>;
 export type Log = Static<typeof Log>;
 export type Rewind = Static<typeof Rewind>;
-export type TrainerMessage = Hello | Metrics | Importance | Recomposition | Eval | State | Ack | Checkpoint | Log | Rewind;
+export type DeltaRank = Static<typeof DeltaRank>;
+export type TrainerMessage = Hello | Metrics | Importance | Recomposition | Eval | State | Ack | Checkpoint | Log | Rewind | DeltaRank;
 export type TrainerMessageType = TrainerMessage['type'];
 
 // ---------------------------------------------------------------- hub → trainer

@@ -79,15 +79,15 @@ function semantic(msg: TrainerMessage): string | null {
   if (msg.type === 'importance') {
     for (const l of msg.layers) {
       const n = l.S.length;
-      if (l.sHat.length !== n || l.age.length !== n || l.direction.length !== n) {
-        return `importance /layers/${l.name}: S, sHat, age and direction must have the same length`;
+      if (l.sHat.length !== n || l.age.length !== n || l.direction.length !== n || (l.stepBoost && l.stepBoost.length !== n)) {
+        return `importance /layers/${l.name}: S, sHat, age, direction and stepBoost must have the same length`;
       }
     }
   } else if (msg.type === 'recomposition') {
     for (const l of msg.layers) {
       const n = l.slots.length;
-      if (l.scores.length !== n || l.oldDirections.length !== n || l.newDirections.length !== n) {
-        return `recomposition /layers/${l.name}: slots, scores, oldDirections and newDirections must have the same length`;
+      if (l.scores.length !== n || l.oldDirections.length !== n || l.newDirections.length !== n || (l.ages && l.ages.length !== n)) {
+        return `recomposition /layers/${l.name}: slots, scores, oldDirections, newDirections and ages must have the same length`;
       }
     }
   } else if (msg.type === 'metrics') {
