@@ -22,7 +22,7 @@ import torch._dynamo
 from torch import nn
 
 from .client import EventRecorder
-from .compiled import CompiledStep
+from .compiled import CompiledStep, fused_sdpa
 from .controller import SRLoRAController, apply_srlora
 from .telemetry import MIN_INTERVAL_S, Telemetry
 from .train import DEFAULTS as TRAIN_DEFAULTS
@@ -36,7 +36,9 @@ def roberta(seed: int):
     torch.manual_seed(seed)
     cfg = RobertaConfig(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
                         max_position_embeddings=514, num_labels=2, attn_implementation="sdpa")
-    return RobertaForSequenceClassification(cfg)
+    model = RobertaForSequenceClassification(cfg)
+    fused_sdpa(model)  # attention stays on the fused kernels under torch.compile (compiled.fused_sdpa), for PEFT's model too
+    return model
 
 
 def sync() -> None:

@@ -60,6 +60,46 @@ def set_lr(opt: torch.optim.Optimizer, value: float) -> None:
             g["lr"] = float(value)
 
 
+FUSED_SDPA = "srlora_sdpa"
+
+
+def _fused_sdpa_mask(*args, **kw):
+    """transformers' sdpa_mask with the two things that push SDPA off its fused GPU kernels under torch.compile or a
+    CUDA graph capture removed (docs/PERFORMANCE.md, "Compiled, graph-captured step"):
+    - with no padding mask, full attention needs no mask at all. transformers skips it only when it can look at the
+      mask's values, i.e. not while tracing: under torch.compile (or a CUDA graph capture) it materialises an
+      all-True (B, 1, T, T) mask. Here the skip is decided from what is known while tracing too (no padding mask
+      given, no local window): the same result eager gets, so flash / cuDNN attention stay usable;
+    - a materialised mask whose last dimension has stride 0 (expanded) is refused by every fused GPU kernel
+      (sdp_utils: "GPU backends require attn_mask's last dimension to have stride 1"), which leaves SDPA's math
+      path (float32 matmuls, softmax and dropout as separate kernels): made contiguous (B·T·T bytes)."""
+    from transformers.masking_utils import sdpa_mask
+    size, kv_len = kw.get("local_size"), kw.get("kv_length")
+    if kw.get("allow_is_bidirectional_skip") and kw.get("attention_mask") is None and (size is None or (kv_len is not None and kv_len < size)):
+        return None
+    mask = sdpa_mask(*args, **kw)
+    if torch.is_tensor(mask) and mask.dim() > 0 and mask.stride(-1) != 1:
+        mask = mask.contiguous()
+    return mask
+
+
+def fused_sdpa(model) -> bool:
+    """Switches a Hugging Face model that runs attention through SDPA (attn_implementation "sdpa") to "srlora_sdpa":
+    transformers' own SDPA attention with _fused_sdpa_mask, so that under torch.compile attention stays on the fused
+    (flash / cuDNN / memory-efficient) kernels as it does in eager mode; same results (masks equal in value).
+    Returns whether the model was switched (False: not a transformers model, or another attention implementation)."""
+    cfg = getattr(model, "config", None)
+    if cfg is None or getattr(cfg, "_attn_implementation", None) not in ("sdpa", FUSED_SDPA):
+        return False
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    AttentionInterface.register(FUSED_SDPA, sdpa_attention_forward)
+    AttentionMaskInterface.register(FUSED_SDPA, _fused_sdpa_mask)
+    if cfg._attn_implementation != FUSED_SDPA:
+        model.set_attn_implementation(FUSED_SDPA)
+    return model.config._attn_implementation == FUSED_SDPA
+
+
 @torch.no_grad()
 def masked_importance_update(layers, ok: torch.Tensor) -> None:
     """SRLoRAController.after_backward's update (Ī ← β1·Ī + (1−β1)·|w·g|, Ū ← β2·Ū + (1−β2)·|w·g − Ī|, age += 1),

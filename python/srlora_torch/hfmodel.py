@@ -52,6 +52,8 @@ def load_classifier(path: str, labels: Sequence[str]) -> Tuple[nn.Module, object
             local_files_only=True, output_loading_info=True, dtype=torch.float32)  # a half-precision folder trains in float32 (bf16: autocast)
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"model.path: {path}: cannot load it as a sequence classifier: {str(e).splitlines()[0][:300]}") from None
+    from .compiled import fused_sdpa
+    fused_sdpa(model)  # SDPA keeps its fused kernels under torch.compile (the compiled step): same results
     return model, tokenizer, new_modules(model, info.get("missing_keys", ()))
 
 

@@ -1,10 +1,11 @@
 """SRLORA.md §3.1-3.4 (fuse, reinitialise, subtract; reset ages, EMAs and optimiser moments) for many layers at once.
 
 Layers of one shape are stacked and recomposed by the same few batched kernels, each layer's selection given as a
-slot mask: a RoBERTa-base model's 72 layers are three groups, ~40 launches each, instead of ~40 launches per layer
-(launches, not arithmetic, bound a recomposition on a GPU). Unselected slots are masked to exact zeros, so the
-result is the per-layer formula's. The arithmetic is float64, as in the spec; the norms come back as device tensors,
-read by the caller together with every other layer's.
+slot mask: a RoBERTa-base model's 72 layers are three groups instead of ~40 launches per layer (launches bound a
+recomposition on a GPU). Unselected slots are masked to exact zeros, so the result is the per-layer formula's.
+W changes by one rank-2r batched update in its own precision (at least float32); the new directions come from the
+float64 SVD; the norms (‖ΔW‖ of the fusion, the preservation error) are float64, from r × r Gram matrices and one
+float64 pass for the error's numerator, and come back as device tensors, read by the caller with every other layer's.
 """
 from __future__ import annotations
 
@@ -75,21 +76,36 @@ def recompose_group(layers: Sequence[SRLoRALinear], slots: Sequence[List[int]], 
     J, M = JM[0], JM[1].bool()
     rows, cols = M.unsqueeze(2), M.unsqueeze(1)  # the selected slots of A-shaped (L, r, 1) and B-shaped (L, 1, r) tensors
     f64 = torch.float64
-    A = torch.stack([l.A.detach() for l in layers]).to(f64)  # (L, r, in)
-    B = torch.stack([l.B.detach() for l in layers]).to(f64)  # (L, out, r)
-    W = torch.stack([l.W for l in layers]).to(f64)  # (L, out, in)
+    A = torch.stack([l.A.detach() for l in layers])  # (L, r, in), the factors' dtype
+    B = torch.stack([l.B.detach() for l in layers])  # (L, out, r)
+    W = torch.stack([l.W for l in layers])  # (L, out, in), the base dtype
     U, V, S = (torch.stack([getattr(l, n) for l in layers]) for n in ("U", "V", "S"))  # float64 SVD factors
     scale = (S.gather(1, J) / s).sqrt().unsqueeze(1)  # (L, 1, r)
-    b = U.gather(2, J.unsqueeze(1).expand(L, U.shape[1], r)) * scale  # new B columns (L, out, r)
+    b = U.gather(2, J.unsqueeze(1).expand(L, U.shape[1], r)) * scale  # new B columns (L, out, r), float64
     a = (V.gather(2, J.unsqueeze(1).expand(L, V.shape[1], r)) * scale).transpose(1, 2)  # new A rows (L, r, in)
-    before = torch.baddbmm(W, B, A, alpha=s)
-    fused = torch.bmm(B.masked_fill(~cols, 0), A).mul_(s)  # §3.1: s·b_k a_k of the selected pairs
-    W_new = torch.baddbmm(W.add_(fused), b.masked_fill(~cols, 0), a, alpha=-s).to(first.W.dtype)  # §3.2-3.3
-    B_new = torch.where(cols, b, B).to(first.B.dtype)
-    A_new = torch.where(rows, a, A).to(first.A.dtype)
-    after = torch.baddbmm(W_new.to(f64), B_new.to(f64), A_new.to(f64), alpha=s)
-    err = (after - before).flatten(1).norm(dim=1) / before.flatten(1).norm(dim=1)
-    norms = torch.stack([fused.flatten(1).norm(dim=1), err], 1)  # (L, 2): delta norm, preservation error
+    B_new = torch.where(cols, b.to(B.dtype), B)  # the factors as they will be stored
+    A_new = torch.where(rows, a.to(A.dtype), A)
+    # §3.1-3.3 as one rank-2r update of W: W + s·(B[:,K]A[K] − b_K a_K) = W + s·P Q with P = [B_K | −b_K] (the
+    # unselected columns zero) and Q = [A; A_new]. The products use the factors as stored, so the effective weight's
+    # change is only the rounding of W. W is updated in its own precision (at least float32: one full-size pass;
+    # the spec's cases pass in float32), the directions come from the float64 SVD.
+    wdt = torch.promote_types(W.dtype, torch.float32)
+    P = torch.cat([B.masked_fill(~cols, 0), -B_new.masked_fill(~cols, 0)], 2)  # (L, out, 2r)
+    Q = torch.cat([A, A_new], 1)  # (L, 2r, in)
+    W_new = torch.baddbmm(W.to(wdt), P.to(wdt), Q.to(wdt), alpha=s).to(W.dtype)
+    # The norms without full-size float64 products: ‖X Y‖²_F = Σ (XᵀX) ∘ (Y Yᵀ) over r × r (or 2r × 2r) Gram
+    # matrices. Preservation error (§3.3) = ‖(W_new + s·B_new A_new) − (W + s·B A)‖ / ‖W + s·B A‖; its numerator,
+    # the rounding of W_new, is one float64 pass: (W_new − W) − s·P Q.
+    P64, Q64 = P.to(f64), Q.to(f64)
+    Pk, Qk = P64[..., :r], Q64[:, :r]
+    fused_sq = ((Pk.transpose(1, 2) @ Pk) * (Qk @ Qk.transpose(1, 2))).sum((1, 2))  # ‖B_K A_K‖²
+    diff = W_new.to(f64, copy=True).sub_(W).baddbmm_(P64, Q64, alpha=-s)
+    A64, B64 = A.to(f64), B.to(f64)
+    cross = (torch.bmm(B.to(wdt).transpose(1, 2), W.to(wdt)).to(f64) * A64).sum((1, 2))  # ⟨W, B A⟩ (a denominator: float32 is plenty)
+    before_sq = torch.linalg.vector_norm(W.flatten(1), dim=1, dtype=f64) ** 2 + 2 * s * cross + \
+        s * s * ((B64.transpose(1, 2) @ B64) * (A64 @ A64.transpose(1, 2))).sum((1, 2))
+    err = diff.flatten(1).norm(dim=1) / before_sq.clamp_min(0).sqrt()
+    norms = torch.stack([s * fused_sq.clamp_min(0).sqrt(), err], 1)  # (L, 2): delta norm, preservation error
     _copy_all([l.W for l in layers], W_new.unbind(0))
     _copy_all([l.B.data for l in layers], B_new.unbind(0))
     _copy_all([l.A.data for l in layers], A_new.unbind(0))

