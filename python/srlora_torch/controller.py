@@ -126,6 +126,8 @@ class SRLoRAController:
         self.skipped_steps = 0
         self.last_skipped_step: Optional[int] = None
         self._skip_this_step = False
+        # Data parallelism (distributed.py): makes every rank use rank 0's value (the selection of a recomposition).
+        self.agree: Optional[Callable[[object], object]] = None
 
     # ---- the two calls of a training step
     def _trained_params(self) -> List[torch.Tensor]:
@@ -225,6 +227,8 @@ class SRLoRAController:
         selections = [select_slots(S, age, self.layers[n].p, self.layers[n].r_target, self.fusion_threshold, self.fusion_ratio,
                                    self.min_slot_age, self.fusion_select, selection_key(self.seed, self.step, index[n]))
                       for n, S, age in zip(names, scores, ages)]
+        if self.agree is not None:  # data-parallel: rank 0's selection on every rank (identical inputs, checked after)
+            rec.skipped, names, scores, selections = self.agree((rec.skipped, names, scores, selections))
         chunks = plan(self.layers, [(n, slots) for n, (slots, _) in zip(names, selections)])
         # One host → device copy of every chunk's new directions and slot masks (a blocking copy per layer or chunk
         # would drain the GPU queue each time), then one device → host copy of every layer's norms.

@@ -32,6 +32,7 @@ from .checkpoint import write_checkpoint
 from .compiled import get_lr
 from .client import CommandQueue, EventRecorder, HubLink, RecordError
 from .controller import Recomposition, SRLoRAController
+from .distributed import PAUSE_TICK_S, Diverged, Lockstep, PeerFailed, SilentRecorder, signal_name, signal_number
 from .protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, validate_command
 from .telemetry import NonFiniteLoss, Telemetry
 
@@ -111,11 +112,14 @@ class Session:
                  importance_every: int = 10, eval_every: int = 0, checkpoint_every: int = 0,
                  evaluate: Optional[Callable[[], dict]] = None, save_checkpoint: Optional[Callable[[str], None]] = None,
                  on_finish: Optional[Callable[[], None]] = None, env: Optional[Dict[str, str]] = None,
-                 handle_signals: bool = True):
+                 handle_signals: bool = True, lockstep: Optional[Lockstep] = None):
         """save_checkpoint(dir) writes a checkpoint into a new folder (written then renamed by the session); evaluate()
         returns {"loss", "metrics"}; on_finish() runs after the final checkpoint of a finished run (the export).
         handle_signals: SIGINT and SIGTERM end the run at the next step boundary as `interrupted`, after a
-        checkpoint (installed by start() when it runs on the main thread; a second signal acts as it did before)."""
+        checkpoint (installed by start() when it runs on the main thread; a second signal acts as it did before).
+        lockstep (distributed.py): one rank of a data-parallel run. Rank 0 records, talks to the hub and checkpoints;
+        every other rank records nothing (pass it no evaluate/save_checkpoint/on_finish) and applies the same
+        commands after the same step; signals and stops are agreed at step boundaries."""
         self.ctl, self.opt, self.run_dir = ctl, optimizer, os.path.abspath(run_dir)
         self.run_id = run_id_of(self.run_dir)
         self.total_steps, self.name, self.config, self.device = total_steps, name, config or {}, device
@@ -123,9 +127,14 @@ class Session:
         self.checkpoint_every, self.evaluate, self.save_checkpoint, self.on_finish = checkpoint_every, evaluate, save_checkpoint, on_finish
         self.env = os.environ if env is None else env
         self.handle_signals = handle_signals
-        self.rec = EventRecorder(self.run_id, self.run_dir, on_log=log)
-        st = os.stat(self.run_dir)
-        self._identity = (st.st_dev, st.st_ino)  # the folder this run lives in: checked before each checkpoint
+        self.lockstep = lockstep
+        self.main = lockstep is None or lockstep.is_main  # the rank that records, talks to the hub and checkpoints
+        self.rec = EventRecorder(self.run_id, self.run_dir, on_log=log) if self.main else SilentRecorder()
+        st = os.stat(self.run_dir) if self.main else None
+        self._identity = (st.st_dev, st.st_ino) if st else None  # the folder this run lives in: checked before each checkpoint
+        self._signal: Optional[str] = None  # a signal this rank received, to be agreed at the next step boundary
+        self._final_lock = threading.Lock()  # one final state, also when a peer's failure is noticed on another thread
+        self._final_written = False
         self.incarnation = secrets.token_hex(8)  # this process's turn at the run (rewind names it)
         self.commands = CommandQueue()
         self.link: Optional[HubLink] = None
@@ -134,9 +143,11 @@ class Session:
         self.end_state: Optional[str] = None  # the final state that stop_reason leads to (stopped, interrupted, failed)
         self.failure: Optional[BaseException] = None
         self._old_handlers: dict = {}
-        self.telemetry = Telemetry(self.rec, ctl, batch_size, self.lr, self.settings, snapshots=ctl.method == "srlora")
+        self.telemetry = Telemetry(self.rec, ctl, batch_size, self.lr, self.settings, snapshots=ctl.method == "srlora" and self.main)
         self._command_id: Optional[str] = None  # the recompose command being applied, if any
         ctl.listeners.append(self._on_recomposition)
+        if lockstep is not None:
+            lockstep.bind(ctl)  # selections from rank 0; every recomposition's result compared across ranks
 
     def lr(self) -> float:
         return get_lr(self.opt)  # a float, also when the compiled step keeps lr as a device tensor; 0 before a Trainer hands over its optimizer
@@ -159,11 +170,20 @@ class Session:
         it rewound to: `rewind {step, checkpoint, incarnation}`), connects to the hub when the env says so, and
         reports it running."""
         layers = self.ctl.layers
+        if self.lockstep is not None:  # every rank: peers watched, the starting state proven identical
+            self.lockstep.watch(self._peer_failed)
+            self.lockstep.check_identical(layers, "the start" if not resumed else f"resuming at step {self.ctl.step}")
+        if not self.main:
+            if self.handle_signals and threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+            self.state("running")
+            return
         if not resumed or self.rec.hello is None:
             facts = self.srlora_facts()
             self.rec.emit({"type": "hello", "protocol": {"major": PROTOCOL_MAJOR, "minor": PROTOCOL_MINOR}, "name": self.name or self.run_id,
                            "method": self.ctl.method, "backend": {"name": "pytorch", "device": self.device or "unknown"}, "totalSteps": self.total_steps,
-                           "config": {**self.config, "torch": torch.__version__}, "worldSize": 1, **({"srlora": facts} if facts else {}), "layers": [
+                           "config": {**self.config, "torch": torch.__version__}, "worldSize": self.lockstep.world if self.lockstep else 1, **({"srlora": facts} if facts else {}), "layers": [
                                {"name": n, "shape": [l.out_features, l.in_features], "r": l.r, "rTarget": l.r_target} for n, l in layers.items()]})
         if resumed:
             self.rec.emit({"type": "rewind", "step": self.ctl.step, "checkpoint": checkpoint or f"checkpoints/step-{self.ctl.step}",
@@ -182,6 +202,12 @@ class Session:
 
     def _on_signal(self, signum, frame) -> None:
         name = signal.Signals(signum).name
+        if self.lockstep is not None:
+            # Every rank ends at the same step, agreed at the next step boundary. The launcher forwards the group's
+            # signal to each rank again, so a second one is the same request, not a force quit: torchrun itself
+            # kills the ranks (SIGKILL) 30 s after forwarding a signal.
+            self._signal = self._signal or name
+            return
         if self.stop_reason is None:
             self.interrupt(f"received {name}")
         old = self._old_handlers.get(signum)
@@ -211,15 +237,48 @@ class Session:
                 self.rec.emit({"type": "eval", "step": step, **self.evaluate()})
             if self.checkpoint_every and step % self.checkpoint_every == 0:
                 self.checkpoint()
-            for cid, body in self.commands.drain():
-                self.apply(cid, body)
-            while self.paused and not self.stop_reason:
-                self.telemetry.flush()
-                item = self.commands.wait(timeout=0.5)
-                if item:
-                    self.apply(*item)
         except (NonFiniteLoss, RecordError, RunFolderGone) as e:
             self.fail(e)
+        try:  # (under lockstep every rank gets here, also after a failure above: the others must learn of it)
+            self._apply_all(self._commands())
+            while self.paused and not self.stop_reason:
+                self.telemetry.flush()
+                self._apply_all(self._commands(wait=PAUSE_TICK_S))
+        except (NonFiniteLoss, RecordError, RunFolderGone, Diverged) as e:
+            self.fail(e)
+
+    def _commands(self, wait: Optional[float] = None) -> list:
+        """The commands to apply at this step boundary (waiting up to `wait` seconds for one while paused). Under
+        lockstep: rank 0's, with its stop, agreed by every rank; a signal any rank received interrupts them all."""
+        if self.lockstep is None:
+            if wait is None:
+                return self.commands.drain()
+            item = self.commands.wait(timeout=wait)
+            return [item] if item else []
+        share = None
+        if self.main:
+            if wait is None:
+                cmds = self.commands.drain()
+            else:
+                item = self.commands.wait(timeout=wait)
+                cmds = [item] + self.commands.drain() if item else []
+            stop = [self.stop_reason, self.end_state] if self.stop_reason else None
+            share = {"commands": [list(c) for c in cmds], "stop": stop} if cmds or stop else None
+        got, sig = self.lockstep.exchange(share, signal_number(self._signal))
+        if got and got["stop"] and not self.stop_reason:
+            self.stop_reason, self.end_state = got["stop"]
+            if self.end_state == "failed":
+                self.failure = PeerFailed(f"rank 0: {self.stop_reason}")
+        if sig and not self.stop_reason:
+            self.interrupt(f"received {signal_name(sig)}")
+        return [tuple(c) for c in got["commands"]] if got else []
+
+    def _apply_all(self, cmds) -> None:
+        for cid, body in cmds:
+            self.apply(cid, body)
+            if self.lockstep is not None:
+                kind = body.get("kind") if isinstance(body, dict) else None
+                self.lockstep.check_identical(self.ctl.layers, f"the {kind} command {cid} at step {self.ctl.step}")
 
     def finish(self, error: Optional[BaseException] = None) -> str:
         """Ends the run and returns its final state: failed (an error, given or met: its reason), else — after the
@@ -229,11 +288,25 @@ class Session:
         on stderr ("disk full: FILE")."""
         error = error or self.failure
         outcome, reason, at = "finished", None, None
-        for sig, old in self._old_handlers.items():
-            try:
-                signal.signal(sig, old if old is not None else signal.SIG_DFL)
-            except (ValueError, OSError):
-                pass
+        if self.lockstep is None:  # (under torchrun the launcher's forwarded signals keep being absorbed to the end)
+            self._restore_signals()
+        if self.lockstep is not None:
+            self.lockstep.stop_watching()
+            if not self.main:  # rank 0 records the run's end; this rank says how it ended, for rank 0 to name
+                if error is not None and not isinstance(error, PeerFailed):
+                    log(f"rank {self.lockstep.rank}: {type(error).__name__}: {error}")
+                    self.lockstep.report(f"{type(error).__name__}: {error}"[:2000])
+                    self._restore_signals()
+                    return "failed"
+                self.lockstep.report(None)
+                self._restore_signals()
+                if error is not None or self.end_state == "failed":
+                    return "failed"
+                return self.end_state or ("finished" if self.ctl.step >= self.total_steps else "stopped")
+            if error is not None and not isinstance(error, (NonFiniteLoss, RecordError, RunFolderGone, Diverged, PeerFailed)):
+                peer = self.lockstep.peer_failure(wait_s=2.0)  # a collective that failed: because a peer did?
+                if peer:
+                    error = PeerFailed(peer)
         try:
             if error is not None:
                 raise error
@@ -248,7 +321,7 @@ class Session:
             self.rec.drain()  # on_finish may read events.jsonl (the export's direction history)
             if self.on_finish:  # a stopped or interrupted run exports what it has, as the built-in trainer does
                 self.on_finish()
-        except (NonFiniteLoss, RunFolderGone) as e:
+        except (NonFiniteLoss, RunFolderGone, PeerFailed, Diverged) as e:
             outcome, reason, at = "failed", str(e), (e.step - 1 if isinstance(e, NonFiniteLoss) else None)  # steps completed
             log(reason)
         except RecordError as e:
@@ -261,7 +334,11 @@ class Session:
             outcome, reason = "failed", f"{type(e).__name__}: {e}"
             log(reason)
         try:
-            self.state(outcome, reason, step=at)
+            with self._final_lock:
+                if self._final_written:  # a peer's failure was recorded meanwhile (the watcher's thread)
+                    return "failed"
+                self._final_written = True
+                self.state(outcome, reason, step=at)
             self.rec.drain()
         except RecordError as e:  # the disk is full: stderr (and the exit code) are all that is left
             if str(e) != reason:
@@ -271,7 +348,37 @@ class Session:
             self.link.flush(3.0)
             self.link.close()
         self.rec.close()
+        self._restore_signals()
         return outcome
+
+    def _restore_signals(self) -> None:
+        for sig, old in self._old_handlers.items():
+            try:
+                signal.signal(sig, old if old is not None else signal.SIG_DFL)
+            except (ValueError, OSError):
+                pass
+        self._old_handlers = {}
+
+    def _peer_failed(self, why: str) -> None:
+        """Rank 0's watcher thread: a peer failed or died. The main thread may be stuck in a collective waiting for it
+        (NCCL waits without end), so the run's failure is recorded from here and the process ends."""
+        with self._final_lock:
+            if self._final_written:
+                return
+            self._final_written = True
+            log(why)
+            try:
+                self.telemetry.flush()
+            except Exception:  # noqa: BLE001 - a non-finite loss: the failure said here is the one that ended the run
+                pass
+            try:
+                self.state("failed", why[:2000])
+                self.rec.drain()
+            except RecordError as e:
+                log(str(e))
+            if self.link:
+                self.link.flush(3.0)
+        os._exit(1)
 
     # ---- what the session emits
     def state(self, s: str, reason: Optional[str] = None, step: Optional[int] = None) -> None:

@@ -33,8 +33,11 @@ def labelled_data(cfg: dict):
 class Task:
     """Builds the model and yields batches and the loss for the configured built-in task."""
 
-    def __init__(self, cfg: dict, device: torch.device):
+    def __init__(self, cfg: dict, device: torch.device, shard: tuple = (0, 1)):
+        """shard (rank, world size): data-parallel ranks each draw the same global batch (world × batchSize, so the data
+        position is one state, checkpointed once) and train on their own slice of it."""
         self.cfg, self.device = cfg, device
+        self.rank, self.world = shard
         g = torch.Generator().manual_seed(cfg["seed"])
         t = cfg["task"]
         if t["kind"] == "matrix":
@@ -63,9 +66,10 @@ class Task:
             self.model = EncoderClassifier(**preset, generator=g)
             self.default_targets = ["attn.q", "attn.k", "attn.v", "attn.o", "ffn.fc1", "ffn.fc2"]
         self.model.to(device)
+        self.train_model = self.model  # what the training loss runs (a DistributedDataParallel wrapper under torchrun)
         # digits / tabular: the built-in trainer's sampler (a seeded permutation per epoch, digits.Batcher), so the same
         # config and seed give the same batches in both trainers; otherwise a torch generator.
-        self.gen = (digits.Batcher(len(self.train_y), cfg["batchSize"], cfg["seed"] + 1) if t["kind"] in ("digits", "tabular")
+        self.gen = (digits.Batcher(len(self.train_y), cfg["batchSize"] * self.world, cfg["seed"] + 1) if t["kind"] in ("digits", "tabular")
                     else torch.Generator().manual_seed(cfg["seed"] + 1))
 
     def batch(self) -> tuple:
@@ -73,9 +77,14 @@ class Task:
         if self.cfg["task"]["kind"] == "matrix":
             return ()
         if self.cfg["task"]["kind"] in ("digits", "tabular"):
-            i = torch.as_tensor(self.gen.next_indices(), dtype=torch.long).to(self.device)
+            i = torch.as_tensor(self._mine(self.gen.next_indices()), dtype=torch.long).to(self.device)
             return self.train_x[i], self.train_y[i]
-        return tuple(synthetic_batch(self.cfg["batchSize"], self.shape, self.gen, self.device))
+        return tuple(self._mine(t) for t in synthetic_batch(self.cfg["batchSize"] * self.world, self.shape, self.gen, self.device))
+
+    def _mine(self, batch):
+        """This rank's slice of the global batch (all of it on one process)."""
+        n = self.cfg["batchSize"]
+        return batch if self.world == 1 else batch[self.rank * n:(self.rank + 1) * n]
 
     def loss_of(self, *batch: torch.Tensor) -> torch.Tensor:
         """The training loss of one batch (what compiled.CompiledStep compiles and captures: no host reads; autocast's
@@ -85,7 +94,7 @@ class Task:
             return 0.5 * ((layer.effective_weight() - self.target) ** 2).mean()
         x, y = batch
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg["bf16"]), cache_enabled=False):
-            logits = self.model(x)
+            logits = self.train_model(x)
         return nn.functional.cross_entropy(logits.float(), y)
 
     def loss(self) -> torch.Tensor:
@@ -104,10 +113,10 @@ class Task:
         return {"loss": float(nn.functional.cross_entropy(logits, y)), "metrics": {"accuracy": float((logits.argmax(1) == y).float().mean())}}
 
 
-def build_model(cfg: dict, device: torch.device):
+def build_model(cfg: dict, device: torch.device, shard: tuple = (0, 1)):
     """The task (its model built from the seed, or loaded from a Hugging Face folder for `text`) with SRLoRA applied to
     its targets: (task, layers, rTarget). task.extra_params: what else trains in full (a new classifier head)."""
-    task = TextTask(cfg, device) if cfg["task"]["kind"] == "text" else Task(cfg, device)
+    task = TextTask(cfg, device, shard) if cfg["task"]["kind"] == "text" else Task(cfg, device, shard)
     r_target = cfg["rTarget"] or 4 * cfg["r"]
     layers = apply_srlora(task.model, cfg.get("targets") or task.default_targets, cfg["r"], cfg["alpha"], r_target, cfg["method"],
                           cfg["beta1"], cfg["beta2"], cfg["seed"])

@@ -18,8 +18,9 @@ EVAL_BATCH = 64
 
 
 class TextTask:
-    def __init__(self, cfg: dict, device: torch.device):
+    def __init__(self, cfg: dict, device: torch.device, shard: tuple = (0, 1)):
         self.cfg, self.device = cfg, device
+        self.rank, self.world = shard  # data-parallel: every rank draws the global batch, trains on its slice
         t, m = cfg["task"], cfg.get("model") or {}
         if m.get("kind") != "huggingface":
             raise ValueError(f"task.kind \"text\" needs model.kind \"huggingface\" (a model folder with a tokenizer), got {m.get('kind')!r}")
@@ -33,6 +34,7 @@ class TextTask:
         self.train_enc, self.train_y = self._encode(train, ids, max_len)
         self.eval_enc, self.eval_y = self._encode(ev, ids, max_len)
         self.model.to(device)
+        self.train_model = self.model  # what the training loss runs (a DistributedDataParallel wrapper under torchrun)
         self.gen = torch.Generator().manual_seed(cfg["seed"] + 1)
         self.extra_params: List[nn.Parameter] = []
 
@@ -52,7 +54,8 @@ class TextTask:
     def batch(self) -> tuple:
         """The next training batch for the compiled step (compiled.CompiledStep): (tensors of the tokenizer's keys...,
         labels), padded to task.maxLength so every batch has one shape (a new shape would compile and capture again)."""
-        i = torch.randint(0, len(self.train_y), (self.cfg["batchSize"],), generator=self.gen).tolist()
+        n = self.cfg["batchSize"]
+        i = torch.randint(0, len(self.train_y), (n * self.world,), generator=self.gen).tolist()[self.rank * n:(self.rank + 1) * n]
         feats = [{k: self.train_enc[k][j] for k in self.train_enc.keys()} for j in i]
         b = self.tokenizer.pad(feats, padding="max_length", max_length=self.max_len, return_tensors="pt")
         self._keys = list(b.keys())
@@ -62,17 +65,18 @@ class TextTask:
         """The loss of one batch() (no host reads; autocast's weight cache off, as a CUDA graph needs)."""
         *tensors, y = batch
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg.get("bf16")), cache_enabled=False):
-            logits = self.model(**dict(zip(self._keys, tensors))).logits
+            logits = self.train_model(**dict(zip(self._keys, tensors))).logits
         return nn.functional.cross_entropy(logits.float(), y)
 
-    def _logits(self, batch) -> torch.Tensor:
+    def _logits(self, batch, model=None) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg.get("bf16"))):
-            return self.model(**batch).logits.float()
+            return (model or self.model)(**batch).logits.float()
 
     def loss(self) -> torch.Tensor:
         self.model.train()
-        i = torch.randint(0, len(self.train_y), (self.cfg["batchSize"],), generator=self.gen).tolist()
-        return nn.functional.cross_entropy(self._logits(self._batch(self.train_enc, i)), self.train_y[i].to(self.device))
+        n = self.cfg["batchSize"]
+        i = torch.randint(0, len(self.train_y), (n * self.world,), generator=self.gen).tolist()[self.rank * n:(self.rank + 1) * n]
+        return nn.functional.cross_entropy(self._logits(self._batch(self.train_enc, i), self.train_model), self.train_y[i].to(self.device))
 
     @torch.no_grad()
     def predict(self, enc, n: int) -> torch.Tensor:

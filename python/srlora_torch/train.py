@@ -1,4 +1,5 @@
 """python -m srlora_torch.train [--config FILE] [--steps N] [--runs-dir DIR] [--device auto|cpu|cuda] | --resume RUN_DIR
+torchrun --nproc_per_node=N -m srlora_torch.train …   (data-parallel: DDP over the adapted model, steered in lockstep)
 
 A steerable SRLoRA run the extension can launch through `srlora.trainer.command` (env contract of docs/protocol.md:
 SRLORA_HUB_URL, SRLORA_TOKEN, SRLORA_RUN_DIR), with the built-in trainer's config fields and defaults. Tasks
@@ -24,6 +25,7 @@ from .checkpoint import newest_verified
 from .export import export_run
 from .runconfig import check_files, parse_file
 from .runconfig import validate as validate_config
+from .distributed import Lockstep, world_from_env
 from .session import Session, device_label, log
 from .optim import SlotAdam
 from .tasks import base_weights, build_model, restore
@@ -93,19 +95,31 @@ def eager_step(task, opt: torch.optim.Optimizer, ctl: SRLoRAController) -> torch
     return loss
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """The configured device; under torchrun a CUDA device is this process's own GPU (LOCAL_RANK)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
 
 
-def build_run(cfg: dict, run_dir: str, device: torch.device, env: Optional[Dict[str, str]] = None) -> SimpleNamespace:
+def build_run(cfg: dict, run_dir: str, device: torch.device, env: Optional[Dict[str, str]] = None,
+              lockstep: Optional[Lockstep] = None) -> SimpleNamespace:
     """The run a config describes, ready to start: its task and model with SRLoRA applied, optimiser, controller and
     Session (checkpoints with everything a resume needs, the export when it finishes). main() drives it; so does the
-    steering vectors' runner (python/tests/test_steering_vectors.py), step by step."""
+    steering vectors' runner (python/tests/test_steering_vectors.py), step by step. With lockstep (one rank of a
+    torchrun launch) the model trains under DistributedDataParallel on this rank's slice of each global batch, and
+    only rank 0 evaluates, checkpoints and exports."""
     torch.manual_seed(cfg["seed"])
+    shard = (lockstep.rank, lockstep.world) if lockstep else (0, 1)
+    if lockstep and cfg["task"]["kind"] == "matrix":
+        raise SystemExit("task matrix has no data to split across ranks: under torchrun use transformer, digits, tabular or text")
     try:
-        task, layers, r_target = build_model(cfg, device)
+        task, layers, r_target = build_model(cfg, device, shard)
     except (ValueError, OSError) as e:  # a bad model, data file or row: its own message, not a traceback
         raise SystemExit(f"{run_dir}: {e}") from None
     extra = list(getattr(task, "extra_params", []))
@@ -119,11 +133,18 @@ def build_run(cfg: dict, run_dir: str, device: torch.device, env: Optional[Dict[
                     "p": {n: l.p for n, l in layers.items()}, "data": task.gen.get_state(), "settings": dict(session.settings),
                     "rule": {"fusionThreshold": ctl.fusion_threshold, "fusionRatio": ctl.fusion_ratio}}, os.path.join(folder, "state.pt"))
 
-    session = Session(ctl, opt, run_dir, total_steps=cfg["steps"], batch_size=cfg["batchSize"], name=cfg["name"], config=cfg,
-                      device=device_label(device), importance_every=cfg["importanceEvery"], eval_every=cfg["evalEvery"],
-                      checkpoint_every=cfg["checkpointEvery"], evaluate=task.evaluate, save_checkpoint=save_checkpoint,
-                      on_finish=lambda: export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"],
-                                                   export_hf=getattr(task, "export_hf", None)), env=env)
+    main_rank = lockstep is None or lockstep.is_main
+    world = lockstep.world if lockstep else 1
+    if lockstep:
+        task.train_model = lockstep.wrap(task.model, device)  # rank 0's weights everywhere, gradients all-reduced
+    session = Session(ctl, opt, run_dir, total_steps=cfg["steps"], batch_size=cfg["batchSize"] * world, name=cfg["name"],
+                      config={**cfg, **({"globalBatchSize": cfg["batchSize"] * world} if world > 1 else {})},
+                      device=device_label(device) + (f" × {world}" if world > 1 else ""), importance_every=cfg["importanceEvery"],
+                      eval_every=cfg["evalEvery"], checkpoint_every=cfg["checkpointEvery"],
+                      evaluate=task.evaluate if main_rank else None, save_checkpoint=save_checkpoint if main_rank else None,
+                      on_finish=(lambda: export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"],
+                                                    export_hf=getattr(task, "export_hf", None))) if main_rank else None,
+                      env=env, lockstep=lockstep)
     return SimpleNamespace(task=task, layers=layers, opt=opt, ctl=ctl, session=session)
 
 
@@ -148,6 +169,9 @@ def compiled_step(cfg: dict, device: torch.device, task, opt, ctl, session) -> O
     mode = resolve_mode(cfg["compile"], device)
     if mode == "off":
         return None
+    if session.lockstep is not None:
+        say("compile: under torchrun the eager step runs (DDP's gradient all-reduce is not captured in the step's CUDA graph)")
+        return None
     try:
         return CompiledStep(task.loss_of, opt, ctl, mode=mode, log=say)
     except ValueError as e:
@@ -165,6 +189,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-examples", type=int, metavar="N", help="text task: train and evaluate on the first N examples (a quick subset)")
     ap.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint, as configured")
     a = ap.parse_args(argv)
+    rank, world, local_rank = world_from_env()
     if a.resume:
         if a.config or a.steps or a.method:
             raise SystemExit("--resume continues the run as configured; --config, --steps and --method are not allowed with it")
@@ -182,12 +207,25 @@ def main(argv=None) -> int:
         if a.max_examples:
             cfg["task"]["maxExamples"] = a.max_examples
         run_dir = os.environ.get("SRLORA_RUN_DIR") or os.path.join(a.runs_dir, time.strftime("%Y%m%d-%H%M%S") + f"-{cfg['method']}-torch")
+    device = pick_device(cfg["device"], local_rank)
+    lockstep = Lockstep.init(device.type) if world > 1 else None
+    if lockstep:  # rank 0's choices for every rank: the run folder (named by its clock), the checkpoint to resume from
+        run_dir, ckpt = lockstep.agree((run_dir, ckpt if a.resume else None))
+    if not a.resume and rank == 0:
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as f:
             json.dump(cfg, f, indent=2, allow_nan=False)
-    device = pick_device(cfg["device"])
-    run = build_run(cfg, run_dir, device)
-    log(f"{cfg['method']} run {'resumed' if a.resume else 'started'}: {os.path.abspath(run_dir)} (watch it: srlora serve --runs-dir {os.path.dirname(os.path.abspath(run_dir))})")
+    if lockstep:
+        lockstep.barrier()  # the run folder exists before any rank opens it
+    try:
+        run = build_run(cfg, run_dir, device, lockstep=lockstep)
+    except SystemExit as e:
+        if lockstep:
+            lockstep.report(str(e.code))
+        raise
+    if rank == 0:
+        log(f"{cfg['method']} run {'resumed' if a.resume else 'started'}{f' on {world} ranks' if world > 1 else ''}: {os.path.abspath(run_dir)} "
+            f"(watch it: srlora serve --runs-dir {os.path.dirname(os.path.abspath(run_dir))})")
     task, ctl, session = run.task, run.ctl, run.session
     opt = run.opt
     if a.resume:
@@ -204,10 +242,13 @@ def main(argv=None) -> int:
             else:
                 loss = eager_step(task, opt, ctl)
             ctl.after_step()
-            session.after_step(loss)
+            session.after_step(lockstep.mean(loss) if lockstep else loss)  # the global batch's loss, on every rank
     except Exception as e:  # noqa: BLE001 - reported as the run's failure
         error = e
-    return 1 if session.finish(error) == "failed" else 0  # finished, stopped, interrupted: a clean, recorded end
+    outcome = session.finish(error)
+    if lockstep:
+        lockstep.close()
+    return 1 if outcome == "failed" else 0  # finished, stopped, interrupted: a clean, recorded end
 
 
 if __name__ == "__main__":

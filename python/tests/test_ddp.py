@@ -1,0 +1,212 @@
+"""Issue 17: `torchrun --nproc_per_node=2 -m srlora_torch.train` on the CPU (gloo), steered in lockstep.
+
+Each test launches the project's torch's own launcher (python -m torch.distributed.run --standalone) on the tiny
+transformer. Every rank writes its own digest of every adapted layer (sha256 of W, A, B, directions, ages) at each
+check point — after every command and every recomposition — to SRLORA_DDP_AUDIT; the tests compare the ranks' files
+line by line, independently of the trainer's own cross-rank checksum."""
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import websockets
+
+from conftest import ROOT
+
+TINY = {"task": {"kind": "transformer", "preset": "tiny"}, "seed": 3, "batchSize": 8, "evalEvery": 1000, "r": 2, "rTarget": 8}
+ENV = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python"), "OMP_NUM_THREADS": "1"}
+for k in ("SRLORA_HUB_URL", "SRLORA_TOKEN", "SRLORA_RUN_DIR", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
+    ENV.pop(k, None)
+
+
+def torchrun(*args):
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "srlora_torch.train", *args]
+
+
+def config(tmp_path, **fields):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({**TINY, **fields}))
+    return str(f)
+
+
+def messages(run):
+    return [json.loads(l) for l in open(run / "events.jsonl")]
+
+
+def losses(run):
+    if not (run / "events.jsonl").exists():
+        return {}
+    lines = (run / "events.jsonl").read_text().splitlines()
+    return {r["step"]: r["loss"] for l in lines if l.endswith("}") for m in [json.loads(l)] if m["type"] == "metrics" for r in m["rows"]}
+
+
+def audits(folder):
+    a, b = ([json.loads(l) for l in open(folder / f"rank-{r}.jsonl")] for r in (0, 1))
+    return a, b
+
+
+class SteeringHub:
+    """A stand-in hub that steers step by step: each command is sent once the previous one is acknowledged
+    (applied or rejected) and the run has reached the step the script names."""
+
+    def __init__(self, script):
+        self.script, self.frames, self.done = script, [], threading.Event()
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        assert ready.wait(10)
+
+    def _run(self, ready):
+        asyncio.set_event_loop(self.loop)
+
+        async def serve():
+            async def handler(ws):
+                hello = json.loads(await ws.recv())
+                env = {"v": 1, "runId": hello["runId"], "time": 0}
+                await ws.send(json.dumps({**env, "type": "welcome", "seq": 1, "protocol": {"major": 1, "minor": 1}, "received": 0}))
+                i, step, waiting = 0, 0, None
+                async for raw in ws:
+                    m = json.loads(raw)
+                    self.frames.append(m)
+                    await ws.send(json.dumps({**env, "type": "received", "seq": 2, "received": m["seq"]}))
+                    if m["type"] == "metrics":
+                        step = m["rows"][-1]["step"]
+                    if m["type"] == "ack" and m["commandId"] == waiting and m["status"] != "received":
+                        waiting = None
+                    if waiting is None and i < len(self.script) and step >= self.script[i][0]:
+                        waiting = f"c{i}"
+                        await ws.send(json.dumps({**env, "type": "command", "seq": 3 + i, "id": waiting, "command": self.script[i][1]}))
+                        i += 1
+                        if i == len(self.script):
+                            self.done.set()
+
+            async with websockets.serve(handler, "127.0.0.1", 0) as server:
+                self.port = server.sockets[0].getsockname()[1]
+                ready.set()
+                await asyncio.Future()
+
+        self.loop.run_until_complete(serve())
+
+
+def test_a_steered_two_rank_run_stays_identical_on_both_ranks_after_every_command(tmp_path):
+    """pause → τ change → forced recomposition of two layers → checkpoint → resume → stop, each applied after the same
+    step on both ranks (the ack names it; the paused run does not move), the state identical after each."""
+    layers = ["blocks.0.attn.q", "blocks.1.ffn.fc1"]
+    hub = SteeringHub([(3, {"kind": "pause"}), (0, {"kind": "set", "fusionThreshold": 0.9}), (0, {"kind": "recompose", "layers": layers}),
+                       (0, {"kind": "checkpoint"}), (0, {"kind": "resume"}), (0, {"kind": "stop"})])
+    run, audit = tmp_path / "run", tmp_path / "audit"
+    env = {**ENV, "SRLORA_RUN_DIR": str(run), "SRLORA_HUB_URL": f"ws://127.0.0.1:{hub.port}", "SRLORA_TOKEN": "t", "SRLORA_DDP_AUDIT": str(audit)}
+    r = subprocess.run(torchrun("--config", config(tmp_path, steps=400)), env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    msgs = messages(run)
+    hello = msgs[0]
+    assert hello["worldSize"] == 2 and hello["config"]["globalBatchSize"] == 16
+    acks = {m["commandId"]: m for m in msgs if m["type"] == "ack" and m["status"] != "received"}
+    assert [acks[f"c{i}"]["status"] for i in range(6)] == ["applied"] * 6, acks
+    paused_at = acks["c0"]["step"]
+    assert paused_at >= 3
+    assert [acks[f"c{i}"]["step"] for i in range(1, 5)] == [paused_at] * 4, "every command while paused: after the same step"
+    assert acks["c1"]["settings"]["fusionThreshold"] == 0.9
+    stopped_at = acks["c5"]["step"]
+    assert stopped_at >= paused_at
+    states = [(m["state"], m["step"]) for m in msgs if m["type"] == "state"]
+    assert ("paused", paused_at) in states and states[-1] == ("stopped", stopped_at)
+    forced = [m for m in msgs if m["type"] == "recomposition" and m["trigger"] == "forced"]
+    assert len(forced) == 1 and forced[0]["commandId"] == "c2" and [l["name"] for l in forced[0]["layers"]] == layers
+    assert forced[0]["rule"] == {"kind": "threshold", "fusionThreshold": 0.9}
+    assert [m["step"] for m in msgs if m["type"] == "checkpoint"] == [paused_at, stopped_at]
+    # every rank's own record of its state: the same at every check, in the same order
+    a, b = audits(audit)
+    after = [x["after"] for x in a]
+    for i, kind in enumerate(["pause", "set", "recompose", "checkpoint", "resume", "stop"]):
+        assert f"the {kind} command c{i} at step {acks[f'c{i}']['step']}" in after
+    assert f"the forced recomposition at step {paused_at}" in after
+    assert a == b, next((x["after"], {n: (x["layers"][n], y["layers"][n]) for n in x["layers"] if x["layers"][n] != y["layers"][n]})
+                        for x, y in zip(a, b) if x != y)
+    assert len({json.dumps(x["layers"]) for x in a}) > 2, "the digests do change (the check could fail)"
+    assert hub.frames and hub.frames[-1]["type"] == "state", "rank 0 alone streamed to the hub, to the end"
+
+
+def test_interrupted_on_two_ranks_then_resumed_on_two_gives_the_uninterrupted_losses(tmp_path):
+    """SIGTERM to the launcher's process group (as the extension interrupts a run): both ranks stop after the same
+    step, rank 0 checkpoints, `interrupted`; --resume on two ranks continues with the losses of a run never stopped."""
+    cfg = config(tmp_path, steps=40)
+    r = subprocess.run(torchrun("--config", cfg), env={**ENV, "SRLORA_RUN_DIR": str(tmp_path / "a")}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    b = tmp_path / "b"
+    p = subprocess.Popen(torchrun("--config", cfg), env={**ENV, "SRLORA_RUN_DIR": str(b)}, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and max(losses(b), default=0) < 8 and p.poll() is None:
+        time.sleep(0.01)
+    os.killpg(p.pid, signal.SIGTERM)
+    err = p.communicate(timeout=120)[1]
+    msgs = messages(b)
+    stopped = max(losses(b))
+    assert msgs[-1]["type"] == "state" and (msgs[-1]["state"], msgs[-1]["step"]) == ("interrupted", stopped), err[-3000:]
+    assert msgs[-1]["reason"] if "reason" in msgs[-1] else True
+    assert 8 <= stopped < 40
+    r = subprocess.run(torchrun("--resume", str(b)), env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    la, lb = losses(tmp_path / "a"), losses(b)
+    assert sorted(lb) == list(range(1, 41))
+    assert all(la[s] == lb[s] for s in range(stopped + 1, 41)), [(s, la[s], lb[s]) for s in range(stopped + 1, 41) if la[s] != lb[s]][:3]
+    msgs = messages(b)
+    assert sum(m["type"] == "hello" for m in msgs) == 1 and [m["step"] for m in msgs if m["type"] == "rewind"] == [stopped]
+    assert [(m["state"], m["step"]) for m in msgs if m["type"] == "state" and m["state"] in ("interrupted", "finished")] == [("interrupted", stopped), ("finished", 40)]
+    recs = lambda run: [m["step"] for m in messages(run) if m["type"] == "recomposition"]  # noqa: E731
+    assert recs(tmp_path / "a") == recs(b)
+
+
+def test_a_rank_that_dies_fails_the_run_with_its_rank_and_reason(tmp_path):
+    """Rank 1 killed (SIGKILL: it cannot say a word) in the middle of the run: rank 0 records `failed` naming rank 1."""
+    run = tmp_path / "run"
+    p = subprocess.Popen(torchrun("--config", config(tmp_path, steps=100000)), env={**ENV, "SRLORA_RUN_DIR": str(run), "SRLORA_DDP_AUDIT": str(tmp_path / "au")},
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and max(losses(run), default=0) < 5 and p.poll() is None:
+            time.sleep(0.05)
+        pid = json.loads((tmp_path / "au" / "pids.json").read_text())["1"] if (tmp_path / "au" / "pids.json").exists() else None
+        assert pid, "rank 1's pid"
+        os.kill(pid, signal.SIGKILL)
+        err = p.communicate(timeout=120)[1]
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    last = messages(run)[-1]
+    assert last["type"] == "state" and last["state"] == "failed", err[-2000:]
+    assert last["reason"].startswith("rank 1 "), last
+    assert p.returncode != 0
+
+
+def test_sharded_weights_are_refused_with_what_is_supported(tmp_path, monkeypatch):
+    """FSDP / ZeRO-3 (as accelerate launch says it, or as the Trainer's arguments or the model say it): refused before
+    any work and before the run folder exists, naming what is supported."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from srlora_torch import train
+    from srlora_torch.distributed import refuse_sharding
+    for k, v in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "ACCELERATE_USE_FSDP": "true", "SRLORA_RUN_DIR": str(tmp_path / "r")}.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(SystemExit) as e:
+        train.main(["--config", config(tmp_path, steps=5)])
+    assert "FSDP" in str(e.value) and "shards the frozen weights" in str(e.value) and "DistributedDataParallel" in str(e.value)
+    assert not (tmp_path / "r").exists()
+    env = {}
+    with pytest.raises(ValueError, match="ZeRO-3"):
+        refuse_sharding(SimpleNamespace(fsdp="", hf_deepspeed_config=SimpleNamespace(is_zero3=lambda: True)), env=env)
+    with pytest.raises(ValueError, match=r"FSDP \(TrainingArguments.fsdp"):
+        refuse_sharding(SimpleNamespace(fsdp=["full_shard"]), env=env)
+
+    class FullyShardedDataParallel(nn.Module):
+        pass
+    with pytest.raises(ValueError, match="FSDP"):
+        refuse_sharding(model=nn.Sequential(FullyShardedDataParallel()), env=env)
+    refuse_sharding(SimpleNamespace(fsdp="", hf_deepspeed_config=None), nn.Linear(2, 2), env=env)  # DDP or one process: fine
