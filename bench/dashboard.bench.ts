@@ -5,7 +5,7 @@
  * during the live stream and the JS heap after a garbage collection.
  */
 import { join } from 'node:path';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { WebSocket } from 'ws';
 import { chromium } from 'playwright-core';
@@ -28,7 +28,12 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => ws.once('open', () => r()));
   let seq = 0;
   const env = (type: string) => ({ v: 1, type, runId: RUN, seq: ++seq, time: Date.now() });
-  const send = (m: object) => new Promise<void>((r) => ws.send(JSON.stringify(m), () => r()));
+  // As a real trainer: each message goes to the run's record (events.jsonl) first, then to the socket. The hub
+  // holds at most 64 MiB of socket messages ahead of the record and leaves the rest for the file to bring; a
+  // trainer that wrote no record (this bench before) left every viewer's snapshot stopped at ~376,000 steps.
+  mkdirSync(join(dir, RUN), { recursive: true });
+  const fd = openSync(join(dir, RUN, 'events.jsonl'), 'a');
+  const send = (m: object) => { const line = JSON.stringify(m); writeSync(fd, line + '\n'); return new Promise<void>((r) => ws.send(line, () => r())); };
   await send({
     ...env('hello'), protocol: { major: 1, minor: 1 }, name: 'dashboard bench', method: 'srlora', backend: { name: 'synthetic', device: 'none' },
     totalSteps: TOTAL_STEPS * 2, config: { r: SLOTS, rTarget: 4 * SLOTS, fusionRatio: 0.5, importanceEvery: 10, evalEvery: 1000, learningRate: 1e-3, fusionThreshold: null, minSlotAge: 10 },
@@ -59,11 +64,23 @@ async function main(): Promise<void> {
   page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.error(`page ${m.type()}: ${m.text().slice(0, 300)}`); });
   await page.goto(`${hub.httpOrigin}/?token=${hub.viewerToken}&run=${RUN}`);
+  // Snapshots the page is sent (a first part each): one on load; more means it fell behind and was dropped to a
+  // fresh snapshot (the hub's drop-to-snapshot), which at 1,000,000 steps costs a whole reload.
+  let snapshots = 0, subscribes = 0;
+  page.on('websocket', (w) => {
+    w.on('framereceived', (f) => { const t = String(f.payload).slice(0, 200); if (t.includes('"type":"snapshot"') && !t.includes('"continued":true')) snapshots++; });
+    w.on('framesent', (f) => { if (String(f.payload).includes('"type":"subscribe"')) subscribes++; });
+  });
   await page.goto(`${hub.httpOrigin}/?run=${RUN}&profile`); // the token is a cookie now; profile: per-view timings
   const loadStart = Date.now();
-  await page.waitForFunction((n) => new RegExp(`step ${n}/`).test(document.querySelector('.facts')?.textContent ?? ''), TOTAL_STEPS, { timeout: 600_000 });
+  // Progress while it loads (a load that stalls says where: the steps the page holds, the parts still arriving).
+  const progress = setInterval(() => {
+    void page.evaluate("document.querySelector('.facts')?.textContent ?? ''").then((t) => console.log(`  ${((Date.now() - loadStart) / 1000).toFixed(0)} s: ${String(t).slice(0, 120)}`), () => {});
+  }, 10_000);
+  await page.waitForFunction((n) => new RegExp(`step ${n}/`).test(document.querySelector('.facts')?.textContent ?? ''), TOTAL_STEPS, { timeout: 600_000 }).finally(() => clearInterval(progress));
   const loadSeconds = (Date.now() - loadStart) / 1000;
-  console.log(`the page loaded the snapshot in ${loadSeconds.toFixed(1)} s`);
+  console.log(`the page loaded the snapshot in ${loadSeconds.toFixed(1)} s (${subscribes} subscribe, ${snapshots} snapshot sent)`);
+  const snapshotsAtLoad = snapshots;
   console.log('the page holds the 1,000,000 steps; streaming live for', LIVE_SECONDS, 's');
   // A string, not a function: tsx would wrap a function with helpers that do not exist in the page.
   await page.evaluate(`(() => {
@@ -86,6 +103,7 @@ async function main(): Promise<void> {
     perView[name] = { renders: t.length, meanMs: +(t.reduce((a, b) => a + b, 0) / t.length).toFixed(2), p95Ms: +percentile(t, 95).toFixed(2) };
   }
   console.log('render time per view:', JSON.stringify(perView));
+  console.log(`snapshots during the live stream: ${snapshots - snapshotsAtLoad}`);
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('HeapProfiler.collectGarbage');
   await cdp.send('Performance.enable');
@@ -96,6 +114,7 @@ async function main(): Promise<void> {
   console.log(`frames ${frames.length}: p50 ${p50.toFixed(1)} ms, p95 ${p95.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms; JS heap ${heapMB.toFixed(1)} MB`);
   await browser.close();
   ws.close();
+  closeSync(fd);
   await hub.close();
   rmSync(dir, { recursive: true, force: true });
   writeResult('dashboard', {

@@ -4,9 +4,42 @@
  * view with this one reducer, and show the same state. The model is plain JSON (minus latestImportance), so a
  * run-folder summary can cache it with the byte offset it was folded to.
  */
-import type { ExitInfo, FusionRule, LayerImportance, LayerInfo, Method, RunStateName, Settings, TrainerMessage } from '../protocol/messages';
+import type { CommandBody, ExitInfo, FusionRule, Hello, LayerImportance, LayerInfo, Method, Recomposition, RunStateName, Settings, TrainerMessage } from '../protocol/messages';
 
 export interface LayerUsage extends LayerInfo { p: number }
+
+export type FusionSelect = NonNullable<NonNullable<Hello['srlora']>['fusionSelect']>;
+export type ReinitOptimizer = NonNullable<NonNullable<Hello['srlora']>['reinitOptimizer']>;
+export type CommandKind = CommandBody['kind'];
+
+/**
+ * What one recomposition fused in one layer (only layers where it fused something), derived from the recomposition
+ * events alone: which directions the fused pairs held, when each was installed (step 0 for the starting directions,
+ * else the recomposition that re-initialised its slot onto it) and so its age in steps when fused.
+ */
+export interface Fusion {
+  step: number;
+  trigger: Recomposition['trigger'];
+  layer: string;
+  slots: number[];
+  /** Direction index each fused pair held (the event's oldDirections). */
+  directions: number[];
+  /** Directions the slots took (newDirections), so later fusions can tell when a pair was installed. */
+  newDirections: number[];
+  /** Step at which each fused pair was installed on its direction (0: a starting direction). */
+  installedAt: number[];
+  /** Age of each fused pair in steps when fused (steps since its slot's last (re)initialisation). */
+  ages: number[];
+  /** Step of this layer's previous recomposition that fused something (null: none before). */
+  previousStep: number | null;
+  /** Fused pairs that had been re-initialised by that previous recomposition (the "freshest pairs fused again"). */
+  fresh: number;
+}
+
+/** Fusions kept per run (the newest): every view of them needs only recent history and counts. */
+export const MAX_FUSIONS = 5000;
+/** Command kinds remembered per run (by command id), newest. */
+const MAX_COMMANDS = 256;
 
 export interface RunModel {
   runId: string;
@@ -25,6 +58,8 @@ export interface RunModel {
   examplesPerSec: number | null;
   evalLoss: number | null;
   evalAccuracy: number | null;
+  /** The step of the eval that evalLoss/evalAccuracy come from (they go stale as the run moves on). */
+  evalStep: number | null;
   layers: LayerUsage[];
   config: Record<string, unknown>;
   settings: Settings | null;
@@ -35,6 +70,21 @@ export interface RunModel {
   schedule: number[] | null;
   minSlotAge: number | null;
   startRule: FusionRule | null;
+  /** Which eligible pairs fuse, and the fused slots' Adam state (hello.srlora; older trainers: the paper's rule, zero-moments). */
+  fusionSelect: FusionSelect | null;
+  reinitOptimizer: ReinitOptimizer | null;
+  /** What each recomposition fused, per layer (oldest dropped past MAX_FUSIONS; a rewind drops later ones). */
+  fusions: Fusion[];
+  /**
+   * The kind of each command the log shows (an ack names only its id): told by what the trainer did right after
+   * applying it (a state paused/running/stopping, a checkpoint, a recomposition with its id, the settings of a set)
+   * or by a rejection's reason. Newest MAX_COMMANDS.
+   */
+  commandKinds: Record<string, CommandKind>;
+  /** The last applied ack not yet attributed (its kind shows in the message that follows it). */
+  pendingAck: { commandId: string; seq: number; step: number | null } | null;
+  /** Seq of the latest checkpoint message (a checkpoint command's ack follows it). */
+  lastCheckpointSeq?: number;
   /** Steps whose gradients were not finite (skipped by the update and the importance EMAs). */
   nonFiniteSteps: number;
   /** Times the run was resumed from a checkpoint. */
@@ -51,15 +101,66 @@ export interface RunModel {
 export function emptyRun(runId: string): RunModel {
   return {
     runId, name: runId, method: null, backend: '', pytorch: false, state: 'starting', stateReason: null, exit: null, step: 0, totalSteps: null,
-    loss: null, examplesPerSec: null, evalLoss: null, evalAccuracy: null, layers: [], config: {}, settings: null, recompositions: 0,
-    recompositionSteps: [], schedule: null, minSlotAge: null, startRule: null, nonFiniteSteps: 0, rewinds: 0, worldSize: 1,
+    loss: null, examplesPerSec: null, evalLoss: null, evalAccuracy: null, evalStep: null, layers: [], config: {}, settings: null, recompositions: 0,
+    recompositionSteps: [], schedule: null, minSlotAge: null, startRule: null, fusionSelect: null, reinitOptimizer: null, fusions: [],
+    commandKinds: {}, pendingAck: null, nonFiniteSteps: 0, rewinds: 0, worldSize: 1,
     lastCheckpoint: null, lastSeq: 0, startedAt: null, updatedAt: null, latestImportance: null,
   };
+}
+
+/** The rejection reasons both trainers write, and the command kind each belongs to. */
+const REJECTED: [RegExp, CommandKind][] = [
+  [/^the run is already paused/, 'pause'], [/^the run is not paused/, 'resume'], [/^fusionThreshold and fusionRatio need|^no optimizer yet/, 'set'],
+  [/^recomposition needs|^not adapted/, 'recompose'], [/checkpoint writer/, 'checkpoint'],
+];
+
+function noteCommand(m: RunModel, id: string, kind: CommandKind): void {
+  m.commandKinds[id] = kind;
+  const ids = Object.keys(m.commandKinds);
+  if (ids.length > MAX_COMMANDS) delete m.commandKinds[ids[0]];
+}
+
+/** The fusions of one recomposition event, per layer that fused something (see Fusion). */
+function foldFusions(m: RunModel, msg: Recomposition): void {
+  for (const l of msg.layers) {
+    if (l.slots.length === 0) continue;
+    let previous: Fusion | undefined;
+    for (let i = m.fusions.length - 1; i >= 0 && !previous; i--) if (m.fusions[i].layer === l.name) previous = m.fusions[i];
+    const installedAt = l.oldDirections.map((d) => {
+      for (let i = m.fusions.length - 1; i >= 0; i--) {
+        const f = m.fusions[i];
+        if (f.layer === l.name && f.newDirections.includes(d)) return f.step;
+      }
+      return 0;
+    });
+    // A trainer that states the ages (a later protocol addition) is believed; else they follow from the directions.
+    const stated = (l as { ages?: unknown }).ages;
+    const ages = Array.isArray(stated) && stated.length === l.slots.length && stated.every((a) => typeof a === 'number')
+      ? stated as number[] : installedAt.map((s) => msg.step - s);
+    const previousStep = previous?.step ?? null;
+    m.fusions.push({
+      step: msg.step, trigger: msg.trigger, layer: l.name, slots: l.slots, directions: l.oldDirections, newDirections: l.newDirections,
+      installedAt, ages, previousStep, fresh: previousStep === null ? 0 : installedAt.filter((s) => s === previousStep).length,
+    });
+  }
+  if (m.fusions.length > MAX_FUSIONS) m.fusions.splice(0, m.fusions.length - MAX_FUSIONS);
 }
 
 /** Applies one message in place; returns the model for chaining. Messages at or below lastSeq are ignored. */
 export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
   if (msg.seq <= m.lastSeq) return m;
+  // A model cached by an older version (summary.json) lacks the newer fields.
+  m.fusions ??= [];
+  m.commandKinds ??= {};
+  m.pendingAck ??= null;
+  m.evalStep ??= null;
+  m.fusionSelect ??= null;
+  m.reinitOptimizer ??= null;
+  const pending = m.pendingAck;
+  if (pending && msg.seq === pending.seq + 1 && msg.type === 'state' && (msg.state === 'paused' || msg.state === 'running')) {
+    noteCommand(m, pending.commandId, msg.state === 'paused' ? 'pause' : 'resume');
+    m.pendingAck = null;
+  }
   m.lastSeq = msg.seq;
   m.startedAt ??= msg.time;
   m.updatedAt = msg.time;
@@ -75,6 +176,8 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       m.schedule = msg.srlora?.schedule ?? null;
       m.minSlotAge = msg.srlora?.minSlotAge ?? null;
       m.startRule = msg.srlora?.rule ?? null;
+      m.fusionSelect = msg.srlora ? msg.srlora.fusionSelect ?? 'least-important' : null;
+      m.reinitOptimizer = msg.srlora ? msg.srlora.reinitOptimizer ?? 'zero-moments' : null;
       m.worldSize = msg.worldSize ?? 1;
       const c = msg.config as Partial<Settings> & { fusionThreshold?: number | null };
       if (typeof c.fusionRatio === 'number' && typeof c.importanceEvery === 'number' && typeof c.evalEvery === 'number') {
@@ -102,6 +205,8 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       }
       break;
     case 'recomposition':
+      if (msg.commandId) noteCommand(m, msg.commandId, 'recompose');
+      foldFusions(m, msg);
       m.recompositionSteps.push(msg.step);
       m.recompositions = m.recompositionSteps.length;
       for (const l of msg.layers) {
@@ -112,8 +217,13 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
     case 'eval':
       m.evalLoss = msg.loss;
       m.evalAccuracy = msg.metrics.accuracy ?? null;
+      m.evalStep = msg.step;
       break;
     case 'state':
+      if (msg.state === 'stopping' && msg.reason === 'stopped by the user' && m.pendingAck) {
+        noteCommand(m, m.pendingAck.commandId, 'stop');
+        m.pendingAck = null;
+      }
       m.state = msg.state;
       m.stateReason = msg.reason ?? null;
       m.exit = msg.exit ?? (isActive(msg.state) ? null : m.exit);
@@ -125,13 +235,24 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       m.step = msg.step;
       m.recompositionSteps = m.recompositionSteps.filter((s) => s <= msg.step);
       m.recompositions = m.recompositionSteps.length;
+      m.fusions = m.fusions.filter((f) => f.step <= msg.step);
+      if (m.evalStep !== null && m.evalStep > msg.step) { m.evalLoss = null; m.evalAccuracy = null; m.evalStep = null; } // that eval was superseded
+      m.pendingAck = null;
       m.exit = null;
       break;
     case 'ack':
-      if (msg.status === 'applied' && msg.settings) m.settings = msg.settings;
+      if (msg.status === 'applied') {
+        if (msg.settings) { m.settings = msg.settings; noteCommand(m, msg.commandId, 'set'); }
+        else if (m.lastCheckpointSeq === msg.seq - 1) noteCommand(m, msg.commandId, 'checkpoint');
+        else if (!(msg.commandId in m.commandKinds)) m.pendingAck = { commandId: msg.commandId, seq: msg.seq, step: msg.step };
+      } else if (msg.status === 'rejected') {
+        const hit = REJECTED.find(([re]) => re.test(msg.reason ?? ''));
+        if (hit) noteCommand(m, msg.commandId, hit[1]);
+      }
       break;
     case 'checkpoint':
       m.lastCheckpoint = msg.path;
+      m.lastCheckpointSeq = msg.seq;
       break;
     case 'log':
       break;

@@ -5,12 +5,30 @@
  * settings, a forced recomposition). A recomposition that fused nothing says so instead of a green "applied".
  */
 import type { Ack } from '../../src/protocol/messages';
+import type { CommandKind } from '../../src/viewmodel/runModel';
 import type { Store } from '../store';
 import type { RunData } from '../runData';
 import { h } from '../dom';
 import type { Panel } from './panel';
 
 const MAX_SHOWN = 30;
+
+const KIND_LABEL: Record<CommandKind, string> = { pause: 'Pause', resume: 'Resume', stop: 'Stop', checkpoint: 'Checkpoint', set: 'Set', recompose: 'Recompose' };
+
+/**
+ * A command's name in the list: the label this page gave it when it sent it, else what the log shows (an applied
+ * set's settings, a forced recomposition's layers, the kind the one reducer told from what followed the ack), so a
+ * reload, the palette's and the Runs view's commands read "Pause — applied at step 40", not an id.
+ */
+export function commandLabel(r: RunData, id: string, acks: Ack[], own?: string): string {
+  if (own) return own;
+  const settings = acks.find((a) => a.settings)?.settings;
+  if (settings) return `Set ${settings.fusionThreshold === null ? 'τ off' : `τ = ${settings.fusionThreshold}`}, γ = ${settings.fusionRatio}`;
+  const rec = r.recompositions.find((e) => e.commandId === id);
+  if (rec) return rec.layers.length === r.model.layers.length ? 'Recompose all layers' : `Recompose ${rec.layers.map((l) => l.name).join(', ')}`;
+  const kind = r.model.commandKinds[id];
+  return kind ? KIND_LABEL[kind] : `Command ${id}`;
+}
 
 export class CommandsPanel implements Panel {
   readonly element = h('div', {}, h('h2', {}, 'Commands'), h('ul', { class: 'commands', 'aria-live': 'polite', 'aria-label': 'Commands sent to the run' }));
@@ -19,15 +37,7 @@ export class CommandsPanel implements Panel {
 
   constructor(private readonly store: Store) {}
 
-  private label(r: RunData, id: string, acks: Ack[]): string {
-    const own = this.store.sentLabels.get(id);
-    if (own) return own;
-    const settings = acks.find((a) => a.settings)?.settings;
-    if (settings) return `Set ${settings.fusionThreshold === null ? 'τ off' : `τ = ${settings.fusionThreshold}`}, γ = ${settings.fusionRatio}`;
-    const rec = r.recompositions.find((e) => e.commandId === id);
-    if (rec) return rec.layers.length === r.model.layers.length ? 'Recompose all layers' : `Recompose ${rec.layers.map((l) => l.name).join(', ')}`;
-    return `Command ${id}`;
-  }
+  private label(r: RunData, id: string, acks: Ack[]): string { return commandLabel(r, id, acks, this.store.sentLabels.get(id)); }
 
   private status(r: RunData, id: string, acks: Ack[]): { text: string; cls: string } {
     const last = acks[acks.length - 1];

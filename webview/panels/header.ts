@@ -29,6 +29,51 @@ export function ruleContext(r: RunData): { schedule: number[] | null; minSlotAge
   return { schedule: m.schedule, minSlotAge: m.settings?.minSlotAge ?? m.minSlotAge ?? configured };
 }
 
+/** "1 recomposition", "2 recompositions". */
+export const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+
+/**
+ * The latest eval, with the step it was measured at; "N steps old" once a newer eval was due (a run whose evals
+ * stopped, or one that ended long after its last eval): a number from step 100 must not read as today's.
+ */
+export function evalFact(m: RunData['model']): string | null {
+  if (m.evalStep === null || (m.evalAccuracy === null && m.evalLoss === null)) return null;
+  const what = m.evalAccuracy !== null ? `eval acc ${(100 * m.evalAccuracy).toFixed(1)} %` : `eval loss ${formatNumber(m.evalLoss)}`;
+  const every = m.settings?.evalEvery ?? (typeof m.config.evalEvery === 'number' ? m.config.evalEvery : null);
+  const age = m.step - m.evalStep;
+  const stale = age > 0 && (every === null || age >= every);
+  return `${what} at step ${m.evalStep}${stale ? ` (stale: ${plural(age, 'step')} old)` : ''}`;
+}
+
+/** The header's facts line of one run (what the run states; nothing live about a run that is not running). */
+export function runFacts(r: RunData): string {
+  const m = r.model;
+  const running = m.state === 'running';
+  const eta = r.etaSeconds();
+  const { minSlotAge } = ruleContext(r);
+  const srlora = m.method === 'srlora';
+  return [
+    m.method ?? '?', m.backend || '?', `step ${m.step}/${m.totalSteps ?? '?'}`, running && eta !== null ? `ETA ${formatDuration(eta)}` : null,
+    running && m.examplesPerSec ? `${Math.round(m.examplesPerSec)} ex/s` : null, `loss ${formatNumber(m.loss)}`,
+    evalFact(m),
+    srlora ? plural(fusingRecompositions(r), 'recomposition') : null,
+    srlora ? (minSlotAge !== null ? `min slot age ${minSlotAge}` : 'min slot age unknown') : null,
+    m.nonFiniteSteps ? `${plural(m.nonFiniteSteps, 'step')} skipped (non-finite gradients)` : null,
+    m.rewinds ? `resumed ${m.rewinds}×` : null,
+    m.stateReason ? `(${m.stateReason})` : null,
+  ].filter(Boolean).join(' · ');
+}
+
+/**
+ * The Stop confirmation, naming what this user can do to continue the run later: VS Code's Continue Run command in
+ * VS Code; in the browser page (no commands there) the command line that resumes it from its checkpoint.
+ */
+export function stopQuestion(r: RunData, host: 'vscode' | 'browser'): string {
+  const later = host === 'vscode' ? 'to continue it later, use "SRLoRA: Continue Run from Checkpoint" (the Runs view)'
+    : `to continue it later, run ${r.model.pytorch ? 'python -m srlora_torch.train' : 'srlora train'} --resume <runs folder>/${r.runId} in a terminal`;
+  return `Stop the run? It saves a checkpoint and ends as stopped; ${later}.`;
+}
+
 export class Header implements Panel {
   readonly element: HTMLElement;
   private readonly name = h('h1', { class: 'run-name' }, 'SRLoRA');
@@ -37,7 +82,8 @@ export class Header implements Panel {
   private readonly conn = h('span', { class: 'conn' });
   private readonly runSelect = h('vscode-single-select', { 'aria-label': 'Run', class: 'run-select' }) as Field;
   private readonly comparePicker = h('details', { class: 'compare-picker' });
-  private readonly pause = button('Pause', 'Pause or resume the run', () => this.onPause(), false);
+  private readonly pause = button('Pause', 'Pause the run', () => this.onPause(), false);
+  private readonly confirmText = h('span', {});
   private readonly recompose = button('Recompose now', 'Recompose all layers now', () => this.store.command('Recompose all layers', { kind: 'recompose' }));
   private readonly recomposeSel = button('Recompose selected', 'Recompose the selected layers now', () => this.onRecomposeSelected());
   private readonly checkpoint = button('Checkpoint', 'Save a checkpoint now', () => this.store.command('Checkpoint', { kind: 'checkpoint' }));
@@ -49,7 +95,7 @@ export class Header implements Panel {
   constructor(private readonly store: Store) {
     const browser = store.host.kind === 'browser';
     this.confirmBar.append(
-      h('span', {}, 'Stop the run? It saves a checkpoint and ends; Continue Run resumes it later.'),
+      this.confirmText,
       button('Stop the run', 'Confirm: stop the run', () => this.doStop(), false), button('Cancel', 'Cancel stopping', () => { this.confirmBar.hidden = true; }),
       ...(browser ? [this.dontAsk] : []),
     );
@@ -59,7 +105,14 @@ export class Header implements Panel {
       h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Run controls' }, this.pause, this.recompose, this.recomposeSel, this.checkpoint, this.stop),
       this.confirmBar);
     this.runSelect.addEventListener('change', () => { if (this.runSelect.value && this.runSelect.value !== store.focus[0]) store.setFocus([this.runSelect.value]); });
-    store.host.onStatus((ok, detail) => { text(this.conn, ok ? '' : `● ${detail}`); if (ok && browser) store.subscribe(); });
+    // Subscribe again only after a lost connection: the page's first subscribe is queued until the socket opens, and
+    // a second one there made the hub send every run's whole snapshot twice (at 1,000,000 steps: a second full load).
+    let lost = false;
+    store.host.onStatus((ok, detail) => {
+      text(this.conn, ok ? '' : `● ${detail}`);
+      if (!ok) lost = true;
+      else if (lost && browser) { lost = false; store.subscribe(); }
+    });
   }
 
   private onPause(): void {
@@ -74,6 +127,8 @@ export class Header implements Panel {
 
   private onStop(): void {
     if (!this.store.confirmStop) { this.doStop(); return; }
+    const r = this.store.current();
+    if (r) text(this.confirmText, stopQuestion(r, this.store.host.kind));
     this.confirmBar.hidden = false;
     (this.confirmBar.querySelector('vscode-button') as HTMLElement | null)?.focus();
   }
@@ -101,23 +156,15 @@ export class Header implements Panel {
     text(this.name, compare ? `Compare: ${store.focused().map(runName).join(' · ')}` : runName(r));
     text(this.badge, compare ? `${store.focus.length} runs` : m.state);
     this.badge.className = compare ? 'badge' : `badge state-${m.state}`;
-    const running = m.state === 'running';
-    const eta = r.etaSeconds();
-    const { minSlotAge } = ruleContext(r);
+    text(this.facts, compare ? 'The table below compares the runs; every chart overlays them (one colour per run).' : runFacts(r));
     const srlora = m.method === 'srlora';
-    text(this.facts, compare ? 'The table below compares the runs; every chart overlays them (one colour per run).' : [
-      m.method ?? '?', m.backend || '?', `step ${m.step}/${m.totalSteps ?? '?'}`, running && eta !== null ? `ETA ${formatDuration(eta)}` : null,
-      running && m.examplesPerSec ? `${Math.round(m.examplesPerSec)} ex/s` : null, `loss ${formatNumber(m.loss)}`,
-      m.evalAccuracy !== null ? `eval acc ${(100 * m.evalAccuracy).toFixed(1)} %` : null,
-      srlora ? `${fusingRecompositions(r)} recompositions` : null,
-      srlora ? (minSlotAge !== null ? `min slot age ${minSlotAge}` : 'min slot age unknown') : null,
-      m.nonFiniteSteps ? `${m.nonFiniteSteps} steps skipped (non-finite gradients)` : null,
-      m.rewinds ? `resumed ${m.rewinds}×` : null,
-      m.stateReason ? `(${m.stateReason})` : null,
-    ].filter(Boolean).join(' · '));
     const active = steerable(r) && !compare;
     const sel = store.selectedLayers.size;
-    text(this.pause, m.state === 'paused' ? 'Resume' : 'Pause');
+    // The button says what it will do (its label and its accessible name follow the run's state).
+    const paused = m.state === 'paused';
+    text(this.pause, paused ? 'Resume' : 'Pause');
+    const pauseName = paused ? 'Resume the run' : 'Pause the run';
+    if (this.pause.getAttribute('aria-label') !== pauseName) { this.pause.setAttribute('aria-label', pauseName); this.pause.setAttribute('title', pauseName); }
     this.pause.disabled = !active;
     this.recompose.disabled = !active || !srlora;
     this.recomposeSel.disabled = !active || !srlora || sel === 0;

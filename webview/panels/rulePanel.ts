@@ -6,7 +6,13 @@
  */
 import type { Store } from '../store';
 import type { RunData } from '../runData';
-import { selectSlots } from '../../src/srlora/rule';
+import { selectionKey, selectSlots } from '../../src/srlora/rule';
+import type { FusionSelect } from '../../src/viewmodel/runModel';
+
+/** What each fusionSelect fuses first, in words (the rule panel's labels and preview). */
+export const SELECT_WORDS: Record<FusionSelect, string> = {
+  'least-important': 'least important', 'most-important': 'most important (an ablation)', oldest: 'oldest (an ablation)', random: 'random, seeded (an ablation)',
+};
 import { parseRatio, parseThreshold } from '../../src/srlora/commandInput';
 import { h, text } from '../dom';
 import { button, section, type Btn, type Check, type Field, type Panel } from './panel';
@@ -14,11 +20,17 @@ import { ruleContext, steerable } from './header';
 
 interface Draft { mode: 'ratio' | 'threshold'; tau: number; gamma: number; tauText: string; gammaText: string; error: string | null }
 
+/** The ratio rule's label under the trainer's fusionSelect. */
+export function ratioLabel(select: FusionSelect): string {
+  return select === 'least-important' ? 'τ off — the paper\'s rule: the ⌈γ·r⌉ least important pairs' : `τ off — the ⌈γ·r⌉ ${SELECT_WORDS[select]} eligible pairs`;
+}
+
 export class RulePanel implements Panel {
   readonly element: HTMLElement;
   /** The rule being edited (null = not editing: the rule in force is shown). */
   draft: Draft | null = null;
-  private readonly ruleRatio = h('vscode-radio', { name: 'rule', value: 'ratio', label: 'off — the paper\'s rule: the ⌈γ·r⌉ least important pairs' }) as Check;
+  private readonly ruleRatio = h('vscode-radio', { name: 'rule', value: 'ratio', label: ratioLabel('least-important') }) as Check;
+  private readonly selection = h('p', { class: 'muted' });
   private readonly ruleThreshold = h('vscode-radio', { name: 'rule', value: 'threshold', label: 'threshold τ — every eligible pair with ŝ < τ' }) as Check;
   private readonly tauSlider = h('input', { type: 'range', min: '0', max: '3', step: '0.01', 'aria-label': 'Fusion threshold τ', class: 'slider' }) as HTMLInputElement;
   private readonly tauField = h('vscode-textfield', { 'aria-label': 'Fusion threshold τ value', class: 'num', inputmode: 'decimal' }) as Field;
@@ -34,7 +46,7 @@ export class RulePanel implements Panel {
   constructor(private readonly store: Store, commands: HTMLElement) {
     this.element = section('Fusion rule', h('vscode-radio-group', { variant: 'vertical', 'aria-label': 'Fusion rule' }, this.ruleRatio, this.ruleThreshold),
       h('div', { class: 'row' }, h('label', {}, 'τ ', this.tauSlider), this.tauField, h('label', {}, 'γ ', this.gammaField)),
-      this.error, this.preview, h('div', { class: 'row' }, this.apply, this.revert), this.inForce, commands);
+      this.selection, this.error, this.preview, h('div', { class: 'row' }, this.apply, this.revert), this.inForce, commands);
     this.ruleRatio.addEventListener('change', () => { if (this.ruleRatio.checked) this.edit({ mode: 'ratio' }); });
     this.ruleThreshold.addEventListener('change', () => { if (this.ruleThreshold.checked) this.edit({ mode: 'threshold' }); });
     this.tauSlider.addEventListener('input', () => this.edit({ mode: 'threshold', tauText: this.tauSlider.value }));
@@ -80,7 +92,7 @@ export class RulePanel implements Panel {
   /** The §3 selection for every layer under the rule shown, at the latest snapshot (empty when not steerable). */
   marks(r: RunData): Map<string, number[]> {
     // Cached: the header and the heatmap ask on every change; the selection only changes with these.
-    const key = `${r.runId}:${r.resets}:${r.latestImportance?.step}:${JSON.stringify(this.draft)}:${JSON.stringify(r.model.settings)}:${r.model.state}:${this.store.focus.length}`;
+    const key = `${r.runId}:${r.resets}:${r.latestImportance?.step}:${JSON.stringify(this.draft)}:${JSON.stringify(r.model.settings)}:${r.model.state}:${this.store.focus.length}:${r.model.fusionSelect}:${r.model.fusionSelect === 'random' ? r.model.step : ''}`;
     if (this.marksCache?.key === key) return this.marksCache.marks;
     const marks = this.computeMarks(r);
     this.marksCache = { key, marks };
@@ -93,7 +105,16 @@ export class RulePanel implements Panel {
     const imp = r.latestImportance, shown = this.shown(r);
     const { minSlotAge } = ruleContext(r);
     if (!imp || r.model.method !== 'srlora' || minSlotAge === null || !steerable(r) || !shown || this.store.focus.length > 1) return marks;
-    for (const l of imp.layers) marks.set(l.name, selectSlots({ scores: l.S, age: l.age, p: l.p, rTarget: l.rTarget }, { ...shown, minSlotAge }).slots);
+    // The selection the trainer states (hello.srlora.fusionSelect); 'random' draws from the run's seed, the step the
+    // recomposition would run after (now when paused, else the next step) and the layer's index in the hello.
+    const fusionSelect = r.model.fusionSelect ?? 'least-important';
+    const seed = typeof r.model.config.seed === 'number' ? r.model.config.seed : 0;
+    const step = r.model.state === 'paused' ? r.model.step : r.model.step + 1;
+    const index = new Map(r.model.layers.map((l, i) => [l.name, i]));
+    for (const l of imp.layers) {
+      const randomKey = selectionKey(seed, step, index.get(l.name) ?? 0);
+      marks.set(l.name, selectSlots({ scores: l.S, age: l.age, p: l.p, rTarget: l.rTarget, randomKey }, { ...shown, minSlotAge, fusionSelect }).slots);
+    }
     return marks;
   }
 
@@ -112,6 +133,10 @@ export class RulePanel implements Panel {
     if (!r) { text(this.preview, ''); text(this.inForce, ''); return; }
     const d = this.draft, s = r.model.settings;
     const mode = d ? d.mode : s?.fusionThreshold === null || s?.fusionThreshold === undefined ? 'ratio' : 'threshold';
+    const select = r.model.fusionSelect ?? 'least-important';
+    const label = ratioLabel(select);
+    if (this.ruleRatio.getAttribute('label') !== label) this.ruleRatio.setAttribute('label', label);
+    text(this.selection, r.model.method !== 'srlora' ? '' : `Selection (set by the run's config, fusionSelect): ${SELECT_WORDS[select]} first${r.model.reinitOptimizer ? `; fused slots' Adam state: ${r.model.reinitOptimizer}` : ''}.`);
     this.ruleRatio.checked = mode === 'ratio';
     this.ruleThreshold.checked = mode === 'threshold';
     if (this.sliderStep !== r.latestImportance?.step) {
@@ -148,7 +173,8 @@ export class RulePanel implements Panel {
           : this.draft?.error ? 'No preview: the rule being edited is not valid.'
             : minSlotAge === null ? 'The trainer did not state this run\'s schedule and minimum slot age (hello.srlora, protocol 1.1): no preview.'
               : !imp ? 'Waiting for the first importance snapshot…'
-                : `${pairs} pair${pairs === 1 ? '' : 's'} in ${layersHit} layer${layersHit === 1 ? '' : 's'} would fuse if recomposed now (step ${imp.step})`
+                : `${pairs} pair${pairs === 1 ? '' : 's'} in ${layersHit} layer${layersHit === 1 ? '' : 's'} would fuse if recomposed now (step ${imp.step}`
+                + `${r.model.fusionSelect && r.model.fusionSelect !== 'least-important' ? `, ${SELECT_WORDS[r.model.fusionSelect]} first${r.model.fusionSelect === 'random' ? ': the draw changes with the step' : ''}` : ''})`
                 + (young ? `; ${young} pair${young === 1 ? ' is' : 's are'} younger than the min slot age ${minSlotAge} and cannot fuse` : '') + '; '
                 + (schedule === null ? 'schedule unknown.' : next !== undefined ? `next scheduled recomposition after step ${next}.` : 'no scheduled recomposition left (forced only).'));
   }
