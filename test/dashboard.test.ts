@@ -54,6 +54,7 @@ before(async () => {
     .ack('c-palette', 'received', null).ack('c-palette', 'applied', 24).recomposition(24, false, 'forced', 'c-palette') // Recompose Now from the palette: nothing eligible
     .metrics(25, 30, (s) => 1 / s, (s) => ({ scalars: { 'gradNorm': 100 + s } })).evalAt(30, 0.25, 0.95)
     .state('finished', 30).writeTo(runsDir);
+  FixtureLog.dynamics('fixture-dynamics').writeTo(runsDir); // protocol 1.2: ages, stepBoost, deltaRank
   // Losses that are 0 at every third step (log-y hides them), with a first-step spike (the y range ignores it).
   new FixtureLog('fixture-zeros').hello({ name: 'zeros', totalSteps: 60, config: { learningRate: 0.1 } }).state('running', 0)
     .metrics(1, 60, (s) => (s === 1 ? 500 : s % 3 === 0 ? 0 : 1 + 1 / s)).state('finished', 60).writeTo(runsDir);
@@ -137,8 +138,11 @@ test('Pause: the trainer acks paused at a step and the page shows it; Resume run
   const liveId = new URL(page.url()).searchParams.get('run');
   assert.ok(liveId, page.url());
   assert.deepEqual((await picker(page)).value, liveId);
-  await page.getByRole('button', { name: /pause or resume/i }).click();
+  await page.getByRole('button', { name: 'Pause the run', exact: true }).click();
   await commandLine(/^Pause — applied at step \d+/).waitFor({ timeout: 15_000 });
+  // The button says what it will do next: its label and accessible name follow the run's state.
+  await page.getByRole('button', { name: 'Resume the run', exact: true }).waitFor({ timeout: 10_000 });
+  assert.equal((await page.getByRole('button', { name: 'Resume the run', exact: true }).textContent())?.trim(), 'Resume');
   await page.waitForFunction(() => document.querySelector('.badge')?.textContent === 'paused', null, { timeout: 10_000 });
   // The run list changed (the live run is paused now): the picker still shows and holds the live run, not the
   // first (older, ended) run of the list.
@@ -151,8 +155,9 @@ test('Pause: the trainer acks paused at a step and the page shows it; Resume run
   await page.waitForTimeout(700);
   assert.equal(await stepShown(), at, 'no steps while paused');
   await page.screenshot({ path: join(shots, 'dashboard-paused.png'), fullPage: true });
-  await page.getByRole('button', { name: /pause or resume/i }).click();
+  await page.getByRole('button', { name: 'Resume the run', exact: true }).click();
   await commandLine(/^Resume — applied at step/).waitFor({ timeout: 15_000 });
+  await page.getByRole('button', { name: 'Pause the run', exact: true }).waitFor({ timeout: 10_000 });
   await page.waitForFunction(() => document.querySelector('.badge')?.textContent === 'running', null, { timeout: 10_000 });
 });
 
@@ -236,7 +241,7 @@ test('a resumed run (rewind in its log) shows one value per step: one curve, no 
     assert.deepEqual(evals.map((l) => l.split(',').slice(0, 1)[0]), ['step', '10', '20', '30']);
     assert.match(evals[0], /^step,time,relativeSeconds,loss,accuracy$/);
     // The first attempt's step-12 and step-15 recompositions were dropped; the resumed run's step 12 counts once.
-    assert.match((await p.locator('.facts').textContent()) ?? '', /1 recompositions/);
+    assert.match((await p.locator('.facts').textContent()) ?? '', /· 1 recomposition ·/, 'singular');
     assert.equal(await p.locator('section[aria-label="Recompositions"] tbody tr').count(), 4, 'one row per layer of the two recompositions');
     // The palette's Recompose Now fused nothing: the commands list and the table say so, and the count (like the
     // chart's markers) leaves it out.
@@ -265,7 +270,7 @@ for (const state of ['stopped', 'interrupted', 'failed']) {
       for (const sel of ['vscode-radio[value="threshold"]', 'vscode-textfield[aria-label="Fusion threshold τ value"]', 'vscode-textfield[aria-label="Fusion ratio γ"]']) {
         assert.equal(await p.locator(sel).evaluate((e: HTMLElement & { disabled: boolean }) => e.disabled), true, sel);
       }
-      for (const name of [/pause or resume/i, /recompose all layers now/i, /^stop/i, /checkpoint/i]) {
+      for (const name of [/^pause the run/i, /recompose all layers now/i, /^stop/i, /checkpoint/i]) {
         assert.equal(await p.getByRole('button', { name }).first().evaluate((e: HTMLElement & { disabled: boolean }) => e.disabled), true, String(name));
       }
     } finally { await p.close(); }
@@ -316,10 +321,13 @@ test('the commands list survives a reload (it is the run\'s acks), with the labe
   await commandLine(/^Set τ = 1.25, γ = 0.25 — applied at step \d+/).waitFor({ timeout: 5_000 });
 });
 
-test('Stop asks first; Cancel keeps the run going', async () => {
+test('Stop asks first, saying what the browser user can do later; Cancel keeps the run going', async () => {
   await page.getByRole('button', { name: 'Stop the run', exact: true }).click();
   const bar = page.getByRole('alertdialog', { name: 'Confirm stop' });
   await bar.waitFor({ state: 'visible' });
+  const question = (await bar.textContent()) ?? '';
+  assert.doesNotMatch(question, /Continue Run/, 'a VS Code command, not something the browser page offers');
+  assert.match(question, /srlora train --resume /);
   await bar.getByRole('button', { name: 'Cancel stopping' }).click();
   await bar.waitFor({ state: 'hidden' });
   assert.equal(await page.locator('.badge').textContent(), 'running');
@@ -366,6 +374,7 @@ test('log-y says how many points ≤ 0 it hides and fits the smallest positive v
     const canvas = p.locator('section[aria-label="Loss"] canvas');
     await p.waitForFunction(() => /zeros \(srlora\), 60 points/.test(document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 15_000 });
     assert.ok(Number(await canvas.getAttribute('data-y-max')) < 10, `linear y max ${await canvas.getAttribute('data-y-max')} (the 500 at step 1 must not set it)`);
+    assert.equal(Number(await canvas.getAttribute('data-y-min')), 0, 'losses ≥ 0: no negative y axis');
     await p.locator('section[aria-label="Loss"] vscode-checkbox').click(); // log y
     await p.waitForFunction(() => /log y hides 20 points ≤ 0/.test(document.querySelector('section[aria-label="Loss"] .chart-note')?.textContent ?? ''));
     const yMin = Number(await canvas.getAttribute('data-y-min'));
@@ -409,6 +418,44 @@ test('the browser page follows prefers-color-scheme: a switch redraws the charts
     assert.equal(await p.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(255, 255, 255)');
     assert.equal(await canvas.getAttribute('data-fg'), '#3b3b3b');
     await p.screenshot({ path: join(shots, 'dashboard-light.png'), fullPage: true });
+  } finally { await p.close(); }
+});
+
+test('a page load subscribes once (one snapshot per run, not two)', async () => {
+  const p = await page.context().newPage();
+  let subscribes = 0, snapshots = 0;
+  p.on('websocket', (w) => {
+    w.on('framesent', (f) => { if (String(f.payload).includes('"type":"subscribe"')) subscribes++; });
+    w.on('framereceived', (f) => { const t = String(f.payload).slice(0, 200); if (t.includes('"type":"snapshot"') && !t.includes('"continued":true')) snapshots++; });
+  });
+  try {
+    const u = new URL(url);
+    u.search = '?run=fixture-resumed';
+    await p.goto(u.href);
+    await p.waitForFunction(() => /step 30\/30/.test(document.querySelector('.facts')?.textContent ?? ''), null, { timeout: 15_000 });
+    await p.waitForTimeout(1000); // a second subscribe would have brought a second snapshot by now
+    assert.equal(subscribes, 1);
+    assert.equal(snapshots, 1);
+  } finally { await p.close(); }
+});
+
+test('the SRLoRA dynamics: effective rank of ΔW, fused pairs (the freshest fused again, marked), per-slot step boost', async () => {
+  const p = await openRun('fixture-dynamics');
+  try {
+    const label = (key: string) => p.locator(`section[data-metric="${key}"] canvas`).getAttribute('aria-label');
+    await p.waitForFunction(() => /dynamics \(srlora\), 12 points, last /.test(document.querySelector('section[data-metric="rank"] canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 15_000 });
+    assert.match((await label('rank')) ?? '', /12 points/, 'one mean per eval');
+    await p.waitForFunction(() => /dynamics \(srlora\), 60 points/.test(document.querySelector('section[data-metric="boost"] canvas')?.getAttribute('aria-label') ?? ''));
+    const summary = p.locator('.fusion-summary');
+    assert.match((await summary.textContent()) ?? '', /24 pairs fused in 12 selections .* 8 of 8 later selections fused only pairs the previous recomposition had just re-initialised/);
+    assert.equal(await summary.evaluate((e) => e.classList.contains('warn')), true);
+    const fused = p.locator('section[data-metric="fusions"] canvas');
+    await p.waitForFunction(() => /dynamics \(srlora\), 8 points/.test(document.querySelector('section[data-metric="fusions"] canvas')?.getAttribute('aria-label') ?? ''));
+    assert.match((await fused.getAttribute('aria-label')) ?? '', /8 points, last 75/, 'the first switch\'s 8 pairs (4 layers × 2), 75 steps old');
+    // The recomposition log: each pair's age; the ones re-initialised by the previous recomposition starred.
+    assert.equal(await p.locator('section[aria-label="Recompositions"] td.fresh').count(), 8);
+    assert.match((await p.locator('section[aria-label="Recompositions"] td.fresh').first().textContent()) ?? '', /^75★ 75★$/);
+    await p.locator('.dynamics').screenshot({ path: join(shots, 'dashboard-dynamics.png') });
   } finally { await p.close(); }
 });
 

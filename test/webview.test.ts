@@ -65,3 +65,123 @@ test('τ and γ parse as the palette does (one function for the palette and the 
   assert.deepEqual(parseRatio('0.25'), { ok: true, value: 0.25 });
   assert.deepEqual(parseRatio('1'), { ok: true, value: 1 });
 });
+
+// ---------------------------------------------------------------- the dashboard's views of a run (issue 15/16)
+
+import { RunData } from '../webview/runData';
+import { FixtureLog } from './helpers/runFixtures';
+import type { TrainerMessage } from '../src/protocol/messages';
+
+/** A RunData fed the fixture's lines, as the page folds a snapshot. */
+function runOf(f: FixtureLog): RunData {
+  const r = new RunData(f.runId);
+  for (const l of f.lines) r.apply(JSON.parse(l) as TrainerMessage);
+  return r;
+}
+const SRLORA = { schedule: [12, 24], minSlotAge: 7, rule: { kind: 'ratio' as const, fusionRatio: 0.5 } };
+
+test('the header names the eval\'s step and says when it is stale; a rewind past it drops it; 1 recomposition (singular)', async () => {
+  const { runFacts, evalFact } = await import('../webview/panels/header');
+  const f = new FixtureLog('e').hello({ name: 'e', totalSteps: 100, srlora: SRLORA }).state('running', 0).metrics(1, 10, () => 1).evalAt(10, 0.5, 0.884).recomposition(12, true);
+  const r = runOf(f);
+  assert.match(runFacts(r), /eval acc 88\.4 % at step 10 · 1 recomposition ·/);
+  f.metrics(11, 35, () => 1);
+  const later = runOf(f);
+  assert.equal(evalFact(later.model), 'eval acc 88.4 % at step 10 (stale: 25 steps old)', 'evalEvery is 10: the eval due at 20 and 30 never came');
+  f.rewind(5).state('running', 5);
+  const rewound = runOf(f);
+  assert.equal(rewound.model.evalStep, null, 'the eval at step 10 belongs to the attempt the rewind superseded');
+  assert.doesNotMatch(runFacts(rewound), /eval acc/);
+  assert.match(runFacts(rewound), /· 0 recompositions ·/);
+});
+
+test('a never-negative series gets no negative y axis (a loss axis went to -0.1); a signed one keeps its padding', async () => {
+  const { robustRange } = await import('../webview/axisRange');
+  const loss = robustRange([0, 0.5, 1, 2, 0.25], false)!;
+  assert.equal(loss.min, 0);
+  assert.ok(loss.max > 2);
+  assert.ok(robustRange([-1, 0, 1], false)!.min < -1);
+});
+
+test('the Stop question names what this user can do: the VS Code command in VS Code, the command line in the browser', async () => {
+  const { stopQuestion } = await import('../webview/panels/header');
+  const r = runOf(new FixtureLog('my-run').hello({ name: 'x', totalSteps: 10 }));
+  const browser = stopQuestion(r, 'browser');
+  assert.doesNotMatch(browser, /Continue Run/, 'a VS Code command means nothing in the browser page');
+  assert.match(browser, /srlora train --resume <runs folder>\/my-run/);
+  assert.match(stopQuestion(r, 'vscode'), /"SRLoRA: Continue Run from Checkpoint"/);
+});
+
+test('commands are named from the log after a reload: pause, resume, checkpoint, stop, set and rejections (acks name only ids)', async () => {
+  const { commandLabel } = await import('../webview/panels/commandsPanel');
+  const f = new FixtureLog('c').hello({ name: 'c', totalSteps: 100, srlora: SRLORA }).state('running', 0).metrics(1, 3, () => 1)
+    .ack('c-1', 'received', null).ack('c-1', 'applied', 3).state('paused', 3)
+    .ack('c-2', 'received', null).add('ack', { commandId: 'c-2', status: 'rejected', step: null, reason: 'the run is already paused' })
+    .ack('c-3', 'received', null).add('checkpoint', { step: 3, path: 'checkpoints/step-3' }).ack('c-3', 'applied', 3)
+    .ack('c-4', 'received', null).ack('c-4', 'applied', 3).state('running', 3)
+    .ack('c-5', 'received', null).add('ack', { commandId: 'c-5', status: 'applied', step: 4, settings: { fusionThreshold: 1.5, fusionRatio: 0.5, learningRate: 0.01, importanceEvery: 5, evalEvery: 10 } })
+    .metrics(4, 5, () => 1).ack('c-6', 'received', null).ack('c-6', 'applied', 5).metrics(6, 6, () => 1).state('stopping', 6, 'stopped by the user');
+  const r = runOf(f);
+  const label = (id: string) => commandLabel(r, id, r.acks.get(id)!);
+  assert.deepEqual(['c-1', 'c-2', 'c-3', 'c-4', 'c-5', 'c-6'].map(label), ['Pause', 'Pause', 'Checkpoint', 'Resume', 'Set τ = 1.5, γ = 0.5', 'Stop']);
+  assert.equal(commandLabel(r, 'c-1', r.acks.get('c-1')!, 'Pause (from this page)'), 'Pause (from this page)', 'the page\'s own label wins');
+});
+
+test('fused pairs: the ages the trainer states, or derived from the directions in an older log; the freshest pairs fused again are counted', async () => {
+  const { freshSummary, freshText } = await import('../webview/panels/fusionSummary');
+  const stated = runOf(FixtureLog.dynamics('d'));
+  const fusions = stated.model.fusions;
+  assert.equal(fusions.length, 12, '3 recompositions × 4 layers');
+  assert.deepEqual(fusions.map((x) => x.ages[0]), Array(12).fill(75));
+  assert.deepEqual(fusions.slice(4).map((x) => x.fresh), Array(8).fill(2), 'after the first switch each fused the 2 pairs the previous one re-initialised');
+  assert.deepEqual(freshSummary(fusions), { selections: 12, later: 8, allFresh: 8, pairs: 24, freshPairs: 16, medianAge: 75 });
+  assert.equal(freshText(stated).warn, true);
+  // The same log without `ages` (protocol 1.1): the reducer derives the same ages from the directions.
+  const older = new FixtureLog('d');
+  for (const line of FixtureLog.dynamics('d').lines) {
+    const m = JSON.parse(line) as Record<string, unknown> & { layers?: Record<string, unknown>[] };
+    if (m.type === 'recomposition') for (const l of m.layers!) delete l.ages;
+    older.lines.push(JSON.stringify(m));
+  }
+  assert.deepEqual(runOf(older).model.fusions.map((x) => [x.step, x.layer, x.ages, x.fresh]), fusions.map((x) => [x.step, x.layer, x.ages, x.fresh]));
+  // A rewind drops what the superseded attempt fused.
+  const f = FixtureLog.dynamics('d');
+  f.lines.pop(); // the final state
+  f.rewind(100).state('running', 100);
+  assert.deepEqual(runOf(f).model.fusions.map((x) => x.step), [75, 75, 75, 75]);
+});
+
+test('effective rank and step boost: the trainer\'s deltaRank per layer (mean/min/max across layers) and importance stepBoost', () => {
+  const r = runOf(FixtureLog.dynamics('d'));
+  assert.equal(r.ranks.size, 4);
+  assert.equal(r.rankSummary.mean.length, 12, 'one per eval');
+  const last = r.model.deltaRank!;
+  assert.equal(last.step, 300);
+  const values = last.layers.map((l) => l.effectiveRank);
+  assert.equal(r.rankSummary.max.value.last(), Math.max(...values));
+  assert.equal(r.rankSummary.min.value.last(), Math.min(...values));
+  assert.ok(Math.abs(r.rankSummary.mean.value.last()! - values.reduce((a, b) => a + b, 0) / 4) < 1e-12);
+  const boost = r.frames.map((f) => f.layers.get('head')!.stepBoost!);
+  assert.equal(boost.length, 60);
+  assert.ok(Math.max(...boost[15]) > 1.2, 'just after the step-75 reset the fresh pairs\' steps stand out');
+});
+
+test('the rule preview selects as the trainer states (hello.srlora.fusionSelect), random with the trainers\' seeded key', async () => {
+  const { previewMarks } = await import('../webview/panels/rulePanel');
+  const { selectSlots, selectionKey } = await import('../src/srlora/rule');
+  const layer = { name: 'l0', S: [4, 1, 3, 2], sHat: [1.6, 0.4, 1.2, 0.8], age: [50, 40, 30, 20], direction: [0, 1, 2, 3], p: 4, rTarget: 16 };
+  const imp = { layers: [layer, { ...layer, name: 'l1' }] };
+  const rule = { fusionThreshold: null, fusionRatio: 0.5, minSlotAge: 1 };
+  const picks = (select: string | undefined) => {
+    const f = new FixtureLog('p').hello({ name: 'p', totalSteps: 100, config: { seed: 11 }, srlora: { ...SRLORA, ...(select ? { fusionSelect: select } : {}) } as typeof SRLORA }).state('running', 0).metrics(1, 9, () => 1);
+    return previewMarks(runOf(f), imp, rule);
+  };
+  assert.deepEqual(picks(undefined).get('l0'), [1, 3], 'an older trainer: the paper\'s least important');
+  assert.deepEqual(picks('most-important').get('l0'), [0, 2]);
+  assert.deepEqual(picks('oldest').get('l0'), [0, 1]);
+  const random = picks('random');
+  for (const [i, name] of ['l0', 'l1'].entries()) {
+    const want = selectSlots({ scores: layer.S, age: layer.age, p: 4, rTarget: 16, randomKey: selectionKey(11, 10, i) }, { ...rule, fusionSelect: 'random' }).slots;
+    assert.deepEqual(random.get(name), want, `${name}: the draw of step 10 (the next step of a running run), layer index ${i}`);
+  }
+});

@@ -29,6 +29,7 @@ import { ImportancePanel } from './panels/importancePanel';
 import { HistoryPanel } from './panels/historyPanel';
 import { RecompositionsPanel } from './panels/recompositionsPanel';
 import { CompareTable } from './panels/compareTable';
+import { FusionsPanel, boostSpec, rankSpec } from './panels/dynamicsPanels';
 import { button, filePrefix, type Check, type Field } from './panels/panel';
 import { save } from './panels/exporting';
 import { evalsCsv } from './exportCsv';
@@ -70,16 +71,20 @@ const importanceEveryMs = 1000 / Math.max(1, Math.min(10, Number(document.body.d
 const importance = new ImportancePanel(store, rule, importanceEveryMs);
 const history = new HistoryPanel(store);
 const recompositions = new RecompositionsPanel(store);
+const rank = new ChartPanel(store, rankSpec(store));
+const boost = new ChartPanel(store, boostSpec(store));
+const fusions = new FusionsPanel(store);
 
 document.getElementById('app')!.append(
   header.element,
   compare.element,
-  h('div', { class: 'grid' }, loss.element, rule.element, importance.element, history.element, metrics.element, recompositions.element),
+  h('div', { class: 'grid' }, loss.element, rule.element, importance.element, history.element,
+    h('div', { class: 'dynamics' }, rank.element, fusions.element, boost.element), metrics.element, recompositions.element),
 );
 
-const panels: Panel[] = [header, compare, loss, metrics, rule, commands, importance, history, recompositions];
+const panels: Panel[] = [header, compare, loss, metrics, rule, commands, importance, history, recompositions, rank, fusions, boost];
 /** What draws on canvases, in the order the frame loop offers them time. */
-const drawables = (): Panel[] => [loss, importance, ...metrics.visible(), history];
+const drawables = (): Panel[] => [loss, importance, ...metrics.visible(), history, rank, fusions, boost];
 
 onThemeChange(() => {
   for (const p of [...panels, ...metrics.charts.values()]) p.retheme?.();
@@ -107,7 +112,7 @@ function frame(): void {
     const i = (cursor + k) % list.length;
     const p = list[i];
     if (!p.dirty?.()) continue;
-    timed(p === loss ? 'loss' : p === importance ? 'importance' : p === history ? 'history' : 'metric', () => p.draw!());
+    timed(p === loss ? 'loss' : p === importance ? 'importance' : p === history ? 'history' : p === rank || p === fusions || p === boost ? 'dynamics' : 'metric', () => p.draw!());
     if (performance.now() - t0 > FRAME_BUDGET_MS) { cursor = i + 1; return; }
   }
 }

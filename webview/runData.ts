@@ -57,7 +57,7 @@ export class Track {
   }
 }
 
-export interface ImportanceFrame { step: number; layers: Map<string, { sHat: number[]; direction: number[] }> }
+export interface ImportanceFrame { step: number; time: number; layers: Map<string, { sHat: number[]; direction: number[]; stepBoost?: number[] }> }
 
 /** Importance snapshots kept for the slot history; older ones are thinned to every other one. */
 const MAX_FRAMES = 1500;
@@ -75,6 +75,14 @@ export class RunData {
   /** Eval loss and each eval metric, over eval steps. */
   readonly evalTracks = new Map<string, Track>();
   evals: Eval[] = [];
+  /**
+   * The effective rank of each layer's ΔW over the steps the trainer measured it (deltaRank, protocol 1.2), and
+   * across layers at each of those steps their mean, min and max (of the values stated, not recomputed).
+   */
+  readonly ranks = new Map<string, Track>();
+  readonly rankSummary = { mean: new Track(), min: new Track(), max: new Track() };
+  /** Bumped when frames change (a new importance snapshot, thinning, a rewind), for views drawn from them. */
+  framesVersion = 0;
   recompositions: Recomposition[] = [];
   frames: ImportanceFrame[] = [];
   latestImportance: { step: number; layers: LayerImportance[] } | null = null;
@@ -112,6 +120,9 @@ export class RunData {
     this.evals = this.evals.filter((e) => e.step <= step);
     this.recompositions = this.recompositions.filter((e) => e.step <= step);
     this.frames = this.frames.filter((f) => f.step <= step);
+    this.framesVersion++;
+    for (const t of this.ranks.values()) t.cutAfter(step);
+    for (const t of Object.values(this.rankSummary)) t.cutAfter(step);
     if (this.latestImportance && this.latestImportance.step > step) {
       const last = this.model.latestImportance && this.model.latestImportance.step <= step ? this.model.latestImportance : null;
       this.latestImportance = last;
@@ -159,6 +170,18 @@ export class RunData {
         for (const [k, v] of Object.entries(msg.metrics)) this.track(this.evalTracks, k).push(msg.step, msg.time, v);
         break;
       case 'recomposition': this.recompositions.push(msg); break;
+      case 'deltaRank': {
+        if (!msg.layers.length) break;
+        let sum = 0, min = Infinity, max = -Infinity;
+        for (const l of msg.layers) {
+          this.track(this.ranks, l.name).push(msg.step, msg.time, l.effectiveRank);
+          sum += l.effectiveRank; min = Math.min(min, l.effectiveRank); max = Math.max(max, l.effectiveRank);
+        }
+        this.rankSummary.mean.push(msg.step, msg.time, sum / msg.layers.length);
+        this.rankSummary.min.push(msg.step, msg.time, min);
+        this.rankSummary.max.push(msg.step, msg.time, max);
+        break;
+      }
       case 'rewind': this.cutAfter(msg.step); this.active = null; break;
       case 'state': {
         const a = this.active;
@@ -169,7 +192,8 @@ export class RunData {
       }
       case 'importance': {
         this.latestImportance = { step: msg.step, layers: msg.layers };
-        this.frames.push({ step: msg.step, layers: new Map(msg.layers.map((l) => [l.name, { sHat: l.sHat, direction: l.direction }])) });
+        this.frames.push({ step: msg.step, time: msg.time, layers: new Map(msg.layers.map((l) => [l.name, { sHat: l.sHat, direction: l.direction, ...(l.stepBoost ? { stepBoost: l.stepBoost } : {}) }])) });
+        this.framesVersion++;
         if (this.frames.length > MAX_FRAMES) this.frames = this.frames.filter((_, i) => i % 2 === 0 || i >= this.frames.length - MAX_FRAMES / 2);
         break;
       }

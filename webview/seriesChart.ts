@@ -111,7 +111,7 @@ export class SeriesChart {
   hiddenNonPositive = 0;
   private themeKey = '';
 
-  constructor(readonly canvas: HTMLCanvasElement, private readonly yTitle: string, private readonly unit = '') {
+  constructor(readonly canvas: HTMLCanvasElement, private yTitle: string, private readonly unit = '') {
     this.chart = new Chart(canvas, {
       type: 'line',
       data: { datasets: [] },
@@ -243,6 +243,11 @@ export class SeriesChart {
     Object.assign(this.canvas.dataset, { xMin: String(xMin), yMin: String(range?.min ?? ''), yMax: String(range?.max ?? '') });
     this.chart.data.datasets = datasets;
     this.chart.update('none');
+  }
+
+  setYTitle(title: string): void {
+    this.yTitle = title;
+    (this.chart.options.scales!.y as { title: { text: string } }).title.text = title;
   }
 
   dispose(): void { this.chart.destroy(); }

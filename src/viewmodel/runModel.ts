@@ -4,7 +4,7 @@
  * view with this one reducer, and show the same state. The model is plain JSON (minus latestImportance), so a
  * run-folder summary can cache it with the byte offset it was folded to.
  */
-import type { CommandBody, ExitInfo, FusionRule, Hello, LayerImportance, LayerInfo, Method, Recomposition, RunStateName, Settings, TrainerMessage } from '../protocol/messages';
+import type { CommandBody, DeltaRank, ExitInfo, FusionRule, Hello, LayerImportance, LayerInfo, Method, Recomposition, RunStateName, Settings, TrainerMessage } from '../protocol/messages';
 
 export interface LayerUsage extends LayerInfo { p: number }
 
@@ -87,6 +87,8 @@ export interface RunModel {
   lastCheckpointSeq?: number;
   /** Steps whose gradients were not finite (skipped by the update and the importance EMAs). */
   nonFiniteSteps: number;
+  /** The latest effective rank and norm of each layer's ΔW, as the trainer measured them (deltaRank, protocol 1.2). */
+  deltaRank: DeltaRank | null;
   /** Times the run was resumed from a checkpoint. */
   rewinds: number;
   worldSize: number;
@@ -103,7 +105,7 @@ export function emptyRun(runId: string): RunModel {
     runId, name: runId, method: null, backend: '', pytorch: false, state: 'starting', stateReason: null, exit: null, step: 0, totalSteps: null,
     loss: null, examplesPerSec: null, evalLoss: null, evalAccuracy: null, evalStep: null, layers: [], config: {}, settings: null, recompositions: 0,
     recompositionSteps: [], schedule: null, minSlotAge: null, startRule: null, fusionSelect: null, reinitOptimizer: null, fusions: [],
-    commandKinds: {}, pendingAck: null, nonFiniteSteps: 0, rewinds: 0, worldSize: 1,
+    commandKinds: {}, pendingAck: null, deltaRank: null, nonFiniteSteps: 0, rewinds: 0, worldSize: 1,
     lastCheckpoint: null, lastSeq: 0, startedAt: null, updatedAt: null, latestImportance: null,
   };
 }
@@ -133,10 +135,8 @@ function foldFusions(m: RunModel, msg: Recomposition): void {
       }
       return 0;
     });
-    // A trainer that states the ages (a later protocol addition) is believed; else they follow from the directions.
-    const stated = (l as { ages?: unknown }).ages;
-    const ages = Array.isArray(stated) && stated.length === l.slots.length && stated.every((a) => typeof a === 'number')
-      ? stated as number[] : installedAt.map((s) => msg.step - s);
+    // The ages the trainer states (protocol 1.2) are shown as stated; an older log's follow from the directions.
+    const ages = l.ages && l.ages.length === l.slots.length ? l.ages : installedAt.map((s) => msg.step - s);
     const previousStep = previous?.step ?? null;
     m.fusions.push({
       step: msg.step, trigger: msg.trigger, layer: l.name, slots: l.slots, directions: l.oldDirections, newDirections: l.newDirections,
@@ -156,6 +156,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
   m.evalStep ??= null;
   m.fusionSelect ??= null;
   m.reinitOptimizer ??= null;
+  m.deltaRank ??= null;
   const pending = m.pendingAck;
   if (pending && msg.seq === pending.seq + 1 && msg.type === 'state' && (msg.state === 'paused' || msg.state === 'running')) {
     noteCommand(m, pending.commandId, msg.state === 'paused' ? 'pause' : 'resume');
@@ -236,6 +237,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       m.recompositionSteps = m.recompositionSteps.filter((s) => s <= msg.step);
       m.recompositions = m.recompositionSteps.length;
       m.fusions = m.fusions.filter((f) => f.step <= msg.step);
+      if (m.deltaRank && m.deltaRank.step > msg.step) m.deltaRank = null;
       if (m.evalStep !== null && m.evalStep > msg.step) { m.evalLoss = null; m.evalAccuracy = null; m.evalStep = null; } // that eval was superseded
       m.pendingAck = null;
       m.exit = null;
@@ -253,6 +255,9 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
     case 'checkpoint':
       m.lastCheckpoint = msg.path;
       m.lastCheckpointSeq = msg.seq;
+      break;
+    case 'deltaRank':
+      m.deltaRank = msg;
       break;
     case 'log':
       break;

@@ -59,6 +59,60 @@ export class FixtureLog {
   ack(commandId: string, status: 'received' | 'applied' | 'rejected', step: number | null): this { return this.add('ack', { commandId, status, step }); }
   rewind(step: number): this { return this.add('rewind', { step, checkpoint: `checkpoints/step-${step}`, incarnation: 'fixture-2' }); }
 
+  /**
+   * A srlora run with the protocol 1.2 measures, as a trainer under the paper's rule tends to record it: 4 layers,
+   * r = 4, a schedule every 75 of 300 steps fusing 2 pairs per layer — after the first switch always the 2 pairs the
+   * previous switch had re-initialised (the "freshest pairs fused again"); importance snapshots with stepBoost (a
+   * re-initialised pair's step ~3× the layer's mean right after its reset); deltaRank with each eval, growing past r.
+   */
+  static dynamics(runId: string, name = 'dynamics'): FixtureLog {
+    const layers = ['blocks.0.attn.q', 'blocks.0.attn.v', 'blocks.0.ffn.fc1', 'head'];
+    const f = new FixtureLog(runId);
+    f.add('hello', {
+      protocol: { major: 1, minor: 2 }, name, method: 'srlora', backend: { name: 'fixture', device: 'cpu' }, totalSteps: 300,
+      config: { r: 4, rTarget: 16, fusionRatio: 0.5, fusionThreshold: null, importanceEvery: 5, evalEvery: 25, learningRate: 0.01, seed: 3 },
+      layers: layers.map((n) => ({ name: n, shape: [32, 32], r: 4, rTarget: 16 })),
+      srlora: { schedule: [75, 150, 225], minSlotAge: 7, rule: { kind: 'ratio', fusionRatio: 0.5 }, fusionSelect: 'least-important', reinitOptimizer: 'zero-moments' },
+    }, 0).state('running', 0);
+    // Per layer: the direction each slot holds and when it was (re)initialised.
+    const dir = layers.map(() => [0, 1, 2, 3]), since = layers.map(() => [0, 0, 0, 0]), next = layers.map(() => 4);
+    let fresh = layers.map(() => [2, 3]); // the first switch fuses the two smallest starting pairs
+    for (let step = 1; step <= 300; step++) {
+      f.add('metrics', { rows: [{ step, loss: 2.3 * Math.exp(-step / 90) + 0.12 + 0.03 * Math.sin(step), lr: 0.01, examplesPerSec: 800 }] }, 200);
+      if (step % 5 === 0) {
+        f.add('importance', {
+          step, layers: layers.map((n, li) => {
+            const age = since[li].map((s) => step - s);
+            const S = age.map((a, k) => (1 + k) * 1e-4 * Math.min(1, a / 40));
+            const mean = S.reduce((x, y) => x + y, 0) / 4;
+            const u = age.map((a) => 1 + 2.2 * Math.exp(-a / 6));
+            const um = u.reduce((x, y) => x + y, 0) / 4;
+            return { name: n, S, sHat: S.map((x) => x / mean), age, direction: dir[li], p: next[li], rTarget: 16, stepBoost: u.map((x) => +(x / um).toFixed(4)) };
+          }),
+        }, 0);
+      }
+      if (step % 75 === 0 && step < 300) {
+        f.add('recomposition', {
+          step, trigger: 'schedule', rule: { kind: 'ratio', fusionRatio: 0.5 }, outputChange: 3e-8,
+          layers: layers.map((n, li) => {
+            const slots = fresh[li];
+            const oldDirections = slots.map((k) => dir[li][k]);
+            const ages = slots.map((k) => step - since[li][k]);
+            const newDirections = slots.map(() => next[li]++);
+            slots.forEach((k, j) => { dir[li][k] = newDirections[j]; since[li][k] = step; });
+            return { name: n, slots, scores: slots.map(() => 1e-5), oldDirections, newDirections, exhausted: false, deltaNorm: 0.05, preservationError: 4e-8, p: next[li], ages };
+          }),
+        }, 0);
+        fresh = layers.map(() => [2, 3]); // the re-initialised pairs look least important next time
+      }
+      if (step % 25 === 0) {
+        f.add('eval', { step, loss: 2 * Math.exp(-step / 100) + 0.2, metrics: { accuracy: 0.5 + 0.4 * (1 - Math.exp(-step / 80)) } }, 0);
+        f.add('deltaRank', { step, layers: layers.map((n, li) => ({ name: n, effectiveRank: +(Math.min(4, 1 + step / 20) + (li + 1) * Math.floor(step / 75) * 0.9).toFixed(3), norm: +(0.02 * step).toFixed(3) })) }, 0);
+      }
+    }
+    return f.state('finished', 300);
+  }
+
   writeTo(runsDir: string): string {
     const dir = join(runsDir, this.runId);
     mkdirSync(dir, { recursive: true });

@@ -18,6 +18,8 @@ export interface ChartSpec {
   unit: string;
   lines(run: RunData, index: number, compare: boolean, smoothing: number): Line[];
   csv?(run: RunData): string;
+  /** What the note under an empty chart says (why there is nothing to draw). */
+  emptyNote?(runs: RunData[]): string;
 }
 
 /** Markers for the recompositions that fused something (the ones the Recompositions table counts as fusing). */
@@ -72,6 +74,8 @@ export class ChartPanel implements Panel {
 
   retheme(): void { this.drawnUser = -1; }
 
+  setYTitle(title: string): void { this.chart.setYTitle(title); }
+
   draw(): void {
     this.drawn = this.store.version;
     this.drawnUser = this.store.userVersion;
@@ -82,11 +86,14 @@ export class ChartPanel implements Panel {
     const lines = runs.flatMap((r, i) => this.spec.lines(r, i, compare, this.store.view.smoothing));
     this.chart.render(lines, this.spec.key === 'loss' || runs.length ? recompositionMarkers(runs) : [], this.store.view);
     (this.reset as HTMLElement & { disabled: boolean }).disabled = !this.chart.zoomed;
-    text(this.note, this.chart.hiddenNonPositive ? `log y hides ${this.chart.hiddenNonPositive} point${this.chart.hiddenNonPositive === 1 ? '' : 's'} ≤ 0` : '');
+    const empty = lines.every((l) => l.y.length === 0);
+    text(this.note, empty && runs.length && this.spec.emptyNote ? this.spec.emptyNote(runs)
+      : this.chart.hiddenNonPositive ? `log y hides ${this.chart.hiddenNonPositive} point${this.chart.hiddenNonPositive === 1 ? '' : 's'} ≤ 0` : '');
     // What the canvas shows, for screen readers (and tests): one entry per run.
     this.canvas.dataset.runs = String(runs.length);
     this.canvas.setAttribute('aria-label', `${this.spec.title} chart: ${runs.map((r) => {
-      const y = lines.filter((l) => l.key.startsWith(`${r.runId}|`) && !l.points)[0]?.y;
+      const own = lines.filter((l) => l.key.startsWith(`${r.runId}|`));
+      const y = (own.find((l) => !l.points) ?? own[0])?.y; // a chart of points only (fused pairs) names its first set
       const n = y?.length ?? 0;
       return `${runName(r)} (${r.model.method ?? '?'}), ${n} ${n === 1 ? 'point' : 'points'}${n && y ? `, last ${y[n - 1].toPrecision(4)}${this.spec.unit ? ` ${this.spec.unit}` : ''}` : ''}`;
     }).join('; ') || 'no run'}`);

@@ -6,6 +6,7 @@
  */
 import type { Store } from '../store';
 import type { RunData } from '../runData';
+import type { LayerImportance } from '../../src/protocol/messages';
 import { selectionKey, selectSlots } from '../../src/srlora/rule';
 import type { FusionSelect } from '../../src/viewmodel/runModel';
 
@@ -23,6 +24,25 @@ interface Draft { mode: 'ratio' | 'threshold'; tau: number; gamma: number; tauTe
 /** The ratio rule's label under the trainer's fusionSelect. */
 export function ratioLabel(select: FusionSelect): string {
   return select === 'least-important' ? 'τ off — the paper\'s rule: the ⌈γ·r⌉ least important pairs' : `τ off — the ⌈γ·r⌉ ${SELECT_WORDS[select]} eligible pairs`;
+}
+
+/**
+ * Which slots of each layer a recomposition would fuse now, under `rule` and the selection the trainer states
+ * (hello.srlora.fusionSelect) — SRLORA.md §3 through the trainers' own selectSlots. 'random' draws from the run's
+ * seed, the step the recomposition would run after (now when paused, else the next step) and the layer's index
+ * in the hello, as the trainers do.
+ */
+export function previewMarks(r: RunData, imp: { layers: LayerImportance[] }, rule: { fusionThreshold: number | null; fusionRatio: number; minSlotAge: number }): Map<string, number[]> {
+  const marks = new Map<string, number[]>();
+  const fusionSelect = r.model.fusionSelect ?? 'least-important';
+  const seed = typeof r.model.config.seed === 'number' ? r.model.config.seed : 0;
+  const step = r.model.state === 'paused' ? r.model.step : r.model.step + 1;
+  const index = new Map(r.model.layers.map((l, i) => [l.name, i]));
+  for (const l of imp.layers) {
+    const randomKey = selectionKey(seed, step, index.get(l.name) ?? 0);
+    marks.set(l.name, selectSlots({ scores: l.S, age: l.age, p: l.p, rTarget: l.rTarget, randomKey }, { ...rule, fusionSelect }).slots);
+  }
+  return marks;
 }
 
 export class RulePanel implements Panel {
@@ -105,16 +125,7 @@ export class RulePanel implements Panel {
     const imp = r.latestImportance, shown = this.shown(r);
     const { minSlotAge } = ruleContext(r);
     if (!imp || r.model.method !== 'srlora' || minSlotAge === null || !steerable(r) || !shown || this.store.focus.length > 1) return marks;
-    // The selection the trainer states (hello.srlora.fusionSelect); 'random' draws from the run's seed, the step the
-    // recomposition would run after (now when paused, else the next step) and the layer's index in the hello.
-    const fusionSelect = r.model.fusionSelect ?? 'least-important';
-    const seed = typeof r.model.config.seed === 'number' ? r.model.config.seed : 0;
-    const step = r.model.state === 'paused' ? r.model.step : r.model.step + 1;
-    const index = new Map(r.model.layers.map((l, i) => [l.name, i]));
-    for (const l of imp.layers) {
-      const randomKey = selectionKey(seed, step, index.get(l.name) ?? 0);
-      marks.set(l.name, selectSlots({ scores: l.S, age: l.age, p: l.p, rTarget: l.rTarget, randomKey }, { ...shown, minSlotAge, fusionSelect }).slots);
-    }
+    for (const [k, v] of previewMarks(r, imp, { ...shown, minSlotAge })) marks.set(k, v);
     return marks;
   }
 
