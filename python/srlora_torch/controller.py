@@ -17,6 +17,7 @@ from torch import nn
 
 from .digits import Rng
 from .layer import SRLoRALinear
+from .measures import step_boost_tensor
 from .targets import Targets, matches_target, select_targets  # noqa: F401 - matches_target: re-exported
 from .recompose import index_rows, plan, recompose_group
 from .rule import FUSION_SELECT, REINIT_OPTIMIZER, Schedule, compute_schedule, default_min_slot_age, select_slots, selection_key
@@ -58,6 +59,7 @@ class LayerEvent:
     delta_norm: float
     preservation_error: float
     p: int
+    ages: List[int] = field(default_factory=list)  # each selected slot's age when it fused, aligned with slots
 
 
 @dataclass
@@ -249,10 +251,11 @@ class SRLoRAController:
                 self.optimizer.restart_slots(self.layers[n].A, slots)
                 self.optimizer.restart_slots(self.layers[n].B, slots)
         values = torch.stack(norms).to(torch.float64).tolist() if norms else []
-        for name, S, (slots, exhausted) in zip(names, scores, selections):
+        for name, S, age, (slots, exhausted) in zip(names, scores, ages, selections):
             old, new, i = done.get(name, ([], [], None))
             delta, err = values[i] if i is not None else (0.0, 0.0)
-            rec.layers.append(LayerEvent(name, slots, [S[k] for k in slots], old, new, exhausted, delta, err, self.layers[name].p))
+            rec.layers.append(LayerEvent(name, slots, [S[k] for k in slots], old, new, exhausted, delta, err, self.layers[name].p,
+                                         [int(age[k]) for k in slots]))
         for fn in ([self.on_recomposition] if self.on_recomposition else []) + self.listeners:
             fn(rec)
         return rec
@@ -268,7 +271,7 @@ class SRLoRAController:
         for the recorder's writer thread (EventRecorder.emit's build). On the CPU: a snapshot of now."""
         first = next(iter(self.layers.values()))
         if first.A.device.type != "cuda":
-            return self._snapshot(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS))
+            return self._snapshot(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS), boost=True)
         done, pending = None, self._pending_snapshot
         if pending is not None and pending[1].query():
             done, pending = pending[0], None
@@ -281,16 +284,17 @@ class SRLoRAController:
                 host.copy_(flat, non_blocking=True)
                 event = torch.cuda.Event()
                 event.record()
-            pending = (self._snapshot(order, host), event)
+            pending = (self._snapshot(order, host, boost=True), event)
         self._pending_snapshot = pending
         return done
 
-    def _snapshot(self, order: List[str], flat: torch.Tensor) -> Snapshot:
+    def _snapshot(self, order: List[str], flat: torch.Tensor, boost: bool = False) -> Snapshot:
+        """boost: with each layer's per-slot step boost (telemetry's snapshots; measures.py), taken now on the device."""
         ls = [self.layers[n] for n in order]
         return Snapshot(self.step, order, flat, [l.r for l in ls], [list(l.dir_host) for l in ls], [l.p for l in ls],
-                        [l.r_target for l in ls], list(self.layers))
+                        [l.r_target for l in ls], list(self.layers), [step_boost_tensor(l, self.optimizer) for l in ls] if boost else None)
 
     def importance(self) -> List[dict]:
         """Per layer S, ŝ, age, direction, p, rTarget as telemetry sends them — one host copy for all layers, in the
         controller's layer order."""
-        return self._snapshot(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS)).layers()
+        return self._snapshot(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS), boost=True).layers()

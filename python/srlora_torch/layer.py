@@ -93,6 +93,11 @@ class SRLoRALinear(nn.Module):
         track = (method == "srlora") if track_importance is None else track_importance
         for name, shape in (("IA", (r, in_f)), ("UA", (r, in_f)), ("IB", (out_f, r)), ("UB", (out_f, r))):
             self.register_buffer(f"ema_{name}", torch.zeros(shape, device=dev, dtype=torch.float32) if track else None)
+        # srlora: each fused pair's factors when it fused, at its direction's index (zeros until then): what ΔW's
+        # effective rank needs (measures.py), in checkpoints with the rest of the state
+        srl = method == "srlora"
+        self.register_buffer("fused_A", torch.zeros(self.r_target, in_f, device=dev, dtype=dt) if srl else None)
+        self.register_buffer("fused_B", torch.zeros(out_f, self.r_target, device=dev, dtype=dt) if srl else None)
 
     def _factors(self, dirs) -> Tuple[torch.Tensor, torch.Tensor]:
         """B columns U[:,j]·sqrt(S[j]/s) and A rows sqrt(S[j]/s)·V[:,j]ᵀ for directions j (float64)."""

@@ -106,6 +106,14 @@ def recompose_group(layers: Sequence[SRLoRALinear], slots: Sequence[List[int]], 
         s * s * ((B64.transpose(1, 2) @ B64) * (A64 @ A64.transpose(1, 2))).sum((1, 2))
     err = diff.flatten(1).norm(dim=1) / before_sq.clamp_min(0).sqrt()
     norms = torch.stack([s * fused_sq.clamp_min(0).sqrt(), err], 1)  # (L, 2): delta norm, preservation error
+    if first.fused_A is not None:  # the fused pairs' factors at their (old) directions: ΔW's effective rank needs them
+        D = torch.stack([l.directions for l in layers])  # (L, r): each slot's direction before this recomposition
+        FB, FA = torch.stack([l.fused_B for l in layers]), torch.stack([l.fused_A for l in layers])
+        iB, iA = D.unsqueeze(1).expand(L, FB.shape[1], r), D.unsqueeze(2).expand(L, r, FA.shape[2])
+        FB.scatter_(2, iB, torch.where(cols, B.to(FB.dtype), FB.gather(2, iB)))  # unselected: written back unchanged
+        FA.scatter_(1, iA, torch.where(rows, A.to(FA.dtype), FA.gather(1, iA)))
+        _copy_all([l.fused_B for l in layers], FB.unbind(0))
+        _copy_all([l.fused_A for l in layers], FA.unbind(0))
     _copy_all([l.W for l in layers], W_new.unbind(0))
     _copy_all([l.B.data for l in layers], B_new.unbind(0))
     _copy_all([l.A.data for l in layers], A_new.unbind(0))

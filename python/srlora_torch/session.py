@@ -33,6 +33,7 @@ from .compiled import get_lr
 from .client import CommandQueue, EventRecorder, HubLink, RecordError
 from .controller import Recomposition, SRLoRAController
 from .distributed import PAUSE_TICK_S, Diverged, Lockstep, PeerFailed, SilentRecorder, signal_name, signal_number
+from .measures import delta_rank
 from .protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, validate_command
 from .telemetry import NonFiniteLoss, Telemetry
 
@@ -95,7 +96,8 @@ def recomposition_message(r: Recomposition, command_id: Optional[str] = None) ->
     return {"type": "recomposition", "step": r.step, "trigger": r.trigger, **({"commandId": command_id} if command_id else {}),
             "rule": r.rule, "outputChange": None, "layers": [
                 {"name": e.layer, "slots": e.slots, "scores": e.scores, "oldDirections": e.old_directions, "newDirections": e.new_directions,
-                 "exhausted": e.exhausted, "deltaNorm": e.delta_norm, "preservationError": e.preservation_error, "p": e.p} for e in r.layers]}
+                 "exhausted": e.exhausted, "deltaNorm": e.delta_norm, "preservationError": e.preservation_error, "p": e.p, "ages": e.ages}
+                for e in r.layers]}
 
 
 class RunFolderGone(RuntimeError):
@@ -198,7 +200,12 @@ class Session:
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         self.state("running", f"resumed at step {self.ctl.step}" if resumed else None)
         if self.evaluate and not resumed:  # the starting point, as the built-in trainer reports it
-            self.rec.emit({"type": "eval", "step": self.ctl.step, **self.evaluate()})
+            self.emit_eval()
+
+    def emit_eval(self) -> None:
+        """An eval and, with it, every layer's ΔW effective rank (deltaRank: docs/ALGORITHM.md), as the built-in trainer."""
+        self.rec.emit({"type": "eval", "step": self.ctl.step, **self.evaluate()})
+        self.rec.emit({"type": "deltaRank", "step": self.ctl.step, "layers": delta_rank(self.ctl.layers)})
 
     def _on_signal(self, signum, frame) -> None:
         name = signal.Signals(signum).name
@@ -234,7 +241,7 @@ class Session:
             step = self.ctl.step
             if self.evaluate and (step % self.settings["evalEvery"] == 0 or step == self.total_steps):
                 self.telemetry.flush()
-                self.rec.emit({"type": "eval", "step": step, **self.evaluate()})
+                self.emit_eval()
             if self.checkpoint_every and step % self.checkpoint_every == 0:
                 self.checkpoint()
         except (NonFiniteLoss, RecordError, RunFolderGone) as e:

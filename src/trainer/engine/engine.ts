@@ -9,6 +9,7 @@ import { Optimizer, type OptimizerConfig, type Param } from './optimizer';
 import { computeSchedule, defaultMinSlotAge, normalizeScores, selectionKey, selectSlots, type RuleSettings, type Schedule } from '../../srlora/rule';
 import { SRLORA_DEFAULTS, type FusionSelect, type ReinitOptimizer } from '../../srlora/defaults';
 import { Rng } from '../rng';
+import { stepBoost } from './measures';
 import type { TensorMap } from '../../runfolder/safetensors';
 
 export interface EngineStateMeta {
@@ -60,6 +61,8 @@ export interface LayerRecompositionEvent {
   deltaNorm: number;
   preservationError: number;
   p: number;
+  /** Each selected slot's age (steps since its last (re)initialisation) when it fused, aligned with slots. */
+  ages: number[];
 }
 
 export interface RecompositionResult {
@@ -77,6 +80,8 @@ export interface LayerImportanceView {
   direction: number[];
   p: number;
   rTarget: number;
+  /** Per slot: its last Adam update's norm over the layer's mean (measures.ts stepBoost); absent for SGD. */
+  stepBoost?: number[];
 }
 
 export class SRLoRAEngine {
@@ -193,6 +198,7 @@ export class SRLoRAEngine {
       const S = l.pairScores();
       const randomKey = selectionKey(this.seed, this.step, this.layers.indexOf(l));
       const { slots, exhausted } = selectSlots({ scores: S, age: l.age, p: l.p, rTarget: l.rTarget, randomKey }, this.rule);
+      const ages = slots.map((k) => l.age[k]);
       const res = l.recompose(slots);
       if (this.reinitOptimizer !== 'keep') {
         const restart = this.reinitOptimizer === 'restart';
@@ -202,7 +208,7 @@ export class SRLoRAEngine {
       return {
         layer: l.name, slots, scores: slots.map((k) => S[k]),
         oldDirections: res.oldDirections, newDirections: res.newDirections, exhausted,
-        deltaNorm: res.deltaNorm, preservationError: res.preservationError, p: l.p,
+        deltaNorm: res.deltaNorm, preservationError: res.preservationError, p: l.p, ages,
       };
     });
     return { step: this.step, trigger, rule: this.ruleInForce(), layers: events };
@@ -223,8 +229,25 @@ export class SRLoRAEngine {
   importance(): LayerImportanceView[] {
     return this.layers.map((l) => {
       const S = Array.from(l.pairScores());
-      return { name: l.name, S, sHat: normalizeScores(S), age: Array.from(l.age), direction: Array.from(l.directions), p: l.p, rTarget: l.rTarget };
+      const stepBoost = this.stepBoost(l);
+      return {
+        name: l.name, S, sHat: normalizeScores(S), age: Array.from(l.age), direction: Array.from(l.directions), p: l.p, rTarget: l.rTarget,
+        ...(stepBoost ? { stepBoost } : {}),
+      };
     });
+  }
+
+  /** The per-slot step boost of one layer from the optimiser's moments (null for SGD). */
+  private stepBoost(l: AdaptedLinear): number[] | null {
+    const c = this.optimizer.config, mA = this.optimizer.moments(l.A), mB = this.optimizer.moments(l.B);
+    if (c.type === 'sgd' || !mA || !mB) return null;
+    return stepBoost({ mA: mA.m.dataSync(), vA: mA.v.dataSync(), mB: mB.m.dataSync(), vB: mB.v.dataSync() },
+      l.r, l.in, l.out, this.optimizer.slotSteps(l.A), c.beta1, c.beta2, c.eps);
+  }
+
+  /** Per layer, the effective rank and norm of its accumulated update ΔW (docs/ALGORITHM.md; every method). */
+  deltaRank(): { name: string; effectiveRank: number; norm: number }[] {
+    return this.layers.map((l) => ({ name: l.name, ...l.deltaRank() }));
   }
 
   /** Everything a checkpoint needs to continue exactly: tensors (W, A, B, EMAs, Adam moments) and bookkeeping. */
@@ -254,7 +277,11 @@ export class SRLoRAEngine {
     };
     tf.tidy(() => {
       for (const l of this.layers) {
-        for (const [k, v] of Object.entries(l.stateTensors())) v.assign(get(`${l.name}/${k}`, v.shape));
+        for (const [k, v] of Object.entries(l.stateTensors())) {
+          // checkpoints from before protocol 1.2 hold no fused factors: zeros (only deltaRank reads them)
+          if ((k === 'fusedA' || k === 'fusedB') && !tensors[`${l.name}/${k}`]) { v.assign(tf.zerosLike(v)); continue; }
+          v.assign(get(`${l.name}/${k}`, v.shape));
+        }
         const mA = this.optimizer.moments(l.A), mB = this.optimizer.moments(l.B);
         if (mA && mB) {
           for (const [k, v] of Object.entries({ adamMA: mA.m, adamVA: mA.v, adamMB: mB.m, adamVB: mB.v })) v.assign(get(`${l.name}/${k}`, v.shape));

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../rng';
 import { topSvd, type TopSvd } from './svd';
 import { slotKeepMask } from './slotMask';
+import { factoredRank } from './measures';
 
 export type Method = 'lora' | 'pissa' | 'srlora';
 
@@ -64,6 +65,11 @@ export class AdaptedLinear {
   readonly age: Int32Array;
   /** Importance EMAs Ī, Ū of every element of A and B (SRLORA.md §2). */
   private readonly ema: { IA: tf.Variable; UA: tf.Variable; IB: tf.Variable; UB: tf.Variable } | null;
+  /**
+   * srlora: each fused pair's factors when it fused, at its direction's index (B columns: out × rTarget, A rows:
+   * rTarget × in; zeros for directions not fused yet) — what ΔW's effective rank needs (deltaRank), kept in checkpoints.
+   */
+  private readonly fused: { A: tf.Variable; B: tf.Variable } | null;
   private readonly beta1: number;
   private readonly beta2: number;
 
@@ -119,6 +125,9 @@ export class AdaptedLinear {
         IA: tf.variable(tf.zeros([o.r, inp]), false), UA: tf.variable(tf.zeros([o.r, inp]), false),
         IB: tf.variable(tf.zeros([out, o.r]), false), UB: tf.variable(tf.zeros([out, o.r]), false),
       }
+      : null;
+    this.fused = o.method === 'srlora'
+      ? { A: tf.variable(tf.zeros([this.rTarget, inp]), false), B: tf.variable(tf.zeros([out, this.rTarget]), false) }
       : null;
   }
 
@@ -189,6 +198,12 @@ export class AdaptedLinear {
       const fused = tf.mul(tf.matMul(tf.gather(this.B, K, 1), tf.gather(this.A, K, 0)), this.s);
       const bNew = tf.tensor2d(b, [this.out, m]), aNew = tf.tensor2d(a, [m, this.in]);
       const onehot = tf.oneHot(K, this.r).toFloat() as tf.Tensor2D; // m × r: places column c at slot K[c]
+      if (this.fused) { // the fused pairs' factors at their directions (each direction is held once, so no overlap)
+        const D = tf.tensor1d(Int32Array.from(oldDirections), 'int32');
+        const atDir = tf.oneHot(D, this.rTarget).toFloat() as tf.Tensor2D; // m × rTarget
+        this.fused.B.assign(tf.add(tf.mul(this.fused.B, slotKeepMask(this.rTarget, oldDirections, 1)), tf.matMul(tf.gather(this.B, K, 1), atDir)));
+        this.fused.A.assign(tf.add(tf.mul(this.fused.A, slotKeepMask(this.rTarget, oldDirections, 0)), tf.matMul(atDir, tf.gather(this.A, K, 0), true, false)));
+      }
       this.B.assign(tf.add(tf.mul(this.B, slotKeepMask(this.r, slots, 1)), tf.matMul(bNew, onehot)));
       this.A.assign(tf.add(tf.mul(this.A, slotKeepMask(this.r, slots, 0)), tf.matMul(onehot, aNew, true, false)));
       this.W.assign(tf.sub(tf.add(this.W, fused), tf.mul(tf.matMul(bNew, aNew), this.s)));
@@ -205,10 +220,36 @@ export class AdaptedLinear {
     return { newDirections, oldDirections, deltaNorm, preservationError };
   }
 
-  /** Tensors this layer owns, for checkpoints (A, B, W and the EMAs). */
+  /**
+   * Effective rank and ‖·‖_F of ΔW = W + s·BA − W0 (docs/ALGORITHM.md), from the factors of every pair the layer held:
+   * ΔW = s·(B A + B_fused A_fused − B₀ A₀), B₀ A₀ the initial factors of directions 0..p−1 (none for LoRA: B₀ = 0).
+   */
+  deltaRank(): { effectiveRank: number; norm: number } {
+    const out = this.out, inp = this.in, s = this.s;
+    const cols: { b: ArrayLike<number>; a: ArrayLike<number>; n: number; sign: number }[] = [
+      { b: this.B.dataSync(), a: this.A.dataSync(), n: this.r, sign: 1 },
+    ];
+    if (this.fused) cols.push({ b: this.fused.B.dataSync(), a: this.fused.A.dataSync(), n: this.rTarget, sign: 1 });
+    if (this.svd) {
+      const { b, a } = directionFactors(this.svd, Array.from({ length: this.p }, (_, j) => j), s);
+      cols.push({ b, a, n: this.p, sign: -1 });
+    }
+    const k = cols.reduce((t, c) => t + c.n, 0);
+    const P = new Float64Array(out * k), Q = new Float64Array(inp * k);
+    let at = 0;
+    for (const c of cols) {
+      for (let i = 0; i < out; i++) for (let j = 0; j < c.n; j++) P[i * k + at + j] = c.sign * s * c.b[i * c.n + j];
+      for (let j = 0; j < c.n; j++) for (let i = 0; i < inp; i++) Q[i * k + at + j] = c.a[j * inp + i];
+      at += c.n;
+    }
+    return factoredRank({ data: P, rows: out, cols: k }, { data: Q, rows: inp, cols: k });
+  }
+
+  /** Tensors this layer owns, for checkpoints (A, B, W, the EMAs and the fused pairs' factors). */
   stateTensors(): Record<string, tf.Variable> {
     const t: Record<string, tf.Variable> = { W: this.W, A: this.A, B: this.B };
     if (this.ema) Object.assign(t, { emaIA: this.ema.IA, emaUA: this.ema.UA, emaIB: this.ema.IB, emaUB: this.ema.UB });
+    if (this.fused) Object.assign(t, { fusedA: this.fused.A, fusedB: this.fused.B });
     return t;
   }
 

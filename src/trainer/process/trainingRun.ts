@@ -269,7 +269,7 @@ export class TrainingRun {
       type: 'recomposition', step: rec.step, trigger: rec.trigger, ...(commandId ? { commandId } : {}), rule: rec.rule,
       layers: rec.layers.map((l) => ({
         name: l.layer, slots: l.slots, scores: l.scores, oldDirections: l.oldDirections, newDirections: l.newDirections,
-        exhausted: l.exhausted, deltaNorm: l.deltaNorm, preservationError: l.preservationError, p: l.p,
+        exhausted: l.exhausted, deltaNorm: l.deltaNorm, preservationError: l.preservationError, p: l.p, ages: l.ages,
       })),
       outputChange: Number.isFinite(outputChange) ? outputChange : null,
     });
@@ -282,6 +282,7 @@ export class TrainingRun {
     const r = evaluate((x) => this.model.forward(x), ev.features, ev.labels, ev.dim, Math.max(ev.classes, this.data.train.classes));
     this.flushMetrics();
     this.emit({ type: 'eval', step: this.step, loss: r.loss, metrics: { accuracy: r.accuracy } });
+    this.emit({ type: 'deltaRank', step: this.step, layers: this.model.engine.deltaRank() });
   }
 
   private checkpoint(): string {
