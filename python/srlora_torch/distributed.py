@@ -126,6 +126,7 @@ class Lockstep:
         self._watcher: Optional[threading.Thread] = None
         self._peers: Dict[int, int] = {}  # rank → pid of the peers on this host (rank 0, once watch() ran)
         self._watching = False
+        self._wake = threading.Event()
         self.reported = False
 
     # ---- setting up
@@ -281,7 +282,9 @@ class Lockstep:
 
         def loop() -> None:
             while self._watching:
-                time.sleep(interval_s)
+                self._wake.wait(interval_s)
+                if not self._watching:
+                    return
                 why = self.peer_failure()
                 if why and " died without a word" in why:  # it may still be saying why: give it a moment
                     why = self.peer_failure(wait_s=1.0)
@@ -294,7 +297,12 @@ class Lockstep:
         self._watcher.start()
 
     def stop_watching(self) -> None:
+        """Ends the watcher and waits for it: it must not be inside a store call when the process group goes."""
         self._watching = False
+        self._wake.set()
+        w = self._watcher
+        if w is not None and w is not threading.current_thread():
+            w.join(timeout=10)
 
     def close(self) -> None:
         self.stop_watching()

@@ -13,6 +13,11 @@ Trainer stops). `srlora_torch.export.merged_state_dict(model, layers)` gives the
 `srlora_callback.pt` (the controller's step and rule, every adapted layer's tensors — factors, recomposed frozen
 weight, SVD, directions, ages, importance EMAs — and its direction pointer), restored at on_train_begin; the run
 folder's log continues (one hello, then `rewind` to the checkpoint's step) and no singular direction is used twice.
+
+Under `torchrun` / `accelerate launch` (the Trainer's DistributedDataParallel) the same lockstep rules as
+`python -m srlora_torch.train` hold (distributed.py): rank 0 alone writes the run folder and talks to the hub, every
+command is applied after the same step on every rank, each recomposition's selection comes from rank 0 and its result
+is compared across ranks. FSDP and DeepSpeed ZeRO-3 are refused at on_train_begin.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import torch
 from transformers import TrainerCallback
 
 from .controller import SRLoRAController
+from .distributed import Lockstep, refuse_sharding
 from .layer import SRLoRALinear
 from .session import Session, device_label
 
@@ -70,6 +76,8 @@ class SRLoRACallback(TrainerCallback):
             torch.save(self.state_dict(), os.path.join(folder, STATE_FILE))
 
     def on_train_begin(self, args, state, control, optimizer=None, model=None, **kwargs):
+        refuse_sharding(args, model)
+        lockstep = Lockstep.attach()  # under torchrun / accelerate launch: one rank of the Trainer's DDP
         self.controller = ctl = SRLoRAController(self.layers, optimizer, state.max_steps, **self.kw)
         resumed_from = None
         if state.global_step > 0:  # trainer.train(resume_from_checkpoint=...): its state is loaded before this call
@@ -80,7 +88,11 @@ class SRLoRACallback(TrainerCallback):
             self.load_state_dict(torch.load(f, map_location="cpu", weights_only=False))
         run_dir = self.run_dir or os.environ.get("SRLORA_RUN_DIR")
         if not run_dir:
+            if lockstep is not None:  # no run folder: still rank 0's selections, compared across ranks
+                lockstep.bind(ctl)
+                lockstep.check_identical(self.layers, "the start")
             return
+        main = lockstep is None or lockstep.is_main
 
         def save_checkpoint(folder: str) -> None:
             torch.save({"model": model.state_dict(), "optimizer": ctl.optimizer.state_dict() if ctl.optimizer else None, "step": ctl.step,
@@ -92,7 +104,7 @@ class SRLoRACallback(TrainerCallback):
                                config={"trainer": "transformers", "r": self.kw["r"], "fusionRatio": self.kw["fusion_ratio"],
                                        "fusionThreshold": self.kw["fusion_threshold"], "learningRate": args.learning_rate},
                                device=device_label(first.A.device), importance_every=self.importance_every,
-                               save_checkpoint=save_checkpoint if model is not None else None)
+                               save_checkpoint=save_checkpoint if model is not None and main else None, lockstep=lockstep)
         self.session.start(resumed=resumed_from is not None, checkpoint=resumed_from)
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):

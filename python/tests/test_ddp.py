@@ -210,3 +210,30 @@ def test_sharded_weights_are_refused_with_what_is_supported(tmp_path, monkeypatc
     with pytest.raises(ValueError, match="FSDP"):
         refuse_sharding(model=nn.Sequential(FullyShardedDataParallel()), env=env)
     refuse_sharding(SimpleNamespace(fsdp="", hf_deepspeed_config=None), nn.Linear(2, 2), env=env)  # DDP or one process: fine
+
+
+def test_the_hugging_face_callback_under_torchrun_steered_in_lockstep(tmp_path):
+    """The Trainer's own DDP (gloo, two CPU processes) with SRLoRACallback: the same lockstep rules — one record from
+    rank 0, commands after the same step on both ranks, both ranks' state identical after each, stop ends both."""
+    pytest.importorskip("transformers")
+    q = "roberta.encoder.layer.0.attention.self.query"
+    hub = SteeringHub([(3, {"kind": "pause"}), (0, {"kind": "set", "fusionThreshold": 0.5}), (0, {"kind": "recompose", "layers": [q]}),
+                       (0, {"kind": "resume"}), (0, {"kind": "stop"})])
+    run, audit = tmp_path / "run", tmp_path / "audit"
+    env = {**ENV, "SRLORA_RUN_DIR": str(run), "SRLORA_HUB_URL": f"ws://127.0.0.1:{hub.port}", "SRLORA_TOKEN": "t", "SRLORA_DDP_AUDIT": str(audit)}
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddp_hf_script.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script, str(tmp_path / "out"), "1000"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    msgs = messages(run)
+    assert msgs[0]["worldSize"] == 2 and msgs[0]["config"]["trainer"] == "transformers"
+    acks = {m["commandId"]: m for m in msgs if m["type"] == "ack" and m["status"] != "received"}
+    assert [acks[f"c{i}"]["status"] for i in range(5)] == ["applied"] * 5, acks
+    paused_at = acks["c0"]["step"]
+    assert [acks[f"c{i}"]["step"] for i in range(4)] == [paused_at] * 4
+    forced = [m for m in msgs if m["type"] == "recomposition" and m["trigger"] == "forced"]
+    assert [l["name"] for l in forced[0]["layers"]] == [q] and forced[0]["rule"]["fusionThreshold"] == 0.5
+    assert msgs[-1]["type"] == "state" and (msgs[-1]["state"], msgs[-1]["step"]) == ("stopped", acks["c4"]["step"])
+    a, b = audits(audit)
+    assert f"the recompose command c2 at step {paused_at}" in [x["after"] for x in a]
+    assert a == b
