@@ -29,34 +29,55 @@ from .train import DEFAULTS as TRAIN_DEFAULTS
 
 TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
 SEQ, BATCH, R = 128, 32, 8
+BIG = 128  # the large batch (× SEQ tokens)
+DEV = "cuda"
+# RoBERTa-base's shape; --toy: a tiny one on the CPU, to check the whole script end to end without a GPU
+SHAPE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, max_position_embeddings=514)
+
+
+def toy() -> None:
+    """Shrinks the bench to a CPU-sized model and batch (numbers meaningless, every section runs)."""
+    global SEQ, BATCH, BIG, DEV, SHAPE
+    SEQ, BATCH, BIG, DEV = 16, 4, 8, "cpu"
+    SHAPE = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_position_embeddings=40)
 
 
 def roberta(seed: int):
     from transformers import RobertaConfig, RobertaForSequenceClassification
     torch.manual_seed(seed)
-    cfg = RobertaConfig(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                        max_position_embeddings=514, num_labels=2, attn_implementation="sdpa")
+    cfg = RobertaConfig(**SHAPE, num_labels=2, attn_implementation="sdpa")
     model = RobertaForSequenceClassification(cfg)
     fused_sdpa(model)  # attention stays on the fused kernels under torch.compile (compiled.fused_sdpa), for PEFT's model too
     return model
 
 
 def sync() -> None:
-    torch.cuda.synchronize()
+    if DEV == "cuda":
+        torch.cuda.synchronize()
 
 
 def bf16_ceiling() -> float:
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    n = 8192 if DEV == "cuda" else 512
+    a = torch.randn(n, n, device=DEV, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=DEV, dtype=torch.bfloat16)
     for _ in range(3):
         a @ b
     sync()
     t = time.perf_counter()
-    n = 20
-    for _ in range(n):
+    k = 20
+    for _ in range(k):
         a @ b
     sync()
-    return 2 * 8192 ** 3 * n / (time.perf_counter() - t) / 1e12
+    return 2 * a.shape[0] ** 3 * k / (time.perf_counter() - t) / 1e12
+
+
+def peak_reset() -> None:
+    if DEV == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_bytes() -> int:
+    return torch.cuda.max_memory_allocated() if DEV == "cuda" else 0
 
 
 def step_flops(model: nn.Module, batch_size: int = BATCH) -> float:
@@ -64,14 +85,19 @@ def step_flops(model: nn.Module, batch_size: int = BATCH) -> float:
     the activation-gradient backward; frozen base weights get no weight gradient)."""
     tokens = batch_size * SEQ
     lin = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
-    attn = 12 * 4 * SEQ * SEQ * 768 * batch_size
+    attn = SHAPE["num_hidden_layers"] * 4 * SEQ * SEQ * SHAPE["hidden_size"] * batch_size
     return 2 * (2 * lin * tokens + attn)
 
 
 def batch(gen: torch.Generator, batch_size: int = BATCH):
-    x = torch.randint(0, 50265, (batch_size, SEQ), generator=gen).cuda()
-    y = torch.randint(0, 2, (batch_size,), generator=gen).cuda()
+    x = torch.randint(0, SHAPE["vocab_size"], (batch_size, SEQ), generator=gen).to(DEV)
+    y = torch.randint(0, 2, (batch_size,), generator=gen).to(DEV)
     return x, y
+
+
+# kernel names that say which SDPA path ran: fused (flash, cuDNN, memory-efficient) or the math path (float32 GEMMs,
+# softmax and dropout kernels of its own)
+ATTENTION_KERNELS = ("flash", "fmha", "sdpa", "attention", "cudnn", "softmax", "f32f32", "sgemm")
 
 
 def timed_steps(model, opt, gen, steps, before_opt=None, after_opt=None, warmup=5):
@@ -81,7 +107,7 @@ def timed_steps(model, opt, gen, steps, before_opt=None, after_opt=None, warmup=
         x, y = batch(gen)
         sync()
         t = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(DEV, dtype=torch.bfloat16):
             loss = nn.functional.cross_entropy(model(input_ids=x).logits.float(), y)
         loss.backward()
         if before_opt:
@@ -100,7 +126,7 @@ def loss_fn(model):
     """The loss both variants compile: forward under bf16 autocast (weight cache off, as a CUDA graph needs), then
     cross-entropy in float32."""
     def f(x, y):
-        with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+        with torch.autocast(DEV, dtype=torch.bfloat16, cache_enabled=False):
             logits = model(input_ids=x).logits
         return nn.functional.cross_entropy(logits.float(), y)
     return f
@@ -128,12 +154,16 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--out", default="bench/results/gpu-h200.json")
     ap.add_argument("--skip-large", action="store_true", help="leave out batch 128 × 128")
+    ap.add_argument("--toy", action="store_true", help="a tiny model on the CPU: checks the script, measures nothing")
     a = ap.parse_args(argv)
-    assert torch.cuda.is_available(), "the GPU benchmark needs CUDA"
+    if a.toy:
+        toy()
+    else:
+        assert torch.cuda.is_available(), "the GPU benchmark needs CUDA"
     t_start = time.perf_counter()
     gen = torch.Generator().manual_seed(0)
     ceiling = bf16_ceiling()
-    out = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "seq": SEQ, "batch": BATCH, "r": R,
+    out = {"device": torch.cuda.get_device_name(0) if DEV == "cuda" else f"cpu (--toy: {SHAPE})", "torch": torch.__version__, "seq": SEQ, "batch": BATCH, "r": R,
            "targets": TARGETS, "bf16MatmulCeilingTflops": round(ceiling, 1), "steps": a.steps}
 
     def save(section):
@@ -146,9 +176,9 @@ def main(argv=None) -> int:
     # PEFT LoRA (the reference) and SRLoRA on the same model, both resident; timed in alternating rounds (the better
     # median of each kept) so warm-up and clock drift do not favour either.
     import peft
-    pm = peft.get_peft_model(roberta(0), peft.LoraConfig(r=R, lora_alpha=2 * R, target_modules=TARGETS, lora_dropout=0.0)).cuda()
+    pm = peft.get_peft_model(roberta(0), peft.LoraConfig(r=R, lora_alpha=2 * R, target_modules=TARGETS, lora_dropout=0.0)).to(DEV)
     popt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-4)
-    m = roberta(0).cuda()
+    m = roberta(0).to(DEV)
     sync()
     t = time.perf_counter()
     layers = apply_srlora(m, TARGETS, r=R, alpha=2 * R, r_target=4 * R, method="srlora")
@@ -167,14 +197,14 @@ def main(argv=None) -> int:
         lora_t.append(timed_steps(pm, popt, gen, 1, warmup=0))
         sr_t.append(timed_steps(m, opt, gen, 1, ctl.after_backward, after_off, warmup=0))
     lora_ms, sr_ms = statistics.median(lora_t), statistics.median(sr_t)
-    torch.cuda.reset_peak_memory_stats()
+    peak_reset()
     timed_steps(pm, popt, gen, 5)
-    out["peft"] = {"version": peft.__version__, "msPerStep": round(lora_ms, 3), "peakMemGiB (both models resident)": round(torch.cuda.max_memory_allocated() / 2 ** 30, 2),
+    out["peft"] = {"version": peft.__version__, "msPerStep": round(lora_ms, 3), "peakMemGiB (both models resident)": round(peak_bytes() / 2 ** 30, 2),
                    "trainableParams": sum(p.numel() for p in pm.parameters() if p.requires_grad)}
     flops = step_flops(pm)
-    torch.cuda.reset_peak_memory_stats()
+    peak_reset()
     timed_steps(m, opt, gen, 5, ctl.after_backward, after_off)
-    peak = torch.cuda.max_memory_allocated() / 2 ** 30
+    peak = peak_bytes() / 2 ** 30
     out["srlora"] = {"msPerStep": round(sr_ms, 3), "peakMemGiB (both models resident)": round(peak, 2), "svdPrecomputeMs": round(svd_ms, 1),
                      "svdMethods": sorted({l.svd_info["method"] for l in layers.values()}),
                      "svdMaxResidual": max(l.svd_info["residual"] for l in layers.values()),
@@ -185,18 +215,27 @@ def main(argv=None) -> int:
     from torch.profiler import ProfilerActivity, profile
     gpu_ms = {}
 
+    attention = {}  # per variant: the attention kernels the GPU ran (fused SDPA, or the math path's pieces)
+    launches = {}
+
     def kernel_ms(name, fn, n=10):
         try:
-            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            with profile(activities=[ProfilerActivity.CUDA if DEV == "cuda" else ProfilerActivity.CPU]) as prof:
                 for _ in range(n):
                     fn()
                 sync()
-            gpu_ms[name] = round(sum(e.self_device_time_total for e in prof.key_averages()) / 1000 / n, 3)
+            ev = prof.key_averages()
+            gpu_ms[name] = round(sum(e.self_device_time_total for e in ev) / 1000 / n, 3)
+            attention[name] = {e.key[:100]: [round(e.self_device_time_total / 1000 / n, 3), e.count // n] for e in ev
+                               if any(k in e.key.lower() for k in ATTENTION_KERNELS) and e.self_device_time_total > 0}
+            launches[name] = sum(e.count for e in ev if e.self_device_time_total > 0) // n
         except Exception as e:  # noqa: BLE001 - a profiler that cannot see graph replays costs this one figure only
             gpu_ms[name] = f"not measured: {type(e).__name__}: {str(e)[:200]}"
     kernel_ms("peftEager", lambda: timed_steps(pm, popt, gen, 1, warmup=0))
     kernel_ms("srloraEager", lambda: timed_steps(m, opt, gen, 1, ctl.after_backward, after_off, warmup=0))
     out["gpuKernelMsPerStep"] = gpu_ms
+    out["attentionKernels (ms, launches per step)"] = attention
+    out["kernelLaunchesPerCall"] = launches
     save("eager")
 
     # ---- compiled. PEFT: torch.compile(mode="reduce-overhead") of the same loss (Inductor + its CUDA graph trees),
@@ -307,6 +346,9 @@ def main(argv=None) -> int:
         times.append((time.perf_counter() - t) * 1000)
         after = torch.stack([sr_compiled_step() for _ in range(3)])
     first_recompose_ms, recompose_ms = times[0], statistics.median(times[1:])
+    for l in layers.values():  # two more, profiled: GPU time and launches of one recomposition (every slot eligible)
+        l.age.fill_(10 ** 6)
+    kernel_ms("recomposition", lambda: ctl.recompose("forced"), n=2)
     out["srlora"].update({"fullRecompositionMs": round(recompose_ms, 2), "firstRecompositionMs": round(first_recompose_ms, 2),
                           "recomposedLayers": len(res.layers), "maxPreservationError": max(e.preservation_error for e in res.layers),
                           "compiledStepAfterRecompositions": {"captures": cstep.captures, "lossesFinite": bool(torch.isfinite(after).all())}})
@@ -318,9 +360,10 @@ def main(argv=None) -> int:
     save("recomposition")
 
     if not a.skip_large:  # batch 128 × 128: the same SRLoRA model, its step compiled again for the new shapes
-        big = 128
+        big = BIG
         del pfn
-        torch.cuda.empty_cache()
+        if DEV == "cuda":
+            torch.cuda.empty_cache()
         bflops = step_flops(pm, big)
         ef = loss_fn(m)
 
@@ -348,10 +391,11 @@ def main(argv=None) -> int:
         sync()
         big_warm_s = time.perf_counter() - t
         sb_ms = timed(sr_compiled_big, a.steps)
+        kernel_ms("srloraCompiledLargeBatch", sr_compiled_big, n=5)
 
         def peft_eager_big():
             x, y = batch(gen, big)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.autocast(DEV, dtype=torch.bfloat16):
                 loss = nn.functional.cross_entropy(pm(input_ids=x).logits.float(), y)
             loss.backward()
             popt.step()

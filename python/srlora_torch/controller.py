@@ -19,7 +19,7 @@ from .digits import Rng
 from .layer import SRLoRALinear
 from .measures import step_boost_tensor
 from .targets import Targets, matches_target, select_targets  # noqa: F401 - matches_target: re-exported
-from .recompose import index_rows, plan, recompose_group
+from .recompose import Recomposer
 from .rule import FUSION_SELECT, REINIT_OPTIMIZER, Schedule, compute_schedule, default_min_slot_age, select_slots, selection_key
 from .optim import SlotAdam
 from .snapshot import TELEMETRY_DIGITS, CapturedScores, Snapshot, grouped_scores
@@ -122,6 +122,7 @@ class SRLoRAController:
         self.on_recomposition: Optional[Callable[[Recomposition], None]] = None
         self.listeners: List[Callable[[Recomposition], None]] = []
         self._captured: Optional[CapturedScores] = None  # importance_async's scoring graph (CUDA only)
+        self._recomposer: Optional[Recomposer] = None
         self._pending_snapshot: Optional[tuple] = None
         # Steps whose gradients were not finite (their update and importance skipped, as AMP's GradScaler skips):
         # the count, and whether the step being finished is one (read by Telemetry for the row's nonFiniteGrad).
@@ -231,26 +232,16 @@ class SRLoRAController:
                       for n, S, age in zip(names, scores, ages)]
         if self.agree is not None:  # data-parallel: rank 0's selection on every rank (identical inputs, checked after)
             rec.skipped, names, scores, selections = self.agree((rec.skipped, names, scores, selections))
-        chunks = plan(self.layers, [(n, slots) for n, (slots, _) in zip(names, selections)])
-        # One host → device copy of every chunk's new directions and slot masks (a blocking copy per layer or chunk
-        # would drain the GPU queue each time), then one device → host copy of every layer's norms.
-        rows = [v for ns, sl in chunks for v in index_rows([self.layers[n] for n in ns], sl)]
-        device_idx = torch.as_tensor(rows, dtype=torch.long).to(next(iter(self.layers.values())).A.device) if rows else None
+        # recompose.Recomposer: the layers' device work batched by shape (on CUDA replayed as one CUDA graph), one host →
+        # device copy of every new direction and slot mask, one device → host copy of every layer's norms.
         optimizer = self.optimizer if self.reset_optimizer_moments else None
-        done, norms, at = {}, [], 0
-        for ns, sl in chunks:
-            group = [self.layers[n] for n in ns]
-            size = 2 * len(group) * group[0].r
-            results = recompose_group(group, sl, device_idx[at: at + size], optimizer)
-            at += size
-            for n, res in zip(ns, results):
-                done[n] = (res["old"], res["new"], len(norms))
-                norms.append(res["norms"])
+        if self._recomposer is None:
+            self._recomposer = Recomposer(self.layers)
+        done, values = self._recomposer.recompose([(n, slots) for n, (slots, _) in zip(names, selections)], optimizer)
         if self.reinit_optimizer == "restart" and isinstance(self.optimizer, SlotAdam):
             for n, (slots, _) in zip(names, selections):
                 self.optimizer.restart_slots(self.layers[n].A, slots)
                 self.optimizer.restart_slots(self.layers[n].B, slots)
-        values = torch.stack(norms).to(torch.float64).tolist() if norms else []
         for name, S, age, (slots, exhausted) in zip(names, scores, ages, selections):
             old, new, i = done.get(name, ([], [], None))
             delta, err = values[i] if i is not None else (0.0, 0.0)

@@ -28,8 +28,10 @@ def _copy_all(dst: Sequence[torch.Tensor], src: Sequence[torch.Tensor]) -> None:
             d.copy_(s)
 
 
-def plan(layers: Dict[str, SRLoRALinear], selections: Sequence[Tuple[str, List[int]]]) -> List[Tuple[List[str], List[List[int]]]]:
-    """Chunks of same-shape layers (with at least one slot each), in first-appearance order."""
+def plan(layers: Dict[str, SRLoRALinear], selections: Sequence[Tuple[str, List[int]]],
+         keep_empty: bool = False) -> List[Tuple[List[str], List[List[int]]]]:
+    """Chunks of same-shape layers (with at least one slot each, or every one with keep_empty), in first-appearance
+    order. Raises RuntimeError (before anything changes) for a layer that is not srlora or has too few directions."""
     groups: Dict[tuple, List[Tuple[str, List[int]]]] = {}
     for name, slots in selections:
         l = layers[name]
@@ -37,7 +39,7 @@ def plan(layers: Dict[str, SRLoRALinear], selections: Sequence[Tuple[str, List[i
             raise RuntimeError(f"recomposition needs method srlora ({name} is {l.method})")
         if l.p + len(slots) > l.r_target:
             raise RuntimeError(f"{name}: {len(slots)} slots but only {l.r_target - l.p} directions left")
-        if slots:
+        if slots or keep_empty:
             key = (tuple(l.A.shape), tuple(l.B.shape), tuple(l.U.shape), l.W.dtype, l.A.dtype, l.A.device, l.s)
             groups.setdefault(key, []).append((name, list(slots)))
     chunks = []
@@ -68,10 +70,16 @@ def recompose_group(layers: Sequence[SRLoRALinear], slots: Sequence[List[int]], 
     """Recomposes one chunk of same-shape layers (a plan() chunk). JM (2 × L × r, long, on the device) is index_rows
     already copied there: the caller copies every chunk's in one transfer. With an optimizer, the selected slots'
     Adam/AdamW moments are zeroed (rows of A, columns of B; the step count stays)."""
-    L, first = len(layers), layers[0]
-    r, s, dev = first.r, first.s, first.A.device
     if JM is None:
-        JM = torch.as_tensor(index_rows(layers, slots), dtype=torch.long).to(dev)
+        JM = torch.as_tensor(index_rows(layers, slots), dtype=torch.long).to(layers[0].A.device)
+    return _bookkeeping(layers, slots, _device_work(layers, JM, optimizer))
+
+
+def _device_work(layers: Sequence[SRLoRALinear], JM: torch.Tensor, optimizer: Optional[torch.optim.Optimizer]) -> torch.Tensor:
+    """recompose_group's device half: every tensor changed in place, the (L, 2) norms returned; no host read, so it can
+    be captured in a CUDA graph (the selection lives only in JM)."""
+    L, first = len(layers), layers[0]
+    r, s = first.r, first.s
     JM = JM.view(2, L, r)
     J, M = JM[0], JM[1].bool()
     rows, cols = M.unsqueeze(2), M.unsqueeze(1)  # the selected slots of A-shaped (L, r, 1) and B-shaped (L, 1, r) tensors
@@ -128,6 +136,10 @@ def recompose_group(layers: Sequence[SRLoRALinear], slots: Sequence[List[int]], 
             for key in ("exp_avg", "exp_avg_sq"):
                 _zero_selected([optimizer.state[p][key] for p in params if key in optimizer.state.get(p, {})], sel,
                                [i for i, p in enumerate(params) if key in optimizer.state.get(p, {})])
+    return norms
+
+
+def _bookkeeping(layers: Sequence[SRLoRALinear], slots: Sequence[List[int]], norms: torch.Tensor) -> List[dict]:
     out = []
     for l, sel, row in zip(layers, slots, norms.unbind(0)):
         old = [l.dir_host[k] for k in sel]
@@ -149,3 +161,99 @@ def _zero_selected(ts: List[torch.Tensor], sel: torch.Tensor, which: Optional[Li
     else:  # indexing sel with a list would be a host → device copy; a view per layer is not
         for i, t in zip(which, ts):
             t.masked_fill_(sel[i], 0)
+
+
+class Recomposer:
+    """Recompositions of a fixed set of layers (a controller's): recompose(selections, optimizer) → ({name: (old
+    directions, new directions, row)}, [[‖ΔW‖, preservation error] per row]).
+
+    On the CPU, the plan's chunks (layers with slots) one after another. On CUDA (or fixed=True) every layer takes
+    part in every recomposition — a layer without slots has an all-zero slot mask, an exact no-op — so the device work
+    is one fixed program whose only input is the index/mask buffer: from the second recomposition on, it is captured
+    as one CUDA graph and replayed (a recomposition was bound by ~400 kernel launches). The graph stays valid while the
+    tensors it touches keep their storage (recompositions change them in place); a new storage (a checkpoint loaded
+    into the optimiser, a model moved) runs that recomposition without a graph and captures again at the next."""
+
+    def __init__(self, layers: Dict[str, SRLoRALinear], fixed: Optional[bool] = None, capture: Optional[bool] = None,
+                 log=lambda text: None):
+        self.layers = layers
+        dev = next(iter(layers.values())).A.device
+        self.capture = dev.type == "cuda" if capture is None else capture
+        self.fixed = self.capture or bool(fixed)
+        self.log = log
+        self.graph = None
+        self.key = None
+        self.seen = None  # the key of the last eager run: a graph is captured when the next run has the same
+        self.captures = 0
+        self._idx = None
+        self._norms = None
+
+    def _key(self, chunks, optimizer) -> tuple:
+        ts = []
+        for ns, _ in chunks:
+            for n in ns:
+                l = self.layers[n]
+                ts += [l.W, l.A, l.B, l.U, l.V, l.S, l.directions, l.age, l.ema_IA, l.ema_UA, l.ema_IB, l.ema_UB,
+                       getattr(l, "fused_A", None), getattr(l, "fused_B", None)]
+                if optimizer is not None:
+                    for p in (l.A, l.B):
+                        st = optimizer.state.get(p, {})
+                        ts += [st.get("exp_avg"), st.get("exp_avg_sq")]
+        return (id(optimizer), tuple(tuple(ns) for ns, _ in chunks),
+                tuple(None if t is None else (t.data_ptr(), t.dtype, tuple(t.shape)) for t in ts))
+
+    def _program(self, chunks, idx, optimizer) -> torch.Tensor:
+        norms, at = [], 0
+        for ns, _ in chunks:
+            group = [self.layers[n] for n in ns]
+            size = 2 * len(group) * group[0].r
+            norms.append(_device_work(group, idx[at: at + size], optimizer))
+            at += size
+        return torch.cat(norms).to(torch.float64)
+
+    @torch.no_grad()
+    def recompose(self, selections: Sequence[Tuple[str, List[int]]], optimizer: Optional[torch.optim.Optimizer] = None):
+        chunks = plan(self.layers, selections)  # checks every layer first (raises before anything changes)
+        if not chunks:
+            return {}, []
+        chosen = dict(selections)
+        if self.fixed:
+            chunks = [(ns, [list(chosen.get(n, [])) for n in ns]) for ns, _ in plan(self.layers, [(n, []) for n in self.layers], keep_empty=True)]
+        rows = [v for ns, sl in chunks for v in index_rows([self.layers[n] for n in ns], sl)]
+        host = torch.as_tensor(rows, dtype=torch.long)
+        dev = next(iter(self.layers.values())).A.device
+        norms = None
+        if self.capture:
+            key = self._key(chunks, optimizer)
+            if self.graph is not None and key != self.key:
+                self.graph, self._idx, self._norms = None, None, None
+            if self.graph is None and key == self.seen:
+                try:
+                    self._idx = host.to(dev)
+                    torch.cuda.synchronize(dev)
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph):
+                        self._norms = self._program(chunks, self._idx, optimizer)
+                    self.graph, self.key = graph, key
+                    self.captures += 1
+                    self.log(f"recomposition captured as one CUDA graph (capture {self.captures})")
+                except Exception as e:  # noqa: BLE001 - nothing ran during the capture: recompose without a graph
+                    self.capture, self.graph = False, None
+                    self.log(f"recomposition: capturing a CUDA graph failed, it runs without one ({type(e).__name__}: {str(e)[:300]})")
+                    torch.cuda.synchronize(dev)
+            if self.graph is not None:
+                self._idx.copy_(host)  # the graph's input: this recomposition's directions and slot masks
+                self.graph.replay()
+                norms = self._norms
+            else:
+                self.seen = key
+        if norms is None:
+            norms = self._program(chunks, host.to(dev), optimizer)
+        done, n_rows = {}, 0
+        for ns, sl in chunks:
+            group = [self.layers[n] for n in ns]
+            for n, res in zip(ns, _bookkeeping(group, sl, norms[n_rows: n_rows + len(ns)])):
+                if chosen.get(n):
+                    done[n] = (res["old"], res["new"], n_rows)
+                n_rows += 1
+        return done, norms.tolist()

@@ -1,4 +1,5 @@
 """Batched recomposition (recompose.py) against the per-layer formulas of SRLORA.md §3.1-3.4, written out plainly."""
+import pytest
 import torch
 from torch import nn
 
@@ -157,3 +158,45 @@ def test_norms_of_a_float32_and_a_bf16_layer_are_the_float64_measure():
             assert abs(delta - fused[n]) <= 1e-9 * fused[n], (dtype, delta, fused[n])
             assert abs(got - err) <= 1e-6 * err + 1e-15, (dtype, got, err)
             assert err < (1e-6 if dtype == torch.float32 else 1e-2)  # the rounding of W in its dtype, nothing more
+
+
+def _three_recompositions(recomposer_kw, device="cpu"):
+    layers, opt = layers_and_optimizer([(12, 10), (9, 14), (12, 10), (9, 14)], seed=4)
+    for l in layers.values():
+        l.to(device)
+    for p in list(opt.state):
+        opt.state[p] = {k: v.to(device) if k != "step" else v for k, v in opt.state[p].items()}
+    ctl = SRLoRAController(layers, opt, total_steps=100, r=4, r_target=16, min_slot_age=1)
+    ctl._recomposer = rc.Recomposer(layers, **recomposer_kw)
+    recs = [ctl.recompose("forced"), ctl.recompose("forced", ["l1", "l2"]), ctl.recompose("forced", ["l3"])]
+    events = [(e.layer, e.slots, e.old_directions, e.new_directions, e.p, round(e.delta_norm, 9)) for r_ in recs for e in r_.layers]
+    state = {n: [t.detach().cpu().clone() for t in (l.W, l.A, l.B, l.ema_IA, l.ema_UB, l.age, l.directions)] for n, l in layers.items()}
+    moments = [v.cpu().clone() for p in opt.state for k, v in opt.state[p].items() if k != "step"]
+    return events, state, moments, ctl._recomposer, [e.preservation_error for r_ in recs for e in r_.layers]
+
+
+def test_every_layer_as_one_fixed_program_is_the_plan_result():
+    """On CUDA every layer takes part in every recomposition (a zero slot mask for the others) so the device work is
+    one fixed program, captured as a CUDA graph; here (CPU, no graph) that program against the plan's chunks."""
+    ev_a, st_a, mo_a, _, err_a = _three_recompositions({})
+    ev_b, st_b, mo_b, rec_b, err_b = _three_recompositions({"fixed": True})
+    assert rec_b.fixed and not rec_b.capture
+    assert ev_a == ev_b and [e[0] for e in ev_a] == ["l0", "l1", "l2", "l3", "l1", "l2", "l3"]
+    for n in st_a:
+        for x, y in zip(st_a[n], st_b[n]):
+            assert torch.allclose(x, y, rtol=0, atol=1e-13)
+    assert all(torch.equal(x, y) for x, y in zip(mo_a, mo_b)) and len(mo_a) == 12
+    assert max(err_a + err_b) < 1e-13
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graph capture needs a CUDA GPU (run on the lent H200)")
+def test_on_cuda_the_recomposition_is_replayed_from_one_graph_with_the_eager_result():
+    logs = []
+    ev_a, st_a, mo_a, _, _ = _three_recompositions({"capture": False, "fixed": True}, "cuda")
+    ev_b, st_b, mo_b, rec_b, err_b = _three_recompositions({"log": logs.append}, "cuda")
+    assert rec_b.captures == 1 and rec_b.graph is not None, logs  # the first ran eagerly, the second captured
+    assert ev_a == ev_b
+    for n in st_a:
+        for x, y in zip(st_a[n], st_b[n]):
+            assert torch.allclose(x, y, rtol=0, atol=1e-12)
+    assert all(torch.allclose(x, y, rtol=0, atol=1e-12) for x, y in zip(mo_a, mo_b)) and max(err_b) < 1e-13
