@@ -4,41 +4,61 @@
  * the one reducer (viewmodel/runModel), so a run whose trainer is not connected to this hub — started from a
  * terminal, finished while no hub ran, or ended by a supervisor's state record — streams live like any other.
  *
+ * Opening is cheap however long the record: when the run's summary.json (runfolder/summary.ts: the same reducer's
+ * model of the record up to a byte offset) still fits the log, the channel starts from that model and follows the
+ * log from that offset; otherwise it folds from byte 0, in slices of CHUNK_BYTES, each read awaited, so the event
+ * loop is never held for long. What a viewer's snapshot needs from the part before the offset (which lines are
+ * records, where the importance snapshots are) is indexed when the first viewer asks, in time-bounded slices.
+ *
  * A connected trainer's socket messages are merged with the file by seq: each seq is delivered once, in order,
  * whichever source brings it first; when both carry a seq their content must be equal. A socket message that
  * differs from the record is refused (divergent); a file record that differs from what the socket delivered first
  * makes the file win: the channel re-reads the record and viewers get a fresh snapshot.
  *
  * Memory is bounded however long the run: the folded model, the messages the socket delivered ahead of the file
- * (at most MAX_AHEAD), the newest records (for the duplicate check), a sparse seq → byte index (one entry per
- * INDEX_EVERY records) and the offsets of skipped lines. A viewer's snapshot is streamed from the file in parts.
+ * (at most MAX_AHEAD / MAX_AHEAD_BYTES), the newest records' texts (at most RECENT / RECENT_BYTES, for the duplicate
+ * check; older ones are found in the file by a binary search on seq), the byte offsets of the importance snapshots
+ * and of skipped lines. A viewer's snapshot is streamed from the file in parts.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { WebSocket } from 'ws';
-import { clip, parseBoundedJson } from '../runfolder/eventLog';
+import { clip, MAX_LINE_BYTES, parseBoundedJson } from '../runfolder/eventLog';
 import { LogTail, type TailLine } from '../runfolder/logTail';
 import { EVENTS_FILE } from '../runfolder/runFiles';
+import { readSummary, summaryFits } from '../runfolder/summary';
 import { validateTrainerMessage } from '../protocol/validate';
-import type { Hello, RunStateName, RunSummary, TrainerMessage } from '../protocol/messages';
+import type { RunStateName, RunSummary, TrainerMessage } from '../protocol/messages';
 import { applyMessage, emptyRun, type RunModel } from '../viewmodel/runModel';
 
 /** Messages (and their bytes) the socket may deliver ahead of the file; more are dropped (the file brings them). */
 const MAX_AHEAD = 10_000;
 const MAX_AHEAD_BYTES = 64 << 20;
-/** Newest records kept for comparing a resent seq without reading the file. */
+/** Newest records' texts kept for comparing a resent seq without reading the file (count and characters). */
 const RECENT = 1024;
-/** One seq → byte-offset entry per this many records (older duplicates are read back from there). */
-const INDEX_EVERY = 256;
+const RECENT_BYTES = 256 << 10;
 /** Skipped-line offsets remembered; past this the snapshot validates every line itself. */
 const MAX_BAD_REMEMBERED = 10_000;
+/** Bytes of the record folded per read (one synchronous slice of work between awaited reads). */
+const CHUNK_BYTES = 256 << 10;
+/** Longest stretch of indexing work between yields to the event loop (ms). */
+const SLICE_MS = 8;
 /** Importance snapshots in a viewer's snapshot: the newest IMPORTANCE_NEWEST, plus at most IMPORTANCE_OLDER evenly spaced older ones. */
 export const IMPORTANCE_NEWEST = 200;
 export const IMPORTANCE_OLDER = 200;
 /** Bytes of records per snapshot part. */
 export const SNAPSHOT_PART_BYTES = 1 << 20;
+
+const yieldNow = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Enough of a RunModel's shape to start from (fields a newer reducer added come from emptyRun). */
+function isCachedModel(v: unknown): v is RunModel {
+  const m = v as Partial<RunModel> | null;
+  return typeof m === 'object' && m !== null && typeof m.runId === 'string' && typeof m.state === 'string' && typeof m.step === 'number'
+    && Number.isInteger(m.lastSeq) && Array.isArray(m.layers) && Array.isArray(m.recompositionSteps);
+}
 
 export interface ChannelHooks {
   /** A message new to the run (from either source), in seq order, already folded into the model. */
@@ -85,28 +105,44 @@ export class RunChannel {
   private aheadRaw: string[] = [];
   private aheadBytes: number[] = [];
   private aheadTotal = 0;
-  private recent = new Map<number, TrainerMessage>();
-  private helloMsg: Hello | null = null;
-  private indexSeq: number[] = [];
-  private indexOff: number[] = [];
-  private records = 0;
+  /** seq → the record's text, newest last (bounded by RECENT and RECENT_BYTES). */
+  private recent = new Map<number, string>();
+  private recentBytes = 0;
   /** Byte offsets of the record's importance lines (8 bytes each: how a snapshot thins them without parsing). */
   private importanceAt: number[] = [];
   private bad = new Set<number>();
   private badOverflow = false;
   private droppedAhead = false;
+  /** The lines before the tail's start offset (folded by the summary cache) have been indexed for snapshots. */
+  private prefixIndexed = true;
+  private prefixTask: Promise<void> | null = null;
   private readonly tail: LogTail;
 
   constructor(readonly runId: string, readonly dir: string, readonly token: string, private readonly hooks: ChannelHooks, pollMs = 500) {
     this.file = join(dir, EVENTS_FILE);
     this.model = emptyRun(runId);
+    // The run's summary (the one reducer's model up to a byte offset), when it still describes this log: start there.
+    const cache = readSummary(dir, isCachedModel);
+    const from = cache && cache.byteOffset > 0 && cache.model.runId === runId && cache.lastSeq === cache.model.lastSeq && summaryFits(this.file, cache) ? cache : null;
+    if (from) {
+      this.model = { ...emptyRun(runId), ...from.model, latestImportance: null };
+      this.fileSeq = from.lastSeq;
+      this.prefixIndexed = false;
+    }
     this.tail = new LogTail(this.file, {
       onLines: (lines) => this.onLines(lines),
       onRewrite: (reason) => this.rewound(`${EVENTS_FILE} was rewritten (${reason})`),
-      onSkip: (line, reason) => this.hooks.problem(`${this.file}:${line}: skipped ${reason}`),
+      onSkip: (line, reason, start) => { this.markBad(start); this.hooks.problem(`${this.where(line, start)}: skipped ${reason}`); },
       pollMs,
+      chunkBytes: CHUNK_BYTES,
+      ...(from ? { startOffset: from.byteOffset, startIno: from.ino } : {}),
     });
     this.tail.start();
+  }
+
+  /** Where a line is, for reports: its line number when the tail read the file from its start, else its byte offset. */
+  private where(line: number, start: number): string {
+    return this.tail.startOffset === 0 ? `${this.file}:${line}` : `${this.file} (the line at byte ${start})`;
   }
 
   /** Resolves once the record has been read to its end the first time. */
@@ -119,7 +155,6 @@ export class RunChannel {
     return this.ahead.length ? this.ahead[this.ahead.length - 1].seq : this.fileSeq;
   }
 
-  get hello(): Hello | null { return this.helloMsg; }
   get state(): RunStateName { return this.model.state; }
   get step(): number { return this.model.step; }
   /** A snapshot would thin importance out. */
@@ -140,7 +175,7 @@ export class RunChannel {
         // The socket brought this record first, byte for byte (a trainer sends the line it wrote): already delivered.
         const msg = this.ahead[0];
         this.fileSeq = msg.seq;
-        this.index(msg, l.start);
+        this.remember(msg.seq, l.text);
         if (msg.type === 'importance') this.importanceAt.push(l.start);
         this.shiftAhead();
         continue;
@@ -151,9 +186,9 @@ export class RunChannel {
       const msg = v.value;
       if (msg.runId !== this.runId) { this.skip(l, `belongs to run ${clip(msg.runId, 100)}`); continue; }
       if (msg.seq <= this.fileSeq) { this.skip(l, `seq ${msg.seq} does not follow ${this.fileSeq}`); continue; }
-      if (this.fileSeq > 0 && msg.seq !== this.fileSeq + 1) this.hooks.problem(`${this.file}:${l.line}: seq ${msg.seq} follows ${this.fileSeq} (records missing)`);
+      if (this.fileSeq > 0 && msg.seq !== this.fileSeq + 1) this.hooks.problem(`${this.where(l.line, l.start)}: seq ${msg.seq} follows ${this.fileSeq} (records missing)`);
       this.fileSeq = msg.seq;
-      this.index(msg, l.start);
+      this.remember(msg.seq, l.text);
       if (msg.type === 'importance') this.importanceAt.push(l.start);
       const first = this.ahead[0];
       if (first && first.seq <= msg.seq) {
@@ -173,19 +208,26 @@ export class RunChannel {
   }
 
   private skip(l: TailLine, error: string): void {
-    if (this.bad.size < MAX_BAD_REMEMBERED) this.bad.add(l.start);
-    else this.badOverflow = true;
-    this.hooks.problem(`${this.file}:${l.line}: skipped a record: ${clip(error)}`);
+    this.markBad(l.start);
+    this.hooks.problem(`${this.where(l.line, l.start)}: skipped a record: ${clip(error)}`);
   }
 
-  private index(msg: TrainerMessage, start: number): void {
-    if (this.records++ % INDEX_EVERY === 0) { this.indexSeq.push(msg.seq); this.indexOff.push(start); }
-    this.recent.set(msg.seq, msg);
-    if (this.recent.size > RECENT) this.recent.delete(this.recent.keys().next().value as number);
+  private markBad(start: number): void {
+    if (this.bad.size < MAX_BAD_REMEMBERED) this.bad.add(start);
+    else this.badOverflow = true;
+  }
+
+  private remember(seq: number, text: string): void {
+    this.recent.set(seq, text);
+    this.recentBytes += text.length;
+    while (this.recent.size > RECENT || (this.recentBytes > RECENT_BYTES && this.recent.size > 1)) {
+      const [k, v] = this.recent.entries().next().value as [number, string];
+      this.recent.delete(k);
+      this.recentBytes -= v.length;
+    }
   }
 
   private deliver(msg: TrainerMessage): void {
-    if (msg.type === 'hello' && !this.helloMsg) this.helloMsg = msg;
     if (msg.type === 'ack' && msg.status !== 'received') this.inFlight.delete(msg.commandId);
     applyMessage(this.model, msg);
     this.hooks.message(msg);
@@ -207,13 +249,11 @@ export class RunChannel {
     this.aheadBytes = [];
     this.aheadTotal = 0;
     this.recent.clear();
-    this.helloMsg = null;
-    this.indexSeq = [];
-    this.indexOff = [];
-    this.records = 0;
+    this.recentBytes = 0;
     this.importanceAt = [];
     this.bad.clear();
     this.badOverflow = false;
+    this.prefixIndexed = true; // read again from byte 0 (the tail's start offset is 0 after a rewrite or restart)
     this.hooks.reset(reason);
   }
 
@@ -227,7 +267,13 @@ export class RunChannel {
   offer(msg: TrainerMessage, raw: string): OfferResult {
     const bytes = raw.length;
     if (msg.seq <= this.lastSeq) {
-      const stored = msg.seq > this.fileSeq ? this.ahead[msg.seq - this.ahead[0].seq] : this.stored(msg.seq);
+      let stored: TrainerMessage | undefined;
+      if (msg.seq > this.fileSeq) stored = this.ahead[msg.seq - this.ahead[0].seq];
+      else {
+        const text = this.storedText(msg.seq);
+        if (text === raw) return { kind: 'duplicate' }; // the line the trainer wrote, byte for byte
+        if (text !== undefined) stored = parseRecord(text);
+      }
       if (stored !== undefined && isDeepStrictEqual(stored, msg)) return { kind: 'duplicate' };
       const error = stored === undefined
         ? `seq ${msg.seq} is not in the run's record`
@@ -252,31 +298,23 @@ export class RunChannel {
     return { kind: 'new' };
   }
 
-  /** The record's message with this seq (newest from memory, older read back via the sparse index). */
-  private stored(seq: number): TrainerMessage | undefined {
-    if (seq === 1 && this.helloMsg?.seq === 1) return this.helloMsg;
+  /**
+   * The text of the record's line with this seq: the newest from memory, older ones by a binary search on seq over
+   * the bytes read so far (seqs increase along the record; a few small reads, however long the log). Undefined when
+   * the record has no such line or cannot be read.
+   */
+  private storedText(seq: number): string | undefined {
     const hit = this.recent.get(seq);
-    if (hit) return hit;
-    let lo = 0;
-    let hi = this.indexSeq.length - 1;
-    if (hi < 0 || this.indexSeq[0] > seq) return undefined;
-    while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (this.indexSeq[mid] <= seq) lo = mid; else hi = mid - 1; }
-    const from = this.indexOff[lo];
-    const to = lo + 1 < this.indexOff.length ? this.indexOff[lo + 1] : this.tail.offset;
+    if (hit !== undefined) return hit;
     let fd: number | null = null;
     try {
       fd = openSync(this.file, 'r');
-      const buf = Buffer.allocUnsafe(to - from);
-      readSync(fd, buf, 0, buf.length, from);
-      for (const text of buf.toString('utf8').split('\n')) {
-        const p = parseBoundedJson(text);
-        const s = p.ok ? (p.value as { seq?: unknown }).seq : undefined;
-        if (s === seq) { const v = validateTrainerMessage(p.ok ? p.value : null); return v.ok ? v.value : undefined; }
-      }
-    } catch { /* unreadable: not comparable, treated as absent */ } finally {
+      return findRecord(fd, this.tail.offset, seq);
+    } catch {
+      return undefined; // unreadable: not comparable, treated as absent
+    } finally {
       if (fd !== null) closeSync(fd);
     }
-    return undefined;
   }
 
   // ------------------------------------------------------------------ viewers
@@ -285,11 +323,16 @@ export class RunChannel {
    * Streams the record to one viewer in parts of about SNAPSHOT_PART_BYTES, waiting for it between parts, then the
    * messages the socket delivered ahead of the file, then calls sink.live() in the same tick, so no message falls
    * between the snapshot and the events that follow. Importance snapshots are thinned to the newest
-   * IMPORTANCE_NEWEST plus IMPORTANCE_OLDER evenly spaced older ones. Throws SnapshotRestart when the record was
+   * IMPORTANCE_NEWEST plus IMPORTANCE_OLDER evenly spaced older ones. A channel opened from a summary first indexes
+   * the lines before the summary's offset (once, shared by every viewer). Throws SnapshotRestart when the record was
    * rewritten meanwhile.
    */
   async snapshot(sink: SnapshotSink): Promise<void> {
     const gen = this.generation;
+    if (!this.prefixIndexed) {
+      await this.indexPrefix();
+      if (this.generation !== gen) throw new SnapshotRestart();
+    }
     const imps = this.importanceAt;
     const total = imps.length;
     const older = Math.max(0, total - IMPORTANCE_NEWEST);
@@ -356,11 +399,85 @@ export class RunChannel {
     }
   }
 
+  /** Indexes the record before the tail's start offset (see scanPrefix); one scan at a time, shared. */
+  private indexPrefix(): Promise<void> {
+    if (this.prefixIndexed) return Promise.resolve();
+    this.prefixTask ??= this.scanPrefix(this.generation).finally(() => { this.prefixTask = null; });
+    return this.prefixTask;
+  }
+
+  /**
+   * Reads the lines before the tail's start offset as onLines would have (bounded JSON, the schema, this run's id,
+   * increasing seqs), remembering only where the importance snapshots and the skipped lines are. Works in slices of at
+   * most about SLICE_MS, yielding to the event loop between them; gives up when the record is rewritten meanwhile.
+   */
+  private async scanPrefix(gen: number): Promise<void> {
+    const end = this.tail.startOffset;
+    const imps: number[] = [];
+    const bad: number[] = [];
+    let seq = 0;
+    let pos = 0;
+    let buf = Buffer.allocUnsafe(CHUNK_BYTES);
+    let t0 = performance.now();
+    const fh = await open(this.file, 'r');
+    try {
+      while (pos < end) {
+        if (this.generation !== gen) return;
+        const want = Math.min(buf.length, end - pos);
+        const { bytesRead } = await fh.read(buf, 0, want, pos);
+        if (bytesRead === 0) return; // shrunk: the tail reports the rewrite
+        const lastNl = buf.lastIndexOf(0x0a, bytesRead - 1);
+        if (lastNl < 0) {
+          if (buf.length <= MAX_LINE_BYTES) { buf = Buffer.allocUnsafe(buf.length * 2); continue; } // one long line
+          // Longer than any record: skipped, up to its newline.
+          bad.push(pos);
+          let skipTo = -1;
+          for (let p = pos + bytesRead; p < end && skipTo < 0; p += bytesRead) {
+            const r = await fh.read(buf, 0, Math.min(buf.length, end - p), p);
+            const nl = buf.indexOf(0x0a);
+            if (nl >= 0 && nl < r.bytesRead) skipTo = p + nl + 1;
+            if (r.bytesRead === 0) return;
+          }
+          pos = skipTo < 0 ? end : skipTo;
+          continue;
+        }
+        let start = 0;
+        while (start <= lastNl) {
+          const nl = buf.indexOf(0x0a, start);
+          const at = pos + start;
+          if (nl > start) {
+            const p = parseBoundedJson(buf.toString('utf8', start, nl));
+            const v = p.ok ? validateTrainerMessage(p.value) : p;
+            if (!v.ok || v.value.runId !== this.runId || v.value.seq <= seq) bad.push(at);
+            else {
+              seq = v.value.seq;
+              if (v.value.type === 'importance') imps.push(at);
+            }
+          }
+          start = nl + 1;
+          if (performance.now() - t0 > SLICE_MS) {
+            await yieldNow();
+            t0 = performance.now();
+            if (this.generation !== gen) return;
+          }
+        }
+        pos += lastNl + 1;
+        if (buf.length > CHUNK_BYTES) buf = Buffer.allocUnsafe(CHUNK_BYTES);
+      }
+    } finally {
+      await fh.close().catch(() => {});
+    }
+    if (this.generation !== gen || this.prefixIndexed) return;
+    this.importanceAt = imps.concat(this.importanceAt);
+    for (const b of bad) this.markBad(b);
+    this.prefixIndexed = true;
+  }
+
   summary(): RunSummary {
     const m = this.model;
     return {
       runId: this.runId,
-      ...(this.helloMsg ? { name: m.name, method: this.helloMsg.method } : {}),
+      ...(m.method ? { name: m.name, method: m.method } : {}),
       state: m.state,
       step: m.step,
       totalSteps: m.totalSteps,
@@ -371,4 +488,69 @@ export class RunChannel {
   close(): void {
     this.tail.close();
   }
+}
+
+function parseRecord(text: string): TrainerMessage | undefined {
+  const p = parseBoundedJson(text);
+  const v = p.ok ? validateTrainerMessage(p.value) : p;
+  return v.ok ? v.value : undefined;
+}
+
+/** The complete line that starts at the first line boundary at or after `pos` (and before `end`), or null. */
+function lineFrom(fd: number, pos: number, end: number): { start: number; text: string; next: number } | null {
+  let start = pos;
+  if (pos > 0) {
+    // pos is a line start when the byte before it is a newline; else the line starts after the next newline.
+    const b = Buffer.allocUnsafe(64 << 10);
+    let at = pos - 1;
+    for (;;) {
+      if (at >= end) return null;
+      const n = readSync(fd, b, 0, Math.min(b.length, end - at), at);
+      if (n === 0) return null;
+      const nl = b.indexOf(0x0a);
+      if (nl >= 0 && nl < n) { start = at + nl + 1; break; }
+      at += n;
+    }
+  }
+  if (start >= end) return null;
+  let buf = Buffer.allocUnsafe(Math.min(64 << 10, end - start));
+  for (;;) {
+    const n = readSync(fd, buf, 0, Math.min(buf.length, end - start), start);
+    const nl = buf.indexOf(0x0a);
+    if (nl >= 0 && nl < n) return { start, text: buf.toString('utf8', 0, nl), next: start + nl + 1 };
+    if (n < buf.length || buf.length > MAX_LINE_BYTES) return { start, text: '', next: end }; // no end (or too long): nothing to compare
+    buf = Buffer.allocUnsafe(Math.min(buf.length * 4, end - start + 1));
+  }
+}
+
+/** The seq of a record's text, or null when the line is not a record. */
+function seqOfLine(text: string): number | null {
+  if (text === '') return null;
+  const p = parseBoundedJson(text);
+  const s = p.ok ? (p.value as { seq?: unknown } | null)?.seq : undefined;
+  return typeof s === 'number' && Number.isInteger(s) ? s : null;
+}
+
+/**
+ * The text of the line holding `seq` in the first `end` bytes of the log open as `fd` (complete lines), found by a
+ * binary search on byte offsets (seqs increase along a record; lines that are not records are stepped over).
+ */
+function findRecord(fd: number, end: number, seq: number): string | undefined {
+  let lo = 0; // a line start
+  let hi = end; // the line sought starts before hi
+  for (let i = 0; i < 80 && hi - lo > (64 << 10); i++) {
+    const mid = lo + Math.floor((hi - lo) / 2);
+    let line = lineFrom(fd, mid, hi);
+    let s: number | null = null;
+    while (line && (s = seqOfLine(line.text)) === null) line = line.next < hi ? lineFrom(fd, line.next, hi) : null;
+    if (!line || s === null || s > seq) { hi = mid; continue; }
+    if (s === seq) return line.text;
+    lo = line.next;
+  }
+  for (let line = lineFrom(fd, lo, end); line; line = line.next < end ? lineFrom(fd, line.next, end) : null) {
+    const s = seqOfLine(line.text);
+    if (s === seq) return line.text;
+    if ((s !== null && s > seq) || line.start >= hi) return undefined;
+  }
+  return undefined;
 }

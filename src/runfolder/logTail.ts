@@ -5,6 +5,10 @@
  * systems where watching does not work. A log that shrinks below what was read, or is replaced (another inode),
  * was rewritten: the tail reports it and starts again from byte 0.
  *
+ * It can start at a byte offset a cache vouches for (a run's summary.json: the lines before it are already folded):
+ * given the offset and the inode the cache was made from, the log is taken up from there when it is still that file
+ * and at least that long; otherwise it is read from byte 0 (reported as a rewrite).
+ *
  * No parsing here: the owner gets raw lines with their line number and byte range, and decides.
  */
 import { watch, type FSWatcher } from 'node:fs';
@@ -14,7 +18,7 @@ import { MAX_LINE_BYTES } from './eventLog';
 
 export interface TailLine {
   text: string;
-  /** 1-based line number in the file. */
+  /** 1-based line number, counted from where the tail started (the file's when it started at byte 0). */
   line: number;
   /** Byte offsets of the line (without its newline) in the file. */
   start: number;
@@ -26,11 +30,15 @@ export interface LogTailOptions {
   onLines: (lines: TailLine[]) => void;
   /** The file was rewritten (shrunk or replaced): everything read before is void; reading starts at byte 0. */
   onRewrite?: (reason: string) => void;
-  /** A line that is too long to be a record was skipped. */
-  onSkip?: (line: number, reason: string) => void;
+  /** A line that is too long to be a record was skipped (`start`: its first byte). */
+  onSkip?: (line: number, reason: string, start: number) => void;
   pollMs?: number;
+  /** Bytes read (and handed to onLines) at a time: each chunk is one synchronous slice of the owner's work. */
   chunkBytes?: number;
   maxLineBytes?: number;
+  /** Start here instead of byte 0: a line boundary of the file whose inode is `startIno` (else byte 0). */
+  startOffset?: number;
+  startIno?: number;
 }
 
 export class LogTail {
@@ -44,23 +52,32 @@ export class LogTail {
   private again = false;
   /** Bumped by every reset: a read that was in flight across one drops what it read. */
   private epoch = 0;
-  /** Inside a line longer than maxLineBytes: its bytes are dropped up to its newline. */
+  /** Inside a line longer than maxLineBytes (starting at skipStart): its bytes are dropped up to its newline. */
   private skipping = false;
+  private skipStart = 0;
+  /** Where reading started (the vouched-for offset until the first rewrite, then 0). */
+  private base = 0;
   private closed = false;
   private watcher: FSWatcher | null = null;
   private poll: NodeJS.Timeout | null = null;
-  private readonly o: Required<Omit<LogTailOptions, 'onRewrite' | 'onSkip'>> & Pick<LogTailOptions, 'onRewrite' | 'onSkip'>;
+  private readonly o: Required<Omit<LogTailOptions, 'onRewrite' | 'onSkip' | 'startOffset' | 'startIno'>> & Pick<LogTailOptions, 'onRewrite' | 'onSkip' | 'startIno'>;
   private firstRead: Promise<void>;
   private firstReadDone!: () => void;
 
   constructor(readonly file: string, options: LogTailOptions) {
     this.o = { pollMs: 500, chunkBytes: 1 << 20, maxLineBytes: MAX_LINE_BYTES, ...options };
+    if (options.startOffset && options.startOffset > 0 && options.startIno !== undefined) this.off = this.base = options.startOffset;
     this.firstRead = new Promise((r) => { this.firstReadDone = r; });
   }
 
   /** Bytes of the file consumed so far (a line boundary). */
   get offset(): number {
     return this.off;
+  }
+
+  /** The byte the tail started from: lines before it were never read here (0 once the log was rewritten). */
+  get startOffset(): number {
+    return this.base;
   }
 
   /** Resolves once the file has been read to its end the first time (or found missing). */
@@ -99,6 +116,7 @@ export class LogTail {
   private reset(): void {
     this.epoch++;
     this.off = 0;
+    this.base = 0;
     this.lineNo = 0;
     this.lastSize = -1;
     this.skipping = false;
@@ -121,7 +139,11 @@ export class LogTail {
           this.fh = null;
           if (this.off > 0) { this.reset(); this.o.onRewrite?.('the log was replaced by another file'); }
         }
-        if (!this.fh) { this.fh = await open(this.file, 'r'); this.ino = st.ino; }
+        if (!this.fh) {
+          this.fh = await open(this.file, 'r');
+          this.ino = st.ino;
+          if (this.base > 0 && st.ino !== this.o.startIno) { this.reset(); this.o.onRewrite?.('the log is not the one its summary was made from'); continue; }
+        }
         if (st.size < this.off) {
           const was = this.off;
           this.reset();
@@ -161,7 +183,7 @@ export class LogTail {
         this.lineNo++;
         if (this.skipping) {
           this.skipping = false;
-          this.o.onSkip?.(this.lineNo, `a line longer than ${this.o.maxLineBytes} bytes`);
+          this.o.onSkip?.(this.lineNo, `a line longer than ${this.o.maxLineBytes} bytes`, this.skipStart);
         } else if (nl > start) {
           lines.push({ text: buf.toString('utf8', start, nl), line: this.lineNo, start: this.off + start, end: this.off + nl });
         }
@@ -173,6 +195,7 @@ export class LogTail {
         if (bytesRead < want || this.off + bytesRead >= size) return false;
         if (buf.length * 2 <= this.o.maxLineBytes) { buf = Buffer.allocUnsafe(buf.length * 2); continue; }
         this.skipping = true; // the line is counted and reported when its newline comes
+        this.skipStart = this.off;
         this.off += bytesRead;
         continue;
       }

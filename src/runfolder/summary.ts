@@ -177,6 +177,26 @@ export function readSummary<M>(dir: string, isModel: (v: unknown) => v is M): Su
   }
 }
 
+/**
+ * Whether `cache` still describes the start of `file`: the same inode, at least `byteOffset` bytes long, and the byte
+ * before the offset a newline (the offset is a line boundary). One stat and a one-byte read; false when unreadable.
+ */
+export function summaryFits(file: string, cache: SummaryCache<unknown>): boolean {
+  let fd: number | null = null;
+  try {
+    fd = openSync(file, 'r');
+    const st = fstatSync(fd);
+    if (st.ino !== cache.ino || st.size < cache.byteOffset) return false;
+    if (cache.byteOffset === 0) return true;
+    const b = Buffer.alloc(1);
+    return readSync(fd, b, 0, 1, cache.byteOffset - 1) === 1 && b[0] === 0x0a;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
+}
+
 /** Writes summary.json atomically (a cache: losing it costs one refold). */
 export function writeSummary<M>(dir: string, cache: SummaryCache<M>): void {
   writePrivateFileAtomic(join(dir, SUMMARY_FILE), JSON.stringify(cache));
