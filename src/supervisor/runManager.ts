@@ -179,6 +179,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   // ------------------------------------------------------------------ listing and following
 
   private newRun(runId: string, dir: string): ManagedRun {
+    const cache = readSummary(dir, isRunModel);
     const follower = new LogFollower<RunModel>({
       file: join(dir, EVENTS_FILE),
       init: () => emptyRun(runId),
@@ -188,8 +189,11 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
         applyMessage(m, v.value);
       },
       lastSeq: (m) => m.lastSeq,
-    }, readSummary(dir, isRunModel));
-    return new ManagedRun(runId, dir, follower);
+    }, cache);
+    const run = new ManagedRun(runId, dir, follower);
+    // The summary it was listed from is current up to its offset: not rewritten (fsynced) until the log grows past it.
+    if (cache) run.cachedAt = cache.byteOffset;
+    return run;
   }
 
   /**
@@ -201,19 +205,18 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     const listing = listRunFolders(this.o.runsDir);
     for (const w of listing.warnings) if (!this.warned.has(w)) { this.warned.add(w); this.log('warn', w); }
     const present = new Set<string>();
-    const newRuns: ManagedRun[] = [];
-    for (const f of listing.runs) {
+    // Newest first (run folder names start with their time): the background fold and the hub take them in this order.
+    for (const f of [...listing.runs].reverse()) {
       present.add(f.runId);
       if (this.runs.has(f.runId)) continue;
       if (!f.hasLog && !existsSync(join(f.dir, PID_FILE))) continue; // nothing to show yet
       const run = this.newRun(f.runId, f.dir);
       this.runs.set(f.runId, run);
-      newRuns.push(run);
       this.follow(run, true);
+      // Its dashboard replays it from the hub (hub.json is written only for a run we own). Opened one at a time, each
+      // once folded here (the hub then starts from the summary.json this fold wrote) and once the hub has read the rest.
+      this.hubOpenQueue.push(run);
     }
-    // Its dashboard replays it from the hub (hub.json is written only for a run we own). Opened one at a time, newest
-    // first, each once the hub has read it: twenty long logs are not read by the hub all at once at activation.
-    for (const run of newRuns.reverse()) this.hubOpenQueue.push(run);
     this.pumpHubOpens();
     for (const r of [...this.runs.values()]) {
       if (!present.has(r.runId) && !r.handle?.alive && !existsSync(r.dir)) this.forget(r);
@@ -273,10 +276,14 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     const run = this.hubOpenQueue.shift();
     if (!run) return;
     this.openingOnHub = true;
-    this.o.hub.openRun(run.runId, run.dir);
     const next = () => { this.openingOnHub = false; this.pumpHubOpens(); };
-    const ready = (this.o.hub.run(run.runId) as { ready?: Promise<void> } | undefined)?.ready;
-    if (ready) ready.then(next, next); else setImmediate(next);
+    const open = () => {
+      if (this.disposed) return;
+      this.o.hub.openRun(run.runId, run.dir);
+      const ready = (this.o.hub.run(run.runId) as { ready?: Promise<void> } | undefined)?.ready;
+      if (ready) ready.then(next, next); else setImmediate(next);
+    };
+    if (run.folding) run.folding.then(open, open); else open();
   }
 
   /** A live message arrived (the hub forwarded it): fold the log's new lines, once per turn of the event loop. */
