@@ -117,7 +117,8 @@ export class Store {
       case 'runs':
         this.runList = msg.runs;
         if (this.focus.length === 0 && this.runList.length) {
-          const pick = this.runList.find((r) => isActive(r.state)) ?? this.runList[this.runList.length - 1];
+          // The hub lists runs by last activity, oldest first: the newest active run, else the most recently active.
+          const pick = [...this.runList].reverse().find((r) => isActive(r.state)) ?? this.runList[this.runList.length - 1];
           this.setFocus([pick.runId]);
         }
         break;

@@ -189,8 +189,13 @@ export class Hub extends EventEmitter<HubEvents> {
     return this.runs.get(runId);
   }
 
+  /**
+   * Every open run's summary, ordered by last activity (the newest message's time), oldest first: the last is the
+   * most recently active run, the one a page shows when it is told none (a run with no message yet counts as newest).
+   */
   listRuns(): RunSummary[] {
-    return [...this.runs.values()].map((r) => r.summary());
+    const at = (r: RunChannel) => r.model.updatedAt ?? Number.MAX_SAFE_INTEGER;
+    return [...this.runs.values()].sort((a, b) => at(a) - at(b) || a.runId.localeCompare(b.runId)).map((r) => r.summary());
   }
 
   // ------------------------------------------------------------------ HTTP
