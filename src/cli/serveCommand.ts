@@ -58,14 +58,16 @@ export async function serveCommand(argv: string[]): Promise<number> {
   // Handlers first, then the URL: whoever reads the URL may press Ctrl+C at once.
   const stopped = new Promise<void>((done) => {
     let stopping = false;
-    const stop = () => {
+    // The runs' trainers get the signal serve got (Ctrl+C is SIGINT), so their records say what the user did.
+    const stop = (sig: 'SIGINT' | 'SIGTERM') => {
       if (stopping) { process.exit(130); }
       stopping = true;
       process.stdout.write('\nstopping…\n');
-      void runs.dispose('stop', 'interrupted: srlora serve was stopped (Ctrl+C)').then(() => hub.close()).then(done);
+      const what = sig === 'SIGINT' ? 'srlora serve was stopped (Ctrl+C, SIGINT)' : 'srlora serve was terminated (SIGTERM)';
+      void runs.dispose('stop', `interrupted: ${what}`, sig).then(() => hub.close()).then(done);
     };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
   });
   process.stdout.write(`\nSRLoRA dashboard: ${url}\n(${runs.runs.size} run${runs.runs.size === 1 ? '' : 's'} in ${runs.runsDir}; Ctrl+C stops)\n`);
   await stopped;

@@ -560,13 +560,14 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     return run.handle.end(() => this.o.hub.sendCommand(runId, { kind: 'stop' }), this.graceMs);
   }
 
-  /** Ends a trainer as its surroundings going away do: SIGTERM (it checkpoints and writes `interrupted`), then SIGKILL. */
-  async interrupt(runId: string, reason: string): Promise<ExitInfo | null> {
+  /** Ends a trainer as its surroundings going away do: `signal` (SIGTERM, or SIGINT for a Ctrl+C: the trainer
+   * checkpoints and writes `interrupted`, naming it), then SIGKILL. */
+  async interrupt(runId: string, reason: string, signal: 'SIGTERM' | 'SIGINT' = 'SIGTERM'): Promise<ExitInfo | null> {
     const run = this.get(runId);
     if (!run.handle?.alive || !run.owned) return null;
     run.intent = { kind: 'interrupt', reason };
     const h = run.handle;
-    return h.end(() => h.signal('SIGTERM'), this.graceMs, true);
+    return h.end(() => h.signal(signal), this.graceMs, signal === 'SIGTERM');
   }
 
   /** Deletes a run's folder (never a running run's, nor one another supervisor owns). */
@@ -587,13 +588,14 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   /**
    * Window closing (or serve's Ctrl+C): interrupt every trainer this supervisor owns (`stop`), or leave them running
    * for the next window to take over (`detach`). Either way its locks are released and its records written first.
-   * `reason` names what interrupted the runs in their record.
+   * `reason` names what interrupted the runs in their record; `signal` is what their trainers get (serve passes on
+   * the SIGINT of a Ctrl+C).
    */
-  async dispose(onWindowClose: OnWindowClose, reason = 'interrupted: the window closed or reloaded'): Promise<void> {
+  async dispose(onWindowClose: OnWindowClose, reason = 'interrupted: the window closed or reloaded', signal: 'SIGTERM' | 'SIGINT' = 'SIGTERM'): Promise<void> {
     this.unwatch();
     const live = [...this.runs.values()].filter((r) => r.handle?.alive && r.owned);
     if (onWindowClose === 'stop') {
-      await Promise.all(live.map((r) => this.interrupt(r.runId, reason)));
+      await Promise.all(live.map((r) => this.interrupt(r.runId, reason, signal)));
     } else {
       for (const r of live) if (r.handle instanceof ChildTrainer) r.handle.detach();
     }
