@@ -5,7 +5,7 @@
  * /proc/PID/stat, clock ticks since boot) and each boot an id (/proc/sys/kernel/random/boot_id); together with the pid
  * they name one process for ever. Where /proc is missing the identity is unknown and nothing is ever signalled.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { writePrivateFileAtomic } from './lock';
 
 export interface ProcessIdentity {
@@ -73,6 +73,12 @@ export function signalTarget(rec: ProcessIdentity, groupOurs: boolean): number |
 export function writeOwnPidFile(file: string): void {
   const id = processIdentity(process.pid);
   if (id) writePidFile(file, { ...id, selfStarted: true });
+}
+
+/** Removes the trainer.pid writeOwnPidFile wrote, when it still names this process (a trainer that ends says so). */
+export function removeOwnPidFile(file: string): void {
+  const r = readPidFile(file);
+  if (r.ok && r.id.selfStarted && r.id.pid === process.pid) rmSync(file, { force: true });
 }
 
 /** Writes trainer.pid: the JSON identity, mode 0600, atomically. */

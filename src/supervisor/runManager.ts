@@ -327,6 +327,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
       const took = acquireOwner(run.dir, this.instance, this.o.by ?? 'srlora');
       if (!took.ok) return;
       this.recordEnd(run, null, pid.id.pid);
+      this.clearProcessFiles(run, pid.id.pid);
       took.lock.release();
       return;
     }
@@ -347,9 +348,24 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
       this.emit('changed', run.runId);
     } else {
       this.recordEnd(run, null, pid.id.pid);
+      this.clearProcessFiles(run, pid.id.pid);
       run.lock.release();
       run.lock = null;
     }
+  }
+
+  /**
+   * The run's trainer (pid) is proven gone and the run has its final state: its trainer.pid and hub.json name a
+   * process and a hub that no longer serve it, so the owner (the caller holds the run's lock) removes them. A
+   * trainer.pid naming another process (a run continued meanwhile) stays.
+   */
+  private clearProcessFiles(run: ManagedRun, pid: number): void {
+    if (isActive(run.model.state)) return;
+    const pidFile = readPidFile(join(run.dir, PID_FILE));
+    try {
+      if (pidFile.ok && pidFile.id.pid === pid) rmSync(join(run.dir, PID_FILE), { force: true });
+      rmSync(join(run.dir, HUB_DISCOVERY_FILE), { force: true });
+    } catch { /* the folder may be gone */ }
   }
 
   private openOnHub(run: ManagedRun): string {
@@ -509,7 +525,11 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
         this.log('info', `run ${run.runId}: trainer ended (${info.signal ?? `code ${info.code}`}), ${run.model.state}`);
       }
       run.intent = null;
-      if (!isActive(run.model.state)) { run.lock?.release(); run.lock = null; }
+      if (!isActive(run.model.state)) {
+        if (run.owned) this.clearProcessFiles(run, handle.pid);
+        run.lock?.release();
+        run.lock = null;
+      }
       this.saveSummary(run, true);
       this.emit('changed', run.runId);
     });

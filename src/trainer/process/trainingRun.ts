@@ -17,7 +17,7 @@ import { validateCommandBody } from '../../protocol/validate';
 import { randomBytes } from 'node:crypto';
 import { writeFileAtomic } from '../../runfolder/atomic';
 import { CONFIG_FILE, HUB_DISCOVERY_FILE, newRunId, PID_FILE } from '../../runfolder/runFiles';
-import { writeOwnPidFile } from '../../runfolder/pidfile';
+import { removeOwnPidFile, writeOwnPidFile } from '../../runfolder/pidfile';
 import { buildModel, loadBaseWeights, loadTask, type TaskData } from './task';
 import { loadCheckpoint, saveCheckpoint, type LiveSettings } from './checkpoint';
 import { latestCompleteCheckpoint } from '../../runfolder/checkpoints';
@@ -431,6 +431,8 @@ export class TrainingRun {
       this.link.close();
     }
     this.recorder.close();
+    // Ended, with its final state written: trainer.pid would name a process that no longer trains this run.
+    if (!this.options.hub) { try { removeOwnPidFile(join(this.options.runDir, PID_FILE)); } catch { /* the folder may be gone */ } }
     this.probe.dispose();
     this.model.dispose();
     return outcome;
