@@ -60,6 +60,11 @@ function sleeper(): ChildProcess {
   after(() => { try { p.kill('SIGKILL'); } catch { /* gone */ } });
   return p;
 }
+/** A process this file spawned, killed when its test ends however it ends (a failed assertion included). */
+function tracked<P extends ChildProcess>(p: P): P {
+  after(() => { if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); });
+  return p;
+}
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 const acksOf = (run: ManagedRun) => readJsonl<TrainerMessage>(join(run.dir, 'events.jsonl')).events.filter((m): m is Ack => m.type === 'ack');
@@ -460,7 +465,7 @@ test('a run started after the watch began (from a terminal) appears within 2 s a
   const { runs, hub } = await setup(runsDir);
   mkdirSync(runsDir, { recursive: true });
   runs.watch();
-  const child = spawn(process.execPath, [cli, 'train', '--no-progress', '--config', fastConfig(dir, 60), '--runs-dir', runsDir], { stdio: 'ignore' });
+  const child = tracked(spawn(process.execPath, [cli, 'train', '--no-progress', '--config', fastConfig(dir, 60), '--runs-dir', runsDir], { stdio: 'ignore' }));
   try {
     assert.ok(await until(() => runs.runs.size === 1, 30_000));
     const run = runs.list()[0];
@@ -476,7 +481,7 @@ test('kill -9 of a run started from a terminal (no supervisor): recorded failed 
   const { runs, hub } = await setup(runsDir);
   mkdirSync(runsDir, { recursive: true });
   runs.watch();
-  const child = spawn(process.execPath, [cli, 'train', '--no-progress', '--config', fastConfig(dir, 100000), '--runs-dir', runsDir], { stdio: 'ignore' });
+  const child = tracked(spawn(process.execPath, [cli, 'train', '--no-progress', '--config', fastConfig(dir, 100000), '--runs-dir', runsDir], { stdio: 'ignore' }));
   try {
     assert.ok(await until(() => runs.runs.size === 1, 30_000));
     const run = runs.list()[0];
@@ -574,7 +579,7 @@ test('srlora serve: starts with odd entries and exits 0 on Ctrl+C; a runs folder
   mkdirSync(runsDir);
   symlinkSync(join(dir, 'nowhere'), join(runsDir, 'dangling'));
   mkdirSync(join(runsDir, 'empty-exit')); writeFileSync(join(runsDir, 'empty-exit', 'exit.json'), '');
-  const serve = spawn(process.execPath, [cli, 'serve', '--runs-dir', runsDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const serve = tracked(spawn(process.execPath, [cli, 'serve', '--runs-dir', runsDir], { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   serve.stdout.on('data', (d: Buffer) => { out += d.toString(); });
   serve.stderr.on('data', (d: Buffer) => { out += d.toString(); });
@@ -584,14 +589,14 @@ test('srlora serve: starts with odd entries and exits 0 on Ctrl+C; a runs folder
   serve.kill('SIGINT');
   assert.equal(await code, 0);
   writeFileSync(join(dir, 'a-file'), 'x');
-  const bad = spawn(process.execPath, [cli, 'serve', '--runs-dir', join(dir, 'a-file')], { stdio: 'ignore' });
+  const bad = tracked(spawn(process.execPath, [cli, 'serve', '--runs-dir', join(dir, 'a-file')], { stdio: 'ignore' }));
   assert.notEqual(await new Promise<number | null>((r) => bad.once('exit', (c) => r(c))), 0);
 });
 
 test('kill -9 of srlora serve mid-run: the trainer finishes while no hub runs; the next supervisor takes the run over and shows it finished everywhere', async () => {
   const dir = tempDir();
   const runsDir = join(dir, 'runs');
-  const serve = spawn(process.execPath, [cli, 'serve', '--runs-dir', runsDir, '--config', fastConfig(dir, 400)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const serve = tracked(spawn(process.execPath, [cli, 'serve', '--runs-dir', runsDir, '--config', fastConfig(dir, 400)], { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   serve.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   serve.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
@@ -615,7 +620,7 @@ test('kill -9 of srlora serve mid-run: the trainer finishes while no hub runs; t
 test('kill -9 of srlora serve, then of its trainer: whoever lists the folder next takes the stale lock and records the run failed', async () => {
   const dir = tempDir();
   const runsDir = join(dir, 'runs');
-  const serve = spawn(process.execPath, [cli, 'serve', '--runs-dir', runsDir, '--config', fastConfig(dir)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const serve = tracked(spawn(process.execPath, [cli, 'serve', '--runs-dir', runsDir, '--config', fastConfig(dir)], { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   serve.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   const gone = new Promise((r) => serve.once('exit', r));
@@ -661,7 +666,7 @@ test('Continue Run is offered for stopped, interrupted and failed runs only, and
 test('Ctrl+C of srlora serve interrupts the run it started: interrupted (resumable), never finished', async () => {
   const dir = tempDir();
   const runsDir = join(dir, 'runs');
-  const serve = spawn(process.execPath, [cli, 'serve', '--runs-dir', runsDir, '--config', fastConfig(dir)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const serve = tracked(spawn(process.execPath, [cli, 'serve', '--runs-dir', runsDir, '--config', fastConfig(dir)], { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   serve.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   const code = new Promise<number | null>((r) => serve.once('exit', (c) => r(c)));
@@ -676,4 +681,49 @@ test('Ctrl+C of srlora serve interrupts the run it started: interrupted (resumab
     runs.scan();
     await assertSameState(runs, hub, runId, 'interrupted');
   } finally { await runs.dispose('stop'); await hub.close(); }
+});
+
+// ---------------------------------------------------------------- no orphaned trainers (session 4)
+
+/** Runs test/fixtures/leaky-trainer.fixture.ts in a child `node --test`; resolves the trainer's identity once known. */
+function leakyTest(mode: 'fail' | 'hang'): { child: ChildProcess; identity: Promise<{ pid: number; pgid: number }>; exited: Promise<void> } {
+  const report = join(tempDir(), 'trainer.json');
+  const env: NodeJS.ProcessEnv = { ...process.env, LEAK_REPORT: report, LEAK_MODE: mode };
+  delete env.NODE_TEST_CONTEXT; // a test file of its own, not a subtest reporting to this runner
+  const child = spawn(process.execPath, ['--import', 'tsx', '--test', join(import.meta.dirname, 'fixtures/leaky-trainer.fixture.ts')], { env, stdio: 'ignore' });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  after(() => { try { child.kill('SIGKILL'); } catch { /* gone */ } });
+  const identity = (async () => {
+    assert.ok(await until(() => existsSync(report) && readFileSync(report, 'utf8').length > 0, 60_000), 'the fixture started its trainer');
+    return JSON.parse(readFileSync(report, 'utf8')) as { pid: number; pgid: number };
+  })();
+  return { child, identity, exited };
+}
+const groupAlive = (pgid: number) => { try { process.kill(-pgid, 0); return true; } catch { return false; } };
+/** Ends a group this test file's fixture left (so that a failing check does not leave it running either). */
+const reap = (pgid: number) => { try { process.kill(-pgid, 'SIGKILL'); } catch { /* gone */ } };
+
+test('a test that fails after starting a trainer leaves no process of it behind (its temp folder\'s teardown ends the group)', async () => {
+  const { identity, exited, child } = leakyTest('fail');
+  const id = await identity;
+  try {
+    // Before the fix the test process never ended (the trainer's pipes held it) and, once killed, left the trainer
+    // running with ppid 1. Now the failing test's teardown kills the trainer's process group, so the file ends.
+    const ended = await Promise.race([exited.then(() => true), sleep(30_000).then(() => false)]);
+    if (!ended) child.kill('SIGKILL');
+    await until(() => !groupAlive(id.pgid), 5000);
+    assert.equal(groupAlive(id.pgid), false, 'the trainer (a process group ignoring SIGTERM) is gone');
+    assert.ok(ended, 'the failing test file ended on its own');
+  } finally { reap(id.pgid); }
+});
+
+test('a test process interrupted (SIGTERM, SIGINT: a timeout, Ctrl+C) while its trainer runs takes the trainer with it', async () => {
+  const { identity, exited, child } = leakyTest('hang');
+  const id = await identity;
+  try {
+    child.kill('SIGTERM');
+    await Promise.race([exited, sleep(15_000)]);
+    await until(() => !groupAlive(id.pgid), 5000);
+    assert.equal(groupAlive(id.pgid), false, 'the trainer (a process group ignoring SIGTERM) is gone');
+  } finally { reap(id.pgid); }
 });
