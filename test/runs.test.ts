@@ -727,3 +727,22 @@ test('a test process interrupted (SIGTERM, SIGINT: a timeout, Ctrl+C) while its 
     assert.equal(groupAlive(id.pgid), false, 'the trainer (a process group ignoring SIGTERM) is gone');
   } finally { reap(id.pgid); }
 });
+
+test('an untrusted workspace launches no trainer: Start and Continue Run refuse with a clear message, no run folder made', async () => {
+  const dir = tempDir();
+  const runsDir = join(dir, 'runs');
+  const hub = await Hub.start({ heartbeatMs: 60_000 });
+  const marker = join(dir, 'launched');
+  const runs = new RunManager({ runsDir, hub, cliPath: cli, trainerCommand: `touch ${marker}`, trusted: () => false });
+  try {
+    await assert.rejects(runs.start({ cwd: dir }), /workspace is not trusted.*no trainer is started/i);
+    mkdirSync(join(runsDir, 'cut', 'checkpoints'), { recursive: true });
+    const hello = { v: 1, type: 'hello', runId: 'cut', seq: 1, time: 1, protocol: { major: 1, minor: 1 }, method: 'lora', backend: { name: 'cpu', device: 'cpu' }, totalSteps: 50, config: {}, layers: [] };
+    writeFileSync(join(runsDir, 'cut', 'events.jsonl'), `${JSON.stringify(hello)}\n${JSON.stringify({ v: 1, type: 'state', runId: 'cut', seq: 2, time: 2, state: 'interrupted', step: 7 })}\n`);
+    runs.scan();
+    await assert.rejects(runs.continueRun('cut'), /workspace is not trusted/i);
+    await sleep(200);
+    assert.equal(existsSync(marker), false, 'nothing was run');
+    assert.deepEqual(listRunFolders(runsDir).runs.map((r) => r.runId), ['cut'], 'no run folder made');
+  } finally { await runs.dispose('stop'); await hub.close(); }
+});

@@ -47,14 +47,19 @@ class DashboardPanel {
   constructor(readonly panel: vscode.WebviewPanel, private runIds: string[], private readonly deps: { hub: Hub; runs: RunManager; extensionUri: vscode.Uri }) {
     const { webview } = panel;
     webview.options = { enableScripts: true, localResourceRoots: localRoots(deps.extensionUri) };
-    // srlora.dashboard.confirmStop is read here, not in settings.ts (another area): a missing contribution reads true.
-    const confirmStop = vscode.workspace.getConfiguration('srlora').get<boolean>('dashboard.confirmStop', true);
-    webview.html = dashboardHtml(webview, deps.extensionUri, runIds, readSettings().importanceRate, confirmStop);
+    this.render();
     webview.onDidReceiveMessage((m: unknown) => void this.onMessage(m));
     // A hidden panel's page is torn down; it asks for a snapshot again when it shows.
     panel.onDidChangeViewState(() => { if (!panel.visible) this.unsubscribeAll(); });
     panel.onDidDispose(() => this.unsubscribeAll());
     this.updateTitle();
+  }
+
+  /** (Re)writes the page with the current srlora.dashboard.* settings; the page asks for a snapshot when it loads. */
+  render(): void {
+    this.unsubscribeAll();
+    const confirmStop = vscode.workspace.getConfiguration('srlora').get<boolean>('dashboard.confirmStop', true);
+    this.panel.webview.html = dashboardHtml(this.panel.webview, this.deps.extensionUri, this.runIds, readSettings().importanceRate, confirmStop);
   }
 
   private updateTitle(): void {
@@ -155,6 +160,11 @@ export class Dashboards implements vscode.Disposable {
     });
     panel.iconPath = vscode.Uri.joinPath(this.deps.extensionUri, 'media', 'icon.svg');
     this.track(new DashboardPanel(panel, runIds, this.deps));
+  }
+
+  /** srlora.dashboard.* changed: every open page is redrawn with the new settings (no window reload). */
+  applySettings(): void {
+    for (const p of this.panels) p.render();
   }
 
   dispose(): void {

@@ -6,7 +6,7 @@ import * as vscode from 'vscode';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Hub } from '../hub/hub';
-import { RunManager } from '../supervisor/runManager';
+import { RunManager, UNTRUSTED_MESSAGE } from '../supervisor/runManager';
 import { CommandHandlers } from '../supervisor/commandHandlers';
 import { isActive } from '../viewmodel/runModel';
 import { starterConfigText } from '../trainer/config/runConfig';
@@ -29,6 +29,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     runsDir: settings.runsDirectory, hub, cliPath: join(context.extensionPath, 'dist', 'cli.js'), assetsDir: context.extensionPath,
     pythonPackageDir: pythonPackageDir(context.extensionPath),
     trainerCommand: settings.trainerCommand, backend: settings.backend, by: 'VS Code',
+    // Restricted mode: runs are listed and viewable, no trainer (nor Python probe) is run.
+    trusted: () => vscode.workspace.isTrusted,
   });
   // One log for what the supervisor decided, what trainers said on stderr and what the hub refused.
   const log = vscode.window.createOutputChannel('SRLoRA', { log: true });
@@ -70,7 +72,17 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       status.render();
     }
     if (e.affectsConfiguration('srlora.trainer')) runs.setTrainerOptions({ trainerCommand: s.trainerCommand, backend: s.backend });
+    if (e.affectsConfiguration('srlora.dashboard')) dashboards.applySettings();
+    log.info('settings changed: applied');
   }));
+  /** False (with the reason shown, and a way to trust) in an untrusted workspace: nothing may be run there. */
+  const trustedOrSay = () => {
+    if (vscode.workspace.isTrusted) return true;
+    log.warn(`not started: ${UNTRUSTED_MESSAGE}`);
+    void vscode.window.showWarningMessage(`SRLoRA: ${UNTRUSTED_MESSAGE}.`, 'Manage Workspace Trust')
+      .then((a) => { if (a) void vscode.commands.executeCommand('workbench.trust.manage'); });
+    return false;
+  };
 
   const idOf = (node?: RunsNode | string) => (typeof node === 'string' ? node : node?.runId);
   const start = async (opts: Parameters<RunManager['start']>[0]) => vscode.window.withProgress(
@@ -91,8 +103,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   );
 
   const register = (id: string, fn: (...args: never[]) => unknown) => context.subscriptions.push(vscode.commands.registerCommand(id, fn));
-  register('srlora.startDemo', () => start({ overrides: { method: 'srlora' } }));
+  register('srlora.startDemo', () => { if (trustedOrSay()) return start({ overrides: { method: 'srlora' } }); });
   register('srlora.startRun', async (uri?: vscode.Uri) => {
+    if (!trustedOrSay()) return;
     const file = uri?.fsPath ?? (await pickConfig());
     if (!file) return;
     const trainer = await pickTrainer();
@@ -114,6 +127,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(join(done.dir, 'merged.safetensors')));
   });
   register('srlora.continueRun', async (n?: RunsNode) => {
+    if (!trustedOrSay()) return;
     const run = await handlers.continueRun(idOf(n), async () => {
       const python = pythonPath();
       const probe = await probePython(python, pythonEnv(pythonPackageDir(extensionRoot)));

@@ -50,7 +50,13 @@ export interface RunManagerOptions {
   by?: string;
   /** Longest wait before a change in the runs folder is seen when fs.watch says nothing (ms, default 1000). */
   pollMs?: number;
+  /** Whether programs may be run for this workspace (VS Code's workspace trust; default: yes). A trainer runs a command
+   * line and a Python from settings on the workspace's configs: an untrusted workspace starts none. */
+  trusted?: () => boolean;
 }
+
+/** The error of a start refused because the workspace is not trusted. */
+export const UNTRUSTED_MESSAGE = 'this workspace is not trusted, so no trainer is started (a trainer runs programs from settings on the workspace\'s files): trust the workspace ("Workspaces: Manage Workspace Trust") to start or continue runs; past runs stay viewable';
 
 export interface StartOptions {
   /** A *.srlora.json file; omitted → the built-in defaults (the demo). */
@@ -452,6 +458,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
 
   /** Starts a run in a new folder (0700, in a runs folder created 0700), owned by this supervisor. */
   async start(opts: StartOptions = {}): Promise<ManagedRun> {
+    this.assertTrusted();
     const name = opts.runId ?? newRunId(opts.overrides?.method ? String(opts.overrides.method) : 'run');
     const runId = runIdOf(name);
     ensurePrivateDir(this.o.runsDir);
@@ -475,6 +482,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
    * the command that continues it (`python -m srlora_torch.train --resume \${runDir}`); the built-in trainer's is
    * `train --resume`. Its events.jsonl continues its seq, so the dashboard goes on from where it was. */
   async continueRun(runId: string, trainerCommand?: string): Promise<ManagedRun> {
+    this.assertTrusted();
     const run = this.get(runId);
     run.follower.catchUpSync();
     if (run.handle?.alive || !isResumable(run.model.state)) throw new Error(`run ${run.model.name} is ${run.model.state}${isActive(run.model.state) ? '' : ': only a stopped, interrupted or failed run continues'}`);
@@ -487,6 +495,10 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     run.lock = got.lock;
     run.intent = null;
     return this.launch(run, { resume: true, cwd: run.dir, ...(trainerCommand ? { trainerCommand } : {}) });
+  }
+
+  private assertTrusted(): void {
+    if (this.o.trusted && !this.o.trusted()) throw new Error(UNTRUSTED_MESSAGE);
   }
 
   private async launch(run: ManagedRun, opts: StartOptions): Promise<ManagedRun> {

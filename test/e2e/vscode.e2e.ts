@@ -19,7 +19,10 @@ const root = join(import.meta.dirname, '../..');
 const codeServer = join(root, '.cache/code-server/node_modules/.bin/code-server');
 const vsix = join(root, `srlora-studio-${(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version}.vsix`);
 const shots = join(root, 'test-results/e2e');
+/** The repository's Python with torch (scripts/python-env.sh makes .venv; CI's python phase runs it first). */
+const python = process.env.SRLORA_TEST_PYTHON ?? join(root, '.venv/bin/python');
 const T = mkdtempSync(join(tmpdir(), 'srlora-e2e-'));
+const userSettings = join(T, 'ud', 'User', 'settings.json');
 const workspace = join(T, 'workspace');
 let server: ChildProcess;
 let serverLog = '';
@@ -70,26 +73,44 @@ async function palette(title: string, then?: (p: Page) => Promise<void>): Promis
 }
 
 function dashboard(): FrameLocator {
-  return page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
+  return page.frameLocator('iframe.webview.ready >> visible=true').frameLocator('#active-frame');
 }
 
-function runFolder(): string {
-  const runs = join(workspace, '.srlora/runs');
-  const dirs = existsSync(runs) ? readdirSync(runs) : [];
-  assert.equal(dirs.length, 1, `one run folder in ${runs}: ${dirs.join(', ')}`);
-  return join(runs, dirs[0]);
+/** Picks the row of the open quick pick whose text matches (typing it first, so it is the first row). */
+async function pickRow(text: string, timeout = 15_000): Promise<void> {
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout });
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: text }).first().waitFor({ timeout });
+  await input.fill(text);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: text }).first().waitFor({ timeout: 5000 });
+  await page.keyboard.press('Enter');
 }
+
+/** The one run folder not in `known` (the run just started). */
+function newRunFolder(known: string[] = []): string {
+  const runs = join(workspace, '.srlora/runs');
+  const dirs = (existsSync(runs) ? readdirSync(runs) : []).map((n) => join(runs, n)).filter((p) => !known.includes(p));
+  assert.equal(dirs.length, 1, `one new run folder in ${runs}: ${dirs.join(', ')}`);
+  return dirs[0];
+}
+
+const events = (dir: string) => readJsonl<TrainerMessage>(join(dir, 'events.jsonl')).events;
+const stepOf = async (d: FrameLocator) => Number(/step (\d+)\//.exec((await d.locator('.facts').textContent()) ?? '')?.[1] ?? 0);
 
 before(async () => {
   assert.ok(existsSync(codeServer), 'code-server is installed by scripts/install-code-server.sh (npm run test:e2e does it)');
   assert.ok(existsSync(vsix), `${vsix} is built by npm run package (npm run test:e2e does it)`);
+  assert.ok(existsSync(python), `${python}: a Python with torch (scripts/python-env.sh makes .venv)`);
   mkdirSync(shots, { recursive: true });
   mkdirSync(join(workspace, '.vscode'), { recursive: true });
   mkdirSync(join(T, 'ud', 'User'), { recursive: true });
-  writeFileSync(join(T, 'ud', 'User', 'settings.json'), JSON.stringify({
+  writeFileSync(userSettings, JSON.stringify({
     'workbench.startupEditor': 'none', 'workbench.tips.enabled': false, 'security.workspace.trust.enabled': false,
     'extensions.autoCheckUpdates': false, 'extensions.autoUpdate': false, 'telemetry.telemetryLevel': 'off',
+    'workbench.colorTheme': 'Default Dark Modern', 'srlora.python.path': python,
   }));
+  // A small PyTorch run: the MLP on the built-in digits (CPU), long enough to steer.
+  writeFileSync(join(workspace, 'pytorch.srlora.json'), JSON.stringify({ method: 'srlora', model: { kind: 'mlp' }, steps: 5000, importanceEvery: 10 }));
   writeFileSync(join(workspace, 'demo.srlora.json'), '// a demo config, as `srlora init` writes\n{ "method": "srlora", "model": { "kind": "vit" } }\n');
   writeFileSync(join(T, 'config.yaml'), 'auth: none\ncert: false\n');
   execFileSync(codeServer, [...csArgs, '--install-extension', vsix], { env, stdio: 'pipe' });
@@ -116,62 +137,113 @@ after(async () => {
   rmSync(T, { recursive: true, force: true });
 });
 
-test('end to end in VS Code 1.100 (code-server): demo run, pause, τ from the palette, recompose, stop, reload', async (t) => {
+test('end to end in VS Code 1.100 (code-server): a PyTorch run from Start Run… steered from the dashboard; the demo; compare, metrics, theme, reload', async (t) => {
   t.after(() => { if (t.signal.aborted) console.log(logs()); });
   try {
     await shot('workbench');
-    // 3. Start the demo from the palette: the dashboard opens and its loss chart gains points.
-    await palette('SRLoRA: Start Demo Run');
+    // 1. Start Run… → the PyTorch config → the PyTorch trainer (srlora.python.path = the repo's .venv python).
+    await palette('SRLoRA: Start Run…');
+    await pickRow('pytorch.srlora.json');
+    await pickRow('PyTorch', 120_000); // the probe imports torch first
     const d = dashboard();
     await d.locator('.facts').filter({ hasText: /step [1-9]\d*\// }).waitFor({ timeout: 120_000 });
-    const stepOf = async () => Number(/step (\d+)\//.exec((await d.locator('.facts').textContent()) ?? '')?.[1] ?? 0);
-    const s1 = await stepOf();
-    await d.locator('.facts').filter({ hasText: new RegExp(`step (${s1 + 3}|${s1 + 4}|${s1 + 5}|[1-9]\\d{2,})/`) }).waitFor({ timeout: 60_000 });
-    await shot('dashboard-running');
+    const dir = newRunFolder();
+    const hello = events(dir).find((e) => e.type === 'hello');
+    assert.ok(hello && hello.type === 'hello' && hello.backend.name === 'torch', `a PyTorch run: ${JSON.stringify(hello && hello.type === 'hello' ? hello.backend : null)}`);
+    await shot('pytorch-running');
 
-    // 4. Pause from the dashboard: the trainer acknowledges at a step; the Runs tree shows paused.
+    // 2. Pause from the dashboard: the trainer acknowledges at a step, the log says paused.
     await d.getByRole('button', { name: /pause or resume/i }).click();
     await d.locator('ul.commands li', { hasText: /^Pause — applied at step \d+/ }).waitFor({ timeout: 30_000 });
-    await palette('SRLoRA: Focus on Runs View');
-    await page.locator('.monaco-list-row', { hasText: /paused · \d+\/1500/ }).first().waitFor({ timeout: 15_000 });
-    await shot('paused-tree');
+    assert.ok(events(dir).some((e) => e.type === 'state' && e.state === 'paused'), 'paused in events.jsonl');
 
-    // 5. Set Fusion Threshold… from the palette: the dashboard shows the new τ, acknowledged as applied.
-    await palette('SRLoRA: Set Fusion Threshold…', async (p) => {
-      const box = p.locator('.quick-input-widget input');
-      await box.waitFor({ state: 'visible' });
-      await p.locator('.quick-input-message', { hasText: /now off/ }).waitFor({ timeout: 10_000 });
-      await box.fill('0.9');
-      await p.keyboard.press('Enter');
-    });
+    // 3. τ from the dashboard's rule panel: applied, in force, and the trainer's ack carries it.
+    await d.locator('vscode-textfield[aria-label="Fusion threshold τ value"] input').fill('0.9');
+    await d.getByRole('button', { name: 'Apply the fusion rule to the run' }).click();
     await d.locator('p.muted', { hasText: 'In force: τ = 0.9' }).waitFor({ timeout: 30_000 });
-    await shot('threshold-applied');
+    assert.ok(events(dir).some((e) => e.type === 'ack' && e.status === 'applied' && e.settings?.fusionThreshold === 0.9), 'τ = 0.9 acknowledged in events.jsonl');
+    await shot('pytorch-threshold');
 
-    // 6. Recompose from the dashboard button: a new row in the recomposition log.
+    // 4. Force a recomposition: a forced recomposition in the log and a new row in the page.
     const forcedBefore = await d.locator('tbody tr.forced').count();
     await d.getByRole('button', { name: /recompose all layers now/i }).click();
     await d.locator('ul.commands li', { hasText: /^Recompose all layers — applied at step \d+/ }).waitFor({ timeout: 30_000 });
     await d.locator(`tbody tr.forced >> nth=${forcedBefore}`).waitFor({ timeout: 10_000 });
-    await shot('recomposed');
+    const forced = events(dir).find((e) => e.type === 'recomposition' && e.trigger === 'forced');
+    assert.ok(forced && forced.type === 'recomposition' && forced.rule.kind === 'threshold', 'forced, under the τ in force');
 
-    // 7. Stop: the run finishes; its folder holds events.jsonl and a checkpoint.
+    // 5. The metrics panel: a chart per scalar the trainer sends, each with points.
+    const metrics = d.locator('section.metrics section.chart-panel');
+    await metrics.first().waitFor({ timeout: 10_000 });
+    assert.ok(await metrics.count() >= 2, 'learning rate and examples/s at least');
+    assert.match(await d.locator('section.metrics canvas[aria-label*="Learning rate" i]').first().getAttribute('aria-label') ?? '', /[1-9]\d* points?/);
+
+    // 6. Stop asks first (srlora.dashboard.confirmStop); turned off in the settings, the open page stops at once
+    //    (settings apply without a reload).
     await d.getByRole('button', { name: 'Stop the run', exact: true }).click();
-    await d.getByRole('button', { name: 'Confirm: stop the run' }).click(); // Stop asks first (srlora.dashboard.confirmStop)
+    await d.getByRole('button', { name: 'Cancel stopping' }).click();
+    writeFileSync(userSettings, JSON.stringify({ ...JSON.parse(readFileSync(userSettings, 'utf8')) as object, 'srlora.dashboard.confirmStop': false }));
+    await d.locator('body[data-confirm-stop="false"]').waitFor({ timeout: 30_000 });
+    await d.locator('.badge', { hasText: 'paused' }).waitFor({ timeout: 30_000 });
+    await d.getByRole('button', { name: 'Stop the run', exact: true }).click();
     await d.locator('.badge', { hasText: 'stopped' }).waitFor({ timeout: 60_000 });
-    const dir = runFolder();
-    const events = readJsonl<TrainerMessage>(join(dir, 'events.jsonl')).events;
-    assert.ok(events.some((e) => e.type === 'state' && e.state === 'stopped'), 'stopped by the user: not finished');
-    assert.ok(events.some((e) => e.type === 'recomposition' && e.trigger === 'forced'));
+    assert.ok(events(dir).some((e) => e.type === 'state' && e.state === 'stopped'), 'stopped by the user: not finished');
     assert.ok(readdirSync(join(dir, 'checkpoints')).some((c) => /^step-\d+$/.test(c)), 'a checkpoint');
-    const finalStep = await stepOf();
+    const finalStep = await stepOf(d);
     const rows = await d.locator('tbody tr').count();
-    await shot('stopped');
+    await shot('pytorch-stopped');
 
-    // 8. Reload the window: the run is still listed and its dashboard comes back with the same history.
+    // 7. The built-in demo from the palette streams; τ from the palette reaches it.
+    await palette('SRLoRA: Start Demo Run');
+    await d.locator('.facts').filter({ hasText: /step [1-9]\d*\/1500/ }).waitFor({ timeout: 120_000 });
+    const demoDir = newRunFolder([dir]);
+    await palette('SRLoRA: Set Fusion Threshold…', async (p) => {
+      const box = p.locator('.quick-input-widget input');
+      await box.waitFor({ state: 'visible' });
+      await p.locator('.quick-input-message', { hasText: /now off/ }).waitFor({ timeout: 10_000 });
+      await box.fill('0.8');
+      await p.keyboard.press('Enter');
+    });
+    await d.locator('p.muted', { hasText: 'In force: τ = 0.8' }).waitFor({ timeout: 30_000 });
+    assert.ok(events(demoDir).some((e) => e.type === 'ack' && e.status === 'applied' && e.settings?.fusionThreshold === 0.8));
+
+    // 8. Compare Runs…: both runs, one row each in the compare table, the differing config fields as columns.
+    await palette('SRLoRA: Compare Runs…', async (p) => {
+      await p.locator('.quick-input-list .monaco-list-row').nth(1).waitFor({ timeout: 15_000 });
+      await p.locator('.quick-input-check-all').click(); // both runs
+      await p.keyboard.press('Enter');
+    });
+    const compare = dashboard().locator('table.compare');
+    await compare.locator('tbody tr >> nth=1').waitFor({ timeout: 30_000 });
+    assert.equal(await compare.locator('tbody tr').count(), 2);
+    const head = (await compare.locator('thead').textContent()) ?? '';
+    assert.match(head, /model\.kind/, `the differing field model.kind is a column: ${head}`);
+    await shot('compare');
+
+    // 9. Theme switch: the page follows (light body, dark text: readable), and back.
+    const bodyClass = () => dashboard().locator('body').getAttribute('class');
+    assert.match(await bodyClass() ?? '', /vscode-dark/);
+    await palette('Preferences: Toggle between Light/Dark Themes');
+    await dashboard().locator('body.vscode-light').waitFor({ timeout: 15_000 });
+    const contrast = await dashboard().locator('body').evaluate((b) => {
+      const lum = (c: string) => { const [r, g, bl] = (c.match(/\d+(\.\d+)?/g) ?? ['0', '0', '0']).map(Number); return (0.2126 * r + 0.7152 * g + 0.0722 * bl) / 255; };
+      const cs = getComputedStyle(b);
+      return { fg: lum(cs.color), bg: lum(cs.backgroundColor) };
+    });
+    assert.ok(contrast.bg > 0.6 && contrast.fg < 0.4, `light page, dark text: ${JSON.stringify(contrast)}`);
+    await shot('light-theme');
+    await palette('Preferences: Toggle between Light/Dark Themes');
+    await dashboard().locator('body.vscode-dark').waitFor({ timeout: 15_000 });
+
+    // 10. Reload the window: the demo is interrupted (resumable); the stopped PyTorch run is listed with its history.
     await palette('Developer: Reload Window');
     await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
     await page.waitForTimeout(8000);
-    await page.locator('.monaco-list-row', { hasText: /stopped · \d+\/1500/ }).first().waitFor({ timeout: 30_000 });
+    await palette('SRLoRA: Focus on Runs View');
+    await page.locator('.monaco-list-row', { hasText: /interrupted · \d+\/1500/ }).first().waitFor({ timeout: 30_000 });
+    assert.ok(events(demoDir).some((e) => e.type === 'state' && e.state === 'interrupted'), 'a reload interrupts the demo');
+    await page.locator('.monaco-list-row', { hasText: /stopped · \d+\/\d+/ }).first().click();
+    await palette('SRLoRA: Open Dashboard');
     const again = dashboard();
     await again.locator('.badge', { hasText: 'stopped' }).waitFor({ timeout: 60_000 });
     assert.equal(await again.locator('.facts').filter({ hasText: `step ${finalStep}/` }).count(), 1, 'same step after the reload');
