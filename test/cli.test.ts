@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './helpers/tmp';
 import { FixtureLog } from './helpers/runFixtures';
@@ -49,7 +49,7 @@ test('a mistyped command, option or config-field flag names it and suggests the 
   assert.equal(didYouMean('--zzzzzz', ['--steps', '--config']), null, 'no suggestion when nothing is close');
 });
 
-test('train writes into .srlora/runs (where serve, --resume and export read) and ends with a summary', () => {
+test('train writes into .srlora/runs (where serve, --resume and export read) and ends with a summary; --resume of a finished run redoes nothing', () => {
   const dir = tempDir();
   const r = cli(['train', '--steps', '12', '--no-progress', '--model.kind', 'mlp', '--eval-every', '6', '--checkpoint-every', '0'], dir);
   assert.equal(r.status, 0, r.stderr);
@@ -58,6 +58,47 @@ test('train writes into .srlora/runs (where serve, --resume and export read) and
   assert.match(r.stderr, /✓ .* — finished, step 12\/12/);
   assert.match(r.stderr, /train loss +final \d/);
   assert.match(r.stderr, /run folder +\.srlora\/runs\/\S+/);
+  // Continuing a finished run: every step, the final checkpoint and the export are done; nothing is redone or rewritten.
+  const runDir = join(dir, '.srlora/runs', readdirSync(join(dir, '.srlora/runs'))[0]);
+  const log = readFileSync(join(runDir, 'events.jsonl'), 'utf8');
+  const exported = statSync(join(runDir, 'export', 'merged.safetensors')).mtimeMs;
+  const again = cli(['train', '--resume', runDir, '--no-progress'], dir);
+  assert.equal(again.status, 0, again.stderr);
+  assert.match(again.stderr, /is finished \(step 12\/12\): every step is done, nothing to continue/);
+  assert.match(again.stderr, /export +\.srlora\/runs\/\S+\/export/, 'the summary says where the export is');
+  assert.equal(readFileSync(join(runDir, 'events.jsonl'), 'utf8'), log, 'its log untouched');
+  assert.equal(statSync(join(runDir, 'export', 'merged.safetensors')).mtimeMs, exported, 'its export not rewritten');
+});
+
+test('train --help lists every config field of the generated schema, with its default or allowed values', () => {
+  const r = cli(['train', '--help'], tempDir());
+  assert.equal(r.status, 0, r.stderr);
+  const schema = JSON.parse(readFileSync(join(root, 'media/run-config.schema.json'), 'utf8')) as { properties: Record<string, unknown> };
+  const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  for (const f of Object.keys(schema.properties).filter((k) => k !== '$schema')) assert.match(r.stdout, new RegExp(`\\n  --${kebab(f)}\\b`), `--${kebab(f)}`);
+  assert.match(r.stdout, /--fusion-threshold .*default null/);
+  assert.match(r.stdout, /--method .*lora \| pissa \| srlora/);
+  assert.match(r.stdout, /--task\.kind /, 'nested fields by their dotted flag');
+});
+
+test('a bad config reports every error on one line, nested typos with a did-you-mean from their own object', () => {
+  const dir = tempDir();
+  const run = (config: object) => {
+    writeFileSync(join(dir, 'bad.srlora.json'), JSON.stringify(config));
+    const r = cli(['train', '--config', 'bad.srlora.json', '--no-progress'], dir);
+    assert.notEqual(r.status, 0);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    return lines[0];
+  };
+  const all = run({ r: 0, stepz: 5, fusionRatio: 3 });
+  assert.match(all, /bad\.srlora\.json.*: 3 errors: /);
+  for (const want of [/\/stepz: unknown field \(did you mean "steps"\?\)/, /\/r: .*got 0/, /\/fusionRatio: .*got 3/]) assert.match(all, want);
+  assert.match(run({ task: { kind: 'tabular', trian: 'a.csv' } }), /\/task\/trian: unknown field \(did you mean "train"\?\)/);
+  const model = run({ model: { knd: 'mlp' } });
+  assert.match(model, /\/model\/knd: unknown field \(did you mean "kind"\?\)/);
+  assert.doesNotMatch(model, /did you mean "model"/);
+  assert.deepEqual(readdirSync(dir), ['bad.srlora.json'], 'no run folder');
 });
 
 test('the summary keeps one value per step after a rewind and counts only recompositions that fused', () => {
@@ -72,4 +113,21 @@ test('the summary keeps one value per step after a rewind and counts only recomp
   assert.match(s, /eval loss +final 0\.6000 +best 0\.6000/, 'the first attempt\'s step-10 eval (0.5) was replaced');
   assert.match(s, /eval accuracy +final 0\.8500 +best 0\.8500/);
   assert.match(s, /recompositions +1 fused 2 pairs; 1 fused nothing/);
+});
+
+test('npm run demo is long enough to steer (4,500 ViT steps: minutes, a recomposition every ~640 steps) unless --steps says otherwise', () => {
+  const demo = (args: string[]) => {
+    const r = spawnSync(process.execPath, [join(root, 'scripts/demo.mjs'), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, SRLORA_DEMO_DRY_RUN: '1' } });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as string[];
+  };
+  const serve = demo([]);
+  assert.deepEqual(serve.slice(0, 2), ['serve', '--demo']);
+  assert.equal(serve[serve.indexOf('--steps') + 1], '4500');
+  const headless = demo(['--headless']);
+  assert.equal(headless[0], 'train');
+  assert.equal(headless[headless.indexOf('--steps') + 1], '4500');
+  const short = demo(['--steps', '200']);
+  assert.equal(short.filter((a) => a === '--steps').length, 1, 'the user\'s --steps alone');
+  assert.equal(short[short.indexOf('--steps') + 1], '200');
 });

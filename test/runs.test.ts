@@ -15,6 +15,7 @@ import { acquireOwner, OWNER_FILE, readOwner } from '../src/runfolder/lock';
 import { LogFollower, readSummary, SUMMARY_FILE } from '../src/runfolder/summary';
 import { listRunFolders, runIdOf } from '../src/runfolder/scan';
 import { PidHandle } from '../src/supervisor/trainerProcess';
+import { exitRecord, judgeEnding } from '../src/supervisor/supervisorRecord';
 import type { Ack, State, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until, sleep } from './helpers/tmp';
 import { assertSameState } from './helpers/views';
@@ -745,4 +746,18 @@ test('an untrusted workspace launches no trainer: Start and Continue Run refuse 
     assert.equal(existsSync(marker), false, 'nothing was run');
     assert.deepEqual(listRunFolders(runsDir).runs.map((r) => r.runId), ['cut'], 'no run folder made');
   } finally { await runs.dispose('stop'); await hub.close(); }
+});
+
+test('a failure reason keeps the useful stderr line: banners, notices and progress lines are dropped, the error line kept', () => {
+  const banner = '============================';
+  const tfjs = 'Hi, looks like you are running TensorFlow.js in Node.js. To speed things up dramatically, install our node backend, visit https://github.com/tensorflow/tfjs-node for more details.';
+  const killed = judgeEnding(exitRecord(null, 'SIGKILL', [banner, tfjs, banner, 'run 20261130-srlora-ab12 → /home/u/.srlora/runs/20261130-srlora-ab12', 'srlora on wasm (CPU); digits (rot90), 8000 train / 2000 eval; 6 adapted layers; schedule [150, 300]']), 4242, null);
+  assert.equal(killed.reason, 'the trainer was killed by SIGKILL without a final state');
+  const oom = judgeEnding(exitRecord(null, 'SIGKILL', ['Traceback (most recent call last):', '  File "train.py", line 3, in <module>', 'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB', banner]), 1, null);
+  assert.equal(oom.reason, 'the trainer was killed by SIGKILL without a final state: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB');
+  const long = judgeEnding(exitRecord(1, null, [`RuntimeError: ${'x'.repeat(5000)}`]), 1, null);
+  assert.ok(long.reason.length <= 400, `short: ${long.reason.length}`);
+  assert.match(long.reason, /^the trainer exited with code 1 without a final state: RuntimeError: x+…$/);
+  const plain = judgeEnding(exitRecord(3, null, ['ModuleNotFoundError: No module named torch']), 1, null);
+  assert.equal(plain.reason, 'the trainer exited with code 3 without a final state: ModuleNotFoundError: No module named torch');
 });

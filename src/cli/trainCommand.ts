@@ -3,11 +3,16 @@
  * Flags named after config fields override them (`--r 8`, `--fusion-threshold 1.0`, `--task.transform upright`).
  * The env contract of docs/protocol.md: SRLORA_HUB_URL + SRLORA_TOKEN connect to a hub; SRLORA_RUN_DIR is the run folder.
  */
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { applyOverrides, parseRunConfig, readRunConfig, readRunFolderConfig, withAbsolutePaths, type RunConfig } from '../trainer/config/runConfig';
 import { newRunDir, TrainingRun } from '../trainer/process/trainingRun';
 import { DEFAULT_RUNS_DIR } from './usage';
 import { trainingSummary } from './summary';
+import { readJsonl } from '../runfolder/eventLog';
+import { EVENTS_FILE } from '../runfolder/runFiles';
+import { runIdOf } from '../runfolder/scan';
+import { foldRun } from '../viewmodel/runModel';
+import type { TrainerMessage } from '../protocol/messages';
 
 const OWN_FLAGS = new Set(['config', 'runs-dir', 'resume', 'no-progress']);
 
@@ -41,6 +46,14 @@ export async function trainCommand(argv: string[]): Promise<number> {
     config = readRunFolderConfig(resumeDir);
     if (overrides.length) throw new Error('--resume continues the run as configured; flags that change the config are not allowed');
     runDir = resumeDir;
+    // A finished run has nothing left to do: every step, its last checkpoint and its export are done. Loading it
+    // would redo the export and append to its log; say so and show its summary instead.
+    const model = foldRun(runIdOf(resumeDir), readJsonl<TrainerMessage>(join(resumeDir, EVENTS_FILE)).events);
+    if (model.state === 'finished') {
+      process.stderr.write(`run ${model.name} is finished (step ${model.step}/${model.totalSteps ?? model.step}): every step is done, nothing to continue\n`);
+      try { process.stderr.write(`\n${trainingSummary(resumeDir)}`); } catch { /* no log */ }
+      return 0;
+    }
   } else {
     const file = own.get('config');
     const base = typeof file === 'string' ? readRunConfig(resolve(file)) : parseRunConfig({}, 'defaults');

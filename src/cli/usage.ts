@@ -4,6 +4,7 @@
  * mistyped flag or command.
  */
 import pkg from '../../package.json';
+import { runConfigJsonSchemaText, RunConfigSchema } from '../trainer/config/runConfig';
 
 export const VERSION: string = pkg.version;
 
@@ -56,7 +57,63 @@ export const HELP: Record<string, CommandHelp> = {
 export function commandUsage(name: string): string {
   const c = HELP[name];
   const w = Math.max(...c.flags.map(([f]) => f.length));
-  return `usage: ${c.usage}\n${c.summary}\n\n${c.flags.map(([f, d]) => `  ${f.padEnd(w)}  ${d}`).join('\n')}\n  ${'--help'.padEnd(w)}  this help\n`;
+  const fields = name === 'train' ? `\n${configFieldsHelp()}` : '';
+  return `usage: ${c.usage}\n${c.summary}\n\n${c.flags.map(([f, d]) => `  ${f.padEnd(w)}  ${d}`).join('\n')}\n  ${'--help'.padEnd(w)}  this help\n${fields}`;
+}
+
+interface JsonSchemaNode {
+  type?: string; const?: unknown; default?: unknown; description?: string; anyOf?: JsonSchemaNode[];
+  minimum?: number; maximum?: number; exclusiveMinimum?: number; exclusiveMaximum?: number; pattern?: string;
+  properties?: Record<string, JsonSchemaNode>; items?: JsonSchemaNode;
+}
+
+const kebabCase = (s: string) => s.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`);
+
+/** What a field takes, from its JSON schema: "lora | pissa | srlora", "INTEGER 1..1024", "NUMBER > 0", "null | INTEGER ≥ 1". */
+function valueHint(n: JsonSchemaNode): string {
+  if (n.anyOf) return n.anyOf.map((o) => ('const' in o ? String(o.const) : valueHint(o))).join(' | ');
+  if (n.const !== undefined) return String(n.const);
+  const t = n.type === 'array' ? `${(n.items?.type ?? 'value').toUpperCase()},…` : (n.type ?? 'value').toUpperCase();
+  if (n.type === 'null') return 'null';
+  const lo = n.minimum !== undefined ? `≥ ${n.minimum}` : n.exclusiveMinimum !== undefined ? `> ${n.exclusiveMinimum}` : '';
+  const hi = n.maximum !== undefined ? `≤ ${n.maximum}` : n.exclusiveMaximum !== undefined ? `< ${n.exclusiveMaximum}` : '';
+  return [t, lo, hi].filter(Boolean).join(' ');
+}
+
+/**
+ * Every run config field as a train flag, from the generated JSON schema (media/run-config.schema.json is the same
+ * text): what it takes, its default and description. The task and model are listed by kind (--task.kind, then each
+ * kind's fields); fields only the PyTorch trainer reads are marked, since `train` (the built-in trainer) refuses them.
+ */
+export function configFieldsHelp(): string {
+  const schema = JSON.parse(runConfigJsonSchemaText()) as JsonSchemaNode;
+  const builtIn = new Set(Object.keys(RunConfigSchema.properties));
+  const rows: [string, string][] = [];
+  const describe = (n: JsonSchemaNode, extra = '') => {
+    const d = n.default !== undefined && typeof n.default !== 'object' ? `default ${JSON.stringify(n.default)}` : n.default === null ? 'default null' : '';
+    return [valueHint(n), d, n.description, extra].filter(Boolean).join(' · ');
+  };
+  for (const [key, node] of Object.entries(schema.properties ?? {})) {
+    if (key === '$schema') continue;
+    const only = builtIn.has(key) ? '' : 'PyTorch trainer only';
+    if (key === 'task' || key === 'model') {
+      const kinds = node.anyOf ?? [];
+      rows.push([`--${key}.kind`, `${kinds.map((k) => (k.properties?.kind ? valueHint(k.properties.kind) : '?')).join(' | ')} · default ${JSON.stringify((node.default as { kind?: string } | undefined)?.kind)}`]);
+      const seen = new Map<string, string[]>();
+      for (const k of kinds) {
+        const kind = k.properties?.kind ? valueHint(k.properties.kind) : '?';
+        for (const f of Object.keys(k.properties ?? {})) if (f !== 'kind') seen.set(f, [...(seen.get(f) ?? []), kind]);
+      }
+      for (const [f, ks] of seen) {
+        const n = kinds.find((k) => k.properties?.[f])!.properties![f];
+        rows.push([`--${key}.${f}`, describe(n, `${key} kind ${ks.join(' | ')}`)]);
+      }
+      continue;
+    }
+    rows.push([`--${kebabCase(key)}`, describe(node, only)]);
+  }
+  const w = Math.min(24, Math.max(...rows.map(([f]) => f.length)));
+  return `config fields (each a flag over the config file's value; srlora init writes them all with comments):\n${rows.map(([f, d]) => `  ${f.padEnd(w)}  ${d}`).join('\n')}\n`;
 }
 
 export function mainUsage(): string {

@@ -29,8 +29,27 @@ export function judgeEnding(exit: ExitInfo | null, pid: number, intent: Intent):
   if (disk) return { state: 'failed', reason: clip(`disk full: ${disk.replace(/^srlora: /, '').replace(/^disk full:\s*/i, '')} (${how})`, 4096) };
   if (intent?.kind === 'interrupt') return { state: 'interrupted', reason: clip(`${intent.reason}; ${how} without writing its final state`, 4096) };
   if (intent?.kind === 'stop') return { state: 'stopped', reason: clip(`stopped by the user; ${how} without writing its final state`, 4096) };
-  const last = tail.slice(-3).join(' | ');
-  return { state: 'failed', reason: clip(`${how} without a final state${last ? `: ${last}` : ''}`, 4096) };
+  const line = usefulLine(tail, exit?.signal ? 'errors' : 'any');
+  return { state: 'failed', reason: `${how} without a final state${line ? `: ${clip(line.trim(), REASON_LINE)}` : ''}` };
+}
+
+/** A reason quotes one stderr line, cut to this many characters (the whole tail stays in the record's exit). */
+const REASON_LINE = 300;
+/** Lines that never explain a failure: rules and banners, TensorFlow.js's Node notice, our own start-up lines, the
+ * frames of a Python traceback (its last line is the error). */
+const NOISE = [
+  /^\s*$/, /^\s*[=*#~_+.\-]{3,}\s*$/, /tensorflow\.js in node|tfjs-node|speed things up/i, /^run \S+ (→|->) /, /^srlora on /,
+  /^\s*step \d+\/\d+/, /^Traceback \(most recent call last\)/, /^\s+File ".*", line \d+/, /^\s+\S.*$/, /^\s*\^+\s*$/,
+];
+const ERRORISH = /error|exception|fatal|killed|out of memory|denied|cannot|can't|failed|no such|not found|invalid|abort|refused/i;
+
+/**
+ * The stderr line that says why a trainer ended: the last error-like line that is not noise; for an exit without
+ * a signal, else the last line that is not noise. Null when none (a SIGKILL after ordinary output says it all).
+ */
+export function usefulLine(tail: string[], want: 'errors' | 'any'): string | null {
+  const lines = tail.filter((l) => !NOISE.some((re) => re.test(l)));
+  return [...lines].reverse().find((l) => ERRORISH.test(l)) ?? (want === 'any' ? lines.at(-1) ?? null : null);
 }
 
 /** An ExitInfo as the protocol carries it: at most 20 stderr lines of at most 4096 characters. */

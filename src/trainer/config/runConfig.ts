@@ -126,49 +126,82 @@ function withDefaults(schema: TSchema, value: unknown): unknown {
   return Value.Default(schema, structuredClone(value));
 }
 
-/** Validates and fills defaults; throws with a message naming the field, the value and what is allowed. */
-/** "; did you mean "learningRate"?" for an unknown top-level field that is one letter case or two edits from a known one. */
-function didYouMean(path: string, schema: typeof RunConfigSchema): string {
-  const name = path.split('/')[1] ?? '';
-  const known = Object.keys(schema.properties);
-  const distance = (a: string, b: string): number => {
-    const d = Array.from({ length: b.length + 1 }, (_, j) => j);
-    for (let i = 1; i <= a.length; i++) {
-      let prev = d[0];
-      d[0] = i;
-      for (let j = 1; j <= b.length; j++) {
-        const cur = d[j];
-        d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-        prev = cur;
-      }
+/** Edit distance (insertions, deletions, substitutions), for did-you-mean. */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0];
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = d[j];
+      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
     }
-    return d[b.length];
-  };
-  const best = known.map((k) => ({ k, d: distance(name.toLowerCase(), k.toLowerCase()) })).sort((a, b) => a.d - b.d)[0];
-  return best && best.d <= 2 && name.length > 2 ? `; did you mean "${best.k}"?` : '';
+  }
+  return d[b.length];
 }
 
+/** At most this many errors are listed in one message (the rest are counted): the line stays short. */
+const MAX_LISTED_ERRORS = 6;
+
+/**
+ * Every error of a value against an object schema, one phrase each ("/path: what is wrong, got V"), each path once.
+ * An unknown field is named as such, with the closest field of its own object ("/model/knd: unknown field (did you
+ * mean "kind"?)"). `prefix` is the pointer of the checked part within the config.
+ */
+function describeAll(schema: TSchema, value: unknown, prefix = ''): string[] {
+  const seen = new Set<string>();
+  const out: { unknown: boolean; text: string }[] = [];
+  for (const e of Value.Errors(schema, value)) {
+    const path = prefix + e.path;
+    if (seen.has(path)) continue;
+    seen.add(path);
+    const props = (e.schema as { properties?: Record<string, unknown> }).properties;
+    if (e.message.includes('Unexpected property') && props) {
+      const name = e.path.split('/').pop() ?? '';
+      const best = Object.keys(props).map((k) => ({ k, d: distance(name.toLowerCase(), k.toLowerCase()) })).sort((a, b) => a.d - b.d)[0];
+      const guess = best && best.d <= Math.max(2, Math.floor(name.length / 3)) && name.length > 2 ? ` (did you mean "${best.k}"?)` : '';
+      out.push({ unknown: true, text: `${path.slice(0, 120)}: unknown field${guess}` });
+    } else {
+      out.push({ unknown: false, text: describeValueError({ ...e, path }) });
+    }
+  }
+  // An unknown field first: the most likely cause of the others (a typo leaves the intended field at its default).
+  return [...out.filter((o) => o.unknown), ...out.filter((o) => !o.unknown)].map((o) => o.text);
+}
+
+/** One line for all of a config's errors: "SOURCE: /a: …" for one, "SOURCE: N errors: /a: …; /b: …" for several. */
+function configError(source: string, errors: string[]): Error {
+  if (errors.length === 1) return new Error(`${source}: ${errors[0]}`);
+  const listed = errors.slice(0, MAX_LISTED_ERRORS).join('; ');
+  const more = errors.length > MAX_LISTED_ERRORS ? `; and ${errors.length - MAX_LISTED_ERRORS} more` : '';
+  return new Error(`${source}: ${errors.length} errors: ${listed}${more}`);
+}
+
+/** Validates and fills defaults; throws one line naming every wrong field, its value and what is allowed. */
 export function parseRunConfig(value: unknown, source = 'config'): RunConfig {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${source}: a run config must be a JSON object`);
   const input = { ...(value as Record<string, unknown>) };
   refusePyTorchOnly(input, source);
+  const errors: string[] = [];
   // The task is a union on `kind`: fill and check it by its own kind, so that errors and defaults fit that kind.
   const task = input.task as { kind?: unknown } | undefined;
+  let taskChecked = false;
   if (task !== undefined) {
     if (typeof task !== 'object' || task === null || Array.isArray(task)) throw new Error(`${source}: /task: expected an object {kind, …}, got ${showValue(task)}`);
     const schema = TASKS[task.kind as keyof typeof TASKS];
     if (!schema) throw new Error(`${source}: /task/kind: expected "digits" | "tabular" (or, with the PyTorch trainer, ${Object.keys(PYTORCH_TASKS).map((k) => `"${k}"`).join(' | ')}), got ${JSON.stringify((task as { kind?: unknown } | null)?.kind)}`);
     input.task = withDefaults(schema, task);
-    if (!Value.Check(schema, input.task)) throw new Error(`${source}: /task${describeValueError(Value.Errors(schema, input.task).First())}`);
+    if (!Value.Check(schema, input.task)) errors.push(...describeAll(schema, input.task, '/task'));
+    taskChecked = true;
   }
   const filled = withDefaults(RunConfigSchema, input) as Record<string, unknown>;
   if (input.task !== undefined) filled.task = input.task; // a union default would otherwise add digits' fields
   if (!Value.Check(RunConfigSchema, filled)) {
-    const errors = [...Value.Errors(RunConfigSchema, filled)];
-    // An unknown field is the most useful thing to report first.
-    const first = errors.find((e) => e.message.includes('Unexpected property')) ?? errors[0];
-    throw new Error(`${source}: ${describeValueError(first)}${first.message.includes('Unexpected property') ? didYouMean(first.path, RunConfigSchema) : ''}`);
+    // The task's own errors were listed by its kind above; the union's would only repeat them less clearly.
+    errors.push(...describeAll(RunConfigSchema, filled).filter((e) => !(taskChecked && /^\/task[/:]/.test(e))));
   }
+  if (errors.length) throw configError(source, errors);
   const c = filled as RunConfig;
   if (c.rTarget !== null && c.rTarget < c.r) throw new Error(`${source}: /rTarget: ${c.rTarget} is below r=${c.r}; rTarget counts every direction a layer may use, so it must be ≥ r (or null for 4·r)`);
   return c;
