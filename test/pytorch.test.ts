@@ -8,7 +8,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Hub } from '../src/hub/hub';
 import { RunManager } from '../src/supervisor/runManager';
-import { probePython, pytorchResumeCommand } from '../src/supervisor/pythonTrainer';
+import { probePython, pytorchCommand, pytorchResumeCommand, resumeRanks } from '../src/supervisor/pythonTrainer';
 import { readJsonl } from '../src/runfolder/eventLog';
 import { readSafetensors } from '../src/runfolder/safetensors';
 import { execFileSync } from 'node:child_process';
@@ -34,6 +34,17 @@ test('the PyTorch trainer is found and described, or its import error is reporte
   if (!missing.ok) assert.match(missing.error, /No module named 'srlora_torch'/);
   const noPython = await probePython('/nonexistent/python3', {});
   assert.equal(noPython.ok, false);
+  if (ok.ok) assert.ok(Number.isInteger(ok.gpus) && ok.gpus >= 0, 'the probe counts the GPUs Start Run… offers');
+});
+
+test('more than one GPU launches torch\'s own launcher (torchrun) from the same Python; a continued run keeps its ranks', () => {
+  assert.equal(pytorchCommand('/py/bin/python', 1), '"/py/bin/python" -m srlora_torch.train --config ${config}');
+  assert.equal(pytorchCommand('/py/bin/python', 2), '"/py/bin/python" -m torch.distributed.run --standalone --nproc_per_node=2 -m srlora_torch.train --config ${config}');
+  assert.equal(pytorchResumeCommand('/py/bin/python', 4), '"/py/bin/python" -m torch.distributed.run --standalone --nproc_per_node=4 -m srlora_torch.train --resume ${runDir}');
+  assert.equal(resumeRanks(4, 2), 2, 'no more ranks than GPUs now');
+  assert.equal(resumeRanks(2, 8), 2);
+  assert.equal(resumeRanks(2, 0), 2, 'a CPU (gloo) run keeps its ranks');
+  assert.equal(resumeRanks(1, 0), 1);
 });
 
 test('the PyTorch trainer sees the built-in task exactly as the built-in trainer does: the same random stream, eval split, transforms and base models', async () => {

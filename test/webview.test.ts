@@ -185,3 +185,11 @@ test('the rule preview selects as the trainer states (hello.srlora.fusionSelect)
     assert.deepEqual(random.get(name), want, `${name}: the draw of step 10 (the next step of a running run), layer index ${i}`);
   }
 });
+
+test('the header says how many data-parallel ranks train the run (hello.worldSize, issue 17)', async () => {
+  const { runFacts } = await import('../webview/panels/header');
+  const f = new FixtureLog('w').hello({ name: 'w', totalSteps: 10 }).state('running', 0);
+  assert.doesNotMatch(runFacts(runOf(f)), /ranks/);
+  f.lines[0] = JSON.stringify({ ...(JSON.parse(f.lines[0]!) as object), worldSize: 2 });
+  assert.match(runFacts(runOf(f)), / · 2 ranks \(DDP\) · /);
+});

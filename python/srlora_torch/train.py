@@ -139,7 +139,7 @@ def build_run(cfg: dict, run_dir: str, device: torch.device, env: Optional[Dict[
         task.train_model = lockstep.wrap(task.model, device)  # rank 0's weights everywhere, gradients all-reduced
     session = Session(ctl, opt, run_dir, total_steps=cfg["steps"], batch_size=cfg["batchSize"] * world, name=cfg["name"],
                       config={**cfg, **({"globalBatchSize": cfg["batchSize"] * world} if world > 1 else {})},
-                      device=device_label(device) + (f" × {world}" if world > 1 else ""), importance_every=cfg["importanceEvery"],
+                      device=device_label(device), importance_every=cfg["importanceEvery"],
                       eval_every=cfg["evalEvery"], checkpoint_every=cfg["checkpointEvery"],
                       evaluate=task.evaluate if main_rank else None, save_checkpoint=save_checkpoint if main_rank else None,
                       on_finish=(lambda: export_run(run_dir, task.model, layers, base_weights(cfg), cfg["method"],

@@ -11,7 +11,7 @@ import { CommandHandlers } from '../supervisor/commandHandlers';
 import { isActive } from '../viewmodel/runModel';
 import { starterConfigText } from '../trainer/config/runConfig';
 import { readSettings } from './settings';
-import { probePython, pythonEnv, pythonPackageDir, pytorchCommand, pytorchResumeCommand } from '../supervisor/pythonTrainer';
+import { probePython, pythonEnv, pythonPackageDir, pytorchCommand, pytorchResumeCommand, resumeRanks } from '../supervisor/pythonTrainer';
 import { vscodeUi } from './vscodeUi';
 import { RunsTree, type RunsNode } from './runsTree';
 import { RunStatusBar } from './statusBar';
@@ -128,10 +128,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   });
   register('srlora.continueRun', async (n?: RunsNode) => {
     if (!trustedOrSay()) return;
-    const run = await handlers.continueRun(idOf(n), async () => {
+    const run = await handlers.continueRun(idOf(n), async (worldSize) => {
       const python = pythonPath();
       const probe = await probePython(python, pythonEnv(pythonPackageDir(extensionRoot)));
-      if (probe.ok) return pytorchResumeCommand(python);
+      if (probe.ok) return pytorchResumeCommand(python, resumeRanks(worldSize, probe.gpus));
       void vscode.window.showErrorMessage(`PyTorch trainer: ${probe.error}`);
       return undefined;
     });
@@ -158,10 +158,15 @@ async function pickTrainer(): Promise<string | undefined> {
   const python = pythonPath();
   const probe = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: `SRLoRA: asking ${python} for PyTorch…` }, () => probePython(python, pythonEnv(pythonPackageDir(extensionRoot))));
   const builtIn = { label: '$(symbol-method) Built-in trainer', description: `TensorFlow.js · ${s.backend}`, id: '' };
-  const torchItem = probe.ok
-    ? { label: `$(flame) ${probe.label}`, description: `torch ${probe.torch} · ${python}`, detail: probe.missing.length ? `Missing: ${probe.missing.join('; ')}` : undefined, id: pytorchCommand(python) }
-    : { label: '$(warning) PyTorch unavailable', description: probe.error, id: 'unavailable' };
-  const chosen = await vscode.window.showQuickPick([builtIn, torchItem], { title: 'SRLoRA: which trainer?' });
+  const detail = probe.ok && probe.missing.length ? `Missing: ${probe.missing.join('; ')}` : undefined;
+  // One item per GPU count the probe found (1 … N); more than one launches torchrun (DDP, steered in lockstep).
+  const torchItems = probe.ok
+    ? Array.from({ length: Math.max(1, probe.gpus) }, (_, i) => i + 1).map((n) => ({
+      label: `$(flame) ${probe.label}${n > 1 ? ` × ${n} GPUs` : probe.gpus > 1 ? ' · 1 GPU' : ''}`,
+      description: `${n > 1 ? 'torchrun, DDP · ' : ''}torch ${probe.torch} · ${python}`, detail, id: pytorchCommand(python, n),
+    }))
+    : [{ label: '$(warning) PyTorch unavailable', description: probe.error, id: 'unavailable' }];
+  const chosen = await vscode.window.showQuickPick([builtIn, ...torchItems], { title: 'SRLoRA: which trainer?' });
   if (!chosen) return undefined;
   if (chosen.id === 'unavailable') { void vscode.window.showErrorMessage(`PyTorch trainer: ${probe.ok ? '' : probe.error}`); return undefined; }
   return chosen.id;

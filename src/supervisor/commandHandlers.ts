@@ -157,7 +157,8 @@ export class CommandHandlers {
 
   /** Continues a stopped, interrupted or failed run from its latest checkpoint. A PyTorch run asks `pytorchResume` for
    * the command that continues it (undefined: the reason was shown). Null, with the reason shown, when it cannot. */
-  async continueRun(runId: string | undefined, pytorchResume: () => Promise<string | undefined>): Promise<ManagedRun | null> {
+  /** pytorchResume(worldSize) gives the command that continues a PyTorch run that trained on worldSize ranks. */
+  async continueRun(runId: string | undefined, pytorchResume: (worldSize: number) => Promise<string | undefined>): Promise<ManagedRun | null> {
     const run = this.target(runId, false);
     if (!run) return null;
     const name = run.model.name;
@@ -169,7 +170,7 @@ export class CommandHandlers {
       this.ui.info(`Run ${name} has no ${cp.skipped.length ? 'complete ' : ''}checkpoint to continue from${why}.`);
       return null;
     }
-    const command = run.model.pytorch ? await pytorchResume() : undefined;
+    const command = run.model.pytorch ? await pytorchResume(run.model.worldSize) : undefined;
     if (run.model.pytorch && !command) return null;
     try {
       return await this.runs.continueRun(run.runId, command);

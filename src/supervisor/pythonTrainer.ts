@@ -8,8 +8,8 @@ import { execFile } from 'node:child_process';
 import { delimiter, join } from 'node:path';
 
 /** ok: torch and srlora_torch import; `missing` names optional packages that are absent (transformers, peft: needed
- * for Hugging Face models) with their import errors. */
-export type PythonProbe = { ok: true; label: string; torch: string; missing: string[] } | { ok: false; error: string };
+ * for Hugging Face models) with their import errors; `gpus`: CUDA devices torch sees (0 on a CPU-only machine). */
+export type PythonProbe = { ok: true; label: string; torch: string; gpus: number; missing: string[] } | { ok: false; error: string };
 
 // Each import on its own, so the answer names every missing package, not only the first one.
 // transformers and peft are only looked up (find_spec), not imported: importing them takes seconds.
@@ -25,7 +25,7 @@ const PROBE = [
   'if "torch" not in missing:',
   '    import torch',
   '    cuda = torch.cuda.is_available()',
-  '    out.update(torch=torch.__version__, device=("CUDA · " + torch.cuda.get_device_name(0)) if cuda else "CPU")',
+  '    out.update(torch=torch.__version__, device=("CUDA · " + torch.cuda.get_device_name(0)) if cuda else "CPU", gpus=torch.cuda.device_count() if cuda else 0)',
   'print(json.dumps(out))',
 ].join('\n');
 
@@ -54,7 +54,7 @@ export function probePython(python: string, env: NodeJS.ProcessEnv = {}): Promis
         resolve({ ok: false, error: `${python}: ${lines[lines.length - 1]}` });
         return;
       }
-      let r: { python: string; missing: Record<string, string>; torch?: string; device?: string };
+      let r: { python: string; missing: Record<string, string>; torch?: string; device?: string; gpus?: number };
       try {
         r = JSON.parse(stdout.trim().split('\n').pop() ?? '') as typeof r;
       } catch {
@@ -70,17 +70,32 @@ export function probePython(python: string, env: NodeJS.ProcessEnv = {}): Promis
       }
       const optional = ['transformers', 'peft'].filter((m) => m in r.missing);
       const label = `PyTorch · ${r.device ?? 'CPU'}`;
-      resolve({ ok: true, label, torch: r.torch, missing: optional.map((m) => `${m} (${r.missing[m]}): Hugging Face models need it`) });
+      const gpus = Number.isInteger(r.gpus) && (r.gpus ?? 0) > 0 ? (r.gpus as number) : 0;
+      resolve({ ok: true, label, torch: r.torch, gpus, missing: optional.map((m) => `${m} (${r.missing[m]}): Hugging Face models need it`) });
     });
   });
 }
 
-/** The command line the extension runs for a PyTorch run of a config file. */
-export function pytorchCommand(python: string): string {
-  return `${JSON.stringify(python)} -m srlora_torch.train --config \${config}`;
+/** How a PyTorch run starts: one process, or `ranks` data-parallel processes (one per GPU) under torch's own
+ * launcher (`python -m torch.distributed.run`, i.e. torchrun, from the same Python: no PATH lookup). */
+function launcher(python: string, ranks: number): string {
+  const py = JSON.stringify(python);
+  const n = Math.max(1, Math.floor(ranks));
+  return n > 1 ? `${py} -m torch.distributed.run --standalone --nproc_per_node=${n} -m srlora_torch.train` : `${py} -m srlora_torch.train`;
 }
 
-/** The command line that continues a PyTorch run from its latest checkpoint. */
-export function pytorchResumeCommand(python: string): string {
-  return `${JSON.stringify(python)} -m srlora_torch.train --resume \${runDir}`;
+/** The command line the extension runs for a PyTorch run of a config file, on `ranks` GPUs (1: no torchrun). */
+export function pytorchCommand(python: string, ranks = 1): string {
+  return `${launcher(python, ranks)} --config \${config}`;
+}
+
+/** The command line that continues a PyTorch run from its latest checkpoint, on `ranks` processes. */
+export function pytorchResumeCommand(python: string, ranks = 1): string {
+  return `${launcher(python, ranks)} --resume \${runDir}`;
+}
+
+/** How many ranks a continued run gets: as many as it had (its hello's worldSize), no more than the GPUs there are
+ * now (a CPU-only machine keeps the count: gloo runs there). */
+export function resumeRanks(worldSize: number, gpus: number): number {
+  return gpus > 0 ? Math.max(1, Math.min(worldSize, gpus)) : Math.max(1, worldSize);
 }

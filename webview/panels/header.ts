@@ -53,7 +53,7 @@ export function runFacts(r: RunData): string {
   const { minSlotAge } = ruleContext(r);
   const srlora = m.method === 'srlora';
   return [
-    m.method ?? '?', m.backend || '?', `step ${m.step}/${m.totalSteps ?? '?'}`, running && eta !== null ? `ETA ${formatDuration(eta)}` : null,
+    m.method ?? '?', m.backend || '?', m.worldSize > 1 ? `${m.worldSize} ranks (DDP)` : null, `step ${m.step}/${m.totalSteps ?? '?'}`, running && eta !== null ? `ETA ${formatDuration(eta)}` : null,
     running && m.examplesPerSec ? `${Math.round(m.examplesPerSec)} ex/s` : null, `loss ${formatNumber(m.loss)}`,
     evalFact(m),
     srlora ? plural(fusingRecompositions(r), 'recomposition') : null,
