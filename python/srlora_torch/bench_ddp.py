@@ -9,7 +9,8 @@ Measures, on the RoBERTa-base shape (built from its config, random weights; no d
   to its `applied` ack written to events.jsonl, median of 8 (learning-rate sets, agreed by every rank);
 - identical: after the 3 recompositions every rank's sha256 of every layer's W, A, B, directions and ages equals rank 0's.
 Each measurement runs in its own processes (the driver launches `python -m torch.distributed.run`), so it needs only
-torch. `--preset tiny --device cpu` runs the same on the CPU with gloo (tests/test_ddp.py runs it so).
+torch. `--preset tiny --device cpu --batch 8` runs the same on the CPU with gloo (a quick check that it works; its
+timings mean nothing).
 """
 from __future__ import annotations
 
