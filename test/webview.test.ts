@@ -193,3 +193,13 @@ test('the header says how many data-parallel ranks train the run (hello.worldSiz
   f.lines[0] = JSON.stringify({ ...(JSON.parse(f.lines[0]!) as object), worldSize: 2 });
   assert.match(runFacts(runOf(f)), / · 2 ranks \(DDP\) · /);
 });
+
+test('Reveal Run Folder and Export Model say where, in every VS Code (code-server showed nothing for revealFileInOS)', async () => {
+  const { locationPlan } = await import('../src/extension/location');
+  const web = locationPlan('the run folder of r1', '/w/.srlora/runs/r1', { desktop: false, remoteName: undefined, inWorkspace: true });
+  assert.deepEqual(web, { revealInOS: false, message: 'SRLoRA: the run folder of r1: /w/.srlora/runs/r1', actions: ['Copy Path', 'Reveal in Explorer'] });
+  assert.equal(locationPlan('x', '/p', { desktop: true, remoteName: 'ssh-remote', inWorkspace: false }).revealInOS, false, 'a remote host\'s file manager is not the user\'s');
+  const desktop = locationPlan('x', '/p', { desktop: true, remoteName: undefined, inWorkspace: false });
+  assert.equal(desktop.revealInOS, true);
+  assert.deepEqual(desktop.actions, ['Copy Path'], 'outside the workspace the Explorer cannot show it');
+});

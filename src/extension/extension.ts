@@ -5,6 +5,7 @@
 import * as vscode from 'vscode';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { locationPlan } from './location';
 import { Hub } from '../hub/hub';
 import { RunManager, UNTRUSTED_MESSAGE } from '../supervisor/runManager';
 import { CommandHandlers } from '../supervisor/commandHandlers';
@@ -119,12 +120,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   register('srlora.checkpoint', (n?: RunsNode) => handlers.checkpoint(idOf(n)));
   register('srlora.stop', (n?: RunsNode) => vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'SRLoRA: stopping…' }, () => handlers.stop(idOf(n))));
   register('srlora.openDashboard', (n?: RunsNode) => { const r = handlers.target(idOf(n), false); if (r) dashboards.open([r.runId]); });
-  register('srlora.revealRunFolder', (n?: RunsNode) => { const r = handlers.target(idOf(n), false); if (r) void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(r.dir)); });
+  register('srlora.revealRunFolder', (n?: RunsNode) => { const r = handlers.target(idOf(n), false); if (r) void showLocation(`the run folder of ${r.runId}`, r.dir); });
   register('srlora.exportModel', async (n?: RunsNode) => {
     const done = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'SRLoRA: exporting the model…' }, () => handlers.exportModel(idOf(n)));
     if (!done) return;
-    if (done.step !== null) void vscode.window.showInformationMessage(`SRLoRA: exported step ${done.step} to ${done.dir}`);
-    void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(join(done.dir, 'merged.safetensors')));
+    await showLocation(done.step !== null ? `exported step ${done.step} to` : 'the export (written when the run ended) is in', done.dir, join(done.dir, 'merged.safetensors'));
   });
   register('srlora.continueRun', async (n?: RunsNode) => {
     if (!trustedOrSay()) return;
@@ -200,4 +200,18 @@ async function pickConfig(): Promise<string | undefined> {
 
 export async function deactivate(): Promise<void> {
   await shutdown?.();
+}
+
+/**
+ * Says where `path` is so that every VS Code shows it (src/extension/location.ts): the desktop reveals `revealPath`
+ * in the OS file manager; every window also gets a message with the path, Copy Path and, inside the workspace,
+ * Reveal in Explorer — code-server and web VS Code showed nothing for Reveal Run Folder and Export Model.
+ */
+async function showLocation(what: string, path: string, revealPath = path): Promise<void> {
+  const uri = vscode.Uri.file(path);
+  const plan = locationPlan(what, path, { desktop: vscode.env.uiKind === vscode.UIKind.Desktop, remoteName: vscode.env.remoteName, inWorkspace: vscode.workspace.getWorkspaceFolder(uri) !== undefined });
+  if (plan.revealInOS) void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(revealPath));
+  const pick = await vscode.window.showInformationMessage(plan.message, ...plan.actions);
+  if (pick === 'Copy Path') await vscode.env.clipboard.writeText(path);
+  else if (pick === 'Reveal in Explorer') await vscode.commands.executeCommand('revealInExplorer', uri);
 }
