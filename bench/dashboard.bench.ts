@@ -52,10 +52,16 @@ async function main(): Promise<void> {
     layers: Array.from({ length: LAYERS }, (_, i) => {
       const S = Array.from({ length: SLOTS }, () => Math.random() * 1e-5);
       const mean = S.reduce((a, b) => a + b, 0) / SLOTS;
-      return { name: `blocks.${i >> 3}.layer${i & 7}`, S, sHat: S.map((x) => x / mean), age: Array(SLOTS).fill(50), direction: Array.from({ length: SLOTS }, (_, k) => k), p: SLOTS, rTarget: 4 * SLOTS };
+      return { name: `blocks.${i >> 3}.layer${i & 7}`, S, sHat: S.map((x) => x / mean), age: Array(SLOTS).fill(50), direction: Array.from({ length: SLOTS }, (_, k) => k), p: SLOTS, rTarget: 4 * SLOTS,
+        stepBoost: S.map(() => 0.5 + Math.random()) };
     }),
   });
-  while (step < TOTAL_STEPS) await send({ ...env('metrics'), rows: rows(1000) });
+  // The effective-rank chart live too: a deltaRank (64 layers) with every 10,000 steps' eval.
+  const deltaRank = () => ({ ...env('deltaRank'), step, layers: Array.from({ length: LAYERS }, (_, i) => ({ name: `blocks.${i >> 3}.layer${i & 7}`, effectiveRank: SLOTS * (1 + step / TOTAL_STEPS) * (0.8 + 0.4 * Math.random()), norm: 1 })) });
+  while (step < TOTAL_STEPS) {
+    await send({ ...env('metrics'), rows: rows(1000) });
+    if (step % 10_000 === 0) await send(deltaRank());
+  }
   await send(importance());
   console.log(`preloaded ${step} steps into the hub`);
 
@@ -93,6 +99,7 @@ async function main(): Promise<void> {
   while (Date.now() < end) {
     await send({ ...env('metrics'), rows: rows(100) });
     await send(importance());
+    if (step % 1000 === 0) await send(deltaRank());
     await new Promise((r) => setTimeout(r, 100));
   }
   const frames = ((await page.evaluate('window.frames_')) as number[]).slice(5).sort((a, b) => a - b);
@@ -109,9 +116,12 @@ async function main(): Promise<void> {
   await cdp.send('Performance.enable');
   const metrics = (await cdp.send('Performance.getMetrics')).metrics;
   const heapMB = (metrics.find((m) => m.name === 'JSHeapUsedSize')?.value ?? NaN) / 2 ** 20;
+  // The series live in typed arrays, whose backing stores are outside the JS heap's used size: count them too.
+  const usage = (await cdp.send('Runtime.getHeapUsage')) as { usedSize: number; backingStorageSize?: number };
+  const backingMB = (usage.backingStorageSize ?? NaN) / 2 ** 20;
   await page.screenshot({ path: join(root, 'test-results/bench-dashboard.png') });
   const p50 = percentile(frames, 50), p95 = percentile(frames, 95), p99 = percentile(frames, 99);
-  console.log(`frames ${frames.length}: p50 ${p50.toFixed(1)} ms, p95 ${p95.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms; JS heap ${heapMB.toFixed(1)} MB`);
+  console.log(`frames ${frames.length}: p50 ${p50.toFixed(1)} ms, p95 ${p95.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms; JS heap ${heapMB.toFixed(1)} MB + array buffers ${backingMB.toFixed(1)} MB`);
   await browser.close();
   ws.close();
   closeSync(fd);
@@ -120,8 +130,9 @@ async function main(): Promise<void> {
   writeResult('dashboard', {
     command: 'npm run bench:dashboard', browser: 'Debian chromium, headless, --disable-gpu (software rendering)',
     steps: step, layers: LAYERS, slots: SLOTS, liveSeconds: LIVE_SECONDS, liveRate: '100 steps + one 64×64 importance snapshot every 100 ms',
-    frameIntervalMs: { count: frames.length, p50: +p50.toFixed(2), p95: +p95.toFixed(2), p99: +p99.toFixed(2) }, goalP95Ms: 17, charts: 'loss, lr, examples/s, gradNorm, mem_MiB, cpu_pct (six scalar charts) + heatmap + slot history',
-    renderTimePerView: perView, snapshotLoadSeconds: +loadSeconds.toFixed(1), loadAverage: (await import('node:os')).loadavg().map((x) => +x.toFixed(1)), jsHeapMB: +heapMB.toFixed(1), goalHeapMB: 150,
+    frameIntervalMs: { count: frames.length, p50: +p50.toFixed(2), p95: +p95.toFixed(2), p99: +p99.toFixed(2) }, goalP95Ms: 17, charts: 'loss, lr, examples/s, gradNorm, mem_MiB, cpu_pct (six scalar charts) + effective rank (deltaRank every 1,000 live steps) + step boost (every snapshot) + fused pairs + heatmap + slot history',
+    renderTimePerView: perView, snapshotLoadSeconds: +loadSeconds.toFixed(1), loadAverage: (await import('node:os')).loadavg().map((x) => +x.toFixed(1)), jsHeapMB: +heapMB.toFixed(1), arrayBuffersMB: +backingMB.toFixed(1), heapWithArrayBuffersMB: +(heapMB + backingMB).toFixed(1), goalHeapMB: 150,
+    snapshotsDuringLive: snapshots - snapshotsAtLoad,
   });
 }
 

@@ -421,6 +421,19 @@ test('the browser page follows prefers-color-scheme: a switch redraws the charts
   } finally { await p.close(); }
 });
 
+test('the browser page picks runs to compare with a multi-select (no URL editing)', async () => {
+  const p = await openRun('fixture-resumed');
+  try {
+    await p.waitForFunction(() => /step 30\/30/.test(document.querySelector('.facts')?.textContent ?? ''), null, { timeout: 15_000 });
+    const select = p.locator('vscode-multi-select[aria-label="Runs to compare"]');
+    await p.waitForFunction(() => document.querySelectorAll('vscode-multi-select[aria-label="Runs to compare"] vscode-option').length >= 3);
+    await select.evaluate((el: HTMLElement & { value: string[] }) => { el.value = ['fixture-resumed', 'fixture-dynamics']; });
+    await p.getByRole('button', { name: 'Compare the chosen runs' }).click();
+    await p.waitForFunction(() => /^Compare: resumed · dynamics/.test(document.querySelector('h1.run-name')?.textContent ?? ''), null, { timeout: 10_000 });
+    await p.waitForFunction(() => document.querySelectorAll('section[aria-label="Compared runs"] tbody tr').length === 2);
+  } finally { await p.close(); }
+});
+
 test('a page load subscribes once (one snapshot per run, not two)', async () => {
   const p = await page.context().newPage();
   let subscribes = 0, snapshots = 0;

@@ -18,6 +18,11 @@ export interface ChartSpec {
   unit: string;
   lines(run: RunData, index: number, compare: boolean, smoothing: number): Line[];
   csv?(run: RunData): string;
+  /**
+   * What the chart draws from, as a key: live data redraws only when it changed (a chart of evals or recompositions
+   * need not redraw for every metrics row). Absent: any change of the store.
+   */
+  dataKey?(runs: RunData[]): string;
   /** What the note under an empty chart says (why there is nothing to draw). */
   emptyNote?(runs: RunData[]): string;
 }
@@ -65,8 +70,14 @@ export class ChartPanel implements Panel {
    */
   dirty(): boolean {
     if (this.chart.viewChanged || this.store.userVersion !== this.drawnUser) return true;
-    return this.store.version !== this.drawn && performance.now() - this.lastDraw >= this.liveEveryMs;
+    if (this.store.version === this.drawn) return false;
+    if (this.spec.dataKey && this.spec.dataKey(this.store.focused()) === this.drawnData) { this.drawn = this.store.version; return false; }
+    // Live data: at most every liveEveryMs, and never more than ~1/8 of the time for this chart (a slow machine or a
+    // huge run draws less often rather than dropping every frame).
+    return performance.now() - this.lastDraw >= Math.max(this.liveEveryMs, 8 * this.lastCost);
   }
+  private drawnData = '';
+  private lastCost = 0;
   private drawnUser = -1;
   private lastDraw = 0;
 
@@ -77,7 +88,14 @@ export class ChartPanel implements Panel {
   setYTitle(title: string): void { this.chart.setYTitle(title); }
 
   draw(): void {
+    const t0 = performance.now();
+    this.drawOnce();
+    this.lastCost = performance.now() - t0;
+  }
+
+  private drawOnce(): void {
     this.drawn = this.store.version;
+    this.drawnData = this.spec.dataKey?.(this.store.focused()) ?? '';
     this.drawnUser = this.store.userVersion;
     this.lastDraw = performance.now();
     this.chart.viewChanged = false;

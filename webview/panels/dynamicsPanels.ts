@@ -36,6 +36,7 @@ const layerOf = (store: Store, r: RunData): string | null => store.historyLayer 
 export function rankSpec(store: Store): ChartSpec {
   return {
     key: 'rank', title: 'Effective rank of ΔW', yTitle: 'effective rank', unit: '',
+    dataKey: (runs) => `${store.historyLayer}|${runs.map((r) => `${r.runId}:${r.resets}:${r.rankSummary.mean.length}:${r.rankSummary.mean.cuts}`).join()}`,
     emptyNote: () => 'The trainer sent no deltaRank (protocol 1.2: with every eval) for this run.',
     lines(r, i, compare) {
       const s = r.rankSummary;
@@ -58,10 +59,14 @@ export function rankSpec(store: Store): ChartSpec {
   };
 }
 
+/** Up to this many slots the boost chart draws one line per slot; more read as a largest/median pair. */
+const MAX_SLOT_LINES = 8;
+
 /** The selected layer's per-slot step boost over the importance snapshots. */
 export function boostSpec(store: Store): ChartSpec {
   return {
     key: 'boost', title: 'Step boost per slot', yTitle: 'step ÷ layer mean', unit: '×',
+    dataKey: (runs) => `${store.historyLayer}|${runs.map((r) => `${r.runId}:${r.resets}:${r.framesVersion}`).join()}`,
     emptyNote: (runs) => runs.length > 1 ? 'Shown for one run at a time.' : 'The trainer sent no stepBoost (protocol 1.2, Adam runs) in its importance snapshots.',
     lines(r, _i, compare) {
       if (compare) return [];
@@ -73,9 +78,17 @@ export function boostSpec(store: Store): ChartSpec {
       const t0 = r.time.length ? r.time.data[0] : 0;
       const step = Float64Array.from(rows, (x) => x.f.step), time = Float64Array.from(rows, (x) => x.f.time);
       const out: Line[] = [];
-      for (let k = 0; k < slots; k++) {
-        out.push({ key: `${r.runId}|boost|${layer}|${k}`, epoch: r.framesVersion, label: `${layer} slot ${k}`, color: slotColor(k), width: 1.5,
-          step, time, y: Float64Array.from(rows, (x) => x.l!.stepBoost![k] ?? NaN), t0 });
+      if (slots <= MAX_SLOT_LINES) {
+        for (let k = 0; k < slots; k++) {
+          out.push({ key: `${r.runId}|boost|${layer}|${k}`, epoch: r.framesVersion, label: `${layer} slot ${k}`, color: slotColor(k), width: 1.5,
+            step, time, y: Float64Array.from(rows, (x) => x.l!.stepBoost![k] ?? NaN), t0 });
+        }
+      } else {
+        // Many slots: the largest boost among them (where a fresh pair's jump shows) and the median, not r lines.
+        const max = new Float64Array(rows.length), med = new Float64Array(rows.length);
+        rows.forEach((x, i) => { const v = [...x.l!.stepBoost!].sort((a, b) => a - b); max[i] = v[v.length - 1] ?? NaN; med[i] = v[v.length >> 1] ?? NaN; });
+        out.push({ key: `${r.runId}|boost-max|${layer}`, epoch: r.framesVersion, label: `${layer}: largest of ${slots} slots`, color: slotColor(1), width: 1.5, step, time, y: max, t0 },
+          { key: `${r.runId}|boost-med|${layer}`, epoch: r.framesVersion, label: `${layer}: median slot`, color: slotColor(0), width: 1.5, step, time, y: med, t0 });
       }
       out.push(reference(r, 'boost-1', 'layer mean', 1, step[0], step[step.length - 1]));
       return out;
@@ -87,6 +100,7 @@ export function boostSpec(store: Store): ChartSpec {
 function fusionSpec(view: { y: 'age' | 'direction' }): ChartSpec {
   return {
     key: 'fusions', title: 'Fused pairs', yTitle: 'age when fused (steps)', unit: '',
+    dataKey: (runs) => `${view.y}|${runs.map((r) => `${r.runId}:${r.resets}:${r.model.fusions.length}:${r.model.fusions[r.model.fusions.length - 1]?.step}`).join()}`,
     emptyNote: () => 'No pair fused yet.',
     lines(r, i, compare) {
       const fs = r.model.fusions;

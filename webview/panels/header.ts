@@ -81,7 +81,10 @@ export class Header implements Panel {
   private readonly facts = h('div', { class: 'facts', 'aria-live': 'polite' });
   private readonly conn = h('span', { class: 'conn' });
   private readonly runSelect = h('vscode-single-select', { 'aria-label': 'Run', class: 'run-select' }) as Field;
-  private readonly comparePicker = h('details', { class: 'compare-picker' });
+  /** The browser page's compare picker: a multi-select of the runs (@vscode-elements), and Compare. */
+  private readonly compareSelect = h('vscode-multi-select', { 'aria-label': 'Runs to compare', class: 'compare-select', placeholder: 'Compare runs…' }) as HTMLElement & { value: string[]; open?: boolean };
+  private readonly compareGo = button('Compare', 'Compare the chosen runs', () => this.onCompare(), true);
+  private readonly comparePicker = h('span', { class: 'compare-picker' }, this.compareSelect, this.compareGo);
   private readonly pause = button('Pause', 'Pause the run', () => this.onPause(), false);
   private readonly confirmText = h('span', {});
   private readonly recompose = button('Recompose now', 'Recompose all layers now', () => this.store.command('Recompose all layers', { kind: 'recompose' }));
@@ -118,6 +121,11 @@ export class Header implements Panel {
   private onPause(): void {
     const r = this.store.current();
     if (r) this.store.command(r.model.state === 'paused' ? 'Resume' : 'Pause', { kind: r.model.state === 'paused' ? 'resume' : 'pause' });
+  }
+
+  private onCompare(): void {
+    const ids = [...this.compareSelect.value];
+    if (ids.length) this.store.setFocus(ids);
   }
 
   private onRecomposeSelected(): void {
@@ -179,17 +187,12 @@ export class Header implements Panel {
     const store = this.store;
     if (store.host.kind !== 'browser') return;
     const key = store.runList.map((r) => `${r.runId}:${r.name}:${r.method}:${r.state}`).join(',') + '|' + store.focus.join(',');
-    if (key !== this.pickerKey && !(this.comparePicker as HTMLDetailsElement).open) { // never under the user's hands
+    if (key !== this.pickerKey && !this.compareSelect.matches(':focus-within')) { // never under the user's hands
       this.pickerKey = key;
       // The focused run's option carries `selected`: the select re-reads its options after they are replaced and
       // would otherwise select the first one (an older run) — the picker showed a finished run after Pause.
       this.runSelect.replaceChildren(...store.runList.map((r) => h('vscode-option', { value: r.runId, selected: r.runId === store.focus[0] }, `${r.name ?? r.runId} (${r.method ?? '?'}, ${r.state})`)));
-      const boxes = store.runList.map((r) => h('vscode-checkbox', { value: r.runId, label: `${r.name ?? r.runId} (${r.method ?? '?'}, ${r.state})`, checked: store.focus.includes(r.runId) }) as Check & { value: string });
-      const go = button('Compare', 'Compare the checked runs', () => {
-        const ids = boxes.filter((b) => b.checked).map((b) => b.value);
-        if (ids.length) { store.setFocus(ids); (this.comparePicker as HTMLDetailsElement).open = false; }
-      }, false);
-      this.comparePicker.replaceChildren(h('summary', {}, 'Compare runs…'), h('div', { class: 'compare-list' }, ...boxes, go));
+      this.compareSelect.replaceChildren(...store.runList.map((r) => h('vscode-option', { value: r.runId, selected: store.focus.length > 1 && store.focus.includes(r.runId) }, `${r.name ?? r.runId} (${r.method ?? '?'}, ${r.state})`)));
     }
     if (store.focus[0] && this.runSelect.value !== store.focus[0]) this.runSelect.value = store.focus[0];
   }

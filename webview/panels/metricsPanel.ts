@@ -53,6 +53,7 @@ export function metricSpec(key: string): ChartSpec {
   const title = kind === 'eval' ? `Eval ${name}` : name;
   return {
     key, title, yTitle: `${name}${unit ? ` (${unit})` : ''}`, unit,
+    dataKey: (runs) => runs.map((r) => { const t = (kind === 'eval' ? r.evalTracks : r.scalars).get(name); return `${r.runId}:${r.resets}:${t?.length}:${t?.cuts}`; }).join(),
     lines: (r, i, compare) => trackLine(r, i, compare, key, compare ? '' : title, (kind === 'eval' ? r.evalTracks : r.scalars).get(name), kind === 'eval' && (r.evalTracks.get(name)?.length ?? 0) < 3),
   };
 }
