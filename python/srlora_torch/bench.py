@@ -31,14 +31,15 @@ TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dens
 SEQ, BATCH, R = 128, 32, 8
 BIG = 128  # the large batch (× SEQ tokens)
 DEV = "cuda"
+BACKEND = "inductor"  # torch.compile's; --toy: "aot_eager" (Dynamo and AOTAutograd without Inductor's code generation)
 # RoBERTa-base's shape; --toy: a tiny one on the CPU, to check the whole script end to end without a GPU
 SHAPE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, max_position_embeddings=514)
 
 
 def toy() -> None:
     """Shrinks the bench to a CPU-sized model and batch (numbers meaningless, every section runs)."""
-    global SEQ, BATCH, BIG, DEV, SHAPE
-    SEQ, BATCH, BIG, DEV = 16, 4, 8, "cpu"
+    global SEQ, BATCH, BIG, DEV, SHAPE, BACKEND
+    SEQ, BATCH, BIG, DEV, BACKEND = 16, 4, 8, "cpu", "aot_eager"
     SHAPE = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_position_embeddings=40)
 
 
@@ -243,7 +244,8 @@ def main(argv=None) -> int:
     # forward, backward, finite check, importance, fused AdamW — captured as one CUDA graph).
     torch._dynamo.reset()
     breaks0 = graph_breaks()
-    pfn = torch.compile(loss_fn(pm), mode="reduce-overhead", dynamic=False)
+    pfn = torch.compile(loss_fn(pm), mode="reduce-overhead", dynamic=False) if BACKEND == "inductor" else \
+        torch.compile(loss_fn(pm), backend=BACKEND, dynamic=False)
 
     def peft_compiled_step():
         torch.compiler.cudagraph_mark_step_begin()
@@ -266,7 +268,7 @@ def main(argv=None) -> int:
     sync()
     t = time.perf_counter()
     sfn = loss_fn(m)
-    cstep = CompiledStep(sfn, opt, ctl, mode="auto", log=logs.append)
+    cstep = CompiledStep(sfn, opt, ctl, mode="auto", log=logs.append, backend=BACKEND)
 
     def sr_compiled_step():
         loss = cstep(*batch(gen))
@@ -336,7 +338,7 @@ def main(argv=None) -> int:
     # Full recompositions (every slot eligible) between compiled steps: the first pays one-time CUDA/cuBLAS float64
     # set-up; then steady state. The graph must stay valid: no re-capture, finite losses after.
     times = []
-    for _ in range(3):
+    for _ in range(4):  # on CUDA: the first runs eagerly, the second is captured as a CUDA graph, then replays
         for l in layers.values():
             l.age.fill_(10 ** 6)
         sync()
@@ -345,11 +347,14 @@ def main(argv=None) -> int:
         sync()
         times.append((time.perf_counter() - t) * 1000)
         after = torch.stack([sr_compiled_step() for _ in range(3)])
-    first_recompose_ms, recompose_ms = times[0], statistics.median(times[1:])
+    first_recompose_ms, capture_ms, recompose_ms = times[0], times[1], statistics.median(times[2:])
     for l in layers.values():  # two more, profiled: GPU time and launches of one recomposition (every slot eligible)
         l.age.fill_(10 ** 6)
     kernel_ms("recomposition", lambda: ctl.recompose("forced"), n=2)
+    rc = ctl._recomposer
     out["srlora"].update({"fullRecompositionMs": round(recompose_ms, 2), "firstRecompositionMs": round(first_recompose_ms, 2),
+                          "secondRecompositionMs (captured as a CUDA graph, then replayed)": round(capture_ms, 2),
+                          "recompositionGraphCaptures": rc.captures if rc else 0, "recompositionTimes": [round(t, 2) for t in times],
                           "recomposedLayers": len(res.layers), "maxPreservationError": max(e.preservation_error for e in res.layers),
                           "compiledStepAfterRecompositions": {"captures": cstep.captures, "lossesFinite": bool(torch.isfinite(after).all())}})
     out["recompositionOverStep"] = round(recompose_ms / sr_ms, 3)
@@ -380,7 +385,7 @@ def main(argv=None) -> int:
         se_ms = timed(sr_eager_big, a.steps)
         sync()
         t = time.perf_counter()
-        bstep = CompiledStep(loss_fn(m), opt, ctl, mode="auto", log=logs.append)
+        bstep = CompiledStep(loss_fn(m), opt, ctl, mode="auto", log=logs.append, backend=BACKEND)
 
         def sr_compiled_big():
             loss = bstep(*batch(gen, big))

@@ -138,12 +138,13 @@ class CompiledStep:
     tensor). ctl: the SRLoRAController whose importance and ages the step updates (None: plain LoRA/PEFT).
     mode: "auto" (torch.compile, default Inductor), "max" (max-autotune-no-cudagraphs) or "capture" (no
     torch.compile: the eager kernels, captured). capture: replay a CUDA graph (default: on CUDA). warmup_steps: real
-    steps run eagerly (compiling) before the capture. log(text): where re-captures are said.
+    steps run eagerly (compiling) before the capture. log(text): where re-captures are said. backend: torch.compile's
+    (a test or `bench --toy` on the CPU may take "aot_eager", which skips Inductor's code generation).
     Raises ValueError for an optimiser the graph cannot hold (SGD, a non-Adam class)."""
 
     def __init__(self, loss_fn: Callable[..., torch.Tensor], optimizer: torch.optim.Optimizer, ctl=None, *,
                  mode: str = "auto", capture: Optional[bool] = None, warmup_steps: int = 2,
-                 log: Callable[[str], None] = lambda text: None):
+                 log: Callable[[str], None] = lambda text: None, backend: str = "inductor"):
         if not isinstance(optimizer, torch.optim.Adam):
             raise ValueError(f"the compiled step needs optimizer adam or adamw (fused AdamW), not {type(optimizer).__name__}")
         if mode not in ("auto", "max", "capture"):
@@ -160,7 +161,8 @@ class CompiledStep:
         if mode == "capture":
             self.fn = loss_fn
         else:
-            self.fn = torch.compile(loss_fn, dynamic=False, **({"mode": "max-autotune-no-cudagraphs"} if mode == "max" else {}))
+            self.fn = torch.compile(loss_fn, dynamic=False, backend=backend,
+                                    **({"mode": "max-autotune-no-cudagraphs"} if mode == "max" and backend == "inductor" else {}))
         # the fused kernel: one launch for every parameter, capturable, lr a device tensor
         self._lrs: List[torch.Tensor] = []
         for g in optimizer.param_groups:
