@@ -232,7 +232,7 @@ class Recomposer:
                     self._idx = host.to(dev)
                     torch.cuda.synchronize(dev)
                     graph = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(graph):
+                    with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads (telemetry) may use CUDA
                         self._norms = self._program(chunks, self._idx, optimizer)
                     self.graph, self.key = graph, key
                     self.captures += 1
