@@ -237,3 +237,37 @@ def test_the_hugging_face_callback_under_torchrun_steered_in_lockstep(tmp_path):
     a, b = audits(audit)
     assert f"the recompose command c2 at step {paused_at}" in [x["after"] for x in a]
     assert a == b
+
+
+def test_the_cross_rank_checksum_sees_one_bit_and_names_the_rank_and_layers():
+    """state_checksums changes with any bit of W, A, B, directions, ages or EMAs; check_identical raises Diverged
+    naming the rank and the layers whose checksum differs from rank 0's (a fake two-rank gather, in process)."""
+    import torch
+
+    from srlora_torch.distributed import Diverged, Lockstep, state_checksums
+    from test_controller import build
+
+    _, layers, _, _, _, _ = build()
+    base = state_checksums(layers)
+    assert torch.equal(base, state_checksums(layers)), "the same state, the same sums"
+    name = list(layers)[-1]
+    for field in ("W", "A", "B", "age", "ema_IA"):
+        t = getattr(layers[name], field).data
+        ix = (0,) * (t.dim() - 1) + (1,)
+        old = t[ix].clone()
+        t[ix] = torch.nextafter(old, old + 1) if t.dtype.is_floating_point else old + 1  # one ulp (or one) of one element
+        changed = state_checksums(layers)
+        t[ix] = old
+        assert (changed != base).tolist() == [n == name for n in layers], field
+    assert torch.equal(base, state_checksums(layers))
+
+    class TwoRanks:  # rank 1's state differs in the last layer
+        @staticmethod
+        def all_gather(out, mine, group=None):
+            out[0].copy_(mine)
+            out[1].copy_(mine)
+            out[1][-1] += 1
+    ls = Lockstep.__new__(Lockstep)
+    ls.dist, ls.rank, ls.world, ls.control = TwoRanks, 0, 2, None
+    with pytest.raises(Diverged, match=rf"after the recomposition at step 7: the SRLoRA state differs from rank 0's on rank 1 \({name}\)"):
+        ls.check_identical(layers, "the recomposition at step 7")
