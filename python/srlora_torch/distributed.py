@@ -164,7 +164,12 @@ class Lockstep:
     def broadcast_module(self, module: torch.nn.Module) -> None:
         """Rank 0's parameters and buffers (frozen W, SVD factors, factors, EMAs) on every rank."""
         for t in list(module.parameters()) + [b for b in module.buffers() if b is not None]:
-            self.dist.broadcast(t.data, 0)
+            if t.data.is_contiguous():
+                self.dist.broadcast(t.data, 0)
+            else:  # NCCL (and gloo) take only contiguous tensors: e.g. a transposed view of SVD factors
+                c = t.data.contiguous()
+                self.dist.broadcast(c, 0)
+                t.data.copy_(c)
 
     def wrap(self, model: torch.nn.Module, device: torch.device):
         """DDP over the adapted model (only A, B and fully trained modules have gradients). Buffers are not
