@@ -92,6 +92,19 @@ def write_own_pid_file(run_dir: str) -> None:
     os.replace(tmp, final)
 
 
+def remove_own_pid_file(run_dir: str) -> None:
+    """Removes the trainer.pid write_own_pid_file wrote, when it still names this process: a trainer that has written
+    its final state is no longer the run's (a stale pid may be reused by an unrelated process)."""
+    path = os.path.join(run_dir, PID_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            ident = json.load(f)
+        if isinstance(ident, dict) and ident.get("selfStarted") is True and ident.get("pid") == os.getpid():
+            os.remove(path)
+    except (OSError, ValueError):
+        pass
+
+
 def recomposition_message(r: Recomposition, command_id: Optional[str] = None) -> dict:
     return {"type": "recomposition", "step": r.step, "trigger": r.trigger, **({"commandId": command_id} if command_id else {}),
             "rule": r.rule, "outputChange": None, "layers": [
@@ -355,6 +368,8 @@ class Session:
             self.link.flush(3.0)
             self.link.close()
         self.rec.close()
+        if not self.env.get("SRLORA_HUB_URL"):
+            remove_own_pid_file(self.run_dir)  # ended, its final state written: the pid no longer trains this run
         self._restore_signals()
         return outcome
 
