@@ -66,6 +66,15 @@ async function main(): Promise<void> {
   console.log(`preloaded ${step} steps into the hub`);
 
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  // What this machine gives any page now: 5 s of animation frames of an empty page (on a busy machine even these
+  // are late, and the page's numbers below mean little beside them).
+  const blank = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  await blank.setContent('<html><body>baseline</body></html>');
+  await blank.evaluate(`(() => { window.frames_ = []; let last = performance.now(); const tick = (t) => { window.frames_.push(t - last); last = t; requestAnimationFrame(tick); }; requestAnimationFrame(tick); })()`);
+  await new Promise((r) => setTimeout(r, 5000));
+  const baseline = ((await blank.evaluate('window.frames_')) as number[]).slice(5).sort((a, b) => a - b);
+  await blank.close();
+  console.log(`an empty page's frames: p50 ${percentile(baseline, 50).toFixed(1)} ms, p95 ${percentile(baseline, 95).toFixed(1)} ms`);
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.error(`page ${m.type()}: ${m.text().slice(0, 300)}`); });
@@ -130,7 +139,8 @@ async function main(): Promise<void> {
   writeResult('dashboard', {
     command: 'npm run bench:dashboard', browser: 'Debian chromium, headless, --disable-gpu (software rendering)',
     steps: step, layers: LAYERS, slots: SLOTS, liveSeconds: LIVE_SECONDS, liveRate: '100 steps + one 64×64 importance snapshot every 100 ms',
-    frameIntervalMs: { count: frames.length, p50: +p50.toFixed(2), p95: +p95.toFixed(2), p99: +p99.toFixed(2) }, goalP95Ms: 17, charts: 'loss, lr, examples/s, gradNorm, mem_MiB, cpu_pct (six scalar charts) + effective rank (deltaRank every 1,000 live steps) + step boost (every snapshot) + fused pairs + heatmap + slot history',
+    frameIntervalMs: { count: frames.length, p50: +p50.toFixed(2), p95: +p95.toFixed(2), p99: +p99.toFixed(2) }, goalP95Ms: 17,
+    emptyPageFrameIntervalMs: { count: baseline.length, p50: +percentile(baseline, 50).toFixed(2), p95: +percentile(baseline, 95).toFixed(2) }, charts: 'loss, lr, examples/s, gradNorm, mem_MiB, cpu_pct (six scalar charts) + effective rank (deltaRank every 1,000 live steps) + step boost (every snapshot) + fused pairs + heatmap + slot history',
     renderTimePerView: perView, snapshotLoadSeconds: +loadSeconds.toFixed(1), loadAverage: (await import('node:os')).loadavg().map((x) => +x.toFixed(1)), jsHeapMB: +heapMB.toFixed(1), arrayBuffersMB: +backingMB.toFixed(1), heapWithArrayBuffersMB: +(heapMB + backingMB).toFixed(1), goalHeapMB: 150,
     snapshotsDuringLive: snapshots - snapshotsAtLoad,
   });

@@ -96,6 +96,9 @@ onThemeChange(() => {
 
 /** Canvas drawing per frame stops once this much time is spent (the rest waits for the next frame). */
 const FRAME_BUDGET_MS = 6;
+/** Canvas drawing for live data per second, at most (ms); the draws of the last second, [start, ms]. */
+const LIVE_SHARE_MS = 200;
+const liveSpent: [number, number][] = [];
 let updated = -1;
 let cursor = 0;
 
@@ -113,7 +116,15 @@ function frame(): void {
     const i = (cursor + k) % list.length;
     const p = list[i];
     if (!p.dirty?.()) continue;
+    // Live redraws share at most LIVE_SHARE_MS of each second (what the user did redraws at once): on a slow or
+    // busy machine the charts update less often instead of the page dropping frames.
+    const now = performance.now();
+    while (liveSpent.length && liveSpent[0][0] < now - 1000) liveSpent.shift();
+    const urgent = p.urgent?.() ?? false;
+    if (!urgent && liveSpent.reduce((n, [, ms]) => n + ms, 0) > LIVE_SHARE_MS) continue;
+    const d0 = performance.now();
     timed(p === loss ? 'loss' : p === importance ? 'importance' : p === history ? 'history' : p === rank || p === fusions || p === boost ? 'dynamics' : 'metric', () => p.draw!());
+    if (!urgent) liveSpent.push([d0, performance.now() - d0]);
     if (performance.now() - t0 > FRAME_BUDGET_MS) { cursor = i + 1; return; }
   }
 }

@@ -76,6 +76,7 @@ export class ChartPanel implements Panel {
     // huge run draws less often rather than dropping every frame).
     return performance.now() - this.lastDraw >= Math.max(this.liveEveryMs, 8 * this.lastCost);
   }
+  urgent(): boolean { return this.chart.viewChanged || this.store.userVersion !== this.drawnUser; }
   private drawnData = '';
   private lastCost = 0;
   private drawnUser = -1;

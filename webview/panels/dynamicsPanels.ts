@@ -101,7 +101,7 @@ function fusionSpec(view: { y: 'age' | 'direction' }): ChartSpec {
   return {
     key: 'fusions', title: 'Fused pairs', yTitle: 'age when fused (steps)', unit: '',
     dataKey: (runs) => `${view.y}|${runs.map((r) => `${r.runId}:${r.resets}:${r.model.fusions.length}:${r.model.fusions[r.model.fusions.length - 1]?.step}`).join()}`,
-    emptyNote: () => 'No pair fused yet.',
+    emptyNote: () => '', // the summary above the chart says it
     lines(r, i, compare) {
       const fs = r.model.fusions;
       if (!fs.length) return [];
@@ -154,5 +154,6 @@ export class FusionsPanel implements Panel {
   }
   draw(): void { this.chart.draw(); }
   dirty(): boolean { return this.chart.dirty(); }
+  urgent(): boolean { return this.chart.urgent(); }
   retheme(): void { this.chart.retheme(); }
 }

@@ -84,7 +84,7 @@ export class Header implements Panel {
   /** The browser page's compare picker: a multi-select of the runs (@vscode-elements), and Compare. */
   private readonly compareSelect = h('vscode-multi-select', { 'aria-label': 'Runs to compare', class: 'compare-select', placeholder: 'Compare runs…' }) as HTMLElement & { value: string[]; open?: boolean };
   private readonly compareGo = button('Compare', 'Compare the chosen runs', () => this.onCompare(), true);
-  private readonly comparePicker = h('span', { class: 'compare-picker' }, this.compareSelect, this.compareGo);
+  private readonly comparePicker = h('span', { class: 'compare-picker' }, h('span', { class: 'muted' }, 'compare'), this.compareSelect, this.compareGo);
   private readonly pause = button('Pause', 'Pause the run', () => this.onPause(), false);
   private readonly confirmText = h('span', {});
   private readonly recompose = button('Recompose now', 'Recompose all layers now', () => this.store.command('Recompose all layers', { kind: 'recompose' }));

@@ -13,6 +13,8 @@ export interface Panel {
   /** Canvas drawing, when `dirty()`; the frame loop spreads these over frames to keep each frame short. */
   draw?(): void;
   dirty?(): boolean;
+  /** The pending draw is for something the user did (view, focus, zoom, theme): it is never deferred. */
+  urgent?(): boolean;
   /** The theme changed: redraw every colour. */
   retheme?(): void;
 }
