@@ -203,3 +203,26 @@ test('Reveal Run Folder and Export Model say where, in every VS Code (code-serve
   assert.equal(desktop.revealInOS, true);
   assert.deepEqual(desktop.actions, ['Copy Path'], 'outside the workspace the Explorer cannot show it');
 });
+
+test('the page\'s viewer checks are compiled at build time from the one schema, up to date, and judge as the schema does', async () => {
+  const { readFileSync, readdirSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { viewerChecksModuleText } = await import('../src/protocol/precompile');
+  const { viewerChecks } = await import('../src/protocol/viewerChecks.generated');
+  const { Value } = await import('@sinclair/typebox/value');
+  const M = await import('../src/protocol/messages');
+  assert.equal(readFileSync(join(import.meta.dirname, '../src/protocol/viewerChecks.generated.ts'), 'utf8'), viewerChecksModuleText(), 'stale: run npm run gen:schema');
+  const refs = [...M.TrainerMessageSchemas, M.CommandBody];
+  const eventSchema = M.HubToViewerSchemas.find((s) => (s.properties.type as unknown as { const: string }).const === 'event')!;
+  let n = 0;
+  for (const kind of ['valid', 'invalid']) {
+    const folder = join(import.meta.dirname, 'vectors/protocol', kind);
+    for (const f of readdirSync(folder)) {
+      const message = JSON.parse(readFileSync(join(folder, f), 'utf8')) as { runId?: string };
+      const event = { v: 1, type: 'event', runId: typeof message.runId === 'string' ? message.runId : 'r', event: message };
+      assert.equal(viewerChecks.event(event), Value.Check(eventSchema, refs, event), `${kind}/${f}`);
+      n++;
+    }
+  }
+  assert.ok(n > 20, `${n} vectors`);
+});
