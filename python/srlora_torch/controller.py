@@ -231,7 +231,7 @@ class SRLoRAController:
                                    self.min_slot_age, self.fusion_select, selection_key(self.seed, self.step, index[n]))
                       for n, S, age in zip(names, scores, ages)]
         if self.agree is not None:  # data-parallel: rank 0's selection on every rank (identical inputs, checked after)
-            rec.skipped, names, scores, selections = self.agree((rec.skipped, names, scores, selections))
+            rec.skipped, names, scores, ages, selections = self.agree((rec.skipped, names, scores, ages, selections))
         # recompose.Recomposer: the layers' device work batched by shape (on CUDA replayed as one CUDA graph), one host →
         # device copy of every new direction and slot mask, one device → host copy of every layer's norms.
         optimizer = self.optimizer if self.reset_optimizer_moments else None
