@@ -226,3 +226,21 @@ test('the page\'s viewer checks are compiled at build time from the one schema, 
   }
   assert.ok(n > 20, `${n} vectors`);
 });
+
+test('a scalar sent with every row shares the run\'s step and time arrays (memory at 1,000,000 steps); a gap or a rewind keeps it right', () => {
+  const f = new FixtureLog('s').hello({ name: 's', totalSteps: 100 }).state('running', 0).metrics(1, 10, (s) => s, (s) => ({ scalars: { g: 10 * s } }));
+  const r = runOf(f);
+  const g = r.scalars.get('g')!;
+  assert.equal(g.step, r.step, 'shared');
+  assert.equal(g.length, 10);
+  f.rewind(6).state('running', 6).metrics(7, 8, (s) => s, (s) => ({ scalars: { g: 100 * s } }));
+  const rewound = runOf(f);
+  const g2 = rewound.scalars.get('g')!;
+  assert.equal(g2.step, rewound.step, 'still shared after a rewind');
+  assert.deepEqual(Array.from(g2.value.view()), [10, 20, 30, 40, 50, 60, 700, 800]);
+  f.metrics(9, 9, (s) => s).metrics(10, 11, (s) => s, (s) => ({ scalars: { g: 1000 * s } })); // step 9 has no g
+  const withGap = runOf(f), gap = withGap.scalars.get('g')!;
+  assert.notEqual(gap.step, withGap.step, 'a row without it: its own steps from then on');
+  assert.deepEqual(Array.from(gap.step.data.subarray(0, gap.length)), [1, 2, 3, 4, 5, 6, 7, 8, 10, 11]);
+  assert.deepEqual(Array.from(gap.value.view()), [10, 20, 30, 40, 50, 60, 700, 800, 10000, 11000]);
+});

@@ -132,9 +132,9 @@ export class ChartPanel implements Panel {
 }
 
 /** The lines of a Track (a named scalar or an eval metric) of one run. */
-export function trackLine(r: RunData, i: number, compare: boolean, name: string, label: string, track: { step: { data: Float64Array; length: number }; time: { data: Float64Array; length: number }; value: { data: Float64Array; length: number }; cuts: number } | undefined, points = false): Line[] {
+export function trackLine(r: RunData, i: number, compare: boolean, name: string, label: string, track: { step: { data: Float64Array }; time: { data: Float64Array }; value: { data: Float64Array }; length: number; cuts: number } | undefined, points = false): Line[] {
   if (!track) return [];
-  const n = track.step.length;
+  const n = track.length;
   return [{
     key: `${r.runId}|${name}`, epoch: r.resets * 1000 + track.cuts, label: compare ? `${runName(r)}${label ? ` ${label}` : ''}` : label || name, color: runColor(compare ? i : 0),
     step: track.step.data.subarray(0, n), time: track.time.data.subarray(0, n), y: track.value.data.subarray(0, n), t0: r.time.length ? r.time.data[0] : 0, points,
