@@ -145,6 +145,41 @@ def timed(fn, n):
     return statistics.median(times) * 1000
 
 
+def sdpa_diagnosis(batch_size: int) -> dict:
+    """Which SDPA backend the bench's attention shapes get (bf16, dropout 0.1) with no mask, transformers' traced
+    all-True mask (expanded: last-dimension stride 0) and a contiguous one; and whether SDPA with dropout can be
+    captured in a CUDA graph on this machine (run last: a failed capture may leave the device unusable)."""
+    from torch.nn.attention import SDPBackend
+    names = {int(v.value): k for k, v in SDPBackend.__members__.items()}
+    h, t = SHAPE["num_attention_heads"], SEQ
+    q = torch.randn(batch_size, h, t, SHAPE["hidden_size"] // h, device=DEV, dtype=torch.bfloat16, requires_grad=True)
+    masks = {"noMask": None, "expandedAllTrueMask": torch.ones(1, 1, t, 1, dtype=torch.bool, device=DEV).expand(batch_size, 1, t, t),
+             "contiguousMask": torch.ones(batch_size, 1, t, t, dtype=torch.bool, device=DEV)}
+    out = {}
+    for name, mask in masks.items():
+        try:
+            out[name] = names.get(int(torch._fused_sdp_choice(q, q, q, mask, 0.1, False)), "?")
+        except Exception as e:  # noqa: BLE001 - a diagnosis, not a measurement
+            out[name] = f"{type(e).__name__}: {str(e)[:200]}"
+    if DEV == "cuda":
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                nn.functional.scaled_dot_product_attention(q, q, q, dropout_p=0.1).float().sum().backward()
+            torch.cuda.current_stream().wait_stream(side)
+            sync()
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                nn.functional.scaled_dot_product_attention(q, q, q, dropout_p=0.1).float().sum().backward()
+            g.replay()
+            sync()
+            out["dropoutCapturedInCudaGraph"] = True
+        except Exception as e:  # noqa: BLE001
+            out["dropoutCapturedInCudaGraph"] = f"{type(e).__name__}: {str(e)[:300]}"
+    return out
+
+
 def graph_breaks() -> int:
     from torch._dynamo.utils import counters
     return sum(counters["graph_break"].values())
@@ -416,6 +451,8 @@ def main(argv=None) -> int:
                              "fractionOfCeiling": {k: round(v / ceiling, 3) for k, v in tf.items()}}
         out["fractionOfCeilingLargeBatch"] = out["largeBatch"]["fractionOfCeiling"]["srloraCompiled"]
         save("large batch")
+    out["sdpa (batch BIG: backend chosen per mask kind; dropout under graph capture)"] = sdpa_diagnosis(BIG)
+    save("sdpa diagnosis")
     print(json.dumps(out, indent=2))
     return 0
 
