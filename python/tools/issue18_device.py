@@ -72,6 +72,8 @@ def main() -> int:
     att = d.get("attentionKernels (ms, launches per step)", {})
     for k in ("srloraCompiledLargeBatch", "srloraCompiled", "srloraEager"):
         print(f"attention kernels, {k}:", json.dumps(att.get(k))[:600])
+    print("sdpa:", json.dumps(d.get("sdpa (batch BIG: backend chosen per mask kind; dropout under graph capture)")))
+    print("compiled step log:", (d.get("compiled", {}).get("srlora", {}).get("log") or [])[-3:])
     sr = d.get("srlora", {})
     print("recomposition ms (first, captured, steady):", sr.get("firstRecompositionMs"),
           sr.get("secondRecompositionMs (captured as a CUDA graph, then replayed)"), sr.get("fullRecompositionMs"),
