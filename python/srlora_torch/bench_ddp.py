@@ -144,6 +144,7 @@ def drive(a) -> dict:
     parts = {}
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SRLORA_HUB_URL", "SRLORA_RUN_DIR")}
+        env.setdefault("OMP_NUM_THREADS", "1")  # what torchrun gives each rank: the one-process baseline gets the same
         for world in (1, a.gpus):
             part = os.path.join(tmp, f"w{world}.json")
             me = ["-m", "srlora_torch.bench_ddp", "--worker", "--part", part, *common]
