@@ -79,7 +79,9 @@ class CapturedScores:
                 grouped_scores(self.layers, names, TELEMETRY_DIGITS)
             torch.cuda.current_stream().wait_stream(side)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            # thread_local, as CompiledStep and the Recomposer capture: other threads of this process may use CUDA
+            # meanwhile (the recorder's writer; under torchrun, NCCL's watchdog querying its events)
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self.order, self.out = grouped_scores(self.layers, names, TELEMETRY_DIGITS)
             self.key = key
         self.graph.replay()
