@@ -122,7 +122,8 @@ export class SeriesChart {
         elements: { point: { radius: 0 }, line: { borderWidth: 1.5 } },
         scales: {
           x: { type: 'linear', title: { display: true, text: 'step' } },
-          y: { type: 'linear', title: { display: true, text: yTitle } },
+          // The range is set (outlier-aware, padded): its bounds are not labelled as ticks (they read 449.4, 9.9).
+          y: { type: 'linear', title: { display: true, text: yTitle }, ticks: { includeBounds: false } },
         },
         plugins: {
           legend: { labels: { boxWidth: 12 } },
@@ -222,7 +223,7 @@ export class SeriesChart {
     const y = o.scales!.y as { type: string; min?: number; max?: number };
     if (y.type !== yType) {
       const fg = cssVar('--vscode-foreground', '#ccc'), grid = cssVar('--vscode-editorWidget-border', '#444');
-      o.scales!.y = { type: yType, title: { display: true, text: this.yTitle, color: fg }, ticks: { color: fg }, grid: { color: grid } } as never;
+      o.scales!.y = { type: yType, title: { display: true, text: this.yTitle, color: fg }, ticks: { color: fg, includeBounds: false }, grid: { color: grid } } as never;
     }
     (o.scales!.y as { min?: number; max?: number }).min = range?.min;
     (o.scales!.y as { min?: number; max?: number }).max = range?.max;
