@@ -2,7 +2,9 @@
 
 Measures, on the RoBERTa-base shape (built from its config, random weights; no download), bf16, per-GPU batch
 32 × 128, the trainer's own loop (train.py's eager step, the controller, the Session with its lockstep exchange):
-- scaling2: steps/s on `--gpus` GPUs (torchrun, DDP) ÷ steps/s on one GPU (the same loop, one process, no DDP);
+- scaling2: training throughput on `--gpus` GPUs (torchrun, DDP) ÷ on one GPU (the same loop, one process, no DDP),
+  at a fixed per-GPU batch: examples/s, i.e. steps/s × ranks (a step on 2 GPUs trains twice the examples; the plain
+  steps/s ratio, which stays ≤ 1 by construction, is `stepsPerSecRatio`);
 - recompositionMs: a forced recomposition of every layer on every rank (selection on rank 0, broadcast, the
   cross-rank check included), median of 3;
 - ackMs: a command's latency from its arrival on rank 0 (as the hub link hands it over, at a random moment of a step)
@@ -161,7 +163,9 @@ def drive(a) -> dict:
         "what": f"SRLoRA under torchrun: {a.preset} shape, {'bf16' if a.device != 'cpu' else 'float32'}, per-rank batch {a.batch} "
                 f"(global {a.batch * a.gpus}), eager step (compile off under DDP), train.py's loop with its Session",
         "device": many["device"], "torch": many["torch"], "gpus": a.gpus,
-        f"scaling{a.gpus}": many["stepsPerSec"] / one["stepsPerSec"],
+        f"scaling{a.gpus}": many["examplesPerSec"] / one["examplesPerSec"],
+        f"scaling{a.gpus}Means": f"examples/s on {a.gpus} GPUs / on 1 at a fixed per-GPU batch of {a.batch} (= steps/s ratio x {a.gpus})",
+        "stepsPerSecRatio": many["stepsPerSec"] / one["stepsPerSec"],
         "goal": {f"scaling{a.gpus}": 1.8 if a.gpus == 2 else None},
         "stepsPerSec": {"1": one["stepsPerSec"], str(a.gpus): many["stepsPerSec"]},
         "examplesPerSec": {"1": one["examplesPerSec"], str(a.gpus): many["examplesPerSec"]},

@@ -97,22 +97,34 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.int64)
 
 
+def _fields(l) -> tuple:
+    return (l.W, l.A, l.B, l.directions, l.age, l.ema_IA, l.ema_UA, l.ema_IB, l.ema_UB)
+
+
 @torch.no_grad()
 def state_checksums(layers: Dict[str, torch.nn.Module]) -> torch.Tensor:
-    """One int64 per adapted layer (on its device): a position-weighted sum of the bits of its frozen W, A, B,
-    directions, ages and importance EMAs. Equal on two ranks (up to a collision) iff their states are bit-identical."""
-    out = []
-    for l in layers.values():
+    """One int64 per adapted layer (on the first layer's device): a position-weighted sum of the bits of its frozen W,
+    A, B, directions, ages and importance EMAs. Equal on two ranks (up to a collision) iff their states are
+    bit-identical. Layers of one shape are stacked and summed together (a few launches per shape and field, not per
+    layer: 72 RoBERTa-base layers were ~3900 launches, ~50 ms on an H200)."""
+    ls = list(layers.values())
+    groups: Dict[tuple, List[int]] = {}
+    for i, l in enumerate(ls):
+        key = tuple(None if t is None else (tuple(t.shape), t.dtype, t.device) for t in _fields(l))
+        groups.setdefault(key, []).append(i)
+    dev = ls[0].A.device
+    out = torch.zeros(len(ls), dtype=torch.int64, device=dev)
+    for key, idx in groups.items():
         acc = None
-        for i, t in enumerate((l.W, l.A, l.B, l.directions, l.age, l.ema_IA, l.ema_UA, l.ema_IB, l.ema_UB)):
-            if t is None:
+        for f, spec in enumerate(key):
+            if spec is None:
                 continue
-            b = _bits(t)
-            w = torch.arange(1, b.numel() + 1, device=b.device, dtype=torch.int64).remainder_(65521).add_(i * 7919 + 1)
-            s = (b * w).sum()
+            b = _bits(torch.stack([_fields(ls[i])[f] for i in idx])).view(len(idx), -1)
+            w = torch.arange(1, b.shape[1] + 1, device=b.device, dtype=torch.int64).remainder_(65521).add_(f * 7919 + 1)
+            s = (b * w).sum(1)
             acc = s if acc is None else acc * 1000003 + s
-        out.append(acc)
-    return torch.stack(out)
+        out[torch.as_tensor(idx, device=dev)] = acc.to(dev)
+    return out
 
 
 class Lockstep:
