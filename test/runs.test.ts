@@ -761,3 +761,15 @@ test('a failure reason keeps the useful stderr line: banners, notices and progre
   const plain = judgeEnding(exitRecord(3, null, ['ModuleNotFoundError: No module named torch']), 1, null);
   assert.equal(plain.reason, 'the trainer exited with code 3 without a final state: ModuleNotFoundError: No module named torch');
 });
+
+test('a command before the trainer has connected says the trainer is still starting (seen in the e2e: τ from the palette right after a start)', async () => {
+  const dir = tempDir();
+  const hub = await Hub.start({ heartbeatMs: 60_000 });
+  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: cli, trainerCommand: stubborn, graceMs: 300 });
+  try {
+    const run = await runs.start({ cwd: dir });
+    const r = runs.command(run.runId, { kind: 'pause' });
+    assert.equal(r.ok, false);
+    assert.match(r.ok ? '' : r.error, /trainer \(pid \d+\) has not connected to this window yet: it is still starting; try again in a moment/);
+  } finally { await runs.dispose('stop'); await hub.close(); }
+});

@@ -577,7 +577,12 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   command(runId: string, body: CommandBody): SendResult {
     const run = this.get(runId);
     if (!isActive(run.model.state)) return { ok: false, error: `run ${runId} is ${run.model.state}` };
-    return this.o.hub.sendCommand(runId, body);
+    const sent = this.o.hub.sendCommand(runId, body);
+    // Our trainer runs but its link to the hub is not up yet (it connects while it loads and trains): say so.
+    if (!sent.ok && run.handle?.alive && this.o.hub.run(runId)?.trainer == null) {
+      return { ok: false, error: `run ${runId}: its trainer (pid ${run.handle.pid}) has not connected to this window yet: it is still starting; try again in a moment` };
+    }
+    return sent;
   }
 
   /** The user's Stop: the stop command (the trainer checkpoints and writes `stopped`), then SIGTERM, then SIGKILL.

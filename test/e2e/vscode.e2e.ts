@@ -216,7 +216,7 @@ test('end to end in VS Code 1.100 (code-server): a PyTorch run from Start Run…
     await palette('SRLoRA: Start Demo Run');
     await d.locator('.facts').filter({ hasText: /step [1-9]\d*\/1500/ }).waitFor({ timeout: 120_000 });
     const demoDir = newRunFolder([dir]);
-    // The trainer's link to the hub comes up while it trains: until then the palette says "no trainer connected"
+    // The trainer's link to the hub comes up while it trains: until then the palette says it is still starting
     // (a message, nothing sent), so the command is given again until the run acknowledges it.
     const acked = () => events(demoDir).some((e) => e.type === 'ack' && e.status === 'applied' && e.settings?.fusionThreshold === 0.8);
     for (let attempt = 1; !acked(); attempt++) {
