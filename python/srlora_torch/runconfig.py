@@ -17,7 +17,7 @@ import os
 import stat
 from typing import Any, Dict, List, Optional, Tuple
 
-from .protocol import check, pointer, show
+from .protocol import _common_tag, _tags_match, check, pointer, show
 
 MAX_CONFIG_BYTES = 1 << 20
 SCHEMA = json.load(open(os.path.join(os.path.dirname(__file__), "run-config.schema.json"), encoding="utf-8"))
@@ -160,16 +160,81 @@ def fill_defaults(value: Any, schema: dict) -> Any:
     return value
 
 
+# At most this many errors are listed in one message (the rest are counted), as the built-in trainer (runConfig.ts).
+MAX_LISTED_ERRORS = 6
+# Schema keywords check_all walks itself; an object schema with any other keyword is checked by protocol.check.
+_WALKED = {"type", "properties", "additionalProperties", "required", "default", "description", "title", "$schema"}
+
+
+def _distance(a: str, b: str) -> int:
+    """Edit distance (insertions, deletions, substitutions), for did-you-mean."""
+    d = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(b) + 1):
+            cur = d[j]
+            d[j] = min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] != b[j - 1]))
+            prev = cur
+    return d[len(b)]
+
+
+def _unknown(name: str, known: List[str]) -> str:
+    """'unknown field (did you mean "kind"?)' with the closest field of its own object, by runConfig.ts's rule."""
+    if len(name) > 2 and known:
+        best = min(known, key=lambda k: _distance(name.lower(), k.lower()))  # min keeps the first of equals, as a stable sort
+        if _distance(name.lower(), best.lower()) <= max(2, len(name) // 3):
+            return f'unknown field (did you mean "{best}"?)'
+    return "unknown field"
+
+
+def check_all(value: Any, schema: dict, path: Optional[list] = None) -> List[Tuple[List[Any], str]]:
+    """Every error of `value` against `schema` as (path, message): into objects field by field (unknown fields with a
+    did-you-mean from their own object, missing ones, then each field's first error); a union by the branch its tag
+    (kind) picks, or, untagged, by the branch that fits it best; anything else as protocol.check's first error."""
+    path = path or []
+    schema = _resolve(schema)
+    if isinstance(value, dict):
+        branches = schema.get("anyOf") or schema.get("oneOf")
+        if branches and set(schema) <= _WALKED | {"anyOf", "oneOf"}:
+            tagged = [b for b in branches if _tags_match(value, b, SCHEMA)]
+            if len(tagged) == 1:
+                return check_all(value, tagged[0], path)
+            if not tagged and _common_tag(branches, SCHEMA) is None:
+                tries = [check_all(fill_defaults(value, b), b, path) for b in branches]
+                return min(tries, key=len)
+        elif schema.get("type") == "object" and "properties" in schema and set(schema) <= _WALKED:
+            props, errors = schema["properties"], []
+            if schema.get("additionalProperties") is False:
+                errors += [(path + [k], _unknown(k, list(props))) for k in value if k not in props]
+            errors += [(path + [k], "required") for k in schema.get("required", []) if k not in value]
+            for k, v in value.items():
+                if k in props:
+                    errors += check_all(v, props[k], path + [k])
+            return errors
+    err = check(value, schema, SCHEMA, path)
+    return [err] if err else []
+
+
+def _config_error(source: str, errors: List[str]) -> ConfigError:
+    """One line: "SOURCE: /a: …" for one error, "SOURCE: N errors: /a: …; /b: …" for several (runConfig.ts's form)."""
+    if len(errors) == 1:
+        return ConfigError(f"{source}: {errors[0]}")
+    more = f"; and {len(errors) - MAX_LISTED_ERRORS} more" if len(errors) > MAX_LISTED_ERRORS else ""
+    return ConfigError(f"{source}: {len(errors)} errors: {'; '.join(errors[:MAX_LISTED_ERRORS])}{more}")
+
+
 def validate(user: Any, source: str) -> Dict[str, Any]:
-    """The config with every default filled, or ConfigError "SOURCE: /pointer: what is wrong" for the first problem:
-    unknown fields first (with a did-you-mean), then missing and bad values, then what the schema cannot express."""
+    """The config with every default filled, or ConfigError naming every problem on one line ("SOURCE: /pointer: what
+    is wrong", or "SOURCE: N errors: /a: …; /b: …"): unknown fields first (with a did-you-mean from their own object,
+    nested too), then missing and bad values; then what the schema cannot express."""
     if not isinstance(user, dict):
         raise ConfigError(f"{source}: a run config must be a JSON object")
     cfg = fill_defaults(user, SCHEMA)
-    err = check(cfg, SCHEMA, SCHEMA)
-    if err:
-        path, message = err
-        raise ConfigError(f"{source}: {pointer(path)}: {message}")
+    found = check_all(cfg, SCHEMA)
+    if found:
+        # An unknown field first: the most likely cause of the others (a typo leaves the intended field at its default).
+        found.sort(key=lambda e: not e[1].startswith("unknown field"))
+        raise _config_error(source, [f"{pointer(p)[:120]}: {m}" for p, m in found])
     if cfg.get("rTarget") is not None and cfg["rTarget"] < cfg["r"]:  # the built-in trainer's words (runConfig.ts)
         raise ConfigError(f"{source}: /rTarget: {cfg['rTarget']} is below r={cfg['r']}; rTarget counts every direction a layer may use, "
                           "so it must be ≥ r (or null for 4·r)")
