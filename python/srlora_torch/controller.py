@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from .digits import Rng
 from .layer import SRLoRALinear
-from .measures import step_boost_tensor
+from .measures import grouped_step_boost
 from .targets import Targets, matches_target, select_targets  # noqa: F401 - matches_target: re-exported
 from .recompose import Recomposer
 from .rule import FUSION_SELECT, REINIT_OPTIMIZER, Schedule, compute_schedule, default_min_slot_age, select_slots, selection_key
@@ -262,7 +262,7 @@ class SRLoRAController:
         for the recorder's writer thread (EventRecorder.emit's build). On the CPU: a snapshot of now."""
         first = next(iter(self.layers.values()))
         if first.A.device.type != "cuda":
-            return self._snapshot(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS), boost=True)
+            return self._snapshot(*self._with_boost(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS)))
         done, pending = None, self._pending_snapshot
         if pending is not None and pending[1].query():
             done, pending = pending[0], None
@@ -271,21 +271,31 @@ class SRLoRAController:
                 self._captured = CapturedScores(self.layers)
             with torch.cuda.device(first.A.device):  # the layers' GPU, whichever is current
                 order, flat = self._captured()  # one graph launch; its output is overwritten by the next, after this copy
-                host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
-                host.copy_(flat, non_blocking=True)
+                boost, has = grouped_step_boost([self.layers[n] for n in order], self.optimizer, TELEMETRY_DIGITS)  # a few kernels, no sync
+                n = flat.numel()
+                host = torch.empty(n + (0 if boost is None else boost.numel()), dtype=flat.dtype, pin_memory=True)
+                host[:n].copy_(flat, non_blocking=True)
+                if boost is not None:
+                    host[n:].copy_(boost, non_blocking=True)
                 event = torch.cuda.Event()
                 event.record()
-            pending = (self._snapshot(order, host, boost=True), event)
+            pending = (self._snapshot(order, host, has), event)
         self._pending_snapshot = pending
         return done
 
-    def _snapshot(self, order: List[str], flat: torch.Tensor, boost: bool = False) -> Snapshot:
-        """boost: with each layer's per-slot step boost (telemetry's snapshots; measures.py), taken now on the device."""
+    def _with_boost(self, order: List[str], flat: torch.Tensor) -> Tuple[List[str], torch.Tensor, List[bool]]:
+        """grouped_scores' (order, flat) with every layer's step boost appended to flat (measures.grouped_step_boost),
+        and per layer whether it has one."""
+        boost, has = grouped_step_boost([self.layers[n] for n in order], self.optimizer, TELEMETRY_DIGITS)
+        return order, (flat if boost is None else torch.cat([flat, boost])), has
+
+    def _snapshot(self, order: List[str], flat: torch.Tensor, boost: Optional[List[bool]] = None) -> Snapshot:
+        """boost: per layer whether flat carries its step boost after the scores (_with_boost)."""
         ls = [self.layers[n] for n in order]
         return Snapshot(self.step, order, flat, [l.r for l in ls], [list(l.dir_host) for l in ls], [l.p for l in ls],
-                        [l.r_target for l in ls], list(self.layers), [step_boost_tensor(l, self.optimizer) for l in ls] if boost else None)
+                        [l.r_target for l in ls], list(self.layers), boost)
 
     def importance(self) -> List[dict]:
         """Per layer S, ŝ, age, direction, p, rTarget as telemetry sends them — one host copy for all layers, in the
         controller's layer order."""
-        return self._snapshot(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS), boost=True).layers()
+        return self._snapshot(*self._with_boost(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS))).layers()

@@ -6,9 +6,11 @@ the same numbers; test/vectors/measures.json holds both to them.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+
+from .snapshot import round_significant
 
 # Singular values at or below this fraction of ‖P‖_F·‖Q‖_F are float64 rounding of the factored product, not ΔW.
 RANK_TOLERANCE = 1e-10
@@ -102,3 +104,83 @@ def step_boost(layer, optimizer: Optional[torch.optim.Optimizer]) -> Optional[Li
     """step_boost_tensor as a list (a host read)."""
     t = step_boost_tensor(layer, optimizer)
     return None if t is None else t.tolist()
+
+
+def _adam_groups(optimizer) -> Dict[int, dict]:
+    """id(parameter) → its param group, for groups with Adam's betas."""
+    return {id(p): g for g in optimizer.param_groups if "betas" in g for p in g["params"]}
+
+
+def _stacked_counts(sts: List[dict], dev: torch.device) -> Optional[torch.Tensor]:
+    """The step counts of G states as one float64 device tensor broadcastable over the stacked moments (G, r, 1) /
+    (G, 1, r) per slot (SlotAdam's slot_step) or (G, 1, 1); None when the states differ in kind. A count on the CPU
+    (torch's non-capturable Adam) is read there (no device sync) and sent in one asynchronous copy."""
+    if all("slot_step" in st for st in sts):
+        return torch.stack([st["slot_step"] for st in sts]).to(dev, torch.float64)
+    if any("slot_step" in st for st in sts):
+        return None
+    steps = [st["step"] for st in sts]
+    if all(torch.is_tensor(s) and s.device == dev for s in steps):
+        return torch.stack(steps).to(torch.float64).view(-1, 1, 1)
+    if any(torch.is_tensor(s) and s.device.type != "cpu" for s in steps):
+        return None
+    host = torch.tensor([float(s) for s in steps], dtype=torch.float64)
+    return host.to(dev, non_blocking=True).view(-1, 1, 1)
+
+
+@torch.no_grad()
+def grouped_step_boost(layers: Sequence, optimizer: Optional[torch.optim.Optimizer],
+                       digits: Optional[int] = None) -> Tuple[Optional[torch.Tensor], List[bool]]:
+    """step_boost_tensor of every layer (in the given order) as ONE float64 device tensor of their concatenated slots,
+    and per layer whether it has one (False: not under an Adam group, or no optimiser: its slots are then absent from
+    the tensor). Consecutive layers of one shape and kind of optimiser state are stacked, so 72 layers are a few dozen
+    kernels, not ~2,000 (what snapshots cost on the training thread when each layer ran its own); no host
+    synchronisation; rounded to `digits` significant digits if given (snapshot.round_significant, as the scores).
+    (None, all False) when nothing has a boost."""
+    if optimizer is None:
+        return None, [False] * len(layers)
+    groups = _adam_groups(optimizer)
+    has = [id(l.A) in groups for l in layers]
+    parts: List[torch.Tensor] = []
+    i = 0
+    while i < len(layers):
+        if not has[i]:
+            i += 1
+            continue
+        l0 = layers[i]
+        g0 = groups[id(l0.A)]
+        j = i + 1
+        while (j < len(layers) and has[j] and layers[j].A.shape == l0.A.shape and layers[j].B.shape == l0.B.shape
+               and groups[id(layers[j].A)] is g0):
+            j += 1
+        parts.append(_run_boost(layers[i:j], optimizer, g0))
+        i = j
+    if not parts:
+        return None, has
+    flat = torch.cat(parts)
+    if digits is not None:
+        flat = round_significant(flat, digits)
+    return flat, has
+
+
+def _run_boost(ls: Sequence, optimizer, group: dict) -> torch.Tensor:
+    """Layers of one shape under one Adam group: their boosts, flattened (G·r)."""
+    (b1, b2), eps = group["betas"], group["eps"]
+    dev, r = ls[0].A.device, ls[0].r
+    sq = torch.zeros(len(ls), r, dtype=torch.float64, device=dev)
+    for attr, reduce in (("A", 2), ("B", 1)):
+        sts = [optimizer.state.get(getattr(l, attr), {}) for l in ls]
+        if not any("exp_avg" in st for st in sts):
+            continue
+        t = _stacked_counts(sts, dev) if all("exp_avg" in st for st in sts) else None
+        if t is None:  # mixed states (rare): each layer alone
+            return torch.cat([step_boost_tensor(l, optimizer) for l in ls])
+        bc1 = torch.where(t > 0, 1 - b1 ** t, torch.ones_like(t))
+        bc2 = torch.where(t > 0, 1 - b2 ** t, torch.ones_like(t))
+        m = torch.stack([st["exp_avg"] for st in sts]).double()
+        v = torch.stack([st["exp_avg_sq"] for st in sts]).double()
+        u = torch.where(t > 0, (m / bc1) / ((v / bc2).sqrt() + eps), torch.zeros_like(m))
+        sq += (u * u).sum(reduce)
+    u = sq.sqrt()
+    mean = u.mean(1, keepdim=True)
+    return torch.where(mean > 0, u / mean.clamp_min(1e-300), torch.zeros_like(u)).flatten()

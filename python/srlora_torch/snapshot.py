@@ -100,7 +100,8 @@ class Snapshot:
     p: List[int]
     r_target: List[int]
     model_order: Optional[List[str]] = None  # the order to report layers in (the tensor's is by shape group)
-    boost: Optional[List[Optional[torch.Tensor]]] = None  # per layer, the step boost taken at this step (measures.py)
+    # Per layer whether flat carries its step boost (measures.grouped_step_boost), after the scores: r values each.
+    boost: Optional[List[bool]] = None
 
     def layers(self) -> List[dict]:
         flat, out, i = self.flat.tolist(), [], 0
@@ -108,9 +109,10 @@ class Snapshot:
             out.append({"name": n, "S": flat[i: i + r], "sHat": flat[i + r: i + 2 * r], "age": [int(a) for a in flat[i + 2 * r: i + 3 * r]],
                         "direction": d, "p": p, "rTarget": rt})
             i += 3 * r
-        for entry, b in zip(out, self.boost or []):
-            if b is not None:
-                entry["stepBoost"] = b.tolist()
+        for entry, has, r in zip(out, self.boost or [], self.r):
+            if has:
+                entry["stepBoost"] = flat[i: i + r]
+                i += r
         if self.model_order is not None:
             by_name = {l["name"]: l for l in out}
             out = [by_name[n] for n in self.model_order if n in by_name]
