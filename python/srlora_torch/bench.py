@@ -52,6 +52,43 @@ def roberta(seed: int):
     return model
 
 
+def recomposition_host_parts(ctl: SRLoRAController) -> dict:
+    """Where a recomposition's wall time goes besides its device program (issue 18: 14.5 ms steady vs 4.4 ms of
+    kernels in device run 1): the parts that change nothing, each timed alone — the scores' device → host read, the
+    per-layer selection, the plan and the graph's validity key."""
+    from .recompose import plan
+    from .rule import select_slots, selection_key
+    names = list(ctl.layers)
+    scores, ages = ctl._host_view(names)
+    index = {n: i for i, n in enumerate(ctl.layers)}
+    parts = {
+        "scoresRead (_host_view)": lambda: ctl._host_view(names),
+        "selection (select_slots per layer)": lambda: [select_slots(S, age, ctl.layers[n].p, ctl.layers[n].r_target, ctl.fusion_threshold,
+                                                                    ctl.fusion_ratio, ctl.min_slot_age, ctl.fusion_select,
+                                                                    selection_key(ctl.seed, ctl.step, index[n])) for n, S, age in zip(names, scores, ages)],
+        "plan (twice, as Recomposer does)": lambda: (plan(ctl.layers, [(n, [0] if ctl.layers[n].p < ctl.layers[n].r_target else []) for n in names]), plan(ctl.layers, [(n, []) for n in names], keep_empty=True)),
+    }
+    rc = ctl._recomposer
+    if rc is not None:
+        chunks = [(ns, []) for ns, _ in plan(ctl.layers, [(n, []) for n in names], keep_empty=True)]
+        opt = ctl.optimizer if ctl.reset_optimizer_moments else None
+        parts["graphKey (Recomposer._key)"] = lambda: rc._key(chunks, opt)
+    res = {}
+    for k, fn in parts.items():
+        try:
+            ts = []
+            for _ in range(5):
+                sync()
+                t = time.perf_counter()
+                fn()
+                sync()
+                ts.append((time.perf_counter() - t) * 1000)
+            res[k] = round(statistics.median(ts), 3)
+        except Exception as e:  # noqa: BLE001 - a diagnostic: say what failed, keep the bench going
+            res[k] = f"{type(e).__name__}: {str(e)[:200]}"
+    return res
+
+
 def sync() -> None:
     if DEV == "cuda":
         torch.cuda.synchronize()
@@ -387,6 +424,7 @@ def main(argv=None) -> int:
         l.age.fill_(10 ** 6)
     kernel_ms("recomposition", lambda: ctl.recompose("forced"), n=2)
     rc = ctl._recomposer
+    out["srlora"]["recompositionHostParts (ms, median of 5, each synced; read-only parts of one recomposition)"] = recomposition_host_parts(ctl)
     out["srlora"].update({"fullRecompositionMs": round(recompose_ms, 2), "firstRecompositionMs": round(first_recompose_ms, 2),
                           "secondRecompositionMs (captured as a CUDA graph, then replayed)": round(capture_ms, 2),
                           "recompositionGraphCaptures": rc.captures if rc else 0, "recompositionTimes": [round(t, 2) for t in times],
