@@ -265,6 +265,40 @@ test('a run folder deleted under a live trainer: the run fails loudly and the fo
   assert.equal(existsSync(runDir), false, 'no partial folder re-created (no checkpoint, no export)');
 });
 
+test('with checkpointEvery 0 a deleted run folder is noticed between checkpoints (a time cadence), not only at the end', async () => {
+  const runDir = join(tempDir(), 'run-deleted-no-checkpoints');
+  const logs: string[] = [];
+  const run = await TrainingRun.create({
+    config: quick({ steps: 200, checkpointEvery: 0 }), runDir, baseDir: root, onLog: (l) => logs.push(l), folderCheckMs: 0,
+    hooks: { atControlPoint: (step) => { if (step === 4) rmSync(runDir, { recursive: true }); } },
+  });
+  assert.equal(await run.run(), 'failed');
+  assert.equal(run.step, 4, 'it stopped training at the check after the deletion, not at the end of its 200 steps');
+  assert.ok(logs.some((l) => l.includes(`the run folder ${runDir} was deleted while the run was training`)), logs.join('\n'));
+  assert.equal(existsSync(runDir), false, 'no partial folder re-created');
+});
+
+test('the CLI trainer with --checkpoint-every 0 whose run folder is deleted exits 1 with the documented message, without re-creating it', { timeout: 120_000 }, async () => {
+  const runDir = join(tempDir(), 'run-cli-deleted');
+  const child = spawn(process.execPath, [cli, 'train', '--model.kind', 'mlp', '--steps', '10000000', '--checkpoint-every', '0', '--eval-every', '1000000', '--no-progress'], {
+    env: { ...process.env, SRLORA_RUN_DIR: runDir, SRLORA_HUB_URL: '' }, stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', r));
+  try {
+    assert.ok(await until(() => existsSync(join(runDir, 'events.jsonl')) && readFileSync(join(runDir, 'events.jsonl'), 'utf8').includes('"metrics"'), 60_000, 200), `it trains: ${stderr}`);
+    rmSync(runDir, { recursive: true });
+    // Without the cadence it would train its 10 million steps: the test's timeout would end it, failing.
+    assert.equal(await exited, 1, stderr);
+    assert.match(stderr, new RegExp(`the run folder ${runDir} was deleted while the run was training`));
+    assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+    assert.equal(existsSync(runDir), false, 'no partial folder re-created');
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
+
 test('a run folder replaced by another one: the run fails instead of writing into the new folder', async () => {
   const runDir = join(tempDir(), 'run-replaced');
   const logs: string[] = [];

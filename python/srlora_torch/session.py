@@ -24,6 +24,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from typing import Callable, Dict, Optional
 
 import torch
@@ -113,6 +114,11 @@ def recomposition_message(r: Recomposition, command_id: Optional[str] = None) ->
                 for e in r.layers]}
 
 
+# The run folder's identity is checked at least this often (seconds) between checkpoints: one stat. A run with
+# checkpoint_every 0 would otherwise train on, to its end, with its folder deleted.
+FOLDER_CHECK_S = 2.0
+
+
 class RunFolderGone(RuntimeError):
     """The run folder was deleted or replaced under the live trainer: it fails loudly rather than re-create it."""
 
@@ -147,6 +153,8 @@ class Session:
         self.rec = EventRecorder(self.run_id, self.run_dir, on_log=log) if self.main else SilentRecorder()
         st = os.stat(self.run_dir) if self.main else None
         self._identity = (st.st_dev, st.st_ino) if st else None  # the folder this run lives in: checked before each checkpoint
+        self.folder_check_s = FOLDER_CHECK_S  # and at least this often (0: after every step, for tests)
+        self._folder_checked = time.monotonic()
         self._signal: Optional[str] = None  # a signal this rank received, to be agreed at the next step boundary
         self._final_lock = threading.Lock()  # one final state, also when a peer's failure is noticed on another thread
         self._final_written = False
@@ -257,6 +265,8 @@ class Session:
                 self.emit_eval()
             if self.checkpoint_every and step % self.checkpoint_every == 0:
                 self.checkpoint()
+            if self.main and time.monotonic() - self._folder_checked >= self.folder_check_s:
+                self._check_folder()
         except (NonFiniteLoss, RecordError, RunFolderGone) as e:
             self.fail(e)
         try:  # (under lockstep every rank gets here, also after a failure above: the others must learn of it)
@@ -407,6 +417,7 @@ class Session:
         self.rec.emit({"type": "state", "state": s, "step": self.ctl.step if step is None else step, **({"reason": reason[:2000]} if reason else {})})
 
     def _check_folder(self) -> None:
+        self._folder_checked = time.monotonic()
         try:
             st = os.stat(self.run_dir)
             same = (st.st_dev, st.st_ino) == self._identity

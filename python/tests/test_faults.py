@@ -92,6 +92,7 @@ def test_a_run_folder_deleted_under_a_live_trainer_fails_loudly_and_is_not_recre
         model, layers, opt, ctl, shape, g = build()
         s = Session(ctl, opt, str(run), total_steps=100, batch_size=16, env={}, handle_signals=False, checkpoint_every=5,
                     save_checkpoint=lambda d: open(f"{d}/state.pt", "w").close(), on_finish=lambda: os.makedirs(run / "export"))
+        s.folder_check_s = float("inf")  # the check before a checkpoint alone (the time cadence has its own test)
         s.start()
         steps = 0
         while not s.stop_reason and steps < 100:
@@ -105,6 +106,27 @@ def test_a_run_folder_deleted_under_a_live_trainer_fails_loudly_and_is_not_recre
         assert s.finish() == "failed"
         assert f"the run folder {run} was deleted or replaced while the trainer ran" in capsys.readouterr().err
         assert os.listdir(run) == [] if replace else not run.exists()
+
+
+def test_without_checkpoints_a_deleted_run_folder_is_noticed_on_a_time_cadence(tmp_path, capsys):
+    """checkpoint_every 0: no checkpoint to check before, so the folder is checked every folder_check_s seconds (0 here:
+    after every step) instead of only at the end (a trainer ran 45 minutes with its folder gone)."""
+    run = tmp_path / "run"
+    model, layers, opt, ctl, shape, g = build()
+    s = Session(ctl, opt, str(run), total_steps=100, batch_size=16, env={}, handle_signals=False, checkpoint_every=0,
+                save_checkpoint=lambda d: open(f"{d}/state.pt", "w").close(), on_finish=lambda: os.makedirs(run / "export"))
+    s.folder_check_s = 0
+    s.start()
+    steps = 0
+    while not s.stop_reason and steps < 100:
+        s.after_step(train(model, opt, ctl, shape, g, 1))
+        steps += 1
+        if steps == 3:
+            shutil.rmtree(run)
+    assert steps == 4, steps  # the step after the deletion noticed, not the end of the run
+    assert s.finish() == "failed"
+    assert f"the run folder {run} was deleted or replaced while the trainer ran" in capsys.readouterr().err
+    assert not run.exists()
 
 
 def test_run_ids_follow_the_shared_rule():

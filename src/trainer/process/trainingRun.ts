@@ -31,6 +31,8 @@ import { ProgressLine } from './progress';
 const MIN_IMPORTANCE_INTERVAL_MS = 100;
 /** Metrics rows are batched: flushed at least this often (and at every state change). */
 const METRICS_FLUSH_MS = 100;
+/** The run folder's identity is checked at least this often (ms) while training: one stat, whatever the checkpoints. */
+export const FOLDER_CHECK_MS = 2000;
 const PROBE_SIZE = 64;
 
 export interface TrainingRunOptions {
@@ -43,6 +45,11 @@ export interface TrainingRunOptions {
   resume?: boolean;
   progress?: boolean;
   onLog?: (line: string) => void;
+  /**
+   * How often (ms, default FOLDER_CHECK_MS) the run folder's identity is checked between checkpoints: a run with
+   * checkpointEvery 0 would otherwise train on, to its end, with its folder deleted. 0 = after every step (tests).
+   */
+  folderCheckMs?: number;
   /** Test hooks (steering vectors, fault injection); never set in production. */
   hooks?: TrainingHooks;
 }
@@ -82,6 +89,7 @@ export class TrainingRun {
   private readonly progress: ProgressLine | null;
   /** The run folder's dev+inode when the run opened it: a deleted or replaced folder is noticed, never re-created. */
   private readonly folderIdentity: { dev: number; ino: number };
+  private lastFolderCheck = performance.now();
 
   private constructor(
     readonly options: TrainingRunOptions,
@@ -169,6 +177,7 @@ export class TrainingRun {
 
   /** Throws when the run folder is gone or is another folder now (deleted under a live trainer). */
   private checkFolder(): void {
+    this.lastFolderCheck = performance.now();
     let st;
     try {
       st = statSync(this.options.runDir);
@@ -407,6 +416,7 @@ export class TrainingRun {
         this.progress?.update(this.step, loss, examplesPerSec);
         await new Promise((r) => setImmediate(r)); // let commands and the socket in
         await this.controlPoint();
+        if (performance.now() - this.lastFolderCheck >= (this.options.folderCheckMs ?? FOLDER_CHECK_MS)) this.checkFolder();
       }
       if (this.stopRequested) {
         this.setState('stopping', this.stopRequested.reason);
