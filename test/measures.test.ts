@@ -77,3 +77,20 @@ test('the engine\'s deltaRank equals the effective rank of W + s·BA − W0 form
   }
   T.dispose();
 });
+
+test('the training loss\'s gradient has no cancellation for a confidently classified example (issue 16 parity)', async () => {
+  const { crossEntropy } = await import('../src/trainer/models/model');
+  await tf.setBackend('cpu');
+  const rows = [[20, 0, 1, -3], [0.5, 0.2, -0.1, 0]], labels = Int32Array.from([0, 2]);
+  const z = tf.tensor2d(rows);
+  const g = tf.grad((x: tf.Tensor) => crossEntropy(x as tf.Tensor2D, labels, 4))(z).arraySync() as number[][];
+  rows.forEach((r, i) => {
+    const m = Math.max(...r), e = r.map((x) => Math.exp(x - m)), S = e.reduce((a, b) => a + b, 0);
+    r.forEach((_, j) => {
+      const exact = (e[j] / S - (j === labels[i] ? 1 : 0)) / rows.length; // float64; p_y − 1 computed as −Σ others
+      const exactY = j === labels[i] ? -(S - e[j]) / S / rows.length : exact;
+      assert.ok(Math.abs(g[i][j] - exactY) <= 1e-5 * Math.abs(exactY), `row ${i} class ${j}: ${g[i][j]} vs ${exactY}`);
+    });
+  });
+  z.dispose();
+});

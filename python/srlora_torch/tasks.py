@@ -95,7 +95,7 @@ class Task:
         x, y = batch
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg["bf16"]), cache_enabled=False):
             logits = self.train_model(x)
-        return nn.functional.cross_entropy(logits.float(), y)
+        return accurate_cross_entropy(logits.float(), y)
 
     def loss(self) -> torch.Tensor:
         return self.loss_of(*self.batch())
@@ -111,6 +111,35 @@ class Task:
             x, y = synthetic_batch(256, self.shape, g, self.device)
         logits = self.model(x).float()
         return {"loss": float(nn.functional.cross_entropy(logits, y)), "metrics": {"accuracy": float((logits.argmax(1) == y).float().mean())}}
+
+
+class _AccurateCrossEntropy(torch.autograd.Function):
+    """Mean softmax cross-entropy whose gradient is softmax − onehot computed without cancellation: the true class's
+    entry as −Σ_{j≠y} p_j rather than p_y − 1, which in float32 is rounding noise for a confidently classified example
+    (p_y = 1 − 1e-8 rounds to 1 or 1 − 6e-8); Adam's per-element normalisation turns that noise, on weights only such
+    examples reach, into full-size steps that differ between implementations (issue 16's per-step parity). The same
+    as src/trainer/models/model.ts crossEntropy."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(logits, y)
+        return nn.functional.cross_entropy(logits, y)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        z, y = ctx.saved_tensors
+        e = torch.exp(z - z.max(1, keepdim=True).values)
+        onehot = nn.functional.one_hot(y, z.shape[1]).to(z.dtype)
+        others = 1 - onehot
+        S = e.sum(1, keepdim=True)
+        rest = (e * others).sum(1, keepdim=True)  # Σ_{j≠y} e_j: no cancellation
+        delta = (e / S) * others - onehot * (rest / S)
+        return delta * (grad / z.shape[0]), None
+
+
+def accurate_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """nn.functional.cross_entropy (mean) with the cancellation-free gradient of _AccurateCrossEntropy."""
+    return _AccurateCrossEntropy.apply(logits, y)
 
 
 def build_model(cfg: dict, device: torch.device, shard: tuple = (0, 1)):

@@ -18,9 +18,13 @@ import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CLI = os.path.join(ROOT, "dist", "cli.js")
-# CI checks 100 steps: measured to hold for every case (lora, pissa, srlora on the MLP and the ViT). Beyond it srlora on
-# the MLP drifts past 1e-4 (first at step 117 in one run, 217 in another: 9.4e-4 and 4.3e-2 relative) and pissa on the
-# MLP at step 269 (2.6e-4); lora holds to 300 on both models (issue 16, open). SRLORA_PARITY_STEPS=300 shows it.
+# CI checks 100 steps (the ViT dominates the time); SRLORA_PARITY_STEPS=300 shows the rest. Measured after the
+# cancellation-free cross-entropy gradient (tasks.accurate_cross_entropy = model.ts crossEntropy; before it srlora on the
+# MLP parted at step 217): srlora on the MLP holds to step 253 (first past 1e-4: 254). What remains is not a defect of
+# either trainer: at lr 3e-3 this training is chaotic — the PyTorch trainer against itself with its gradients perturbed
+# by 3e-7 relative noise (the trainers' measured per-step difference) parts past 1e-4 at step 228 — and a ReLU whose
+# pre-activation is within rounding of 0 flips its derivative in one trainer only (first at step 175: a 2 % difference
+# in one gradient entry of fc1.B), which that growth carries past 1e-4 by ~250 (issue 16, open).
 STEPS = int(os.environ.get("SRLORA_PARITY_STEPS", "100"))
 VIT_STEPS = int(os.environ.get("SRLORA_PARITY_VIT_STEPS", str(STEPS)))
 RTOL = 1e-4
@@ -56,10 +60,9 @@ def run_both(tmp_path, model, method, steps):
     return losses(str(ts_dir)), losses(str(py_dir))
 
 
-# Measured (issue 16, 300 steps): srlora on the MLP agrees to 1e-4 up to step 216 and then drifts ("step 217 loss
-# 0.18142147362232208 (built-in) vs 0.1813640296459198 (PyTorch); worst 4.27e-02"): float32 differences in the
-# importance EMAs or Adam grow past 1e-4 after the 5th recomposition. Open: a strict xfail, so a fix shows as XPASS.
-KNOWN = {("mlp", "srlora"): "per-step parity lost after step 116 (9.4e-4 relative; 4.3e-2 by step 300); open"}
+# Measured (issue 16, 300 steps, after the cross-entropy fix): srlora on the MLP first past 1e-4 at step 254 (1.9e-3 by
+# 300); pissa on the MLP earlier at 269 (before the fix; not re-measured). Strict xfails, so a fix shows as XPASS.
+KNOWN = {("mlp", "srlora"): "per-step parity lost at step 254 of 300 (chaotic growth of ReLU-flip differences); open"}
 KNOWN_PISSA = {("mlp", "pissa"): "per-step parity lost at step 269 of 300 (2.6e-4 relative); open"}
 
 
@@ -68,8 +71,8 @@ KNOWN_PISSA = {("mlp", "pissa"): "per-step parity lost at step 269 of 300 (2.6e-
 def test_same_losses_every_step(tmp_path, model, method, request):
     steps = VIT_STEPS if model == "vit" else STEPS
     if (model, method) == ("mlp", "srlora") and "SRLORA_PARITY_STEPS" not in os.environ:
-        steps = min(steps, 80)  # its first step past 1e-4 varied between runs (117, 217): keep CI well inside it
-    if (model, method) in KNOWN and steps >= 117:
+        steps = min(steps, 200)  # first past 1e-4 at 254 (it was 117 and 217 before the cross-entropy fix)
+    if (model, method) in KNOWN and steps >= 254:
         request.applymarker(pytest.mark.xfail(reason=KNOWN[(model, method)], strict=True))
     if (model, method) in KNOWN_PISSA and steps >= 269:
         request.applymarker(pytest.mark.xfail(reason=KNOWN_PISSA[(model, method)], strict=True))

@@ -77,3 +77,17 @@ def test_delta_rank_equals_the_direct_form(method):
         assert recompositions >= 5 and got["effectiveRank"] > 2.5
         state = model.state_dict()
         assert "0.fused_A" in state and float(state["0.fused_A"].abs().sum()) > 0
+
+
+def test_cross_entropy_gradient_has_no_cancellation():
+    """The digits/tabular loss's gradient for a confidently classified example: the true class's entry is −Σ_{j≠y} p_j,
+    accurate to float32 rounding, where softmax − onehot in float32 is pure rounding (issue 16: that noise, normalised
+    by Adam, made the trainers part). Fails with nn.functional.cross_entropy's gradient."""
+    from srlora_torch.tasks import accurate_cross_entropy
+    z = torch.tensor([[20.0, 0.0, 1.0, -3.0], [0.5, 0.2, -0.1, 0.0]], requires_grad=True)
+    y = torch.tensor([0, 2])
+    accurate_cross_entropy(z, y).backward()
+    z64 = z.detach().double().requires_grad_(True)
+    nn.functional.cross_entropy(z64, y).backward()
+    rel = ((z.grad.double() - z64.grad).abs() / z64.grad.abs()).max().item()
+    assert rel < 1e-5, f"worst relative error of the gradient {rel:.1e}"

@@ -129,8 +129,35 @@ export class FineTuneModel {
   }
 }
 
+/**
+ * Mean softmax cross-entropy of a batch (logits: batch × classes). Its gradient is softmax − onehot computed without
+ * cancellation: the true class's entry as −Σ_{j≠y} p_j rather than p_y − 1, which in float32 is rounding noise for a
+ * confidently classified example (p_y = 1 − 1e-8 rounds to 1 or 1 − 6e-8). That noise, on weights only such examples
+ * reach, is what Adam's per-element normalisation turns into full-size, implementation-dependent steps (issue 16's
+ * per-step parity: it made the two trainers part past 1e-4 by step ~220). python/srlora_torch/tasks.py
+ * (accurate_cross_entropy) computes the same.
+ */
 export function crossEntropy(logits: tf.Tensor2D, labels: Int32Array, classes: number): tf.Scalar {
-  return tf.tidy(() => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(labels, 'int32'), classes), logits) as tf.Scalar);
+  return tf.tidy(() => {
+    // onehot is an input (and saved) so that it outlives this tidy: the gradient runs after it, in variableGrads
+    const ce = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const z = args[0] as tf.Tensor2D, onehot = args[1] as tf.Tensor2D, save = args[2] as tf.GradSaveFunc;
+      save([z, onehot]);
+      return {
+        value: tf.losses.softmaxCrossEntropy(onehot, z) as tf.Scalar,
+        gradFunc: (dy: tf.Scalar, saved: tf.Tensor[]) => {
+          const [x, y] = saved;
+          const e = tf.exp(tf.sub(x, tf.max(x, 1, true)));
+          const others = tf.sub(1, y);
+          const S = tf.sum(e, 1, true);
+          const rest = tf.sum(tf.mul(e, others), 1, true); // Σ_{j≠y} e_j: no cancellation
+          const delta = tf.sub(tf.mul(tf.div(e, S), others), tf.mul(y, tf.div(rest, S)));
+          return [tf.mul(delta, tf.div(dy, x.shape[0] as number)), tf.zerosLike(y)];
+        },
+      };
+    });
+    return ce(logits, tf.oneHot(tf.tensor1d(labels, 'int32'), classes).toFloat());
+  });
 }
 
 /** Loss and accuracy over a dataset, in batches. */
