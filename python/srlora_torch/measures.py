@@ -66,9 +66,49 @@ def layer_delta_rank(layer) -> Dict[str, float]:
     return factored_rank(torch.cat(Ps, 1), torch.cat(Qs, 1))
 
 
+@torch.no_grad()
 def delta_rank(layers: Dict[str, object]) -> List[dict]:
-    """Per layer (in the dict's order): {name, effectiveRank, norm} — the deltaRank message's layers."""
-    return [{"name": n, **layer_delta_rank(l)} for n, l in layers.items()]
+    """Per layer (in the dict's order): {name, effectiveRank, norm} — the deltaRank message's layers; layer_delta_rank
+    of each, computed for layers of one shape together (stacked factors, batched QR and singular values) and read to
+    the host once: with every eval the per-layer form ran ~3 SVDs and 3 host reads per layer (~200 synchronisations
+    for RoBERTa-base's 72 layers). The initial factors of a layer's first p directions are taken for every direction
+    and the rest masked to zero (a zero column pair changes no singular value)."""
+    groups: Dict[tuple, List[str]] = {}
+    for n, l in layers.items():
+        fused = getattr(l, "fused_A", None) is not None
+        groups.setdefault((tuple(l.A.shape), tuple(l.B.shape), fused, l.U is not None and l.U.shape[1], l.A.device), []).append(n)
+    parts, sizes = [], []
+    for (_, _, fused, width, dev), ns in groups.items():
+        ls = [layers[n] for n in ns]
+        s = torch.tensor([float(l.s) for l in ls], dtype=torch.float64).to(dev, non_blocking=True).view(-1, 1, 1)
+        Ps = [s * torch.stack([l.B for l in ls]).double()]  # (no_grad: no detach needed)
+        Qs = [torch.stack([l.A for l in ls]).double().transpose(1, 2)]
+        if fused:
+            Ps.append(s * torch.stack([l.fused_B for l in ls]).double())
+            Qs.append(torch.stack([l.fused_A for l in ls]).double().transpose(1, 2))
+        if width:
+            dt = ls[0].B.dtype
+            scale = torch.sqrt(torch.stack([l.S for l in ls]) / s.view(-1, 1))  # (G, width)
+            keep = torch.tensor([[j < l.p for j in range(width)] for l in ls], dtype=torch.float64).to(dev, non_blocking=True)
+            b0 = (torch.stack([l.U for l in ls]) * scale.unsqueeze(1)).to(dt).double()  # the float32 values the slots started from
+            a0 = (torch.stack([l.V for l in ls]) * scale.unsqueeze(1)).to(ls[0].A.dtype).double()
+            Ps.append(-s * b0 * keep.unsqueeze(1))
+            Qs.append(a0 * keep.unsqueeze(1))
+        P, Q = torch.cat(Ps, 2), torch.cat(Qs, 2)
+        RP, RQ = torch.linalg.qr(P, mode="r")[1], torch.linalg.qr(Q, mode="r")[1]  # RᵀR = PᵀP: P Qᵀ's singular values
+        sigma = torch.linalg.svdvals(RP @ RQ.transpose(1, 2)).clamp_min(0)
+        tol = RANK_TOLERANCE * torch.linalg.matrix_norm(P) * torch.linalg.matrix_norm(Q)
+        parts.append(torch.cat([tol.unsqueeze(1), sigma], 1).flatten())
+        sizes.append((ns, sigma.shape[1]))
+    flat = torch.cat(parts).cpu().tolist() if parts else []
+    out, i = {}, 0
+    for ns, m in sizes:
+        for n in ns:
+            tol, sig = flat[i], flat[i + 1: i + 1 + m]
+            i += 1 + m
+            kept = [x for x in sig if x > tol]
+            out[n] = {"effectiveRank": effective_rank(kept), "norm": math.sqrt(sum(x * x for x in kept))}
+    return [{"name": n, **out[n]} for n in layers]
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from srlora_torch.client import EventRecorder
 from srlora_torch.controller import SRLoRAController, apply_srlora
-from srlora_torch.measures import grouped_step_boost, step_boost_tensor
+from srlora_torch.measures import delta_rank, grouped_step_boost, layer_delta_rank, step_boost_tensor
 from srlora_torch.optim import SlotAdam
 from srlora_torch.snapshot import round_significant
 from srlora_torch.telemetry import Telemetry
@@ -138,3 +138,50 @@ def test_snapshot_step_boost_is_the_layers_own_to_8_digits():
         assert len(snap[n]["stepBoost"]) == l.r
         for a, b in zip(snap[n]["stepBoost"], want):
             assert abs(a - b) <= 1e-7 * max(1.0, abs(b))
+
+
+def _recomposed(method: str, n_layers: int = 0):
+    """A model of layers of two shapes (or n_layers of one), trained with recompositions (srlora: fused pairs held)."""
+    torch.manual_seed(2)
+    if n_layers:
+        model = nn.Sequential(*[nn.Linear(12, 12) for _ in range(n_layers)])
+    else:
+        model = nn.Sequential(nn.Linear(12, 12), nn.Linear(12, 20), nn.Linear(20, 8), nn.Linear(8, 8))
+    names = [str(i) for i in range(len(model))]
+    layers = apply_srlora(model, names, r=2, alpha=4, r_target=8, method=method, seed=1)
+    opt = torch.optim.Adam([p for l in layers.values() for p in (l.A, l.B)], lr=1e-2)
+    ctl = SRLoRAController(layers, opt, 30, 2, 8)
+    for _ in range(30):
+        loss = model(torch.randn(8, 12)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        ctl.after_backward()
+        opt.step()
+        ctl.after_step()
+    return layers
+
+
+def test_delta_rank_of_all_layers_at_once_equals_each_layers_own():
+    """deltaRank with every eval: layers of one shape computed together equal measures.layer_delta_rank one by one
+    (lora, pissa, srlora after its recompositions: fused pairs and directions p of each layer differ)."""
+    for method in ("lora", "pissa", "srlora"):
+        layers = _recomposed(method)
+        if method == "srlora":
+            assert len({l.p for l in layers.values()}) >= 1 and max(l.p for l in layers.values()) > 2
+        got = delta_rank(layers)
+        assert [g["name"] for g in got] == list(layers)
+        for g, (n, l) in zip(got, layers.items()):
+            want = layer_delta_rank(l)
+            assert abs(g["effectiveRank"] - want["effectiveRank"]) <= 1e-9 * max(1.0, want["effectiveRank"]), (method, n, g, want)
+            assert abs(g["norm"] - want["norm"]) <= 1e-9 * max(1.0, want["norm"]), (method, n, g, want)
+
+
+def test_delta_rank_work_does_not_grow_with_layers_of_one_shape():
+    counts = []
+    for n in (4, 16):
+        layers = _recomposed("srlora", n)
+        count = CountOps()
+        with count:
+            delta_rank(layers)
+        counts.append(count.ops)
+    assert counts[0] == counts[1], f"{counts[0]} operations with 4 layers, {counts[1]} with 16: per-layer work at every eval"
