@@ -762,14 +762,39 @@ test('a failure reason keeps the useful stderr line: banners, notices and progre
   assert.equal(plain.reason, 'the trainer exited with code 3 without a final state: ModuleNotFoundError: No module named torch');
 });
 
-test('a command before the trainer has connected says the trainer is still starting (seen in the e2e: τ from the palette right after a start)', async () => {
+test('commands sent before the trainer has connected wait for it (at most 8) and are delivered in order with the ids their callers got (seen in the e2e: τ from the palette right after a start)', async () => {
+  const dir = tempDir();
+  const { runs, hub } = await setup();
+  try {
+    const run = await runs.start({ configFile: fastConfig(dir), cwd: dir });
+    assert.equal(hub.run(run.runId)?.trainer ?? null, null, 'sent while the trainer is still starting');
+    const pause = runs.command(run.runId, { kind: 'pause' });
+    const set = runs.command(run.runId, { kind: 'set', learningRate: 0.0005 });
+    assert.ok(pause.ok && set.ok, JSON.stringify([pause, set]));
+    const bad = runs.command(run.runId, { kind: 'set', learningRat: 1 } as unknown as Parameters<typeof runs.command>[1]);
+    assert.equal(bad.ok, false, 'a bad command is refused at once, not held');
+    const acks = () => logOf(run.dir).filter((m): m is Ack => m.type === 'ack' && m.status === 'applied');
+    assert.ok(await until(() => acks().length >= 2, 60_000), 'both applied once the trainer connected');
+    assert.deepEqual(acks().slice(0, 2).map((a) => a.commandId), [pause.commandId, set.commandId], 'in order, by the ids returned');
+    assert.ok(await until(() => run.model.state === 'paused', 5000));
+  } finally { await runs.dispose('stop'); await hub.close(); }
+});
+
+test('commands held for a trainer that never connects: at most 8, then each reported undelivered when the wait ends', async () => {
   const dir = tempDir();
   const hub = await Hub.start({ heartbeatMs: 60_000 });
-  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: cli, trainerCommand: stubborn, graceMs: 300 });
+  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: cli, trainerCommand: stubborn, graceMs: 300, earlyCommandWaitMs: 300 });
+  const refused: [string, string][] = [];
+  runs.on('commandRefused', (_runId, id, message) => refused.push([id, message]));
   try {
     const run = await runs.start({ cwd: dir });
-    const r = runs.command(run.runId, { kind: 'pause' });
-    assert.equal(r.ok, false);
-    assert.match(r.ok ? '' : r.error, /trainer \(pid \d+\) has not connected to this window yet: it is still starting; try again in a moment/);
+    const held = Array.from({ length: 8 }, () => runs.command(run.runId, { kind: 'checkpoint' }));
+    assert.ok(held.every((r) => r.ok), JSON.stringify(held));
+    const ninth = runs.command(run.runId, { kind: 'pause' });
+    assert.equal(ninth.ok, false);
+    assert.match(ninth.ok ? '' : ninth.error, /trainer \(pid \d+\) is still starting and 8 commands already wait for it; try again in a moment/);
+    assert.ok(await until(() => refused.length === 8, 10_000), JSON.stringify(refused));
+    assert.deepEqual(refused.map(([id]) => id), held.map((r) => (r.ok ? r.commandId : '')));
+    assert.match(refused[0][1], /command checkpoint was not delivered: its trainer did not connect within 0\.3 s/);
   } finally { await runs.dispose('stop'); await hub.close(); }
 });

@@ -45,6 +45,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     return ch;
   };
   runs.on('output', (runId, text) => output(runId).append(text));
+  runs.on('commandRefused', (_runId, _id, message) => { void vscode.window.showErrorMessage(`SRLoRA: ${message}`); });
   runs.on('failed', (runId, message) => {
     void vscode.window.showErrorMessage(`SRLoRA run ${runId} failed: ${message}`, 'Show Output').then((a) => { if (a) output(runId).show(); });
   });

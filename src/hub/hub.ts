@@ -556,15 +556,15 @@ export class Hub extends EventEmitter<HubEvents> {
 
   // ------------------------------------------------------------------ in-process API (extension, serve)
 
-  /** Validates and forwards a command; the trainer acknowledges it with this id. */
-  sendCommand(runId: string, body: CommandBody | unknown): SendResult {
+  /** Validates and forwards a command; the trainer acknowledges it with this id (`id`: one given earlier to a caller
+   * whose command waited for the trainer to connect, see RunManager.command; default a new one). */
+  sendCommand(runId: string, body: CommandBody | unknown, id = `c-${randomUUID()}`): SendResult {
     const run = this.runs.get(runId);
     if (!run) return { ok: false, error: `unknown run ${clip(runId, 100)}` };
     const v = validateCommandBody(body);
     if (!v.ok) return { ok: false, error: clip(v.error, ERROR_CHARS) };
     if (!run.trainer || run.trainer.readyState !== WebSocket.OPEN) return { ok: false, error: `run ${runId} has no trainer connected` };
     if (run.inFlight.size >= this.opts.maxInFlight) return { ok: false, error: `run ${runId} already has ${run.inFlight.size} commands waiting for the trainer` };
-    const id = `c-${randomUUID()}`;
     run.inFlight.add(id);
     this.sendToTrainer(run, run.trainer, { type: 'command', id, command: v.value });
     return { ok: true, commandId: id };

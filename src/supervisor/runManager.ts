@@ -14,10 +14,10 @@ import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, rmSync, watch, type FSWatcher } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { Hub, SendResult } from '../hub/hub';
 import type { CommandBody, ExitInfo as ExitRecord } from '../protocol/messages';
-import { validateTrainerMessage } from '../protocol/validate';
+import { validateCommandBody, validateTrainerMessage } from '../protocol/validate';
 import { EVENTS_FILE, EXPORT_DIR_NAME, HUB_DISCOVERY_FILE, newRunId, PID_FILE } from '../runfolder/runFiles';
 import { latestCompleteCheckpoint } from '../runfolder/checkpoints';
 import { readPidFile, sameProcess, writePidFile } from '../runfolder/pidfile';
@@ -53,7 +53,14 @@ export interface RunManagerOptions {
   /** Whether programs may be run for this workspace (VS Code's workspace trust; default: yes). A trainer runs a command
    * line and a Python from settings on the workspace's configs: an untrusted workspace starts none. */
   trusted?: () => boolean;
+  /** How long (ms, default EARLY_COMMAND_WAIT_MS) commands sent before a run's trainer has connected wait for it. */
+  earlyCommandWaitMs?: number;
 }
+
+/** Commands sent in a run's first seconds, before its trainer's hub link is up, wait for it: at most this many per
+ * run, for at most EARLY_COMMAND_WAIT_MS after the first; then delivered in order, or each reported undelivered. */
+export const EARLY_COMMANDS_MAX = 8;
+export const EARLY_COMMAND_WAIT_MS = 30_000;
 
 /** The error of a start refused because the workspace is not trusted. */
 export const UNTRUSTED_MESSAGE = 'this workspace is not trusted, so no trainer is started (a trainer runs programs from settings on the workspace\'s files): trust the workspace ("Workspaces: Manage Workspace Trust") to start or continue runs; past runs stay viewable';
@@ -106,6 +113,9 @@ export interface RunManagerEvents {
   changed: [runId: string];
   output: [runId: string, text: string];
   failed: [runId: string, message: string];
+  /** A command that waited for its run's trainer to connect was not delivered (it did not connect in time, or the
+   * hub refused it then): `message` says why, for the user. */
+  commandRefused: [runId: string, commandId: string, message: string];
   removed: [runId: string];
   /** Supervisor decisions and warnings, for the log channel. */
   log: [level: 'info' | 'warn' | 'error', text: string];
@@ -138,11 +148,14 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   private readonly hubOpenQueue: ManagedRun[] = [];
   private openingOnHub = false;
   private disposed = false;
+  /** Per run, the commands waiting for its trainer to connect (in order) and when they stop waiting. */
+  private readonly early = new Map<string, { items: { id: string; body: CommandBody }[]; timer: NodeJS.Timeout }>();
 
   constructor(private readonly o: RunManagerOptions) {
     super();
     this.graceMs = o.graceMs ?? 3000;
     o.hub.on('message', (runId) => { const r = this.runs.get(runId); if (r) this.refresh(r); });
+    o.hub.on('trainerConnected', (runId) => this.deliverEarly(runId));
   }
 
   get runsDir(): string {
@@ -577,12 +590,51 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   command(runId: string, body: CommandBody): SendResult {
     const run = this.get(runId);
     if (!isActive(run.model.state)) return { ok: false, error: `run ${runId} is ${run.model.state}` };
-    const sent = this.o.hub.sendCommand(runId, body);
-    // Our trainer runs but its link to the hub is not up yet (it connects while it loads and trains): say so.
-    if (!sent.ok && run.handle?.alive && this.o.hub.run(runId)?.trainer == null) {
-      return { ok: false, error: `run ${runId}: its trainer (pid ${run.handle.pid}) has not connected to this window yet: it is still starting; try again in a moment` };
+    // Our trainer runs but its link to the hub is not up yet (it connects while it loads): the command waits for it.
+    if (run.handle?.alive && this.o.hub.run(runId)?.trainer == null) {
+      const v = validateCommandBody(body);
+      if (!v.ok) return { ok: false, error: v.error.slice(0, 300) };
+      let q = this.early.get(runId);
+      if (!q) {
+        const timer = setTimeout(() => this.expireEarly(runId), this.o.earlyCommandWaitMs ?? EARLY_COMMAND_WAIT_MS);
+        timer.unref();
+        q = { items: [], timer };
+        this.early.set(runId, q);
+      }
+      if (q.items.length >= EARLY_COMMANDS_MAX) {
+        return { ok: false, error: `run ${runId}: its trainer (pid ${run.handle.pid}) is still starting and ${EARLY_COMMANDS_MAX} commands already wait for it; try again in a moment` };
+      }
+      const id = `c-${randomUUID()}`;
+      q.items.push({ id, body: v.value });
+      return { ok: true, commandId: id };
     }
-    return sent;
+    return this.o.hub.sendCommand(runId, body);
+  }
+
+  /** The run's trainer connected: the commands that waited for it go now, in order, with the ids their callers got. */
+  private deliverEarly(runId: string): void {
+    const q = this.early.get(runId);
+    if (!q) return;
+    this.early.delete(runId);
+    clearTimeout(q.timer);
+    for (const { id, body } of q.items) {
+      const sent = this.o.hub.sendCommand(runId, body, id);
+      if (!sent.ok) this.refuseEarly(runId, id, `run ${runId}: command ${body.kind} was not delivered: ${sent.error}`);
+    }
+  }
+
+  /** The wait is over and the trainer has not connected: every waiting command is reported undelivered. */
+  private expireEarly(runId: string): void {
+    const q = this.early.get(runId);
+    if (!q) return;
+    this.early.delete(runId);
+    const s = Math.round((this.o.earlyCommandWaitMs ?? EARLY_COMMAND_WAIT_MS) / 100) / 10;
+    for (const { id, body } of q.items) this.refuseEarly(runId, id, `run ${runId}: command ${body.kind} was not delivered: its trainer did not connect within ${s} s`);
+  }
+
+  private refuseEarly(runId: string, id: string, message: string): void {
+    this.log('error', message);
+    this.emit('commandRefused', runId, id, message);
   }
 
   /** The user's Stop: the stop command (the trainer checkpoints and writes `stopped`), then SIGTERM, then SIGKILL.
@@ -637,6 +689,8 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
       for (const r of live) if (r.handle instanceof ChildTrainer) r.handle.detach();
     }
     this.disposed = true;
+    for (const q of this.early.values()) clearTimeout(q.timer);
+    this.early.clear();
     for (const r of this.runs.values()) {
       if (r.handle instanceof PidHandle) r.handle.dispose();
       this.saveSummary(r, true, true);
