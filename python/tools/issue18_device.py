@@ -78,6 +78,8 @@ def main() -> int:
     print("recomposition ms (first, captured, steady):", sr.get("firstRecompositionMs"),
           sr.get("secondRecompositionMs (captured as a CUDA graph, then replayed)"), sr.get("fullRecompositionMs"),
           "captures:", sr.get("recompositionGraphCaptures"), "max preservation error:", sr.get("maxPreservationError"))
+    print("recomposition host parts ms:", next((v for k, v in sr.items() if k.startswith("recompositionHostParts")), None))
+    print("telemetry:", json.dumps(d.get("telemetryCompiled")))
     tail = open(os.path.join(a.out, "pytest-cuda.txt")).read().strip().splitlines()[-3:]
     print("pytest:", " | ".join(tail))
     return 0
