@@ -14,6 +14,27 @@ import type { TrainerMessage } from '../protocol/messages';
 const fmt = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(3) : v.toFixed(4));
 
 /**
+ * Seconds the run trained, summed over its incarnations as its log states them: the clock runs from a trainer
+ * message to the next state that is not starting/running (paused, interrupted, stopped, failed, finished) and
+ * restarts at the next message; a rewind (a resumed process) starts a new stretch. Messages the supervisor wrote
+ * (origin: 'supervisor', after the trainer was gone) do not count. So the idle time between an interrupt and
+ * `train --resume`, or a pause, is not time trained.
+ */
+export function timeTrained(events: readonly TrainerMessage[]): number {
+  let total = 0;
+  let from: number | null = null, last: number | null = null;
+  for (const e of events) {
+    if (e.type === 'state' && e.origin === 'supervisor') continue;
+    if (e.type === 'rewind' && from !== null && last !== null) { total += last - from; from = null; }
+    from ??= e.time;
+    last = e.time;
+    if (e.type === 'state' && e.state !== 'starting' && e.state !== 'running') { total += e.time - from; from = null; }
+  }
+  if (from !== null && last !== null) total += last - from;
+  return total / 1000;
+}
+
+/**
  * The summary text (several lines, ending in a newline) of the run in `runDir`; paths are shown relative to `cwd`.
  * Throws only if the run folder has no events.jsonl.
  */
@@ -39,7 +60,7 @@ export function trainingSummary(runDir: string, cwd = process.cwd()): string {
   const rel = (p: string) => relative(cwd, p) || '.';
   const lines: string[] = [];
   const check = m.state === 'finished' ? '✓' : m.state === 'failed' ? '✗' : '■';
-  lines.push(`${check} ${m.name} — ${m.state}${m.stateReason ? ` (${m.stateReason})` : ''}, step ${m.step}/${m.totalSteps ?? '?'}${m.startedAt !== null && m.updatedAt !== null ? ` in ${formatDuration((m.updatedAt - m.startedAt) / 1000)}` : ''}`);
+  lines.push(`${check} ${m.name} — ${m.state}${m.stateReason ? ` (${m.stateReason})` : ''}, step ${m.step}/${m.totalSteps ?? '?'}${events.length ? ` in ${formatDuration(timeTrained(events))} trained` : ''}`);
   lines.push(`  method ${m.method ?? '?'} on ${m.backend || '?'}`);
   const table: [string, number | undefined, number | null][] = [];
   if (lossValues.length) table.push(['train loss', lossValues[lossValues.length - 1], Math.min(...lossValues)]);
