@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import re
 import sys
 import time
 from types import SimpleNamespace
@@ -179,6 +181,29 @@ def compiled_step(cfg: dict, device: torch.device, task, opt, ctl, session) -> O
         return None
 
 
+def new_run_id(method: str) -> str:
+    """The folder name the built-in trainer gives a new run (src/runfolder/runFiles.ts newRunId): UTC time to the
+    second, the method, 4 random base-36 characters — two runs started in the same second get different names."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    tag = "".join(random.choice("0123456789abcdefghijklmnopqrstuvwxyz") for _ in range(4))
+    return f"{stamp}-{re.sub(r'[^A-Za-z0-9]', '', method)}-{tag}"
+
+
+def make_run_dir(runs_dir: str, method: str, tries: int = 20) -> str:
+    """Creates a new run folder exclusively (os.mkdir, never exist_ok) in runs_dir and returns its path. A name already
+    taken (another run started the same second and drew the same suffix) is retried with a fresh suffix, so no two
+    trainers ever share a folder and interleave one events.jsonl. Raises SystemExit after `tries` collisions."""
+    os.makedirs(runs_dir, exist_ok=True)
+    for _ in range(tries):
+        path = os.path.join(runs_dir, new_run_id(method))
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise SystemExit(f"cannot create a new run folder in {runs_dir}: {tries} names in a row were taken")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m srlora_torch.train")
     ap.add_argument("--config")
@@ -206,7 +231,9 @@ def main(argv=None) -> int:
         cfg = load_config(a.config, {"steps": a.steps, "device": a.device, "method": a.method})
         if a.max_examples:
             cfg["task"]["maxExamples"] = a.max_examples
-        run_dir = os.environ.get("SRLORA_RUN_DIR") or os.path.join(a.runs_dir, time.strftime("%Y%m%d-%H%M%S") + f"-{cfg['method']}-torch")
+        run_dir = os.environ.get("SRLORA_RUN_DIR")  # the supervisor's: it created the folder itself, exclusively
+        if not run_dir:  # rank 0 creates it (other ranks take rank 0's path below)
+            run_dir = make_run_dir(a.runs_dir, cfg["method"]) if rank == 0 else os.path.join(a.runs_dir, "pending")
     device = pick_device(cfg["device"], local_rank)
     lockstep = Lockstep.init(device.type) if world > 1 else None
     if lockstep:  # rank 0's choices for every rank: the run folder (named by its clock), the checkpoint to resume from

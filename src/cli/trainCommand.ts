@@ -65,9 +65,10 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const hub = env.SRLORA_HUB_URL ? { url: env.SRLORA_HUB_URL, token: env.SRLORA_TOKEN ?? '' } : null;
   if (hub && !hub.token) throw new Error('SRLORA_HUB_URL is set but SRLORA_TOKEN is not');
   const run = await TrainingRun.create({
-    config, runDir, baseDir, hub, resume: Boolean(resumeDir), progress: own.get('no-progress') !== true,
+    config, runDir, baseDir, hub, resume: Boolean(resumeDir), newFolder: !resumeDir && !env.SRLORA_RUN_DIR, progress: own.get('no-progress') !== true,
     onLog: (line) => process.stderr.write(`${line}\n`),
   });
+  runDir = run.options.runDir; // a new run's folder may have been renamed on a clash (makeNewRunDir)
   process.stderr.write(`run ${run.runId} → ${runDir}\n`);
   // Ctrl+C, or the extension closing/reloading its window: checkpoint at the step boundary, then `interrupted`.
   const stop = (sig: string) => run.requestStop(`received ${sig}`);

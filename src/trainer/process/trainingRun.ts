@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import type { RunConfig } from '../config/runConfig';
 import { Batcher } from '../data/batches';
 import { crossEntropy, evaluate, type FineTuneModel } from '../models/model';
@@ -43,6 +43,11 @@ export interface TrainingRunOptions {
   hub?: HubEndpoint | null;
   /** Continue from the run folder's latest checkpoint. */
   resume?: boolean;
+  /**
+   * runDir is a name this process drew (newRunDir), not a folder someone made for it: create it exclusively, and if
+   * another run took the name meanwhile draw a new one in the same runs folder (run.options.runDir says which).
+   */
+  newFolder?: boolean;
   progress?: boolean;
   onLog?: (line: string) => void;
   /**
@@ -110,7 +115,7 @@ export class TrainingRun {
 
   /** Everything that can fail on bad input fails here, before any training work. */
   static async create(options: TrainingRunOptions): Promise<TrainingRun> {
-    const { config, runDir, baseDir } = options;
+    const { config, baseDir } = options;
     const backend = await selectBackend(config.backend);
     const { weights, file } = loadBaseWeights(config, baseDir); // small, and a bad path fails before the data loads
     const data = loadTask(config, baseDir);
@@ -119,11 +124,18 @@ export class TrainingRun {
     const probeN = Math.min(PROBE_SIZE, data.eval.n);
     const probe = tf.tensor2d(data.eval.features.subarray(0, probeN * data.eval.dim), [probeN, data.eval.dim]);
     // The run folder is made only now that everything has loaded: a start that fails leaves no empty run folder.
-    const created = !existsSync(runDir);
+    let runDir = options.runDir;
+    let created = false;
+    if (options.newFolder) {
+      runDir = makeNewRunDir(dirname(runDir), config.method, runDir);
+      created = true;
+    } else if (!existsSync(runDir)) {
+      created = true;
+    }
     let run: TrainingRun | null = null;
     try {
-      mkdirSync(runDir, { recursive: true });
-      run = new TrainingRun(options, backend, data, model, batches, probe, file);
+      if (!options.newFolder) mkdirSync(runDir, { recursive: true });
+      run = new TrainingRun({ ...options, runDir }, backend, data, model, batches, probe, file);
       // No hub means no supervisor launched us (it records our identity itself): say who we are, so whoever watches
       // the runs folder can tell that we are gone if we die without a final state.
       if (!options.hub) writeOwnPidFile(join(runDir, PID_FILE));
@@ -451,5 +463,25 @@ export class TrainingRun {
 
 export function newRunDir(runsDir: string, method: string): string {
   return join(runsDir, newRunId(method));
+}
+
+/**
+ * Creates a new run folder exclusively (mkdir without recursive on the last part: EEXIST is never taken as success),
+ * first trying `first`, then fresh names from newRunId; returns the folder made. Two runs started in the same second
+ * can draw the same name: the loser draws again instead of sharing (and interleaving) the winner's events.jsonl.
+ * Throws after 20 taken names, or on any other mkdir error.
+ */
+export function makeNewRunDir(runsDir: string, method: string, first?: string): string {
+  mkdirSync(runsDir, { recursive: true });
+  for (let i = 0; i < 20; i++) {
+    const dir = i === 0 && first ? first : newRunDir(runsDir, method);
+    try {
+      mkdirSync(dir);
+      return dir;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+  throw new Error(`cannot create a new run folder in ${runsDir}: 20 names in a row were taken`);
 }
 

@@ -1,0 +1,40 @@
+"""The PyTorch trainer's command line: run folders, resuming a finished run, checkpoints, terminal output, flags."""
+import json
+import os
+import time
+
+import pytest
+
+from srlora_torch import train
+
+
+def events(run_dir):
+    return [json.loads(l) for l in open(os.path.join(run_dir, "events.jsonl"), encoding="utf-8")]
+
+
+def quick_run(tmp_path, monkeypatch, *extra):
+    monkeypatch.delenv("SRLORA_HUB_URL", raising=False)
+    monkeypatch.delenv("SRLORA_RUN_DIR", raising=False)
+    return train.main(["--steps", "3", "--runs-dir", str(tmp_path / "runs"), *extra])
+
+
+def test_two_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    monkeypatch.setattr(time, "strftime", lambda fmt, *a: stamp)  # both runs read the same second
+    assert quick_run(tmp_path, monkeypatch) == 0
+    assert quick_run(tmp_path, monkeypatch) == 0
+    runs = sorted(os.listdir(tmp_path / "runs"))
+    assert len(runs) == 2, runs
+    for r in runs:
+        msgs = events(tmp_path / "runs" / r)
+        assert [m["type"] for m in msgs].count("hello") == 1
+        assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1))
+
+
+def test_a_taken_folder_name_is_never_reused(tmp_path, monkeypatch):
+    names = iter(["taken", "taken", "free"])
+    monkeypatch.setattr(train, "new_run_id", lambda method: next(names))
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "events.jsonl").write_text("{}\n")
+    assert train.make_run_dir(str(tmp_path), "srlora") == str(tmp_path / "free")
+    assert (tmp_path / "taken" / "events.jsonl").read_text() == "{}\n"
