@@ -51,7 +51,7 @@ before(async () => {
     .recomposition(12, true).recomposition(15, false, 'forced').importance(15).evalAt(20, 4, 0.6)
     .state('interrupted', 20, 'SIGTERM').rewind(10).state('running', 10)
     .metrics(11, 24, (s) => 1 / s, (s) => ({ scalars: { 'gradNorm': 100 + s } })).recomposition(12, true).evalAt(20, 0.5, 0.9)
-    .ack('c-palette', 'received', null).ack('c-palette', 'applied', 24).recomposition(24, false, 'forced', 'c-palette') // Recompose Now from the palette: nothing eligible
+    .ack('c-palette', 'received', null).ack('c-palette', 'applied', 24).recomposition(24, false, 'forced', 'c-palette') // Recompose Now from the palette: no pair old enough under the ratio rule
     .metrics(25, 30, (s) => 1 / s, (s) => ({ scalars: { 'gradNorm': 100 + s } })).evalAt(30, 0.25, 0.95)
     .state('finished', 30).writeTo(runsDir);
   FixtureLog.dynamics('fixture-dynamics').writeTo(runsDir); // protocol 1.2: ages, stepBoost, deltaRank
@@ -245,7 +245,7 @@ test('a resumed run (rewind in its log) shows one value per step: one curve, no 
     assert.equal(await p.locator('section[aria-label="Recompositions"] tbody tr').count(), 4, 'one row per layer of the two recompositions');
     // The palette's Recompose Now fused nothing: the commands list and the table say so, and the count (like the
     // chart's markers) leaves it out.
-    assert.match((await p.locator('ul.commands').textContent()) ?? '', /Recompose all layers — applied at step 24 — fused nothing \(no eligible pair\)/);
+    assert.match((await p.locator('ul.commands').textContent()) ?? '', /Recompose all layers — applied at step 24 — fused nothing \(no pair old enough \(age ≥ 7 steps\)\)/);
     assert.equal(await p.locator('ul.commands li.ok').count(), 0, 'not a green applied');
     assert.match((await p.locator('section[aria-label="Recompositions"]').textContent()) ?? '', /1 recomposition fused pairs; 1 fused nothing/);
     assert.equal(await p.locator('section[aria-label="Recompositions"] tbody tr.empty').count(), 2);

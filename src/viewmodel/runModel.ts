@@ -36,6 +36,36 @@ export interface Fusion {
   fresh: number;
 }
 
+/**
+ * Why a recomposition fused nothing in a layer, as far as the log states it. The event says only `exhausted`; the
+ * rest follows from the rule it states (ratio: the ⌈γ·r⌉ oldest-enough pairs, so nothing fused means no pair was
+ * old enough; threshold: the old-enough pairs with ŝ < τ) and, under τ, from an importance snapshot of the same step
+ * (its ages are the layer's at that recomposition: a layer that fused nothing is unchanged by it). Without one,
+ * 'not-old-enough-or-above-threshold' says both conditions honestly rather than guessing.
+ */
+export type NoFusionReason = 'no-direction' | 'not-old-enough' | 'above-threshold' | 'not-old-enough-or-above-threshold';
+
+/** A layer a recomposition left as it was (nothing fused), and why. */
+export interface IdleLayer {
+  step: number;
+  layer: string;
+  reason: NoFusionReason;
+  /** τ of the event's rule (threshold rule), else null. */
+  threshold: number | null;
+}
+
+/** The words for a reason ("no pair old enough (age ≥ 30 steps)"); minSlotAge from hello (null: not stated). */
+export function noFusionText(l: Pick<IdleLayer, 'reason' | 'threshold'>, minSlotAge: number | null): string {
+  const age = minSlotAge === null ? 'old enough' : `old enough (age ≥ ${minSlotAge} step${minSlotAge === 1 ? '' : 's'})`;
+  const tau = l.threshold === null ? 'τ' : `τ = ${l.threshold}`;
+  switch (l.reason) {
+    case 'no-direction': return 'no direction left';
+    case 'not-old-enough': return `no pair ${age}`;
+    case 'above-threshold': return `no pair ${age} had ŝ below ${tau}`;
+    case 'not-old-enough-or-above-threshold': return `no pair both ${age} and below ${tau}`;
+  }
+}
+
 /** Fusions kept per run (the newest): every view of them needs only recent history and counts. */
 export const MAX_FUSIONS = 5000;
 /** Command kinds remembered per run (by command id), newest. */
@@ -75,6 +105,8 @@ export interface RunModel {
   reinitOptimizer: ReinitOptimizer | null;
   /** What each recomposition fused, per layer (oldest dropped past MAX_FUSIONS; a rewind drops later ones). */
   fusions: Fusion[];
+  /** Layers recompositions fused nothing in, and why (oldest dropped past MAX_FUSIONS; a rewind drops later ones). */
+  idleLayers: IdleLayer[];
   /**
    * The kind of each command the log shows (an ack names only its id): told by what the trainer did right after
    * applying it (a state paused/running/stopping, a checkpoint, a recomposition with its id, the settings of a set)
@@ -104,7 +136,7 @@ export function emptyRun(runId: string): RunModel {
   return {
     runId, name: runId, method: null, backend: '', pytorch: false, state: 'starting', stateReason: null, exit: null, step: 0, totalSteps: null,
     loss: null, examplesPerSec: null, evalLoss: null, evalAccuracy: null, evalStep: null, layers: [], config: {}, settings: null, recompositions: 0,
-    recompositionSteps: [], schedule: null, minSlotAge: null, startRule: null, fusionSelect: null, reinitOptimizer: null, fusions: [],
+    recompositionSteps: [], schedule: null, minSlotAge: null, startRule: null, fusionSelect: null, reinitOptimizer: null, fusions: [], idleLayers: [],
     commandKinds: {}, pendingAck: null, deltaRank: null, nonFiniteSteps: 0, rewinds: 0, worldSize: 1,
     lastCheckpoint: null, lastSeq: 0, startedAt: null, updatedAt: null, latestImportance: null,
   };
@@ -144,6 +176,29 @@ function foldFusions(m: RunModel, msg: Recomposition): void {
     });
   }
   if (m.fusions.length > MAX_FUSIONS) m.fusions.splice(0, m.fusions.length - MAX_FUSIONS);
+}
+
+/** The layers a recomposition fused nothing in, with what its rule (and a same-step snapshot) says about why. */
+function foldIdleLayers(m: RunModel, msg: Recomposition): void {
+  const threshold = msg.rule.kind === 'threshold' ? msg.rule.fusionThreshold : null;
+  for (const l of msg.layers) {
+    if (l.slots.length) continue;
+    const reason: NoFusionReason = l.exhausted ? 'no-direction' : threshold === null ? 'not-old-enough' : 'not-old-enough-or-above-threshold';
+    m.idleLayers.push({ step: msg.step, layer: l.name, reason, threshold });
+  }
+  if (m.idleLayers.length > MAX_FUSIONS) m.idleLayers.splice(0, m.idleLayers.length - MAX_FUSIONS);
+  if (m.latestImportance?.step === msg.step) refineIdleLayers(m, m.latestImportance);
+}
+
+/** Under τ: a snapshot of the recomposition's step states the layer's ages, so which condition stopped it. */
+function refineIdleLayers(m: RunModel, snap: { step: number; layers: LayerImportance[] }): void {
+  if (m.minSlotAge === null) return;
+  for (let i = m.idleLayers.length - 1; i >= 0 && m.idleLayers[i].step >= snap.step; i--) {
+    const idle = m.idleLayers[i];
+    if (idle.step !== snap.step || idle.reason !== 'not-old-enough-or-above-threshold') continue;
+    const layer = snap.layers.find((x) => x.name === idle.layer);
+    if (layer) idle.reason = layer.age.some((a) => a >= m.minSlotAge!) ? 'above-threshold' : 'not-old-enough';
+  }
 }
 
 /** Applies one message in place; returns the model for chaining. Messages at or below lastSeq are ignored. */
@@ -200,6 +255,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
     }
     case 'importance':
       m.latestImportance = { step: msg.step, layers: msg.layers };
+      refineIdleLayers(m, m.latestImportance);
       for (const l of msg.layers) {
         const u = m.layers.find((x) => x.name === l.name);
         if (u) u.p = l.p;
@@ -208,6 +264,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
     case 'recomposition':
       if (msg.commandId) noteCommand(m, msg.commandId, 'recompose');
       foldFusions(m, msg);
+      foldIdleLayers(m, msg);
       m.recompositionSteps.push(msg.step);
       m.recompositions = m.recompositionSteps.length;
       for (const l of msg.layers) {
@@ -237,6 +294,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       m.recompositionSteps = m.recompositionSteps.filter((s) => s <= msg.step);
       m.recompositions = m.recompositionSteps.length;
       m.fusions = m.fusions.filter((f) => f.step <= msg.step);
+      m.idleLayers = m.idleLayers.filter((f) => f.step <= msg.step);
       if (m.deltaRank && m.deltaRank.step > msg.step) m.deltaRank = null;
       if (m.evalStep !== null && m.evalStep > msg.step) { m.evalLoss = null; m.evalAccuracy = null; m.evalStep = null; } // that eval was superseded
       m.pendingAck = null;

@@ -1,6 +1,6 @@
 /**
  * The recomposition log: one row per recomposition × layer, newest first. A recomposition that fused nothing in a
- * layer says why (no eligible pair, no direction left); the count in the header is the recompositions that fused
+ * layer says which condition stopped it (no pair old enough, none below τ, no direction left: the one reducer's idleLayers); the count in the header is the recompositions that fused
  * something, the same ones the charts mark.
  */
 import type { Store } from '../store';
@@ -9,7 +9,7 @@ import { eventsCsv } from '../exportCsv';
 import { button, filePrefix, section, type Panel } from './panel';
 import { save } from './exporting';
 import { fusingRecompositions } from './header';
-import type { Fusion } from '../../src/viewmodel/runModel';
+import { noFusionText, type Fusion } from '../../src/viewmodel/runModel';
 
 /** The fused pairs' ages; pairs the previous recomposition had re-initialised are marked (★) and named in the title. */
 function ageCell(f: Fusion | undefined): HTMLElement {
@@ -42,12 +42,15 @@ export class RecompositionsPanel implements Panel {
     text(this.summary, `${fusing} recomposition${fusing === 1 ? '' : 's'} fused pairs${all > fusing ? `; ${all - fusing} fused nothing` : ''}`);
     // The one reducer's fusions: each pair's age, and whether the previous recomposition had just re-initialised it.
     const fused = new Map(r.model.fusions.map((f) => [`${f.step}|${f.layer}`, f]));
+    const idle = new Map(r.model.idleLayers.map((l) => [`${l.step}|${l.layer}`, l]));
     const rows: HTMLTableRowElement[] = [];
     for (let i = r.recompositions.length - 1; i >= 0 && rows.length < 200; i--) {
       const e = r.recompositions[i];
       for (const l of e.layers) {
         if (rows.length >= 200) break;
-        const dirs = l.exhausted ? 'nothing fused: no direction left' : l.slots.length ? l.oldDirections.map((d, k) => `${d}→${l.newDirections[k]}`).join(' ') : 'nothing fused: no eligible pair';
+        const why = idle.get(`${e.step}|${l.name}`);
+        const dirs = l.slots.length ? l.oldDirections.map((d, k) => `${d}→${l.newDirections[k]}`).join(' ')
+          : `nothing fused: ${why ? noFusionText(why, r.model.minSlotAge) : l.exhausted ? 'no direction left' : 'no pair selected'}`;
         rows.push(h('tr', { class: `${e.trigger}${l.slots.length ? '' : ' empty'}` }, h('td', {}, String(e.step)), h('td', {}, e.trigger), h('td', {}, l.name), h('td', {}, l.slots.join(' ') || '–'),
           h('td', {}, dirs), ageCell(fused.get(`${e.step}|${l.name}`)), h('td', {}, formatNumber(l.deltaNorm, 3)), h('td', {}, l.preservationError.toExponential(1))));
       }

@@ -23,7 +23,7 @@ interface Draft { mode: 'ratio' | 'threshold'; tau: number; gamma: number; tauTe
 
 /** The ratio rule's label under the trainer's fusionSelect. */
 export function ratioLabel(select: FusionSelect): string {
-  return select === 'least-important' ? 'τ off — the paper\'s rule: the ⌈γ·r⌉ least important pairs' : `τ off — the ⌈γ·r⌉ ${SELECT_WORDS[select]} eligible pairs`;
+  return select === 'least-important' ? 'τ off — the paper\'s rule: the ⌈γ·r⌉ least important pairs' : `τ off — the ⌈γ·r⌉ ${SELECT_WORDS[select]} pairs old enough to fuse`;
 }
 
 /**
@@ -51,7 +51,7 @@ export class RulePanel implements Panel {
   draft: Draft | null = null;
   private readonly ruleRatio = h('vscode-radio', { name: 'rule', value: 'ratio', label: ratioLabel('least-important') }) as Check;
   private readonly selection = h('p', { class: 'muted' });
-  private readonly ruleThreshold = h('vscode-radio', { name: 'rule', value: 'threshold', label: 'threshold τ — every eligible pair with ŝ < τ' }) as Check;
+  private readonly ruleThreshold = h('vscode-radio', { name: 'rule', value: 'threshold', label: 'threshold τ — every pair old enough to fuse with ŝ < τ' }) as Check;
   private readonly tauSlider = h('input', { type: 'range', min: '0', max: '3', step: '0.01', 'aria-label': 'Fusion threshold τ', class: 'slider' }) as HTMLInputElement;
   private readonly tauField = h('vscode-textfield', { 'aria-label': 'Fusion threshold τ value', class: 'num', inputmode: 'decimal' }) as Field;
   private readonly gammaField = h('vscode-textfield', { 'aria-label': 'Fusion ratio γ', class: 'num', inputmode: 'decimal' }) as Field;
