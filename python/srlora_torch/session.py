@@ -155,6 +155,7 @@ class Session:
         self._identity = (st.st_dev, st.st_ino) if st else None  # the folder this run lives in: checked before each checkpoint
         self.folder_check_s = FOLDER_CHECK_S  # and at least this often (0: after every step, for tests)
         self._folder_checked = time.monotonic()
+        self._checkpointed_step: Optional[int] = None  # the step this session last checkpointed, while nothing has changed since
         self._signal: Optional[str] = None  # a signal this rank received, to be agreed at the next step boundary
         self._final_lock = threading.Lock()  # one final state, also when a peer's failure is noticed on another thread
         self._final_written = False
@@ -305,6 +306,7 @@ class Session:
 
     def _apply_all(self, cmds) -> None:
         for cid, body in cmds:
+            self._checkpointed_step = None  # a command may change the model or settings: the next checkpoint is new
             self.apply(cid, body)
             if self.lockstep is not None:
                 kind = body.get("kind") if isinstance(body, dict) else None
@@ -433,6 +435,9 @@ class Session:
         deleted or replaced (never re-created), RecordError when the disk is full."""
         if self.save_checkpoint is None:
             return None
+        if self._checkpointed_step == self.ctl.step:  # already written this step (checkpointEvery divides steps): one event
+            self._check_folder()
+            return None
         self._check_folder()
         try:
             rel = write_checkpoint(self.run_dir, self.ctl.step, self.save_checkpoint, before_rename=self.rec.sync)
@@ -445,6 +450,7 @@ class Session:
                 raise RecordError(os.path.join(self.run_dir, "checkpoints"), OSError(errno.ENOSPC, "No space left on device")) from None
             raise
         self.rec.emit({"type": "checkpoint", "step": self.ctl.step, "path": rel})
+        self._checkpointed_step = self.ctl.step
         return rel
 
     # ---- commands

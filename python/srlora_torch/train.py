@@ -28,7 +28,7 @@ from .export import export_run
 from .runconfig import check_files, parse_file
 from .runconfig import validate as validate_config
 from .distributed import Lockstep, world_from_env
-from .session import Session, device_label, log
+from .session import Session, device_label, log, run_id_of
 from .optim import SlotAdam
 from .tasks import base_weights, build_model, restore
 from .texttask import resolve_paths
@@ -181,6 +181,30 @@ def compiled_step(cfg: dict, device: torch.device, task, opt, ctl, session) -> O
         return None
 
 
+def finished_state(run_dir: str) -> Optional[int]:
+    """The step a run folder's events.jsonl says it finished at (its last state is `finished`), else None. A torn or
+    unreadable line is skipped, as every reader of the log cuts a torn last line."""
+    last, step = None, 0
+    try:
+        with open(os.path.join(run_dir, "events.jsonl"), encoding="utf-8") as f:
+            for line in f:
+                try:
+                    m = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(m, dict):
+                    continue
+                if m.get("type") == "state":
+                    last = m.get("state")
+                elif m.get("type") == "rewind":
+                    last = None
+                elif m.get("type") == "metrics":
+                    step = max([step] + [r.get("step", 0) for r in m.get("rows", []) if isinstance(r, dict)])
+    except FileNotFoundError:
+        return None
+    return step if last == "finished" else None
+
+
 def new_run_id(method: str) -> str:
     """The folder name the built-in trainer gives a new run (src/runfolder/runFiles.ts newRunId): UTC time to the
     second, the method, 4 random base-36 characters — two runs started in the same second get different names."""
@@ -223,6 +247,10 @@ def main(argv=None) -> int:
         if not os.path.exists(cfg_file):
             raise SystemExit(f"{run_dir} is not a run folder (no config.json)")
         cfg = load_config(cfg_file, {"device": a.device})
+        done = finished_state(run_dir)
+        if done is not None:  # as the built-in trainer: nothing left to do; loading it would redo the export and log
+            log(f"run {run_id_of(run_dir)} is finished (step {done}/{cfg['steps']}): every step is done, nothing to continue")
+            return 0
         found = newest_verified(run_dir, on_log=log)  # the newest complete, verified one; newer ones skipped say why
         if found is None:
             raise SystemExit(f"{run_dir} has no complete checkpoint to resume from")

@@ -38,3 +38,25 @@ def test_a_taken_folder_name_is_never_reused(tmp_path, monkeypatch):
     (tmp_path / "taken" / "events.jsonl").write_text("{}\n")
     assert train.make_run_dir(str(tmp_path), "srlora") == str(tmp_path / "free")
     assert (tmp_path / "taken" / "events.jsonl").read_text() == "{}\n"
+
+
+def finished_run(tmp_path, monkeypatch):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"steps": 4, "checkpointEvery": 2}))
+    assert quick_run(tmp_path, monkeypatch, "--config", str(cfg), "--steps", "4") == 0
+    (run,) = os.listdir(tmp_path / "runs")
+    return str(tmp_path / "runs" / run)
+
+
+def test_a_finished_run_has_one_checkpoint_event_per_step(tmp_path, monkeypatch):
+    run_dir = finished_run(tmp_path, monkeypatch)
+    assert [m["step"] for m in events(run_dir) if m["type"] == "checkpoint"] == [2, 4]
+
+
+def test_resuming_a_finished_run_does_nothing(tmp_path, monkeypatch, capsys):
+    run_dir = finished_run(tmp_path, monkeypatch)
+    before = open(os.path.join(run_dir, "events.jsonl"), encoding="utf-8").read()
+    capsys.readouterr()
+    assert train.main(["--resume", run_dir]) == 0
+    assert "nothing to continue" in capsys.readouterr().err
+    assert open(os.path.join(run_dir, "events.jsonl"), encoding="utf-8").read() == before
