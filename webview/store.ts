@@ -32,6 +32,10 @@ export class Store {
   focus: string[];
   /** Runs the host does not know (a mistyped id in the URL, a deleted run). */
   readonly missing = new Set<string>();
+  /** Runs the host stopped serving while this page had them (their folder was deleted), with why. */
+  readonly removed = new Map<string, string>();
+  /** The page chose what it shows (no run in its URL): when that run goes, it picks another. */
+  private autoPicked: boolean;
   /** Requests sent from this page not yet forwarded (refused ones stay, with the reason). */
   readonly pending: CommandEntry[] = [];
   readonly sentLabels: Map<string, string>;
@@ -51,6 +55,7 @@ export class Store {
   constructor(readonly host: Host, initialFocus: string[]) {
     const saved = host.getState();
     this.focus = initialFocus.length ? initialFocus : saved.runIds ?? [];
+    this.autoPicked = initialFocus.length === 0;
     const x = saved.xAxis === 'time' ? 'relative' : saved.xAxis;
     this.view = { smoothing: saved.smoothing ?? 0.9, logY: saved.logY ?? false, xAxis: x ?? 'step' };
     this.hidden = new Set(saved.hidden ?? []);
@@ -80,6 +85,7 @@ export class Store {
   }
 
   setFocus(ids: string[]): void {
+    this.autoPicked = false;
     for (const id of this.focus) if (!ids.includes(id)) this.host.send({ v: V, type: 'unsubscribe', runId: id });
     this.focus = ids;
     this.selectedLayers.clear();
@@ -112,15 +118,38 @@ export class Store {
     return r;
   }
 
+  /**
+   * Why this page cannot steer the run (the host's run list says: started from a terminal, owned by another
+   * supervisor, no trainer connected), or null when it can or the host does not say.
+   */
+  steerBlock(runId: string): string | null {
+    const c = this.runList.find((r) => r.runId === runId)?.control;
+    return c && !c.canSteer ? c.reason ?? 'this page cannot steer the run' : null;
+  }
+
+  /** A page that chose its run itself shows an existing one: the newest active run, else the most recently active. */
+  private pickDefault(): void {
+    const gone = (id: string) => this.missing.has(id) || this.removed.has(id) || !this.runList.some((r) => r.runId === id);
+    if (this.focus.length && !(this.autoPicked && this.runList.length && this.focus.every(gone))) return;
+    if (!this.runList.length) return;
+    // The hub lists runs by last activity, oldest first.
+    const pick = [...this.runList].reverse().find((r) => isActive(r.state)) ?? this.runList[this.runList.length - 1];
+    this.setFocus([pick.runId]);
+    this.autoPicked = true;
+  }
+
   private receive(msg: HubToViewer): void {
     switch (msg.type) {
       case 'runs':
         this.runList = msg.runs;
-        if (this.focus.length === 0 && this.runList.length) {
-          // The hub lists runs by last activity, oldest first: the newest active run, else the most recently active.
-          const pick = [...this.runList].reverse().find((r) => isActive(r.state)) ?? this.runList[this.runList.length - 1];
-          this.setFocus([pick.runId]);
-        }
+        this.pickDefault();
+        break;
+      case 'removed':
+        this.removed.set(msg.runId, msg.reason);
+        this.runList = this.runList.filter((r) => r.runId !== msg.runId);
+        this.runs.delete(msg.runId);
+        this.loadingParts.delete(msg.runId);
+        this.pickDefault();
         break;
       case 'snapshot': {
         this.missing.delete(msg.runId);
@@ -139,7 +168,7 @@ export class Store {
         break;
       case 'commandResult': {
         const unknown = msg.requestId === 'subscribe' && /^unknown run (.+)$/.exec(msg.error ?? '');
-        if (unknown) this.missing.add(unknown[1]);
+        if (unknown) { this.missing.add(unknown[1]); this.pickDefault(); }
         const c = this.pending.find((x) => x.requestId === msg.requestId);
         if (c) {
           if (msg.commandId) {

@@ -20,8 +20,9 @@ import { TokenBucket } from './rateLimit';
 import { RunChannel, SnapshotRestart } from './runChannel';
 import {
   PROTOCOL_MAJOR, PROTOCOL_MINOR,
-  type CommandBody, type DistributiveOmit, type ErrorCode, type HubMessage, type HubToViewer, type RunSummary, type TrainerMessage,
+  type CommandBody, type DistributiveOmit, type ErrorCode, type HubMessage, type HubToViewer, type RunControl, type RunSummary, type TrainerMessage,
 } from '../protocol/messages';
+import { isActive } from '../viewmodel/runModel';
 import { validateCommandBody, validateTrainerMessage, validateViewerToHub } from '../protocol/validate';
 import { clip, parseBoundedJson } from '../runfolder/eventLog';
 
@@ -87,6 +88,8 @@ export interface HubEvents {
   runReset: [runId: string, reason: string];
   trainerConnected: [runId: string];
   trainerDisconnected: [runId: string];
+  /** The run is no longer served (its record was deleted, or its supervisor forgot it); its subscribers were told. */
+  runRemoved: [runId: string, reason: string];
   /** A refused connection, request or message, or a skipped record: the hub's log. */
   rejected: [where: string, error: string];
 }
@@ -97,6 +100,8 @@ export class Hub extends EventEmitter<HubEvents> {
   private allowedOrigins: string[];
   private readonly runs = new Map<string, RunChannel>();
   private readonly subs = new Map<string, Set<Sub>>();
+  /** Why a run's trainer cannot be steered from here, as its supervisor knows it (see setControl). */
+  private readonly readOnly = new Map<string, string>();
   private readonly viewers = new Set<ViewerConn>();
   /** Command rate limit per viewer token (there is one), not per connection: reconnecting does not reset it. */
   private readonly viewerBucket: TokenBucket;
@@ -179,6 +184,7 @@ export class Hub extends EventEmitter<HubEvents> {
       message: (msg) => this.delivered(run, msg),
       reset: (reason) => this.runWasReset(run, reason),
       problem: (text) => this.emit('rejected', `run:${runId}`, text),
+      gone: (reason) => this.closeRun(runId, reason),
     }, this.opts.pollMs);
     this.runs.set(runId, run);
     this.broadcastRuns();
@@ -195,7 +201,54 @@ export class Hub extends EventEmitter<HubEvents> {
    */
   listRuns(): RunSummary[] {
     const at = (r: RunChannel) => r.model.updatedAt ?? Number.MAX_SAFE_INTEGER;
-    return [...this.runs.values()].sort((a, b) => at(a) - at(b) || a.runId.localeCompare(b.runId)).map((r) => r.summary());
+    return [...this.runs.values()].sort((a, b) => at(a) - at(b) || a.runId.localeCompare(b.runId)).map((r) => ({ ...r.summary(), control: this.control(r) }));
+  }
+
+  /**
+   * Whether this hub can steer the run now: only while its trainer is connected here. Otherwise the reason, most
+   * specific first: what the run's supervisor said (setControl: started from a terminal, owned by another
+   * supervisor), the run being over, or no trainer connected.
+   */
+  private control(run: RunChannel): RunControl {
+    if (run.trainer && run.trainer.readyState === WebSocket.OPEN) return { canSteer: true };
+    const said = this.readOnly.get(run.runId);
+    if (said !== undefined && isActive(run.state)) return { canSteer: false, reason: said };
+    if (!isActive(run.state)) return { canSteer: false, reason: `the run is ${run.state}` };
+    return { canSteer: false, reason: 'no trainer is connected to this hub' };
+  }
+
+  /**
+   * The run's supervisor says why its trainer cannot be steered from here (≤ 300 characters; null: it can, once
+   * connected). Shown to viewers in the run list and given as the reason when a command is refused.
+   */
+  setControl(runId: string, readOnlyReason: string | null): void {
+    const was = this.readOnly.get(runId) ?? null;
+    const now = readOnlyReason === null ? null : clip(readOnlyReason, ERROR_CHARS);
+    if (was === now) return;
+    if (now === null) this.readOnly.delete(runId); else this.readOnly.set(runId, now);
+    if (this.runs.has(runId)) this.broadcastRuns();
+  }
+
+  /**
+   * Stops serving a run (its folder was deleted, or its supervisor forgot it): its record is no longer followed,
+   * its subscribers get one `removed {runId, reason}` and lose their subscription, the run leaves the list, and the
+   * hub's log says so once. Idempotent: false when the run was not open.
+   */
+  closeRun(runId: string, reason: string): boolean {
+    const run = this.runs.get(runId);
+    if (!run) return false;
+    this.runs.delete(runId);
+    this.readOnly.delete(runId);
+    run.close();
+    const msg: HubToViewer = { v: PROTOCOL_MAJOR, type: 'removed', runId, reason: clip(reason, ERROR_CHARS) };
+    const text = JSON.stringify(msg);
+    for (const sub of this.subs.get(runId) ?? []) if (!sub.gone()) sub.send(msg, text);
+    this.subs.delete(runId);
+    for (const v of this.viewers) v.subs.delete(runId);
+    this.emit('rejected', `run:${runId}`, `removed: ${msg.reason}`);
+    this.emit('runRemoved', runId, msg.reason);
+    this.broadcastRuns();
+    return true;
   }
 
   // ------------------------------------------------------------------ HTTP
@@ -442,6 +495,8 @@ export class Hub extends EventEmitter<HubEvents> {
       }, (e: unknown) => {
         if (sub.gone()) return;
         if (e instanceof SnapshotRestart) { sub.again = false; go(); return; }
+        // The record is gone (its run folder was deleted): the run is removed, once, instead of retried forever.
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') { this.closeRun(run.runId, `its record ${run.file} was deleted`); return; }
         this.emit('rejected', `run:${run.runId}`, `snapshot failed: ${clip(String(e))}`);
         sub.mode = 'stale'; // retried when the drain check comes round
         this.scheduleDrainCheck();
@@ -563,10 +618,12 @@ export class Hub extends EventEmitter<HubEvents> {
     if (!run) return { ok: false, error: `unknown run ${clip(runId, 100)}` };
     const v = validateCommandBody(body);
     if (!v.ok) return { ok: false, error: clip(v.error, ERROR_CHARS) };
-    if (!run.trainer || run.trainer.readyState !== WebSocket.OPEN) return { ok: false, error: `run ${runId} has no trainer connected` };
+    const control = this.control(run);
+    const trainer = run.trainer;
+    if (!control.canSteer || !trainer) return { ok: false, error: `run ${runId} cannot be steered from here: ${control.reason ?? 'no trainer is connected to this hub'}` };
     if (run.inFlight.size >= this.opts.maxInFlight) return { ok: false, error: `run ${runId} already has ${run.inFlight.size} commands waiting for the trainer` };
     run.inFlight.add(id);
-    this.sendToTrainer(run, run.trainer, { type: 'command', id, command: v.value });
+    this.sendToTrainer(run, trainer, { type: 'command', id, command: v.value });
     return { ok: true, commandId: id };
   }
 

@@ -67,6 +67,8 @@ export interface ChannelHooks {
   reset: (reason: string) => void;
   /** A record skipped or a message refused: reported, never silent. */
   problem: (text: string) => void;
+  /** The record (events.jsonl) was there and is gone: the run folder was deleted. */
+  gone?: (reason: string) => void;
 }
 
 export type OfferResult =
@@ -133,6 +135,7 @@ export class RunChannel {
       onLines: (lines) => this.onLines(lines),
       onRewrite: (reason) => this.rewound(`${EVENTS_FILE} was rewritten (${reason})`),
       onSkip: (line, reason, start) => { this.markBad(start); this.hooks.problem(`${this.where(line, start)}: skipped ${reason}`); },
+      onGone: () => this.hooks.gone?.(`its record ${this.file} was deleted`),
       pollMs,
       chunkBytes: CHUNK_BYTES,
       ...(from ? { startOffset: from.byteOffset, startIno: from.ino } : {}),

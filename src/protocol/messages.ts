@@ -297,8 +297,12 @@ export const RunSummary = T.Object({
   step: Step,
   totalSteps: T.Union([T.Integer({ minimum: 1 }), T.Null()]),
   connected: T.Boolean(),
+  // 1.2: whether this hub can steer the run, and why not (a run started from a terminal, or owned by another
+  // supervisor, is followed read-only: its trainer is connected elsewhere or nowhere). Views disable steering then.
+  control: T.Optional(T.Object({ canSteer: T.Boolean(), reason: T.Optional(T.String({ maxLength: 300 })) })),
 });
 export type RunSummary = Static<typeof RunSummary>;
+export type RunControl = NonNullable<RunSummary['control']>;
 
 const ViewerEnvelope = <K extends string, P extends Record<string, TSchema>>(type: K, fields: P, description: string) =>
   T.Object({ v: T.Literal(PROTOCOL_MAJOR), type: T.Literal(type), ...fields }, { $id: `viewer-${type}`, description });
@@ -336,6 +340,10 @@ export const ViewerFocus = ViewerEnvelope('focus', {
   runIds: T.Array(Id, { minItems: 1, maxItems: 16 }),
 }, 'The host asks the page to show these runs (one = that run; several = compare).');
 
+export const ViewerRemoved = ViewerEnvelope('removed', {
+  runId: Id, reason: T.String({ maxLength: 300 }),
+}, 'The run is no longer served (its folder or events.jsonl was deleted): sent once to its subscribers, who drop it.');
+
 export type ViewerSubscribe = Static<typeof ViewerSubscribe>;
 export type ViewerCommand = { v: 1; type: 'command'; requestId: string; runId: string; command: CommandBody };
 export type ViewerToHub = ViewerSubscribe | ViewerCommand | Static<typeof ViewerUnsubscribe> | Static<typeof ViewerSave>;
@@ -345,6 +353,7 @@ export type HubToViewer =
   | { v: 1; type: 'event'; runId: string; event: TrainerMessage }
   | Static<typeof ViewerCommandResult>
   | Static<typeof ViewerSaved>
-  | Static<typeof ViewerFocus>;
+  | Static<typeof ViewerFocus>
+  | Static<typeof ViewerRemoved>;
 export const ViewerToHubSchemas = [ViewerSubscribe, ViewerCommand, ViewerUnsubscribe, ViewerSave] as const;
-export const HubToViewerSchemas = [ViewerRuns, ViewerSnapshot, ViewerEvent, ViewerCommandResult, ViewerSaved, ViewerFocus] as const;
+export const HubToViewerSchemas = [ViewerRuns, ViewerSnapshot, ViewerEvent, ViewerCommandResult, ViewerSaved, ViewerFocus, ViewerRemoved] as const;

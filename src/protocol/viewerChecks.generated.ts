@@ -11,7 +11,7 @@ function check_viewer_45_runs(value) {
     (value['v'] === 1) &&
     (value['type'] === 'runs') &&
     Array.isArray(value['runs']) &&
-    ((array) => { for(const value of array) if(!(((typeof value === 'object' && value !== null && !Array.isArray(value)) && (typeof value['runId'] === 'string') && value['runId'].length <= 128 && value['runId'].length >= 1 && local_0.test(value['runId']) && (value['name'] !== undefined ? ((typeof value['name'] === 'string')) : true) && (value['method'] !== undefined ? ((((value['method'] === 'lora')) || ((value['method'] === 'pissa')) || ((value['method'] === 'srlora')))) : true) && (((value['state'] === 'starting')) || ((value['state'] === 'running')) || ((value['state'] === 'paused')) || ((value['state'] === 'stopping')) || ((value['state'] === 'finished')) || ((value['state'] === 'stopped')) || ((value['state'] === 'interrupted')) || ((value['state'] === 'failed'))) && Number.isInteger(value['step']) && value['step'] >= 0 && ((Number.isInteger(value['totalSteps']) && value['totalSteps'] >= 1) || ((value['totalSteps'] === null))) && (typeof value['connected'] === 'boolean')))) { return false }; return true; })(value['runs'])
+    ((array) => { for(const value of array) if(!(((typeof value === 'object' && value !== null && !Array.isArray(value)) && (typeof value['runId'] === 'string') && value['runId'].length <= 128 && value['runId'].length >= 1 && local_0.test(value['runId']) && (value['name'] !== undefined ? ((typeof value['name'] === 'string')) : true) && (value['method'] !== undefined ? ((((value['method'] === 'lora')) || ((value['method'] === 'pissa')) || ((value['method'] === 'srlora')))) : true) && (((value['state'] === 'starting')) || ((value['state'] === 'running')) || ((value['state'] === 'paused')) || ((value['state'] === 'stopping')) || ((value['state'] === 'finished')) || ((value['state'] === 'stopped')) || ((value['state'] === 'interrupted')) || ((value['state'] === 'failed'))) && Number.isInteger(value['step']) && value['step'] >= 0 && ((Number.isInteger(value['totalSteps']) && value['totalSteps'] >= 1) || ((value['totalSteps'] === null))) && (typeof value['connected'] === 'boolean') && (value['control'] !== undefined ? ((typeof value['control'] === 'object' && value['control'] !== null && !Array.isArray(value['control'])) && (typeof value['control']['canSteer'] === 'boolean') && (value['control']['reason'] !== undefined ? ((typeof value['control']['reason'] === 'string') && value['control']['reason'].length <= 300) : true)) : true)))) { return false }; return true; })(value['runs'])
   )
 }
 return function check(value) {
@@ -604,6 +604,25 @@ function check_viewer_45_focus(value) {
 }
 return function check(value) {
   return check_viewer_45_focus(value)
+}
+})(),
+  "removed": (() => {
+const local_0 = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
+function check_viewer_45_removed(value) {
+  return (
+    (typeof value === 'object' && value !== null && !Array.isArray(value)) &&
+    (value['v'] === 1) &&
+    (value['type'] === 'removed') &&
+    (typeof value['runId'] === 'string') &&
+    value['runId'].length <= 128 &&
+    value['runId'].length >= 1 &&
+    local_0.test(value['runId']) &&
+    (typeof value['reason'] === 'string') &&
+    value['reason'].length <= 300
+  )
+}
+return function check(value) {
+  return check_viewer_45_removed(value)
 }
 })(),
 };

@@ -32,6 +32,8 @@ export interface LogTailOptions {
   onRewrite?: (reason: string) => void;
   /** A line that is too long to be a record was skipped (`start`: its first byte). */
   onSkip?: (line: number, reason: string, start: number) => void;
+  /** The file was there and is gone now (ENOENT: its run folder was deleted). Called once; the tail keeps polling. */
+  onGone?: () => void;
   pollMs?: number;
   /** Bytes read (and handed to onLines) at a time: each chunk is one synchronous slice of the owner's work. */
   chunkBytes?: number;
@@ -58,9 +60,10 @@ export class LogTail {
   /** Where reading started (the vouched-for offset until the first rewrite, then 0). */
   private base = 0;
   private closed = false;
+  private goneSaid = false;
   private watcher: FSWatcher | null = null;
   private poll: NodeJS.Timeout | null = null;
-  private readonly o: Required<Omit<LogTailOptions, 'onRewrite' | 'onSkip' | 'startOffset' | 'startIno'>> & Pick<LogTailOptions, 'onRewrite' | 'onSkip' | 'startIno'>;
+  private readonly o: Required<Omit<LogTailOptions, 'onRewrite' | 'onSkip' | 'onGone' | 'startOffset' | 'startIno'>> & Pick<LogTailOptions, 'onRewrite' | 'onSkip' | 'onGone' | 'startIno'>;
   private firstRead: Promise<void>;
   private firstReadDone!: () => void;
 
@@ -130,8 +133,10 @@ export class LogTail {
         let st;
         try {
           st = await stat(this.file);
-        } catch {
-          return; // not there (yet): the watch or the poll will bring us back
+        } catch (e) {
+          // Not there yet (the watch or the poll brings us back), or gone after it was read: said once.
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT' && this.ino !== -1 && !this.goneSaid) { this.goneSaid = true; this.o.onGone?.(); }
+          return;
         }
         if (epoch !== this.epoch) continue;
         if (this.fh && st.ino !== this.ino) {

@@ -192,6 +192,8 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     r.lock?.release();
     r.lock = null;
     this.runs.delete(r.runId);
+    // The page lists what the hub serves: a run gone from here is gone from there too (its viewers are told).
+    this.o.hub.closeRun(r.runId, existsSync(r.dir) ? `${r.dir} is no longer in the runs folder` : `its run folder ${r.dir} was deleted`);
     this.emit('removed', r.runId);
   }
 
@@ -342,7 +344,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     if (pid.id.selfStarted) {
       // Started without a supervisor (a terminal, a user's script): followed, never owned or signalled. Once its
       // identity is gone without a final state, one watcher (the lock decides which) records it.
-      if (sameProcess(pid.id)) return;
+      if (sameProcess(pid.id)) { this.o.hub.setControl(run.runId, 'started from a terminal: this page follows it read-only'); return; }
       const took = acquireOwner(run.dir, this.instance, this.o.by ?? 'srlora');
       if (!took.ok) return;
       this.recordEnd(run, null, pid.id.pid);
@@ -352,6 +354,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     }
     const got = acquireOwner(run.dir, this.instance, this.o.by ?? 'srlora');
     if (!got.ok) {
+      this.o.hub.setControl(run.runId, `owned by ${got.owner.by} (pid ${got.owner.pid}): this page follows it read-only; steer it from there`);
       if (!this.warned.has(`owned:${run.runId}:${got.owner.instance}`)) {
         this.warned.add(`owned:${run.runId}:${got.owner.instance}`);
         this.log('info', `run ${run.runId} belongs to ${got.owner.by} (pid ${got.owner.pid}): followed read-only`);
@@ -359,6 +362,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
       return;
     }
     run.lock = got.lock;
+    this.o.hub.setControl(run.runId, null);
     if (got.tookOver) this.log('info', `run ${run.runId}: took over from ${got.tookOver.by} (pid ${got.tookOver.pid}), which is gone`);
     if (sameProcess(pid.id)) {
       this.log('info', `run ${run.runId}: reattached to its trainer (pid ${pid.id.pid})`);

@@ -11,7 +11,9 @@ import { formatNumber, h, text } from '../dom';
 import { button, runName, type Check, type Field, type Panel } from './panel';
 
 /** The trainer is working (or paused) and takes steering commands: only then does the page offer them. */
-export const steerable = (r: RunData | undefined): boolean => !!r && isActive(r.model.state) && r.model.state !== 'stopping';
+/** The run can be steered from this page: active, and the host says it can reach its trainer (Store.steerBlock). */
+export const steerable = (r: RunData | undefined, store?: Store): boolean =>
+  !!r && isActive(r.model.state) && r.model.state !== 'stopping' && !(store && store.steerBlock(r.runId) !== null);
 
 /** Recompositions that fused at least one pair: the ones the charts mark. */
 export function fusingRecompositions(r: RunData): number {
@@ -151,6 +153,15 @@ export class Header implements Panel {
     this.renderPickers();
     const store = this.store, r = store.current();
     if (!r) {
+      const removed = store.focus.filter((id) => store.removed.has(id));
+      if (removed.length) {
+        text(this.name, `Run “${removed[0].slice(0, 200)}” was removed`);
+        text(this.badge, 'removed');
+        this.badge.className = 'badge state-failed';
+        text(this.facts, `${store.removed.get(removed[0]) ?? ''}${store.host.kind === 'browser' && store.runList.length ? ' · Pick a run above.' : ''}`);
+        for (const b of [this.pause, this.recompose, this.recomposeSel, this.checkpoint, this.stop]) b.disabled = true;
+        return;
+      }
       const unknown = store.focus.filter((id) => store.missing.has(id));
       text(this.name, unknown.length ? `No run named “${unknown.join('”, “').slice(0, 200)}”` : store.focus.length ? 'Loading…' : 'No run selected');
       text(this.badge, unknown.length ? 'not found' : '…');
@@ -164,9 +175,11 @@ export class Header implements Panel {
     text(this.name, compare ? `Compare: ${store.focused().map(runName).join(' · ')}` : runName(r));
     text(this.badge, compare ? `${store.focus.length} runs` : m.state);
     this.badge.className = compare ? 'badge' : `badge state-${m.state}`;
-    text(this.facts, compare ? 'The table below compares the runs; every chart overlays them (one colour per run).' : runFacts(r));
+    const blocked = compare || !isActive(m.state) ? null : store.steerBlock(r.runId);
+    // Why the controls are off, where the user looks for them (e.g. "started from a terminal: this page follows it read-only").
+    text(this.facts, compare ? 'The table below compares the runs; every chart overlays them (one colour per run).' : blocked ? `${runFacts(r)} · ${blocked}` : runFacts(r));
     const srlora = m.method === 'srlora';
-    const active = steerable(r) && !compare;
+    const active = steerable(r, store) && !compare;
     const sel = store.selectedLayers.size;
     // The button says what it will do (its label and its accessible name follow the run's state).
     const paused = m.state === 'paused';

@@ -133,7 +133,7 @@ export class RulePanel implements Panel {
     const r = this.store.current();
     const key = `${this.store.focus.join(',')}:${r?.resets ?? -1}`;
     if (key !== this.runKey) { this.runKey = key; this.draft = null; }
-    const editable = steerable(r) && r?.model.method === 'srlora' && this.store.focus.length === 1;
+    const editable = steerable(r, this.store) && r?.model.method === 'srlora' && this.store.focus.length === 1;
     for (const c of [this.ruleRatio, this.ruleThreshold, this.tauField, this.gammaField] as Btn[]) c.disabled = !editable;
     this.tauSlider.disabled = !editable;
     this.apply.disabled = !editable || !this.draft || this.draft.error !== null;
