@@ -169,7 +169,7 @@ def check(value: Any, schema: dict, root: Optional[dict] = None, path: Optional[
         if "maxLength" in schema and n > schema["maxLength"]:
             return path, f"must have at most {schema['maxLength']} characters, got {n}"
         if "pattern" in schema and not _matches(schema["pattern"], value):
-            return path, f"must match {schema['pattern']}, got {show(value)}"
+            return path, f"{schema.get('errorMessage') or 'must match ' + schema['pattern']}, got {show(value)}"
     if isinstance(value, list):
         if "minItems" in schema and len(value) < schema["minItems"]:
             return path, f"must have at least {schema['minItems']} items, got {len(value)}"

@@ -13,6 +13,9 @@ export function showValue(value: unknown, max = 80): string {
 export function describeValueError(first: ValueError | undefined): string {
   if (!first) return 'invalid';
   const where = first.path === '' ? '(root)' : first.path;
+  // A field whose schema says its rule in words (errorMessage, as ajv-errors) is explained so, not by a raw regex.
+  const words = (first.schema as { errorMessage?: unknown }).errorMessage;
+  if (typeof words === 'string') return `${where}: ${words}, got ${showValue(first.value)}`;
   const options = (first.schema as { anyOf?: { const?: unknown; type?: unknown }[] }).anyOf;
   if (options) {
     // Name the allowed values instead of TypeBox's generic "Expected union value".

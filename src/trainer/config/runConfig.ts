@@ -62,7 +62,7 @@ const AnyModelConfig = T.Union([ModelConfig, HuggingFaceModel], { default: { kin
 
 /** Fields only the PyTorch trainer reads (the built-in trainer accepts and ignores them). */
 const pytorchFields = {
-  device: T.String({ default: 'auto', pattern: '^(auto|cpu|cuda(:[0-9]+)?|mps)$', description: 'PyTorch trainer: auto (CUDA when available), cpu, cuda, cuda:N or mps' }),
+  device: T.String({ default: 'auto', pattern: '^(auto|cpu|cuda(:[0-9]+)?|mps)$', errorMessage: 'must be auto, cpu, cuda, cuda:N (N a GPU number) or mps', description: 'PyTorch trainer: auto (CUDA when available), cpu, cuda, cuda:N or mps' }),
   bf16: T.Boolean({ default: false, description: 'PyTorch trainer: bf16 autocast (adapter factors, their optimiser state and importance stay float32)' }),
   compile: T.Union([T.Literal('auto'), T.Literal('off'), T.Literal('max')], {
     default: 'auto',
