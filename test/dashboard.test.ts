@@ -46,7 +46,7 @@ before(async () => {
   // Runs recorded by hand, listed before the live run (older runs present): a resumed run whose log rewinds, and
   // runs that ended without finishing.
   const runsDir = join(dir, 'runs');
-  new FixtureLog('fixture-resumed').hello({ name: 'resumed', totalSteps: 30, srlora: { schedule: [12, 24], minSlotAge: 7, rule: { kind: 'ratio', fusionRatio: 0.5 } } })
+  new FixtureLog('fixture-resumed').hello({ name: 'resumed', totalSteps: 30, config: { steps: 30, output: '/tmp/out' }, srlora: { schedule: [12, 24], minSlotAge: 7, rule: { kind: 'ratio', fusionRatio: 0.5 } } })
     .state('running', 0).metrics(1, 20, (s) => 10 + s, (s) => ({ scalars: { 'gradNorm': s } })).importance(10).evalAt(10, 5, 0.5)
     .recomposition(12, true).recomposition(15, false, 'forced').importance(15).evalAt(20, 4, 0.6)
     .state('interrupted', 20, 'SIGTERM').rewind(10).state('running', 10)
@@ -56,7 +56,12 @@ before(async () => {
     .state('finished', 30).writeTo(runsDir);
   FixtureLog.dynamics('fixture-dynamics').writeTo(runsDir); // protocol 1.2: ages, stepBoost, deltaRank
   // Losses that are 0 at every third step (log-y hides them), with a first-step spike (the y range ignores it).
-  new FixtureLog('fixture-zeros').hello({ name: 'zeros', totalSteps: 60, config: { learningRate: 0.1 } }).state('running', 0)
+  // Its config as the PyTorch trainer records it: fields the built-in trainer does not state (backend, baseModel,
+  // data, name, torch, globalBatchSize), steps (the steps column shows it), and a long path both state.
+  new FixtureLog('fixture-zeros').hello({ name: 'zeros', totalSteps: 60, config: {
+    learningRate: 0.1, backend: 'torch', baseModel: 'distilbert-base-uncased', data: '/home/user/data/spam/train.csv', name: 'zeros', torch: '2.11.0',
+    globalBatchSize: 32, steps: 60, output: `/home/user/projects/srlora/${'deeply/nested/'.repeat(8)}runs/zeros/export`,
+  } }).state('running', 0)
     .metrics(1, 60, (s) => (s === 1 ? 500 : s % 3 === 0 ? 0 : 1 + 1 / s)).state('finished', 60).writeTo(runsDir);
   for (const state of ['stopped', 'interrupted', 'failed']) {
     new FixtureLog(`fixture-${state}`).hello({ name: `ended-${state}`, totalSteps: 100 }).state('running', 0).metrics(1, 5, (s) => 1 / s).importance(5)
@@ -399,6 +404,21 @@ test('compare: a runs table with final/best metrics and the config fields that d
     assert.deepEqual(head.slice(0, 4), ['run', 'method', 'state', 'steps']);
     assert.ok(head.includes('learningRate'), head.join('|'));
     assert.ok(!head.includes('r'), 'equal fields are not listed');
+    // Only fields both runs state are compared; the one-sided ones are named apart, never a "–" column.
+    for (const f of ['backend', 'baseModel', 'data', 'name', 'torch', 'globalBatchSize']) assert.ok(!head.includes(f), `${f} is stated by one run only: ${head.join('|')}`);
+    assert.match((await p.locator('section[aria-label="Compared runs"] .one-sided').textContent()) ?? '', /only some of these runs.*backend, baseModel, data, globalBatchSize, torch/);
+    assert.equal(new Set(head).size, head.length, `no column twice: ${head.join('|')}`);
+    assert.equal(head.filter((c) => c === 'steps').length, 1);
+    // The long path is cut, whole in its title, and the table stays inside its section (scrolling there).
+    const output = table.locator('tbody tr').nth(1).locator('td[title*="deeply/nested"]');
+    assert.equal(await output.count(), 1);
+    assert.ok(((await output.textContent()) ?? '').length <= 40, 'the cell is cut');
+    assert.match((await output.getAttribute('title')) ?? '', /\/runs\/zeros\/export$/);
+    const fits = await p.evaluate(() => {
+      const s = document.querySelector('section[aria-label="Compared runs"]')!.getBoundingClientRect();
+      return { section: s.right, page: document.documentElement.clientWidth, scroll: document.documentElement.scrollWidth };
+    });
+    assert.ok(fits.section <= fits.page && fits.scroll <= fits.page, JSON.stringify(fits));
     const first = await table.locator('tbody tr').first().textContent();
     assert.match(first ?? '', /resumed.*finished.*30\/30/);
     assert.match((await p.locator('section[aria-label="Loss"] canvas').getAttribute('aria-label')) ?? '', /resumed \(srlora\).*; zeros \(srlora\)/);

@@ -1,6 +1,9 @@
 /**
  * Compare: a table of the compared runs (name, method, state, steps, final and best loss and eval metrics) and the
- * config fields that differ between them; shown only when more than one run is focused. The charts overlay the
+ * config fields that every run states and that differ between them; fields only some runs' trainers record (the
+ * PyTorch trainer's backend, baseModel, data, torch…) are named below the table, not compared: a "–" beside a value
+ * would make runs on the same base model look different. Long values are cut, with the whole value as a tooltip;
+ * the table scrolls inside its section. Shown only when more than one run is focused. The charts overlay the
  * same runs in the same colours.
  */
 import type { Store } from '../store';
@@ -8,11 +11,30 @@ import type { RunData } from '../runData';
 import { formatNumber, h } from '../dom';
 import { runName, section, type Panel } from './panel';
 
-/** Config fields (dotted paths) whose values differ between the runs. */
-export function differingFields(configs: Record<string, unknown>[]): string[] {
+/** Config fields the fixed columns already show (the steps column is step/steps; method and name have their own). */
+const SHOWN = new Set(['method', 'name', 'steps']);
+
+/**
+ * The config fields (dotted paths, sorted) to compare: `differ` = stated by every run with values that differ;
+ * `oneSided` = stated by some runs only (not comparable). Fields the fixed columns show are left out of both.
+ */
+export function differingFields(configs: Record<string, unknown>[]): { differ: string[]; oneSided: string[] } {
   const flat = configs.map((c) => flatten(c));
-  const keys = new Set(flat.flatMap((f) => [...f.keys()]));
-  return [...keys].filter((k) => new Set(flat.map((f) => JSON.stringify(f.get(k) ?? null))).size > 1).sort();
+  const keys = [...new Set(flat.flatMap((f) => [...f.keys()]))].filter((k) => !SHOWN.has(k)).sort();
+  const everywhere = (k: string) => flat.every((f) => f.get(k) !== undefined);
+  return {
+    differ: keys.filter((k) => everywhere(k) && new Set(flat.map((f) => JSON.stringify(f.get(k)))).size > 1),
+    oneSided: keys.filter((k) => !everywhere(k)),
+  };
+}
+
+/** Values longer than this are cut in the table (the whole value is the cell's title). */
+const MAX_CELL = 40;
+function valueCell(v: unknown): HTMLElement {
+  const s = typeof v === 'string' ? v : JSON.stringify(v);
+  const cell = h('td', { class: 'value' }, s.length > MAX_CELL ? `${s.slice(0, MAX_CELL - 1)}…` : s);
+  cell.title = s;
+  return cell;
 }
 
 function flatten(v: unknown, prefix = '', out = new Map<string, unknown>()): Map<string, unknown> {
@@ -26,10 +48,11 @@ const best = (vals: Float64Array, lower: boolean) => (vals.length ? vals.reduce(
 export class CompareTable implements Panel {
   readonly element: HTMLElement;
   private readonly table = h('table', { class: 'compare' });
+  private readonly oneSided = h('p', { class: 'muted one-sided' });
   private key = '';
 
   constructor(private readonly store: Store) {
-    this.element = section('Compared runs', h('div', { class: 'table-wrap' }, this.table));
+    this.element = section('Compared runs', h('div', { class: 'table-wrap compare-wrap' }, this.table), this.oneSided);
   }
 
   update(): void {
@@ -40,7 +63,9 @@ export class CompareTable implements Panel {
     if (key === this.key) return;
     this.key = key;
     const metrics = [...new Set(runs.flatMap((r) => [...r.evalTracks.keys()].filter((k) => k !== 'loss')))].sort();
-    const diff = differingFields(runs.map((r) => r.model.config));
+    const { differ: diff, oneSided } = differingFields(runs.map((r) => r.model.config));
+    this.oneSided.textContent = oneSided.length ? `Recorded by only some of these runs (not compared): ${oneSided.join(', ')}` : '';
+    this.oneSided.hidden = !oneSided.length;
     const head = ['run', 'method', 'state', 'steps', 'final loss', 'best loss', 'final eval loss', 'best eval loss', ...metrics.flatMap((m) => [`final ${m}`, `best ${m}`]), ...diff];
     const cell = (r: RunData, i: number) => {
       const ev = r.evalTracks.get('loss')?.value.view() ?? new Float64Array(0);
@@ -49,7 +74,7 @@ export class CompareTable implements Panel {
         r.model.method ?? '?', r.model.state, `${r.model.step}/${r.model.totalSteps ?? '?'}`,
         formatNumber(r.loss.last()), formatNumber(best(r.loss.view(), true)), formatNumber(ev[ev.length - 1]), formatNumber(best(ev, true)),
         ...metrics.flatMap((m) => { const v = r.evalTracks.get(m)?.value.view() ?? new Float64Array(0); const lower = /loss|error|perplexity/i.test(m); return [formatNumber(v[v.length - 1]), formatNumber(best(v, lower))]; }),
-        ...diff.map((f) => { const v = flatten(r.model.config).get(f); return v === undefined ? '–' : typeof v === 'string' ? v : JSON.stringify(v); }),
+        ...diff.map((f) => valueCell(flatten(r.model.config).get(f))),
       ];
     };
     this.table.replaceChildren(
