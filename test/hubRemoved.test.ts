@@ -81,7 +81,7 @@ test('the run list says whether this hub can steer a run; a refused command name
     await hub.run('run-term')!.ready;
     await until(() => hub.listRuns()[0]?.state === 'running');
     const plain = hub.listRuns()[0];
-    assert.deepEqual(plain.control, { canSteer: false, reason: 'no trainer is connected to this hub' });
+    assert.deepEqual(plain.control, { canSteer: false, reason: 'no trainer connected to this hub' });
     hub.setControl('run-term', 'started from a terminal: this page follows it read-only');
     const ro = hub.listRuns()[0];
     assert.deepEqual(ro.control, { canSteer: false, reason: 'started from a terminal: this page follows it read-only' });

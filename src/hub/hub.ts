@@ -214,7 +214,7 @@ export class Hub extends EventEmitter<HubEvents> {
     const said = this.readOnly.get(run.runId);
     if (said !== undefined && isActive(run.state)) return { canSteer: false, reason: said };
     if (!isActive(run.state)) return { canSteer: false, reason: `the run is ${run.state}` };
-    return { canSteer: false, reason: 'no trainer is connected to this hub' };
+    return { canSteer: false, reason: 'no trainer connected to this hub' };
   }
 
   /**
@@ -620,7 +620,7 @@ export class Hub extends EventEmitter<HubEvents> {
     if (!v.ok) return { ok: false, error: clip(v.error, ERROR_CHARS) };
     const control = this.control(run);
     const trainer = run.trainer;
-    if (!control.canSteer || !trainer) return { ok: false, error: `run ${runId} cannot be steered from here: ${control.reason ?? 'no trainer is connected to this hub'}` };
+    if (!control.canSteer || !trainer) return { ok: false, error: `run ${runId} cannot be steered from here: ${control.reason ?? 'no trainer connected to this hub'}` };
     if (run.inFlight.size >= this.opts.maxInFlight) return { ok: false, error: `run ${runId} already has ${run.inFlight.size} commands waiting for the trainer` };
     run.inFlight.add(id);
     this.sendToTrainer(run, trainer, { type: 'command', id, command: v.value });
