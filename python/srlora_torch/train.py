@@ -10,6 +10,7 @@ trainer's `digits` and `tabular`.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import random
@@ -30,6 +31,7 @@ from .runconfig import validate as validate_config
 from .distributed import Lockstep, world_from_env
 from .session import Session, device_label, log, run_id_of
 from .optim import SlotAdam
+from .progress import ProgressLine, summary
 from .tasks import base_weights, build_model, restore
 from .texttask import resolve_paths
 
@@ -228,15 +230,33 @@ def make_run_dir(runs_dir: str, method: str, tries: int = 20) -> str:
     raise SystemExit(f"cannot create a new run folder in {runs_dir}: {tries} names in a row were taken")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose unknown flag gets a did-you-mean from the known ones ("--step" → "--steps")."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook; exits 2 with usage, as argparse does
+        if message.startswith("unrecognized arguments:"):
+            known = [o for act in self._actions for o in act.option_strings if o.startswith("--")]
+            hints = []
+            for word in message.split(":", 1)[1].split():
+                if word.startswith("-"):
+                    close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6)
+                    if close:
+                        hints.append(f"{word}: did you mean {close[0]}?")
+            if hints:
+                message += " (" + "; ".join(hints) + ")"
+        super().error(message)
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m srlora_torch.train")
-    ap.add_argument("--config")
-    ap.add_argument("--steps", type=int)
-    ap.add_argument("--device")
-    ap.add_argument("--method")
-    ap.add_argument("--runs-dir", default=os.path.join(".srlora", "runs"), help="where the run folder is made (default .srlora/runs, as srlora train and serve)")
+    ap = Parser(prog="python -m srlora_torch.train", description="Train a steerable SRLoRA run (PyTorch); its folder's events.jsonl is what the dashboard shows.")
+    ap.add_argument("--config", metavar="FILE", help="run config (.srlora.json, the built-in trainer's fields and defaults); default: the defaults")
+    ap.add_argument("--steps", type=int, metavar="N", help="training steps (overrides the config's steps)")
+    ap.add_argument("--device", metavar="DEV", help="auto (CUDA when available), cpu, cuda, cuda:N or mps (overrides the config's device)")
+    ap.add_argument("--method", metavar="M", help="lora, pissa or srlora (overrides the config's method)")
+    ap.add_argument("--runs-dir", metavar="DIR", default=os.path.join(".srlora", "runs"), help="where the run folder is made (default .srlora/runs, as srlora train and serve)")
     ap.add_argument("--max-examples", type=int, metavar="N", help="text task: train and evaluate on the first N examples (a quick subset)")
-    ap.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint, as configured")
+    ap.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint, as configured (a finished run: nothing to do)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress line on stderr (by default: one line rewritten on a terminal, a line per 10%% of the steps elsewhere)")
     a = ap.parse_args(argv)
     rank, world, local_rank = world_from_env()
     if a.resume:
@@ -287,6 +307,7 @@ def main(argv=None) -> int:
         restore_run(run, ckpt, device)
     session.start(resumed=bool(a.resume), checkpoint=os.path.relpath(ckpt, run_dir).replace(os.sep, "/") if a.resume else None)
     step_fn = compiled_step(cfg, device, task, opt, ctl, session)
+    progress = ProgressLine(cfg["steps"], cfg["batchSize"] * world, sys.stderr) if rank == 0 and not a.no_progress else None
     error = None
     try:
         while ctl.step < cfg["steps"] and not session.stop_reason:
@@ -297,10 +318,20 @@ def main(argv=None) -> int:
             else:
                 loss = eager_step(task, opt, ctl)
             ctl.after_step()
-            session.after_step(lockstep.mean(loss) if lockstep else loss)  # the global batch's loss, on every rank
+            step_loss = lockstep.mean(loss) if lockstep else loss
+            session.after_step(step_loss)  # the global batch's loss, on every rank
+            if progress and progress.due(ctl.step):  # the loss is read (a device sync) only for a line that is written
+                progress.update(ctl.step, float(step_loss))
     except Exception as e:  # noqa: BLE001 - reported as the run's failure
         error = e
+    if progress:
+        progress.done()
     outcome = session.finish(error)
+    if rank == 0 and not os.environ.get("SRLORA_HUB_URL"):  # as the built-in trainer: a launched run's stderr tail keeps its error
+        try:
+            sys.stderr.write("\n" + summary(run_dir, outcome))
+        except (OSError, ValueError):  # stderr gone: the run's end is in its events.jsonl
+            pass
     if lockstep:
         lockstep.close()
     return 1 if outcome == "failed" else 0  # finished, stopped, interrupted: a clean, recorded end

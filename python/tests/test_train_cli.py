@@ -60,3 +60,44 @@ def test_resuming_a_finished_run_does_nothing(tmp_path, monkeypatch, capsys):
     assert train.main(["--resume", run_dir]) == 0
     assert "nothing to continue" in capsys.readouterr().err
     assert open(os.path.join(run_dir, "events.jsonl"), encoding="utf-8").read() == before
+
+
+def test_the_terminal_shows_progress_and_a_summary(tmp_path, monkeypatch, capsys):
+    """stderr here is not a terminal: a progress line per 10% of the steps, then the end-of-run summary."""
+    assert quick_run(tmp_path, monkeypatch, "--steps", "10") == 0
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.startswith("step ")]
+    assert [l.split()[1] for l in lines] == [f"{s}/10" for s in range(1, 11)]
+    assert " loss " in lines[-1] and " ex/s " in lines[-1] and "ETA" in lines[-1]
+    assert "run finished: step 10/10" in err and "final loss" in err and "dashboard      srlora serve" in err
+
+
+def test_a_terminal_line_is_rewritten_at_most_every_quarter_second():
+    import io
+    from srlora_torch.progress import ProgressLine
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    clock = [0.0]
+    out = Tty()
+    p = ProgressLine(100, 32, out, now=lambda: clock[0])
+    for step in range(1, 101):
+        clock[0] += 0.01  # 10 ms a step: one line per 25 steps, plus the last
+        p.update(step, 0.5)
+    assert out.getvalue().count("\r\x1b[K") == 5
+    assert out.getvalue().endswith("step 100/100  loss 0.5000  3200 ex/s  ETA 0s")
+
+
+def test_help_describes_every_flag_and_an_unknown_flag_gets_a_did_you_mean(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    out = capsys.readouterr().out
+    for flag in ["--config", "--steps", "--device", "--method", "--runs-dir", "--max-examples", "--resume", "--no-progress"]:
+        line = next(l for l in out.splitlines() if l.strip().startswith(flag))
+        assert len(line.split()) > 2, line  # the flag, its metavar and words
+    with pytest.raises(SystemExit) as e:
+        train.main(["--stpes", "3"])
+    assert e.value.code == 2
+    assert "did you mean --steps?" in capsys.readouterr().err

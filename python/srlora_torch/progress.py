@@ -1,0 +1,102 @@
+"""What the PyTorch trainer says in the terminal, as the built-in trainer does (src/trainer/process/progress.ts and
+src/cli/summary.ts): a progress line while it trains and a short summary at the end, both on stderr."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Callable, Optional, TextIO
+
+
+def format_duration(s: float) -> str:
+    """Seconds as 42s, 3m05s or 1h02m (common/formatDuration.ts's form)."""
+    s = max(0, int(round(s)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+class ProgressLine:
+    """`step S/TOTAL  loss L  R ex/s  ETA T` on `out`: on a terminal one line rewritten at most every 0.25 s (and at
+    the last step); elsewhere (a pipe, a log file) one line per 10% of the steps, as the built-in trainer."""
+
+    def __init__(self, total: int, examples_per_step: int, out: TextIO, now: Callable[[], float] = time.monotonic):
+        self.total, self.per_step, self.out, self.now = max(1, total), examples_per_step, out, now
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self.last, self.last_percent, self.base = -1e9, -1, None
+
+    def due(self, step: int) -> bool:
+        """Whether update(step, …) would write: ask before reading the loss (a device sync)."""
+        if self.tty:
+            return self.now() - self.last >= 0.25 or step == self.total
+        percent = 100 * step // self.total
+        return percent != self.last_percent and percent % 10 == 0
+
+    def update(self, step: int, loss: float) -> None:
+        now = self.now()
+        if self.base is None:
+            self.base = (now, step)
+        if not self.due(step):
+            return
+        self.last, self.last_percent = now, 100 * step // self.total
+        done, spent = step - self.base[1], now - self.base[0]
+        rate = done * self.per_step / spent if done > 0 and spent > 0 else 0.0
+        eta = format_duration(spent / done * (self.total - step)) if done > 0 else "…"
+        line = f"step {step}/{self.total}  loss {loss:.4f}  {rate:.0f} ex/s  ETA {eta}"
+        try:
+            self.out.write(f"\r\x1b[K{line}" if self.tty else f"{line}\n")
+            self.out.flush()
+        except (OSError, ValueError):  # stderr gone (a closed window): training goes on
+            pass
+
+    def done(self) -> None:
+        if self.tty:
+            try:
+                self.out.write("\n")
+            except (OSError, ValueError):
+                pass
+
+
+def summary(run_dir: str, outcome: str) -> str:
+    """A few lines (ending in a newline) on how the run in run_dir ended, read from its events.jsonl: state and reason,
+    steps, final loss, the last evaluation, recompositions, the folder and export, and how to watch it."""
+    last_row, evals, recomps, total, reason = None, None, 0, None, None
+    try:
+        with open(os.path.join(run_dir, "events.jsonl"), encoding="utf-8") as f:
+            for line in f:
+                try:
+                    m = json.loads(line)
+                except ValueError:
+                    continue
+                t = m.get("type") if isinstance(m, dict) else None
+                if t == "hello":
+                    total = m.get("totalSteps", total)
+                elif t == "metrics" and m.get("rows"):
+                    last_row = m["rows"][-1]
+                elif t == "eval":
+                    evals = m
+                elif t == "recomposition":
+                    recomps += 1
+                elif t == "state":
+                    reason = m.get("reason")
+    except OSError:
+        return f"run {outcome}: {run_dir}\n"
+    step = last_row.get("step") if last_row else 0
+    lines = [f"run {outcome}{f' ({reason})' if reason and outcome != 'finished' else ''}: step {step}/{total if total is not None else '?'}"]
+    if last_row and isinstance(last_row.get("loss"), (int, float)):
+        lines.append(f"  final loss     {last_row['loss']:.4f}")
+    if evals:
+        parts = [f"loss {evals['loss']:.4f}"] if isinstance(evals.get("loss"), (int, float)) else []
+        parts += [f"{k} {v:.4f}" for k, v in (evals.get("metrics") or {}).items() if isinstance(v, (int, float))]
+        if parts:
+            lines.append(f"  eval           {', '.join(parts)}")
+    lines.append(f"  recompositions {recomps}")
+    lines.append(f"  run folder     {run_dir}")
+    if os.path.isdir(os.path.join(run_dir, "export")):
+        lines.append(f"  export         {os.path.join(run_dir, 'export')}")
+    lines.append(f"  dashboard      srlora serve --runs-dir {os.path.dirname(os.path.abspath(run_dir))}")
+    if outcome in ("stopped", "interrupted", "failed"):
+        lines.append(f"  continue       python -m srlora_torch.train --resume {run_dir}")
+    return "\n".join(lines) + "\n"
