@@ -34,8 +34,8 @@ export class Store {
   readonly missing = new Set<string>();
   /** Runs the host stopped serving while this page had them (their folder was deleted), with why. */
   readonly removed = new Map<string, string>();
-  /** The page chose what it shows (no run in its URL): when that run goes, it picks another. */
-  private autoPicked: boolean;
+  /** The URL named the runs to show: a page told a run says when it is gone instead of showing another. */
+  private readonly namedInUrl: boolean;
   /** Requests sent from this page not yet forwarded (refused ones stay, with the reason). */
   readonly pending: CommandEntry[] = [];
   readonly sentLabels: Map<string, string>;
@@ -55,7 +55,7 @@ export class Store {
   constructor(readonly host: Host, initialFocus: string[]) {
     const saved = host.getState();
     this.focus = initialFocus.length ? initialFocus : saved.runIds ?? [];
-    this.autoPicked = initialFocus.length === 0;
+    this.namedInUrl = initialFocus.length > 0;
     const x = saved.xAxis === 'time' ? 'relative' : saved.xAxis;
     this.view = { smoothing: saved.smoothing ?? 0.9, logY: saved.logY ?? false, xAxis: x ?? 'step' };
     this.hidden = new Set(saved.hidden ?? []);
@@ -85,7 +85,6 @@ export class Store {
   }
 
   setFocus(ids: string[]): void {
-    this.autoPicked = false;
     for (const id of this.focus) if (!ids.includes(id)) this.host.send({ v: V, type: 'unsubscribe', runId: id });
     this.focus = ids;
     this.selectedLayers.clear();
@@ -129,13 +128,12 @@ export class Store {
 
   /** A page that chose its run itself shows an existing one: the newest active run, else the most recently active. */
   private pickDefault(): void {
-    const gone = (id: string) => this.missing.has(id) || this.removed.has(id) || !this.runList.some((r) => r.runId === id);
-    if (this.focus.length && !(this.autoPicked && this.runList.length && this.focus.every(gone))) return;
-    if (!this.runList.length) return;
+    // Only what the host said is gone counts (a run not listed yet may be opened in a moment).
+    const gone = (id: string) => this.missing.has(id) || this.removed.has(id);
+    if (!this.runList.length || (this.focus.length && (this.namedInUrl || !this.focus.every(gone)))) return;
     // The hub lists runs by last activity, oldest first.
     const pick = [...this.runList].reverse().find((r) => isActive(r.state)) ?? this.runList[this.runList.length - 1];
     this.setFocus([pick.runId]);
-    this.autoPicked = true;
   }
 
   private receive(msg: HubToViewer): void {
