@@ -502,3 +502,23 @@ test('a trainer whose messages the hub already read from its record still hears 
     t.ws.close();
   } finally { await hub.close(); }
 });
+
+test('in-process viewers (VS Code\'s panel) hear the run list change: the trainer connecting makes the run steerable', async () => {
+  // The panel used to get the run list once, at subscribe: a page opened before its trainer connected kept every
+  // control disabled ("no trainer connected to this hub") for the whole run.
+  const dir = tempDir();
+  const { hub, token } = await startHub(dir);
+  const heard: { runId: string; canSteer: boolean | undefined }[][] = [];
+  const off = hub.onRuns((runs) => heard.push(runs.map((r) => ({ runId: r.runId, canSteer: r.control?.canSteer }))));
+  try {
+    const t = await greetedTrainer(hub, token);
+    assert.ok(await until(() => heard.some((l) => l.some((r) => r.runId === RUN && r.canSteer === true))), JSON.stringify(heard));
+    t.ws.close();
+    assert.ok(await until(() => (heard.at(-1) ?? []).some((r) => r.runId === RUN && r.canSteer === false)), 'and not steerable once it is gone');
+    off();
+    const n = heard.length;
+    await greetedTrainer(hub, token).then((t2) => t2.ws.close());
+    await sleep(200);
+    assert.equal(heard.length, n, 'nothing heard after unsubscribing');
+  } finally { off(); await hub.close(); }
+});

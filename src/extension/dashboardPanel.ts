@@ -41,6 +41,9 @@ export function dashboardHtml(webview: vscode.Webview, extensionUri: vscode.Uri,
 </body></html>`;
 }
 
+/** The key of a page's run-list listener among its subscriptions (run ids never contain a NUL). */
+const RUNS_KEY = '\u0000runs';
+
 class DashboardPanel {
   private readonly subscriptions = new Map<string, () => void>();
 
@@ -93,6 +96,11 @@ class DashboardPanel {
         this.subscriptions.get(msg.runId)?.();
         if (!this.deps.hub.run(msg.runId)) { this.post({ v: PROTOCOL_MAJOR, type: 'commandResult', requestId: 'subscribe', error: `unknown run ${msg.runId}` }); return; }
         this.subscriptions.set(msg.runId, this.deps.hub.subscribe(msg.runId, (m) => this.post(m)));
+        // The run list carries whether this page can steer (the trainer connects after the page opens): keep it
+        // current, as the hub does for its socket viewers — one listener per page, dropped with its subscriptions.
+        if (!this.subscriptions.has(RUNS_KEY)) {
+          this.subscriptions.set(RUNS_KEY, this.deps.hub.onRuns((runs) => this.post({ v: PROTOCOL_MAJOR, type: 'runs', runs })));
+        }
         this.post({ v: PROTOCOL_MAJOR, type: 'runs', runs: this.deps.hub.listRuns() });
         return;
       }

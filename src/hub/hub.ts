@@ -103,6 +103,7 @@ export class Hub extends EventEmitter<HubEvents> {
   /** Why a run's trainer cannot be steered from here, as its supervisor knows it (see setControl). */
   private readonly readOnly = new Map<string, string>();
   private readonly viewers = new Set<ViewerConn>();
+  private readonly runsListeners = new Set<(runs: RunSummary[]) => void>();
   /** Command rate limit per viewer token (there is one), not per connection: reconnecting does not reset it. */
   private readonly viewerBucket: TokenBucket;
   private readonly wss: WebSocketServer;
@@ -589,9 +590,21 @@ export class Hub extends EventEmitter<HubEvents> {
     this.sendViewer(viewer, { v: PROTOCOL_MAJOR, type: 'runs', runs: this.listRuns() });
   }
 
+  /**
+   * Calls `fn` with the run list whenever it changes (a run listed, its state, its trainer (dis)connecting, its
+   * control): in-process viewers (VS Code's dashboard panel) get what socket viewers get. Returns the unsubscribe.
+   */
+  onRuns(fn: (runs: RunSummary[]) => void): () => void {
+    this.runsListeners.add(fn);
+    return () => { this.runsListeners.delete(fn); };
+  }
+
   private broadcastRuns(): void {
+    if (this.viewers.size === 0 && this.runsListeners.size === 0) return;
+    const runs = this.listRuns();
+    for (const fn of this.runsListeners) fn(runs);
     if (this.viewers.size === 0) return;
-    const msg: HubToViewer = { v: PROTOCOL_MAJOR, type: 'runs', runs: this.listRuns() };
+    const msg: HubToViewer = { v: PROTOCOL_MAJOR, type: 'runs', runs };
     const text = JSON.stringify(msg);
     for (const v of this.viewers) this.sendViewer(v, msg, text);
   }
