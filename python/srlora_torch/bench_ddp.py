@@ -17,7 +17,6 @@ timings mean nothing).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -33,17 +32,6 @@ def _sync(device) -> None:
     import torch
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _digest(layers) -> dict:
-    from .distributed import _bits
-    out = {}
-    for n, l in layers.items():
-        h = hashlib.sha256()
-        for t in (l.W, l.A, l.B, l.directions, l.age):
-            h.update(_bits(t).cpu().numpy().tobytes())
-        out[n] = h.hexdigest()
-    return out
 
 
 def worker(a) -> dict:
@@ -118,7 +106,8 @@ def worker(a) -> dict:
         _sync(device)
         rec_ms.append((time.perf_counter() - t0) * 1000)
         fused = sum(len(e.slots) for e in r.layers)
-    mine = _digest(run.layers)
+    from .distributed import layer_digests
+    mine = layer_digests(run.layers)
     if lockstep:
         every = [None] * world
         lockstep.dist.all_gather_object(every, mine, group=lockstep.control)

@@ -330,16 +330,23 @@ class Lockstep:
             pass
 
 
-def _audit(folder: str, rank: int, layers: Dict[str, torch.nn.Module], after: str) -> None:
-    """Appends {after, layers: {name: sha256 of its W, A, B, directions, ages}} to folder/rank-R.jsonl."""
+def layer_digests(layers: Dict[str, torch.nn.Module]) -> Dict[str, str]:
+    """{layer name: sha256 hex of its W, A, B, directions and ages, bit for bit} — what ranks compare in tests and
+    the DDP bench (device → host copies: for audits, never on the training step)."""
     import hashlib
-    import json
-    digest = {}
+    out = {}
     for n, l in layers.items():
         h = hashlib.sha256()
         for t in (l.W, l.A, l.B, l.directions, l.age):
             h.update(_bits(t).cpu().numpy().tobytes())
-        digest[n] = h.hexdigest()
+        out[n] = h.hexdigest()
+    return out
+
+
+def _audit(folder: str, rank: int, layers: Dict[str, torch.nn.Module], after: str) -> None:
+    """Appends {after, layers: {name: sha256 of its W, A, B, directions, ages}} to folder/rank-R.jsonl."""
+    import json
+    digest = layer_digests(layers)
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, f"rank-{rank}.jsonl"), "a", encoding="utf-8") as f:
         f.write(json.dumps({"after": after, "layers": digest, "p": {n: l.p for n, l in layers.items()}}) + "\n")

@@ -63,26 +63,23 @@ def summary(run_dir: str, outcome: str) -> str:
     """A few lines (ending in a newline) on how the run in run_dir ended, read from its events.jsonl: state and reason,
     steps, final loss, the last evaluation, recompositions, the folder and export, and how to watch it."""
     last_row, evals, recomps, total, reason = None, None, 0, None, None
+    from .client import read_log  # the project's one log reader (strict JSON, a torn last line cut)
     try:
-        with open(os.path.join(run_dir, "events.jsonl"), encoding="utf-8") as f:
-            for line in f:
-                try:
-                    m = json.loads(line)
-                except ValueError:
-                    continue
-                t = m.get("type") if isinstance(m, dict) else None
-                if t == "hello":
-                    total = m.get("totalSteps", total)
-                elif t == "metrics" and m.get("rows"):
-                    last_row = m["rows"][-1]
-                elif t == "eval":
-                    evals = m
-                elif t == "recomposition":
-                    recomps += 1
-                elif t == "state":
-                    reason = m.get("reason")
+        messages = read_log(os.path.join(run_dir, "events.jsonl"))
     except OSError:
         return f"run {outcome}: {run_dir}\n"
+    for m in messages:
+        t = m["type"]
+        if t == "hello":
+            total = m.get("totalSteps", total)
+        elif t == "metrics" and m.get("rows"):
+            last_row = m["rows"][-1]
+        elif t == "eval":
+            evals = m
+        elif t == "recomposition":
+            recomps += 1
+        elif t == "state":
+            reason = m.get("reason")
     step = last_row.get("step") if last_row else 0
     lines = [f"run {outcome}{f' ({reason})' if reason and outcome != 'finished' else ''}: step {step}/{total if total is not None else '?'}"]
     if last_row and isinstance(last_row.get("loss"), (int, float)):

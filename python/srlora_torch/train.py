@@ -184,26 +184,17 @@ def compiled_step(cfg: dict, device: torch.device, task, opt, ctl, session) -> O
 
 
 def finished_state(run_dir: str) -> Optional[int]:
-    """The step a run folder's events.jsonl says it finished at (its last state is `finished`), else None. A torn or
-    unreadable line is skipped, as every reader of the log cuts a torn last line."""
+    """The step a run folder's events.jsonl says it finished at (its last state is `finished`), else None. Read with
+    the project's one log reader (client.read_log: strict JSON, a torn last line cut)."""
+    from .client import read_log
     last, step = None, 0
-    try:
-        with open(os.path.join(run_dir, "events.jsonl"), encoding="utf-8") as f:
-            for line in f:
-                try:
-                    m = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(m, dict):
-                    continue
-                if m.get("type") == "state":
-                    last = m.get("state")
-                elif m.get("type") == "rewind":
-                    last = None
-                elif m.get("type") == "metrics":
-                    step = max([step] + [r.get("step", 0) for r in m.get("rows", []) if isinstance(r, dict)])
-    except FileNotFoundError:
-        return None
+    for m in read_log(os.path.join(run_dir, "events.jsonl")):
+        if m["type"] == "state":
+            last = m.get("state")
+        elif m["type"] == "rewind":
+            last = None
+        elif m["type"] == "metrics":
+            step = max([step] + [r.get("step", 0) for r in m.get("rows", []) if isinstance(r, dict)])
     return step if last == "finished" else None
 
 
