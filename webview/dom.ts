@@ -48,8 +48,4 @@ export function cssVar(name: string, fallback: string): string {
   return v || fallback;
 }
 
-export function formatNumber(v: number | null | undefined, digits = 4): string {
-  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
-  if (v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5)) return v.toExponential(2);
-  return v.toFixed(digits);
-}
+export { formatNumber } from '../src/common/formatNumber';

@@ -7,7 +7,7 @@
  * already held replaces it and what follows, so a resumed run draws one curve and exports no repeated rows.
  */
 import type { Ack, Eval, LayerImportance, Recomposition, TrainerMessage } from '../src/protocol/messages';
-import { applyMessage, emptyRun, isActive, type RunModel } from '../src/viewmodel/runModel';
+import { applyMessage, emptyRun, etaSeconds, type RunModel } from '../src/viewmodel/runModel';
 
 export class Series {
   data: Float64Array;
@@ -123,8 +123,6 @@ export class RunData {
   /** Bumped when a snapshot replaces everything or a rewind drops values (incremental views start over). */
   resets = 0;
   truncated = false;
-  /** The current stretch of training (since the run last started or resumed from a checkpoint), for the ETA. */
-  private active: { time: number; step: number; pausedMs: number; pausedAt: number | null } | null = null;
 
   constructor(readonly runId: string) {
     this.model = emptyRun(runId);
@@ -159,16 +157,9 @@ export class RunData {
     }
   }
 
-  /**
-   * Seconds left at the pace of the current stretch of training, paused time excluded (and the time a run spent
-   * stopped before it was resumed: a resume starts a new stretch). Null unless running with a measured pace.
-   */
+  /** Seconds left: the one reducer's ETA (runModel.etaSeconds: the current stretch's pace, paused time excluded). */
   etaSeconds(): number | null {
-    const a = this.active, m = this.model, last = this.time.last();
-    if (m.state !== 'running' || !a || !m.totalSteps || last === undefined) return null;
-    const steps = m.step - a.step, secs = (last - a.time - a.pausedMs) / 1000;
-    if (steps <= 0 || secs <= 0) return null;
-    return (secs / steps) * (m.totalSteps - m.step);
+    return etaSeconds(this.model);
   }
 
   private track(map: Map<string, Track>, name: string, parent?: { step: Series; time: Series }): Track {
@@ -212,14 +203,7 @@ export class RunData {
         this.rankSummary.max.push(msg.step, msg.time, max);
         break;
       }
-      case 'rewind': this.cutAfter(msg.step); this.active = null; break;
-      case 'state': {
-        const a = this.active;
-        if (msg.state === 'running') {
-          if (a && a.pausedAt !== null) { a.pausedMs += msg.time - a.pausedAt; a.pausedAt = null; } else if (!a) this.active = { time: msg.time, step: msg.step, pausedMs: 0, pausedAt: null };
-        } else if (msg.state === 'paused') { if (a && a.pausedAt === null) a.pausedAt = msg.time; } else if (!isActive(msg.state)) this.active = null;
-        break;
-      }
+      case 'rewind': this.cutAfter(msg.step); break;
       case 'importance': {
         this.latestImportance = { step: msg.step, layers: msg.layers };
         this.frames.push({ step: msg.step, time: msg.time, layers: new Map(msg.layers.map((l) => [l.name, { sHat: l.sHat, direction: l.direction, ...(l.stepBoost ? { stepBoost: l.stepBoost } : {}) }])) });

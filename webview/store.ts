@@ -3,8 +3,8 @@
  * the user's choices (focus, chart view, hidden panels, the command labels it sent). Panels read it and send
  * through it; none keeps a copy of a run's state. `version` bumps on every change (the frame loop redraws then).
  */
-import type { CommandBody, HubToViewer, RunSummary } from '../src/protocol/messages';
-import { isActive } from '../src/viewmodel/runModel';
+import type { CommandBody, HubToViewer, RunControl, RunSummary } from '../src/protocol/messages';
+import { isActive, steerControl } from '../src/viewmodel/runModel';
 import { V, type Host } from './host';
 import { RunData } from './runData';
 import type { ChartView, XAxis } from './seriesChart';
@@ -118,12 +118,20 @@ export class Store {
   }
 
   /**
-   * Why this page cannot steer the run (the host's run list says: started from a terminal, owned by another
-   * supervisor, no trainer connected), or null when it can or the host does not say.
+   * Whether this page can steer the run, and why not: the one rule (viewmodel steerControl) applied to this page's
+   * own fold of the run's record and what the host's run list says of its trainer (connected, read-only), so the
+   * controls follow the state the page shows, and the hub's list and the Runs view say the same.
    */
+  control(runId: string): RunControl {
+    const s = this.runList.find((r) => r.runId === runId);
+    const model = this.runs.get(runId)?.model ?? { state: s?.state ?? 'starting' };
+    return steerControl(model, { connected: s?.connected ?? false, readOnly: s?.readOnly ?? null });
+  }
+
+  /** Why this page cannot steer the run (see control), or null when it can. */
   steerBlock(runId: string): string | null {
-    const c = this.runList.find((r) => r.runId === runId)?.control;
-    return c && !c.canSteer ? c.reason ?? 'this page cannot steer the run' : null;
+    const c = this.control(runId);
+    return c.canSteer ? null : c.reason ?? 'this page cannot steer the run';
   }
 
   /** A page that chose its run itself shows an existing one: the newest active run, else the most recently active. */

@@ -1,7 +1,8 @@
 /** The Runs view: each run with its state, step/total and latest loss; under it, its adapted layers. */
 import * as vscode from 'vscode';
-import type { ManagedRun, RunManager } from '../supervisor/runManager';
-import { isActive, type LayerUsage } from '../viewmodel/runModel';
+import type { RunManager } from '../supervisor/runManager';
+import type { LayerUsage } from '../viewmodel/runModel';
+import { runContextValue, runDescription, runTooltip } from './runsTreeText';
 import { Throttle } from '../common/throttle';
 
 export type RunsNode = { kind: 'run'; runId: string } | { kind: 'layer'; runId: string; layer: string };
@@ -17,21 +18,6 @@ const STATE_ICONS: Record<string, vscode.ThemeIcon> = {
   interrupted: new vscode.ThemeIcon('debug-disconnect', new vscode.ThemeColor('list.warningForeground')),
   failed: new vscode.ThemeIcon('error', new vscode.ThemeColor('testing.iconFailed')),
 };
-
-/**
- * The tree item's context value (package.json `when` clauses): `run.<state>`, plus `.viewed` for an active run another
- * supervisor owns (steering and Stop are offered only where they can act).
- */
-export function runContextValue(run: ManagedRun): string {
-  return `run.${run.model.state}${isActive(run.model.state) && !run.owned ? '.viewed' : ''}`;
-}
-
-export function runDescription(run: ManagedRun): string {
-  if (run.loading) return 'reading its log…';
-  const m = run.model;
-  const steps = m.totalSteps ? `${m.step}/${m.totalSteps}` : `${m.step}`;
-  return `${m.state} · ${steps}${m.loss !== null ? ` · loss ${m.loss.toFixed(4)}` : ''}`;
-}
 
 export class RunsTree implements vscode.TreeDataProvider<RunsNode>, vscode.Disposable {
   private readonly changed = new vscode.EventEmitter<RunsNode | undefined>();
@@ -66,12 +52,9 @@ export class RunsTree implements vscode.TreeDataProvider<RunsNode>, vscode.Dispo
     item.id = run.runId;
     item.description = runDescription(run);
     item.iconPath = run.loading ? new vscode.ThemeIcon('loading~spin') : STATE_ICONS[m.state];
-    item.contextValue = run.loading ? 'run.loading' : runContextValue(run);
-    const c = m.config as Record<string, unknown>;
-    const md = new vscode.MarkdownString(undefined, true);
-    md.appendMarkdown(`**${m.name}** — ${m.state}${m.stateReason ? `: ${m.stateReason}` : ''}${isActive(m.state) && !run.owned ? ' (viewed read-only: another window or `srlora serve` runs it)' : ''}\n\n`);
-    md.appendMarkdown(`| | |\n|---|---|\n| method | ${m.method ?? '?'} |\n| backend | ${m.backend || '?'} |\n| model | ${JSON.stringify(c.model ?? '?')} |\n| r / rTarget / α | ${c.r ?? '?'} / ${c.rTarget ?? '4·r'} / ${c.alpha ?? '?'} |\n| fusion | ${m.settings ? (m.settings.fusionThreshold === null ? `ratio γ = ${m.settings.fusionRatio}` : `threshold τ = ${m.settings.fusionThreshold}`) : '?'} |\n| step | ${m.step}/${m.totalSteps ?? '?'} |\n| eval accuracy | ${m.evalAccuracy !== null ? `${(100 * m.evalAccuracy).toFixed(1)} %` : '–'} |\n| folder | ${run.dir} |\n`);
-    item.tooltip = md;
+    const control = this.runs.control(run.runId);
+    item.contextValue = run.loading ? 'run.loading' : runContextValue(run, control);
+    item.tooltip = new vscode.MarkdownString(runTooltip(run, control), true);
     item.command = { command: 'srlora.openDashboard', title: 'Open Dashboard', arguments: [{ kind: 'run', runId: run.runId }] };
     return item;
   }

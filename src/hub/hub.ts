@@ -20,9 +20,9 @@ import { TokenBucket } from './rateLimit';
 import { RunChannel, SnapshotRestart } from './runChannel';
 import {
   PROTOCOL_MAJOR, PROTOCOL_MINOR,
-  type CommandBody, type DistributiveOmit, type ErrorCode, type HubMessage, type HubToViewer, type RunControl, type RunSummary, type TrainerMessage,
+  type CommandBody, type DistributiveOmit, type ErrorCode, type HubMessage, type HubToViewer, type RunSummary, type TrainerMessage,
 } from '../protocol/messages';
-import { isActive } from '../viewmodel/runModel';
+import { NO_TRAINER, steerControl, type TrainerLink } from '../viewmodel/runModel';
 import { validateCommandBody, validateTrainerMessage, validateViewerToHub } from '../protocol/validate';
 import { clip, parseBoundedJson } from '../runfolder/eventLog';
 
@@ -202,20 +202,24 @@ export class Hub extends EventEmitter<HubEvents> {
    */
   listRuns(): RunSummary[] {
     const at = (r: RunChannel) => r.model.updatedAt ?? Number.MAX_SAFE_INTEGER;
-    return [...this.runs.values()].sort((a, b) => at(a) - at(b) || a.runId.localeCompare(b.runId)).map((r) => ({ ...r.summary(), control: this.control(r) }));
+    return [...this.runs.values()].sort((a, b) => at(a) - at(b) || a.runId.localeCompare(b.runId)).map((r) => {
+      const link = this.linkOf(r);
+      return { ...r.summary(), ...(link.readOnly !== null ? { readOnly: link.readOnly } : {}), control: steerControl(r.model, link) };
+    });
   }
 
   /**
-   * Whether this hub can steer the run now: only while its trainer is connected here. Otherwise the reason, most
-   * specific first: what the run's supervisor said (setControl: started from a terminal, owned by another
-   * supervisor), the run being over, or no trainer connected.
+   * What this hub knows of a run's trainer beyond its record (TrainerLink): connected here now, and what its
+   * supervisor said (setControl). Null for a run this hub does not serve. Views fold it with the record through
+   * viewmodel steerControl, as listRuns and sendCommand do.
    */
-  private control(run: RunChannel): RunControl {
-    if (run.trainer && run.trainer.readyState === WebSocket.OPEN) return { canSteer: true };
-    const said = this.readOnly.get(run.runId);
-    if (said !== undefined && isActive(run.state)) return { canSteer: false, reason: said };
-    if (!isActive(run.state)) return { canSteer: false, reason: `the run is ${run.state}` };
-    return { canSteer: false, reason: 'no trainer connected to this hub' };
+  link(runId: string): TrainerLink | null {
+    const run = this.runs.get(runId);
+    return run ? this.linkOf(run) : null;
+  }
+
+  private linkOf(run: RunChannel): TrainerLink {
+    return { connected: run.trainer !== null && run.trainer.readyState === WebSocket.OPEN, readOnly: this.readOnly.get(run.runId) ?? null };
   }
 
   /**
@@ -631,9 +635,9 @@ export class Hub extends EventEmitter<HubEvents> {
     if (!run) return { ok: false, error: `unknown run ${clip(runId, 100)}` };
     const v = validateCommandBody(body);
     if (!v.ok) return { ok: false, error: clip(v.error, ERROR_CHARS) };
-    const control = this.control(run);
+    const control = steerControl(run.model, this.linkOf(run));
     const trainer = run.trainer;
-    if (!control.canSteer || !trainer) return { ok: false, error: `run ${runId} cannot be steered from here: ${control.reason ?? 'no trainer connected to this hub'}` };
+    if (!control.canSteer || !trainer) return { ok: false, error: `run ${runId} cannot be steered from here: ${control.reason ?? NO_TRAINER}` };
     if (run.inFlight.size >= this.opts.maxInFlight) return { ok: false, error: `run ${runId} already has ${run.inFlight.size} commands waiting for the trainer` };
     run.inFlight.add(id);
     this.sendToTrainer(run, trainer, { type: 'command', id, command: v.value });

@@ -299,7 +299,11 @@ export const RunSummary = T.Object({
   connected: T.Boolean(),
   // 1.2: whether this hub can steer the run, and why not (a run started from a terminal, or owned by another
   // supervisor, is followed read-only: its trainer is connected elsewhere or nowhere). Views disable steering then.
+  // Derived by the one rule (viewmodel steerControl) from the record's state, `connected` and `readOnly`; kept for
+  // viewers that read it, while a page derives it from its own fold of the record so its controls follow its state.
   control: T.Optional(T.Object({ canSteer: T.Boolean(), reason: T.Optional(T.String({ maxLength: 300 })) })),
+  // 1.2 (additive): why this hub's supervisor follows the run read-only (a fact, unlike `control`), absent when it does not say.
+  readOnly: T.Optional(T.String({ maxLength: 300 })),
 });
 export type RunSummary = Static<typeof RunSummary>;
 export type RunControl = NonNullable<RunSummary['control']>;

@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, rmSync, watch, type FSWatcher } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Hub, SendResult } from '../hub/hub';
-import type { CommandBody, ExitInfo as ExitRecord } from '../protocol/messages';
+import type { CommandBody, ExitInfo as ExitRecord, RunControl } from '../protocol/messages';
 import { validateCommandBody, validateTrainerMessage } from '../protocol/validate';
 import { EVENTS_FILE, EXPORT_DIR_NAME, HUB_DISCOVERY_FILE, newRunId, PID_FILE } from '../runfolder/runFiles';
 import { latestCompleteCheckpoint } from '../runfolder/checkpoints';
@@ -24,7 +24,7 @@ import { readPidFile, sameProcess, writePidFile } from '../runfolder/pidfile';
 import { acquireOwner, ensurePrivateDir, readOwner, ownerAlive, writePrivateFileAtomic, type OwnerLock } from '../runfolder/lock';
 import { LogFollower, readSummary, writeSummary } from '../runfolder/summary';
 import { listRunFolders, runIdOf } from '../runfolder/scan';
-import { applyMessage, emptyRun, isActive, isResumable, type RunModel } from '../viewmodel/runModel';
+import { applyMessage, emptyRun, isActive, isResumable, steerControl, type RunModel } from '../viewmodel/runModel';
 import { ChildTrainer, PidHandle, type ExitInfo, type LaunchSpec, type TrainerHandle } from './trainerProcess';
 import { appendSupervisorState, exitRecord, judgeEnding, type Intent } from './supervisorRecord';
 import { pythonEnv } from './pythonTrainer';
@@ -155,7 +155,9 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     super();
     this.graceMs = o.graceMs ?? 3000;
     o.hub.on('message', (runId) => { const r = this.runs.get(runId); if (r) this.refresh(r); });
-    o.hub.on('trainerConnected', (runId) => this.deliverEarly(runId));
+    o.hub.on('trainerConnected', (runId) => { this.deliverEarly(runId); if (this.runs.has(runId)) this.emit('changed', runId); });
+    // Whether the run can be steered (control) follows its trainer's link: the Runs view redraws its menu.
+    o.hub.on('trainerDisconnected', (runId) => { if (this.runs.has(runId)) this.emit('changed', runId); });
   }
 
   get runsDir(): string {
@@ -639,6 +641,17 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   private refuseEarly(runId: string, id: string, message: string): void {
     this.log('error', message);
     this.emit('commandRefused', runId, id, message);
+  }
+
+  /**
+   * Whether steering commands can reach the run, and why not: the one rule (viewmodel steerControl) over this
+   * supervisor's fold of the run's record and what its hub knows of the trainer (connected, read-only) — what the
+   * hub's run list and the dashboard say too. Commands sent while the trainer is still starting wait for it (see
+   * command), but no view offers steering before the trainer is connected.
+   */
+  control(runId: string): RunControl {
+    const run = this.get(runId);
+    return steerControl(run.model, this.o.hub.link(runId) ?? { connected: false, readOnly: null });
   }
 
   /** The user's Stop: the stop command (the trainer checkpoints and writes `stopped`), then SIGTERM, then SIGKILL.

@@ -4,7 +4,8 @@
  * view with this one reducer, and show the same state. The model is plain JSON (minus latestImportance), so a
  * run-folder summary can cache it with the byte offset it was folded to.
  */
-import type { CommandBody, DeltaRank, ExitInfo, FusionRule, Hello, LayerImportance, LayerInfo, Method, Recomposition, RunStateName, Settings, TrainerMessage } from '../protocol/messages';
+import { formatNumber } from '../common/formatNumber';
+import type { CommandBody, DeltaRank, ExitInfo, FusionRule, Hello, LayerImportance, LayerInfo, Method, Recomposition, RunControl, RunStateName, Settings, TrainerMessage } from '../protocol/messages';
 
 export interface LayerUsage extends LayerInfo { p: number }
 
@@ -126,9 +127,15 @@ export interface RunModel {
   worldSize: number;
   lastCheckpoint: string | null;
   lastSeq: number;
-  /** First and latest message times (ms), for ETA and "relative time". */
+  /** First and latest message times (ms), for "relative time". */
   startedAt: number | null;
   updatedAt: number | null;
+  /**
+   * The current stretch of training, for the ETA (etaSeconds): since the run last went `running` after a start or
+   * a resume (a rewind starts a new one), with the time spent paused in it; `lastTime` is its latest metrics time.
+   * Null while no stretch is under way (not yet running, or ended).
+   */
+  pace: { time: number; step: number; pausedMs: number; pausedAt: number | null; lastTime: number; lastStep: number } | null;
   latestImportance: { step: number; layers: LayerImportance[] } | null;
 }
 
@@ -138,7 +145,7 @@ export function emptyRun(runId: string): RunModel {
     loss: null, examplesPerSec: null, evalLoss: null, evalAccuracy: null, evalStep: null, layers: [], config: {}, settings: null, recompositions: 0,
     recompositionSteps: [], schedule: null, minSlotAge: null, startRule: null, fusionSelect: null, reinitOptimizer: null, fusions: [], idleLayers: [],
     commandKinds: {}, pendingAck: null, deltaRank: null, nonFiniteSteps: 0, rewinds: 0, worldSize: 1,
-    lastCheckpoint: null, lastSeq: 0, startedAt: null, updatedAt: null, latestImportance: null,
+    lastCheckpoint: null, lastSeq: 0, startedAt: null, updatedAt: null, pace: null, latestImportance: null,
   };
 }
 
@@ -212,6 +219,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
   m.fusionSelect ??= null;
   m.reinitOptimizer ??= null;
   m.deltaRank ??= null;
+  m.pace ??= null;
   const pending = m.pendingAck;
   if (pending && msg.seq === pending.seq + 1 && msg.type === 'state' && (msg.state === 'paused' || msg.state === 'running')) {
     noteCommand(m, pending.commandId, msg.state === 'paused' ? 'pause' : 'resume');
@@ -251,6 +259,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       m.loss = last.loss;
       m.examplesPerSec = last.examplesPerSec;
       for (const r of msg.rows) if (r.nonFiniteGrad) m.nonFiniteSteps++;
+      if (m.pace) { m.pace.lastTime = msg.time; m.pace.lastStep = last.step; }
       break;
     }
     case 'importance':
@@ -286,6 +295,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       m.stateReason = msg.reason ?? null;
       m.exit = msg.exit ?? (isActive(msg.state) ? null : m.exit);
       m.step = Math.max(m.step, msg.step);
+      foldPace(m, msg.state, msg.time, msg.step);
       break;
     case 'rewind':
       // Resumed from the checkpoint at msg.step: what the run said about later steps is superseded.
@@ -299,6 +309,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       if (m.evalStep !== null && m.evalStep > msg.step) { m.evalLoss = null; m.evalAccuracy = null; m.evalStep = null; } // that eval was superseded
       m.pendingAck = null;
       m.exit = null;
+      m.pace = null; // the resumed trainer's pace starts over (the time the run spent stopped is not training)
       break;
     case 'ack':
       if (msg.status === 'applied') {
@@ -329,15 +340,74 @@ export function foldRun(runId: string, messages: Iterable<TrainerMessage>): RunM
   return m;
 }
 
-/** Seconds left at the run's average pace, or null when unknown. */
+/** A state message's effect on the current stretch of training: running starts one (or ends a pause), paused
+ * starts a pause, an ended run has none. */
+function foldPace(m: RunModel, state: RunStateName, time: number, step: number): void {
+  const p = m.pace;
+  if (state === 'running') {
+    if (!p) m.pace = { time, step, pausedMs: 0, pausedAt: null, lastTime: time, lastStep: step };
+    else if (p.pausedAt !== null) { p.pausedMs += time - p.pausedAt; p.pausedAt = null; }
+  } else if (state === 'paused') {
+    if (p && p.pausedAt === null) p.pausedAt = time;
+  } else if (!isActive(state)) m.pace = null;
+}
+
+/**
+ * Seconds left (≥ 0) at the pace of the current stretch of training: steps done since the run last went running
+ * (after its start or its latest resume) over the time since then, paused time excluded, times the steps left.
+ * Null unless the run is running with a measured pace. The one ETA: every view that shows one calls this.
+ */
 export function etaSeconds(m: RunModel): number | null {
-  if (!m.totalSteps || m.step === 0 || m.startedAt === null || m.updatedAt === null || m.state !== 'running') return null;
-  return ((m.updatedAt - m.startedAt) / 1000 / m.step) * (m.totalSteps - m.step);
+  const p = m.pace;
+  if (m.state !== 'running' || !p || !m.totalSteps) return null;
+  const steps = p.lastStep - p.step, secs = (p.lastTime - p.time - p.pausedMs) / 1000;
+  if (steps <= 0 || secs <= 0) return null;
+  return (secs / steps) * Math.max(0, m.totalSteps - m.step);
+}
+
+/** "1 recomposition", "2 recompositions". */
+export const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+
+/**
+ * The latest eval, with the step it was measured at; "N steps old" once a newer eval was due (a run whose evals
+ * stopped, or one that ended long after its last eval): a number from step 100 must not read as today's. Every view
+ * that shows the eval (the page's header, the Runs view's tooltip) says it with these words. Null: no eval yet.
+ */
+export function evalFact(m: RunModel): string | null {
+  if (m.evalStep === null || (m.evalAccuracy === null && m.evalLoss === null)) return null;
+  const what = m.evalAccuracy !== null ? `eval acc ${(100 * m.evalAccuracy).toFixed(1)} %` : `eval loss ${formatNumber(m.evalLoss)}`;
+  const every = m.settings?.evalEvery ?? (typeof m.config.evalEvery === 'number' ? m.config.evalEvery : null);
+  const age = m.step - m.evalStep;
+  const stale = age > 0 && (every === null || age >= every);
+  return `${what} at step ${m.evalStep}${stale ? ` (stale: ${plural(age, 'step')} old)` : ''}`;
 }
 
 /** A trainer is (or should be) working on the run. */
 export function isActive(state: RunStateName): boolean {
   return state === 'starting' || state === 'running' || state === 'paused' || state === 'stopping';
+}
+
+/**
+ * What a view knows about a run besides its record: whether its trainer is connected to the hub the view talks to,
+ * and why the supervisor behind that hub follows the run read-only (started from a terminal, owned by another
+ * window or `srlora serve`), or null when it does not say. The hub's run list carries both (RunSummary.connected,
+ * .readOnly), so every view derives the same control from them and its own fold of the record.
+ */
+export interface TrainerLink { connected: boolean; readOnly: string | null }
+
+/** The reason when no trainer is connected and nothing more specific is known. */
+export const NO_TRAINER = 'no trainer connected to this hub';
+
+/**
+ * Whether steering commands can reach the run from a view, and why not (≤ 300 characters): the one rule the hub
+ * (its run list, and whether it forwards a command), the page's controls and the Runs view's menu all apply, so
+ * they cannot disagree. Most decisive first: a run that ended or is stopping takes no more commands; a trainer
+ * connected to this hub does; else what the supervisor said (read-only), else that no trainer is connected.
+ */
+export function steerControl(m: Pick<RunModel, 'state'>, link: TrainerLink): RunControl {
+  if (!isActive(m.state) || m.state === 'stopping') return { canSteer: false, reason: `the run is ${m.state}` };
+  if (link.connected) return { canSteer: true };
+  return { canSteer: false, reason: link.readOnly ?? NO_TRAINER };
 }
 
 /** Ended before its last step, and can continue from its latest checkpoint. */

@@ -6,14 +6,16 @@
 import type { Store } from '../store';
 import type { RunData } from '../runData';
 import { formatDuration } from '../../src/common/formatDuration';
-import { isActive } from '../../src/viewmodel/runModel';
+import { evalFact, isActive, plural } from '../../src/viewmodel/runModel';
 import { formatNumber, h, text } from '../dom';
 import { button, runName, type Check, type Field, type Panel } from './panel';
 
-/** The trainer is working (or paused) and takes steering commands: only then does the page offer them. */
-/** The run can be steered from this page: active, and the host says it can reach its trainer (Store.steerBlock). */
+/**
+ * The run can be steered from this page: with the store, the one rule (Store.control: this page's fold and the
+ * host's facts about the trainer); without it, what the record alone says (active, not stopping).
+ */
 export const steerable = (r: RunData | undefined, store?: Store): boolean =>
-  !!r && isActive(r.model.state) && r.model.state !== 'stopping' && !(store && store.steerBlock(r.runId) !== null);
+  !!r && (store ? store.control(r.runId).canSteer : isActive(r.model.state) && r.model.state !== 'stopping');
 
 /** Recompositions that fused at least one pair: the ones the charts mark. */
 export function fusingRecompositions(r: RunData): number {
@@ -31,21 +33,8 @@ export function ruleContext(r: RunData): { schedule: number[] | null; minSlotAge
   return { schedule: m.schedule, minSlotAge: m.settings?.minSlotAge ?? m.minSlotAge ?? configured };
 }
 
-/** "1 recomposition", "2 recompositions". */
-export const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
-
-/**
- * The latest eval, with the step it was measured at; "N steps old" once a newer eval was due (a run whose evals
- * stopped, or one that ended long after its last eval): a number from step 100 must not read as today's.
- */
-export function evalFact(m: RunData['model']): string | null {
-  if (m.evalStep === null || (m.evalAccuracy === null && m.evalLoss === null)) return null;
-  const what = m.evalAccuracy !== null ? `eval acc ${(100 * m.evalAccuracy).toFixed(1)} %` : `eval loss ${formatNumber(m.evalLoss)}`;
-  const every = m.settings?.evalEvery ?? (typeof m.config.evalEvery === 'number' ? m.config.evalEvery : null);
-  const age = m.step - m.evalStep;
-  const stale = age > 0 && (every === null || age >= every);
-  return `${what} at step ${m.evalStep}${stale ? ` (stale: ${plural(age, 'step')} old)` : ''}`;
-}
+// The eval's wording is the one reducer's (the Runs view's tooltip says the same); re-exported for the panels.
+export { evalFact, plural };
 
 /** The header's facts line of one run (what the run states; nothing live about a run that is not running). */
 export function runFacts(r: RunData): string {
@@ -175,7 +164,7 @@ export class Header implements Panel {
     text(this.name, compare ? `Compare: ${store.focused().map(runName).join(' · ')}` : runName(r));
     text(this.badge, compare ? `${store.focus.length} runs` : m.state);
     this.badge.className = compare ? 'badge' : `badge state-${m.state}`;
-    const blocked = compare || !isActive(m.state) ? null : store.steerBlock(r.runId);
+    const blocked = compare || !isActive(m.state) || m.state === 'stopping' ? null : store.steerBlock(r.runId);
     // Why the controls are off, where the user looks for them (e.g. "started from a terminal: this page follows it read-only").
     text(this.facts, compare ? 'The table below compares the runs; every chart overlays them (one colour per run).' : blocked ? `${runFacts(r)} · ${blocked}` : runFacts(r));
     const srlora = m.method === 'srlora';
