@@ -140,18 +140,23 @@ class CompiledStep:
     torch.compile: the eager kernels, captured). capture: replay a CUDA graph (default: on CUDA). warmup_steps: real
     steps run eagerly (compiling) before the capture. log(text): where re-captures are said. backend: torch.compile's
     (a test or `bench --toy` on the CPU may take "aot_eager", which skips Inductor's code generation).
+    reduce(flats): data parallelism (torchrun, distributed.Lockstep.average_): called after backward with the flat
+    gradient buffers (one per dtype; every trained parameter's .grad is a view of one), it must leave in them the
+    average over every rank, in place. It runs eagerly between two replayed graphs (forward + backward; then the
+    finite check, importance and AdamW): one all-reduce per buffer and step instead of DDP's bucketed hooks, so the
+    finite check, the importance EMAs and the update see the global batch's gradients, identical on every rank.
     Raises ValueError for an optimiser the graph cannot hold (SGD, a non-Adam class)."""
 
     def __init__(self, loss_fn: Callable[..., torch.Tensor], optimizer: torch.optim.Optimizer, ctl=None, *,
                  mode: str = "auto", capture: Optional[bool] = None, warmup_steps: int = 2,
-                 log: Callable[[str], None] = lambda text: None, backend: str = "inductor"):
-        if not isinstance(optimizer, torch.optim.Adam):
-            raise ValueError(f"the compiled step needs optimizer adam or adamw (fused AdamW), not {type(optimizer).__name__}")
+                 log: Callable[[str], None] = lambda text: None, backend: str = "inductor",
+                 reduce: Optional[Callable[[List[torch.Tensor]], None]] = None):
+        why = self.unsupported(optimizer)
+        if why:
+            raise ValueError(why)
         if mode not in ("auto", "max", "capture"):
             raise ValueError(f"mode: expected auto | max | capture, got {mode!r}")
-        if not hasattr(torch, "compile") or not hasattr(torch, "_fused_adamw_"):
-            raise ValueError(f"the compiled step needs torch ≥ 2.4 (torch.compile, fused AdamW), this is {torch.__version__}")
-        self.opt, self.ctl, self.mode, self.log = optimizer, ctl, mode, log
+        self.opt, self.ctl, self.mode, self.log, self.reduce = optimizer, ctl, mode, log, reduce
         self.params: List[torch.Tensor] = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
         if not self.params:
             raise ValueError("the optimizer holds no trainable parameter")
@@ -192,6 +197,7 @@ class CompiledStep:
             self.flats.append(flat)
         self.static: Optional[List[torch.Tensor]] = None
         self.graph: Optional["torch.cuda.CUDAGraph"] = None
+        self.graph_update: Optional["torch.cuda.CUDAGraph"] = None  # with reduce: the second graph (after the all-reduce)
         self.static_loss: Optional[torch.Tensor] = None
         self.warm = 0
         self.captures = 0
@@ -199,6 +205,15 @@ class CompiledStep:
         self._grads = [p.grad for p in self.params]
         self.warmup_s: Optional[float] = None  # first call → graph ready (compile + warm-up steps + capture)
         self._t_first: Optional[float] = None
+
+    @staticmethod
+    def unsupported(optimizer: torch.optim.Optimizer) -> Optional[str]:
+        """Why this optimiser (or this torch) cannot run as a compiled step, or None when it can."""
+        if not isinstance(optimizer, torch.optim.Adam):
+            return f"the compiled step needs optimizer adam or adamw (fused AdamW), not {type(optimizer).__name__}"
+        if not hasattr(torch, "compile") or not hasattr(torch, "_fused_adamw_"):
+            return f"the compiled step needs torch ≥ 2.4 (torch.compile, fused AdamW), this is {torch.__version__}"
+        return None
 
     def _hyperparameters(self) -> tuple:
         return tuple((g["weight_decay"], tuple(map(float, g["betas"])), g["eps"], g["amsgrad"], g.get("maximize", False))
@@ -208,7 +223,7 @@ class CompiledStep:
         """Drops the captured graph: the next step warms up and captures again (and logs `reason`)."""
         if self.graph is not None:
             self.log(f"compile: re-capturing the training step: {reason}")
-        self.graph, self.static_loss, self.warm = None, None, 0
+        self.graph, self.graph_update, self.static_loss, self.warm = None, None, None, 0
 
     def _check(self, batch: Sequence[torch.Tensor]) -> None:
         for g, lr in zip(self.opt.param_groups, self._lrs):
@@ -231,11 +246,15 @@ class CompiledStep:
             for s, b in zip(self.static, batch):
                 s.copy_(b, non_blocking=True)
 
-    def _body(self) -> torch.Tensor:
+    def _forward_backward(self) -> torch.Tensor:
         for f in self.flats:
             f.zero_()
         loss = self.fn(*self.static)
         loss.backward()
+        return loss.detach()
+
+    def _update(self) -> None:
+        """The finite check, the importance EMAs and ages, AdamW: from the (all-reduced) gradients in self.flats."""
         with torch.no_grad():
             finite = torch.isfinite(self.flats[0]).all()
             for f in self.flats[1:]:
@@ -246,7 +265,13 @@ class CompiledStep:
             if self.ctl is not None:
                 masked_importance_update(self.ctl.layers, finite.float())
         self.opt.step()
-        return loss.detach()
+
+    def _body(self) -> torch.Tensor:
+        loss = self._forward_backward()
+        if self.reduce is not None:
+            self.reduce(self.flats)
+        self._update()
+        return loss
 
     def __call__(self, *batch: torch.Tensor) -> torch.Tensor:
         if self._t_first is None:
@@ -267,10 +292,13 @@ class CompiledStep:
                 self._capture()
             except Exception as e:  # noqa: BLE001 - nothing ran during the capture: this step runs without a graph
                 self.log(f"compile: capturing the step failed, it runs without a CUDA graph from now on ({type(e).__name__}: {str(e)[:300]})")
-                self.capture, self.graph = False, None
+                self.capture, self.graph, self.graph_update = False, None, None
                 torch.cuda.synchronize(self.device)
                 return self._body().clone()
         self.graph.replay()
+        if self.graph_update is not None:  # data parallel: the gradients averaged over the ranks, between the graphs
+            self.reduce(self.flats)
+            self.graph_update.replay()
         if self.warmup_s is None:
             torch.cuda.synchronize(self.device)
             self.warmup_s = time.perf_counter() - self._t_first
@@ -280,12 +308,20 @@ class CompiledStep:
         t0 = time.perf_counter()
         torch.cuda.synchronize(self.device)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            self.static_loss = self._body()
-        self.graph = graph
+        if self.reduce is None:
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self.static_loss = self._body()
+            update = None
+        else:  # the collective stays out of the graphs: issued eagerly between their replays (NCCL, its own stream)
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self.static_loss = self._forward_backward()
+            update = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(update, capture_error_mode="thread_local"):
+                self._update()
+        self.graph, self.graph_update = graph, update
         self.captures += 1
-        self.log(f"compile: the training step captured as one CUDA graph ({self.mode}, capture {self.captures}, "
-                 f"{(time.perf_counter() - t0) * 1000:.0f} ms)")
+        self.log(f"compile: the training step captured as {'one CUDA graph' if update is None else 'two CUDA graphs around the gradient all-reduce'} "
+                 f"({self.mode}, capture {self.captures}, {(time.perf_counter() - t0) * 1000:.0f} ms)")
 
     def skipped(self) -> bool:
         """Whether the last step's gradients were not all finite (its update, importance and ages skipped); one

@@ -2,8 +2,10 @@
 
 Every rank must hold the same frozen weights, slots and directions after every step. How this module keeps them so:
 - the start: rank 0's parameters and buffers (frozen W, SVD factors, directions, EMAs) are broadcast once;
-- importance: DDP all-reduces the gradients during backward, so w·g — and so every EMA, every optimiser update — is
-  identical on every rank by construction;
+- importance: the gradients are all-reduced before anything reads them — by DDP during backward (the eager step), or
+  by one all-reduce of the compiled step's flat gradient buffer between its two graphs (compiled.CompiledStep,
+  `reduce`: no DDP wrapper on that path) — so w·g, and so every EMA, every optimiser update, is identical on every
+  rank by construction;
 - recompositions: the selection (pure host arithmetic on those identical EMAs) is still made on rank 0 and broadcast
   (`SRLoRAController.agree`), so a divergence could never turn into different selections silently;
 - steering: rank 0 alone talks to the hub and writes events.jsonl and checkpoints. At each step boundary every rank
@@ -189,6 +191,19 @@ class Lockstep:
         from torch.nn.parallel import DistributedDataParallel as DDP
         self.broadcast_module(model)
         return DDP(model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+
+    @torch.no_grad()
+    def average_(self, tensors: Sequence[torch.Tensor]) -> None:
+        """Each tensor (a compiled step's flat gradient buffer) replaced, in place, by its mean over every rank: one
+        all-reduce each on the default group (NCCL's AVG on GPUs; gloo has no AVG: a sum, then ÷ world). Issued on
+        the current stream without a host wait (NCCL), so it sits between the step's two replayed graphs."""
+        nccl = self.dist.get_backend() == "nccl"
+        for t in tensors:
+            if nccl:
+                self.dist.all_reduce(t, op=self.dist.ReduceOp.AVG)
+            else:
+                self.dist.all_reduce(t)
+                t.div_(self.world)
 
     def bind(self, ctl) -> None:
         """Every recomposition of this controller: the selection made on rank 0 and broadcast, the result compared."""

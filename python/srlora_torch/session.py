@@ -252,19 +252,34 @@ class Session:
             self.failure = error
         self.stop_reason, self.end_state = str(error), "failed"
 
-    def after_step(self, loss: Optional[torch.Tensor] = None) -> None:
+    def settle(self) -> bool:
+        """Deferred telemetry (train.py's graph-replayed step): reads the held losses; False when one was not finite —
+        the run then fails as after_step would have it (every row before it emitted, the loss's step named)."""
+        if self.end_state == "failed":
+            return False
+        try:
+            self.telemetry.settle()
+            if self.telemetry.bad is not None:
+                self.telemetry.flush()
+        except NonFiniteLoss as e:
+            self.fail(e)
+        return self.end_state != "failed"
+
+    def after_step(self, loss: Optional[torch.Tensor] = None, skipped: Optional[torch.Tensor] = None) -> None:
         """Call after SRLoRAController.after_step: the metrics row, snapshots, eval and checkpoints on their schedule,
         then the commands that arrived (after this step's scheduled recomposition, in arrival order); while paused, blocks here (on the command queue: no spinning) until resumed or stopped.
         A non-finite loss (seen when its row is flushed) ends the run as failed: stop_reason says why."""
         if self.end_state == "failed":
             return
         try:
-            self.telemetry.after_step(loss)
+            self.telemetry.after_step(loss, skipped)
             step = self.ctl.step
             if self.evaluate and (step % self.settings["evalEvery"] == 0 or step == self.total_steps):
                 self.telemetry.flush()
                 self.emit_eval()
             if self.checkpoint_every and step % self.checkpoint_every == 0:
+                if self.telemetry.held:  # deferred losses: none may be non-finite under a checkpoint
+                    self.telemetry.flush()
                 self.checkpoint()
             if self.main and time.monotonic() - self._folder_checked >= self.folder_check_s:
                 self._check_folder()
@@ -305,6 +320,8 @@ class Session:
         return [tuple(c) for c in got["commands"]] if got else []
 
     def _apply_all(self, cmds) -> None:
+        if cmds and self.telemetry.held:  # a command acts on a state whose losses are all known to be finite
+            self.telemetry.flush()
         for cid, body in cmds:
             self._checkpointed_step = None  # a command may change the model or settings: the next checkpoint is new
             self.apply(cid, body)

@@ -41,42 +41,83 @@ class Telemetry:
         self.settings = settings  # live: importanceEvery may change by command
         self.snapshots, self.min_interval_s, self.clock = snapshots, min_interval_s, clock
         self.losses: List[Tuple[int, float, bool]] = []  # (step, loss, its gradients were not finite)
+        # defer (train.py, a step replayed from a CUDA graph): a loss is read one step late, so the host never waits
+        # for the step it has just queued; held here as [loss, skipped] device tensors until settle() reads them.
+        self.defer = False
+        self.held: List[Tuple[int, torch.Tensor]] = []
         self.bad: Optional[NonFiniteLoss] = None  # a non-finite loss seen: the run fails at the next after_step/flush
         self.last_flush, self.last_importance = clock(), -min_interval_s  # the first snapshot at once
 
-    def after_step(self, loss: Union[torch.Tensor, float, None]) -> None:
+    def after_step(self, loss: Union[torch.Tensor, float, None], skipped: Optional[torch.Tensor] = None) -> None:
         """A step ended: its loss (a tensor or a float; None when the loop reports losses separately, as the Hugging
-        Face callback does), then metrics and snapshots when due. Raises NonFiniteLoss (after emitting every row
-        before it) when a loss so far was not finite."""
+        Face callback does), then metrics and snapshots when due. skipped (defer only): the step's device flag "its
+        gradients were not finite" (CompiledStep.found_inf), read with the loss. Raises NonFiniteLoss (after emitting
+        every row before it) when a loss so far was not finite; deferred, a loss is known one step late (and at once
+        before a snapshot or a flush that is asked to settle)."""
         if loss is not None:
-            self.add_loss(self.ctl.step, loss)
+            self.add_loss(self.ctl.step, loss, skipped)
+        if self.held:
+            self.settle(keep_last=True)
         if self.bad is not None:
             self.flush()
         now = self.clock()
         if now - self.last_flush >= self.min_interval_s:
-            self.flush()
+            self.flush(settle=False)
         if (self.snapshots and self.ctl.step % self.settings["importanceEvery"] == 0
                 and now - self.last_importance >= self.min_interval_s):
+            if self.held:  # no snapshot of a step after a loss not yet known to be finite
+                self.settle()
+                if self.bad is not None:
+                    self.flush()
             self.last_importance = now
             snap = self.ctl.importance_async()  # on a GPU: the previous snapshot, copied out while this one was queued
             if snap is not None:
                 emit_snapshot(self.rec, snap)
 
-    def add_loss(self, step: int, loss: Union[torch.Tensor, float]) -> None:
+    def add_loss(self, step: int, loss: Union[torch.Tensor, float], skipped: Optional[torch.Tensor] = None) -> None:
         """A loss for the next metrics message (steps must increase). It is read at once (one scalar copy): a
         non-finite loss must end the run at its own step, before a later recomposition or checkpoint; the rows
-        before it still go out, then the next after_step or flush raises NonFiniteLoss. Never raises itself (the
-        Hugging Face callback calls it from on_log)."""
+        before it still go out, then the next after_step or flush raises NonFiniteLoss. With defer and a tensor
+        loss it is held instead (settle reads it). Never raises itself (the Hugging Face callback calls it from on_log)."""
         if self.bad is not None:
             return
+        if self.defer and isinstance(loss, torch.Tensor):
+            flag = torch.zeros_like(loss, dtype=torch.float32) if skipped is None else skipped.to(torch.float32)
+            self.held.append((step, torch.stack([loss.detach().float().reshape(()), flag.reshape(())])))  # one read later
+            return
         v = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        self._add(step, v, self.ctl.last_skipped_step == step)
+
+    def _add(self, step: int, v: float, skipped: bool) -> None:
         if not math.isfinite(v):
             self.bad = NonFiniteLoss(step, v)
             return
-        self.losses.append((step, v, self.ctl.last_skipped_step == step))
+        self.losses.append((step, v, skipped))
 
-    def flush(self) -> None:
-        """Emits the rows held back; then raises NonFiniteLoss if a loss after them was not finite."""
+    def settle(self, keep_last: bool = False) -> None:
+        """Reads the held (deferred) losses — all, or all but the newest — in step order; one device → host copy
+        each, of a step the GPU has normally finished already. A skipped step is counted in the controller as
+        after_backward counts it. Stops at a non-finite loss (self.bad); never raises."""
+        n = len(self.held) - (1 if keep_last else 0)
+        if n <= 0:
+            return
+        items, self.held = self.held[:n], self.held[n:]
+        for step, t in items:
+            if self.bad is not None:
+                break
+            v, skipped = t.tolist()
+            if skipped and math.isfinite(v):
+                self.ctl.skipped_steps += 1
+                self.ctl.last_skipped_step = step
+            self._add(step, v, bool(skipped))
+        if self.bad is not None:
+            self.held = []
+
+    def flush(self, settle: bool = True) -> None:
+        """Emits the rows held back (with settle: the deferred losses read first); then raises NonFiniteLoss if a
+        loss after them was not finite."""
+        if settle and self.held:
+            self.settle()
         now = self.clock()
         if self.losses:
             eps = self.batch_size * len(self.losses) / max(1e-9, now - self.last_flush)

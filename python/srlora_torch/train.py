@@ -139,8 +139,11 @@ def build_run(cfg: dict, run_dir: str, device: torch.device, env: Optional[Dict[
 
     main_rank = lockstep is None or lockstep.is_main
     world = lockstep.world if lockstep else 1
-    if lockstep:
-        task.train_model = lockstep.wrap(task.model, device)  # rank 0's weights everywhere, gradients all-reduced
+    if lockstep:  # rank 0's weights everywhere; the gradients all-reduced by the compiled step itself, or by DDP
+        if resolve_mode(cfg["compile"], device) != "off" and CompiledStep.unsupported(opt) is None:
+            lockstep.broadcast_module(task.model)  # compiled_step: one all-reduce of its flat gradient buffer, no DDP
+        else:
+            task.train_model = lockstep.wrap(task.model, device)
     session = Session(ctl, opt, run_dir, total_steps=cfg["steps"], batch_size=cfg["batchSize"] * world, name=cfg["name"],
                       config={**cfg, **({"globalBatchSize": cfg["batchSize"] * world} if world > 1 else {})},
                       device=device_label(device), importance_every=cfg["importanceEvery"],
@@ -166,21 +169,60 @@ def restore_run(run: SimpleNamespace, ckpt: str, device: torch.device) -> None:
     run.ctl.set(fusion_threshold=state["rule"]["fusionThreshold"], fusion_ratio=state["rule"]["fusionRatio"])
 def compiled_step(cfg: dict, device: torch.device, task, opt, ctl, session) -> Optional[CompiledStep]:
     """The compiled, graph-captured step for config `compile` on this device, or None for the eager loop (compile off,
-    the CPU under "auto", or an optimiser the graph cannot hold: said in the run's log)."""
+    the CPU under "auto", or an optimiser the graph cannot hold: said in the run's log). Under torchrun the compiled
+    step averages its flat gradient buffer over the ranks itself (Lockstep.average_, between its two graphs), with no
+    DDP wrapper (build_run left the model unwrapped); when it cannot run, every rank falls back to the eager step under
+    DDP alike. SRLORA_COMPILE_BACKEND (tests, CPU checks): torch.compile's backend, e.g. "aot_eager" (default inductor)."""
     def say(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        if session.main:
+            print(text, file=sys.stderr, flush=True)
         session.rec.emit({"type": "log", "level": "info", "text": text[:2000]})
     mode = resolve_mode(cfg["compile"], device)
     if mode == "off":
         return None
-    if session.lockstep is not None:
-        say("compile: under torchrun the eager step runs (DDP's gradient all-reduce is not captured in the step's CUDA graph)")
+    lockstep = session.lockstep
+    if lockstep is not None and task.train_model is not task.model:  # build_run chose DDP: the optimiser cannot be fused
+        say(f"compile: the eager step runs under DDP ({CompiledStep.unsupported(opt)})")
         return None
     try:
-        return CompiledStep(task.loss_of, opt, ctl, mode=mode, log=say)
+        step = CompiledStep(task.loss_of, opt, ctl, mode=mode, log=say, backend=os.environ.get("SRLORA_COMPILE_BACKEND") or "inductor",
+                            reduce=lockstep.average_ if lockstep is not None else None)
+        if lockstep is not None:
+            say(f"compile: the compiled step on {lockstep.world} ranks, its gradients averaged by one all-reduce per step (no DDP wrapper)")
+        return step
     except ValueError as e:
         say(f"compile: the eager step runs instead ({e})")
+        if lockstep is not None:  # every rank meets the same refusal: DDP averages the gradients from here on
+            task.train_model = lockstep.wrap(task.model, device)
         return None
+
+
+def train_loop(cfg: dict, run: SimpleNamespace, step_fn: Optional[CompiledStep], progress=None) -> None:
+    """Steps until the config's steps are done or the session says stop. The compiled step on a CUDA graph is never
+    waited for by the host: its loss and skipped flag are read one step late (Telemetry.defer; read at once before a
+    checkpoint, eval, command, snapshot or the end), so the GPU always has the next step queued. Raises what a step
+    raises (the caller's session.finish records it)."""
+    task, ctl, session = run.task, run.ctl, run.session
+    lockstep = session.lockstep
+    deferred = step_fn is not None and step_fn.capture
+    session.telemetry.defer = deferred
+    while ctl.step < cfg["steps"] and not session.stop_reason:
+        skipped = None
+        if step_fn is not None:  # forward, backward, importance and AdamW: one CUDA graph (two around the all-reduce)
+            loss = step_fn(*task.batch())
+            if deferred:
+                skipped = step_fn.found_inf.clone()  # read with the loss, a step later
+                if not session.settle():  # the earlier steps' losses (done on the GPU meanwhile): one was not finite
+                    break
+            elif step_fn.skipped():
+                ctl._skip_this_step = True  # gradients not finite: the graph skipped the update; the row says so
+        else:
+            loss = eager_step(task, opt=run.opt, ctl=ctl)
+        ctl.after_step()
+        step_loss = lockstep.mean(loss) if lockstep else loss
+        session.after_step(step_loss, skipped=skipped)  # the global batch's loss, on every rank
+        if progress and progress.due(ctl.step):  # the loss is read (a device sync) only for a line that is written
+            progress.update(ctl.step, float(step_loss))
 
 
 def finished_state(run_dir: str) -> Optional[int]:
@@ -301,18 +343,7 @@ def main(argv=None) -> int:
     progress = ProgressLine(cfg["steps"], cfg["batchSize"] * world, sys.stderr) if rank == 0 and not a.no_progress else None
     error = None
     try:
-        while ctl.step < cfg["steps"] and not session.stop_reason:
-            if step_fn is not None:  # forward, backward, importance and AdamW: one CUDA graph (compiled.py)
-                loss = step_fn(*task.batch())
-                if step_fn.skipped():
-                    ctl._skip_this_step = True  # gradients not finite: the graph skipped the update; the row says so
-            else:
-                loss = eager_step(task, opt, ctl)
-            ctl.after_step()
-            step_loss = lockstep.mean(loss) if lockstep else loss
-            session.after_step(step_loss)  # the global batch's loss, on every rank
-            if progress and progress.due(ctl.step):  # the loss is read (a device sync) only for a line that is written
-                progress.update(ctl.step, float(step_loss))
+        train_loop(cfg, run, step_fn, progress)
     except Exception as e:  # noqa: BLE001 - reported as the run's failure
         error = e
     if progress:

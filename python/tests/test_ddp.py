@@ -24,6 +24,21 @@ for k in ("SRLORA_HUB_URL", "SRLORA_TOKEN", "SRLORA_RUN_DIR", "RANK", "WORLD_SIZ
     ENV.pop(k, None)
 
 
+# The two steps a torchrun rank can run: "off", the eager step under DistributedDataParallel; "max", the compiled step
+# (compiled.CompiledStep: on the CPU torch.compile without a CUDA graph, backend aot_eager here) with no DDP wrapper,
+# its flat gradient buffer averaged by one all-reduce per step. Every lockstep guarantee is tested on both.
+STEPS = ["off", "max"]
+COMPILED_SAYS = "compile: the compiled step on 2 ranks, its gradients averaged by one all-reduce per step (no DDP wrapper)"
+
+
+def step_env(compile_mode):
+    return {**ENV, "SRLORA_COMPILE_BACKEND": "aot_eager"} if compile_mode == "max" else ENV
+
+
+def says_compiled(run):
+    return any(m["type"] == "log" and m["text"] == COMPILED_SAYS for m in messages(run))
+
+
 def torchrun(*args):
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "srlora_torch.train", *args]
 
@@ -93,17 +108,20 @@ class SteeringHub:
         self.loop.run_until_complete(serve())
 
 
-def test_a_steered_two_rank_run_stays_identical_on_both_ranks_after_every_command(tmp_path):
+@pytest.mark.parametrize("compile_mode", STEPS)
+def test_a_steered_two_rank_run_stays_identical_on_both_ranks_after_every_command(tmp_path, compile_mode):
     """pause → τ change → forced recomposition of two layers → checkpoint → resume → stop, each applied after the same
     step on both ranks (the ack names it; the paused run does not move), the state identical after each."""
     layers = ["blocks.0.attn.q", "blocks.1.ffn.fc1"]
     hub = SteeringHub([(3, {"kind": "pause"}), (0, {"kind": "set", "fusionThreshold": 0.9}), (0, {"kind": "recompose", "layers": layers}),
                        (0, {"kind": "checkpoint"}), (0, {"kind": "resume"}), (0, {"kind": "stop"})])
     run, audit = tmp_path / "run", tmp_path / "audit"
-    env = {**ENV, "SRLORA_RUN_DIR": str(run), "SRLORA_HUB_URL": f"ws://127.0.0.1:{hub.port}", "SRLORA_TOKEN": "t", "SRLORA_DDP_AUDIT": str(audit)}
-    r = subprocess.run(torchrun("--config", config(tmp_path, steps=400)), env=env, capture_output=True, text=True, timeout=300)
+    env = {**step_env(compile_mode), "SRLORA_RUN_DIR": str(run), "SRLORA_HUB_URL": f"ws://127.0.0.1:{hub.port}", "SRLORA_TOKEN": "t",
+           "SRLORA_DDP_AUDIT": str(audit)}
+    r = subprocess.run(torchrun("--config", config(tmp_path, steps=400, compile=compile_mode)), env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     msgs = messages(run)
+    assert says_compiled(run) == (compile_mode == "max")
     hello = msgs[0]
     assert hello["worldSize"] == 2 and hello["config"]["globalBatchSize"] == 16
     acks = {m["commandId"]: m for m in msgs if m["type"] == "ack" and m["status"] != "received"}
@@ -132,14 +150,16 @@ def test_a_steered_two_rank_run_stays_identical_on_both_ranks_after_every_comman
     assert hub.frames and hub.frames[-1]["type"] == "state", "rank 0 alone streamed to the hub, to the end"
 
 
-def test_interrupted_on_two_ranks_then_resumed_on_two_gives_the_uninterrupted_losses(tmp_path):
+@pytest.mark.parametrize("compile_mode", STEPS)
+def test_interrupted_on_two_ranks_then_resumed_on_two_gives_the_uninterrupted_losses(tmp_path, compile_mode):
     """SIGTERM to the launcher's process group (as the extension interrupts a run): both ranks stop after the same
     step, rank 0 checkpoints, `interrupted`; --resume on two ranks continues with the losses of a run never stopped."""
-    cfg = config(tmp_path, steps=40)
-    r = subprocess.run(torchrun("--config", cfg), env={**ENV, "SRLORA_RUN_DIR": str(tmp_path / "a")}, capture_output=True, text=True, timeout=300)
+    cfg, env = config(tmp_path, steps=40, compile=compile_mode), step_env(compile_mode)
+    r = subprocess.run(torchrun("--config", cfg), env={**env, "SRLORA_RUN_DIR": str(tmp_path / "a")}, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert says_compiled(tmp_path / "a") == (compile_mode == "max")
     b = tmp_path / "b"
-    p = subprocess.Popen(torchrun("--config", cfg), env={**ENV, "SRLORA_RUN_DIR": str(b)}, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    p = subprocess.Popen(torchrun("--config", cfg), env={**env, "SRLORA_RUN_DIR": str(b)}, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and max(losses(b), default=0) < 8 and p.poll() is None:
         time.sleep(0.01)
@@ -150,7 +170,7 @@ def test_interrupted_on_two_ranks_then_resumed_on_two_gives_the_uninterrupted_lo
     assert msgs[-1]["type"] == "state" and (msgs[-1]["state"], msgs[-1]["step"]) == ("interrupted", stopped), err[-3000:]
     assert msgs[-1]["reason"] if "reason" in msgs[-1] else True
     assert 8 <= stopped < 40
-    r = subprocess.run(torchrun("--resume", str(b)), env=ENV, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(torchrun("--resume", str(b)), env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     la, lb = losses(tmp_path / "a"), losses(b)
     assert sorted(lb) == list(range(1, 41))
@@ -162,10 +182,12 @@ def test_interrupted_on_two_ranks_then_resumed_on_two_gives_the_uninterrupted_lo
     assert recs(tmp_path / "a") == recs(b)
 
 
-def test_a_rank_that_dies_fails_the_run_with_its_rank_and_reason(tmp_path):
+@pytest.mark.parametrize("compile_mode", STEPS)
+def test_a_rank_that_dies_fails_the_run_with_its_rank_and_reason(tmp_path, compile_mode):
     """Rank 1 killed (SIGKILL: it cannot say a word) in the middle of the run: rank 0 records `failed` naming rank 1."""
     run = tmp_path / "run"
-    p = subprocess.Popen(torchrun("--config", config(tmp_path, steps=100000)), env={**ENV, "SRLORA_RUN_DIR": str(run), "SRLORA_DDP_AUDIT": str(tmp_path / "au")},
+    p = subprocess.Popen(torchrun("--config", config(tmp_path, steps=100000, compile=compile_mode)),
+                         env={**step_env(compile_mode), "SRLORA_RUN_DIR": str(run), "SRLORA_DDP_AUDIT": str(tmp_path / "au")},
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.time() + 120
@@ -182,6 +204,29 @@ def test_a_rank_that_dies_fails_the_run_with_its_rank_and_reason(tmp_path):
     assert last["type"] == "state" and last["state"] == "failed", err[-2000:]
     assert last["reason"].startswith("rank 1 "), last
     assert p.returncode != 0
+
+
+def test_the_compiled_step_on_two_ranks_gives_the_eager_ddp_losses_and_stays_identical(tmp_path):
+    """The compiled step with its one all-reduce (no DDP) against the eager step under DDP: the same config on two
+    ranks gives the same losses within float tolerance and recomposes at the same steps; both ranks' digests are
+    bit-identical at every check (the start and 6 scheduled recompositions)."""
+    runs = {}
+    for mode in STEPS:
+        run, audit = tmp_path / f"run-{mode}", tmp_path / f"audit-{mode}"
+        r = subprocess.run(torchrun("--config", config(tmp_path, steps=30, compile=mode)),
+                           env={**step_env(mode), "SRLORA_RUN_DIR": str(run), "SRLORA_DDP_AUDIT": str(audit)}, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert messages(run)[-1]["state"] == "finished"
+        a, b = audits(audit)
+        assert a == b and len(a) >= 7, [x["after"] for x in a]
+        runs[mode] = run
+    assert says_compiled(runs["max"]) and not says_compiled(runs["off"])
+    eager, compiled = losses(runs["off"]), losses(runs["max"])
+    assert sorted(eager) == sorted(compiled) == list(range(1, 31))
+    worst = max(abs(eager[s] - compiled[s]) / abs(eager[s]) for s in eager)
+    assert worst < 1e-5, worst
+    recs = lambda run: [(m["step"], [len(l["slots"]) for l in m["layers"]]) for m in messages(run) if m["type"] == "recomposition"]  # noqa: E731
+    assert recs(runs["off"]) == recs(runs["max"]) and len(recs(runs["off"])) == 6
 
 
 def test_sharded_weights_are_refused_with_what_is_supported(tmp_path, monkeypatch):
