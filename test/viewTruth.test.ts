@@ -12,7 +12,7 @@ import { Hub } from '../src/hub/hub';
 import { RunManager, type ManagedRun } from '../src/supervisor/runManager';
 import { applyMessage, emptyRun, etaSeconds, foldRun, steerControl, type RunModel } from '../src/viewmodel/runModel';
 import { runContextValue, runDescription, runTooltip } from '../src/extension/runsTreeText';
-import type { RunControl, TrainerMessage } from '../src/protocol/messages';
+import type { HubToViewer, RunControl, TrainerMessage } from '../src/protocol/messages';
 import { FixtureLog } from './helpers/runFixtures';
 import { tempDir, until } from './helpers/tmp';
 
@@ -141,4 +141,65 @@ test('the one ETA (runModel.etaSeconds) leaves out paused time and the time befo
   f.add('state', { state: 'running', step: 20 }, 3 * 3600_000);
   f.metrics(21, 30, () => 1, () => ({}));
   assert.equal(etaSeconds(modelOf(f)), 70, '10 steps in 10 s since the resume: 70 steps left');
+});
+
+test('a command held for a trainer that never connects reaches the page as refused, with the reason (not "sent" for ever)', async () => {
+  // Before: the panel answered the page once (forwarded, with its command id) and the page dropped the entry; the
+  // RunManager's later "was not delivered" went to a VS Code notification only, so the page never said it failed.
+  const { PageCommands } = await import('../src/extension/pageCommands');
+  const dir = tempDir();
+  const hub = await Hub.start({ heartbeatMs: 60_000 });
+  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: cli, trainerCommand: silent, graceMs: 300, earlyCommandWaitMs: 300 });
+  const posted: HubToViewer[] = [];
+  const pageCommands = new PageCommands(runs, (m) => posted.push(m), (id) => id === shown);
+  let shown = '';
+  try {
+    const run = await runs.start({ cwd: dir });
+    shown = run.runId;
+    pageCommands.command({ v: 1, type: 'command', requestId: 'q1', runId: run.runId, command: { kind: 'pause' } });
+    const palette = runs.command(run.runId, { kind: 'checkpoint' }); // the palette's, for the run the page shows
+    assert.ok(palette.ok);
+    const first = posted[0];
+    assert.ok(first.type === 'commandResult' && first.requestId === 'q1' && first.commandId && first.error === undefined, JSON.stringify(first));
+    assert.ok(await until(() => posted.length === 3, 10_000), JSON.stringify(posted));
+    const refusals = posted.slice(1) as Extract<HubToViewer, { type: 'commandResult' }>[];
+    assert.deepEqual(refusals.map((m) => [m.requestId, m.commandId]), [['q1', first.commandId], [palette.commandId, palette.commandId]]);
+    assert.match(refusals[0].error ?? '', /command pause was not delivered: its trainer did not connect within 0\.3 s/);
+
+    // The page: the entry says "sent" while it waits, then "refused: …"; the palette's refusal is listed too.
+    const handlers: ((m: HubToViewer) => void)[] = [];
+    const host = { kind: 'vscode' as const, send: () => {}, onMessage: (fn: (m: HubToViewer) => void) => handlers.push(fn), onStatus: () => {}, getState: () => ({}), setState: () => {} };
+    (globalThis as { document?: unknown }).document = { body: { dataset: {} } };
+    const { Store } = await import('../webview/store');
+    const store = new Store(host, [run.runId]);
+    store.runList = [{ runId: run.runId, state: 'running', step: 0, totalSteps: 10, connected: false }];
+    store.runs.set(run.runId, new (await import('../webview/runData')).RunData(run.runId));
+    store.command('Pause', { kind: 'pause' });
+    const deliver = (m: HubToViewer) => { for (const fn of handlers) fn(m); };
+    deliver(first);
+    assert.deepEqual(store.pending.map((c) => [c.label, c.status]), [['Pause', 'sent']]);
+    for (const m of refusals) deliver(m);
+    assert.deepEqual(store.pending.map((c) => [c.label, c.status.replace(/: run .*?: /, ': ')]), [
+      ['Checkpoint', 'refused: command checkpoint was not delivered: its trainer did not connect within 0.3 s'],
+      ['Pause', 'refused: command pause was not delivered: its trainer did not connect within 0.3 s'],
+    ]);
+  } finally { pageCommands.dispose(); await runs.dispose('stop'); await hub.close(); }
+});
+
+test('a sent command leaves the page\'s pending list once the run\'s record acknowledges it (its log tells the rest)', async () => {
+  const handlers: ((m: HubToViewer) => void)[] = [];
+  const host = { kind: 'browser' as const, send: () => {}, onMessage: (fn: (m: HubToViewer) => void) => handlers.push(fn), onStatus: () => {}, getState: () => ({}), setState: () => {} };
+  (globalThis as { document?: unknown }).document = { body: { dataset: {} } };
+  const { Store } = await import('../webview/store');
+  const store = new Store(host, ['ack']);
+  const deliver = (m: HubToViewer) => { for (const fn of handlers) fn(m); };
+  const f = new FixtureLog('ack').hello({ name: 'a', totalSteps: 10 }).state('running', 0);
+  deliver({ v: 1, type: 'snapshot', runId: 'ack', truncated: false, events: f.lines.map((l) => JSON.parse(l) as TrainerMessage) });
+  store.command('Pause', { kind: 'pause' });
+  deliver({ v: 1, type: 'commandResult', requestId: store.pending[0].requestId, commandId: 'c-1' });
+  assert.equal(store.pending[0].status, 'sent');
+  f.ack('c-1', 'received', 0);
+  deliver({ v: 1, type: 'event', runId: 'ack', event: JSON.parse(f.lines.at(-1)!) as TrainerMessage });
+  assert.deepEqual(store.pending, []);
+  assert.equal(store.sentLabels.get('c-1'), 'Pause', 'the log\'s entry keeps the label');
 });

@@ -26,6 +26,12 @@ export interface CommandEntry { requestId: string; runId: string; label: string;
 
 const MAX_SENT = 100;
 
+/** "Checkpoint" for a refusal that says "command checkpoint was not delivered" (a command another view sent). */
+function commandName(error: string): string {
+  const kind = /command (\w+) was not delivered/.exec(error)?.[1];
+  return kind ? `${kind[0].toUpperCase()}${kind.slice(1)}` : 'Command';
+}
+
 export class Store {
   readonly runs = new Map<string, RunData>();
   runList: RunSummary[] = [];
@@ -36,7 +42,11 @@ export class Store {
   readonly removed = new Map<string, string>();
   /** The URL named the runs to show: a page told a run says when it is gone instead of showing another. */
   private readonly namedInUrl: boolean;
-  /** Requests sent from this page not yet forwarded (refused ones stay, with the reason). */
+  /**
+   * This page's commands the run's record does not show yet: requested, sent (forwarded, not acknowledged: e.g.
+   * waiting for its trainer to connect), or refused with the reason (at once, or later: a held command that was
+   * never delivered). Once the record acknowledges a command its log tells the rest (the entry goes).
+   */
   readonly pending: CommandEntry[] = [];
   readonly sentLabels: Map<string, string>;
   readonly view: ChartView;
@@ -134,6 +144,14 @@ export class Store {
     return c.canSteer ? null : c.reason ?? 'this page cannot steer the run';
   }
 
+  /** Sent commands the run's record now acknowledges leave the pending list: from then on the log tells their story. */
+  private dropAcknowledged(): void {
+    for (let i = this.pending.length - 1; i >= 0; i--) {
+      const c = this.pending[i];
+      if (c.commandId !== undefined && c.status === 'sent' && this.runs.get(c.runId)?.acks.has(c.commandId)) this.pending.splice(i, 1);
+    }
+  }
+
   /** A page that chose its run itself shows an existing one: the newest active run, else the most recently active. */
   private pickDefault(): void {
     // Only what the host said is gone counts (a run not listed yet may be opened in a moment).
@@ -167,22 +185,31 @@ export class Store {
         for (const e of msg.events) r.apply(e);
         // More parts follow: canvases wait for the last one (drawing a half-loaded run only slows the loading).
         if (msg.more) this.loadingParts.add(msg.runId); else this.loadingParts.delete(msg.runId);
+        this.dropAcknowledged();
         break;
       }
       case 'event':
         this.runData(msg.runId).apply(msg.event);
+        if (msg.event.type === 'ack') this.dropAcknowledged();
         break;
       case 'commandResult': {
         const unknown = msg.requestId === 'subscribe' && /^unknown run (.+)$/.exec(msg.error ?? '');
         if (unknown) { this.missing.add(unknown[1]); this.pickDefault(); }
-        const c = this.pending.find((x) => x.requestId === msg.requestId);
-        if (c) {
+        const c = this.pending.find((x) => x.requestId === msg.requestId || (msg.commandId !== undefined && x.commandId === msg.commandId));
+        if (msg.commandId && msg.error !== undefined) {
+          // A command the host accepted and then could not deliver (it waited for a trainer that did not connect).
+          if (c) c.status = `refused: ${msg.error}`;
+          else this.pending.unshift({ requestId: msg.requestId, runId: this.focus[0] ?? '', commandId: msg.commandId, label: this.sentLabels.get(msg.commandId) ?? commandName(msg.error), status: `refused: ${msg.error}` });
+        } else if (c) {
           if (msg.commandId) {
             this.sentLabels.set(msg.commandId, c.label);
-            this.pending.splice(this.pending.indexOf(c), 1); // from now on the run's log tells its story
+            c.commandId = msg.commandId;
+            c.status = 'sent';
             this.persist();
+            this.dropAcknowledged(); // the record may already hold its ack
           } else c.status = `refused: ${msg.error ?? ''}`;
         }
+        this.pending.length = Math.min(this.pending.length, 20);
         break;
       }
       case 'saved': {

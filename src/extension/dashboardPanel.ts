@@ -13,6 +13,7 @@ import type { RunManager } from '../supervisor/runManager';
 import { PROTOCOL_MAJOR, type HubToViewer } from '../protocol/messages';
 import { validateViewerToHub } from '../protocol/validate';
 import { readSettings } from './settings';
+import { PageCommands } from './pageCommands';
 
 export const DASHBOARD_VIEW_TYPE = 'srlora.dashboard';
 
@@ -46,15 +47,18 @@ const RUNS_KEY = '\u0000runs';
 
 class DashboardPanel {
   private readonly subscriptions = new Map<string, () => void>();
+  /** Its commands, and their refusals after they were accepted (a queued command that expired). */
+  private readonly commands: PageCommands;
 
   constructor(readonly panel: vscode.WebviewPanel, private runIds: string[], private readonly deps: { hub: Hub; runs: RunManager; extensionUri: vscode.Uri }) {
     const { webview } = panel;
+    this.commands = new PageCommands(deps.runs, (m) => this.post(m), (runId) => this.subscriptions.has(runId));
     webview.options = { enableScripts: true, localResourceRoots: localRoots(deps.extensionUri) };
     this.render();
     webview.onDidReceiveMessage((m: unknown) => void this.onMessage(m));
     // A hidden panel's page is torn down; it asks for a snapshot again when it shows.
     panel.onDidChangeViewState(() => { if (!panel.visible) this.unsubscribeAll(); });
-    panel.onDidDispose(() => this.unsubscribeAll());
+    panel.onDidDispose(() => { this.unsubscribeAll(); this.commands.dispose(); });
     this.updateTitle();
   }
 
@@ -108,11 +112,9 @@ class DashboardPanel {
         this.subscriptions.get(msg.runId)?.();
         this.subscriptions.delete(msg.runId);
         return;
-      case 'command': {
-        const r = this.deps.runs.command(msg.runId, msg.command);
-        this.post({ v: PROTOCOL_MAJOR, type: 'commandResult', requestId: msg.requestId, ...(r.ok ? { commandId: r.commandId } : { error: r.error }) });
+      case 'command':
+        this.commands.command(msg);
         return;
-      }
       case 'save': {
         const run = this.deps.runs.runs.get(this.runIds[0]);
         const target = await vscode.window.showSaveDialog({
