@@ -5,7 +5,7 @@
  * during the live stream and the JS heap after a garbage collection.
  */
 import { join } from 'node:path';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { WebSocket } from 'ws';
 import { chromium } from 'playwright-core';
@@ -98,6 +98,20 @@ async function main(): Promise<void> {
   const snapshotsAtLoad = snapshots;
   console.log('the page holds the 1,000,000 steps; streaming live for', LIVE_SECONDS, 's');
   // A string, not a function: tsx would wrap a function with helpers that do not exist in the page.
+  // Where the main thread's time goes: every long animation frame (> 50 ms by Chromium's definition) with the
+  // scripts it ran, and with BENCH_PROFILE=1 a sampled CPU profile of the live stream (test-results/dashboard.cpuprofile).
+  await page.evaluate(`(() => {
+    window.loaf_ = [];
+    try {
+      new PerformanceObserver((l) => { for (const e of l.getEntries()) window.loaf_.push({ duration: e.duration, blocking: e.blockingDuration, render: e.renderStart ? e.startTime + e.duration - e.renderStart : 0,
+        scripts: (e.scripts || []).map((s) => ({ invoker: s.invoker, type: s.invokerType, ms: s.duration, fn: s.sourceFunctionName, forcedLayout: s.forcedStyleAndLayoutDuration })) }); })
+        .observe({ type: 'long-animation-frame', buffered: false });
+    } catch { /* no LoAF in this browser */ }
+  })()`);
+  const profiler = process.env.BENCH_PROFILE ? await page.context().newCDPSession(page) : null;
+  // BENCH_TRACE=1: a Chromium trace of the live stream; the renderer main thread's time by kind of work.
+  if (process.env.BENCH_TRACE) await browser.startTracing(page, { path: join(root, 'test-results/dashboard-trace.json'), categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'blink', 'cc', 'v8'] });
+  if (profiler) { await profiler.send('Profiler.enable'); await profiler.send('Profiler.setSamplingInterval', { interval: 200 }); await profiler.send('Profiler.start'); }
   await page.evaluate(`(() => {
     window.frames_ = [];
     let last = performance.now();
@@ -112,6 +126,45 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
   const frames = ((await page.evaluate('window.frames_')) as number[]).slice(5).sort((a, b) => a - b);
+  if (process.env.BENCH_TRACE) {
+    const buf = await browser.stopTracing();
+    const events = (JSON.parse(buf.toString()) as { traceEvents: { name: string; ph: string; ts: number; dur?: number; tdur?: number; pid: number; tid: number; args?: { name?: string } }[] }).traceEvents;
+    const main = events.find((e) => e.name === 'thread_name' && e.args?.name === 'CrRendererMain' && events.some((x) => x.pid === e.pid && x.name === 'FunctionCall'));
+    // Self time per event name on the page's main thread (complete events, nested ones subtracted from their parent).
+    const ev = events.filter((e) => main && e.pid === main.pid && e.tid === main.tid && e.ph === 'X' && e.dur !== undefined).sort((a, b) => a.ts - b.ts || b.dur! - a.dur!);
+    // Wall time (dur) and thread CPU time (tdur: what a busy machine does not inflate).
+    const selfMs = new Map<string, [number, number]>();
+    const add = (name: string, wall: number, cpu: number) => { const v = selfMs.get(name) ?? [0, 0]; v[0] += wall / 1000; v[1] += cpu / 1000; selfMs.set(name, v); };
+    const stack: { end: number; name: string }[] = [];
+    let topCpu = 0;
+    for (const e of ev) {
+      while (stack.length && stack[stack.length - 1].end <= e.ts) stack.pop();
+      const parent = stack[stack.length - 1];
+      if (parent) add(parent.name, -e.dur!, -(e.tdur ?? 0)); else topCpu += (e.tdur ?? 0) / 1000;
+      add(e.name, e.dur!, e.tdur ?? 0);
+      stack.push({ end: e.ts + e.dur!, name: e.name });
+    }
+    console.log(`renderer main thread: ${topCpu.toFixed(0)} ms CPU in ${LIVE_SECONDS} s; self time by trace event (wall ms / CPU ms), top 30:`);
+    for (const [n, [w, c]] of [...selfMs].sort((a, b) => b[1][1] - a[1][1]).slice(0, 30)) console.log(`  ${w.toFixed(0).padStart(6)} ${c.toFixed(0).padStart(6)}  ${n}`);
+  }
+  if (profiler) {
+    const { profile } = await profiler.send('Profiler.stop') as { profile: { nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }[]; samples: number[]; timeDeltas: number[] } };
+    writeFileSync(join(root, 'test-results/dashboard.cpuprofile'), JSON.stringify(profile));
+    const self = new Map<string, number>();
+    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    profile.samples.forEach((id, k) => {
+      const f = byId.get(id)!.callFrame;
+      const name = `${f.functionName || '(anon)'} ${f.url.split('/').pop()}:${f.lineNumber}`;
+      self.set(name, (self.get(name) ?? 0) + (profile.timeDeltas[k + 1] ?? 0) / 1000);
+    });
+    console.log('self time (ms) over the live stream, top 40:');
+    for (const [n, ms] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`  ${ms.toFixed(0).padStart(6)}  ${n}`);
+  }
+  const loaf = (await page.evaluate('window.loaf_')) as { duration: number; blocking: number; render: number; scripts: { invoker: string; type: string; ms: number; fn: string; forcedLayout: number }[] }[];
+  const byInvoker = new Map<string, { n: number; ms: number }>();
+  for (const f of loaf) for (const s of f.scripts) { const k = `${s.type} ${s.invoker}`.slice(0, 80); const e = byInvoker.get(k) ?? { n: 0, ms: 0 }; e.n++; e.ms += s.ms; byInvoker.set(k, e); }
+  console.log(`long animation frames: ${loaf.length}, total ${loaf.reduce((a, f) => a + f.duration, 0).toFixed(0)} ms (render/paint ${loaf.reduce((a, f) => a + f.render, 0).toFixed(0)} ms); scripts in them:`);
+  for (const [k, e] of [...byInvoker].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12)) console.log(`  ${e.ms.toFixed(0).padStart(6)} ms ${String(e.n).padStart(4)}×  ${k}`);
   const timings = (await page.evaluate('window.srloraTimings')) as [string, number][];
   const perView: Record<string, { renders: number; meanMs: number; p95Ms: number }> = {};
   for (const name of new Set(timings.map(([n]) => n))) {

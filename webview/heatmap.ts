@@ -1,7 +1,7 @@
 /**
  * The importance heatmap: one row per adapted layer, one cell per slot, colour = ŝ (1.0 = the layer's average).
  * Cells the fusion rule in force (or being previewed) would fuse are outlined and crossed; on the right, each
- * layer's direction usage p / rTarget. Drawn on a canvas with fillRect, so thousands of cells cost well under a
+ * layer's direction usage p / rTarget. The cells are painted as pixels (one ImageData), so thousands of cells cost well under a
  * millisecond; a tooltip shows S, ŝ, age and the direction held.
  */
 import type { LayerImportance } from '../src/protocol/messages';
@@ -22,7 +22,6 @@ const LABEL_W = 150, BAR_W = 84, ROW_H = 18, GAP = 1, MAX_SHAT = 2.5;
 export class Heatmap {
   private input: HeatmapInput | null = null;
   private cellW = 10;
-  private readonly cells = document.createElement('canvas');
   readonly tooltip: HTMLDivElement;
   onToggleLayer: (name: string) => void = () => {};
 
@@ -90,20 +89,10 @@ export class Heatmap {
     const barFill = cssVar('--vscode-charts-blue', '#3794ff');
     ctx.font = `11px ${cssVar('--vscode-font-family', 'sans-serif')}`;
     ctx.textBaseline = 'middle';
-    // The cells: one pixel per cell in an ImageData, scaled up in one drawImage (thousands of cells, one call).
-    if (rows > 0) {
-      if (this.cells.width !== slots || this.cells.height !== rows) { this.cells.width = slots; this.cells.height = rows; }
-      const cctx = this.cells.getContext('2d')!;
-      const img = cctx.createImageData(slots, rows);
-      input.layers.forEach((l, row) => { for (let k = 0; k < l.S.length; k++) paintScores(img.data, (row * slots + k) * 4, l.sHat[k], MAX_SHAT); });
-      cctx.putImageData(img, 0, 0);
-      ctx.imageSmoothingEnabled = false;
-      ctx.drawImage(this.cells, LABEL_W, 0, slots * this.cellW, rows * ROW_H);
-      // Gaps between cells, so neighbours stay distinguishable.
-      ctx.fillStyle = cssVar('--vscode-editor-background', '#1f1f1f');
-      if (this.cellW >= 4) for (let k = 1; k < slots; k++) ctx.fillRect(LABEL_W + k * this.cellW - GAP, 0, GAP, rows * ROW_H);
-      for (let r = 0; r <= rows; r++) ctx.fillRect(LABEL_W, r * ROW_H, slots * this.cellW, GAP);
-    }
+    // The cells, the gaps between them and the preview's marks: painted pixel by pixel into one ImageData in device
+    // pixels and put in one call. Canvas strokes were the page's costliest raster on a software canvas (a 50 % rule
+    // marks 2,048 of 4,096 cells: their outlines and crosses took ~7–20 ms to rasterise at every 10 Hz snapshot).
+    if (rows > 0) this.paintCells(ctx, input, slots, dpr, cssVar('--vscode-editor-background', '#1f1f1f'), mark);
     // The usage bar leaves room for its widest "p/rTarget" label (PyTorch runs reach 16/16 and beyond).
     const widest = Math.max(0, ...input.layers.map((l) => l.rTarget));
     const textW = Math.ceil(ctx.measureText(`${widest}/${widest}`).width) + 6;
@@ -113,16 +102,6 @@ export class Heatmap {
       ctx.fillStyle = input.selected.has(l.name) ? sel : fg;
       const label = l.name.length > 24 ? '…' + l.name.slice(-23) : l.name;
       ctx.fillText(input.selected.has(l.name) ? `▸ ${label}` : label, 2, y + ROW_H / 2);
-      for (const k of input.marked.get(l.name) ?? []) {
-        const x = LABEL_W + k * this.cellW;
-        ctx.strokeStyle = mark;
-        ctx.lineWidth = 2;
-        ctx.strokeRect(x + 1, y + GAP + 1, this.cellW - GAP - 2, ROW_H - 2 * GAP - 2);
-        ctx.beginPath();
-        ctx.moveTo(x + 3, y + 4);
-        ctx.lineTo(x + this.cellW - 4, y + ROW_H - 4);
-        ctx.stroke();
-      }
       // Direction usage p / rTarget.
       const bx = width - BAR_W;
       ctx.fillStyle = track;
@@ -138,6 +117,67 @@ export class Heatmap {
         ctx.strokeRect(1, y + 1, width - 2, ROW_H - 2);
       }
     });
+  }
+
+  private image: ImageData | null = null;
+
+  /**
+   * Paints the cell area (x from LABEL_W, slots × cellW wide, rows × ROW_H high, in CSS px) in device pixels: each
+   * cell its ŝ colour, a GAP-wide line of `gapColor` between cells (when cells are ≥ 4 px) and rows, and for each
+   * marked cell a 2 px outline inset by 1 px with a diagonal cross line, in `markColor`.
+   */
+  private paintCells(ctx: CanvasRenderingContext2D, input: HeatmapInput, slots: number, dpr: number, gapColor: string, markColor: string): void {
+    const rows = input.layers.length;
+    const x0 = Math.round(LABEL_W * dpr);
+    const W = Math.max(1, Math.round(slots * this.cellW * dpr)), rowH = Math.round(ROW_H * dpr), H = rows * rowH;
+    if (!this.image || this.image.width !== W || this.image.height !== H) this.image = new ImageData(W, H);
+    const px = new Uint32Array(this.image.data.buffer);
+    const gap = rgba32(gapColor), mk = rgba32(markColor);
+    const g = Math.max(1, Math.round(GAP * dpr));
+    // Each device column's slot (and whether it is the gap after a cell).
+    const slotOf = new Int32Array(W), isGap = new Uint8Array(W), cellStart = new Int32Array(slots + 1);
+    for (let k = 0; k <= slots; k++) cellStart[k] = Math.min(W, Math.round(k * this.cellW * dpr));
+    const gaps = this.cellW >= 4;
+    for (let k = 0; k < slots; k++) for (let x = cellStart[k]; x < cellStart[k + 1]; x++) { slotOf[x] = k; isGap[x] = gaps && k < slots - 1 && x >= cellStart[k + 1] - g ? 1 : 0; }
+    const line = new Uint32Array(W);
+    const rgb = new Uint8ClampedArray(4);
+    for (let r = 0; r < rows; r++) {
+      const l = input.layers[r];
+      const colors = new Uint32Array(slots);
+      for (let k = 0; k < slots; k++) {
+        if (k < l.S.length) { paintScores(rgb, 0, l.sHat[k], MAX_SHAT); colors[k] = rgb[0] | (rgb[1] << 8) | (rgb[2] << 16) | (0xff << 24); } else colors[k] = 0;
+      }
+      for (let x = 0; x < W; x++) line[x] = isGap[x] ? gap : colors[slotOf[x]];
+      const top = r * rowH;
+      for (let y = 0; y < rowH; y++) {
+        if (y < g) px.fill(gap, (top + y) * W, (top + y + 1) * W); // the line between rows
+        else px.set(line, (top + y) * W);
+      }
+      // The marks: a 2 px outline inside the cell (1 px in from its edges) and a cross line, as the rule preview's.
+      const t = Math.max(1, Math.round(2 * dpr)), inset = Math.round(dpr);
+      for (const k of input.marked.get(l.name) ?? []) {
+        if (k < 0 || k >= slots) continue;
+        const left = cellStart[k] + inset, right = cellStart[k + 1] - (gaps ? g : 0) - inset; // [left, right)
+        const y0 = top + g + inset, y1 = top + rowH - inset; // [y0, y1)
+        // Plain loops: a mark is a few pixels per line, where typed-array fill()'s call costs more than the writes.
+        const thin = right - left < 2 * t || y1 - y0 < 2 * t;
+        for (let y = y0; y < y1; y++) {
+          const base = y * W;
+          if (thin || y < y0 + t || y >= y1 - t) { for (let x = left; x < right; x++) px[base + x] = mk; continue; }
+          for (let x = left; x < left + t; x++) px[base + x] = mk;
+          for (let x = right - t; x < right; x++) px[base + x] = mk;
+        }
+        if (thin) continue;
+        // The cross line from the top-left to the bottom-right corner, about t px wide.
+        const span = y1 - y0 - 2 * t, wInner = right - left - 2 * t;
+        for (let j = 0; j < span; j++) {
+          const cx = left + t + Math.floor(((j + 0.5) * wInner) / span) - (t >> 1);
+          const base = (y0 + t + j) * W;
+          for (let x = Math.max(left + t, cx); x < Math.min(right - t, cx + t); x++) px[base + x] = mk;
+        }
+      }
+    }
+    ctx.putImageData(this.image, x0, 0);
   }
 }
 
@@ -156,3 +196,21 @@ export function drawScale(ctx: CanvasRenderingContext2D, x0: number, y0: number,
 }
 
 export { MAX_SHAT };
+
+/** A CSS colour as one little-endian RGBA pixel (ImageData's byte order), read back from a 1 × 1 canvas; cached. */
+const colorCache = new Map<string, number>();
+let probe: CanvasRenderingContext2D | null = null;
+function rgba32(css: string): number {
+  let v = colorCache.get(css);
+  if (v !== undefined) return v;
+  probe ??= document.createElement('canvas').getContext('2d', { willReadFrequently: true });
+  if (!probe) return 0xff000000;
+  probe.clearRect(0, 0, 1, 1);
+  probe.fillStyle = '#000';
+  probe.fillStyle = css;
+  probe.fillRect(0, 0, 1, 1);
+  const [r, g, b, a] = probe.getImageData(0, 0, 1, 1).data;
+  v = (r | (g << 8) | (b << 16) | (a << 24)) >>> 0;
+  colorCache.set(css, v);
+  return v;
+}

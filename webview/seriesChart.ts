@@ -43,6 +43,8 @@ export interface Line {
   width?: number;
   alpha?: string;
   points?: boolean;
+  /** A smooth curve (the smoothed loss): stroked at its width even when dense (hairlines are for noisy envelopes). */
+  smooth?: boolean;
   /** Not in the y range (a faint raw line under its smoothed one still shows; the range follows the smoothed). */
   ignoreInRange?: boolean;
 }
@@ -209,13 +211,17 @@ export class SeriesChart {
       if (line.points || n <= 2 * buckets) pts = Array.from({ length: n }, (_, i) => ({ x: xs[i], y: line.y[i] }));
       else if (zoomed) pts = decimateSlice(xs, line.y, xScale.min, xScale.max, buckets);
       else pts = c.index.decimate(xs, line.y, buckets);
+      // A line as dense as the canvas's pixels (a min-max envelope, or a raw series about as long as the width) is
+      // stroked as a hairline: a software canvas strokes a zigzag of ~1,000 segments 1.5–2 px wide in 6–15 ms and
+      // a 1 px one in ~1 ms (Skia's hairline path). A smooth line (the smoothed loss) keeps its width: it is cheap.
+      const dense = !line.points && !line.smooth && pts.length > buckets / 2;
       if (view.logY) {
         if (c.nonPositive) { hidden += c.nonPositive; pts = pts.map((p) => (p.y > 0 ? p : { x: p.x, y: NaN })); }
       }
       if (!line.ignoreInRange) for (const p of pts) if (!zoomed || (p.x >= xScale.min && p.x <= xScale.max)) inRange.push(p.y);
       datasets.push(line.points
         ? { label: line.label, data: pts, borderColor: line.color, backgroundColor: line.color, pointRadius: 3, showLine: false }
-        : { label: line.label, data: pts, borderColor: line.alpha ? line.color + line.alpha : line.color, borderWidth: line.width ?? 1.5, pointRadius: 0 });
+        : { label: line.label, data: pts, borderColor: line.alpha ? line.color + line.alpha : line.color, borderWidth: dense ? 1 : line.width ?? 1.5, pointRadius: 0 });
     }
     this.hiddenNonPositive = view.logY ? hidden : 0;
     const range = robustRange(inRange, view.logY);

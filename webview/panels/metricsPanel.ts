@@ -27,7 +27,7 @@ export const lossSpec: ChartSpec = {
     if (beta > 0) {
       let e = emas.get(r);
       if (!e || e.resets !== r.resets || e.ema.beta !== beta) { e = { resets: r.resets, ema: new DebiasedEma(beta) }; emas.set(r, e); }
-      out.push({ ...base, key: `${r.runId}|loss-smooth|${beta}`, label: `${name} smoothed`, color, y: e.ema.update(r.loss.view()), width: 2, ignoreInRange: true });
+      out.push({ ...base, key: `${r.runId}|loss-smooth|${beta}`, label: `${name} smoothed`, color, y: e.ema.update(r.loss.view()), width: 2, smooth: true, ignoreInRange: true });
       // The raw points set the y range (outlier-aware); a smoothed spike's tail would otherwise stretch it.
     }
     const ev = r.evalTracks.get('loss');
