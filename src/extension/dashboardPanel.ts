@@ -69,9 +69,14 @@ class DashboardPanel {
     this.panel.webview.html = dashboardHtml(this.panel.webview, this.deps.extensionUri, this.runIds, readSettings().importanceRate, confirmStop);
   }
 
-  private updateTitle(): void {
-    const names = this.runIds.map((id) => this.deps.runs.runs.get(id)?.model.name ?? id);
-    this.panel.title = names.length > 1 ? `SRLoRA: compare ${names.length} runs` : `SRLoRA: ${names[0] ?? 'dashboard'}`;
+  /** The runs the page shows (its focus: the page subscribes to each and unsubscribes from those it stops showing). */
+  get shown(): string[] {
+    return this.runIds;
+  }
+
+  updateTitle(): void {
+    const title = dashboardTitle(this.runIds, this.deps.runs);
+    if (this.panel.title !== title) this.panel.title = title;
   }
 
   focus(runIds: string[]): void {
@@ -98,6 +103,12 @@ class DashboardPanel {
     switch (msg.type) {
       case 'subscribe': {
         this.subscriptions.get(msg.runId)?.();
+        // The page's focus is the panel's key (Dashboards.open finds an open page by it) and its title.
+        if (!this.runIds.includes(msg.runId)) { this.runIds = [...this.runIds, msg.runId]; this.updateTitle(); }
+        // A listed run the hub has not opened yet (past runs are opened one at a time after a reload): open it now,
+        // or a restored page would say "no run named …".
+        const managed = this.deps.runs.runs.get(msg.runId);
+        if (!this.deps.hub.run(msg.runId) && managed) this.deps.hub.openRun(msg.runId, managed.dir);
         if (!this.deps.hub.run(msg.runId)) { this.post({ v: PROTOCOL_MAJOR, type: 'commandResult', requestId: 'subscribe', error: `unknown run ${msg.runId}` }); return; }
         this.subscriptions.set(msg.runId, this.deps.hub.subscribe(msg.runId, (m) => this.post(m)));
         // The run list carries whether this page can steer (the trainer connects after the page opens): keep it
@@ -111,6 +122,8 @@ class DashboardPanel {
       case 'unsubscribe':
         this.subscriptions.get(msg.runId)?.();
         this.subscriptions.delete(msg.runId);
+        this.runIds = this.runIds.filter((id) => id !== msg.runId); // the page moved its focus; its subscribes follow
+        this.updateTitle();
         return;
       case 'command':
         this.commands.command(msg);
@@ -141,18 +154,48 @@ export function localRoots(extensionUri: vscode.Uri): vscode.Uri[] {
   return [vscode.Uri.joinPath(extensionUri, 'dist'), vscode.Uri.joinPath(extensionUri, 'media')];
 }
 
+/**
+ * A dashboard tab's title, one per set of runs: "SRLoRA: name" (with the run id when another run has that name),
+ * "SRLoRA: compare a · b". Dashboards.open matches a restored tab VS Code has not revived yet by it.
+ */
+export function dashboardTitle(runIds: string[], runs: Pick<RunManager, 'runs'>): string {
+  const name = (id: string) => {
+    const n = runs.runs.get(id)?.model.name ?? id;
+    return n !== id && [...runs.runs.values()].some((r) => r.runId !== id && r.model.name === n) ? `${n} (${id})` : n;
+  };
+  if (runIds.length > 1) {
+    const names = runIds.map(name).join(' · ');
+    return `SRLoRA: compare ${names.length > 80 ? `${runIds.length} runs: ${names.slice(0, 60)}…` : names}`;
+  }
+  return `SRLoRA: ${runIds.length ? name(runIds[0]) : 'dashboard'}`;
+}
+
 export class Dashboards implements vscode.Disposable {
   private readonly panels = new Set<DashboardPanel>();
   private readonly registration: vscode.Disposable;
+  private readonly offChanged: () => void;
 
   constructor(private readonly deps: { hub: Hub; runs: RunManager; extensionUri: vscode.Uri }) {
     this.registration = vscode.window.registerWebviewPanelSerializer(DASHBOARD_VIEW_TYPE, {
+      // VS Code revives a restored tab only when it first becomes visible: by then this window may already show the
+      // same runs in a panel it opened (the user clicked the run in the Runs view, Continue Run opened it…). One
+      // page per set of runs: the restored one gives way to it.
       deserializeWebviewPanel: async (panel, state: unknown) => {
         const ids = (state as Partial<PanelState> | undefined)?.runIds?.filter((id) => typeof id === 'string' && this.deps.runs.runs.has(id)) ?? [];
-        if (ids.length === 0) { panel.dispose(); return; }
+        const existing = this.find(ids);
+        if (ids.length === 0 || existing) { panel.dispose(); existing?.panel.reveal(); return; }
         this.track(new DashboardPanel(panel, ids, this.deps));
       },
     });
+    // Titles follow the runs' names (a run's hello names it after its page opened).
+    const changed = () => { for (const p of this.panels) p.updateTitle(); };
+    deps.runs.on('changed', changed);
+    this.offChanged = () => deps.runs.off('changed', changed);
+  }
+
+  private find(runIds: string[]): DashboardPanel | undefined {
+    const key = runIds.join(',');
+    return [...this.panels].find((p) => p.shown.join(',') === key);
   }
 
   private track(p: DashboardPanel): void {
@@ -160,16 +203,28 @@ export class Dashboards implements vscode.Disposable {
     p.panel.onDidDispose(() => this.panels.delete(p));
   }
 
-  /** Opens (or reveals) the dashboard of one run, or a compare view of several. */
+  /**
+   * Opens (or reveals) the dashboard of one run, or a compare view of several. After a window reload a restored tab
+   * of these runs may still be unrevived (VS Code revives a tab when it is first shown): it is closed and the page
+   * opens in its place, instead of a second tab that the restored one would duplicate once shown.
+   */
   open(runIds: string[]): void {
-    const key = runIds.join(',');
-    const existing = [...this.panels].find((p) => p.state().runIds.join(',') === key);
+    const existing = this.find(runIds);
     if (existing) { existing.panel.reveal(); return; }
-    const panel = vscode.window.createWebviewPanel(DASHBOARD_VIEW_TYPE, 'SRLoRA', vscode.ViewColumn.Active, {
-      enableScripts: true, localResourceRoots: localRoots(this.deps.extensionUri),
-    });
-    panel.iconPath = vscode.Uri.joinPath(this.deps.extensionUri, 'media', 'icon.svg');
-    this.track(new DashboardPanel(panel, runIds, this.deps));
+    const title = dashboardTitle(runIds, this.deps.runs);
+    const mine = new Set([...this.panels].map((p) => p.panel.title));
+    const restored = vscode.window.tabGroups.all.flatMap((g) => g.tabs).filter((t) =>
+      t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith(DASHBOARD_VIEW_TYPE) && t.label === title && !mine.has(t.label));
+    const create = () => {
+      if (this.find(runIds)) { this.find(runIds)?.panel.reveal(); return; }
+      const panel = vscode.window.createWebviewPanel(DASHBOARD_VIEW_TYPE, title, restored[0]?.group.viewColumn ?? vscode.ViewColumn.Active, {
+        enableScripts: true, localResourceRoots: localRoots(this.deps.extensionUri),
+      });
+      panel.iconPath = vscode.Uri.joinPath(this.deps.extensionUri, 'media', 'icon.svg');
+      this.track(new DashboardPanel(panel, runIds, this.deps));
+    };
+    if (restored.length === 0) { create(); return; }
+    void Promise.resolve(vscode.window.tabGroups.close(restored)).then(create, create);
   }
 
   /** srlora.dashboard.* changed: every open page is redrawn with the new settings (no window reload). */
@@ -178,6 +233,7 @@ export class Dashboards implements vscode.Disposable {
   }
 
   dispose(): void {
+    this.offChanged();
     for (const p of this.panels) p.panel.dispose();
     this.registration.dispose();
   }
