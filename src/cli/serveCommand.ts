@@ -1,7 +1,9 @@
 /**
- * `srlora serve [--runs-dir DIR] [--port N] [--host 127.0.0.1] [--demo] [--config FILE]`
+ * `srlora serve [--runs-dir DIR] [--port N] [--host 127.0.0.1] [--demo] [--config FILE] [--trainer builtin|pytorch]`
  * The standalone dashboard (as `tensorboard --logdir`): a hub on loopback with the page, the runs of DIR, and
- * optionally a run started now (the built-in demo, or FILE). Prints the URL with its token. It watches DIR: runs
+ * optionally a run started now (the built-in demo, or FILE), by the built-in trainer or the PyTorch one (`--trainer
+ * pytorch [--python PATH] [--gpus N]`: the same RunManager launch as VS Code's Start Run…, with the srlora_torch this
+ * package ships first on PYTHONPATH; a Python that cannot run it is an error naming what is missing). Prints the URL with its token. It watches DIR: runs
  * started anywhere appear and stream. Runs another supervisor owns (a VS Code window, another serve) are shown
  * read-only. Ctrl+C interrupts the runs this serve owns (they checkpoint and are `interrupted`) and exits; a start
  * that fails exits non-zero.
@@ -13,6 +15,7 @@ import { RunManager } from '../supervisor/runManager';
 import { pageHandler } from '../serve/pageServer';
 import { installProcessGuard } from '../serve/processGuard';
 import { assetRoot } from '../trainer/process/task';
+import { probePython, pythonEnv, pythonPackageDir, pytorchCommand } from '../supervisor/pythonTrainer';
 
 export async function serveCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -20,8 +23,15 @@ export async function serveCommand(argv: string[]): Promise<number> {
     options: {
       'runs-dir': { type: 'string', default: '.srlora/runs' }, port: { type: 'string', default: '0' }, host: { type: 'string', default: '127.0.0.1' },
       demo: { type: 'boolean', default: false }, config: { type: 'string' }, steps: { type: 'string' },
+      trainer: { type: 'string', default: 'builtin' }, python: { type: 'string' }, gpus: { type: 'string', default: '1' },
     },
   });
+  if (values.trainer !== 'builtin' && values.trainer !== 'pytorch') throw new Error(`--trainer: ${values.trainer.slice(0, 40)} is not builtin or pytorch`);
+  const gpus = Number(values.gpus);
+  if (!Number.isInteger(gpus) || gpus < 1 || gpus > 64) throw new Error(`--gpus: ${values.gpus.slice(0, 40)} is not a whole number from 1 to 64`);
+  if (values.steps !== undefined && !/^[1-9]\d{0,9}$/.test(values.steps)) throw new Error(`--steps: ${values.steps.slice(0, 40)} is not a whole number ≥ 1`);
+  const pytorch = values.trainer === 'pytorch';
+  if (!pytorch && (values.python !== undefined || values.gpus !== '1')) throw new Error('--python and --gpus choose the PyTorch trainer\'s Python and GPUs: add --trainer pytorch');
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: ${values.port} is not a port number`);
   if (values.host !== '127.0.0.1' && values.host !== 'localhost' && values.host !== '::1') {
@@ -36,7 +46,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const origin = hub.httpOrigin;
   hub.allowOrigin(origin);
   hub.allowOrigin(origin.replace('127.0.0.1', 'localhost'));
-  const runs = new RunManager({ runsDir: resolve(values['runs-dir']), hub, cliPath: process.argv[1], nodePath: process.execPath, assetsDir: root, by: 'srlora serve' });
+  const runs = new RunManager({
+    runsDir: resolve(values['runs-dir']), hub, cliPath: process.argv[1], nodePath: process.execPath, assetsDir: root, by: 'srlora serve',
+    pythonPackageDir: pythonPackageDir(root),
+  });
   runs.on('log', (level, text) => { if (level !== 'info' || !text.startsWith('[')) process.stderr.write(`${level === 'info' ? '' : `${level}: `}${text}\n`); });
   hub.on('rejected', (where, error) => process.stderr.write(`hub: rejected ${where}: ${error}\n`));
   try {
@@ -49,7 +62,19 @@ export async function serveCommand(argv: string[]): Promise<number> {
   let started: string | null = null;
   if (values.demo || values.config) {
     const overrides: Record<string, string> = values.steps ? { steps: values.steps } : {};
-    const run = await runs.start({ configFile: values.config ? resolve(values.config) : null, overrides: values.config ? overrides : { method: 'srlora', ...overrides } })
+    let trainerCommand: string | undefined;
+    if (pytorch) {
+      // What VS Code's Start Run… does: ask the Python first, so a missing torch is said, never a silent fallback.
+      const python = values.python ?? 'python3';
+      const probe = await probePython(python, pythonEnv(pythonPackageDir(root)));
+      if (!probe.ok) { await runs.dispose('stop'); await hub.close(); throw new Error(`--trainer pytorch: ${probe.error}`); }
+      process.stdout.write(`PyTorch trainer: ${probe.label}, torch ${probe.torch} (${python})\n`);
+      trainerCommand = `${pytorchCommand(python, gpus, values.config !== undefined)}${values.steps ? ` --steps ${values.steps}` : ''}`;
+    }
+    const run = await runs.start({
+      configFile: values.config ? resolve(values.config) : null, overrides: values.config ? overrides : { method: 'srlora', ...overrides },
+      ...(trainerCommand ? { trainerCommand } : {}),
+    })
       .catch(async (e: unknown) => { await runs.dispose('stop'); await hub.close(); throw e; }); // exits non-zero, not half up
     started = run.runId;
     process.stdout.write(`started run ${run.runId} in ${run.dir}\n`);

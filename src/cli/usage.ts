@@ -37,7 +37,7 @@ export const HELP: Record<string, CommandHelp> = {
   },
   serve: {
     summary: 'the dashboard in a browser for the runs of a folder, optionally starting one',
-    usage: 'srlora serve [--runs-dir DIR] [--port N] [--host 127.0.0.1] [--demo | --config FILE] [--steps N]',
+    usage: 'srlora serve [--runs-dir DIR] [--port N] [--host 127.0.0.1] [--demo | --config FILE] [--steps N] [--trainer builtin|pytorch] [--python PATH] [--gpus N]',
     flags: [
       ['--runs-dir DIR', `the runs to show (default ${DEFAULT_RUNS_DIR})`],
       ['--port N', 'the port (default: any free one)'],
@@ -45,6 +45,9 @@ export const HELP: Record<string, CommandHelp> = {
       ['--demo', 'start the built-in demo run'],
       ['--config FILE', 'start a run of this config'],
       ['--steps N', 'steps of the run it starts'],
+      ['--trainer NAME', 'which trainer runs it: builtin (default) or pytorch (srlora_torch, shipped with this package)'],
+      ['--python PATH', 'the Python with torch for --trainer pytorch (default python3)'],
+      ['--gpus N', 'GPUs for --trainer pytorch (default 1; more launches torchrun: DDP)'],
     ],
   },
   conformance: {

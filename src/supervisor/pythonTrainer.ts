@@ -84,9 +84,10 @@ function launcher(python: string, ranks: number): string {
   return n > 1 ? `${py} -m torch.distributed.run --standalone --nproc_per_node=${n} -m srlora_torch.train` : `${py} -m srlora_torch.train`;
 }
 
-/** The command line the extension runs for a PyTorch run of a config file, on `ranks` GPUs (1: no torchrun). */
-export function pytorchCommand(python: string, ranks = 1): string {
-  return `${launcher(python, ranks)} --config \${config}`;
+/** The command line the extension (and `srlora serve --trainer pytorch`) runs for a PyTorch run of a config file, on
+ * `ranks` GPUs (1: no torchrun); `withConfig` false: the trainer's built-in defaults (the demo task). */
+export function pytorchCommand(python: string, ranks = 1, withConfig = true): string {
+  return withConfig ? `${launcher(python, ranks)} --config \${config}` : launcher(python, ranks);
 }
 
 /** The command line that continues a PyTorch run from its latest checkpoint, on `ranks` processes. */
