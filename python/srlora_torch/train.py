@@ -18,7 +18,7 @@ import re
 import sys
 import time
 from types import SimpleNamespace
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 
@@ -197,23 +197,25 @@ def compiled_step(cfg: dict, device: torch.device, task, opt, ctl, session) -> O
         return None
 
 
-def train_loop(cfg: dict, run: SimpleNamespace, step_fn: Optional[CompiledStep], progress=None) -> None:
-    """Steps until the config's steps are done or the session says stop. The compiled step on a CUDA graph is never
-    waited for by the host: its loss and skipped flag are read one step late (Telemetry.defer; read at once before a
-    checkpoint, eval, command, snapshot or the end), so the GPU always has the next step queued. Raises what a step
-    raises (the caller's session.finish records it)."""
+def stepper(run: SimpleNamespace, step_fn: Optional[CompiledStep], progress=None) -> Callable[[], bool]:
+    """train.py's training step (what train_loop repeats and bench_ddp times): the compiled step (step_fn) or the eager
+    one, the controller's step end, the session's (telemetry, eval, checkpoints, commands, pause). A step replayed from
+    a CUDA graph is never waited for by the host: its loss and skipped flag are read one step late (Telemetry.defer;
+    at once before a checkpoint, eval, command, snapshot or the end), so the GPU always has the next step queued.
+    The callable returns False when the run must end at once (a loss was not finite: recorded); raises what a step raises."""
     task, ctl, session = run.task, run.ctl, run.session
     lockstep = session.lockstep
     deferred = step_fn is not None and step_fn.capture
     session.telemetry.defer = deferred
-    while ctl.step < cfg["steps"] and not session.stop_reason:
+
+    def step() -> bool:
         skipped = None
         if step_fn is not None:  # forward, backward, importance and AdamW: one CUDA graph (two around the all-reduce)
             loss = step_fn(*task.batch())
             if deferred:
                 skipped = step_fn.found_inf.clone()  # read with the loss, a step later
                 if not session.settle():  # the earlier steps' losses (done on the GPU meanwhile): one was not finite
-                    break
+                    return False
             elif step_fn.skipped():
                 ctl._skip_this_step = True  # gradients not finite: the graph skipped the update; the row says so
         else:
@@ -223,6 +225,17 @@ def train_loop(cfg: dict, run: SimpleNamespace, step_fn: Optional[CompiledStep],
         session.after_step(step_loss, skipped=skipped)  # the global batch's loss, on every rank
         if progress and progress.due(ctl.step):  # the loss is read (a device sync) only for a line that is written
             progress.update(ctl.step, float(step_loss))
+        return True
+    return step
+
+
+def train_loop(cfg: dict, run: SimpleNamespace, step_fn: Optional[CompiledStep], progress=None) -> None:
+    """Steps (stepper) until the config's steps are done or the session says stop. Raises what a step raises (the
+    caller's session.finish records it)."""
+    step = stepper(run, step_fn, progress)
+    while run.ctl.step < cfg["steps"] and not run.session.stop_reason:
+        if not step():
+            break
 
 
 def finished_state(run_dir: str) -> Optional[int]:
