@@ -39,8 +39,8 @@ test('the PyTorch trainer is found and described, or its import error is reporte
 
 test('more than one GPU launches torch\'s own launcher (torchrun) from the same Python; a continued run keeps its ranks', () => {
   assert.equal(pytorchCommand('/py/bin/python', 1), '"/py/bin/python" -m srlora_torch.train --config ${config}');
-  assert.equal(pytorchCommand('/py/bin/python', 2), '"/py/bin/python" -m torch.distributed.run --standalone --nproc_per_node=2 -m srlora_torch.train --config ${config}');
-  assert.equal(pytorchResumeCommand('/py/bin/python', 4), '"/py/bin/python" -m torch.distributed.run --standalone --nproc_per_node=4 -m srlora_torch.train --resume ${runDir}');
+  assert.equal(pytorchCommand('/py/bin/python', 2), '"/py/bin/python" -m srlora_torch.launch --standalone --nproc_per_node=2 -m srlora_torch.train --config ${config}');
+  assert.equal(pytorchResumeCommand('/py/bin/python', 4), '"/py/bin/python" -m srlora_torch.launch --standalone --nproc_per_node=4 -m srlora_torch.train --resume ${runDir}');
   assert.equal(resumeRanks(4, 2), 2, 'no more ranks than GPUs now');
   assert.equal(resumeRanks(2, 8), 2);
   assert.equal(resumeRanks(2, 0), 2, 'a CPU (gloo) run keeps its ranks');

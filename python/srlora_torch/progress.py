@@ -61,8 +61,9 @@ class ProgressLine:
 
 def summary(run_dir: str, outcome: str) -> str:
     """A few lines (ending in a newline) on how the run in run_dir ended, read from its events.jsonl: state and reason,
-    steps, final loss, the last evaluation, recompositions, the folder and export, and how to watch it."""
-    last_row, evals, recomps, total, reason = None, None, 0, None, None
+    steps, final loss, the last evaluation, recompositions, the folder and export, how to watch it and (not finished)
+    how to continue it — on as many ranks as it had (hello.worldSize: through srlora_torch.launch, i.e. torchrun)."""
+    last_row, evals, recomps, total, reason, world = None, None, 0, None, None, 1
     from .client import read_log  # the project's one log reader (strict JSON, a torn last line cut)
     try:
         messages = read_log(os.path.join(run_dir, "events.jsonl"))
@@ -72,6 +73,7 @@ def summary(run_dir: str, outcome: str) -> str:
         t = m["type"]
         if t == "hello":
             total = m.get("totalSteps", total)
+            world = m.get("worldSize") or 1
         elif t == "metrics" and m.get("rows"):
             last_row = m["rows"][-1]
         elif t == "eval":
@@ -95,5 +97,6 @@ def summary(run_dir: str, outcome: str) -> str:
         lines.append(f"  export         {os.path.join(run_dir, 'export')}")
     lines.append(f"  dashboard      srlora serve --runs-dir {os.path.dirname(os.path.abspath(run_dir))}")
     if outcome in ("stopped", "interrupted", "failed"):
-        lines.append(f"  continue       python -m srlora_torch.train --resume {run_dir}")
+        launch = "python -m srlora_torch.train" if world <= 1 else f"python -m srlora_torch.launch --standalone --nproc_per_node={world} -m srlora_torch.train"
+        lines.append(f"  continue       {launch} --resume {run_dir}")  # on as many ranks: the same global batch
     return "\n".join(lines) + "\n"

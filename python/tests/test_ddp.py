@@ -182,6 +182,32 @@ def test_interrupted_on_two_ranks_then_resumed_on_two_gives_the_uninterrupted_lo
     assert recs(tmp_path / "a") == recs(b)
 
 
+def test_ctrl_c_under_the_launcher_ends_in_one_line_with_the_run_interrupted(tmp_path):
+    """Ctrl+C (SIGINT to the whole foreground group) of `python -m srlora_torch.launch` (torchrun, as the extension and
+    the summary launch it): the ranks stop after one step, rank 0 records `interrupted`; the terminal gets rank 0's
+    summary — whose continue line resumes on 2 ranks — and one line from the launcher, not torchrun's traceback."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "srlora_torch.launch", "--standalone", "--nproc_per_node=2", "-m", "srlora_torch.train",
+           "--config", config(tmp_path, steps=100000), "--no-progress"]
+    p = subprocess.Popen(cmd, env={**ENV, "SRLORA_RUN_DIR": str(run)}, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and max(losses(run), default=0) < 3 and p.poll() is None:
+            time.sleep(0.05)
+        os.killpg(p.pid, signal.SIGINT)
+        err = p.communicate(timeout=120)[1]
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    last = messages(run)[-1]
+    assert (last["type"], last["state"], last["reason"]) == ("state", "interrupted", "received SIGINT"), err[-3000:]
+    assert p.returncode == 128 + signal.SIGINT
+    assert "Traceback" not in err and "SignalException" not in err and "closing signal" not in err, err[-3000:]
+    assert [l for l in err.splitlines() if l.startswith("srlora: ")] == [
+        "srlora: SIGINT: the ranks stopped after one step and rank 0 recorded how the run ended (above; an interrupted run continues with --resume RUN_DIR)"]
+    assert f"continue       python -m srlora_torch.launch --standalone --nproc_per_node=2 -m srlora_torch.train --resume {run}" in err
+
+
 @pytest.mark.parametrize("compile_mode", STEPS)
 def test_a_rank_that_dies_fails_the_run_with_its_rank_and_reason(tmp_path, compile_mode):
     """Rank 1 killed (SIGKILL: it cannot say a word) in the middle of the run: rank 0 records `failed` naming rank 1."""

@@ -77,11 +77,12 @@ export function probePython(python: string, env: NodeJS.ProcessEnv = {}): Promis
 }
 
 /** How a PyTorch run starts: one process, or `ranks` data-parallel processes (one per GPU) under torch's own
- * launcher (`python -m torch.distributed.run`, i.e. torchrun, from the same Python: no PATH lookup). */
+ * launcher through `python -m srlora_torch.launch` (torch.distributed.run, i.e. torchrun, with its arguments, from the
+ * same Python: no PATH lookup; an interrupt ends in one line, not torchrun's traceback). */
 function launcher(python: string, ranks: number): string {
   const py = JSON.stringify(python);
   const n = Math.max(1, Math.floor(ranks));
-  return n > 1 ? `${py} -m torch.distributed.run --standalone --nproc_per_node=${n} -m srlora_torch.train` : `${py} -m srlora_torch.train`;
+  return n > 1 ? `${py} -m srlora_torch.launch --standalone --nproc_per_node=${n} -m srlora_torch.train` : `${py} -m srlora_torch.train`;
 }
 
 /** The command line the extension (and `srlora serve --trainer pytorch`) runs for a PyTorch run of a config file, on
