@@ -361,14 +361,20 @@ test('metric panels: one per scalar (lr, examples/s, named scalars, eval metrics
     await p.waitForFunction(() => document.querySelectorAll('.metrics-grid section').length === 5, null, { timeout: 15_000 });
     assert.deepEqual(await titles(), ['Learning rate', 'Examples/s', 'gradNorm', 'Eval accuracy', 'Eval loss']);
     await p.waitForFunction(() => /gradNorm chart: resumed \(srlora\), 30 points, last 130/.test(document.querySelector('section[data-metric="scalar:gradNorm"] canvas')?.getAttribute('aria-label') ?? ''));
-    await p.locator('details.chooser summary').click();
-    await p.locator('vscode-checkbox[data-metric="scalar:gradNorm"]').click();
+    // The chooser is @vscode-elements' multi-select: open it, untick gradNorm, close it.
+    const toggle = async (title: string) => {
+      await p.locator('vscode-multi-select.chooser .select-face').click();
+      await p.locator('vscode-multi-select.chooser li.option', { hasText: title }).click();
+      await p.keyboard.press('Escape');
+    };
+    await toggle('gradNorm');
     await p.waitForFunction(() => document.querySelectorAll('.metrics-grid section').length === 4);
     await p.reload();
     await p.waitForFunction(() => document.querySelectorAll('.metrics-grid section').length === 4, null, { timeout: 15_000 });
     assert.deepEqual(await titles(), ['Learning rate', 'Examples/s', 'Eval accuracy', 'Eval loss']);
-    await p.locator('details.chooser summary').click();
-    await p.locator('vscode-checkbox[data-metric="scalar:gradNorm"]').click(); // back as it was for later pages
+    assert.deepEqual(await p.locator('vscode-multi-select.chooser').evaluate((el: HTMLElement & { value: string[] }) => [...el.value]),
+      ['lr', 'examplesPerSec', 'eval:accuracy', 'eval:loss'], 'the chooser shows the persisted choice');
+    await toggle('gradNorm'); // back as it was for later pages
     await p.waitForFunction(() => document.querySelectorAll('.metrics-grid section').length === 5);
   } finally { await p.close(); }
 });

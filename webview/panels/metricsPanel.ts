@@ -10,7 +10,7 @@ import { metricsCsv } from '../exportCsv';
 import { cssVar, h, text } from '../dom';
 import type { Line } from '../seriesChart';
 import { ChartPanel, trackLine, unitOf, type ChartSpec } from './chartPanel';
-import { runColor, runName, type Check, type Panel } from './panel';
+import { runColor, runName, type Panel } from './panel';
 
 /** Per run: its smoothing state (incremental), rebuilt when the run was reset or β changed. */
 const emas = new WeakMap<RunData, { resets: number; ema: DebiasedEma }>();
@@ -70,14 +70,23 @@ export function metricKeys(runs: RunData[]): string[] {
 
 export class MetricsPanel implements Panel {
   readonly element: HTMLElement;
-  private readonly chooser = h('details', { class: 'chooser' });
+  /** Which metric panels show: @vscode-elements' multi-select (a checked option per shown panel; select all / none). */
+  private readonly chooser = h('vscode-multi-select', { class: 'chooser', label: 'Metric panels to show', 'aria-label': 'Metric panels to show' }) as HTMLElement & { value: string[] };
+  private optionsKey = '';
   private readonly grid = h('div', { class: 'metrics-grid' });
   private readonly count = h('span', { class: 'muted' });
   readonly charts = new Map<string, ChartPanel>();
   private keysShown = '';
 
   constructor(private readonly store: Store) {
-    this.element = h('section', { class: 'panel metrics', 'aria-label': 'Metrics' }, h('div', { class: 'row' }, h('h2', {}, 'Metrics'), this.count, this.chooser), this.grid);
+    this.element = h('section', { class: 'panel metrics', 'aria-label': 'Metrics' },
+      h('div', { class: 'row' }, h('h2', {}, 'Metrics'), this.count, h('span', { class: 'muted' }, 'panels'), this.chooser), this.grid);
+    this.chooser.addEventListener('change', () => {
+      const shown = new Set(this.chooser.value);
+      for (const k of this.optionsKey.split('|').filter(Boolean)) { if (shown.has(k)) this.store.hidden.delete(k); else this.store.hidden.add(k); }
+      this.store.persist();
+      this.store.userChanged();
+    });
   }
 
   /** The chart panels drawn now (shown ones), for the frame loop. */
@@ -88,18 +97,12 @@ export class MetricsPanel implements Panel {
     const key = keys.join('|') + '#' + [...this.store.hidden].join('|');
     if (key === this.keysShown) return;
     this.keysShown = key;
-    const open = (this.chooser as HTMLDetailsElement).open;
-    const boxes = keys.map((k) => {
-      const c = h('vscode-checkbox', { label: metricSpec(k).title, checked: !this.store.hidden.has(k), 'data-metric': k }) as Check;
-      c.addEventListener('change', () => {
-        if (c.checked) this.store.hidden.delete(k); else this.store.hidden.add(k);
-        this.store.persist();
-        this.store.userChanged();
-      });
-      return c;
-    });
-    this.chooser.replaceChildren(h('summary', {}, 'Panels…'), h('div', { class: 'chooser-list', role: 'group', 'aria-label': 'Metric panels to show' }, ...boxes));
-    (this.chooser as HTMLDetailsElement).open = open;
+    // The options are rebuilt only when the metrics change (not under the user's hands when they toggle one).
+    const optionsKey = keys.join('|');
+    if (optionsKey !== this.optionsKey) {
+      this.optionsKey = optionsKey;
+      this.chooser.replaceChildren(...keys.map((k) => h('vscode-option', { value: k, selected: !this.store.hidden.has(k), 'data-metric': k }, metricSpec(k).title)));
+    }
     for (const k of keys) if (!this.charts.has(k) && !this.store.hidden.has(k)) this.charts.set(k, new ChartPanel(this.store, metricSpec(k)));
     const shown = keys.filter((k) => !this.store.hidden.has(k));
     this.grid.replaceChildren(...shown.map((k) => this.charts.get(k)!.element));
