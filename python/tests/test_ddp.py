@@ -283,18 +283,26 @@ def test_sharded_weights_are_refused_with_what_is_supported(tmp_path, monkeypatc
     refuse_sharding(SimpleNamespace(fsdp="", hf_deepspeed_config=None), nn.Linear(2, 2), env=env)  # DDP or one process: fine
 
 
-def test_the_hugging_face_callback_under_torchrun_steered_in_lockstep(tmp_path):
-    """The Trainer's own DDP (gloo, two CPU processes) with SRLoRACallback: the same lockstep rules — one record from
-    rank 0, commands after the same step on both ranks, both ranks' state identical after each, stop ends both."""
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_the_hugging_face_callback_under_torchrun_steered_in_lockstep(tmp_path, launcher):
+    """The Trainer's own DDP (gloo, two CPU processes) with SRLoRACallback, launched by torchrun or by `accelerate
+    launch --multi_gpu` (accelerate's launcher; with no GPU the Trainer's ddp_backend gloo on the CPU): the same
+    lockstep rules — one record from rank 0, commands after the same step on both ranks, both ranks' state identical
+    after each, stop ends both."""
     pytest.importorskip("transformers")
+    if launcher == "accelerate":
+        pytest.importorskip("accelerate")  # in .venv as peft's dependency (python/requirements-ci.txt pins peft)
     q = "roberta.encoder.layer.0.attention.self.query"
     hub = SteeringHub([(3, {"kind": "pause"}), (0, {"kind": "set", "fusionThreshold": 0.5}), (0, {"kind": "recompose", "layers": [q]}),
                        (0, {"kind": "resume"}), (0, {"kind": "stop"})])
     run, audit = tmp_path / "run", tmp_path / "audit"
     env = {**ENV, "SRLORA_RUN_DIR": str(run), "SRLORA_HUB_URL": f"ws://127.0.0.1:{hub.port}", "SRLORA_TOKEN": "t", "SRLORA_DDP_AUDIT": str(audit)}
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddp_hf_script.py")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script, str(tmp_path / "out"), "1000"]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    launch = (["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] if launcher == "torchrun" else
+              ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+               "--dynamo_backend", "no", "--main_process_port", "0"])
+    cmd = [sys.executable, *launch, script, str(tmp_path / "out"), "1000"]
+    r = subprocess.run(cmd, env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     msgs = messages(run)
     assert msgs[0]["worldSize"] == 2 and msgs[0]["config"]["trainer"] == "transformers"
