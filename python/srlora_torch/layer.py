@@ -83,8 +83,11 @@ class SRLoRALinear(nn.Module):
             b, a = self._factors(list(range(r)))
             W = W0.to(torch.float64) - self.s * (b @ a)
             self.register_buffer("W", W.to(wdt))
-            self.A = nn.Parameter(a.to(dt))
-            self.B = nn.Parameter(b.to(dt))
+            # contiguous, as every other tensor of the layer: a transposed A (V's columns as rows) put the importance
+            # update's multi-tensor kernels (A beside its contiguous EMAs) on their per-tensor path, ~1,600 launches
+            # a step for RoBERTa-base instead of a dozen (1.5 ms of a 11.4 ms compiled step on an H200)
+            self.A = nn.Parameter(a.to(dt).contiguous())
+            self.B = nn.Parameter(b.to(dt).contiguous())
             directions = torch.arange(r)
         self.register_buffer("directions", directions.to(dev))
         self.dir_host = directions.tolist()  # host mirror: the bookkeeping never needs a device read
