@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -56,10 +56,22 @@ class LayerEvent:
     old_directions: List[int]
     new_directions: List[int]
     exhausted: bool
-    delta_norm: float
-    preservation_error: float
+    # the recomposition's [‖ΔW‖, preservation error] rows (recompose.Rows: read from the device when first asked for,
+    # so the training thread never waits for a recomposition's kernels) and this layer's row; None: nothing fused
+    values: Any
+    row: Optional[int]
     p: int
     ages: List[int] = field(default_factory=list)  # each selected slot's age when it fused, aligned with slots
+
+    @property
+    def delta_norm(self) -> float:
+        """s·‖B_K A_K‖_F of the fused pairs (0 when nothing fused). A first read waits for the recomposition's kernels."""
+        return 0.0 if self.row is None else float(self.values[self.row][0])
+
+    @property
+    def preservation_error(self) -> float:
+        """‖ΔW_eff‖ / ‖W_eff‖ of the recomposition (§3.3; 0 when nothing fused); read as delta_norm."""
+        return 0.0 if self.row is None else float(self.values[self.row][1])
 
 
 @dataclass
@@ -122,6 +134,7 @@ class SRLoRAController:
         self.on_recomposition: Optional[Callable[[Recomposition], None]] = None
         self.listeners: List[Callable[[Recomposition], None]] = []
         self._captured: Optional[CapturedScores] = None  # importance_async's scoring graph (CUDA only)
+        self._exact: Optional[CapturedScores] = None  # the exact scores of every layer, for a recomposition (CUDA only)
         self._recomposer: Optional[Recomposer] = None
         self._pending_snapshot: Optional[tuple] = None
         # Steps whose gradients were not finite (their update and importance skipped, as AMP's GradScaler skips):
@@ -244,8 +257,7 @@ class SRLoRAController:
                 self.optimizer.restart_slots(self.layers[n].B, slots)
         for name, S, age, (slots, exhausted) in zip(names, scores, ages, selections):
             old, new, i = done.get(name, ([], [], None))
-            delta, err = values[i] if i is not None else (0.0, 0.0)
-            rec.layers.append(LayerEvent(name, slots, [S[k] for k in slots], old, new, exhausted, delta, err, self.layers[name].p,
+            rec.layers.append(LayerEvent(name, slots, [S[k] for k in slots], old, new, exhausted, values, i, self.layers[name].p,
                                          [int(age[k]) for k in slots]))
         for fn in ([self.on_recomposition] if self.on_recomposition else []) + self.listeners:
             fn(rec)
@@ -253,7 +265,14 @@ class SRLoRAController:
 
     def _host_view(self, names: Sequence[str]):
         """Exact pair scores and ages of the named layers (in that order), in one device → host copy."""
-        by_name = {l["name"]: l for l in self._snapshot(*grouped_scores(self.layers, names)).layers()}
+        if len(names) == len(self.layers) and next(iter(self.layers.values())).A.device.type == "cuda":
+            if self._exact is None:  # every layer (a scheduled recomposition): one graph launch, not ~40 kernels
+                self._exact = CapturedScores(self.layers, digits=None)
+            with torch.cuda.device(next(iter(self.layers.values())).A.device):
+                snap = self._snapshot(*self._exact())
+        else:
+            snap = self._snapshot(*grouped_scores(self.layers, names))
+        by_name = {l["name"]: l for l in snap.layers()}
         return [by_name[n]["S"] for n in names], [by_name[n]["age"] for n in names]
 
     def importance_async(self) -> Optional[Snapshot]:
@@ -270,8 +289,8 @@ class SRLoRAController:
             if self._captured is None:
                 self._captured = CapturedScores(self.layers)
             with torch.cuda.device(first.A.device):  # the layers' GPU, whichever is current
-                order, flat = self._captured()  # one graph launch; its output is overwritten by the next, after this copy
-                boost, has = grouped_step_boost([self.layers[n] for n in order], self.optimizer, TELEMETRY_DIGITS)  # a few kernels, no sync
+                order, flat = self._captured(self.optimizer)  # one graph launch (scores and step boost); its output is overwritten by the next, after this copy
+                boost, has = self._captured.boost, self._captured.has
                 n = flat.numel()
                 host = torch.empty(n + (0 if boost is None else boost.numel()), dtype=flat.dtype, pin_memory=True)
                 host[:n].copy_(flat, non_blocking=True)

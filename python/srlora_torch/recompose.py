@@ -9,6 +9,8 @@ float64 pass for the error's numerator, and come back as device tensors, read by
 """
 from __future__ import annotations
 
+import operator
+
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -164,9 +166,37 @@ def _zero_selected(ts: List[torch.Tensor], sel: torch.Tensor, which: Optional[Li
             t.masked_fill_(sel[i], 0)
 
 
+class Rows:
+    """A recomposition's per-layer [‖ΔW‖, preservation error] rows (an (L, 2) float64 tensor), read when first asked
+    for. On CUDA the copy to pinned host memory is queued behind the recomposition's kernels and only a read waits for
+    it: the training thread goes on to queue the next step (the recomposition event is built on the recorder's writer
+    thread), so a recomposition costs the run its kernels, not also a host round trip. rows[i] → [delta, error]."""
+
+    def __init__(self, t: torch.Tensor):
+        self._list: Optional[list] = None
+        self.event = None
+        if t.device.type == "cuda":
+            self.host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+            self.host.copy_(t, non_blocking=True)  # (a graph's output: copied before the next replay overwrites it)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host = t
+
+    def __getitem__(self, i: int) -> list:
+        if self._list is None:
+            if self.event is not None:
+                self.event.synchronize()  # (releases the GIL while it waits)
+            self._list = self.host.tolist()
+        return self._list[i]
+
+    def __len__(self) -> int:
+        return self.host.shape[0]
+
+
 class Recomposer:
     """Recompositions of a fixed set of layers (a controller's): recompose(selections, optimizer) → ({name: (old
-    directions, new directions, row)}, [[‖ΔW‖, preservation error] per row]).
+    directions, new directions, row)}, Rows: [‖ΔW‖, preservation error] per row, read when first asked for).
 
     On the CPU, the plan's chunks (layers with slots) one after another. On CUDA (or fixed=True) every layer takes
     part in every recomposition — a layer without slots has an all-zero slot mask, an exact no-op — so the device work
@@ -189,23 +219,30 @@ class Recomposer:
         self._idx = None
         self._norms = None
 
+    _BUFFERS = operator.itemgetter("W", "U", "V", "S", "directions", "age", "ema_IA", "ema_UA", "ema_IB", "ema_UB")
+    _FACTORS = operator.itemgetter("A", "B")
+
     def _key(self, chunks, optimizer) -> tuple:
-        # The module's dicts directly: Module.__getattr__ for ~1,000 tensors was ~1-3 ms of a recomposition's host time.
-        ts = []
+        """What the captured graph depends on: the chunks' layer names and every tensor's storage (data_ptr; a tensor
+        replaced — model.to(), an optimiser state loaded from a checkpoint — has another). C-level getters over the
+        modules' dicts: Module.__getattr__ and per-tensor tuples for ~1,300 tensors were 1.2 ms of a recomposition
+        (H200, RoBERTa-base), now ~0.2 ms."""
         state = optimizer.state if optimizer is not None else None
+        ptrs = []
         for ns, _ in chunks:
             for n in ns:
                 l = self.layers[n]
-                buf, par = l._buffers, l._parameters
-                A, B = par["A"], par["B"]
-                ts += [buf["W"], A, B, buf["U"], buf["V"], buf["S"], buf["directions"], buf["age"], buf["ema_IA"], buf["ema_UA"],
-                       buf["ema_IB"], buf["ema_UB"], buf.get("fused_A"), buf.get("fused_B")]
-                if state is not None:
-                    for p in (A, B):
+                buf = l._buffers
+                ptrs += [0 if t is None else t.data_ptr() for t in self._BUFFERS(buf)]
+                fa, fb = buf.get("fused_A"), buf.get("fused_B")
+                ptrs += [0 if fa is None else fa.data_ptr(), 0 if fb is None else fb.data_ptr()]
+                for p in self._FACTORS(l._parameters):
+                    ptrs.append(p.data_ptr())
+                    if state is not None:
                         st = state.get(p, _EMPTY)
-                        ts += [st.get("exp_avg"), st.get("exp_avg_sq")]
-        return (id(optimizer), tuple(tuple(ns) for ns, _ in chunks),
-                tuple(None if t is None else (t.data_ptr(), t.dtype, t.shape) for t in ts))
+                        m, v = st.get("exp_avg"), st.get("exp_avg_sq")
+                        ptrs += [0 if m is None else m.data_ptr(), 0 if v is None else v.data_ptr()]
+        return (id(optimizer), tuple(tuple(ns) for ns, _ in chunks), tuple(ptrs))
 
     def _program(self, chunks, idx, optimizer) -> torch.Tensor:
         norms, at = [], 0
@@ -261,4 +298,4 @@ class Recomposer:
                 if chosen.get(n):
                     done[n] = (res["old"], res["new"], n_rows)
                 n_rows += 1
-        return done, norms.tolist()
+        return done, Rows(norms)

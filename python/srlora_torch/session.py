@@ -106,12 +106,19 @@ def remove_own_pid_file(run_dir: str) -> None:
         pass
 
 
-def recomposition_message(r: Recomposition, command_id: Optional[str] = None) -> dict:
+def recomposition_head(r: Recomposition, command_id: Optional[str] = None) -> dict:
+    """The recomposition message without its layers (recomposition_layers)."""
     return {"type": "recomposition", "step": r.step, "trigger": r.trigger, **({"commandId": command_id} if command_id else {}),
-            "rule": r.rule, "outputChange": None, "layers": [
-                {"name": e.layer, "slots": e.slots, "scores": e.scores, "oldDirections": e.old_directions, "newDirections": e.new_directions,
-                 "exhausted": e.exhausted, "deltaNorm": e.delta_norm, "preservationError": e.preservation_error, "p": e.p, "ages": e.ages}
-                for e in r.layers]}
+            "rule": r.rule, "outputChange": None}
+
+
+def recomposition_layers(r: Recomposition) -> dict:
+    """{"layers": …} of the recomposition message: reads each layer's ‖ΔW‖ and preservation error, which waits for the
+    recomposition's kernels — so the Session builds it on the recorder's writer thread."""
+    return {"layers": [
+        {"name": e.layer, "slots": e.slots, "scores": e.scores, "oldDirections": e.old_directions, "newDirections": e.new_directions,
+         "exhausted": e.exhausted, "deltaNorm": e.delta_norm, "preservationError": e.preservation_error, "p": e.p, "ages": e.ages}
+        for e in r.layers]}
 
 
 # The run folder's identity is checked at least this often (seconds) between checkpoints: one stat. A run with
@@ -179,7 +186,7 @@ class Session:
     def _on_recomposition(self, r: Recomposition) -> None:
         if r.skipped:
             self.rec.emit({"type": "log", "level": "warn", "text": f"step {r.step}: not recomposed, scores not finite: {', '.join(r.skipped)}"[:2000]})
-        self.rec.emit(recomposition_message(r, self._command_id))
+        self.rec.emit(recomposition_head(r, self._command_id), build=lambda: recomposition_layers(r))  # the norms: read off the training thread
 
     def srlora_facts(self) -> Optional[dict]:
         """What the trainer decided and viewers show without recomputing: the schedule, min slot age, rule in force."""
