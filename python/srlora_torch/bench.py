@@ -22,9 +22,9 @@ import torch._dynamo
 from torch import nn
 
 from .client import EventRecorder
-from .compiled import CompiledStep, fused_sdpa
+from .compiled import CompiledStep, fused_sdpa, get_lr
 from .controller import SRLoRAController, apply_srlora
-from .telemetry import MIN_INTERVAL_S, Telemetry
+from .telemetry import Telemetry
 from .train import DEFAULTS as TRAIN_DEFAULTS
 
 TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
@@ -371,39 +371,48 @@ def main(argv=None) -> int:
     out["srloraCompiledOverPeftCompiled"] = round(sc_ms / pc_ms, 4)
     save("compiled timing")
 
-    # Telemetry with the compiled step, as the trainer sends it by default (metrics rows ≤ 10/s, an importance
-    # snapshot every importanceEvery = 10 steps and ≤ 10/s), snapshots at the protocol's maximum, a worst case (both
-    # every step) and metrics alone — interleaved with steps without telemetry. Each step waits for the writer thread
-    # to finish what it emitted (an upper bound: in a run that work overlaps the next step).
+    # Telemetry with the compiled step, as train.py's loop runs it (train_loop): the step is replayed and never waited
+    # for, its loss and skipped flag read one step late (Telemetry.defer), at once before a snapshot. Measured as
+    # blocks of consecutive steps on inputs already on the GPU (one sync per block, as a run has none per step),
+    # alternating with blocks without telemetry: on ÷ off of the blocks' medians. Variants: the trainer's default
+    # (metrics rows ≤ 10/s, an importance snapshot every importanceEvery = 10 steps and ≤ 10/s), snapshots at the
+    # protocol's maximum rate (every step, ≤ 10/s), metrics alone.
     rec = EventRecorder("bench", tempfile.mkdtemp())
     rec.emit({"type": "hello", "protocol": {"major": 1, "minor": 0}, "method": "srlora", "backend": {"name": "pytorch", "device": out["device"]},
               "totalSteps": 10 ** 6, "config": {}, "layers": [{"name": n, "shape": [l.out_features, l.in_features], "r": l.r, "rTarget": l.r_target} for n, l in layers.items()]})
-    every = {"trainerDefault": TRAIN_DEFAULTS["importanceEvery"], "maxRate": 1, "everyStep": 1, "metricsOnly": 1}
-    own_s = {k: 0.0 for k in every}  # each variant's clock counts only its own steps: interleaving does not stretch its intervals
-    variants = {k: Telemetry(rec, ctl, BATCH, lambda: 1e-4, {"importanceEvery": every[k]}, snapshots=k != "metricsOnly",
-                             min_interval_s=0.0 if k == "everyStep" else MIN_INTERVAL_S, clock=lambda k=k: own_s[k]) for k in every}
-    hook_s = {k: 0.0 for k in variants}
+    every = {"trainerDefault": TRAIN_DEFAULTS["importanceEvery"], "maxRate": 1, "metricsOnly": 1}
+    variants = {k: Telemetry(rec, ctl, BATCH, lambda: get_lr(opt), {"importanceEvery": every[k]}, snapshots=k != "metricsOnly") for k in every}
+    for t in variants.values():
+        t.defer = cstep.capture
+    inputs = [batch(gen) for _ in range(4)]
+    block = 10 if a.toy else 100
 
-    def with_telemetry(name):
-        def step():
-            loss = sr_compiled_step()
-            t0 = time.perf_counter()
-            variants[name].after_step(loss)
-            rec.drain()  # the writer thread's JSON and file work is charged to the step that caused it, in full
-            hook_s[name] += time.perf_counter() - t0
-        return step
+    def off_block():
+        for i in range(block):
+            cstep(*inputs[i % 4])
+            ctl.after_step()
 
+    def on_block(tel):
+        def run():
+            for i in range(block):
+                loss = cstep(*inputs[i % 4])
+                skipped = cstep.found_inf.clone() if tel.defer else None
+                tel.settle()  # (Session.settle: the held losses of earlier steps, done on the GPU meanwhile)
+                ctl.after_step()
+                tel.after_step(loss, skipped)
+            tel.flush()
+        return run
     times = {k: [] for k in ["off", *variants]}
-    for _ in range(a.steps * 6):
-        times["off"].append(timed(sr_compiled_step, 1))
-        for k in variants:
-            times[k].append(timed(with_telemetry(k), 1))
-            own_s[k] += times[k][-1] / 1000
+    for _ in range(max(3, a.steps // 5)):
+        times["off"].append(timed(off_block, 1) / block)
+        for k, tel in variants.items():
+            times[k].append(timed(on_block(tel), 1) / block)
     rec.close()
     med = {k: statistics.median(v) for k, v in times.items()}
-    out["telemetryCompiled"] = {k: {"msPerStep": round(med[k], 3), "onOverOff": round(med["off"] / med[k], 4),
-                                    "telemetryMsPerStep (training thread + writer thread, drained)": round(hook_s[k] * 1000 / len(times[k]), 3)} for k in variants}
+    out["telemetryCompiled"] = {k: {"msPerStep": round(med[k], 3), "onOverOff": round(med["off"] / med[k], 4)} for k in variants}
     out["telemetryCompiled"]["offMsPerStep"] = round(med["off"], 3)
+    out["telemetryCompiled"]["how"] = (f"blocks of {block} consecutive compiled steps (inputs on the GPU, one sync per block), "
+                                       f"{len(times['off'])} alternating rounds, medians; telemetry as train.py's loop runs it (deferred loss reads)")
     out["telemetryOnOverOff"] = out["telemetryCompiled"]["trainerDefault"]["onOverOff"]  # steps/s on ÷ off, compiled step
     save("telemetry")
 
@@ -420,6 +429,28 @@ def main(argv=None) -> int:
         times.append((time.perf_counter() - t) * 1000)
         after = torch.stack([sr_compiled_step() for _ in range(3)])
     first_recompose_ms, capture_ms, recompose_ms = times[0], times[1], statistics.median(times[2:])
+    # What a recomposition adds to a run: blocks of consecutive steps with one full recomposition in the middle
+    # against blocks without, alternating (the host never syncs inside a block, as in train.py's loop).
+    half = 5 if a.toy else 20
+
+    def steps_block(recompose):
+        def run():
+            for i in range(2 * half):
+                cstep(*inputs[i % 4])
+                ctl.after_step()
+                if recompose and i == half - 1:
+                    ctl.recompose("forced")
+        return run
+    plain_t, with_t = [], []
+    for _ in range(5 if a.toy else 10):
+        for l in layers.values():
+            l.age.fill_(10 ** 6)
+        plain_t.append(timed(steps_block(False), 1))
+        for l in layers.values():
+            l.age.fill_(10 ** 6)
+        with_t.append(timed(steps_block(True), 1))
+    cost_ms = statistics.median(with_t) - statistics.median(plain_t)
+    step_in_block_ms = statistics.median(plain_t) / (2 * half)
     for l in layers.values():  # two more, profiled: GPU time and launches of one recomposition (every slot eligible)
         l.age.fill_(10 ** 6)
     kernel_ms("recomposition", lambda: ctl.recompose("forced"), n=2)
@@ -431,7 +462,10 @@ def main(argv=None) -> int:
                           "recomposedLayers": len(res.layers), "maxPreservationError": max(e.preservation_error for e in res.layers),
                           "compiledStepAfterRecompositions": {"captures": cstep.captures, "lossesFinite": bool(torch.isfinite(after).all())}})
     out["recompositionOverStep"] = round(recompose_ms / sr_ms, 3)
-    out["recompositionOverCompiledStep"] = round(recompose_ms / sc_ms, 3)
+    out["srlora"]["recompositionCostInRunMs (blocks of consecutive steps with one full recomposition − without, medians of 10)"] = round(cost_ms, 2)
+    out["srlora"]["compiledStepInBlockMs"] = round(step_in_block_ms, 3)
+    out["recompositionSyncedOverCompiledStep"] = round(recompose_ms / sc_ms, 3)  # the call and its kernels, synced on both sides
+    out["recompositionOverCompiledStep"] = round(cost_ms / step_in_block_ms, 3)  # what it adds to a run ÷ a step of the same run
     out["achievedTflops"] = {"peftEager": round(flops / lora_ms / 1e9, 1), "srloraEager": round(flops / sr_ms / 1e9, 1),
                              "peftCompiled": round(flops / pc_ms / 1e9, 1), "srloraCompiled": round(flops / sc_ms / 1e9, 1)}
     out["fractionOfCeiling"] = {k: round(v / ceiling, 3) for k, v in out["achievedTflops"].items()}
@@ -468,7 +502,14 @@ def main(argv=None) -> int:
             sr_compiled_big()
         sync()
         big_warm_s = time.perf_counter() - t
-        sb_ms = timed(sr_compiled_big, a.steps)
+        sb_single_ms = timed(sr_compiled_big, a.steps)  # single synced steps, a batch made and copied in each
+        big_inputs = [batch(gen, big) for _ in range(4)]  # as a DataLoader with prefetch hands them: already on the GPU
+
+        def big_block():
+            for i in range(20):
+                bstep(*big_inputs[i % 4])
+                ctl.after_step()
+        sb_ms = statistics.median([timed(big_block, 1) / 20 for _ in range(5)])
         kernel_ms("srloraCompiledLargeBatch", sr_compiled_big, n=5)
 
         def peft_eager_big():
@@ -483,7 +524,9 @@ def main(argv=None) -> int:
         pb_ms = timed(peft_eager_big, a.steps)
         tf = {"peftEager": bflops / pb_ms / 1e9, "srloraEager": bflops / se_ms / 1e9, "srloraCompiled": bflops / sb_ms / 1e9}
         out["largeBatch"] = {"batch": big, "seq": SEQ, "flopsPerStep": bflops,
-                             "msPerStep": {"peftEager": round(pb_ms, 3), "srloraEager": round(se_ms, 3), "srloraCompiled": round(sb_ms, 3)},
+                             "msPerStep": {"peftEager": round(pb_ms, 3), "srloraEager": round(se_ms, 3), "srloraCompiled": round(sb_ms, 3),
+                                           "srloraCompiledSingleSyncedSteps": round(sb_single_ms, 3)},
+                             "how": "srloraCompiled: blocks of 20 consecutive steps on inputs already on the GPU, median of 5; eager: single synced steps",
                              "srloraCompiledWarmupSeconds": round(big_warm_s, 1),
                              "achievedTflops": {k: round(v, 1) for k, v in tf.items()},
                              "fractionOfCeiling": {k: round(v / ceiling, 3) for k, v in tf.items()}}
