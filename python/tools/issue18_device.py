@@ -27,7 +27,7 @@ ROOT = os.path.dirname(PY)
 GOALS = [("srloraCompiledOverPeftEager", "<=", 0.25), ("srloraCompiledOverPeftCompiled", "<=", 1.05),
          ("fractionOfCeilingLargeBatch", ">=", 0.30), ("recompositionOverCompiledStep", "<=", 1.0),
          ("telemetryOnOverOff", ">=", 0.99)]
-CUDA_TESTS = ["tests/test_recompose.py", "tests/test_conformance.py", "tests/test_compiled.py"]
+CUDA_TESTS = ["tests/test_recompose.py", "tests/test_conformance.py", "tests/test_compiled.py", "tests/test_snapshot.py"]
 
 
 def run(cmd, log_path, timeout):
@@ -46,7 +46,7 @@ def main() -> int:
     ap.add_argument("--out", default=os.environ.get("OUT") or os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--toy", action="store_true")
     ap.add_argument("--bench-timeout", type=int, default=360)
-    ap.add_argument("--test-timeout", type=int, default=100)
+    ap.add_argument("--test-timeout", type=int, default=160)
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     result = os.path.join(a.out, "gpu-h200.json" if not a.toy else "toy-bench.json")
@@ -66,6 +66,9 @@ def main() -> int:
         met = None if v is None else (v <= goal if op == "<=" else v >= goal)
         print(f"{key} = {v} (goal {op} {goal}: {'met' if met else 'NOT met' if met is False else 'not measured'})")
     lb = d.get("largeBatch", {})
+    print("telemetry:", json.dumps(d.get("telemetryCompiled")))
+    print("recomposition in a run (ms), step in block (ms), synced ratio:", d.get("srlora", {}).get("recompositionCostInRunMs (blocks of consecutive steps with one full recomposition − without, medians of 10)"),
+          d.get("srlora", {}).get("compiledStepInBlockMs"), d.get("recompositionSyncedOverCompiledStep"))
     print("largeBatch ms/step:", lb.get("msPerStep"), "fraction of ceiling:", lb.get("fractionOfCeiling"))
     print("GPU kernel ms:", d.get("gpuKernelMsPerStep"))
     print("kernel launches per call:", d.get("kernelLaunchesPerCall"))
