@@ -75,7 +75,9 @@ async function main(): Promise<void> {
   const baseline = ((await blank.evaluate('window.frames_')) as number[]).slice(5).sort((a, b) => a - b);
   await blank.close();
   console.log(`an empty page's frames: p50 ${percentile(baseline, 50).toFixed(1)} ms, p95 ${percentile(baseline, 95).toFixed(1)} ms`);
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  // BENCH_VIEWPORT=1400x3200: every panel on screen at once (off-screen canvases are not drawn).
+  const [vw, vh] = (process.env.BENCH_VIEWPORT ?? '1400x1000').split('x').map(Number);
+  const page = await browser.newPage({ viewport: { width: vw, height: vh } });
   page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.error(`page ${m.type()}: ${m.text().slice(0, 300)}`); });
   await page.goto(`${hub.httpOrigin}/?token=${hub.viewerToken}&run=${RUN}`);
@@ -96,7 +98,8 @@ async function main(): Promise<void> {
   const loadSeconds = (Date.now() - loadStart) / 1000;
   console.log(`the page loaded the snapshot in ${loadSeconds.toFixed(1)} s (${subscribes} subscribe, ${snapshots} snapshot sent)`);
   const snapshotsAtLoad = snapshots;
-  console.log('the page holds the 1,000,000 steps; streaming live for', LIVE_SECONDS, 's');
+  const pageHeight = (await page.evaluate('document.documentElement.scrollHeight')) as number;
+  console.log(`the page holds the 1,000,000 steps (page ${vw} × ${pageHeight} px in a ${vw} × ${vh} viewport); streaming live for ${LIVE_SECONDS} s`);
   // A string, not a function: tsx would wrap a function with helpers that do not exist in the page.
   // Where the main thread's time goes: every long animation frame (> 50 ms by Chromium's definition) with the
   // scripts it ran, and with BENCH_PROFILE=1 a sampled CPU profile of the live stream (test-results/dashboard.cpuprofile).
@@ -191,7 +194,7 @@ async function main(): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
   writeResult('dashboard', {
     command: 'npm run bench:dashboard', browser: 'Debian chromium, headless, --disable-gpu (software rendering)',
-    steps: step, layers: LAYERS, slots: SLOTS, liveSeconds: LIVE_SECONDS, liveRate: '100 steps + one 64×64 importance snapshot every 100 ms',
+    viewport: `${vw}x${vh}`, pageHeight, steps: step, layers: LAYERS, slots: SLOTS, liveSeconds: LIVE_SECONDS, liveRate: '100 steps + one 64×64 importance snapshot every 100 ms',
     frameIntervalMs: { count: frames.length, p50: +p50.toFixed(2), p95: +p95.toFixed(2), p99: +p99.toFixed(2) }, goalP95Ms: 17,
     emptyPageFrameIntervalMs: { count: baseline.length, p50: +percentile(baseline, 50).toFixed(2), p95: +percentile(baseline, 95).toFixed(2) }, charts: 'loss, lr, examples/s, gradNorm, mem_MiB, cpu_pct (six scalar charts) + effective rank (deltaRank every 1,000 live steps) + step boost (every snapshot) + fused pairs + heatmap + slot history',
     renderTimePerView: perView, snapshotLoadSeconds: +loadSeconds.toFixed(1), loadAverage: (await import('node:os')).loadavg().map((x) => +x.toFixed(1)), jsHeapMB: +heapMB.toFixed(1), arrayBuffersMB: +backingMB.toFixed(1), heapWithArrayBuffersMB: +(heapMB + backingMB).toFixed(1), goalHeapMB: 150,

@@ -1,7 +1,7 @@
 /** The dashboard's pure parts, in Node: decimation and smoothing must equal their brute-force definitions. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MinMaxIndex } from '../webview/minMaxIndex';
+import { GridDecimator, MinMaxIndex } from '../webview/minMaxIndex';
 import { DebiasedEma } from '../webview/smoothing';
 import type { Point } from '../webview/minMaxIndex';
 import { Rng } from '../src/trainer/rng';
@@ -40,6 +40,46 @@ test('the block-indexed min-max decimation equals the brute-force one, also whil
       const b = minMaxDecimate(x.subarray(0, len), y.subarray(0, len), buckets);
       assert.deepEqual(a, b, `len ${len}, buckets ${buckets}`);
     }
+  }
+});
+
+/** The definition of the fixed-grid decimation: every point scanned, per bucket of the axis [lo, hi]. */
+function gridDecimate(x: ArrayLike<number>, y: ArrayLike<number>, lo: number, hi: number, buckets: number): Point[] {
+  const out: Point[] = [];
+  const n = y.length, w = (hi - lo) / buckets;
+  let i = 0;
+  while (i < n && x[i] < lo) i++;
+  if (i > 0) out.push({ x: x[i - 1], y: y[i - 1] });
+  for (let b = 0; b < buckets; b++) {
+    const edge = b === buckets - 1 ? hi : lo + (b + 1) * w;
+    let mn = -1, mx = -1;
+    for (; i < n && x[i] <= edge; i++) { if (mn < 0 || y[i] < y[mn]) mn = i; if (mx < 0 || y[i] > y[mx]) mx = i; }
+    if (mn < 0) continue;
+    const [a, c] = mn <= mx ? [mn, mx] : [mx, mn];
+    out.push({ x: x[a], y: y[a] });
+    if (c !== a) out.push({ x: x[c], y: y[c] });
+  }
+  if (i < n) out.push({ x: x[i], y: y[i] });
+  return out;
+}
+
+test('the fixed-grid decimation equals its definition while points are appended, for the whole axis and a zoomed slice', () => {
+  const rng = new Rng(7);
+  const n = 40_000;
+  // Steps with repeats and gaps (a resumed or paused run's x), and a spike the envelope must keep.
+  const x = new Float64Array(n), y = new Float64Array(n);
+  for (let i = 0, s = 0; i < n; i++) { s += rng.next() < 0.1 ? 0 : rng.next() < 0.02 ? 50 : 1; x[i] = s; y[i] = rng.normal(); }
+  y[12_345] = 1e6;
+  const last = x[n - 1];
+  for (const [lo, hi, buckets] of [[0, Math.ceil(last / 1000) * 1000, 400], [x[5000] + 0.5, x[9000], 37], [0, last, 1], [-100, last + 100, 1000]] as const) {
+    const d = new GridDecimator();
+    for (const len of [0, 1, 2, 100, 1000, 1001, 9000, 12_346, 30_000, n]) {
+      const a = d.decimate(x.subarray(0, len), y.subarray(0, len), lo, hi, buckets);
+      assert.deepEqual(a, gridDecimate(x.subarray(0, len), y.subarray(0, len), lo, hi, buckets), `grid [${lo}, ${hi}] × ${buckets}, ${len} points`);
+    }
+    if (hi > x[12_345]) assert.ok(d.decimate(x, y, lo, hi, buckets).some((p) => p.y === 1e6), 'the spike is drawn');
+    // Replaced (fewer points): starts over.
+    assert.deepEqual(d.decimate(x.subarray(0, 500), y.subarray(0, 500), lo, hi, buckets), gridDecimate(x.subarray(0, 500), y.subarray(0, 500), lo, hi, buckets));
   }
 });
 

@@ -92,6 +92,28 @@ onThemeChange(() => {
   store.userChanged();
 });
 
+// ------------------------------------------------------------------ what is on screen
+
+/**
+ * Canvases off screen are not drawn (IntersectionObserver; a margin of half a screen draws a panel just before it
+ * scrolls into view): a page of a dozen live charts draws only the ones the user can see. A panel that missed
+ * data while off screen is drawn at once when it shows (as for what the user did); meanwhile `describe` keeps its
+ * label for screen readers current, at most once a second.
+ */
+const offScreen = new WeakSet<Element>();
+const shownStale = new WeakSet<Element>();
+const described = new WeakMap<Panel, number>();
+const watched = new WeakSet<Element>();
+const visibility = typeof IntersectionObserver === 'undefined' ? null : new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    if (e.isIntersecting) { if (offScreen.delete(e.target)) shownStale.add(e.target); } else offScreen.add(e.target);
+  }
+}, { rootMargin: '50% 0px' });
+function onScreen(p: Panel): boolean {
+  if (visibility && !watched.has(p.element)) { watched.add(p.element); visibility.observe(p.element); }
+  return !offScreen.has(p.element);
+}
+
 // ------------------------------------------------------------------ the frame loop
 
 /** Canvas drawing for what the user did stops once this much time is spent in a frame (the rest waits a frame). */
@@ -123,7 +145,13 @@ function frame(): void {
     const i = (cursor + k) % list.length;
     const p = list[i];
     if (!p.dirty?.()) continue;
-    const urgent = p.urgent?.() ?? false;
+    if (!onScreen(p)) {
+      const now = performance.now();
+      if (p.describe && now - (described.get(p) ?? 0) >= 1000) { described.set(p, now); p.describe(); }
+      continue;
+    }
+    const urgent = (p.urgent?.() ?? false) || shownStale.has(p.element);
+    shownStale.delete(p.element);
     if (!urgent) {
       if (liveDrawn) continue;
       // Live redraws share at most LIVE_SHARE_MS of each second: on a slow or busy machine the charts update less
@@ -133,17 +161,18 @@ function frame(): void {
       if (liveSpent.reduce((n, [, ms]) => n + ms, 0) > LIVE_SHARE_MS) continue;
     }
     const d0 = performance.now();
-    timed(p === loss ? 'loss' : p === importance ? 'importance' : p === history ? 'history' : p === rank || p === fusions || p === boost ? 'dynamics' : 'metric', () => p.draw!());
-    if (!urgent) { liveSpent.push([d0, performance.now() - d0]); liveDrawn = true; cursor = i + 1; }
+    let drew = true;
+    timed(p === loss ? 'loss' : p === importance ? 'importance' : p === history ? 'history' : p === rank || p === fusions || p === boost ? 'dynamics' : 'metric', () => { drew = p.draw!() !== false; }, () => drew);
+    if (!urgent && drew) { liveSpent.push([d0, performance.now() - d0]); liveDrawn = true; cursor = i + 1; }
     if (performance.now() - t0 > FRAME_BUDGET_MS) { cursor = i + 1; return; }
   }
 }
 
 /** Render times per view (bench:dashboard reads them with ?profile). */
-function timed(name: string, fn: () => void): void {
+function timed(name: string, fn: () => void, counted: () => boolean = () => true): void {
   const t0 = performance.now();
   fn();
-  if (timings) timings.push([name, performance.now() - t0]);
+  if (timings) timings.push([counted() ? name : `${name} (unchanged, skipped)`, performance.now() - t0]);
 }
 const timings: [string, number][] | null = params.has('profile') ? [] : null;
 (window as unknown as { srloraTimings?: unknown }).srloraTimings = timings;

@@ -38,6 +38,19 @@ export class MinMaxIndex {
     this.indexed = 0;
   }
 
+  /** The indices of the (first) min and max of y[a..b), b > a, scanning whole blocks by their entries. update() first. */
+  range(y: ArrayLike<number>, a: number, b: number): [number, number] {
+    let mn = a, mx = a, i = a;
+    for (const to = Math.min(b, Math.ceil(a / B) * B); i < to; i++) { if (y[i] < y[mn]) mn = i; if (y[i] > y[mx]) mx = i; }
+    for (; i + B <= b; i += B) {
+      const blk = i / B;
+      if (y[this.minI[blk]] < y[mn]) mn = this.minI[blk];
+      if (y[this.maxI[blk]] > y[mx]) mx = this.maxI[blk];
+    }
+    for (; i < b; i++) { if (y[i] < y[mn]) mn = i; if (y[i] > y[mx]) mx = i; }
+    return [mn, mx];
+  }
+
   /** At most two points per bucket of equal x-width (x increasing), in x order. */
   decimate(x: ArrayLike<number>, y: ArrayLike<number>, buckets: number): Point[] {
     const n = y.length;
@@ -70,4 +83,71 @@ export class MinMaxIndex {
     }
     return out;
   }
+}
+
+/**
+ * Min-max decimation onto a FIXED grid: `buckets` equal-width x buckets spanning the axis [lo, hi] (bucket b holds
+ * lo + b·w < x ≤ lo + (b+1)·w, the first also x = lo), each giving its min and max point in index order; the last
+ * point before lo and the first after hi come too, so the line runs on to the axis' edges. x must be non-decreasing
+ * and points only appended (else reset()).
+ *
+ * Because the grid is the axis' and not the data's extent, appending points changes only the last buckets: a bucket
+ * is final once a point lies beyond its right edge, and is never scanned again. A live update costs the new points
+ * and one pass over the buckets (O(buckets)), not the series; what a chart shows at 1,000,000 steps changes only
+ * where the new points fall (the chart can tell it need not redraw).
+ */
+export class GridDecimator {
+  private key = '';
+  private n = 0;
+  private first = 0;
+  private done = 0;
+  private next = 0;
+  private mn = new Int32Array(0);
+  private mx = new Int32Array(0);
+  private readonly index = new MinMaxIndex();
+
+  reset(): void { this.key = ''; this.index.reset(); }
+
+  decimate(x: ArrayLike<number>, y: ArrayLike<number>, lo: number, hi: number, buckets: number): Point[] {
+    const n = y.length; // x holds at least as many points
+    const key = `${lo}|${hi}|${buckets}`;
+    if (n < this.n) this.index.reset();
+    if (key !== this.key || n < this.n) {
+      this.key = key;
+      this.first = this.next = this.done = 0;
+      if (this.mn.length !== buckets) { this.mn = new Int32Array(buckets); this.mx = new Int32Array(buckets); }
+    }
+    // Points before lo are skipped (only the last of them is drawn); until the first bucket is final they may grow.
+    if (this.done === 0 && this.next === this.first) this.next = this.first = upper(x, lo, this.first, n, true);
+    this.n = n;
+    this.index.update(y);
+    const w = (hi - lo) / buckets;
+    let tailMn = -1, tailMx = -1;
+    for (let b = this.done; b < buckets; b++) {
+      const edge = b === buckets - 1 ? hi : lo + (b + 1) * w;
+      const end = upper(x, edge, this.next, n, false);
+      if (end === n) { // no point beyond the edge yet: this bucket may still grow
+        if (this.next < n) [tailMn, tailMx] = this.index.range(y, this.next, n);
+        break;
+      }
+      if (end > this.next) [this.mn[b], this.mx[b]] = this.index.range(y, this.next, end); else { this.mn[b] = -1; this.mx[b] = -1; }
+      this.done = b + 1;
+      this.next = end;
+    }
+    const out: Point[] = [];
+    const push = (i: number) => out.push({ x: x[i], y: y[i] });
+    const pair = (a: number, c: number) => { if (a < 0) return; const [p, q] = a <= c ? [a, c] : [c, a]; push(p); if (q !== p) push(q); };
+    if (this.first > 0) push(this.first - 1);
+    for (let b = 0; b < this.done; b++) pair(this.mn[b], this.mx[b]);
+    if (tailMn >= 0) pair(tailMn, tailMx);
+    if (this.done === buckets && this.next < n) push(this.next); // the first point after hi
+    return out;
+  }
+}
+
+/** The first index in [from, to) whose x is > v (or ≥ v when `orEqual`); `to` when none. x non-decreasing. */
+function upper(x: ArrayLike<number>, v: number, from: number, to: number, orEqual: boolean): number {
+  let a = from, b = to;
+  while (a < b) { const m = (a + b) >> 1; if (orEqual ? x[m] < v : x[m] <= v) a = m + 1; else b = m; }
+  return a;
 }

@@ -17,7 +17,7 @@ import {
   type ChartDataset, type Plugin, type TooltipItem,
 } from 'chart.js';
 import zoomPlugin from 'chartjs-plugin-zoom';
-import { MinMaxIndex, type Point } from './minMaxIndex';
+import { GridDecimator, type Point } from './minMaxIndex';
 import { cssVar, formatNumber } from './dom';
 import { robustRange } from './axisRange';
 
@@ -104,7 +104,7 @@ export function unitOf(name: string): string {
   return /^(pct|percent)$/i.test(u) ? '%' : u;
 }
 
-interface LineCache { epoch: number; index: MinMaxIndex; x: Float64Array; xLen: number; xAxis: XAxis; nonPositive: number; counted: number }
+interface LineCache { epoch: number; grid: GridDecimator; x: Float64Array; xLen: number; xAxis: XAxis; nonPositive: number; counted: number }
 
 export class SeriesChart {
   readonly chart: Chart<'line'>;
@@ -123,7 +123,8 @@ export class SeriesChart {
         interaction: { mode: 'nearest', axis: 'x', intersect: false },
         elements: { point: { radius: 0 }, line: { borderWidth: 1.5 } },
         scales: {
-          x: { type: 'linear', title: { display: true, text: 'step' } },
+          // The range is set (round numbers, or the zoom): the bounds are labelled only when they are ticks.
+          x: { type: 'linear', title: { display: true, text: 'step' }, ticks: { includeBounds: false } },
           // The range is set (outlier-aware, padded): its bounds are not labelled as ticks (they read 449.4, 9.9).
           y: { type: 'linear', title: { display: true, text: yTitle }, ticks: { includeBounds: false } },
         },
@@ -131,8 +132,8 @@ export class SeriesChart {
           legend: { labels: { boxWidth: 12 } },
           tooltip: { callbacks: { title: (items) => this.tooltipTitle(items), label: (c) => `${c.dataset.label}: ${formatNumber(c.parsed.y, 4)}${this.unit ? ` ${this.unit}` : ''}` } },
           zoom: {
-            zoom: { wheel: { enabled: true, modifierKey: 'ctrl' }, drag: { enabled: true, threshold: 8 }, mode: 'x', onZoomComplete: () => { this.viewChanged = true; } },
-            pan: { enabled: true, mode: 'x', modifierKey: 'shift', onPanComplete: () => { this.viewChanged = true; } },
+            zoom: { wheel: { enabled: true, modifierKey: 'ctrl' }, drag: { enabled: true, threshold: 8 }, mode: 'x', onZoomComplete: () => this.zoomedTo() },
+            pan: { enabled: true, mode: 'x', modifierKey: 'shift', onPanComplete: () => this.zoomedTo() },
           },
           // @ts-expect-error: options of our own plugin
           srloraMarkers: { markers: [], xAxis: 'step' },
@@ -152,16 +153,26 @@ export class SeriesChart {
     return this.xAxis === 'step' ? `step ${x}` : this.xAxis === 'relative' ? `${formatSeconds(x)} since the first step` : formatWall(x, true);
   }
 
-  get zoomed(): boolean { return this.chart.isZoomedOrPanned?.() ?? false; }
-  resetZoom(): void { this.chart.resetZoom?.('none'); this.viewChanged = true; }
+  /**
+   * The x range the user zoomed or panned to (null: the whole run). Kept here, not asked of the plugin: its
+   * isZoomedOrPanned compares against limits it stored at the first zoom, which live data outgrows.
+   */
+  private zoomRange: { min: number; max: number } | null = null;
+  get zoomed(): boolean { return this.zoomRange !== null; }
+  resetZoom(): void { this.chart.resetZoom?.('none'); this.zoomRange = null; this.viewChanged = true; }
+  private zoomedTo(): void {
+    const s = this.chart.scales.x;
+    if (s) this.zoomRange = { min: s.min, max: s.max };
+    this.viewChanged = true;
+  }
   /** Zoomed, panned or reset since the last draw (the visible slice is decimated anew). */
   viewChanged = false;
 
   /** The colours of the theme in force; applied only when they changed (a theme switch). */
-  private applyTheme(): void {
+  private applyTheme(): boolean {
     const fg = cssVar('--vscode-foreground', '#ccc'), grid = cssVar('--vscode-editorWidget-border', '#444');
     const key = `${fg}|${grid}`;
-    if (key === this.themeKey) return;
+    if (key === this.themeKey) return false;
     this.themeKey = key;
     const o = this.chart.options;
     // Set in place: Chart.js options are resolver proxies, which must not be spread into new objects.
@@ -174,28 +185,35 @@ export class SeriesChart {
     o.plugins!.legend!.labels!.color = fg;
     o.color = fg;
     this.canvas.dataset.fg = fg; // what the axes and legend are drawn in (tests check a theme switch)
+    return true;
   }
 
-  /** Rebuilds the datasets (decimated to the canvas width); call at most once per frame. */
-  render(lines: Line[], markers: Marker[], view: ChartView): void {
-    this.applyTheme();
+  /**
+   * Rebuilds the datasets, decimated onto the x axis' pixel grid, and draws — unless `force` is false and what the
+   * canvas would show is what it shows (every point at the same pixel, the same axes, lines and markers): a live
+   * update of a long run moves nothing most of the time, and skipping it costs ~1 ms instead of a Chart.js update
+   * and a raster. Returns whether it drew. Call at most once per frame.
+   */
+  render(lines: Line[], markers: Marker[], view: ChartView, force = true): boolean {
+    if (this.applyTheme()) force = true;
     this.xAxis = view.xAxis;
-    const buckets = Math.max(100, Math.floor((this.canvas.clientWidth || 800) / 2));
     const o = this.chart.options;
-    const xScale = this.chart.scales.x;
-    const zoomed = this.zoomed && xScale !== undefined;
-    const datasets: ChartDataset<'line', Point[]>[] = [];
-    const inRange: number[] = [];
-    let hidden = 0;
-    let wallMin = Infinity, wallMax = -Infinity;
+    const area = this.chart.chartArea;
+    const plotW = Math.max(100, Math.round(area?.width || (this.canvas.clientWidth || 800) - 60));
+    const plotH = Math.max(50, Math.round(area?.height || (this.canvas.clientHeight || 300) - 60));
+    // Two points (min, max) per bucket of 2 px.
+    const buckets = Math.max(50, Math.floor(plotW / 2));
+    const zoom = this.zoomRange;
+    // x values on the chosen axis: the step array itself, or times extended as points arrive (never rebuilt).
+    const xsOf: ArrayLike<number>[] = [];
+    let dataMin = Infinity, dataMax = -Infinity;
     for (const line of lines) {
       const n = Math.min(line.y.length, line.step.length);
       let c = this.cache.get(line.key);
-      if (!c || c.epoch !== line.epoch || c.xAxis !== view.xAxis || c.xLen > n) {
-        c = { epoch: line.epoch, index: new MinMaxIndex(), x: new Float64Array(0), xLen: 0, xAxis: view.xAxis, nonPositive: 0, counted: 0 };
+      if (!c || c.epoch !== line.epoch || c.xAxis !== view.xAxis || c.xLen > n || c.counted > n) {
+        c = { epoch: line.epoch, grid: new GridDecimator(), x: new Float64Array(0), xLen: 0, xAxis: view.xAxis, nonPositive: 0, counted: 0 };
         this.cache.set(line.key, c);
       }
-      // x values on the chosen axis: the step array itself, or times extended as points arrive (never rebuilt).
       let xs: ArrayLike<number>;
       if (view.xAxis === 'step') xs = line.step;
       else {
@@ -206,37 +224,53 @@ export class SeriesChart {
       }
       for (let k = c.counted; k < n; k++) if (!(line.y[k] > 0)) c.nonPositive++;
       c.counted = n;
-      if (n && view.xAxis === 'wall') { wallMin = Math.min(wallMin, xs[0]); wallMax = Math.max(wallMax, xs[n - 1]); }
+      xsOf.push(xs);
+      if (n) { dataMin = Math.min(dataMin, xs[0]); dataMax = Math.max(dataMax, xs[n - 1]); }
+    }
+    // The x axis: the zoomed range, or the data's extent widened to round numbers that change rarely (the grid
+    // the lines are decimated onto stays put while points arrive, so only the newest buckets change).
+    const axis = zoom ?? (dataMin <= dataMax ? niceBounds(dataMin, dataMax) : null);
+    const datasets: ChartDataset<'line', Point[]>[] = [];
+    const inRange: number[] = [];
+    let hidden = 0;
+    lines.forEach((line, li) => {
+      const xs = xsOf[li];
+      const c = this.cache.get(line.key)!;
+      const y = line.y.length <= xs.length ? line.y : ArrayBuffer.isView(line.y) ? (line.y as Float64Array).subarray(0, xs.length) : Array.from({ length: xs.length }, (_, i) => line.y[i]);
+      const n = y.length;
       let pts: Point[];
-      if (line.points || n <= 2 * buckets) pts = Array.from({ length: n }, (_, i) => ({ x: xs[i], y: line.y[i] }));
-      else if (zoomed) pts = decimateSlice(xs, line.y, xScale.min, xScale.max, buckets);
-      else pts = c.index.decimate(xs, line.y, buckets);
+      if (line.points || n <= 2 * buckets || !axis) pts = Array.from({ length: n }, (_, i) => ({ x: xs[i], y: y[i] }));
+      else pts = c.grid.decimate(xs, y, axis.min, axis.max, buckets);
       // A line as dense as the canvas's pixels (a min-max envelope, or a raw series about as long as the width) is
       // stroked as a hairline: a software canvas strokes a zigzag of ~1,000 segments 1.5–2 px wide in 6–15 ms and
       // a 1 px one in ~1 ms (Skia's hairline path). A smooth line (the smoothed loss) keeps its width: it is cheap.
       const dense = !line.points && !line.smooth && pts.length > buckets / 2;
-      if (view.logY) {
-        if (c.nonPositive) { hidden += c.nonPositive; pts = pts.map((p) => (p.y > 0 ? p : { x: p.x, y: NaN })); }
-      }
-      if (!line.ignoreInRange) for (const p of pts) if (!zoomed || (p.x >= xScale.min && p.x <= xScale.max)) inRange.push(p.y);
+      if (view.logY && c.nonPositive) { hidden += c.nonPositive; pts = pts.map((p) => (p.y > 0 ? p : { x: p.x, y: NaN })); }
+      if (!line.ignoreInRange) for (const p of pts) if (!zoom || (p.x >= zoom.min && p.x <= zoom.max)) inRange.push(p.y);
       datasets.push(line.points
         ? { label: line.label, data: pts, borderColor: line.color, backgroundColor: line.color, pointRadius: 3, showLine: false }
         : { label: line.label, data: pts, borderColor: line.alpha ? line.color + line.alpha : line.color, borderWidth: dense ? 1 : line.width ?? 1.5, pointRadius: 0 });
-    }
+    });
     this.hiddenNonPositive = view.logY ? hidden : 0;
     const range = robustRange(inRange, view.logY);
+    this.wallWithDate = dataMax - dataMin > 20 * 3600_000 && view.xAxis === 'wall';
+    // What the canvas would show: each point's pixel, the axes' ranges to a pixel, and everything else drawn.
+    const shown = this.shownKey(datasets, markers, view, axis, range, plotW, plotH);
+    if (!force && shown === this.drawnKey) return false;
+    this.drawnKey = shown;
     const yType = view.logY ? 'logarithmic' : 'linear';
-    const y = o.scales!.y as { type: string; min?: number; max?: number };
-    if (y.type !== yType) {
+    const yo = o.scales!.y as { type: string; min?: number; max?: number };
+    if (yo.type !== yType) {
       const fg = cssVar('--vscode-foreground', '#ccc'), grid = cssVar('--vscode-editorWidget-border', '#444');
       o.scales!.y = { type: yType, title: { display: true, text: this.yTitle, color: fg }, ticks: { color: fg, includeBounds: false }, grid: { color: grid } } as never;
     }
     (o.scales!.y as { min?: number; max?: number }).min = range?.min;
     (o.scales!.y as { min?: number; max?: number }).max = range?.max;
-    const x = o.scales!.x as { title: { text: string }; ticks: { callback?: (v: number | string) => string } };
+    const x = o.scales!.x as { min?: number; max?: number; title: { text: string }; ticks: { callback?: (v: number | string) => string } };
+    x.min = axis?.min;
+    x.max = axis?.max;
     const axisKey = `${view.xAxis}:${this.wallWithDate}`;
     x.title.text = view.xAxis === 'step' ? 'step' : view.xAxis === 'relative' ? 'time since the first step' : 'wall-clock time';
-    this.wallWithDate = wallMax - wallMin > 20 * 3600_000;
     if (axisKey !== this.axisKey) {
       this.axisKey = axisKey;
       // Steps are whole numbers: a fractional tick (a chart of one or two steps) gets no label, not a rounded repeat.
@@ -250,6 +284,30 @@ export class SeriesChart {
     Object.assign(this.canvas.dataset, { xMin: String(xMin), yMin: String(range?.min ?? ''), yMax: String(range?.max ?? '') });
     this.chart.data.datasets = datasets;
     this.chart.update('none');
+    return true;
+  }
+
+  private drawnKey = '';
+
+  /** A key of what the canvas shows: equal keys draw the same pixels. */
+  private shownKey(datasets: ChartDataset<'line', Point[]>[], markers: Marker[], view: ChartView, axis: { min: number; max: number } | null, range: { min: number; max: number } | null, plotW: number, plotH: number): string {
+    const parts: (string | number)[] = [view.xAxis, view.logY ? 1 : 0, plotW, plotH, this.wallWithDate ? 1 : 0, markers.map((m) => `${m.x}:${m.time}:${m.dashed}:${m.color}`).join()];
+    const ax = axis ? [axis.min, axis.max] : [0, 1];
+    const f = (v: number) => (view.logY ? Math.log10(Math.max(v, Number.MIN_VALUE)) : v);
+    const ry = range ? [f(range.min), f(range.max)] : [0, 1];
+    const ySpan = ry[1] - ry[0] || 1, xSpan = ax[1] - ax[0] || 1;
+    parts.push(...ax, Math.round((ry[0] / ySpan) * plotH), Math.round((ry[1] / ySpan) * plotH)); // the y range to a pixel
+    for (const d of datasets) {
+      parts.push(`${d.label}|${String(d.borderColor)}|${String(d.borderWidth)}|${d.data.length}`);
+      let h = 0;
+      for (const p of d.data) {
+        const px = Math.round(((p.x - ax[0]) / xSpan) * plotW), py = Number.isFinite(p.y) ? Math.round(((f(p.y) - ry[0]) / ySpan) * plotH) : -1e9;
+        h = (Math.imul(h, 31) + px) | 0;
+        h = (Math.imul(h, 31) + py) | 0;
+      }
+      parts.push(h);
+    }
+    return parts.join(';');
   }
 
   setYTitle(title: string): void {
@@ -278,4 +336,17 @@ export function decimateSlice(x: ArrayLike<number>, y: ArrayLike<number>, lo: nu
     if (c !== a) out.push({ x: x[c], y: y[c] });
   }
   return out;
+}
+
+/**
+ * The x axis for data in [min, max]: widened to multiples of a quarter of a round tick step (1, 2 or 5 × 10^k, about
+ * ten ticks), so it changes only every few percent of growth and leaves at most ~5 % empty.
+ */
+export function niceBounds(min: number, max: number): { min: number; max: number } {
+  if (!(max > min)) { const pad = Math.abs(min) * 0.05 || 1; return { min: min - pad, max: max + pad }; }
+  const raw = (max - min) / 10;
+  const e = 10 ** Math.floor(Math.log10(raw));
+  const f = raw / e;
+  const unit = ((f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * e) / 4;
+  return { min: Math.floor(min / unit) * unit, max: Math.ceil(max / unit) * unit };
 }

@@ -88,26 +88,46 @@ export class ChartPanel implements Panel {
 
   setYTitle(title: string): void { this.chart.setYTitle(title); }
 
-  draw(): void {
+  /** Returns whether it drew (a live update that changes no pixel is skipped, cheaply). */
+  draw(): boolean {
     const t0 = performance.now();
-    this.drawOnce();
-    this.lastCost = performance.now() - t0;
+    const drew = this.drawOnce(this.urgent());
+    if (drew) this.lastCost = performance.now() - t0;
+    return drew;
   }
 
-  private drawOnce(): void {
+  private drawOnce(force = true): boolean {
     this.drawn = this.store.version;
     this.drawnData = this.spec.dataKey?.(this.store.focused()) ?? '';
     this.drawnUser = this.store.userVersion;
     this.lastDraw = performance.now();
     this.chart.viewChanged = false;
     const runs = this.store.focused();
-    const compare = runs.length > 1;
-    const lines = runs.flatMap((r, i) => this.spec.lines(r, i, compare, this.store.view.smoothing));
-    this.chart.render(lines, this.spec.key === 'loss' || runs.length ? recompositionMarkers(runs) : [], this.store.view);
+    const lines = this.lines(runs);
+    const drew = this.chart.render(lines, this.spec.key === 'loss' || runs.length ? recompositionMarkers(runs) : [], this.store.view, force);
     (this.reset as HTMLElement & { disabled: boolean }).disabled = !this.chart.zoomed;
+    this.label(runs, lines, this.chart.hiddenNonPositive);
+    return drew;
+  }
+
+  private lines(runs: RunData[]): Line[] {
+    const compare = runs.length > 1;
+    return runs.flatMap((r, i) => this.spec.lines(r, i, compare, this.store.view.smoothing));
+  }
+
+  /** Off screen: the note and the label follow the data without a draw (the canvas is drawn when it shows). */
+  describe(): void {
+    const runs = this.store.focused();
+    const lines = this.lines(runs);
+    let hidden = 0;
+    if (this.store.view.logY) for (const l of lines) for (let k = 0; k < l.y.length; k++) if (!(l.y[k] > 0)) hidden++;
+    this.label(runs, lines, hidden);
+  }
+
+  private label(runs: RunData[], lines: Line[], hiddenNonPositive: number): void {
     const empty = lines.every((l) => l.y.length === 0);
     text(this.note, empty && runs.length && this.spec.emptyNote ? this.spec.emptyNote(runs)
-      : this.chart.hiddenNonPositive ? `log y hides ${this.chart.hiddenNonPositive} point${this.chart.hiddenNonPositive === 1 ? '' : 's'} ≤ 0` : '');
+      : hiddenNonPositive ? `log y hides ${hiddenNonPositive} point${hiddenNonPositive === 1 ? '' : 's'} ≤ 0` : '');
     // What the canvas shows, for screen readers (and tests): one entry per run.
     this.canvas.dataset.runs = String(runs.length);
     this.canvas.setAttribute('aria-label', `${this.spec.title} chart: ${runs.map((r) => {
@@ -119,6 +139,7 @@ export class ChartPanel implements Panel {
   }
 
   private savePng(): void {
+    this.drawOnce(); // an off-screen chart may not have drawn the latest data
     const runs = this.store.focused();
     const data = composePng(this.canvas, this.spec.title, runs.map((r) => `${runName(r)} (${r.model.method ?? '?'}, ${r.model.state}, step ${r.model.step})`).join(' · '));
     save(this.store, `${filePrefix(this.store)}-${this.spec.key.replace(/[^\w.-]+/g, '_')}.png`, data, 'base64', 'image/png', (s) => text(this.status, s));

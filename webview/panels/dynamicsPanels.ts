@@ -152,8 +152,9 @@ export class FusionsPanel implements Panel {
     text(this.summary, s.text);
     this.summary.classList.toggle('warn', s.warn);
   }
-  draw(): void { this.chart.draw(); }
+  draw(): boolean { return this.chart.draw(); }
   dirty(): boolean { return this.chart.dirty(); }
   urgent(): boolean { return this.chart.urgent(); }
   retheme(): void { this.chart.retheme(); }
+  describe(): void { this.chart.describe(); }
 }

@@ -10,13 +10,21 @@ export interface Panel {
   readonly element: HTMLElement;
   /** Cheap DOM work, on every store change. */
   update(): void;
-  /** Canvas drawing, when `dirty()`; the frame loop spreads these over frames to keep each frame short. */
-  draw?(): void;
+  /**
+   * Canvas drawing, when `dirty()`; the frame loop spreads these over frames to keep each frame short. false: it
+   * found nothing to change on the canvas (a cheap check, not counted as the frame's draw).
+   */
+  draw?(): boolean | void;
   dirty?(): boolean;
   /** The pending draw is for something the user did (view, focus, zoom, theme): it is never deferred. */
   urgent?(): boolean;
   /** The theme changed: redraw every colour. */
   retheme?(): void;
+  /**
+   * Off screen, the canvas is not drawn (the frame loop skips it until it scrolls into view); this keeps what it
+   * tells screen readers (its label: runs, points, last value) current without drawing. Cheap.
+   */
+  describe?(): void;
 }
 
 export type Btn = HTMLElement & { disabled: boolean };
