@@ -200,6 +200,12 @@ test('a sent command leaves the page\'s pending list once the run\'s record ackn
   assert.equal(store.pending[0].status, 'sent');
   f.ack('c-1', 'received', 0);
   deliver({ v: 1, type: 'event', runId: 'ack', event: JSON.parse(f.lines.at(-1)!) as TrainerMessage });
-  assert.deepEqual(store.pending, []);
+  assert.equal(store.pending.length, 0);
   assert.equal(store.sentLabels.get('c-1'), 'Pause', 'the log\'s entry keeps the label');
+  // One the trainer never acknowledged before the run ended (it died with the command unread) does not stay "sent".
+  store.command('Checkpoint', { kind: 'checkpoint' });
+  deliver({ v: 1, type: 'commandResult', requestId: store.pending[0].requestId, commandId: 'c-2' });
+  f.state('failed', 0, 'the trainer exited (SIGKILL)');
+  deliver({ v: 1, type: 'event', runId: 'ack', event: JSON.parse(f.lines.at(-1)!) as TrainerMessage });
+  assert.deepEqual(store.pending.map((c) => [c.label, c.status]), [['Checkpoint', 'not acknowledged: the run is failed']]);
 });

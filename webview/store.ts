@@ -144,11 +144,17 @@ export class Store {
     return c.canSteer ? null : c.reason ?? 'this page cannot steer the run';
   }
 
-  /** Sent commands the run's record now acknowledges leave the pending list: from then on the log tells their story. */
+  /**
+   * Sent commands the run's record now acknowledges leave the pending list: from then on the log tells their story.
+   * One the record never acknowledged before the run ended (its trainer died or was stopped with it unread) says so.
+   */
   private dropAcknowledged(): void {
     for (let i = this.pending.length - 1; i >= 0; i--) {
       const c = this.pending[i];
-      if (c.commandId !== undefined && c.status === 'sent' && this.runs.get(c.runId)?.acks.has(c.commandId)) this.pending.splice(i, 1);
+      if (c.commandId === undefined || c.status !== 'sent') continue;
+      const run = this.runs.get(c.runId);
+      if (run?.acks.has(c.commandId)) this.pending.splice(i, 1);
+      else if (run && !isActive(run.model.state)) c.status = `not acknowledged: the run is ${run.model.state}`;
     }
   }
 
@@ -190,7 +196,7 @@ export class Store {
       }
       case 'event':
         this.runData(msg.runId).apply(msg.event);
-        if (msg.event.type === 'ack') this.dropAcknowledged();
+        if (msg.event.type === 'ack' || msg.event.type === 'state') this.dropAcknowledged();
         break;
       case 'commandResult': {
         const unknown = msg.requestId === 'subscribe' && /^unknown run (.+)$/.exec(msg.error ?? '');

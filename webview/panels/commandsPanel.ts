@@ -59,7 +59,7 @@ export class CommandsPanel implements Panel {
     if (key === this.key) return;
     this.key = key;
     const items: HTMLElement[] = this.store.pending.filter((c) => c.runId === r?.runId)
-      .map((c) => h('li', { class: c.status.startsWith('refused') ? 'bad' : '' }, `${c.label} — ${c.status}`));
+      .map((c) => h('li', { class: /^(refused|not acknowledged)/.test(c.status) ? 'bad' : '' }, `${c.label} — ${c.status}`));
     if (r && this.store.focus.length === 1) {
       const ids = [...r.acks.keys()].reverse();
       for (const id of ids.slice(0, MAX_SHOWN)) {
