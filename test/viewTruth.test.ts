@@ -209,3 +209,12 @@ test('a sent command leaves the page\'s pending list once the run\'s record ackn
   deliver({ v: 1, type: 'event', runId: 'ack', event: JSON.parse(f.lines.at(-1)!) as TrainerMessage });
   assert.deepEqual(store.pending.map((c) => [c.label, c.status]), [['Checkpoint', 'not acknowledged: the run is failed']]);
 });
+
+test('a page states its runs at once (VS Code restores a dashboard tab after a reload from that state, and dropped one without it)', async () => {
+  const states: unknown[] = [];
+  const host = { kind: 'vscode' as const, send: () => {}, onMessage: () => {}, onStatus: () => {}, getState: () => ({}), setState: (s: unknown) => { states.push(s); } };
+  (globalThis as { document?: unknown }).document = { body: { dataset: {} } };
+  const { Store } = await import('../webview/store');
+  new Store(host, ['run-a']);
+  assert.deepEqual((states.at(-1) as { runIds?: string[] } | undefined)?.runIds, ['run-a']);
+});

@@ -72,6 +72,9 @@ export class Store {
     this.sentLabels = new Map(saved.sent ?? []);
     this.confirmStop = document.body.dataset.confirmStop === 'false' ? false : saved.confirmStop ?? true;
     host.onMessage((m) => this.receive(m));
+    // At once, not only after the user changes something: VS Code restores a dashboard tab after a window reload
+    // from this state (its runs), and dropped a page that had none.
+    if (this.focus.length) this.persist();
   }
 
   changed(): void { this.version++; }
