@@ -44,7 +44,7 @@ class Telemetry:
         # defer (train.py, a step replayed from a CUDA graph): a loss is read one step late, so the host never waits
         # for the step it has just queued; held here as [loss, skipped] device tensors until settle() reads them.
         self.defer = False
-        self.held: List[Tuple[int, torch.Tensor]] = []
+        self.held: List[Tuple[int, torch.Tensor, Optional["torch.cuda.Event"]]] = []  # (step, [loss, skipped], its copy's event)
         self.bad: Optional[NonFiniteLoss] = None  # a non-finite loss seen: the run fails at the next after_step/flush
         self.last_flush, self.last_importance = clock(), -min_interval_s  # the first snapshot at once
 
@@ -83,7 +83,18 @@ class Telemetry:
             return
         if self.defer and isinstance(loss, torch.Tensor):
             flag = torch.zeros_like(loss, dtype=torch.float32) if skipped is None else skipped.to(torch.float32)
-            self.held.append((step, torch.stack([loss.detach().float().reshape(()), flag.reshape(())])))  # one read later
+            pair = torch.stack([loss.detach().float().reshape(()), flag.reshape(())])
+            if pair.device.type == "cuda":
+                # Queued now, behind this step and before the next is: a read later waits for this step only. (A plain
+                # read issued after the next step is queued waits for that one too — stream order — and so kept the
+                # GPU without a queued step at every read: 5 % of a compiled RoBERTa-base step on an H200.)
+                host = torch.empty(2, dtype=torch.float32, pin_memory=True)
+                host.copy_(pair, non_blocking=True)
+                done = torch.cuda.Event()
+                done.record()
+                self.held.append((step, host, done))
+            else:
+                self.held.append((step, pair, None))
             return
         v = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
         self._add(step, v, self.ctl.last_skipped_step == step)
@@ -102,9 +113,11 @@ class Telemetry:
         if n <= 0:
             return
         items, self.held = self.held[:n], self.held[n:]
-        for step, t in items:
+        for step, t, done in items:
             if self.bad is not None:
                 break
+            if done is not None:
+                done.synchronize()  # this step's copy only (releases the GIL while it waits)
             v, skipped = t.tolist()
             if skipped and math.isfinite(v):
                 self.ctl.skipped_steps += 1
@@ -121,7 +134,8 @@ class Telemetry:
         now = self.clock()
         if self.losses:
             eps = self.batch_size * len(self.losses) / max(1e-9, now - self.last_flush)
-            rows = [{"step": step, "loss": v, "lr": self.lr(), "examplesPerSec": eps, **({"nonFiniteGrad": True} if skipped else {})}
+            lr = self.lr()  # once per message: a learning rate the compiled step keeps on the device is a read
+            rows = [{"step": step, "loss": v, "lr": lr, "examplesPerSec": eps, **({"nonFiniteGrad": True} if skipped else {})}
                     for step, v, skipped in self.losses]
             self.losses = []
             self.rec.emit({"type": "metrics", "rows": rows})

@@ -2,6 +2,7 @@
 snapshot that fails to decode becomes an error log line in its place (the seq stays contiguous)."""
 import json
 
+import pytest
 import torch
 
 from srlora_torch.client import EventRecorder
@@ -53,3 +54,23 @@ def test_a_snapshot_that_cannot_be_built_becomes_an_error_log_line(tmp_path):
     assert msgs[1]["type"] == "log" and msgs[1]["level"] == "error"
     assert msgs[1]["text"] == "could not write the importance message: ValueError: no such layer"
     assert msgs[2]["text"] == "after"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (run on the lent H200: tools/issue18_device.py)")
+def test_a_deferred_read_waits_for_its_own_step_not_the_one_queued_after_it():
+    """Deferred telemetry reads step N's loss after step N+1 is queued; the read must not wait for N+1 (stream order
+    would make a plain read wait for everything queued before it, leaving the GPU idle at every read)."""
+    from types import SimpleNamespace
+    rows = []
+    rec = SimpleNamespace(emit=lambda body, build=None: rows.append(body))
+    ctl = SimpleNamespace(step=1, last_skipped_step=None, skipped_steps=0)
+    tel = Telemetry(rec, ctl, 4, lambda: 1e-3, {"importanceEvery": 10}, snapshots=False)
+    tel.defer = True
+    tel.add_loss(1, torch.tensor(0.5, device="cuda"), torch.zeros((), device="cuda"))
+    torch.cuda._sleep(2_000_000_000)  # "step N+1": about a second of GPU time queued behind step N's read
+    after = torch.cuda.Event()
+    after.record()
+    tel.settle()
+    assert not after.query(), "the read waited for the work queued after it"
+    assert tel.losses == [(1, 0.5, False)]
+    torch.cuda.synchronize()
