@@ -18,6 +18,9 @@ parameter's storage replaced — re-captures explicitly at the next step and say
 gradients are not all finite changes nothing (as GradScaler skips): the graph computes the flag on the device, fused
 AdamW takes it as `found_inf`, the importance EMAs and ages are masked with it; `skipped()` reads it.
 
+Under torchrun (data parallel) the step is two graphs with ONE eager all-reduce (average) of the flat gradient buffer
+between them — forward + backward; then the finite check, importance and AdamW — and no DDP wrapper (`reduce`).
+
 "auto": compile and capture on CUDA, plain eager on the CPU. "max": Inductor's max-autotune (longer warm-up) on CUDA;
 on the CPU, torch.compile without a graph (for tests). "off": the eager step.
 """

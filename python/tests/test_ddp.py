@@ -318,6 +318,34 @@ def test_the_hugging_face_callback_under_torchrun_steered_in_lockstep(tmp_path, 
     assert a == b
 
 
+def test_the_hugging_face_callback_resumed_from_checkpoint_on_two_ranks_gives_the_uninterrupted_losses(tmp_path):
+    """The Trainer's resume_from_checkpoint under torchrun (2 ranks, gloo): 30 steps with checkpoints every 10, then a
+    second launch resumed from checkpoint-20 — its losses for steps 21–30 are the uninterrupted run's, its log has a
+    rewind to 20, both ranks' state identical at every check, and it ends where the uninterrupted run ended."""
+    pytest.importorskip("transformers")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddp_hf_script.py")
+    out = tmp_path / "out"
+
+    def launch(run, *extra):
+        env = {**ENV, "SRLORA_RUN_DIR": str(run), "SRLORA_DDP_AUDIT": str(run) + "-audit", "HF_HUB_OFFLINE": "1"}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script, str(out), "30", "10", *extra]
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert messages(run)[-1]["state"] == "finished"
+        a, b = audits(tmp_path / (run.name + "-audit"))
+        assert a == b
+        return a
+
+    full = launch(tmp_path / "full")
+    resumed = launch(tmp_path / "resumed", str(out / "checkpoint-20"))
+    lf, lr = losses(tmp_path / "full"), losses(tmp_path / "resumed")
+    assert sorted(lr) == list(range(21, 31)), sorted(lr)
+    assert all(lr[s] == pytest.approx(lf[s], rel=1e-6) for s in lr), [(s, lf[s], lr[s]) for s in lr if lr[s] != pytest.approx(lf[s], rel=1e-6)][:3]
+    msgs = messages(tmp_path / "resumed")
+    assert [m["step"] for m in msgs if m["type"] == "rewind"] == [20]
+    assert resumed[-1]["layers"] == full[-1]["layers"], "the resumed run ends in the uninterrupted run's state"
+
+
 def test_the_cross_rank_checksum_sees_one_bit_and_names_the_rank_and_layers():
     """state_checksums changes with any bit of W, A, B, directions, ages or EMAs; check_identical raises Diverged
     naming the rank and the layers whose checksum differs from rank 0's (a fake two-rank gather, in process)."""
