@@ -22,14 +22,26 @@ const LABEL_W = 150, BAR_W = 84, ROW_H = 18, GAP = 1, MAX_SHAT = 2.5;
 export class Heatmap {
   private input: HeatmapInput | null = null;
   private cellW = 10;
+  /** The content y (CSS px) at the canvas's top: the scroll box's offset when the canvas shows only its rows. */
+  private top = 0;
   readonly tooltip: HTMLDivElement;
+  /** Below the canvas in the scroll box: makes the box as tall as every row while the canvas holds the visible ones. */
+  private readonly spacer = document.createElement('div');
   onToggleLayer: (name: string) => void = () => {};
 
-  constructor(readonly canvas: HTMLCanvasElement) {
+  /**
+   * `canvas` sits in the scroll box `wrap` (CSS: position sticky, top 0). The canvas is as tall as the box shows, not
+   * as every row: at 64 layers the box shows 520 of 1,152 px, and each 10 Hz snapshot paints, uploads and composites
+   * only those. Scrolling the box asks for a redraw (onScroll).
+   */
+  constructor(readonly canvas: HTMLCanvasElement, private readonly wrap: HTMLElement | null = null, onScroll: () => void = () => {}) {
     this.tooltip = document.createElement('div');
     this.tooltip.className = 'tooltip';
     this.tooltip.hidden = true;
     canvas.after(this.tooltip);
+    this.spacer.setAttribute('aria-hidden', 'true');
+    this.tooltip.after(this.spacer);
+    wrap?.addEventListener('scroll', onScroll, { passive: true });
     canvas.addEventListener('mousemove', (e) => this.hover(e));
     canvas.addEventListener('mouseleave', () => { this.tooltip.hidden = true; });
     canvas.addEventListener('click', (e) => {
@@ -38,10 +50,22 @@ export class Heatmap {
     });
   }
 
+  /** Where the scroll box is (what a redraw would show). */
+  get scrollTop(): number { return this.wrap?.scrollTop ?? 0; }
+
+  /** Scrolls the box so that a row is visible (the keyboard's row). */
+  reveal(row: number): void {
+    const w = this.wrap;
+    if (!w || !w.clientHeight) return;
+    const y = row * ROW_H;
+    if (y < w.scrollTop) w.scrollTop = y;
+    else if (y + ROW_H > w.scrollTop + w.clientHeight) w.scrollTop = y + ROW_H - w.clientHeight;
+  }
+
   private hit(e: MouseEvent): { layer: LayerImportance; slot: number | null } | null {
     if (!this.input) return null;
     const r = this.canvas.getBoundingClientRect();
-    const x = e.clientX - r.left, y = e.clientY - r.top;
+    const x = e.clientX - r.left, y = e.clientY - r.top + this.top;
     const row = Math.floor(y / ROW_H);
     const layer = this.input.layers[row];
     if (!layer) return null;
@@ -58,46 +82,76 @@ export class Heatmap {
     this.tooltip.hidden = false;
     const r = this.canvas.getBoundingClientRect();
     this.tooltip.style.left = `${e.clientX - r.left + 12}px`;
-    this.tooltip.style.top = `${e.clientY - r.top + 12}px`;
+    this.tooltip.style.top = `${e.clientY - r.top + 12 + (this.wrap ? this.top : 0)}px`;
   }
 
+  /** Draws the rows the scroll box shows. */
   render(input: HeatmapInput): void {
     this.input = input;
     const rows = input.layers.length;
     const slots = Math.max(1, ...input.layers.map((l) => l.S.length));
-    const dpr = window.devicePixelRatio || 1;
-    const width = this.canvas.clientWidth || 600;
-    const height = Math.max(ROW_H, rows * ROW_H);
-    this.canvas.style.height = `${height}px`;
+    const content = Math.max(ROW_H, rows * ROW_H);
+    const maxH = this.wrap ? parseFloat(getComputedStyle(this.wrap).maxHeight) : NaN;
+    const viewH = Number.isFinite(maxH) && maxH > 0 ? Math.min(content, maxH) : content;
+    this.top = Math.max(0, Math.min(this.scrollTop, content - viewH));
+    this.canvas.style.height = `${viewH}px`;
+    this.spacer.style.height = `${content - viewH}px`;
     const cells = input.layers.reduce((n, l) => n + l.S.length, 0);
     this.canvas.dataset.layers = String(rows);
     this.canvas.dataset.slots = String(input.layers.length ? slots : 0);
     this.canvas.dataset.cells = String(cells);
     this.canvas.setAttribute('aria-label', `Importance heatmap: ${rows} layers × ${input.layers.length ? slots : 0} slots`);
-    if (this.canvas.width !== Math.round(width * dpr) || this.canvas.height !== Math.round(height * dpr)) {
-      this.canvas.width = Math.round(width * dpr);
-      this.canvas.height = Math.round(height * dpr);
+    this.draw(this.canvas, this.canvas.clientWidth || 600, input, this.top, viewH, true);
+  }
+
+  /** The whole heatmap, every row, on a new canvas (the PNG export; the page's canvas holds the visible rows). */
+  renderAll(input: HeatmapInput): HTMLCanvasElement {
+    const out = document.createElement('canvas');
+    const content = Math.max(ROW_H, input.layers.length * ROW_H);
+    this.draw(out, this.canvas.clientWidth || 600, input, 0, content, false);
+    return out;
+  }
+
+  /** Draws rows in [top, top + viewH) (content CSS px) on `target`, `width` CSS px wide; live: the page's canvas. */
+  private draw(target: HTMLCanvasElement, width: number, input: HeatmapInput, top: number, viewH: number, live: boolean): void {
+    const rows = input.layers.length;
+    const slots = Math.max(1, ...input.layers.map((l) => l.S.length));
+    const dpr = window.devicePixelRatio || 1;
+    if (target.width !== Math.round(width * dpr) || target.height !== Math.round(viewH * dpr)) {
+      target.width = Math.round(width * dpr);
+      target.height = Math.round(viewH * dpr);
     }
-    const ctx = this.canvas.getContext('2d')!;
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, width, height);
+    const ctx = target.getContext('2d')!;
+    // Content coordinates: row r is at y = r × ROW_H, shifted up by top.
+    ctx.setTransform(dpr, 0, 0, dpr, 0, -top * dpr);
     this.cellW = Math.max(2, (width - LABEL_W - BAR_W - 8) / slots);
+    const r0 = Math.max(0, Math.floor(top / ROW_H)), r1 = Math.min(rows, Math.ceil((top + viewH) / ROW_H));
     const fg = cssVar('--vscode-foreground', '#ccc');
     const mark = cssVar('--vscode-editorError-foreground', '#f14c4c');
     const sel = cssVar('--vscode-focusBorder', '#007fd4');
     const track = cssVar('--vscode-editorWidget-border', '#454545');
     const barFill = cssVar('--vscode-charts-blue', '#3794ff');
-    ctx.font = `11px ${cssVar('--vscode-font-family', 'sans-serif')}`;
-    ctx.textBaseline = 'middle';
+    const gapColor = cssVar('--vscode-editor-background', '#1f1f1f');
+    const font = `11px ${cssVar('--vscode-font-family', 'sans-serif')}`;
+    const paint = () => { if (r1 > r0) this.paintCells(ctx, input, slots, dpr, gapColor, mark, r0, r1, Math.round((r0 * ROW_H - top) * dpr), live); };
     // The cells, the gaps between them and the preview's marks: painted pixel by pixel into one ImageData in device
     // pixels and put in one call. Canvas strokes were the page's costliest raster on a software canvas (a 50 % rule
     // marks 2,048 of 4,096 cells: their outlines and crosses took ~7–20 ms to rasterise at every 10 Hz snapshot).
-    if (rows > 0) this.paintCells(ctx, input, slots, dpr, cssVar('--vscode-editor-background', '#1f1f1f'), mark);
+    // A live snapshot changes only the cells: the labels and usage bars (2 texts a row) are drawn again only when
+    // they, the size, the scroll or the theme changed, or a focus ring (drawn across the cells) is shown.
+    const frameKey = `${target.width}x${target.height}|${top}|${fg}|${sel}|${track}|${barFill}|${font}|${gapColor}|${[...input.selected].join()}|${input.layers.map((l) => `${l.name}:${l.p}:${l.rTarget}`).join()}`;
+    if (live && frameKey === this.frameKey && (input.focusRow ?? -1) < 0) { paint(); return; }
+    if (live) this.frameKey = (input.focusRow ?? -1) < 0 ? frameKey : '';
+    ctx.clearRect(0, top, width, viewH);
+    ctx.font = font;
+    ctx.textBaseline = 'middle';
+    paint();
     // The usage bar leaves room for its widest "p/rTarget" label (PyTorch runs reach 16/16 and beyond).
     const widest = Math.max(0, ...input.layers.map((l) => l.rTarget));
     const textW = Math.ceil(ctx.measureText(`${widest}/${widest}`).width) + 6;
     const barW = Math.max(12, BAR_W - textW);
-    input.layers.forEach((l, row) => {
+    for (let row = r0; row < r1; row++) {
+      const l = input.layers[row];
       const y = row * ROW_H;
       ctx.fillStyle = input.selected.has(l.name) ? sel : fg;
       const label = l.name.length > 24 ? '…' + l.name.slice(-23) : l.name;
@@ -116,22 +170,26 @@ export class Heatmap {
         ctx.setLineDash([]);
         ctx.strokeRect(1, y + 1, width - 2, ROW_H - 2);
       }
-    });
+    }
   }
 
   private image: ImageData | null = null;
+  /** What the labels and bars drawn show ('' : draw them again). */
+  private frameKey = '';
 
   /**
-   * Paints the cell area (x from LABEL_W, slots × cellW wide, rows × ROW_H high, in CSS px) in device pixels: each
-   * cell its ŝ colour, a GAP-wide line of `gapColor` between cells (when cells are ≥ 4 px) and rows, and for each
-   * marked cell a 2 px outline inset by 1 px with a diagonal cross line, in `markColor`.
+   * Paints the cells of rows [r0, r1) (x from LABEL_W, slots × cellW wide, ROW_H high each, in CSS px) in device
+   * pixels at device y `dy` of the canvas: each cell its ŝ colour, a GAP-wide line of `gapColor` between cells (when
+   * cells are ≥ 4 px) and rows, and for each marked cell a 2 px outline inset by 1 px with a diagonal cross line, in
+   * `markColor`.
    */
-  private paintCells(ctx: CanvasRenderingContext2D, input: HeatmapInput, slots: number, dpr: number, gapColor: string, markColor: string): void {
-    const rows = input.layers.length;
+  private paintCells(ctx: CanvasRenderingContext2D, input: HeatmapInput, slots: number, dpr: number, gapColor: string, markColor: string, r0: number, r1: number, dy: number, live: boolean): void {
     const x0 = Math.round(LABEL_W * dpr);
-    const W = Math.max(1, Math.round(slots * this.cellW * dpr)), rowH = Math.round(ROW_H * dpr), H = rows * rowH;
-    if (!this.image || this.image.width !== W || this.image.height !== H) this.image = new ImageData(W, H);
-    const px = new Uint32Array(this.image.data.buffer);
+    const W = Math.max(1, Math.round(slots * this.cellW * dpr)), rowH = Math.round(ROW_H * dpr), H = (r1 - r0) * rowH;
+    let image = live ? this.image : null;
+    if (!image || image.width !== W || image.height !== H) image = new ImageData(W, H);
+    if (live) this.image = image;
+    const px = new Uint32Array(image.data.buffer);
     const gap = rgba32(gapColor), mk = rgba32(markColor);
     const g = Math.max(1, Math.round(GAP * dpr));
     // Each device column's slot (and whether it is the gap after a cell).
@@ -141,14 +199,14 @@ export class Heatmap {
     for (let k = 0; k < slots; k++) for (let x = cellStart[k]; x < cellStart[k + 1]; x++) { slotOf[x] = k; isGap[x] = gaps && k < slots - 1 && x >= cellStart[k + 1] - g ? 1 : 0; }
     const line = new Uint32Array(W);
     const rgb = new Uint8ClampedArray(4);
-    for (let r = 0; r < rows; r++) {
+    for (let r = r0; r < r1; r++) {
       const l = input.layers[r];
       const colors = new Uint32Array(slots);
       for (let k = 0; k < slots; k++) {
         if (k < l.S.length) { paintScores(rgb, 0, l.sHat[k], MAX_SHAT); colors[k] = rgb[0] | (rgb[1] << 8) | (rgb[2] << 16) | (0xff << 24); } else colors[k] = 0;
       }
       for (let x = 0; x < W; x++) line[x] = isGap[x] ? gap : colors[slotOf[x]];
-      const top = r * rowH;
+      const top = (r - r0) * rowH;
       for (let y = 0; y < rowH; y++) {
         if (y < g) px.fill(gap, (top + y) * W, (top + y + 1) * W); // the line between rows
         else px.set(line, (top + y) * W);
@@ -177,7 +235,8 @@ export class Heatmap {
         }
       }
     }
-    ctx.putImageData(this.image, x0, 0);
+    ctx.putImageData(image, x0, dy);
+
   }
 }
 

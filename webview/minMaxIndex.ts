@@ -104,6 +104,9 @@ export class GridDecimator {
   private next = 0;
   private mn = new Int32Array(0);
   private mx = new Int32Array(0);
+  /** Per final bucket, its last point's index (the line leaves the bucket from there). */
+  private end = new Int32Array(0);
+  private tail: [number, number, number] | null = null;
   private readonly index = new MinMaxIndex();
 
   reset(): void { this.key = ''; this.index.reset(); }
@@ -115,7 +118,7 @@ export class GridDecimator {
     if (key !== this.key || n < this.n) {
       this.key = key;
       this.first = this.next = this.done = 0;
-      if (this.mn.length !== buckets) { this.mn = new Int32Array(buckets); this.mx = new Int32Array(buckets); }
+      if (this.mn.length !== buckets) { this.mn = new Int32Array(buckets); this.mx = new Int32Array(buckets); this.end = new Int32Array(buckets); }
     }
     // Points before lo are skipped (only the last of them is drawn); until the first bucket is final they may grow.
     if (this.done === 0 && this.next === this.first) this.next = this.first = upper(x, lo, this.first, n, true);
@@ -131,9 +134,13 @@ export class GridDecimator {
         break;
       }
       if (end > this.next) [this.mn[b], this.mx[b]] = this.index.range(y, this.next, end); else { this.mn[b] = -1; this.mx[b] = -1; }
+      this.end[b] = end - 1;
       this.done = b + 1;
       this.next = end;
     }
+    this.tail = tailMn >= 0 ? [tailMn, tailMx, n - 1] : null;
+    this.y = y;
+    this.buckets = buckets;
     const out: Point[] = [];
     const push = (i: number) => out.push({ x: x[i], y: y[i] });
     const pair = (a: number, c: number) => { if (a < 0) return; const [p, q] = a <= c ? [a, c] : [c, a]; push(p); if (q !== p) push(q); };
@@ -143,7 +150,36 @@ export class GridDecimator {
     if (this.done === buckets && this.next < n) push(this.next); // the first point after hi
     return out;
   }
+
+  private y: ArrayLike<number> = [];
+  private buckets = 0;
+
+  /** The columns' extent of the last decimate() (see Envelope). */
+  envelope(): Envelope {
+    const nb = this.done + (this.tail ? 1 : 0);
+    const env: Envelope = { bucket: new Int32Array(nb), low: new Float64Array(nb), high: new Float64Array(nb), count: 0 };
+    const y = this.y;
+    let prev = this.first > 0 ? this.first - 1 : -1; // the line enters the first bucket from the point before lo
+    const add = (b: number, mn: number, mx: number, last: number) => {
+      let lo = y[mn], hi = y[mx];
+      if (prev >= 0) { lo = Math.min(lo, y[prev]); hi = Math.max(hi, y[prev]); }
+      const k = env.count++;
+      env.bucket[k] = b; env.low[k] = lo; env.high[k] = hi;
+      prev = last;
+    };
+    for (let b = 0; b < this.done; b++) if (this.mn[b] >= 0) add(b, this.mn[b], this.mx[b], this.end[b]);
+    if (this.tail && this.done < this.buckets) add(this.done, this.tail[0], this.tail[1], this.tail[2]);
+    return env;
+  }
 }
+
+/**
+ * What a polyline through the points covers in each bucket's column, from the last decimate(): for each bucket with
+ * points, [bucket, low, high] with low..high spanning its min and max and the segment that enters it from the previous
+ * bucket's last point (so a steep stretch stays connected). A 1 px column filled from low to high is the line drawn
+ * at that width: a noisy series is the solid band it is, at a fraction of stroking its zigzag.
+ */
+export interface Envelope { bucket: Int32Array; low: Float64Array; high: Float64Array; count: number }
 
 /** The first index in [from, to) whose x is > v (or ≥ v when `orEqual`); `to` when none. x non-decreasing. */
 function upper(x: ArrayLike<number>, v: number, from: number, to: number, orEqual: boolean): number {

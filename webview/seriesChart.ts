@@ -17,7 +17,7 @@ import {
   type ChartDataset, type Plugin, type TooltipItem,
 } from 'chart.js';
 import zoomPlugin from 'chartjs-plugin-zoom';
-import { GridDecimator, type Point } from './minMaxIndex';
+import { GridDecimator, type Envelope, type Point } from './minMaxIndex';
 import { cssVar, formatNumber } from './dom';
 import { robustRange } from './axisRange';
 
@@ -73,6 +73,38 @@ const markerPlugin: Plugin<'line'> = {
   },
 };
 
+/** A min-max band: the columns a dense line covers (see Envelope), drawn under the datasets as 1 px columns. */
+interface Band { env: Envelope; color: string; lo: number; width: number }
+/** Each chart's bands, kept beside its options (Chart.js wraps option objects in resolver proxies: slow for arrays). */
+const bandsOf = new WeakMap<object, Band[]>();
+
+const bandPlugin: Plugin<'line'> = {
+  id: 'srloraBands',
+  beforeDatasetsDraw(chart) {
+    const bands = bandsOf.get(chart);
+    if (!bands?.length) return;
+    const { ctx, chartArea, scales } = chart;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(chartArea.left, chartArea.top, chartArea.right - chartArea.left, chartArea.bottom - chartArea.top);
+    ctx.clip();
+    for (const band of bands) {
+      ctx.fillStyle = band.color;
+      const { bucket, low, high, count } = band.env;
+      for (let k = 0; k < count; k++) {
+        const b = bucket[k];
+        const left = Math.floor(scales.x.getPixelForValue(band.lo + b * band.width));
+        const right = Math.floor(scales.x.getPixelForValue(band.lo + (b + 1) * band.width));
+        const top = scales.y.getPixelForValue(high[k]), bottom = scales.y.getPixelForValue(low[k]);
+        // At least 1 px tall: a flat stretch (min = max) is a line, not nothing.
+        const hgt = Math.max(1, bottom - top);
+        ctx.fillRect(left, bottom - hgt, Math.max(1, right - left), hgt);
+      }
+    }
+    ctx.restore();
+  },
+};
+
 /** The x value of a point on the chosen axis: step, seconds since the run's first step (≥ 0), or epoch ms. */
 export function xOf(axis: XAxis, step: number, time: number, t0: number): number {
   return axis === 'step' ? step : axis === 'relative' ? Math.max(0, (time - t0) / 1000) : time;
@@ -117,7 +149,7 @@ export class SeriesChart {
     this.chart = new Chart(canvas, {
       type: 'line',
       data: { datasets: [] },
-      plugins: [markerPlugin],
+      plugins: [bandPlugin, markerPlugin],
       options: {
         animation: false, parsing: false, normalized: true, responsive: true, maintainAspectRatio: false, spanGaps: false,
         interaction: { mode: 'nearest', axis: 'x', intersect: false },
@@ -201,8 +233,9 @@ export class SeriesChart {
     const area = this.chart.chartArea;
     const plotW = Math.max(100, Math.round(area?.width || (this.canvas.clientWidth || 800) - 60));
     const plotH = Math.max(50, Math.round(area?.height || (this.canvas.clientHeight || 300) - 60));
-    // Two points (min, max) per bucket of 2 px.
-    const buckets = Math.max(50, Math.floor(plotW / 2));
+    // Two points (min, max) per pixel column: each column's stroke spans its min to max, so a noisy series reads
+    // as the solid band it is (buckets of 2 px left 1 px gaps: a barcode that suggested structure).
+    const buckets = Math.max(50, plotW);
     const zoom = this.zoomRange;
     // x values on the chosen axis: the step array itself, or times extended as points arrive (never rebuilt).
     const xsOf: ArrayLike<number>[] = [];
@@ -231,6 +264,7 @@ export class SeriesChart {
     // the lines are decimated onto stays put while points arrive, so only the newest buckets change).
     const axis = zoom ?? (dataMin <= dataMax ? niceBounds(dataMin, dataMax) : null);
     const datasets: ChartDataset<'line', Point[]>[] = [];
+    const bands: Band[] = [];
     const inRange: number[] = [];
     let hidden = 0;
     lines.forEach((line, li) => {
@@ -239,8 +273,16 @@ export class SeriesChart {
       const y = line.y.length <= xs.length ? line.y : ArrayBuffer.isView(line.y) ? (line.y as Float64Array).subarray(0, xs.length) : Array.from({ length: xs.length }, (_, i) => line.y[i]);
       const n = y.length;
       let pts: Point[];
+      let band = false;
       if (line.points || n <= 2 * buckets || !axis) pts = Array.from({ length: n }, (_, i) => ({ x: xs[i], y: y[i] }));
-      else pts = c.grid.decimate(xs, y, axis.min, axis.max, buckets);
+      else {
+        pts = c.grid.decimate(xs, y, axis.min, axis.max, buckets);
+        // A decimated noisy line is filled as its band of 1 px columns (min to max), not stroked: a zigzag of ~1,800
+        // segments across the plot took ~7 ms to rasterise on a software canvas, the band ~0.5 ms. A smooth line
+        // (and log-y, which hides values ≤ 0) is stroked.
+        band = !line.smooth && !view.logY;
+        if (band) bands.push({ env: c.grid.envelope(), color: line.alpha ? line.color + line.alpha : line.color, lo: axis.min, width: (axis.max - axis.min) / buckets });
+      }
       // A line as dense as the canvas's pixels (a min-max envelope, or a raw series about as long as the width) is
       // stroked as a hairline: a software canvas strokes a zigzag of ~1,000 segments 1.5–2 px wide in 6–15 ms and
       // a 1 px one in ~1 ms (Skia's hairline path). A smooth line (the smoothed loss) keeps its width: it is cheap.
@@ -249,7 +291,7 @@ export class SeriesChart {
       if (!line.ignoreInRange) for (const p of pts) if (!zoom || (p.x >= zoom.min && p.x <= zoom.max)) inRange.push(p.y);
       datasets.push(line.points
         ? { label: line.label, data: pts, borderColor: line.color, backgroundColor: line.color, pointRadius: 3, showLine: false }
-        : { label: line.label, data: pts, borderColor: line.alpha ? line.color + line.alpha : line.color, borderWidth: dense ? 1 : line.width ?? 1.5, pointRadius: 0 });
+        : { label: line.label, data: pts, borderColor: line.alpha ? line.color + line.alpha : line.color, backgroundColor: line.alpha ? line.color + line.alpha : line.color, borderWidth: dense ? 1 : line.width ?? 1.5, pointRadius: 0, showLine: !band });
     });
     this.hiddenNonPositive = view.logY ? hidden : 0;
     const range = robustRange(inRange, view.logY);
@@ -278,6 +320,7 @@ export class SeriesChart {
         : view.xAxis === 'relative' ? (v) => formatSeconds(Number(v)) : (v) => formatWall(Number(v), this.wallWithDate);
     }
     (o.plugins as unknown as Record<string, unknown>).srloraMarkers = { markers, xAxis: view.xAxis };
+    bandsOf.set(this.chart, bands);
     // The axes' extent, for screen readers' companions and tests.
     let xMin = Infinity;
     for (const d of datasets) if (d.data.length) xMin = Math.min(xMin, d.data[0].x);

@@ -32,7 +32,8 @@ export class ImportancePanel implements Panel {
         this.status),
       h('div', { class: 'heat-wrap' }, this.canvas), this.rows);
     drawLegend(this.legend);
-    this.heatmap = new Heatmap(this.canvas);
+    // Scrolling the box draws the rows it brings in (as a user's change: at once).
+    this.heatmap = new Heatmap(this.canvas, this.canvas.parentElement, () => this.store.changed());
     this.heatmap.onToggleLayer = (name) => this.toggle(name);
     this.rows.addEventListener('keydown', (e) => this.onKey(e));
     this.rows.addEventListener('focus', () => { this.store.changed(); });
@@ -58,6 +59,7 @@ export class ImportancePanel implements Panel {
     else if (e.key === ' ' || e.key === 'Enter') this.toggle(names[this.focusRow]);
     else return;
     e.preventDefault();
+    this.heatmap.reveal(this.focusRow);
     this.store.changed();
   }
 
@@ -79,7 +81,7 @@ export class ImportancePanel implements Panel {
   /** What the user changed (redraw at once) and what the run sent (redraw at most everyMs). */
   private userKey(): string {
     const r = this.store.current();
-    return `${this.store.focus[0]}:${r?.resets}:${JSON.stringify(this.rule.draft)}:${[...this.store.selectedLayers].join()}:${this.focusRow}:${document.activeElement === this.rows}:${r?.model.state}:${this.themeKey}`;
+    return `${this.store.focus[0]}:${r?.resets}:${JSON.stringify(this.rule.draft)}:${[...this.store.selectedLayers].join()}:${this.focusRow}:${document.activeElement === this.rows}:${r?.model.state}:${this.themeKey}:${this.heatmap.scrollTop}`;
   }
   private liveKey(): string { return String(this.store.current()?.latestImportance?.step ?? -1); }
 
@@ -97,15 +99,20 @@ export class ImportancePanel implements Panel {
     this.drawnKey = this.userKey();
     this.drawnLive = this.liveKey();
     this.lastDraw = performance.now();
+    this.heatmap.render(this.input());
+  }
+
+  private input(forExport = false) {
     const r = this.store.current();
     const imp = r?.latestImportance;
-    this.heatmap.render({ layers: imp?.layers ?? [], marked: r ? this.rule.marks(r) : new Map(), selected: this.store.selectedLayers, focusRow: document.activeElement === this.rows ? this.focusRow : -1 });
+    return { layers: imp?.layers ?? [], marked: r ? this.rule.marks(r) : new Map<string, number[]>(), selected: this.store.selectedLayers, focusRow: !forExport && document.activeElement === this.rows ? this.focusRow : -1 };
   }
 
   private savePng(): void {
     const r = this.store.current();
     if (!r) return;
-    const data = composePng(this.canvas, `Importance ŝ per slot (step ${r.latestImportance?.step ?? '–'})`, `${runName(r)} (${r.model.method ?? '?'}, ${r.model.state})`, (ctx, x, y) => {
+    // Every layer, not only the rows the scroll box shows.
+    const data = composePng(this.heatmap.renderAll(this.input(true)), `Importance ŝ per slot (step ${r.latestImportance?.step ?? '–'})`, `${runName(r)} (${r.model.method ?? '?'}, ${r.model.state})`, (ctx, x, y) => {
       ctx.fillStyle = cssVar('--vscode-foreground', '#ccc');
       ctx.font = `11px ${cssVar('--vscode-font-family', 'sans-serif')}`;
       ctx.textBaseline = 'middle';

@@ -38,7 +38,8 @@ export const lossSpec: ChartSpec = {
 
 function aligned(key: string, title: string, pick: (r: RunData) => Float64Array): ChartSpec {
   return {
-    key, title, yTitle: `${title}${unitOf(key) ? ` (${unitOf(key)})` : ''}`, unit: unitOf(key),
+    // A title that is its unit ("Examples/s") is not repeated as "Examples/s (examples/s)".
+    key, title, yTitle: `${title}${unitOf(key) && unitOf(key) !== title.toLowerCase() ? ` (${unitOf(key)})` : ''}`, unit: unitOf(key),
     lines: (r, i, compare) => [{ key: `${r.runId}|${key}`, epoch: r.resets, label: compare ? runName(r) : title, color: runColor(compare ? i : 0),
       step: r.step.view(), time: r.time.view(), y: pick(r), t0: r.step.length ? r.time.data[0] : 0 }],
   };
