@@ -1,7 +1,8 @@
 """What a training step reports (docs/protocol.md): metrics rows and importance snapshots, each at most 10 per second,
 with as little work as possible on the training thread — the bench times exactly this class.
 
-Each loss is read when it is added (one scalar: a non-finite loss must stop the run at its own step); a snapshot's device → host copy is asynchronous
+Each loss is read when it is added (one scalar: a non-finite loss must stop the run at its own step) — or, with `defer`
+(a step replayed from a CUDA graph), one step later, so the host never waits for the step it has just queued; a snapshot's device → host copy is asynchronous
 (SRLoRAController.importance_async) and its decoding runs on the recorder's writer thread (EventRecorder.emit's build).
 """
 from __future__ import annotations
