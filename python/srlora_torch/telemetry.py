@@ -54,7 +54,7 @@ class Telemetry:
         Face callback does), then metrics and snapshots when due. skipped (defer only): the step's device flag "its
         gradients were not finite" (CompiledStep.found_inf), read with the loss. Raises NonFiniteLoss (after emitting
         every row before it) when a loss so far was not finite; deferred, a loss is known one step late (and at once
-        before a snapshot or a flush that is asked to settle)."""
+        before a snapshot of its step or a flush that is asked to settle)."""
         if loss is not None:
             self.add_loss(self.ctl.step, loss, skipped)
         if self.held:
@@ -66,13 +66,16 @@ class Telemetry:
             self.flush(settle=False)
         if (self.snapshots and self.ctl.step % self.settings["importanceEvery"] == 0
                 and now - self.last_importance >= self.min_interval_s):
-            if self.held:  # no snapshot of a step after a loss not yet known to be finite
-                self.settle()
-                if self.bad is not None:
-                    self.flush()
             self.last_importance = now
             snap = self.ctl.importance_async()  # on a GPU: the previous snapshot, copied out while this one was queued
             if snap is not None:
+                # No snapshot of a step whose loss is not yet known to be finite. On a GPU the snapshot is an earlier
+                # one, whose losses are read by now: no wait (reading the newest loss here drained the GPU before
+                # every snapshot); on the CPU it is of this step: its loss is read first.
+                if self.held and snap.step >= self.held[0][0]:
+                    self.settle()
+                    if self.bad is not None:
+                        self.flush()
                 emit_snapshot(self.rec, snap)
 
     def add_loss(self, step: int, loss: Union[torch.Tensor, float], skipped: Optional[torch.Tensor] = None) -> None:

@@ -74,3 +74,32 @@ def test_a_deferred_read_waits_for_its_own_step_not_the_one_queued_after_it():
     assert not after.query(), "the read waited for the work queued after it"
     assert tel.losses == [(1, 0.5, False)]
     torch.cuda.synchronize()
+
+
+def test_a_snapshot_waits_only_for_the_losses_of_the_steps_it_shows():
+    """Deferred telemetry: a snapshot whose step's loss is not read yet reads it first (the CPU's snapshot is of now);
+    an earlier snapshot (a GPU's, copied out while the next was queued) needs no read, so the newest step's loss
+    stays held and the GPU keeps its queued step; a non-finite loss still stops that earlier snapshot when it shows
+    a step at or after the loss."""
+    from types import SimpleNamespace
+    emitted = []
+    rec = SimpleNamespace(emit=lambda body, build=None: emitted.append(body["type"]))
+    lag = {"steps": 0}
+    ctl = SimpleNamespace(step=0, last_skipped_step=None, skipped_steps=0)
+    ctl.importance_async = lambda: SimpleNamespace(step=ctl.step - lag["steps"], layers=lambda: [])
+    tel = Telemetry(rec, ctl, 4, lambda: 1e-3, {"importanceEvery": 1}, min_interval_s=0.0, clock=lambda: 0.0)
+    tel.defer = True
+    ctl.step = 1
+    tel.after_step(torch.tensor(0.5))
+    assert tel.held == [] and emitted.count("importance") == 1  # a snapshot of now: its loss read first
+    lag["steps"] = 1
+    ctl.step = 2
+    tel.after_step(torch.tensor(0.25))
+    assert [h[0] for h in tel.held] == [2] and emitted.count("importance") == 2  # step 1's snapshot: step 2 stays held
+    ctl.step = 3
+    tel.after_step(torch.tensor(float("nan")))  # step 2's snapshot: step 3 (NaN) held, not shown
+    assert emitted.count("importance") == 3
+    ctl.step = 4
+    with pytest.raises(Exception, match="NaN"):
+        tel.after_step(torch.tensor(0.1))  # step 3's loss read: the run fails before step 3's snapshot
+    assert emitted.count("importance") == 3
