@@ -100,18 +100,20 @@ onThemeChange(() => {
  * data while off screen is drawn at once when it shows (as for what the user did); meanwhile `describe` keeps its
  * label for screen readers current, at most once a second.
  */
-const offScreen = new WeakSet<Element>();
+const shown = new WeakSet<Element>();
 const shownStale = new WeakSet<Element>();
 const described = new WeakMap<Panel, number>();
 const watched = new WeakSet<Element>();
 const visibility = typeof IntersectionObserver === 'undefined' ? null : new IntersectionObserver((entries) => {
   for (const e of entries) {
-    if (e.isIntersecting) { if (offScreen.delete(e.target)) shownStale.add(e.target); } else offScreen.add(e.target);
+    if (e.isIntersecting) { if (!shown.has(e.target)) { shown.add(e.target); shownStale.add(e.target); } } else shown.delete(e.target);
   }
 }, { rootMargin: '50% 0px' });
+/** Whether the panel is (about to be) on screen; not until the observer first says so (a frame after it starts). */
 function onScreen(p: Panel): boolean {
-  if (visibility && !watched.has(p.element)) { watched.add(p.element); visibility.observe(p.element); }
-  return !offScreen.has(p.element);
+  if (!visibility) return true;
+  if (!watched.has(p.element)) { watched.add(p.element); visibility.observe(p.element); }
+  return shown.has(p.element);
 }
 
 // ------------------------------------------------------------------ the frame loop

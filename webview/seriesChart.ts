@@ -324,7 +324,9 @@ export class SeriesChart {
     // The axes' extent, for screen readers' companions and tests.
     let xMin = Infinity;
     for (const d of datasets) if (d.data.length) xMin = Math.min(xMin, d.data[0].x);
-    Object.assign(this.canvas.dataset, { xMin: String(xMin), yMin: String(range?.min ?? ''), yMax: String(range?.max ?? '') });
+    // data-draws counts the redraws (tests check that off-screen and unchanged charts are not drawn).
+    Object.assign(this.canvas.dataset, { xMin: String(xMin), yMin: String(range?.min ?? ''), yMax: String(range?.max ?? ''),
+      axis: axis ? `${axis.min},${axis.max}` : '', draws: String(Number(this.canvas.dataset.draws ?? 0) + 1) });
     this.chart.data.datasets = datasets;
     this.chart.update('none');
     return true;
