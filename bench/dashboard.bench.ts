@@ -129,6 +129,7 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
   const frames = ((await page.evaluate('window.frames_')) as number[]).slice(5).sort((a, b) => a - b);
+  let traceSummary: Record<string, number> | null = null;
   if (process.env.BENCH_TRACE) {
     const buf = await browser.stopTracing();
     const events = (JSON.parse(buf.toString()) as { traceEvents: { name: string; ph: string; ts: number; dur?: number; tdur?: number; pid: number; tid: number; args?: { name?: string } }[] }).traceEvents;
@@ -147,6 +148,11 @@ async function main(): Promise<void> {
       add(e.name, e.dur!, e.tdur ?? 0);
       stack.push({ end: e.ts + e.dur!, name: e.name });
     }
+    // The page's own work per task in CPU time, which a busy machine does not inflate: on an idle core a task (or
+    // two in one frame) over 16.7 ms drops a frame whatever the load here.
+    const tasks = ev.filter((e, i) => e.tdur !== undefined && !ev.slice(Math.max(0, i - 50), i).some((p) => p.ts + p.dur! > e.ts && p.ts <= e.ts)).map((e) => e.tdur! / 1000).sort((a, b) => a - b);
+    traceSummary = { mainThreadCpuMs: +topCpu.toFixed(0), tasks: tasks.length, taskCpuP50Ms: +percentile(tasks, 50).toFixed(2), taskCpuP99Ms: +percentile(tasks, 99).toFixed(2), taskCpuMaxMs: +(tasks[tasks.length - 1] ?? 0).toFixed(1), tasksOver8Ms: tasks.filter((t) => t > 8).length, tasksOver16Ms: tasks.filter((t) => t > 16.7).length };
+    console.log('main-thread tasks (CPU):', JSON.stringify(traceSummary));
     console.log(`renderer main thread: ${topCpu.toFixed(0)} ms CPU in ${LIVE_SECONDS} s; self time by trace event (wall ms / CPU ms), top 30:`);
     for (const [n, [w, c]] of [...selfMs].sort((a, b) => b[1][1] - a[1][1]).slice(0, 30)) console.log(`  ${w.toFixed(0).padStart(6)} ${c.toFixed(0).padStart(6)}  ${n}`);
   }
@@ -198,7 +204,7 @@ async function main(): Promise<void> {
     frameIntervalMs: { count: frames.length, p50: +p50.toFixed(2), p95: +p95.toFixed(2), p99: +p99.toFixed(2) }, goalP95Ms: 17,
     emptyPageFrameIntervalMs: { count: baseline.length, p50: +percentile(baseline, 50).toFixed(2), p95: +percentile(baseline, 95).toFixed(2) }, charts: 'loss, lr, examples/s, gradNorm, mem_MiB, cpu_pct (six scalar charts) + effective rank (deltaRank every 1,000 live steps) + step boost (every snapshot) + fused pairs + heatmap + slot history',
     renderTimePerView: perView, snapshotLoadSeconds: +loadSeconds.toFixed(1), loadAverage: (await import('node:os')).loadavg().map((x) => +x.toFixed(1)), jsHeapMB: +heapMB.toFixed(1), arrayBuffersMB: +backingMB.toFixed(1), heapWithArrayBuffersMB: +(heapMB + backingMB).toFixed(1), goalHeapMB: 150,
-    snapshotsDuringLive: snapshots - snapshotsAtLoad,
+    snapshotsDuringLive: snapshots - snapshotsAtLoad, ...(traceSummary ? { mainThread: traceSummary } : {}),
   });
 }
 

@@ -74,7 +74,7 @@ const markerPlugin: Plugin<'line'> = {
 };
 
 /** A min-max band: the columns a dense line covers (see Envelope), drawn under the datasets as 1 px columns. */
-interface Band { env: Envelope; color: string; lo: number; width: number }
+interface Band { env: Envelope; color: string; lo: number; width: number; thickness: number }
 /** Each chart's bands, kept beside its options (Chart.js wraps option objects in resolver proxies: slow for arrays). */
 const bandsOf = new WeakMap<object, Band[]>();
 
@@ -96,9 +96,9 @@ const bandPlugin: Plugin<'line'> = {
         const left = Math.floor(scales.x.getPixelForValue(band.lo + b * band.width));
         const right = Math.floor(scales.x.getPixelForValue(band.lo + (b + 1) * band.width));
         const top = scales.y.getPixelForValue(high[k]), bottom = scales.y.getPixelForValue(low[k]);
-        // At least 1 px tall: a flat stretch (min = max) is a line, not nothing.
-        const hgt = Math.max(1, bottom - top);
-        ctx.fillRect(left, bottom - hgt, Math.max(1, right - left), hgt);
+        // At least the line's width tall: a flat stretch (min = max) is a line, not nothing.
+        const hgt = Math.max(band.thickness, bottom - top);
+        ctx.fillRect(left, (top + bottom) / 2 - hgt / 2, Math.max(1, right - left), hgt);
       }
     }
     ctx.restore();
@@ -277,11 +277,11 @@ export class SeriesChart {
       if (line.points || n <= 2 * buckets || !axis) pts = Array.from({ length: n }, (_, i) => ({ x: xs[i], y: y[i] }));
       else {
         pts = c.grid.decimate(xs, y, axis.min, axis.max, buckets);
-        // A decimated noisy line is filled as its band of 1 px columns (min to max), not stroked: a zigzag of ~1,800
-        // segments across the plot took ~7 ms to rasterise on a software canvas, the band ~0.5 ms. A smooth line
-        // (and log-y, which hides values ≤ 0) is stroked.
-        band = !line.smooth && !view.logY;
-        if (band) bands.push({ env: c.grid.envelope(), color: line.alpha ? line.color + line.alpha : line.color, lo: axis.min, width: (axis.max - axis.min) / buckets });
+        // A decimated line is filled as its band of 1 px columns (min to max, at least its width tall), not stroked:
+        // a zigzag of ~1,800 segments across the plot took ~7 ms to rasterise on a software canvas (a 2 px smoothed
+        // loss that still wiggles ~10 ms), the band ~0.5 ms. Log-y (which hides values ≤ 0) is stroked.
+        band = !view.logY;
+        if (band) bands.push({ env: c.grid.envelope(), color: line.alpha ? line.color + line.alpha : line.color, lo: axis.min, width: (axis.max - axis.min) / buckets, thickness: line.width ?? 1 });
       }
       // A line as dense as the canvas's pixels (a min-max envelope, or a raw series about as long as the width) is
       // stroked as a hairline: a software canvas strokes a zigzag of ~1,000 segments 1.5–2 px wide in 6–15 ms and
