@@ -2,7 +2,9 @@
  * npm run bench:dashboard — the real page in headless Chromium (Debian's, software rendering), fed through the real
  * hub by a synthetic trainer: 1,000,000 loss steps first, then 20 s of live stream at 10 Hz (100 new steps and a
  * 64 layers × 64 slots importance snapshot every 100 ms). Reports the p50/p95/p99 interval between animation frames
- * during the live stream and the JS heap after a garbage collection.
+ * during the live stream and the JS heap after a garbage collection. The viewport (1,400 × 3,200) shows every panel at
+ * once: the page draws no canvas that is off screen. BENCH_VIEWPORT=WxH another window; BENCH_TRACE=1 the renderer
+ * main thread's time per trace event and its tasks in CPU time; BENCH_PROFILE=1 a CPU profile's self times.
  */
 import { join } from 'node:path';
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
@@ -75,8 +77,9 @@ async function main(): Promise<void> {
   const baseline = ((await blank.evaluate('window.frames_')) as number[]).slice(5).sort((a, b) => a - b);
   await blank.close();
   console.log(`an empty page's frames: p50 ${percentile(baseline, 50).toFixed(1)} ms, p95 ${percentile(baseline, 95).toFixed(1)} ms`);
-  // BENCH_VIEWPORT=1400x3200: every panel on screen at once (off-screen canvases are not drawn).
-  const [vw, vh] = (process.env.BENCH_VIEWPORT ?? '1400x1000').split('x').map(Number);
+  // Every panel on screen at once (the page draws no canvas that is off screen, so a smaller viewport would measure
+  // fewer charts); BENCH_VIEWPORT=1400x1000 measures a laptop-sized window.
+  const [vw, vh] = (process.env.BENCH_VIEWPORT ?? '1400x3200').split('x').map(Number);
   const page = await browser.newPage({ viewport: { width: vw, height: vh } });
   page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.error(`page ${m.type()}: ${m.text().slice(0, 300)}`); });
