@@ -541,17 +541,25 @@ test('zoom: a dragged box zooms x to it and holds through redraws; a double-clic
   }
 });
 
-test('an off-screen chart is not drawn (its label still says what it holds) and draws when scrolled into view', async () => {
+test('an off-screen chart draws once, then not again (its label still says what it holds) until scrolled into view', async () => {
   const p = await browser.newPage({ viewport: { width: 1400, height: 500 } });
   try {
     const u = new URL(url);
     u.searchParams.set('run', 'fixture-resumed');
     await p.goto(u.href);
-    const sel = 'section[data-metric="scalar:gradNorm"] canvas';
-    await p.waitForFunction((s) => /gradNorm chart: resumed \(srlora\), 30 points, last 130/.test(document.querySelector(s)?.getAttribute('aria-label') ?? ''), sel, { timeout: 15_000 });
-    assert.equal(await p.locator(sel).getAttribute('data-draws'), null, 'never drawn off screen');
+    const sel = 'section[data-metric="scalar:gradNorm"] canvas', loss = 'section[aria-label="Loss"] canvas';
+    const draws = (s: string) => p.evaluate((q) => Number(document.querySelector(q)?.getAttribute('data-draws') ?? 0), s);
+    await p.waitForFunction((s) => /gradNorm chart: resumed \(srlora\), 30 points, last 130/.test(document.querySelector(s)?.getAttribute('aria-label') ?? '') && Number(document.querySelector(s)?.getAttribute('data-draws')) === 1, sel, { timeout: 15_000 });
+    assert.equal(await p.locator(sel).evaluate((c) => c.getBoundingClientRect().top > window.innerHeight * 1.5), true, 'the chart is off screen');
+    // log y: every chart's view changed; the loss chart (on screen) redraws, the off-screen one waits.
+    const before = await draws(loss);
+    await p.locator('section[aria-label="Loss"] vscode-checkbox').click();
+    await p.waitForFunction(([s, n]) => Number(document.querySelector(s as string)?.getAttribute('data-draws')) > (n as number), [loss, before] as const);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await draws(sel), 1, 'not drawn again off screen');
     await p.locator(sel).scrollIntoViewIfNeeded();
-    await p.waitForFunction((s) => Number(document.querySelector(s)?.getAttribute('data-draws') ?? 0) > 0, sel, { timeout: 5_000 });
+    await p.waitForFunction((s) => Number(document.querySelector(s)?.getAttribute('data-draws') ?? 0) > 1, sel, { timeout: 5_000 });
+    await p.locator('section[aria-label="Loss"] vscode-checkbox').click(); // log y off again (the choice persists)
   } finally {
     await p.close();
   }

@@ -88,6 +88,7 @@ const panels: Panel[] = [header, compare, loss, metrics, rule, commands, importa
 const drawables = (): Panel[] => [loss, importance, ...metrics.visible(), history, rank, fusions, boost];
 
 onThemeChange(() => {
+  everDrawn = new WeakSet<Panel>();
   for (const p of [...panels, ...metrics.charts.values()]) p.retheme?.();
   store.userChanged();
 });
@@ -95,14 +96,16 @@ onThemeChange(() => {
 // ------------------------------------------------------------------ what is on screen
 
 /**
- * Canvases off screen are not drawn (IntersectionObserver; a margin of half a screen draws a panel just before it
- * scrolls into view): a page of a dozen live charts draws only the ones the user can see. A panel that missed
+ * Canvases off screen are drawn once, then not again until they scroll into view (IntersectionObserver; a margin of
+ * half a screen draws a panel just before it shows): a page of a dozen live charts draws only the ones the user can see. A panel that missed
  * data while off screen is drawn at once when it shows (as for what the user did); meanwhile `describe` keeps its
  * label for screen readers current, at most once a second.
  */
 const shown = new WeakSet<Element>();
 const shownStale = new WeakSet<Element>();
 const described = new WeakMap<Panel, number>();
+/** Panels drawn since the last theme change (a theme change redraws off-screen canvases too, once each). */
+let everDrawn = new WeakSet<Panel>();
 const watched = new WeakSet<Element>();
 const visibility = typeof IntersectionObserver === 'undefined' ? null : new IntersectionObserver((entries) => {
   for (const e of entries) {
@@ -147,11 +150,15 @@ function frame(): void {
     const i = (cursor + k) % list.length;
     const p = list[i];
     if (!p.dirty?.()) continue;
-    if (!onScreen(p)) {
+    // Off screen: drawn once (as the frame's one live draw: a page, or a whole-page screenshot, never shows a chart
+    // that was not drawn at all), then not again until it scrolls into view.
+    const firstDraw = !everDrawn.has(p) && !liveDrawn;
+    if (!onScreen(p) && !firstDraw) {
       const now = performance.now();
       if (p.describe && now - (described.get(p) ?? 0) >= 1000) { described.set(p, now); p.describe(); }
       continue;
     }
+    everDrawn.add(p);
     const urgent = (p.urgent?.() ?? false) || shownStale.has(p.element);
     shownStale.delete(p.element);
     if (!urgent) {

@@ -62,6 +62,7 @@ export class ChartPanel implements Panel {
         spec.csv ? button('CSV', spec.key === 'loss' ? 'Save the metrics as CSV' : `Save ${spec.title} as CSV`, () => this.saveCsv()) : null,
         this.note, this.status));
     this.chart = new SeriesChart(this.canvas, spec.yTitle, spec.unit);
+    this.reset.disabled = true; // nothing is zoomed yet (a chart off screen may not draw for a while)
   }
 
   /**
