@@ -284,3 +284,19 @@ test('a scalar sent with every row shares the run\'s step and time arrays (memor
   assert.deepEqual(Array.from(gap.step.data.subarray(0, gap.length)), [1, 2, 3, 4, 5, 6, 7, 8, 10, 11]);
   assert.deepEqual(Array.from(gap.value.view()), [10, 20, 30, 40, 50, 60, 700, 800, 10000, 11000]);
 });
+
+test('a snapshot after a recomposition at the same step replaces the earlier one: the views\' key, the slot history\'s frame, a rewind', async () => {
+  const { importanceKey } = await import('../webview/runData');
+  const f = new FixtureLog('same').hello({ name: 'same', totalSteps: 400, srlora: SRLORA }).state('running', 0).metrics(1, 10, () => 1)
+    .importance(10, [20, 20, 2, 2]).state('paused', 10);
+  const before = runOf(f);
+  f.recomposition(10, true, 'forced').importance(10, [0, 20, 2, 2]);
+  const after = runOf(f);
+  assert.deepEqual(after.latestImportance?.layers[0].age, [0, 20, 2, 2], 'record order wins');
+  assert.notEqual(importanceKey(after), importanceKey(before), 'the heatmap, fuse preview and bars redraw (they were keyed on the step)');
+  assert.deepEqual(after.frames.map((fr) => fr.step), [10], 'one frame per step in the slot history');
+  assert.deepEqual(after.model.latestImportance?.layers[0].age, [0, 20, 2, 2]);
+  f.metrics(11, 12, () => 1).rewind(10);
+  const rewound = runOf(f);
+  assert.deepEqual(rewound.latestImportance?.layers[0].age, [0, 20, 2, 2], 'a rewind to the step keeps its latest snapshot');
+});

@@ -115,7 +115,8 @@ export class RunData {
   framesVersion = 0;
   recompositions: Recomposition[] = [];
   frames: ImportanceFrame[] = [];
-  latestImportance: { step: number; layers: LayerImportance[] } | null = null;
+  /** The latest snapshot in record order (a later one at the same step, e.g. after a recomposition, replaces it). */
+  latestImportance: { step: number; seq: number; layers: LayerImportance[] } | null = null;
   readonly acks = new Map<string, Ack[]>();
   ackCount = 0;
   /** Bumped on every change, so views redraw only when needed. */
@@ -205,7 +206,9 @@ export class RunData {
       }
       case 'rewind': this.cutAfter(msg.step); break;
       case 'importance': {
-        this.latestImportance = { step: msg.step, layers: msg.layers };
+        this.latestImportance = { step: msg.step, seq: msg.seq, layers: msg.layers };
+        // The latest snapshot per step wins, as for every other value: one frame per step.
+        while (this.frames.length && this.frames[this.frames.length - 1].step >= msg.step) this.frames.pop();
         this.frames.push({ step: msg.step, time: msg.time, layers: new Map(msg.layers.map((l) => [l.name, { sHat: l.sHat, direction: l.direction, ...(l.stepBoost ? { stepBoost: l.stepBoost } : {}) }])) });
         this.framesVersion++;
         if (this.frames.length > MAX_FRAMES) this.frames = this.frames.filter((_, i) => i % 2 === 0 || i >= this.frames.length - MAX_FRAMES / 2);
@@ -222,4 +225,12 @@ export class RunData {
     }
     this.version++;
   }
+}
+
+/**
+ * Which importance snapshot a view shows: its record position (seq), not its step — a snapshot taken right after a
+ * recomposition has the step of the one before it, and a view keyed on the step kept the state before the recomposition.
+ */
+export function importanceKey(r: RunData | undefined): string {
+  return r?.latestImportance ? `${r.latestImportance.step}#${r.latestImportance.seq}` : '-';
 }

@@ -314,6 +314,13 @@ class SRLoRAController:
         return Snapshot(self.step, order, flat, [l.r for l in ls], [list(l.dir_host) for l in ls], [l.p for l in ls],
                         [l.r_target for l in ls], list(self.layers), boost)
 
+    def snapshot(self) -> Snapshot:
+        """A snapshot of now, on every device (importance_async on CUDA returns the previous one): its tensor is copied to
+        the host here, so it holds this step's state however late layers() decodes it. For the snapshot right after a
+        recomposition, which must show the state the recomposition left."""
+        order, flat, has = self._with_boost(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS))
+        return self._snapshot(order, flat.cpu(), has)
+
     def importance(self) -> List[dict]:
         """Per layer S, ŝ, age, direction, p, rTarget as telemetry sends them — one host copy for all layers, in the
         controller's layer order."""

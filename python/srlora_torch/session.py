@@ -36,7 +36,7 @@ from .controller import Recomposition, SRLoRAController
 from .distributed import PAUSE_TICK_S, Diverged, Lockstep, PeerFailed, SilentRecorder, signal_name, signal_number
 from .measures import delta_rank
 from .protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, validate_command
-from .telemetry import NonFiniteLoss, Telemetry
+from .telemetry import NonFiniteLoss, Telemetry, emit_snapshot
 
 
 def log(text: str) -> None:
@@ -187,6 +187,10 @@ class Session:
         if r.skipped:
             self.rec.emit({"type": "log", "level": "warn", "text": f"step {r.step}: not recomposed, scores not finite: {', '.join(r.skipped)}"[:2000]})
         self.rec.emit(recomposition_head(r, self._command_id), build=lambda: recomposition_layers(r))  # the norms: read off the training thread
+        if self.telemetry.snapshots:
+            # The state it left, at once (forced while paused, no scheduled snapshot would follow): viewers keep the
+            # latest snapshot per step, so this one replaces the step's earlier one. Synchronous, on CUDA too.
+            emit_snapshot(self.rec, self.ctl.snapshot())
 
     def srlora_facts(self) -> Optional[dict]:
         """What the trainer decided and viewers show without recomputing: the schedule, min slot age, rule in force."""

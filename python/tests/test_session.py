@@ -158,3 +158,31 @@ def test_states_as_users_mean_them(tmp_path):
         assert [m["path"] for m in msgs if m["type"] == "checkpoint"] == ["checkpoints/step-4"]
         assert (tmp_path / sig.name / "checkpoints" / "step-4" / "COMPLETE.json").exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_every_recomposition_is_followed_by_a_snapshot_of_its_result(tmp_path):
+    """The page draws the heatmap, fuse preview and directions from the latest snapshot: after a recomposition (forced
+    or scheduled) the record must hold one of the state it left — taken synchronously (on CUDA importance_async would
+    give the previous one)."""
+    model, layers, opt, ctl, shape, g = build()
+    session = Session(ctl, opt, str(tmp_path / "run"), total_steps=100, batch_size=16, name="loop", device="CPU", env={},
+                      importance_every=1000)  # no scheduled snapshot near the recomposition
+    session.start()
+    script = {3: [("c1", {"kind": "set", "fusionThreshold": 0.9})],
+              5: [("c2", {"kind": "recompose"})], 8: [("c3", {"kind": "stop"})]}
+    while not session.stop_reason:
+        loss = train(model, opt, ctl, shape, g, 1)
+        for cid, body in script.get(ctl.step - 1, []):
+            session.on_command(cid, body)
+        session.after_step(loss)
+    session.finish()
+    msgs = events(tmp_path / "run")
+    recs = [i for i, m in enumerate(msgs) if m["type"] == "recomposition"]
+    assert recs and msgs[recs[0]].get("commandId") == "c2"
+    for i in recs:
+        rec = msgs[i]
+        snaps = [m for m in msgs[i + 1:] if m["type"] == "importance"]
+        assert snaps and snaps[0]["step"] == rec["step"], f"no snapshot after the recomposition at step {rec['step']}"
+        ages = {l["name"]: l["age"] for l in snaps[0]["layers"]}
+        fused = [(l["name"], k) for l in rec["layers"] for k in l["slots"]]
+        assert fused and all(ages[n][k] == 0 for n, k in fused), (fused, ages)  # the state after it: fresh slots

@@ -136,7 +136,8 @@ export interface RunModel {
    * Null while no stretch is under way (not yet running, or ended).
    */
   pace: { time: number; step: number; pausedMs: number; pausedAt: number | null; lastTime: number; lastStep: number } | null;
-  latestImportance: { step: number; layers: LayerImportance[] } | null;
+  /** The latest snapshot in record order; seq tells apart two at one step (one after a recomposition replaces the earlier). */
+  latestImportance: { step: number; seq: number; layers: LayerImportance[] } | null;
 }
 
 export function emptyRun(runId: string): RunModel {
@@ -263,7 +264,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       break;
     }
     case 'importance':
-      m.latestImportance = { step: msg.step, layers: msg.layers };
+      m.latestImportance = { step: msg.step, seq: msg.seq, layers: msg.layers };
       refineIdleLayers(m, m.latestImportance);
       for (const l of msg.layers) {
         const u = m.layers.find((x) => x.name === l.name);

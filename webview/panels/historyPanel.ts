@@ -32,7 +32,7 @@ export class HistoryPanel implements Panel {
 
   retheme(): void { this.themeKey++; }
 
-  private key(): string { const r = this.store.current(); return `${r?.runId}:${r?.resets}:${r?.frames.length}:${r?.frames[r.frames.length - 1]?.step}:${this.store.historyLayer}:${this.themeKey}`; }
+  private key(): string { const r = this.store.current(); return `${r?.runId}:${r?.resets}:${r?.framesVersion}:${this.store.historyLayer}:${this.themeKey}`; }
   /** The history spans the whole run: live snapshots redraw it at most twice a second. */
   dirty(): boolean {
     const k = this.key();

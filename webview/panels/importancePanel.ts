@@ -9,6 +9,7 @@ import { cssVar, h, text } from '../dom';
 import { importanceCsv } from '../exportCsv';
 import { button, filePrefix, runName, section, type Panel } from './panel';
 import { composePng, save } from './exporting';
+import { importanceKey } from '../runData';
 import type { RulePanel } from './rulePanel';
 
 export class ImportancePanel implements Panel {
@@ -83,7 +84,7 @@ export class ImportancePanel implements Panel {
     const r = this.store.current();
     return `${this.store.focus[0]}:${r?.resets}:${JSON.stringify(this.rule.draft)}:${[...this.store.selectedLayers].join()}:${this.focusRow}:${document.activeElement === this.rows}:${r?.model.state}:${this.themeKey}:${this.heatmap.scrollTop}`;
   }
-  private liveKey(): string { return String(this.store.current()?.latestImportance?.step ?? -1); }
+  private liveKey(): string { return importanceKey(this.store.current()); }
 
   private themeKey = 0;
   retheme(): void { this.themeKey++; drawLegend(this.legend); }

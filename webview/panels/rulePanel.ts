@@ -5,7 +5,7 @@
  * nothing and cannot be applied.
  */
 import type { Store } from '../store';
-import type { RunData } from '../runData';
+import { importanceKey, type RunData } from '../runData';
 import type { LayerImportance } from '../../src/protocol/messages';
 import { selectionKey, selectSlots } from '../../src/srlora/rule';
 import type { FusionSelect } from '../../src/viewmodel/runModel';
@@ -61,7 +61,7 @@ export class RulePanel implements Panel {
   readonly preview = h('p', { class: 'preview', 'aria-live': 'polite' });
   private readonly inForce = h('p', { class: 'muted' });
   private runKey = '';
-  private sliderStep: number | undefined = -1;
+  private sliderStep = '';
 
   constructor(private readonly store: Store, commands: HTMLElement) {
     this.element = section('Fusion rule', h('vscode-radio-group', { variant: 'vertical', 'aria-label': 'Fusion rule' }, this.ruleRatio, this.ruleThreshold),
@@ -112,7 +112,7 @@ export class RulePanel implements Panel {
   /** The §3 selection for every layer under the rule shown, at the latest snapshot (empty when not steerable). */
   marks(r: RunData): Map<string, number[]> {
     // Cached: the header and the heatmap ask on every change; the selection only changes with these.
-    const key = `${r.runId}:${r.resets}:${r.latestImportance?.step}:${JSON.stringify(this.draft)}:${JSON.stringify(r.model.settings)}:${r.model.state}:${this.store.focus.length}:${r.model.fusionSelect}:${r.model.fusionSelect === 'random' ? r.model.step : ''}`;
+    const key = `${r.runId}:${r.resets}:${importanceKey(r)}:${JSON.stringify(this.draft)}:${JSON.stringify(r.model.settings)}:${r.model.state}:${this.store.focus.length}:${r.model.fusionSelect}:${r.model.fusionSelect === 'random' ? r.model.step : ''}`;
     if (this.marksCache?.key === key) return this.marksCache.marks;
     const marks = this.computeMarks(r);
     this.marksCache = { key, marks };
@@ -150,8 +150,8 @@ export class RulePanel implements Panel {
     text(this.selection, r.model.method !== 'srlora' ? '' : `Selection (set by the run's config, fusionSelect): ${SELECT_WORDS[select]} first${r.model.reinitOptimizer ? `; fused slots' Adam state: ${r.model.reinitOptimizer}` : ''}.`);
     this.ruleRatio.checked = mode === 'ratio';
     this.ruleThreshold.checked = mode === 'threshold';
-    if (this.sliderStep !== r.latestImportance?.step) {
-      this.sliderStep = r.latestImportance?.step;
+    if (this.sliderStep !== importanceKey(r)) {
+      this.sliderStep = importanceKey(r);
       let maxHat = 3;
       for (const l of r.latestImportance?.layers ?? []) for (const v of l.sHat) if (v > maxHat) maxHat = v;
       this.tauSlider.max = maxHat.toFixed(2);
@@ -168,7 +168,7 @@ export class RulePanel implements Panel {
 
   private previewKey = '';
   private renderPreview(r: RunData): void {
-    const key = `${r.runId}:${r.resets}:${r.latestImportance?.step}:${r.model.step}:${JSON.stringify(this.draft)}:${JSON.stringify(r.model.settings)}:${r.model.state}:${this.store.focus.length}`;
+    const key = `${r.runId}:${r.resets}:${importanceKey(r)}:${r.model.step}:${JSON.stringify(this.draft)}:${JSON.stringify(r.model.settings)}:${r.model.state}:${this.store.focus.length}`;
     if (key === this.previewKey) return;
     this.previewKey = key;
     const imp = r.latestImportance;
