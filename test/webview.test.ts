@@ -244,6 +244,58 @@ test('Reveal Run Folder and Export Model say where, in every VS Code (code-serve
   assert.deepEqual(desktop.actions, ['Copy Path'], 'outside the workspace the Explorer cannot show it');
 });
 
+test('Start Run offers only a trainer that can run the config: a text task / Hugging Face model puts PyTorch first, the built-in one marked unable with why', async () => {
+  const { builtInRefusal, configProblem, trainerRows } = await import('../src/extension/trainerChoice');
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const probe = { ok: true as const, label: 'PyTorch · CPU', torch: '2.11', gpus: 0, missing: [] };
+  const text = 'examples/minilm-spam-lora32.srlora.json';
+  const refusal = builtInRefusal(text);
+  assert.equal(refusal, '/task/kind: "text" runs on the PyTorch trainer only');
+  const rows = trainerRows(refusal, 'cpu', probe, 'python3');
+  assert.match(rows[0].label, /PyTorch/, 'the default (first) row runs the config');
+  assert.equal(rows[0].unable, undefined);
+  const builtIn = rows.find((r) => /Built-in/.test(r.label))!;
+  assert.equal(builtIn.id, 'unable');
+  assert.match(builtIn.unable ?? '', /built-in trainer cannot run this config: \/task\/kind: "text" runs on the PyTorch trainer only/);
+  // PyTorch missing too: no row that would start a run is first
+  const none = trainerRows(refusal, 'cpu', { ok: false, error: 'No module named torch' }, 'python3');
+  assert.ok(none.every((r) => r.id === 'unable'), 'neither trainer can run it: every row says why');
+  const dir = mkdtempSync(join(tmpdir(), 'srlora-pick-'));
+  const hf = join(dir, 'hf.srlora.json');
+  writeFileSync(hf, '{ "model": { "kind": "huggingface", "path": "m" }, // comment\n }');
+  assert.equal(builtInRefusal(hf), '/model/kind: "huggingface" runs on the PyTorch trainer only');
+  const digits = join(dir, 'digits.srlora.json');
+  writeFileSync(digits, '{ "method": "srlora", "steps": 10 }');
+  assert.equal(builtInRefusal(digits), null);
+  assert.match(trainerRows(null, 'cpu', probe, 'python3')[0].label, /Built-in trainer/, 'a config both trainers run: built-in stays the default');
+  // the chosen trainer's own check runs before a run folder is made
+  assert.equal(configProblem(digits, false), null);
+  assert.equal(configProblem(text, true), null);
+  assert.match(configProblem(text, false) ?? '', /PyTorch trainer only/);
+  const bad = join(dir, 'bad.srlora.json');
+  writeFileSync(bad, '{ "r": 0, "stepz": 3 }');
+  assert.match(configProblem(bad, false) ?? '', /stepz/);
+  assert.match(configProblem(bad, true) ?? '', /stepz|\/r/);
+});
+
+test('a run that failed before its hello is not called a non-SRLoRA run ("Recomposition is off for this runs.")', async () => {
+  const { freshText, noRecompositionText } = await import('../webview/panels/fusionSummary');
+  const failed = runOf(new FixtureLog('f').state('failed', 0, 'the trainer exited with code 1: config.json: /task/kind: "text" runs on the PyTorch trainer only'));
+  assert.equal(failed.model.method, null);
+  for (const t of [freshText(failed).text, noRecompositionText(failed.model) ?? '']) {
+    assert.doesNotMatch(t, /this runs|is off/, t);
+    assert.match(t, /^Nothing was recomposed: the run failed before its trainer started training \(the trainer exited with code 1: .*PyTorch trainer only\)\.$/);
+  }
+  assert.match(noRecompositionText(runOf(new FixtureLog('s').state('starting', 0)).model) ?? '', /Waiting for the trainer's hello/);
+  const lora = runOf(new FixtureLog('l').hello({ name: 'l', totalSteps: 10 }).state('running', 0));
+  lora.model.method = 'lora'; // the fixture's hello says srlora
+  assert.equal(noRecompositionText(lora.model), 'Recomposition is off in lora runs (only srlora recomposes).');
+  assert.equal(freshText(lora).text, 'Nothing fuses in lora runs.');
+  assert.equal(noRecompositionText(runOf(new FixtureLog('e').hello({ name: 'e', totalSteps: 10, srlora: SRLORA }).state('running', 0)).model), null);
+});
+
 test('the page\'s viewer checks are compiled at build time from the one schema, up to date, and judge as the schema does', async () => {
   const { readFileSync, readdirSync } = await import('node:fs');
   const { join } = await import('node:path');

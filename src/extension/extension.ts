@@ -12,8 +12,9 @@ import { CommandHandlers } from '../supervisor/commandHandlers';
 import { isActive } from '../viewmodel/runModel';
 import { starterConfigText } from '../trainer/config/runConfig';
 import { readSettings } from './settings';
-import { probePython, pythonEnv, pythonPackageDir, pytorchCommand, pytorchResumeCommand, resumeRanks } from '../supervisor/pythonTrainer';
+import { probePython, pythonEnv, pythonPackageDir, pytorchResumeCommand, resumeRanks } from '../supervisor/pythonTrainer';
 import { vscodeUi } from './vscodeUi';
+import { builtInRefusal, configProblem, trainerRows } from './trainerChoice';
 import { RunsTree, type RunsNode } from './runsTree';
 import { RunStatusBar } from './statusBar';
 import { Dashboards } from './dashboardPanel';
@@ -110,8 +111,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     if (!trustedOrSay()) return;
     const file = uri?.fsPath ?? (await pickConfig());
     if (!file) return;
-    const trainer = await pickTrainer();
-    if (trainer !== undefined) await start({ configFile: file, ...(trainer ? { trainerCommand: trainer } : {}) });
+    const trainer = await pickTrainer(file);
+    if (trainer === undefined) return;
+    // The chosen trainer's own check, before a run folder exists: a bad config leaves no failed run behind.
+    const problem = readSettings().trainerCommand ? null : configProblem(file, trainer !== '');
+    if (problem) { log.warn(`not started: ${problem}`); void vscode.window.showErrorMessage(`SRLoRA: ${problem}`); return; }
+    await start({ configFile: file, ...(trainer ? { trainerCommand: trainer } : {}) });
   });
   register('srlora.pause', (n?: RunsNode) => handlers.pause(idOf(n)));
   register('srlora.resume', (n?: RunsNode) => handlers.resume(idOf(n)));
@@ -151,25 +156,19 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
 /**
  * The built-in TypeScript trainer, or the PyTorch one when the configured Python can import torch (its device shown);
- * a Python that cannot is shown with its exact import error. Resolves '' for built-in, undefined when cancelled.
+ * a Python that cannot is shown with its exact import error. A config only PyTorch runs (`configFile`'s task or model)
+ * offers PyTorch first and the built-in trainer as unable, with why (src/extension/trainerChoice.ts).
+ * Resolves '' for built-in, a command line for PyTorch, undefined when cancelled or an unable row was chosen.
  */
-async function pickTrainer(): Promise<string | undefined> {
+async function pickTrainer(configFile: string): Promise<string | undefined> {
   const s = readSettings();
   if (s.trainerCommand) return s.trainerCommand;
   const python = pythonPath();
   const probe = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: `SRLoRA: asking ${python} for PyTorch…` }, () => probePython(python, pythonEnv(pythonPackageDir(extensionRoot))));
-  const builtIn = { label: '$(symbol-method) Built-in trainer', description: `TensorFlow.js · ${s.backend}`, id: '' };
-  const detail = probe.ok && probe.missing.length ? `Missing: ${probe.missing.join('; ')}` : undefined;
-  // One item per GPU count the probe found (1 … N); more than one launches torchrun (DDP, steered in lockstep).
-  const torchItems = probe.ok
-    ? Array.from({ length: Math.max(1, probe.gpus) }, (_, i) => i + 1).map((n) => ({
-      label: `$(flame) ${probe.label}${n > 1 ? ` × ${n} GPUs` : probe.gpus > 1 ? ' · 1 GPU' : ''}`,
-      description: `${n > 1 ? 'torchrun, DDP · ' : ''}torch ${probe.torch} · ${python}`, detail, id: pytorchCommand(python, n),
-    }))
-    : [{ label: '$(warning) PyTorch unavailable', description: probe.error, id: 'unavailable' }];
-  const chosen = await vscode.window.showQuickPick([builtIn, ...torchItems], { title: 'SRLoRA: which trainer?' });
+  const rows = trainerRows(builtInRefusal(configFile), s.backend, probe, python);
+  const chosen = await vscode.window.showQuickPick(rows, { title: 'SRLoRA: which trainer?' });
   if (!chosen) return undefined;
-  if (chosen.id === 'unavailable') { void vscode.window.showErrorMessage(`PyTorch trainer: ${probe.ok ? '' : probe.error}`); return undefined; }
+  if (chosen.unable !== undefined) { void vscode.window.showErrorMessage(`SRLoRA: ${chosen.unable}`); return undefined; }
   return chosen.id;
 }
 

@@ -18,6 +18,7 @@ import { parseRatio, parseThreshold } from '../../src/srlora/commandInput';
 import { h, text } from '../dom';
 import { button, section, type Btn, type Check, type Field, type Panel } from './panel';
 import { ruleContext, steerable } from './header';
+import { noRecompositionText } from './fusionSummary';
 
 interface Draft { mode: 'ratio' | 'threshold'; tau: number; gamma: number; tauText: string; gammaText: string; error: string | null }
 
@@ -179,14 +180,13 @@ export class RulePanel implements Panel {
     const next = schedule?.find((s) => s > r.model.step);
     const young = imp && minSlotAge !== null ? imp.layers.reduce((n, l) => n + l.age.filter((a) => a < minSlotAge).length, 0) : 0;
     text(this.preview, this.store.focus.length > 1 ? ''
-      : r.model.method !== 'srlora' ? `Recomposition is off for ${r.model.method ?? 'this'} runs.`
-        : !steerable(r) ? `The run is ${r.model.state}: nothing will be recomposed.`
+      : noRecompositionText(r.model) ?? (!steerable(r) ? `The run is ${r.model.state}: nothing will be recomposed.`
           : this.draft?.error ? 'No preview: the rule being edited is not valid.'
             : minSlotAge === null ? 'The trainer did not state this run\'s schedule and minimum slot age (hello.srlora, protocol 1.1): no preview.'
               : !imp ? 'Waiting for the first importance snapshot…'
                 : `${pairs} pair${pairs === 1 ? '' : 's'} in ${layersHit} layer${layersHit === 1 ? '' : 's'} would fuse if recomposed now (step ${imp.step}`
                 + `${r.model.fusionSelect && r.model.fusionSelect !== 'least-important' ? `, ${SELECT_WORDS[r.model.fusionSelect]} first${r.model.fusionSelect === 'random' ? ': the draw changes with the step' : ''}` : ''})`
                 + (young ? `; ${young} pair${young === 1 ? ' is' : 's are'} younger than the min slot age ${minSlotAge} and cannot fuse` : '') + '; '
-                + (schedule === null ? 'schedule unknown.' : next !== undefined ? `next scheduled recomposition after step ${next}.` : 'no scheduled recomposition left (forced only).'));
+                + (schedule === null ? 'schedule unknown.' : next !== undefined ? `next scheduled recomposition after step ${next}.` : 'no scheduled recomposition left (forced only).')));
   }
 }

@@ -209,12 +209,21 @@ export function parseRunConfig(value: unknown, source = 'config'): RunConfig {
 
 const PYTORCH_ONLY = 'runs on the PyTorch trainer only: start it with "SRLoRA: Start Run…" → PyTorch, or python -m srlora_torch.train --config FILE';
 
+/** Why only the PyTorch trainer can run a config (its task or model kind, e.g. `/task/kind: "text"`), or null.
+ * The built-in trainer refuses such a config with these words; trainer pickers offer it to PyTorch first. */
+export function pytorchOnlyField(value: unknown): string | null {
+  const kindOf = (v: unknown) => (typeof v === 'object' && v !== null ? (v as { kind?: unknown }).kind : undefined);
+  const input = typeof value === 'object' && value !== null ? value as Record<string, unknown> : {};
+  const task = kindOf(input.task), model = kindOf(input.model);
+  if (typeof task === 'string' && task in PYTORCH_TASKS) return `/task/kind: "${task}"`;
+  if (model === 'huggingface') return '/model/kind: "huggingface"';
+  return null;
+}
+
 /** The built-in trainer refuses the PyTorch trainer's tasks and models by name (not as an unknown kind). */
 function refusePyTorchOnly(input: Record<string, unknown>, source: string): void {
-  const kindOf = (v: unknown) => (typeof v === 'object' && v !== null ? (v as { kind?: unknown }).kind : undefined);
-  const task = kindOf(input.task), model = kindOf(input.model);
-  if (typeof task === 'string' && task in PYTORCH_TASKS) throw new Error(`${source}: /task/kind: "${task}" ${PYTORCH_ONLY}`);
-  if (model === 'huggingface') throw new Error(`${source}: /model/kind: "huggingface" ${PYTORCH_ONLY}`);
+  const field = pytorchOnlyField(input);
+  if (field) throw new Error(`${source}: ${field} ${PYTORCH_ONLY}`);
 }
 
 /** A config as the PyTorch trainer will read it, validated against the schema both trainers share (AnyRunConfigSchema):
@@ -245,6 +254,12 @@ export function checkAnyRunConfig(value: unknown): string | null {
 export const MAX_CONFIG_BYTES = 1 << 20;
 
 export function readRunConfig(file: string): RunConfig {
+  return parseRunConfig(readConfigValue(file), file);
+}
+
+/** A config file's JSON (comments and trailing commas allowed), not yet validated; throws "FILE:LINE: …" or
+ * "cannot read config FILE: …" (at most MAX_CONFIG_BYTES, no NUL bytes). */
+export function readConfigValue(file: string): unknown {
   let text: string;
   try {
     const st = statSync(file);
@@ -263,7 +278,7 @@ export function readRunConfig(file: string): RunConfig {
     const line = text.slice(0, e.offset).split('\n').length;
     throw new Error(`${file}:${line}: ${printParseErrorCode(e.error)}`);
   }
-  return parseRunConfig(value, file);
+  return value;
 }
 
 /** The config with its file paths (tabular data, base weights) made absolute against `baseDir`, the folder of the config
