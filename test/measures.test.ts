@@ -2,6 +2,7 @@
 // python/tests/test_parity_measures.py holds the PyTorch trainer to.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -93,4 +94,21 @@ test('the training loss\'s gradient has no cancellation for a confidently classi
     });
   });
   z.dispose();
+});
+
+test('deltaRank ends on factors whose products underflow (a captured case ml-matrix\'s SVD never returned on)', () => {
+  // Run in a child: a synchronous loop that never ends cannot be cut by the test runner's own timeout.
+  const script = `
+    const { readFileSync } = require('node:fs');
+    const { factoredSingularValues } = require(${JSON.stringify(join(__dirname, '../src/trainer/engine/measures.ts'))});
+    const v = JSON.parse(readFileSync(${JSON.stringify(join(__dirname, 'vectors/measures-subnormal.json'))}, 'utf8'));
+    const dense = (m) => { const data = new Float64Array(m.rows * v.k); m.values.forEach((row, i) => m.columns.forEach((j, c) => { data[i * v.k + j] = row[c]; })); return { data, rows: m.rows, cols: v.k }; };
+    process.stdout.write(JSON.stringify(factoredSingularValues(dense(v.P), dense(v.Q))));`;
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(run.error, undefined, `deltaRank did not end within 60 s: ${run.error?.message}`);
+  assert.equal(run.status, 0, run.stderr);
+  const sigma = JSON.parse(run.stdout) as number[];
+  const want = (JSON.parse(readFileSync(join(__dirname, 'vectors/measures-subnormal.json'), 'utf8')) as { referenceSingularValues: number[] }).referenceSingularValues;
+  for (let i = 0; i < 8; i++) assert.ok(Math.abs(sigma[i] - want[i]) <= 1e-9 * want[0], `σ${i}: ${sigma[i]} vs ${want[i]}`);
+  for (let i = 8; i < sigma.length; i++) assert.ok(sigma[i] <= 1e-10 * want[0], `σ${i} ${sigma[i]} is rounding, ≤ 1e-10 of σ0`);
 });

@@ -28,14 +28,38 @@ function toMatrix(a: Dense): Matrix {
   return m;
 }
 
+/**
+ * ml-matrix's SVD (JAMA's Golub–Kahan loop, no iteration cap) never ends on some matrices holding subnormal numbers
+ * (below 2.2e-308): the built-in trainer hung in deltaRank at 100 % CPU, deaf to SIGTERM (test/measures.test.ts has
+ * the captured case). So every matrix is scaled to a largest |entry| of 1 and entries below 1e-150 of it — far above
+ * the subnormal range, far below what any tolerance here counts — are set to 0; the caller multiplies σ back.
+ * Returns the scale (0 for a zero matrix: nothing to decompose).
+ */
+function conditioned(m: Matrix): number {
+  let max = 0;
+  for (let i = 0; i < m.rows; i++) for (let j = 0; j < m.columns; j++) max = Math.max(max, Math.abs(m.get(i, j)));
+  if (!(max > 0) || !Number.isFinite(max)) return max > 0 ? max : 0;
+  for (let i = 0; i < m.rows; i++) {
+    for (let j = 0; j < m.columns; j++) {
+      const x = m.get(i, j) / max;
+      m.set(i, j, Math.abs(x) < 1e-150 ? 0 : x);
+    }
+  }
+  return max;
+}
+
 /** A k-column matrix X with XᵀX = FᵀF: F itself unless it is taller than wide, else diag(σ)·Vᵀ of F's thin SVD. */
 function gramFactor(f: Dense): Matrix {
   const m = toMatrix(f);
   if (f.rows <= f.cols) return m;
+  const scale = conditioned(m);
+  if (scale === 0) return new Matrix(f.cols, f.cols);
   const svd = new SVD(m, { computeLeftSingularVectors: false, computeRightSingularVectors: true, autoTranspose: false });
   const s = svd.diagonal, v = svd.rightSingularVectors; // v: cols × cols
+  // σ at rounding level of the largest (F's exactly-zero columns) are 0, not ~1e-17 noise whose products underflow
+  const floor = s[0] * f.cols * Number.EPSILON;
   const x = new Matrix(f.cols, f.cols);
-  for (let i = 0; i < f.cols; i++) for (let j = 0; j < f.cols; j++) x.set(i, j, s[i] * v.get(j, i));
+  for (let i = 0; i < f.cols; i++) for (let j = 0; j < f.cols; j++) x.set(i, j, s[i] > floor ? scale * s[i] * v.get(j, i) : 0);
   return x;
 }
 
@@ -47,8 +71,10 @@ export function factoredSingularValues(P: Dense, Q: Dense): number[] {
   if (P.cols !== Q.cols) throw new Error(`factoredSingularValues: P has ${P.cols} columns, Q ${Q.cols}`);
   if (P.cols === 0) return [];
   const prod = gramFactor(P).mmul(gramFactor(Q).transpose());
+  const scale = conditioned(prod);
+  if (scale === 0) return new Array<number>(Math.min(prod.rows, prod.columns)).fill(0);
   const svd = new SVD(prod, { computeLeftSingularVectors: false, computeRightSingularVectors: false, autoTranspose: true });
-  return Array.from(svd.diagonal, (x) => Math.max(0, x));
+  return Array.from(svd.diagonal, (x) => Math.max(0, x * scale));
 }
 
 /** Singular values at or below this fraction of ‖P‖_F·‖Q‖_F are float64 rounding of the factored product, not ΔW. */
