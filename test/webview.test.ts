@@ -352,3 +352,25 @@ test('a snapshot after a recomposition at the same step replaces the earlier one
   const rewound = runOf(f);
   assert.deepEqual(rewound.latestImportance?.layers[0].age, [0, 20, 2, 2], 'a rewind to the step keeps its latest snapshot');
 });
+
+test('two recompositions at one step (forced twice while paused): each table row shows its own ages and no-fusion reasons', async () => {
+  const { recompositionRows } = await import('../webview/panels/recompositionsPanel');
+  const layer = (name: string, fused: boolean, ages: number[]) => ({
+    name, slots: fused ? [0, 1] : [], scores: fused ? [1, 2] : [], oldDirections: fused ? [0, 1] : [], newDirections: fused ? [4, 5] : [],
+    ...(fused ? { ages } : {}), exhausted: !fused, deltaNorm: 0, preservationError: 0, p: fused ? 6 : 4,
+  });
+  const rec = (layers: unknown[]) => ({ step: 10, trigger: 'forced', rule: { kind: 'ratio', fusionRatio: 0.5 }, outputChange: null, layers });
+  const f = new FixtureLog('twice').hello({ name: 'twice', totalSteps: 100, srlora: SRLORA }).state('running', 0).metrics(1, 10, () => 1).state('paused', 10)
+    .add('recomposition', rec([layer('a', true, [10, 9]), layer('b', false, [])]))
+    .add('recomposition', rec([layer('a', false, []), layer('b', true, [7, 3])]));
+  const rows = recompositionRows(runOf(f));
+  const by = (seq: number, name: string) => rows.find((x) => x.seq === seq && x.layer === name)!;
+  const [second, first] = [...new Set(rows.map((x) => x.seq))];
+  assert.ok(first < second && rows.length === 4);
+  assert.deepEqual(by(first, 'a').fusion?.ages, [10, 9]);
+  assert.equal(by(first, 'b').fusion, undefined);
+  assert.match(by(first, 'b').directions, /nothing fused: no direction/);
+  assert.equal(by(second, 'a').fusion, undefined, 'the second recomposition fused nothing in a: no ages from the first');
+  assert.match(by(second, 'a').directions, /nothing fused: no direction/);
+  assert.deepEqual(by(second, 'b').fusion?.ages, [7, 3]);
+});

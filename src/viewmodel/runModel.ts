@@ -20,6 +20,8 @@ export type CommandKind = CommandBody['kind'];
  */
 export interface Fusion {
   step: number;
+  /** The recomposition event's seq: two recompositions at one step (forced twice while paused) are told apart by it. */
+  seq: number;
   trigger: Recomposition['trigger'];
   layer: string;
   slots: number[];
@@ -49,6 +51,8 @@ export type NoFusionReason = 'no-direction' | 'not-old-enough' | 'above-threshol
 /** A layer a recomposition left as it was (nothing fused), and why. */
 export interface IdleLayer {
   step: number;
+  /** The recomposition event's seq (see Fusion.seq). */
+  seq: number;
   layer: string;
   reason: NoFusionReason;
   /** τ of the event's rule (threshold rule), else null. */
@@ -179,7 +183,7 @@ function foldFusions(m: RunModel, msg: Recomposition): void {
     const ages = l.ages && l.ages.length === l.slots.length ? l.ages : installedAt.map((s) => msg.step - s);
     const previousStep = previous?.step ?? null;
     m.fusions.push({
-      step: msg.step, trigger: msg.trigger, layer: l.name, slots: l.slots, directions: l.oldDirections, newDirections: l.newDirections,
+      step: msg.step, seq: msg.seq, trigger: msg.trigger, layer: l.name, slots: l.slots, directions: l.oldDirections, newDirections: l.newDirections,
       installedAt, ages, previousStep, fresh: previousStep === null ? 0 : installedAt.filter((s) => s === previousStep).length,
     });
   }
@@ -192,7 +196,7 @@ function foldIdleLayers(m: RunModel, msg: Recomposition): void {
   for (const l of msg.layers) {
     if (l.slots.length) continue;
     const reason: NoFusionReason = l.exhausted ? 'no-direction' : threshold === null ? 'not-old-enough' : 'not-old-enough-or-above-threshold';
-    m.idleLayers.push({ step: msg.step, layer: l.name, reason, threshold });
+    m.idleLayers.push({ step: msg.step, seq: msg.seq, layer: l.name, reason, threshold });
   }
   if (m.idleLayers.length > MAX_FUSIONS) m.idleLayers.splice(0, m.idleLayers.length - MAX_FUSIONS);
   if (m.latestImportance?.step === msg.step) refineIdleLayers(m, m.latestImportance);

@@ -4,6 +4,7 @@
  * something, the same ones the charts mark.
  */
 import type { Store } from '../store';
+import { importanceKey, type RunData } from '../runData';
 import { h, formatNumber, text } from '../dom';
 import { eventsCsv } from '../exportCsv';
 import { button, filePrefix, section, type Panel } from './panel';
@@ -18,6 +19,35 @@ function ageCell(f: Fusion | undefined): HTMLElement {
   const cell = h('td', { class: fresh.some(Boolean) ? 'fresh' : '' }, f.ages.map((a, k) => `${a}${fresh[k] ? '★' : ''}`).join(' '));
   if (f.fresh) cell.title = `${f.fresh} of ${f.slots.length} fused pairs were re-initialised at step ${f.previousStep} (the previous recomposition of this layer)`;
   return cell;
+}
+
+/** One row of the table: a recomposition × layer, with that recomposition's own fusion (ages) or no-fusion reason. */
+export interface RecompositionRow {
+  seq: number; step: number; trigger: string; layer: string; slots: number[]; directions: string;
+  fusion: Fusion | undefined; deltaNorm: number; preservationError: number;
+}
+
+/**
+ * The table's rows, newest first (at most max). The one reducer's fusions and idle layers are looked up by the
+ * recomposition's seq and the layer — not its step: two recompositions at one step (forced twice while paused) each
+ * show their own ages and reasons.
+ */
+export function recompositionRows(r: RunData, max = 200): RecompositionRow[] {
+  const fused = new Map(r.model.fusions.map((f) => [`${f.seq}|${f.layer}`, f]));
+  const idle = new Map(r.model.idleLayers.map((l) => [`${l.seq}|${l.layer}`, l]));
+  const rows: RecompositionRow[] = [];
+  for (let i = r.recompositions.length - 1; i >= 0 && rows.length < max; i--) {
+    const e = r.recompositions[i];
+    for (const l of e.layers) {
+      if (rows.length >= max) break;
+      const why = idle.get(`${e.seq}|${l.name}`);
+      const directions = l.slots.length ? l.oldDirections.map((d, k) => `${d}→${l.newDirections[k]}`).join(' ')
+        : `nothing fused: ${why ? noFusionText(why, r.model.minSlotAge) : l.exhausted ? 'no direction left' : 'no pair selected'}`;
+      rows.push({ seq: e.seq, step: e.step, trigger: e.trigger, layer: l.name, slots: l.slots, directions, fusion: fused.get(`${e.seq}|${l.name}`),
+        deltaNorm: l.deltaNorm, preservationError: l.preservationError });
+    }
+  }
+  return rows;
 }
 
 export class RecompositionsPanel implements Panel {
@@ -35,26 +65,13 @@ export class RecompositionsPanel implements Panel {
 
   update(): void {
     const r = this.store.current();
-    const key = `${r?.runId}:${r?.resets}:${r?.recompositions.length}`;
-    if (key === this.key || !r) return; // the table only changes when a recomposition arrives
+    const key = `${r?.runId}:${r?.resets}:${r?.recompositions.length}:${importanceKey(r)}`; // a snapshot may say why a layer fused nothing
+    if (key === this.key || !r) return; // the table changes when a recomposition (or a snapshot of its step) arrives
     this.key = key;
     const all = r.recompositions.length, fusing = fusingRecompositions(r);
     text(this.summary, `${fusing} recomposition${fusing === 1 ? '' : 's'} fused pairs${all > fusing ? `; ${all - fusing} fused nothing` : ''}`);
-    // The one reducer's fusions: each pair's age, and whether the previous recomposition had just re-initialised it.
-    const fused = new Map(r.model.fusions.map((f) => [`${f.step}|${f.layer}`, f]));
-    const idle = new Map(r.model.idleLayers.map((l) => [`${l.step}|${l.layer}`, l]));
-    const rows: HTMLTableRowElement[] = [];
-    for (let i = r.recompositions.length - 1; i >= 0 && rows.length < 200; i--) {
-      const e = r.recompositions[i];
-      for (const l of e.layers) {
-        if (rows.length >= 200) break;
-        const why = idle.get(`${e.step}|${l.name}`);
-        const dirs = l.slots.length ? l.oldDirections.map((d, k) => `${d}→${l.newDirections[k]}`).join(' ')
-          : `nothing fused: ${why ? noFusionText(why, r.model.minSlotAge) : l.exhausted ? 'no direction left' : 'no pair selected'}`;
-        rows.push(h('tr', { class: `${e.trigger}${l.slots.length ? '' : ' empty'}` }, h('td', {}, String(e.step)), h('td', {}, e.trigger), h('td', {}, l.name), h('td', {}, l.slots.join(' ') || '–'),
-          h('td', {}, dirs), ageCell(fused.get(`${e.step}|${l.name}`)), h('td', {}, formatNumber(l.deltaNorm, 3)), h('td', {}, l.preservationError.toExponential(1))));
-      }
-    }
+    const rows = recompositionRows(r).map((x) => h('tr', { class: `${x.trigger}${x.slots.length ? '' : ' empty'}` }, h('td', {}, String(x.step)), h('td', {}, x.trigger), h('td', {}, x.layer), h('td', {}, x.slots.join(' ') || '–'),
+      h('td', {}, x.directions), ageCell(x.fusion), h('td', {}, formatNumber(x.deltaNorm, 3)), h('td', {}, x.preservationError.toExponential(1))));
     this.body.replaceChildren(...rows);
   }
 }
