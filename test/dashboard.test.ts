@@ -46,7 +46,7 @@ before(async () => {
   // Runs recorded by hand, listed before the live run (older runs present): a resumed run whose log rewinds, and
   // runs that ended without finishing.
   const runsDir = join(dir, 'runs');
-  new FixtureLog('fixture-resumed').hello({ name: 'resumed', totalSteps: 30, config: { steps: 30, output: '/tmp/out' }, srlora: { schedule: [12, 24], minSlotAge: 7, rule: { kind: 'ratio', fusionRatio: 0.5 } } })
+  new FixtureLog('fixture-resumed').hello({ name: 'resumed', totalSteps: 30, config: { steps: 30, batchSize: 32, output: '/tmp/out' }, srlora: { schedule: [12, 24], minSlotAge: 7, rule: { kind: 'ratio', fusionRatio: 0.5 } } })
     .state('running', 0).metrics(1, 20, (s) => 10 + s, (s) => ({ scalars: { 'gradNorm': s } })).importance(10).evalAt(10, 5, 0.5)
     .recomposition(12, true).recomposition(15, false, 'forced').importance(15).evalAt(20, 4, 0.6)
     .state('interrupted', 20, 'SIGTERM').rewind(10).state('running', 10)
@@ -57,10 +57,11 @@ before(async () => {
   FixtureLog.dynamics('fixture-dynamics').writeTo(runsDir); // protocol 1.2: ages, stepBoost, deltaRank
   // Losses that are 0 at every third step (log-y hides them), with a first-step spike (the y range ignores it).
   // Its config as the PyTorch trainer records it: fields the built-in trainer does not state (backend, baseModel,
-  // data, name, torch, globalBatchSize), steps (the steps column shows it), and a long path both state.
-  new FixtureLog('fixture-zeros').hello({ name: 'zeros', totalSteps: 60, config: {
+  // data, name, torch, globalBatchSize), steps (the steps column shows it), and a long path both state. Two DDP ranks
+  // at 16 per rank: the same global batch (32) as fixture-resumed's single process.
+  new FixtureLog('fixture-zeros').hello({ name: 'zeros', totalSteps: 60, worldSize: 2, config: {
     learningRate: 0.1, backend: 'torch', baseModel: 'distilbert-base-uncased', data: '/home/user/data/spam/train.csv', name: 'zeros', torch: '2.11.0',
-    globalBatchSize: 32, steps: 60, output: `/home/user/projects/srlora/${'deeply/nested/'.repeat(8)}runs/zeros/export`,
+    batchSize: 16, globalBatchSize: 32, steps: 60, output: `/home/user/projects/srlora/${'deeply/nested/'.repeat(8)}runs/zeros/export`,
   } }).state('running', 0)
     .metrics(1, 60, (s) => (s === 1 ? 500 : s % 3 === 0 ? 0 : 1 + 1 / s)).state('finished', 60).writeTo(runsDir);
   for (const state of ['stopped', 'interrupted', 'failed']) {
@@ -412,7 +413,14 @@ test('compare: a runs table with final/best metrics and the config fields that d
     assert.ok(!head.includes('r'), 'equal fields are not listed');
     // Only fields both runs state are compared; the one-sided ones are named apart, never a "–" column.
     for (const f of ['backend', 'baseModel', 'data', 'name', 'torch', 'globalBatchSize']) assert.ok(!head.includes(f), `${f} is stated by one run only: ${head.join('|')}`);
-    assert.match((await p.locator('section[aria-label="Compared runs"] .one-sided').textContent()) ?? '', /only some of these runs.*backend, baseModel, data, globalBatchSize, torch/);
+    assert.match((await p.locator('section[aria-label="Compared runs"] .one-sided').textContent()) ?? '', /only some of these runs.*: backend, baseModel, data, torch$/);
+    // 32 in one process vs 2 ranks × 16: the same global batch, so no batch column ("32 vs 16" lied); the world size differs
+    assert.ok(!head.includes('batchSize') && !head.includes('global batch'), head.join('|'));
+    const ws = head.indexOf('world size');
+    assert.ok(ws > 0, `world size is a column: ${head.join('|')}`);
+    assert.deepEqual(await table.locator('tbody tr').evaluateAll((rows, i) => rows.map((r) => r.children[i].textContent), ws), ['1', '2']);
+    // the recompositions table is the first run's and says so
+    assert.match((await p.locator('section[aria-label="Recompositions"] .row .muted').first().textContent()) ?? '', /^resumed \(the first compared run\): /);
     assert.equal(new Set(head).size, head.length, `no column twice: ${head.join('|')}`);
     assert.equal(head.filter((c) => c === 'steps').length, 1);
     // The long path is cut, whole in its title, and the table stays inside its section (scrolling there).
@@ -457,6 +465,22 @@ test('the browser page picks runs to compare with a multi-select (no URL editing
     await p.getByRole('button', { name: 'Compare the chosen runs' }).click();
     await p.waitForFunction(() => /^Compare: resumed · dynamics/.test(document.querySelector('h1.run-name')?.textContent ?? ''), null, { timeout: 10_000 });
     await p.waitForFunction(() => document.querySelectorAll('section[aria-label="Compared runs"] tbody tr').length === 2);
+    // The URL names the choice (it stayed ?run=fixture-resumed): a reload shows the same comparison.
+    assert.equal(new URL(p.url()).search, '?runs=fixture-resumed,fixture-dynamics');
+    await p.reload();
+    await p.waitForFunction(() => /^Compare: resumed · dynamics/.test(document.querySelector('h1.run-name')?.textContent ?? ''), null, { timeout: 10_000 });
+    await p.locator('vscode-single-select[aria-label="Run"]').evaluate((el: HTMLElement & { value: string }) => { el.value = 'fixture-zeros'; el.dispatchEvent(new Event('change')); });
+    await p.waitForFunction(() => new URL(location.href).search === '?run=fixture-zeros', null, { timeout: 10_000 });
+  } finally { await p.close(); }
+});
+
+test('compare: an unknown id is named, and the badge counts the runs shown (?runs=A,nope said "2 runs" over one row)', async () => {
+  const p = await openRun('fixture-resumed');
+  try {
+    await p.goto(p.url().replace(/\?run=[^&]*/, '?runs=fixture-resumed,nope'));
+    await p.waitForFunction(() => /No run named “nope”/.test(document.querySelector('.facts')?.textContent ?? ''), null, { timeout: 15_000 });
+    assert.equal(await p.locator('.badge').textContent(), '1 run');
+    assert.equal(await p.locator('section[aria-label="Compared runs"] tbody tr').count(), 1);
   } finally { await p.close(); }
 });
 

@@ -13,6 +13,8 @@ export interface FixtureOptions {
   totalSteps: number;
   /** Config fields that differ from the fixture's defaults. */
   config?: Record<string, unknown>;
+  /** hello.worldSize: data-parallel ranks (omitted: 1). */
+  worldSize?: number;
 }
 
 const LAYERS = ['l0', 'l1'];
@@ -33,7 +35,7 @@ export class FixtureLog {
       protocol: { major: 1, minor: 1 }, name: o.name, method: 'srlora', backend: { name: 'fixture', device: 'cpu' }, totalSteps: o.totalSteps,
       config: { r: 4, rTarget: 16, fusionRatio: 0.5, fusionThreshold: null, importanceEvery: 5, evalEvery: 10, learningRate: 0.01, ...o.config },
       layers: LAYERS.map((name) => ({ name, shape: [8, 8], r: 4, rTarget: 16 })),
-      ...(o.srlora ? { srlora: o.srlora } : {}),
+      ...(o.srlora ? { srlora: o.srlora } : {}), ...(o.worldSize ? { worldSize: o.worldSize } : {}),
     });
   }
   metrics(from: number, to: number, loss: (step: number) => number, extra: (step: number) => Record<string, unknown> = () => ({})): this {

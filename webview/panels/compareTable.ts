@@ -8,6 +8,7 @@
  */
 import type { Store } from '../store';
 import type { RunData } from '../runData';
+import type { RunModel } from '../../src/viewmodel/runModel';
 import { formatNumber, h } from '../dom';
 import { runName, section, type Panel } from './panel';
 
@@ -27,6 +28,18 @@ export function differingFields(configs: Record<string, unknown>[]): { differ: s
     oneSided: keys.filter((k) => !everywhere(k)),
   };
 }
+
+/**
+ * The config a run is compared by: the batch as the optimiser sees it — the global batch, batchSize per rank ×
+ * hello.worldSize (the PyTorch trainer's `globalBatchSize` when stated) — and the world size. A single-process run
+ * at batchSize 64 and a 2-rank DDP run at 32 per rank (64 global) listed "batchSize 64 vs 32" with no world size.
+ */
+export function comparedConfig(m: Pick<RunModel, 'config' | 'worldSize'>): Record<string, unknown> {
+  const { batchSize, globalBatchSize, ...rest } = m.config as Record<string, unknown> & { batchSize?: unknown; globalBatchSize?: unknown };
+  const global = typeof globalBatchSize === 'number' ? globalBatchSize : typeof batchSize === 'number' ? batchSize * m.worldSize : batchSize;
+  return { ...rest, ...(global !== undefined ? { [GLOBAL_BATCH]: global } : {}), [WORLD_SIZE]: m.worldSize };
+}
+export const GLOBAL_BATCH = 'global batch', WORLD_SIZE = 'world size';
 
 /** Values longer than this are cut in the table (the whole value is the cell's title). */
 const MAX_CELL = 40;
@@ -63,7 +76,8 @@ export class CompareTable implements Panel {
     if (key === this.key) return;
     this.key = key;
     const metrics = [...new Set(runs.flatMap((r) => [...r.evalTracks.keys()].filter((k) => k !== 'loss')))].sort();
-    const { differ: diff, oneSided } = differingFields(runs.map((r) => r.model.config));
+    const configs = runs.map((r) => flatten(comparedConfig(r.model)));
+    const { differ: diff, oneSided } = differingFields(runs.map((r) => comparedConfig(r.model)));
     this.oneSided.textContent = oneSided.length ? `Recorded by only some of these runs (not compared): ${oneSided.join(', ')}` : '';
     this.oneSided.hidden = !oneSided.length;
     const head = ['run', 'method', 'state', 'steps', 'final loss', 'best loss', 'final eval loss', 'best eval loss', ...metrics.flatMap((m) => [`final ${m}`, `best ${m}`]), ...diff];
@@ -74,7 +88,11 @@ export class CompareTable implements Panel {
         r.model.method ?? '?', r.model.state, `${r.model.step}/${r.model.totalSteps ?? '?'}`,
         formatNumber(r.loss.last()), formatNumber(best(r.loss.view(), true)), formatNumber(ev[ev.length - 1]), formatNumber(best(ev, true)),
         ...metrics.flatMap((m) => { const v = r.evalTracks.get(m)?.value.view() ?? new Float64Array(0); const lower = /loss|error|perplexity/i.test(m); return [formatNumber(v[v.length - 1]), formatNumber(best(v, lower))]; }),
-        ...diff.map((f) => valueCell(flatten(r.model.config).get(f))),
+        ...diff.map((f) => {
+          const v = configs[i].get(f);
+          // the global batch says how it is made: "64 (32 per rank × 2)"
+          return valueCell(f === GLOBAL_BATCH && r.model.worldSize > 1 && typeof v === 'number' ? `${v} (${v / r.model.worldSize} per rank × ${r.model.worldSize})` : v);
+        }),
       ];
     };
     this.table.replaceChildren(

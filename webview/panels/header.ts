@@ -9,6 +9,7 @@ import { formatDuration } from '../../src/common/formatDuration';
 import { evalFact, isActive, plural } from '../../src/viewmodel/runModel';
 import { formatNumber, h, text } from '../dom';
 import { button, runName, type Check, type Field, type Panel } from './panel';
+import { focusSearch } from '../focusUrl';
 
 /**
  * The run can be steered from this page: with the store, the one rule (Store.control: this page's fold and the
@@ -65,6 +66,20 @@ export function stopQuestion(r: RunData, host: 'vscode' | 'browser'): string {
   return `Stop the run? It saves a checkpoint and ends as stopped; ${later}.`;
 }
 
+/**
+ * The compare heading: the runs shown (the badge counts those, not the ids asked for) and, by name, each id the hub
+ * does not know or removed — `?runs=A,nope` dropped "nope" silently under a "2 runs" badge with one row.
+ */
+export function compareHeading(focus: string[], shown: RunData[], gone: (id: string) => boolean): { name: string; badge: string; facts: string } {
+  const unknown = focus.filter(gone);
+  const missing = unknown.length ? `No run named “${unknown.join('”, “').slice(0, 200)}” (not compared) · ` : '';
+  return {
+    name: `Compare: ${shown.map(runName).join(' · ')}`,
+    badge: plural(shown.length, 'run'),
+    facts: `${missing}${shown.length > 1 ? 'The table below compares the runs; every chart overlays them (one colour per run).' : 'Nothing to compare yet: one run shown.'}`,
+  };
+}
+
 export class Header implements Panel {
   readonly element: HTMLElement;
   private readonly name = h('h1', { class: 'run-name' }, 'SRLoRA');
@@ -98,7 +113,7 @@ export class Header implements Panel {
       this.facts,
       h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Run controls' }, this.pause, this.recompose, this.recomposeSel, this.checkpoint, this.stop),
       this.confirmBar);
-    this.runSelect.addEventListener('change', () => { if (this.runSelect.value && this.runSelect.value !== store.focus[0]) store.setFocus([this.runSelect.value]); });
+    this.runSelect.addEventListener('change', () => { if (this.runSelect.value && this.runSelect.value !== store.focus[0]) this.choose([this.runSelect.value]); });
     // Subscribe again only after a lost connection: the page's first subscribe is queued until the socket opens, and
     // a second one there made the hub send every run's whole snapshot twice (at 1,000,000 steps: a second full load).
     let lost = false;
@@ -116,7 +131,14 @@ export class Header implements Panel {
 
   private onCompare(): void {
     const ids = [...this.compareSelect.value];
-    if (ids.length) this.store.setFocus(ids);
+    if (ids.length) this.choose(ids);
+  }
+
+  /** The user chose runs in the page's pickers: show them and name them in the URL (`?run=ID`, `?runs=A,B`), which
+   * the page reads when it loads — a reload kept `?run=` of the first run and lost the comparison. */
+  private choose(ids: string[]): void {
+    this.store.setFocus(ids);
+    history.replaceState(history.state, '', `${location.pathname}${focusSearch(location.search, ids)}${location.hash}`);
   }
 
   private onRecomposeSelected(): void {
@@ -161,12 +183,13 @@ export class Header implements Panel {
     }
     const m = r.model;
     const compare = store.focus.length > 1;
-    text(this.name, compare ? `Compare: ${store.focused().map(runName).join(' · ')}` : runName(r));
-    text(this.badge, compare ? `${store.focus.length} runs` : m.state);
+    const head = compare ? compareHeading(store.focus, store.focused(), (id) => store.missing.has(id) || store.removed.has(id)) : null;
+    text(this.name, head ? head.name : runName(r));
+    text(this.badge, head ? head.badge : m.state);
     this.badge.className = compare ? 'badge' : `badge state-${m.state}`;
     const blocked = compare || !isActive(m.state) || m.state === 'stopping' ? null : store.steerBlock(r.runId);
     // Why the controls are off, where the user looks for them (e.g. "started from a terminal: this page follows it read-only").
-    text(this.facts, compare ? 'The table below compares the runs; every chart overlays them (one colour per run).' : blocked ? `${runFacts(r)} · ${blocked}` : runFacts(r));
+    text(this.facts, head ? head.facts : blocked ? `${runFacts(r)} · ${blocked}` : runFacts(r));
     const srlora = m.method === 'srlora';
     const active = steerable(r, store) && !compare;
     const sel = store.selectedLayers.size;
@@ -184,7 +207,7 @@ export class Header implements Panel {
     if (!active) this.confirmBar.hidden = true;
   }
 
-  /** The browser page's pickers: one run to show, or runs to compare. */
+  /** The browser page's pickers: one run to show, or runs to compare (the URL follows the choice: a reload keeps it). */
   private renderPickers(): void {
     const store = this.store;
     if (store.host.kind !== 'browser') return;
