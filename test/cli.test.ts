@@ -101,7 +101,7 @@ test('a bad config reports every error on one line, nested typos with a did-you-
   assert.deepEqual(readdirSync(dir), ['bad.srlora.json'], 'no run folder');
 });
 
-test('the summary keeps one value per step after a rewind and counts only recompositions that fused', () => {
+test('the summary keeps one value per step after a rewind and counts every recomposition, saying how many fused nothing', () => {
   const dir = tempDir();
   const run = new FixtureLog('sum').hello({ name: 'summed', totalSteps: 20, srlora: { schedule: [10], minSlotAge: 1, rule: { kind: 'ratio', fusionRatio: 0.5 } } })
     .state('running', 0).metrics(1, 12, () => 0.01).recomposition(11, true).evalAt(10, 0.5, 0.9)
@@ -112,7 +112,7 @@ test('the summary keeps one value per step after a rewind and counts only recomp
   assert.match(s, /train loss +final 1\.0500 +best 0\.0100/, 'steps 1..8 of the first attempt stay (0.01); 9..20 are the resumed ones');
   assert.match(s, /eval loss +final 0\.6000 +best 0\.6000/, 'the first attempt\'s step-10 eval (0.5) was replaced');
   assert.match(s, /eval accuracy +final 0\.8500 +best 0\.8500/);
-  assert.match(s, /recompositions +1 fused 2 pairs; 1 fused nothing/);
+  assert.match(s, /recompositions +2 recompositions, 1 fused nothing; 2 pairs fused/, 'as the page and summary.json count them');
 });
 
 test('npm run demo is long enough to steer (4,500 ViT steps: minutes, a recomposition every ~640 steps) unless --steps says otherwise', () => {

@@ -246,14 +246,15 @@ test('a resumed run (rewind in its log) shows one value per step: one curve, no 
     const evals = (await download(p, 'Loss', 'Save the evals as CSV')).trim().split('\n');
     assert.deepEqual(evals.map((l) => l.split(',').slice(0, 1)[0]), ['step', '10', '20', '30']);
     assert.match(evals[0], /^step,time,relativeSeconds,loss,accuracy$/);
-    // The first attempt's step-12 and step-15 recompositions were dropped; the resumed run's step 12 counts once.
-    assert.match((await p.locator('.facts').textContent()) ?? '', /· 1 recomposition ·/, 'singular');
+    // The first attempt's step-12 and step-15 recompositions were dropped; the resumed run's step 12 counts once, and
+    // the forced one at step 24 that fused nothing counts too, said so.
+    assert.match((await p.locator('.facts').textContent()) ?? '', /· 2 recompositions, 1 fused nothing ·/);
     assert.equal(await p.locator('section[aria-label="Recompositions"] tbody tr').count(), 4, 'one row per layer of the two recompositions');
-    // The palette's Recompose Now fused nothing: the commands list and the table say so, and the count (like the
-    // chart's markers) leaves it out.
+    // The palette's Recompose Now fused nothing: the commands list and the table say so, and the count includes it
+    // (as summary.json and the terminal count it), saying it fused nothing.
     assert.match((await p.locator('ul.commands').textContent()) ?? '', /Recompose all layers — applied at step 24 — fused nothing \(no pair old enough \(age ≥ 7 steps\)\)/);
     assert.equal(await p.locator('ul.commands li.ok').count(), 0, 'not a green applied');
-    assert.match((await p.locator('section[aria-label="Recompositions"]').textContent()) ?? '', /1 recomposition fused pairs; 1 fused nothing/);
+    assert.match((await p.locator('section[aria-label="Recompositions"]').textContent()) ?? '', /2 recompositions, 1 fused nothing/);
     assert.equal(await p.locator('section[aria-label="Recompositions"] tbody tr.empty').count(), 2);
     // The trainer stated its min slot age (7): the page shows it, and never recomputes it from the config.
     assert.match((await p.locator('.facts').textContent()) ?? '', /min slot age 7/);

@@ -374,3 +374,25 @@ test('two recompositions at one step (forced twice while paused): each table row
   assert.match(by(second, 'a').directions, /nothing fused: no direction/);
   assert.deepEqual(by(second, 'b').fusion?.ages, [7, 3]);
 });
+
+test('every recomposition counts, as summary.json and the terminal count it ("2 recompositions, 1 fused nothing"); one that fused nothing gets a hollow chart marker', async () => {
+  const { runFacts } = await import('../webview/panels/header');
+  const { recompositionMarkers } = await import('../webview/panels/markers');
+  const { recompositionsText } = await import('../src/viewmodel/runModel');
+  const f = new FixtureLog('count').hello({ name: 'count', totalSteps: 400, srlora: SRLORA }).state('running', 0).metrics(1, 12, () => 1)
+    .recomposition(12, true).state('paused', 12).recomposition(12, false, 'forced');
+  const r = runOf(f);
+  assert.equal(r.model.recompositions, 2, 'summary.json counts both');
+  assert.match(runFacts(r), /· 2 recompositions, 1 fused nothing ·/);
+  assert.equal(recompositionsText(r.model.recompositions, 1), '2 recompositions, 1 fused nothing');
+  const g = globalThis as unknown as Record<string, unknown>;
+  g.document = { body: {} };
+  g.getComputedStyle = () => ({ getPropertyValue: () => '' });
+  try {
+    const marks = recompositionMarkers([r]);
+    assert.deepEqual(marks.map((m) => [m.x, m.dashed, m.hollow === true]), [[12, false, false], [12, true, true]], 'the forced one that fused nothing is marked, hollow');
+  } finally {
+    delete g.document;
+    delete g.getComputedStyle;
+  }
+});

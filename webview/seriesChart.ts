@@ -49,7 +49,8 @@ export interface Line {
   ignoreInRange?: boolean;
 }
 
-export interface Marker { x: number; time: number; t0: number; dashed: boolean; color: string }
+/** A vertical line at a recomposition; hollow: it fused nothing (a dotted line under a hollow circle). */
+export interface Marker { x: number; time: number; t0: number; dashed: boolean; color: string; hollow?: boolean }
 
 const markerPlugin: Plugin<'line'> = {
   id: 'srloraMarkers',
@@ -63,11 +64,17 @@ const markerPlugin: Plugin<'line'> = {
       const px = scales.x.getPixelForValue(xOf(xAxis, m.x, m.time, m.t0));
       if (!(px >= chartArea.left && px <= chartArea.right)) continue;
       ctx.strokeStyle = m.color;
-      ctx.setLineDash(m.dashed ? [4, 3] : []);
+      ctx.setLineDash(m.hollow ? [1, 4] : m.dashed ? [4, 3] : []);
       ctx.beginPath();
-      ctx.moveTo(px, chartArea.top);
+      ctx.moveTo(px, chartArea.top + (m.hollow ? 8 : 0));
       ctx.lineTo(px, chartArea.bottom);
       ctx.stroke();
+      if (m.hollow) {
+        ctx.setLineDash([]);
+        ctx.beginPath();
+        ctx.arc(px, chartArea.top + 4, 3.5, 0, 2 * Math.PI);
+        ctx.stroke();
+      }
     }
     ctx.restore();
   },
@@ -336,7 +343,7 @@ export class SeriesChart {
 
   /** A key of what the canvas shows: equal keys draw the same pixels. */
   private shownKey(datasets: ChartDataset<'line', Point[]>[], markers: Marker[], view: ChartView, axis: { min: number; max: number } | null, range: { min: number; max: number } | null, plotW: number, plotH: number): string {
-    const parts: (string | number)[] = [view.xAxis, view.logY ? 1 : 0, plotW, plotH, this.wallWithDate ? 1 : 0, markers.map((m) => `${m.x}:${m.time}:${m.dashed}:${m.color}`).join()];
+    const parts: (string | number)[] = [view.xAxis, view.logY ? 1 : 0, plotW, plotH, this.wallWithDate ? 1 : 0, markers.map((m) => `${m.x}:${m.time}:${m.dashed}:${m.color}:${m.hollow ? 1 : 0}`).join()];
     const ax = axis ? [axis.min, axis.max] : [0, 1];
     const f = (v: number) => (view.logY ? Math.log10(Math.max(v, Number.MIN_VALUE)) : v);
     const ry = range ? [f(range.min), f(range.max)] : [0, 1];

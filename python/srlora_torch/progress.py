@@ -59,11 +59,18 @@ class ProgressLine:
                 pass
 
 
+def recompositions_text(count: int, fused_nothing: int) -> str:
+    """How every view counts recompositions (src/viewmodel/runModel.ts recompositionsText): all of them, saying how many
+    fused nothing — "2 recompositions, 1 fused nothing", "1 recomposition"."""
+    return f"{count} recomposition{'' if count == 1 else 's'}" + (f", {fused_nothing} fused nothing" if fused_nothing else "")
+
+
 def summary(run_dir: str, outcome: str) -> str:
     """A few lines (ending in a newline) on how the run in run_dir ended, read from its events.jsonl: state and reason,
     steps, final loss, the last evaluation, recompositions, the folder and export, how to watch it and (not finished)
     how to continue it — on as many ranks as it had (hello.worldSize: through srlora_torch.launch, i.e. torchrun)."""
-    last_row, evals, recomps, total, reason, world = None, None, 0, None, None, 1
+    last_row, evals, total, reason, world = None, None, None, None, 1
+    recomps = []  # (step, pairs fused) of each recomposition; a resume's rewind drops the later ones
     from .client import read_log  # the project's one log reader (strict JSON, a torn last line cut)
     try:
         messages = read_log(os.path.join(run_dir, "events.jsonl"))
@@ -79,7 +86,9 @@ def summary(run_dir: str, outcome: str) -> str:
         elif t == "eval":
             evals = m
         elif t == "recomposition":
-            recomps += 1
+            recomps.append((m["step"], sum(len(l.get("slots") or []) for l in m.get("layers") or [])))
+        elif t == "rewind":
+            recomps = [r for r in recomps if r[0] <= m["step"]]
         elif t == "state":
             reason = m.get("reason")
     step = last_row.get("step") if last_row else 0
@@ -91,7 +100,7 @@ def summary(run_dir: str, outcome: str) -> str:
         parts += [f"{k} {v:.4f}" for k, v in (evals.get("metrics") or {}).items() if isinstance(v, (int, float))]
         if parts:
             lines.append(f"  eval           {', '.join(parts)}")
-    lines.append(f"  recompositions {recomps}")
+    lines.append(f"  recompositions {recompositions_text(len(recomps), sum(1 for _, n in recomps if n == 0))}")
     lines.append(f"  run folder     {run_dir}")
     if os.path.isdir(os.path.join(run_dir, "export")):
         lines.append(f"  export         {os.path.join(run_dir, 'export')}")

@@ -101,3 +101,16 @@ def test_help_describes_every_flag_and_an_unknown_flag_gets_a_did_you_mean(capsy
         train.main(["--stpes", "3"])
     assert e.value.code == 2
     assert "did you mean --steps?" in capsys.readouterr().err
+
+
+def test_the_terminal_summary_counts_recompositions_as_the_page_does(tmp_path):
+    """Every recomposition counts, saying how many fused nothing (src/viewmodel/runModel.ts recompositionsText); a
+    resume's rewind drops the later ones, as every view does."""
+    from srlora_torch.progress import summary
+    layer = lambda fused: {"name": "l", "slots": [0] if fused else []}
+    msgs = [{"type": "hello", "totalSteps": 20}, {"type": "recomposition", "step": 5, "layers": [layer(True)]},
+            {"type": "recomposition", "step": 9, "layers": [layer(True)]}, {"type": "rewind", "step": 6},
+            {"type": "recomposition", "step": 10, "layers": [layer(True)]}, {"type": "recomposition", "step": 10, "layers": [layer(False)]},
+            {"type": "state", "state": "finished", "step": 20}]
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps({"seq": i + 1, **m}) + "\n" for i, m in enumerate(msgs)))
+    assert "  recompositions 3 recompositions, 1 fused nothing\n" in summary(str(tmp_path), "finished")

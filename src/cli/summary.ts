@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { readJsonl } from '../runfolder/eventLog';
 import { EVENTS_FILE, EXPORT_DIR_NAME } from '../runfolder/runFiles';
-import { foldRun } from '../viewmodel/runModel';
+import { foldRun, plural, recompositionsText } from '../viewmodel/runModel';
 import { formatDuration } from '../common/formatDuration';
 import type { TrainerMessage } from '../protocol/messages';
 
@@ -75,7 +75,7 @@ export function trainingSummary(runDir: string, cwd = process.cwd()): string {
   for (const [k, final, best] of table) lines.push(`  ${k.padEnd(w)} final ${fmt(final)}   best ${fmt(best)}`);
   if (m.method === 'srlora') {
     const fusing = recompositions.filter((r) => r.fused > 0);
-    lines.push(`  ${'recompositions'.padEnd(w)} ${fusing.length} fused ${fusing.reduce((n, r) => n + r.fused, 0)} pairs${recompositions.length > fusing.length ? `; ${recompositions.length - fusing.length} fused nothing` : ''}`);
+    lines.push(`  ${'recompositions'.padEnd(w)} ${recompositionsText(recompositions.length, recompositions.length - fusing.length)}; ${plural(fusing.reduce((n, r) => n + r.fused, 0), 'pair')} fused`);
   }
   if (m.nonFiniteSteps) lines.push(`  ${m.nonFiniteSteps} steps skipped (non-finite gradients)`);
   const label = (k: string) => `  ${k.padEnd(w)} `;

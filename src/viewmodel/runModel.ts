@@ -374,6 +374,15 @@ export function etaSeconds(m: RunModel): number | null {
 export const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
 
 /**
+ * How every view counts recompositions (the page's header and table, the terminal summary, summary.json's
+ * `recompositions`): all of them, forced and scheduled, saying how many fused nothing — "2 recompositions, 1 fused
+ * nothing", "1 recomposition". The Python trainer's terminal summary says the same words.
+ */
+export function recompositionsText(all: number, fusedNothing: number): string {
+  return `${plural(all, 'recomposition')}${fusedNothing > 0 ? `, ${fusedNothing} fused nothing` : ''}`;
+}
+
+/**
  * The latest eval, with the step it was measured at; "N steps old" once a newer eval was due (a run whose evals
  * stopped, or one that ended long after its last eval): a number from step 100 must not read as today's. Every view
  * that shows the eval (the page's header, the Runs view's tooltip) says it with these words. Null: no eval yet.

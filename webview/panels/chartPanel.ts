@@ -5,9 +5,11 @@
  */
 import type { Store } from '../store';
 import type { RunData } from '../runData';
-import { SeriesChart, unitOf, type Line, type Marker } from '../seriesChart';
-import { cssVar, h, text } from '../dom';
+import { SeriesChart, unitOf, type Line } from '../seriesChart';
+import { h, text } from '../dom';
 import { button, filePrefix, runColor, runName, type Panel } from './panel';
+import { recompositionMarkers } from './markers';
+export { recompositionMarkers };
 import { composePng, save } from './exporting';
 
 export interface ChartSpec {
@@ -25,21 +27,6 @@ export interface ChartSpec {
   dataKey?(runs: RunData[]): string;
   /** What the note under an empty chart says (why there is nothing to draw). */
   emptyNote?(runs: RunData[]): string;
-}
-
-/** Markers for the recompositions that fused something (the ones the Recompositions table counts as fusing). */
-export function recompositionMarkers(runs: RunData[]): Marker[] {
-  const out: Marker[] = [];
-  const compare = runs.length > 1;
-  runs.forEach((run, i) => {
-    const t0 = run.time.length ? run.time.data[0] : 0;
-    for (const e of run.recompositions) {
-      if (!e.layers.some((l) => l.slots.length > 0)) continue;
-      out.push({ x: e.step, time: e.time, t0, dashed: e.trigger === 'forced',
-        color: compare ? runColor(i) : e.trigger === 'forced' ? cssVar('--vscode-charts-red', '#f14c4c') : cssVar('--vscode-charts-purple', '#b180d7') });
-    }
-  });
-  return out;
 }
 
 export class ChartPanel implements Panel {

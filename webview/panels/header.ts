@@ -6,7 +6,7 @@
 import type { Store } from '../store';
 import type { RunData } from '../runData';
 import { formatDuration } from '../../src/common/formatDuration';
-import { evalFact, isActive, plural } from '../../src/viewmodel/runModel';
+import { evalFact, isActive, plural, recompositionsText } from '../../src/viewmodel/runModel';
 import { formatNumber, h, text } from '../dom';
 import { button, runName, type Check, type Field, type Panel } from './panel';
 import { focusSearch } from '../focusUrl';
@@ -18,9 +18,14 @@ import { focusSearch } from '../focusUrl';
 export const steerable = (r: RunData | undefined, store?: Store): boolean =>
   !!r && (store ? store.control(r.runId).canSteer : isActive(r.model.state) && r.model.state !== 'stopping');
 
-/** Recompositions that fused at least one pair: the ones the charts mark. */
+/** Recompositions that fused at least one pair (the charts mark the others hollow). */
 export function fusingRecompositions(r: RunData): number {
   return r.recompositions.filter((e) => e.layers.some((l) => l.slots.length > 0)).length;
+}
+
+/** "2 recompositions, 1 fused nothing": every recomposition counts, as summary.json and the terminal count them. */
+export function recompositionCount(r: RunData): string {
+  return recompositionsText(r.recompositions.length, r.recompositions.length - fusingRecompositions(r));
 }
 
 /**
@@ -48,7 +53,7 @@ export function runFacts(r: RunData): string {
     m.method ?? '?', m.backend || '?', m.worldSize > 1 ? `${m.worldSize} ranks (DDP)` : null, `step ${m.step}/${m.totalSteps ?? '?'}`, running && eta !== null ? `ETA ${formatDuration(eta)}` : null,
     running && m.examplesPerSec ? `${Math.round(m.examplesPerSec)} ex/s` : null, `loss ${formatNumber(m.loss)}`,
     evalFact(m),
-    srlora ? plural(fusingRecompositions(r), 'recomposition') : null,
+    srlora ? recompositionCount(r) : null,
     srlora ? (minSlotAge !== null ? `min slot age ${minSlotAge}` : 'min slot age unknown') : null,
     m.nonFiniteSteps ? `${plural(m.nonFiniteSteps, 'step')} skipped (non-finite gradients)` : null,
     m.rewinds ? `resumed ${m.rewinds}×` : null,

@@ -9,7 +9,7 @@ import { h, formatNumber, text } from '../dom';
 import { eventsCsv } from '../exportCsv';
 import { button, filePrefix, runName, section, type Panel } from './panel';
 import { save } from './exporting';
-import { fusingRecompositions } from './header';
+import { recompositionCount } from './header';
 import { noFusionText, type Fusion } from '../../src/viewmodel/runModel';
 
 /** The fused pairs' ages; pairs the previous recomposition had re-initialised are marked (★) and named in the title. */
@@ -68,9 +68,8 @@ export class RecompositionsPanel implements Panel {
     const key = `${r?.runId}:${r?.resets}:${r?.recompositions.length}:${importanceKey(r)}:${this.store.focus.length > 1}`; // a snapshot may say why a layer fused nothing
     if (key === this.key || !r) return; // the table changes when a recomposition (or a snapshot of its step) arrives
     this.key = key;
-    const all = r.recompositions.length, fusing = fusingRecompositions(r);
     // Compare: the table is the first run's, and says so (as the heatmap does).
-    text(this.summary, `${this.store.focus.length > 1 ? `${runName(r)} (the first compared run): ` : ''}${fusing} recomposition${fusing === 1 ? '' : 's'} fused pairs${all > fusing ? `; ${all - fusing} fused nothing` : ''}`);
+    text(this.summary, `${this.store.focus.length > 1 ? `${runName(r)} (the first compared run): ` : ''}${recompositionCount(r)}`);
     const rows = recompositionRows(r).map((x) => h('tr', { class: `${x.trigger}${x.slots.length ? '' : ' empty'}` }, h('td', {}, String(x.step)), h('td', {}, x.trigger), h('td', {}, x.layer), h('td', {}, x.slots.join(' ') || '–'),
       h('td', {}, x.directions), ageCell(x.fusion), h('td', {}, formatNumber(x.deltaNorm, 3)), h('td', {}, x.preservationError.toExponential(1))));
     this.body.replaceChildren(...rows);
