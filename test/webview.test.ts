@@ -396,3 +396,16 @@ test('every recomposition counts, as summary.json and the terminal count it ("2 
     delete g.getComputedStyle;
   }
 });
+
+test('the slot history\'s new-direction tick shows on light and dark pages and reads as no score (white vanished on the light theme)', async () => {
+  const { NEW_DIRECTION_RGB, SCORE_LUT } = await import('../webview/colors');
+  const lum = ([r, g, b]: readonly number[]) => {
+    const c = (v: number) => { const s = v / 255; return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * c(r) + 0.7152 * c(g) + 0.0722 * c(b);
+  };
+  const contrast = (a: readonly number[], b: readonly number[]) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+  for (const page of [[255, 255, 255], [30, 30, 30]]) assert.ok(contrast(NEW_DIRECTION_RGB, page) >= 3, `contrast with page ${page}: ${contrast(NEW_DIRECTION_RGB, page)}`);
+  let nearest = Infinity;
+  for (let i = 0; i < 256; i++) nearest = Math.min(nearest, Math.hypot(...[0, 1, 2].map((c) => SCORE_LUT[i * 3 + c] - NEW_DIRECTION_RGB[c])));
+  assert.ok(nearest > 100, `a score colour is too close: ${nearest}`);
+});

@@ -24,6 +24,12 @@ export const SCORE_LUT: Uint8ClampedArray = (() => {
   return lut;
 })();
 
+/**
+ * The slot history's "took a new direction" tick: a red outside viridis (no score reads as it), with contrast ≥ 3:1
+ * on a white page and on a dark one (white vanished on the light theme, looking like a gap).
+ */
+export const NEW_DIRECTION_RGB: readonly [number, number, number] = [228, 26, 28];
+
 /** Paints one cell (one RGBA pixel at byte `index`) with the colour of score v on the scale above. */
 export function paintScores(data: Uint8ClampedArray, index: number, v: number, max: number): void {
   const i = Math.max(0, Math.min(255, Math.round((max > 0 ? v / max : 0) * 255))) * 3;

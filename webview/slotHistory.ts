@@ -1,10 +1,10 @@
 /**
  * The slot history of one layer: time runs left to right (one column per importance snapshot), one row per slot,
- * colour = ŝ; a white tick marks where a slot took a new direction (a recomposition). Painted as one pixel per
+ * colour = ŝ; a red tick (NEW_DIRECTION_RGB, visible on light and dark themes) marks where a slot took a new direction (a recomposition). Painted as one pixel per
  * (snapshot, slot) into an ImageData and scaled up, so a long history costs one drawImage.
  */
 import type { ImportanceFrame } from './runData';
-import { paintScores } from './colors';
+import { NEW_DIRECTION_RGB, paintScores } from './colors';
 import { MAX_SHAT } from './heatmap';
 import { cssVar } from './dom';
 
@@ -31,7 +31,7 @@ export function drawSlotHistory(canvas: HTMLCanvasElement, frames: ImportanceFra
   rows.forEach((f, c) => {
     for (let k = 0; k < slots; k++) {
       const i = (k * cols + c) * 4;
-      if (c > 0 && rows[c - 1].direction[k] !== f.direction[k]) img.data.set([255, 255, 255, 255], i);
+      if (c > 0 && rows[c - 1].direction[k] !== f.direction[k]) img.data.set([...NEW_DIRECTION_RGB, 255], i);
       else paintScores(img.data, i, f.sHat[k] ?? 0, MAX_SHAT);
     }
   });

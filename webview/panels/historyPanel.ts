@@ -13,7 +13,7 @@ export class HistoryPanel implements Panel {
   private themeKey = 0;
 
   constructor(private readonly store: Store) {
-    this.element = section('Slot history', h('div', { class: 'row' }, this.select, h('span', { class: 'muted' }, 'time runs left to right; white: a slot took a new direction')), this.canvas);
+    this.element = section('Slot history', h('div', { class: 'row' }, this.select, h('span', { class: 'muted' }, 'time runs left to right; red: a slot took a new direction')), this.canvas);
     this.select.addEventListener('change', () => { if (this.select.value) { store.historyLayer = this.select.value; store.changed(); } });
   }
 
