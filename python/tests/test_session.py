@@ -165,13 +165,16 @@ def test_every_recomposition_is_followed_by_a_snapshot_of_its_result(tmp_path):
     or scheduled) the record must hold one of the state it left — taken synchronously (on CUDA importance_async would
     give the previous one)."""
     model, layers, opt, ctl, shape, g = build()
-    session = Session(ctl, opt, str(tmp_path / "run"), total_steps=100, batch_size=16, name="loop", device="CPU", env={},
+    if torch.cuda.is_available():
+        model.cuda()  # where importance_async would return the previous snapshot
+    device = next(model.parameters()).device
+    session = Session(ctl, opt, str(tmp_path / "run"), total_steps=100, batch_size=16, name="loop", device=device.type, env={},
                       importance_every=1000)  # no scheduled snapshot near the recomposition
     session.start()
     script = {3: [("c1", {"kind": "set", "fusionThreshold": 0.9})],
               5: [("c2", {"kind": "recompose"})], 8: [("c3", {"kind": "stop"})]}
     while not session.stop_reason:
-        loss = train(model, opt, ctl, shape, g, 1)
+        loss = train(model, opt, ctl, shape, g, 1, device)
         for cid, body in script.get(ctl.step - 1, []):
             session.on_command(cid, body)
         session.after_step(loss)
