@@ -302,6 +302,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs-dir", metavar="DIR", default=os.path.join(".srlora", "runs"), help="where the run folder is made (default .srlora/runs, as srlora train and serve)")
     ap.add_argument("--max-examples", type=int, metavar="N", help="text task: train and evaluate on the first N examples (a quick subset)")
     ap.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint, as configured (a finished run: nothing to do)")
+    ap.add_argument("--check", action="store_true", help="validate the config (and flags) and exit: nothing is created (srlora serve asks this before it makes a run folder)")
     ap.add_argument("--no-progress", action="store_true", help="no progress line on stderr (by default: one line rewritten on a terminal, a line per 10%% of the steps elsewhere)")
     a = ap.parse_args(argv)
     rank, world, local_rank = world_from_env()
@@ -323,6 +324,8 @@ def main(argv=None) -> int:
         ckpt = found[0]
     else:
         cfg = load_config(a.config, {"steps": a.steps, "device": a.device, "method": a.method})
+        if a.check:
+            return 0
         if a.max_examples:
             cfg["task"]["maxExamples"] = a.max_examples
         run_dir = os.environ.get("SRLORA_RUN_DIR")  # the supervisor's: it created the folder itself, exclusively

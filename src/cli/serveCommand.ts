@@ -8,6 +8,7 @@
  * read-only. Ctrl+C interrupts the runs this serve owns (they checkpoint and are `interrupted`) and exits; a start
  * that fails exits non-zero.
  */
+import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Hub } from '../hub/hub';
@@ -15,6 +16,7 @@ import { RunManager } from '../supervisor/runManager';
 import { pageHandler } from '../serve/pageServer';
 import { installProcessGuard } from '../serve/processGuard';
 import { assetRoot } from '../trainer/process/task';
+import { configWithFlags } from './trainCommand';
 import { probePython, pythonEnv, pythonPackageDir, pytorchCommand } from '../supervisor/pythonTrainer';
 
 export async function serveCommand(argv: string[]): Promise<number> {
@@ -38,6 +40,18 @@ export async function serveCommand(argv: string[]): Promise<number> {
     process.stderr.write(`warning: serving on ${values.host}: anyone who can reach it and has the token can steer your runs\n`);
   }
   const root = assetRoot();
+  // A bad config is refused before anything is created (no hub, no run folder), in the words `train` uses: the
+  // built-in trainer's validator, or the PyTorch trainer's own (it alone knows its tasks and models).
+  const steps: [string, string][] = values.steps ? [['steps', values.steps]] : [];
+  let probe: Awaited<ReturnType<typeof probePython>> | null = null;
+  if (pytorch && (values.demo || values.config)) {
+    // What VS Code's Start Run… does: ask the Python first, so a missing torch is said, never a silent fallback.
+    probe = await probePython(values.python ?? 'python3', pythonEnv(pythonPackageDir(root)));
+    if (!probe.ok) throw new Error(`--trainer pytorch: ${probe.error}`);
+    if (values.config) await checkPytorchConfig(values.python ?? 'python3', pythonPackageDir(root), values.config, values.steps);
+  } else if (values.config) {
+    configWithFlags(values.config, steps);
+  }
   let handler: ReturnType<typeof pageHandler> | null = null;
   installProcessGuard((line) => process.stderr.write(`${line}\n`)); // no request can end serve (issue 13.1)
   const hub = await Hub.start({ host: values.host, port, onHttpRequest: (req, res) => handler?.(req, res) });
@@ -64,10 +78,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const overrides: Record<string, string> = values.steps ? { steps: values.steps } : {};
     let trainerCommand: string | undefined;
     if (pytorch) {
-      // What VS Code's Start Run… does: ask the Python first, so a missing torch is said, never a silent fallback.
       const python = values.python ?? 'python3';
-      const probe = await probePython(python, pythonEnv(pythonPackageDir(root)));
-      if (!probe.ok) { await runs.dispose('stop'); await hub.close(); throw new Error(`--trainer pytorch: ${probe.error}`); }
+      if (!probe?.ok) throw new Error('unreachable: the Python was probed above');
       process.stdout.write(`PyTorch trainer: ${probe.label}, torch ${probe.torch} (${python})\n`);
       trainerCommand = `${pytorchCommand(python, gpus, values.config !== undefined)}${values.steps ? ` --steps ${values.steps}` : ''}`;
     }
@@ -97,4 +109,16 @@ export async function serveCommand(argv: string[]): Promise<number> {
   process.stdout.write(`\nSRLoRA dashboard: ${url}\n(${runs.runs.size} run${runs.runs.size === 1 ? '' : 's'} in ${runs.runsDir}; Ctrl+C stops)\n`);
   await stopped;
   return 0;
+}
+
+/** Runs the PyTorch trainer's own validator on FILE (`python -m srlora_torch.train --check`): resolves when it is valid;
+ * rejects with the trainer's last stderr line (what `python -m srlora_torch.train --config FILE` would say). */
+function checkPytorchConfig(python: string, packageDir: string, file: string, steps: string | undefined): Promise<void> {
+  const args = ['-m', 'srlora_torch.train', '--check', '--config', file, ...(steps ? ['--steps', steps] : [])];
+  return new Promise((done, fail) => {
+    execFile(python, args, { env: { ...process.env, ...pythonEnv(packageDir) }, timeout: 120_000, maxBuffer: 1 << 20 }, (err, _stdout, stderr) => {
+      if (!err) { done(); return; }
+      fail(new Error(stderr.trim().split('\n').at(-1)?.slice(0, 2000) || `the PyTorch trainer refused ${file}: ${err.message}`));
+    });
+  });
 }

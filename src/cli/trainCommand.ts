@@ -35,6 +35,16 @@ export function parseFlags(argv: string[]): { own: Map<string, string | true>; o
   return { own, overrides };
 }
 
+/** The run config `train` runs: FILE (or the defaults) with `--field value` flags over it, validated, its paths made
+ * absolute against FILE's folder (`baseDir`). Throws the one-line error naming every wrong field. `srlora serve
+ * --config` calls it too, so that it refuses a bad file up front with the same words. */
+export function configWithFlags(file: string | undefined, overrides: [string, string][]): { config: RunConfig; baseDir: string } {
+  const base = file !== undefined ? readRunConfig(resolve(file)) : parseRunConfig({}, 'defaults');
+  const baseDir = file !== undefined ? dirname(resolve(file)) : process.cwd();
+  const source = file !== undefined ? `${file} with flags` : 'flags';
+  return { config: withAbsolutePaths(parseRunConfig(applyOverrides(base as unknown as Record<string, unknown>, overrides), source), baseDir), baseDir };
+}
+
 export async function trainCommand(argv: string[]): Promise<number> {
   const { own, overrides } = parseFlags(argv);
   const env = process.env;
@@ -56,9 +66,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     }
   } else {
     const file = own.get('config');
-    const base = typeof file === 'string' ? readRunConfig(resolve(file)) : parseRunConfig({}, 'defaults');
-    if (typeof file === 'string') baseDir = dirname(resolve(file));
-    config = withAbsolutePaths(parseRunConfig(applyOverrides(base as unknown as Record<string, unknown>, overrides), typeof file === 'string' ? `${file} with flags` : 'flags'), baseDir);
+    ({ config, baseDir } = configWithFlags(typeof file === 'string' ? file : undefined, overrides));
     const runsDir = typeof own.get('runs-dir') === 'string' ? resolve(own.get('runs-dir') as string) : resolve(DEFAULT_RUNS_DIR);
     runDir = env.SRLORA_RUN_DIR ? resolve(env.SRLORA_RUN_DIR) : newRunDir(runsDir, config.method);
   }
