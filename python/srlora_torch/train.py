@@ -253,6 +253,16 @@ def finished_state(run_dir: str) -> Optional[int]:
     return step if last == "finished" else None
 
 
+def written_by_builtin(run_dir: str) -> bool:
+    """Whether a run folder's events.jsonl says the built-in trainer (srlora train) wrote it: its hello names another
+    backend than pytorch. Its folder holds no state.pt: this trainer cannot continue it."""
+    from .client import read_log
+    for m in read_log(os.path.join(run_dir, "events.jsonl")):
+        if m["type"] == "hello":
+            return (m.get("backend") or {}).get("name") != "pytorch"
+    return False
+
+
 def new_run_id(method: str) -> str:
     """The folder name the built-in trainer gives a new run (src/runfolder/runFiles.ts newRunId): UTC time to the
     second, the method, 4 random base-36 characters — two runs started in the same second get different names."""
@@ -313,6 +323,8 @@ def main(argv=None) -> int:
         cfg_file = os.path.join(run_dir, "config.json")
         if not os.path.exists(cfg_file):
             raise SystemExit(f"{run_dir} is not a run folder (no config.json)")
+        if os.path.exists(os.path.join(run_dir, "events.jsonl")) and written_by_builtin(run_dir):
+            raise SystemExit(f"{run_dir} is a run of the built-in trainer (srlora train): continue it with srlora train --resume {run_dir}")
         cfg = load_config(cfg_file, {"device": a.device})
         done = finished_state(run_dir)
         if done is not None:  # as the built-in trainer: nothing left to do; loading it would redo the export and log

@@ -3,6 +3,7 @@
  * Flags named after config fields override them (`--r 8`, `--fusion-threshold 1.0`, `--task.transform upright`).
  * The env contract of docs/protocol.md: SRLORA_HUB_URL + SRLORA_TOKEN connect to a hub; SRLORA_RUN_DIR is the run folder.
  */
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { applyOverrides, parseRunConfig, readRunConfig, readRunFolderConfig, withAbsolutePaths, type RunConfig } from '../trainer/config/runConfig';
 import { newRunDir, TrainingRun } from '../trainer/process/trainingRun';
@@ -53,6 +54,11 @@ export async function trainCommand(argv: string[]): Promise<number> {
   let baseDir = process.cwd();
   let runDir: string;
   if (resumeDir) {
+    // Which trainer wrote the run, before its config is read: the PyTorch trainer's config and checkpoints are not ours.
+    const events = join(resumeDir, EVENTS_FILE);
+    if (existsSync(events) && foldRun(runIdOf(resumeDir), readJsonl<TrainerMessage>(events).events).pytorch) {
+      throw new Error(`${resumeDir} is a run of the PyTorch trainer: continue it with python -m srlora_torch.train --resume ${resumeDir}`);
+    }
     config = readRunFolderConfig(resumeDir);
     if (overrides.length) throw new Error('--resume continues the run as configured; flags that change the config are not allowed');
     runDir = resumeDir;
