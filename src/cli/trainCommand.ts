@@ -31,7 +31,10 @@ export function parseFlags(argv: string[]): { own: Map<string, string | true>; o
       if (value === undefined) throw new Error(`--${key} needs a value`);
     }
     if (OWN_FLAGS.has(key)) own.set(key, value);
-    else overrides.push([key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), value]);
+    else {
+      const field = key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+      overrides.push([field, field === 'fusionThreshold' ? fusionThresholdFlag(value) : value]);
+    }
   }
   return { own, overrides };
 }
@@ -44,6 +47,15 @@ export function configWithFlags(file: string | undefined, overrides: [string, st
   const baseDir = file !== undefined ? dirname(resolve(file)) : process.cwd();
   const source = file !== undefined ? `${file} with flags` : 'flags';
   return { config: withAbsolutePaths(parseRunConfig(applyOverrides(base as unknown as Record<string, unknown>, overrides), source), baseDir), baseDir };
+}
+
+/** `--fusion-threshold`: a number ≥ 0 (τ), or `off` (also `null`: the paper's rule), as the page and palette call it;
+ * anything else is refused naming the range (the schema alone would say "expected number | null, got -1"). */
+function fusionThresholdFlag(value: string): string {
+  if (value === 'off' || value === 'null') return 'null';
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new Error(`--fusion-threshold: ${JSON.stringify(value.slice(0, 40))} is not a number ≥ 0 or off (off: the paper's rule, the least important ceil(fusionRatio·r) pairs fuse)`);
+  return value;
 }
 
 export async function trainCommand(argv: string[]): Promise<number> {
