@@ -42,9 +42,10 @@ class ProgressLine:
             return
         self.last, self.last_percent = now, 100 * step // self.total
         done, spent = step - self.base[1], now - self.base[0]
-        rate = done * self.per_step / spent if done > 0 and spent > 0 else 0.0
+        # "–" until a rate is measured (no step done since the start): "0 ex/s" read as a stalled run
+        rate = f"{done * self.per_step / spent:.0f}" if done > 0 and spent > 0 else "–"
         eta = format_duration(spent / done * (self.total - step)) if done > 0 else "…"
-        line = f"step {step}/{self.total}  loss {loss:.4f}  {rate:.0f} ex/s  ETA {eta}"
+        line = f"step {step}/{self.total}  loss {loss:.4f}  {rate} ex/s  ETA {eta}"
         try:
             self.out.write(f"\r\x1b[K{line}" if self.tty else f"{line}\n")
             self.out.flush()

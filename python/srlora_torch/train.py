@@ -224,7 +224,7 @@ def stepper(run: SimpleNamespace, step_fn: Optional[CompiledStep], progress=None
         step_loss = lockstep.mean(loss) if lockstep else loss
         session.after_step(step_loss, skipped=skipped)  # the global batch's loss, on every rank
         if progress and progress.due(ctl.step):  # the loss is read (a device sync) only for a line that is written
-            progress.update(ctl.step, float(step_loss))
+            progress.update(ctl.step, float(step_loss.detach()))
         return True
     return step
 

@@ -114,3 +114,16 @@ def test_the_terminal_summary_counts_recompositions_as_the_page_does(tmp_path):
             {"type": "state", "state": "finished", "step": 20}]
     (tmp_path / "events.jsonl").write_text("".join(json.dumps({"seq": i + 1, **m}) + "\n" for i, m in enumerate(msgs)))
     assert "  recompositions 3 recompositions, 1 fused nothing\n" in summary(str(tmp_path), "finished")
+
+
+def test_a_cpu_run_warns_nothing_and_its_first_line_shows_no_rate_yet(tmp_path, monkeypatch, capsys):
+    """Fresh-user session 5 (fixb.5): a CPU run printed torch's UserWarning (float() of a loss that requires grad) and
+    its first progress line said "0 ex/s" before any rate was measured."""
+    import warnings
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert quick_run(tmp_path, monkeypatch, "--steps", "10") == 0
+    assert [str(w.message) for w in seen if "requires_grad" in str(w.message) or "requires grad" in str(w.message)] == []
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("step ")]
+    assert " – ex/s " in lines[0] and " 0 ex/s " not in lines[0]
+    assert " – ex/s " not in lines[-1]
