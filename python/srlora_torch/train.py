@@ -377,7 +377,9 @@ def main(argv=None) -> int:
     if progress:
         progress.done()
     outcome = session.finish(error)
-    if rank == 0 and not os.environ.get("SRLORA_HUB_URL"):  # as the built-in trainer: a launched run's stderr tail keeps its error
+    if rank == 0 and not os.path.isdir(run_dir):  # nothing to sum up, nothing to resume: say so once, plainly
+        log(f"run {run_id_of(run_dir)}: its folder {os.path.abspath(run_dir)} was deleted while it trained; nothing was recorded")
+    elif rank == 0 and not os.environ.get("SRLORA_HUB_URL"):  # as the built-in trainer: a launched run's stderr tail keeps its error
         try:
             sys.stderr.write("\n" + summary(run_dir, outcome))
         except (OSError, ValueError):  # stderr gone: the run's end is in its events.jsonl

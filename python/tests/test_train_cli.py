@@ -127,3 +127,20 @@ def test_a_cpu_run_warns_nothing_and_its_first_line_shows_no_rate_yet(tmp_path, 
     lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("step ")]
     assert " – ex/s " in lines[0] and " 0 ex/s " not in lines[0]
     assert " – ex/s " not in lines[-1]
+
+
+def test_a_run_folder_deleted_while_it_trained_is_said_once_plainly_with_no_resume_hint(tmp_path, monkeypatch, capsys):
+    """Fresh-user session 5 (fixb.3): the terminal said "run failed: step 0/?" and "continue … --resume <the deleted
+    folder>". It says the folder was deleted and nothing was recorded, and offers no resume of a folder that is gone."""
+    import shutil
+    loop = train.train_loop
+
+    def deleting(cfg, run, *a, **k):
+        loop(cfg, run, *a, **k)
+        shutil.rmtree(run.session.run_dir)
+
+    monkeypatch.setattr(train, "train_loop", deleting)
+    assert quick_run(tmp_path, monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert "was deleted while it trained; nothing was recorded" in err, err
+    assert "--resume" not in err and "step 0/?" not in err, err

@@ -574,7 +574,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   }
 
   private append(run: ManagedRun, ending: { state: 'failed' | 'interrupted' | 'stopped'; reason: string }, exit: ExitRecord): void {
-    if (!existsSync(run.dir)) { this.log('error', `run ${run.runId}: its folder is gone; not recorded: ${ending.state}: ${ending.reason}`); return; }
+    if (!existsSync(run.dir)) { this.log('error', `run ${run.runId}: its folder ${run.dir} was deleted while it trained; nothing was recorded`); return; }
     try {
       appendSupervisorState(join(run.dir, EVENTS_FILE), run.runId, run.model.lastSeq, run.follower.byteOffset, { state: ending.state, step: run.model.step, reason: ending.reason, exit });
       this.log(ending.state === 'failed' ? 'error' : 'info', `run ${run.runId} ${ending.state}: ${ending.reason}`);
