@@ -43,3 +43,15 @@ test('the ratio rule fusing nothing means no pair was old enough; exhausted laye
   assert.equal(all.filter((t) => t.startsWith('40 ')).length, 1);
   assert.ok(texts(log.rewind(30)).every((t) => t.startsWith('20 ')));
 });
+
+test('the latest importance is the newest step\'s: a later snapshot at the same step replaces it, an earlier step\'s arriving late does not, a rewind drops later steps\'', () => {
+  const latest = (log: FixtureLog) => { const li = foldRun('why', events(log)).latestImportance; return li && `${li.step} ${li.layers[0].age.join(',')}`; };
+  const log = importance(importance(start(), 30, [[30, 30, 30, 30], [3, 3, 3, 3]]), 30, [[0, 30, 30, 30], [3, 3, 3, 3]]);
+  assert.equal(latest(log), '30 0,30,30,30', 'the snapshot taken right after a recomposition at step 30');
+  importance(log, 20, [[20, 20, 20, 20], [1, 1, 1, 1]]); // a GPU trainer's asynchronous copy of step 20, written after
+  assert.equal(latest(log), '30 0,30,30,30', 'an earlier step arriving late is not the state now');
+  log.rewind(25);
+  assert.equal(latest(log), null, 'resumed at step 25: the step-30 state is superseded');
+  importance(log, 26, [[1, 1, 1, 1], [1, 1, 1, 1]]);
+  assert.equal(latest(log), '26 1,1,1,1');
+});

@@ -268,6 +268,9 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       break;
     }
     case 'importance':
+      // The latest state: a later snapshot at the same step replaces the earlier (one taken right after a
+      // recomposition); one of an earlier step that arrives later (a GPU trainer's asynchronous copy) does not.
+      if (m.latestImportance && msg.step < m.latestImportance.step) break;
       m.latestImportance = { step: msg.step, seq: msg.seq, layers: msg.layers };
       refineIdleLayers(m, m.latestImportance);
       for (const l of msg.layers) {
@@ -307,6 +310,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       m.rewinds++;
       m.step = msg.step;
       m.recompositionSteps = m.recompositionSteps.filter((s) => s <= msg.step);
+      if (m.latestImportance && m.latestImportance.step > msg.step) m.latestImportance = null;
       m.recompositions = m.recompositionSteps.length;
       m.fusions = m.fusions.filter((f) => f.step <= msg.step);
       m.idleLayers = m.idleLayers.filter((f) => f.step <= msg.step);
