@@ -136,7 +136,7 @@ class SRLoRAController:
         self._captured: Optional[CapturedScores] = None  # importance_async's scoring graph (CUDA only)
         self._exact: Optional[CapturedScores] = None  # the exact scores of every layer, for a recomposition (CUDA only)
         self._recomposer: Optional[Recomposer] = None
-        self._pending_snapshot: Optional[tuple] = None
+        self._pending_snapshot: Optional[Snapshot] = None  # importance_async's, its copy queued
         # Steps whose gradients were not finite (their update and importance skipped, as AMP's GradScaler skips):
         # the count, and whether the step being finished is one (read by Telemetry for the row's nonFiniteGrad).
         self.skipped_steps = 0
@@ -279,28 +279,42 @@ class SRLoRAController:
         """Telemetry off the critical path: starts copying a snapshot into pinned host memory without waiting, and returns
         the previous snapshot once its copy has landed (None until then). Its layers() — the Python decoding — is meant
         for the recorder's writer thread (EventRecorder.emit's build). On the CPU: a snapshot of now."""
-        first = next(iter(self.layers.values()))
-        if first.A.device.type != "cuda":
-            return self._snapshot(*self._with_boost(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS)))
+        if next(iter(self.layers.values())).A.device.type != "cuda":
+            return self.snapshot()
         done, pending = None, self._pending_snapshot
-        if pending is not None and pending[1].query():
-            done, pending = pending[0], None
-        if pending is None:
-            if self._captured is None:
-                self._captured = CapturedScores(self.layers)
-            with torch.cuda.device(first.A.device):  # the layers' GPU, whichever is current
-                order, flat = self._captured(self.optimizer)  # one graph launch (scores and step boost); its output is overwritten by the next, after this copy
-                boost, has = self._captured.boost, self._captured.has
-                n = flat.numel()
-                host = torch.empty(n + (0 if boost is None else boost.numel()), dtype=flat.dtype, pin_memory=True)
-                host[:n].copy_(flat, non_blocking=True)
-                if boost is not None:
-                    host[n:].copy_(boost, non_blocking=True)
-                event = torch.cuda.Event()
-                event.record()
-            pending = (self._snapshot(order, host, has), event)
-        self._pending_snapshot = pending
+        if pending is not None and pending.ready.query():
+            done, pending = pending, None
+        self._pending_snapshot = pending if pending is not None else self._launch_snapshot()
         return done
+
+    def snapshot(self) -> Snapshot:
+        """A snapshot of now, on every device (importance_async on CUDA returns the previous one). On CUDA its copy is
+        queued like importance_async's (one graph replay, no wait here) and its layers() waits for that copy, so a
+        recomposition's snapshot costs the training thread no device sync; an asynchronous snapshot still pending is
+        dropped (it shows the state before). For the snapshot right after a recomposition."""
+        if next(iter(self.layers.values())).A.device.type != "cuda":
+            return self._snapshot(*self._with_boost(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS)))
+        self._pending_snapshot = None
+        return self._launch_snapshot()
+
+    def _launch_snapshot(self) -> Snapshot:
+        """CUDA: the captured scores-and-boost graph replayed, its output copied to pinned memory behind it; the
+        Snapshot's `ready` event says when the copy has landed."""
+        first = next(iter(self.layers.values()))
+        if self._captured is None:
+            self._captured = CapturedScores(self.layers)
+        with torch.cuda.device(first.A.device):  # the layers' GPU, whichever is current
+            order, flat = self._captured(self.optimizer)  # one graph launch; its output is overwritten by the next, after this copy
+            boost, has = self._captured.boost, self._captured.has
+            n = flat.numel()
+            host = torch.empty(n + (0 if boost is None else boost.numel()), dtype=flat.dtype, pin_memory=True)
+            host[:n].copy_(flat, non_blocking=True)
+            if boost is not None:
+                host[n:].copy_(boost, non_blocking=True)
+            snap = self._snapshot(order, host, has)
+            snap.ready = torch.cuda.Event()
+            snap.ready.record()
+        return snap
 
     def _with_boost(self, order: List[str], flat: torch.Tensor) -> Tuple[List[str], torch.Tensor, List[bool]]:
         """grouped_scores' (order, flat) with every layer's step boost appended to flat (measures.grouped_step_boost),
@@ -313,13 +327,6 @@ class SRLoRAController:
         ls = [self.layers[n] for n in order]
         return Snapshot(self.step, order, flat, [l.r for l in ls], [list(l.dir_host) for l in ls], [l.p for l in ls],
                         [l.r_target for l in ls], list(self.layers), boost)
-
-    def snapshot(self) -> Snapshot:
-        """A snapshot of now, on every device (importance_async on CUDA returns the previous one): its tensor is copied to
-        the host here, so it holds this step's state however late layers() decodes it. For the snapshot right after a
-        recomposition, which must show the state the recomposition left."""
-        order, flat, has = self._with_boost(*grouped_scores(self.layers, list(self.layers), TELEMETRY_DIGITS))
-        return self._snapshot(order, flat.cpu(), has)
 
     def importance(self) -> List[dict]:
         """Per layer S, ŝ, age, direction, p, rTarget as telemetry sends them — one host copy for all layers, in the

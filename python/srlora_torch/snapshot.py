@@ -144,8 +144,11 @@ class Snapshot:
     model_order: Optional[List[str]] = None  # the order to report layers in (the tensor's is by shape group)
     # Per layer whether flat carries its step boost (measures.grouped_step_boost), after the scores: r values each.
     boost: Optional[List[bool]] = None
+    ready: Optional["torch.cuda.Event"] = None  # CUDA: recorded after flat's copy to the host was queued
 
     def layers(self) -> List[dict]:
+        if self.ready is not None:
+            self.ready.synchronize()  # the copy only (releases the GIL while it waits)
         flat, out, i = self.flat.tolist(), [], 0
         for n, r, d, p, rt in zip(self.names, self.r, self.directions, self.p, self.r_target):
             out.append({"name": n, "S": flat[i: i + r], "sHat": flat[i + r: i + 2 * r], "age": [int(a) for a in flat[i + 2 * r: i + 3 * r]],
