@@ -1,7 +1,7 @@
 /** A recomposition that fused nothing in a layer says which condition stopped it, from what the log states. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { foldRun, noFusionText } from '../src/viewmodel/runModel';
+import { foldRun, noFusionReasons, noFusionText } from '../src/viewmodel/runModel';
 import type { TrainerMessage } from '../src/protocol/messages';
 import { FixtureLog } from './helpers/runFixtures';
 
@@ -54,4 +54,13 @@ test('the latest importance is the newest step\'s: a later snapshot at the same 
   assert.equal(latest(log), null, 'resumed at step 25: the step-30 state is superseded');
   importance(log, 26, [[1, 1, 1, 1], [1, 1, 1, 1]]);
   assert.equal(latest(log), '26 1,1,1,1');
+});
+
+test('each recomposition keeps its own no-fusion reasons, also two at one step (the commands list names the τ it ran with)', () => {
+  const log = threshold(threshold(start(), 40, 0.7), 40, 2.5);
+  const m = foldRun('why', events(log));
+  const seqs = events(log).filter((e) => e.type === 'recomposition').map((e) => e.seq);
+  const names = new Set(LAYERS);
+  assert.deepEqual(noFusionReasons(m, seqs[0], names).map((t) => /τ = ([\d.]+)/.exec(t)?.[1] ?? t), ['0.7']);
+  assert.deepEqual(noFusionReasons(m, seqs[1], names).map((t) => /τ = ([\d.]+)/.exec(t)?.[1] ?? t), ['2.5']);
 });

@@ -6,7 +6,7 @@
  * One value per step: a `rewind {step}` (a resumed run) drops every value held for later steps, and a row for a step
  * already held replaces it and what follows, so a resumed run draws one curve and exports no repeated rows.
  */
-import type { Ack, Eval, LayerImportance, Recomposition, TrainerMessage } from '../src/protocol/messages';
+import type { Ack, Eval, Recomposition, TrainerMessage } from '../src/protocol/messages';
 import { applyMessage, emptyRun, etaSeconds, type RunModel } from '../src/viewmodel/runModel';
 
 export class Series {
@@ -115,8 +115,8 @@ export class RunData {
   framesVersion = 0;
   recompositions: Recomposition[] = [];
   frames: ImportanceFrame[] = [];
-  /** The latest snapshot in record order (a later one at the same step, e.g. after a recomposition, replaces it). */
-  latestImportance: { step: number; seq: number; layers: LayerImportance[] } | null = null;
+  /** The latest snapshot: the one reducer's (a later one at the same step replaces it; a rewind drops later steps'). */
+  get latestImportance(): RunModel['latestImportance'] { return this.model.latestImportance; }
   readonly acks = new Map<string, Ack[]>();
   ackCount = 0;
   /** Bumped on every change, so views redraw only when needed. */
@@ -152,10 +152,6 @@ export class RunData {
     this.framesVersion++;
     for (const t of this.ranks.values()) t.cutAfter(step);
     for (const t of Object.values(this.rankSummary)) t.cutAfter(step);
-    if (this.latestImportance && this.latestImportance.step > step) {
-      const last = this.model.latestImportance && this.model.latestImportance.step <= step ? this.model.latestImportance : null;
-      this.latestImportance = last;
-    }
   }
 
   /** Seconds left: the one reducer's ETA (runModel.etaSeconds: the current stretch's pace, paused time excluded). */
@@ -206,7 +202,6 @@ export class RunData {
       }
       case 'rewind': this.cutAfter(msg.step); break;
       case 'importance': {
-        this.latestImportance = { step: msg.step, seq: msg.seq, layers: msg.layers };
         // The latest snapshot per step wins, as for every other value: one frame per step.
         while (this.frames.length && this.frames[this.frames.length - 1].step >= msg.step) this.frames.pop();
         this.frames.push({ step: msg.step, time: msg.time, layers: new Map(msg.layers.map((l) => [l.name, { sHat: l.sHat, direction: l.direction, ...(l.stepBoost ? { stepBoost: l.stepBoost } : {}) }])) });

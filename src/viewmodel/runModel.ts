@@ -59,6 +59,15 @@ export interface IdleLayer {
   threshold: number | null;
 }
 
+/**
+ * Why one recomposition (the event at record position `seq`) fused nothing in the named layers: the distinct reasons'
+ * words, one phrase when they agree. Keyed by the event, not its step: two recompositions at one step (forced twice
+ * while paused) each keep their own reasons.
+ */
+export function noFusionReasons(m: RunModel, seq: number, layers: ReadonlySet<string>): string[] {
+  return [...new Set(m.idleLayers.filter((l) => l.seq === seq && layers.has(l.layer)).map((l) => noFusionText(l, m.minSlotAge)))];
+}
+
 /** The words for a reason ("no pair old enough (age ≥ 30 steps)"); minSlotAge from hello (null: not stated). */
 export function noFusionText(l: Pick<IdleLayer, 'reason' | 'threshold'>, minSlotAge: number | null): string {
   const age = minSlotAge === null ? 'old enough' : `old enough (age ≥ ${minSlotAge} step${minSlotAge === 1 ? '' : 's'})`;

@@ -5,7 +5,7 @@
  * settings, a forced recomposition). A recomposition that fused nothing says so instead of a green "applied".
  */
 import type { Ack } from '../../src/protocol/messages';
-import { noFusionText, type CommandKind } from '../../src/viewmodel/runModel';
+import { noFusionReasons, type CommandKind } from '../../src/viewmodel/runModel';
 import type { Store } from '../store';
 import type { RunData } from '../runData';
 import { h } from '../dom';
@@ -47,7 +47,7 @@ export class CommandsPanel implements Panel {
     if (rec && !rec.layers.some((l) => l.slots.length > 0)) {
       // Which condition stopped each layer (the one reducer's idleLayers); one phrase when they agree.
       const names = new Set(rec.layers.map((l) => l.name));
-      const why = [...new Set(r.model.idleLayers.filter((l) => l.step === rec.step && names.has(l.layer)).map((l) => noFusionText(l, r.model.minSlotAge)))];
+      const why = noFusionReasons(r.model, rec.seq, names);
       return { text: `applied at step ${last.step} — fused nothing (${why.length ? why.join('; ') : 'no pair selected'})`, cls: 'none' };
     }
     return { text: `applied at step ${last.step}`, cls: 'ok' };
