@@ -533,7 +533,14 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
       run.lock = null;
       throw e;
     }
-    if (child.identity) writePidFile(join(run.dir, PID_FILE), child.identity);
+    // The child runs from here on: a pid file that cannot be written (its folder deleted at once, a full disk) must not
+    // leave it unattached — its exit still has to be seen and recorded. Without the file a later supervisor cannot
+    // prove the process is ours, so it will not signal it (the safe side).
+    if (child.identity) {
+      try { writePidFile(join(run.dir, PID_FILE), child.identity); } catch (e) {
+        this.log('warn', `run ${run.runId}: could not write its trainer's pid file (${(e as Error).message})`);
+      }
+    }
     this.log('info', `run ${run.runId}: trainer started (pid ${child.pid})`);
     this.attach(run, child);
     this.emit('changed', run.runId);
