@@ -28,6 +28,7 @@ import { applyMessage, emptyRun, isActive, isResumable, steerControl, type RunMo
 import { ChildTrainer, PidHandle, type ExitInfo, type LaunchSpec, type TrainerHandle } from './trainerProcess';
 import { appendSupervisorState, exitRecord, judgeEnding, type Intent } from './supervisorRecord';
 import { pythonEnv } from './pythonTrainer';
+import { readConfigValue, RunConfigSchema } from '../trainer/config/runConfig';
 
 export type OnWindowClose = 'stop' | 'detach';
 
@@ -70,7 +71,7 @@ export interface StartOptions {
   configFile?: string | null;
   /** Extra `--field value` flags. */
   overrides?: Record<string, string | number>;
-  /** A name for the run folder, default: time + method + random. */
+  /** A name for the run folder, default: `<time>-<method>-xxxx` (runMethod), as the trainers name the runs they create. */
   runId?: string;
   /** This run's trainer command line instead of the configured one (e.g. the PyTorch trainer). */
   trainerCommand?: string;
@@ -478,7 +479,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   /** Starts a run in a new folder (0700, in a runs folder created 0700), owned by this supervisor. */
   async start(opts: StartOptions = {}): Promise<ManagedRun> {
     this.assertTrusted();
-    const name = opts.runId ?? newRunId(opts.overrides?.method ? String(opts.overrides.method) : 'run');
+    const name = opts.runId ?? newRunId(runMethod(opts));
     const runId = runIdOf(name);
     ensurePrivateDir(this.o.runsDir);
     const dir = resolve(this.o.runsDir, name);
@@ -723,6 +724,23 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     }
     this.removeAllListeners();
   }
+}
+
+/**
+ * The method a started run trains with, for its folder's name (`<time>-<method>-xxxx`, runfolder newRunId: the name
+ * every trainer gives a run it creates, so a run looks the same however it was started): a `method` override, else
+ * the config file's `method`, else the config default. A file that cannot be read gives the default here; the trainer
+ * says what is wrong with it.
+ */
+export function runMethod(opts: Pick<StartOptions, 'configFile' | 'overrides'>): string {
+  if (opts.overrides?.method !== undefined) return String(opts.overrides.method);
+  if (opts.configFile) {
+    try {
+      const v = readConfigValue(opts.configFile) as { method?: unknown } | null;
+      if (typeof v === 'object' && v !== null && typeof v.method === 'string' && v.method) return v.method;
+    } catch { /* the trainer reports it */ }
+  }
+  return RunConfigSchema.properties.method.default as string;
 }
 
 function shellQuote(s: string): string {
