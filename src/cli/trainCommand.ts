@@ -58,6 +58,11 @@ function fusionThresholdFlag(value: string): string {
   return value;
 }
 
+/** What `train --resume` (and `serve --resume` without `--trainer pytorch`) says of a PyTorch run's folder. */
+export function pytorchRunMessage(runDir: string): string {
+  return `${runDir} is a run of the PyTorch trainer: continue it with python -m srlora_torch.train --resume ${runDir}`;
+}
+
 export async function trainCommand(argv: string[]): Promise<number> {
   const { own, overrides } = parseFlags(argv);
   const env = process.env;
@@ -69,7 +74,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     // Which trainer wrote the run, before its config is read: the PyTorch trainer's config and checkpoints are not ours.
     const events = join(resumeDir, EVENTS_FILE);
     if (existsSync(events) && foldRun(runIdOf(resumeDir), readJsonl<TrainerMessage>(events).events).pytorch) {
-      throw new Error(`${resumeDir} is a run of the PyTorch trainer: continue it with python -m srlora_torch.train --resume ${resumeDir}`);
+      throw new Error(pytorchRunMessage(resumeDir));
     }
     config = readRunFolderConfig(resumeDir);
     if (overrides.length) throw new Error('--resume continues the run as configured; flags that change the config are not allowed');

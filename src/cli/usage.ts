@@ -37,13 +37,14 @@ export const HELP: Record<string, CommandHelp> = {
   },
   serve: {
     summary: 'the dashboard in a browser for the runs of a folder, optionally starting one',
-    usage: 'srlora serve [--runs-dir DIR] [--port N] [--host 127.0.0.1] [--demo | --config FILE] [--steps N] [--trainer builtin|pytorch] [--python PATH] [--gpus N]',
+    usage: 'srlora serve [--runs-dir DIR] [--port N] [--host 127.0.0.1] [--demo | --config FILE | --resume RUN_DIR_OR_ID] [--steps N] [--trainer builtin|pytorch] [--python PATH] [--gpus N]',
     flags: [
-      ['--runs-dir DIR', `the runs to show (default ${DEFAULT_RUNS_DIR})`],
+      ['--runs-dir DIR', `the runs to show (default ${DEFAULT_RUNS_DIR}; with --resume RUN_DIR, its parent)`],
       ['--port N', 'the port (default: any free one)'],
       ['--host HOST', 'the address to listen on (default 127.0.0.1: loopback only)'],
       ['--demo', 'start the built-in demo run'],
       ['--config FILE', 'start a run of this config'],
+      ['--resume RUN', 'continue a stopped, interrupted or failed run (its folder, or its id in --runs-dir) from its newest complete checkpoint, steerable from the page; a PyTorch run needs --trainer pytorch'],
       ['--steps N', 'steps of the run it starts'],
       ['--trainer NAME', 'which trainer runs it: builtin (default) or pytorch (srlora_torch, shipped with this package)'],
       ['--python PATH', 'the Python with torch for --trainer pytorch (default python3)'],

@@ -1,0 +1,103 @@
+/**
+ * `srlora serve --resume RUN_DIR_OR_ID`: a stopped or interrupted run continues under serve's own supervision, so the
+ * page steers it (a run continued from a terminal with `train --resume` is only followed, read-only). Refusals say why:
+ * a run running elsewhere names who runs it, an unknown id is named, a run of the other trainer gets `train --resume`'s
+ * words. Before: serve had no --resume ("serve: unknown option '--resume'").
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { WebSocket } from 'ws';
+import { readJsonl } from '../src/runfolder/eventLog';
+import type { HubToViewer, RunSummary, State, TrainerMessage } from '../src/protocol/messages';
+import { tempDir, until } from './helpers/tmp';
+
+const cli = join(import.meta.dirname, '../dist/cli.js');
+const line = (m: object) => JSON.stringify(m) + '\n';
+const logOf = (dir: string) => readJsonl<TrainerMessage>(join(dir, 'events.jsonl')).events;
+const lastState = (dir: string) => logOf(dir).filter((m): m is State => m.type === 'state').at(-1);
+
+function cliProcess(args: string[]): { p: ChildProcess; out: () => string; code: Promise<number | null> } {
+  const p = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  after(() => { if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); });
+  let out = '';
+  p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  p.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  return { p, out: () => out, code: new Promise((r) => p.once('exit', (c) => r(c))) };
+}
+
+test('srlora serve --resume continues an interrupted run under its own supervision: the page can steer it; a run still running in a terminal is refused, naming its trainer', async () => {
+  const dir = tempDir();
+  const runsDir = join(dir, 'runs');
+  const config = join(dir, 'quick.srlora.json');
+  writeFileSync(config, JSON.stringify({ model: { kind: 'mlp' }, steps: 100_000, evalEvery: 1000, checkpointEvery: 0, importanceEvery: 5 }));
+  // A run started from a terminal.
+  const train = cliProcess(['train', '--config', config, '--runs-dir', runsDir, '--no-progress']);
+  assert.ok(await until(() => existsSync(runsDir) && readdirSync(runsDir).length === 1, 30_000), train.out());
+  const runId = readdirSync(runsDir)[0];
+  const runDir = join(runsDir, runId);
+  assert.ok(await until(() => existsSync(join(runDir, 'events.jsonl')) && logOf(runDir).some((m) => m.type === 'metrics'), 60_000), train.out());
+  // While it trains there, serve will not take it: it says who runs it.
+  const busy = cliProcess(['serve', '--runs-dir', runsDir, '--resume', runId]);
+  assert.notEqual(await busy.code, 0, busy.out());
+  assert.match(busy.out(), new RegExp(`srlora: run \\S+ is running: its trainer \\(pid ${train.p.pid}\\) was started from a terminal`), busy.out());
+  // Ctrl+C in the terminal: it checkpoints and is interrupted.
+  train.p.kill('SIGINT');
+  await train.code;
+  assert.equal(lastState(runDir)?.state, 'interrupted', train.out());
+  const stepBefore = lastState(runDir)!.step;
+
+  // Continued by serve, named by its folder (no --runs-dir: its parent is shown).
+  const s = cliProcess(['serve', '--resume', runDir]);
+  after(() => { if (s.p.exitCode === null) s.p.kill('SIGKILL'); });
+  assert.ok(await until(() => /SRLoRA dashboard: (http\S+)/.test(s.out()), 60_000), s.out());
+  assert.match(s.out(), new RegExp(`continued run ${runId} \\(interrupted at step ${stepBefore}\\) in `));
+  const url = new URL(/SRLoRA dashboard: (http\S+)/.exec(s.out())![1]);
+  assert.equal(url.searchParams.get('run'), runId, 'the page opens on the continued run');
+  // Its trainer resumed from the checkpoint (rewind) and trains on.
+  assert.ok(await until(() => logOf(runDir).some((m) => m.type === 'rewind') && logOf(runDir).some((m) => m.type === 'metrics' && m.rows.some((r) => r.step > stepBefore)), 60_000), s.out());
+  const owner = JSON.parse(readFileSync(join(runDir, 'owner.json'), 'utf8')) as { by: string; pid: number };
+  assert.deepEqual([owner.by, owner.pid], ['srlora serve', s.p.pid], 'serve owns the run');
+  // What the page is told: the run can be steered (not read-only).
+  const ws = new WebSocket(`ws://${url.host}/viewer`, { headers: { Authorization: `Bearer ${url.searchParams.get('token')}` } });
+  let listed: RunSummary | undefined;
+  ws.on('message', (d) => { const m = JSON.parse(d.toString()) as HubToViewer; if (m.type === 'runs') listed = m.runs.find((r) => r.runId === runId); });
+  try {
+    assert.ok(await until(() => listed?.control?.canSteer === true, 30_000), JSON.stringify(listed));
+    assert.equal(listed?.readOnly, undefined);
+  } finally { ws.close(); }
+  s.p.kill('SIGINT');
+  assert.equal(await s.code, 0, s.out());
+  assert.equal(lastState(runDir)?.state, 'interrupted');
+  assert.match(lastState(runDir)?.reason ?? '', /SIGINT/);
+});
+
+test('srlora serve --resume refuses, saying why: an unknown id (named), a PyTorch run without --trainer pytorch (train --resume\'s words), flags that would change the run', async () => {
+  const dir = tempDir();
+  const runsDir = join(dir, 'runs');
+  mkdirSync(runsDir);
+  const unknown = cliProcess(['serve', '--runs-dir', runsDir, '--resume', 'no-such-run']);
+  assert.notEqual(await unknown.code, 0);
+  assert.match(unknown.out(), /srlora: --resume: no run "no-such-run" in \S+runs/);
+  // A stopped run of the PyTorch trainer.
+  const runDir = join(runsDir, '20261130-000000-srlora-abcd');
+  mkdirSync(runDir);
+  writeFileSync(join(runDir, 'config.json'), JSON.stringify({ steps: 10 }));
+  const base = { v: 1, runId: '20261130-000000-srlora-abcd', time: 1_790_000_000_000 };
+  writeFileSync(join(runDir, 'events.jsonl'),
+    line({ ...base, seq: 1, type: 'hello', protocol: { major: 1, minor: 1 }, method: 'srlora', backend: { name: 'pytorch', device: 'cpu' }, totalSteps: 10, config: {}, layers: [] })
+    + line({ ...base, seq: 2, type: 'state', state: 'stopped', step: 4 }));
+  const wrong = cliProcess(['serve', '--runs-dir', runsDir, '--resume', '20261130-000000-srlora-abcd']);
+  assert.notEqual(await wrong.code, 0);
+  const trainSays = spawnSync(process.execPath, [cli, 'train', '--resume', runDir], { encoding: 'utf8' }).stderr.trim();
+  assert.match(trainSays, /is a run of the PyTorch trainer/);
+  assert.ok(wrong.out().includes(trainSays), `serve: ${wrong.out()}\ntrain: ${trainSays}`);
+  assert.match(wrong.out(), /--trainer pytorch/);
+  const withConfig = cliProcess(['serve', '--runs-dir', runsDir, '--resume', runDir, '--steps', '5']);
+  assert.notEqual(await withConfig.code, 0);
+  assert.match(withConfig.out(), /--resume continues a run as it was configured/);
+  const help = spawnSync(process.execPath, [cli, 'serve', '--help'], { encoding: 'utf8' });
+  assert.match(help.stdout + help.stderr, /--resume RUN/);
+});
