@@ -11,6 +11,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { readJsonl } from '../src/runfolder/eventLog';
+import { Hub } from '../src/hub/hub';
+import { RunManager } from '../src/supervisor/runManager';
 import type { HubToViewer, RunSummary, State, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until } from './helpers/tmp';
 
@@ -100,4 +102,25 @@ test('srlora serve --resume refuses, saying why: an unknown id (named), a PyTorc
   assert.match(withConfig.out(), /--resume continues a run as it was configured/);
   const help = spawnSync(process.execPath, [cli, 'serve', '--help'], { encoding: 'utf8' });
   assert.match(help.stdout + help.stderr, /--resume RUN/);
+});
+
+test('continuing a run another supervisor owns is refused naming that owner (what serve --resume and VS Code\'s Continue say)', async () => {
+  const dir = tempDir();
+  const runsDir = join(dir, 'runs');
+  const hubA = await Hub.start({ heartbeatMs: 60_000 });
+  const hubB = await Hub.start({ heartbeatMs: 60_000 });
+  // A's trainer: a process that outlives the check (it writes nothing, so the run stays starting).
+  const a = new RunManager({ runsDir, hub: hubA, cliPath: 'unused', trainerCommand: 'sleep 60', by: 'VS Code' });
+  const b = new RunManager({ runsDir, hub: hubB, cliPath: 'unused', by: 'srlora serve' });
+  try {
+    const run = await a.start({ cwd: dir });
+    b.scan();
+    await assert.rejects(b.continueRun(run.runId), new RegExp(`run \\S+ is starting: it belongs to VS Code \\(pid ${process.pid}\\)`));
+    await assert.rejects(a.continueRun(run.runId), /is starting: this VS Code runs it \(trainer pid \d+\)/);
+  } finally {
+    await a.dispose('stop');
+    await b.dispose('stop');
+    await hubA.close();
+    await hubB.close();
+  }
 });

@@ -83,6 +83,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
   runs.watch();
   let started: string | null = null;
+  if (probe?.ok) process.stdout.write(`PyTorch trainer: ${probe.label}, torch ${probe.torch} (${values.python ?? 'python3'})\n`);
   if (resume) {
     // A refusal (unknown run, wrong trainer, running elsewhere, no checkpoint) exits non-zero, not half up.
     const run = await continueRun(runs, resume, pytorch ? { python: values.python ?? 'python3', gpus: probe?.ok ? probe.gpus : 0 } : null)
@@ -95,7 +96,6 @@ export async function serveCommand(argv: string[]): Promise<number> {
     if (pytorch) {
       const python = values.python ?? 'python3';
       if (!probe?.ok) throw new Error('unreachable: the Python was probed above');
-      process.stdout.write(`PyTorch trainer: ${probe.label}, torch ${probe.torch} (${python})\n`);
       trainerCommand = `${pytorchCommand(python, gpus, values.config !== undefined)}${values.steps ? ` --steps ${values.steps}` : ''}`;
     }
     const run = await runs.start({
