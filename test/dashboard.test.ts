@@ -2,7 +2,7 @@
  * The dashboard in headless Chromium (Debian's chromium through playwright-core) against `srlora serve` with a real
  * trainer. Screenshots go to test-results/.
  */
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -90,6 +90,21 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+// Each test checks the pages it used raised nothing (CSP violations included): a summary test at the end checked
+// only what the tests before it had run, and nothing when run alone.
+afterEach(() => { assert.deepEqual(pageErrors.splice(0), [], 'the page raised no errors'); });
+
+/**
+ * The shared page once it shows the live run running, past its first steps, with an importance snapshot (the heatmap
+ * has cells): what every test on the shared page needs, so each passes alone (--test-name-pattern) or in any order.
+ */
+async function livePage(): Promise<Page> {
+  await page.waitForFunction(() => /step [1-9]\d*\//.test(document.querySelector('.facts')?.textContent ?? '')
+    && document.querySelector('.badge')?.textContent === 'running'
+    && Number(document.querySelector('canvas.heatmap')?.getAttribute('data-cells') ?? 0) > 0, null, { timeout: 30_000 });
+  return page;
+}
+
 const facts = () => page.locator('.facts').textContent();
 const stepShown = async () => Number(/step (\d+)\//.exec((await facts()) ?? '')?.[1] ?? 0);
 const commandLine = (label: RegExp) => page.locator('ul.commands li', { hasText: label }).first();
@@ -128,7 +143,7 @@ test('loss points arrive and the header follows the run', async () => {
 });
 
 test('the heatmap has layers × r cells', async () => {
-  await page.waitForFunction(() => document.querySelector('canvas.heatmap')?.getAttribute('data-cells') !== null, null, { timeout: 20_000 });
+  await livePage();
   const canvas = page.locator('canvas.heatmap');
   assert.equal(await canvas.getAttribute('data-layers'), '3');
   assert.equal(await canvas.getAttribute('data-slots'), '4');
@@ -141,6 +156,7 @@ const picker = (p: Page) => p.locator('vscode-single-select.run-select').evaluat
   ({ value: el.value, face: el.shadowRoot?.querySelector('.select-face')?.textContent?.trim() ?? '' }));
 
 test('Pause: the trainer acks paused at a step and the page shows it; Resume runs on', async () => {
+  await livePage();
   const liveId = new URL(page.url()).searchParams.get('run');
   assert.ok(liveId, page.url());
   assert.deepEqual((await picker(page)).value, liveId);
@@ -168,6 +184,7 @@ test('Pause: the trainer acks paused at a step and the page shows it; Resume run
 });
 
 test('a threshold change previews the exact count, is applied by the trainer, and shows in force', async () => {
+  await livePage();
   const preview = page.locator('.preview');
   await page.locator('vscode-radio[value="threshold"]').click();
   const field = page.locator('vscode-textfield[aria-label="Fusion threshold τ value"] input');
@@ -185,6 +202,7 @@ test('a threshold change previews the exact count, is applied by the trainer, an
 });
 
 test('Recompose now: a new forced row in the recomposition log', async () => {
+  await livePage();
   const forcedRows = () => page.locator('tbody tr.forced').count();
   const before = await forcedRows();
   await page.getByRole('button', { name: /recompose all layers now/i }).click();
@@ -195,7 +213,9 @@ test('Recompose now: a new forced row in the recomposition log', async () => {
 });
 
 test('compare: ?runs=A,B overlays both runs on one loss chart, each named with its method', async () => {
-  const ids = readdirSync(join(dir, 'runs')).filter((id) => !id.startsWith('fixture-')).sort();
+  const liveIds = () => readdirSync(join(dir, 'runs')).filter((id) => !id.startsWith('fixture-')).sort();
+  await until(() => liveIds().length >= 2, 20_000, 100); // the baseline and the live run (started by serve)
+  const ids = liveIds();
   assert.equal(ids.length, 2, `runs: ${ids.join(', ')}`);
   const compareUrl = new URL(url);
   compareUrl.searchParams.set('runs', ids.join(','));
@@ -205,7 +225,10 @@ test('compare: ?runs=A,B overlays both runs on one loss chart, each named with i
     await p2.goto(compareUrl.href); // the token becomes a cookie; the runs stay in the URL
     assert.equal(new URL(p2.url()).searchParams.get('runs'), ids.join(','));
     const chart = p2.locator('section[aria-label="Loss"] canvas');
-    await p2.waitForFunction(() => /baseline \(lora\), 30 points/.test(document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 20_000 });
+    // Both runs drawn: the finished baseline's 30 points, and the live run's once it has trained (run alone, this
+    // test can get here before the live run's first step).
+    await p2.waitForFunction(() => /baseline \(lora\), 30 points/.test(document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('aria-label') ?? '')
+      && /dashboard-test \(srlora\), [1-9]\d* points/.test(document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 30_000 });
     assert.equal(await chart.getAttribute('data-runs'), '2');
     assert.match((await chart.getAttribute('aria-label')) ?? '', /dashboard-test \(srlora\), [1-9]\d* points, last \d/);
     assert.match((await p2.locator('h1.run-name').textContent()) ?? '', /^Compare: .*(baseline.*dashboard-test|dashboard-test.*baseline)/);
@@ -302,6 +325,7 @@ test('a mistyped run id in the URL says so, with every control disabled (not "Lo
 });
 
 test('τ and γ validate as the palette does: -1.5, a lone - and γ = 2 are errors, preview nothing, cannot be applied', async () => {
+  await livePage();
   const tau = page.locator('vscode-textfield[aria-label="Fusion threshold τ value"] input');
   const gamma = page.locator('vscode-textfield[aria-label="Fusion ratio γ"] input');
   const apply = page.getByRole('button', { name: /apply the fusion rule/i });
@@ -323,12 +347,27 @@ test('τ and γ validate as the palette does: -1.5, a lone - and γ = 2 are erro
 });
 
 test('the commands list survives a reload (it is the run\'s acks), with the labels this page sent', async () => {
+  await livePage();
+  // Commands of this test's own (a τ no other test sends; pauses counted), not whatever earlier tests sent.
+  const pauses = () => page.locator('ul.commands li', { hasText: /^Pause — applied at step \d+/ }).count();
+  const before = await pauses();
+  await page.getByRole('button', { name: 'Pause the run', exact: true }).click();
+  await page.getByRole('button', { name: 'Resume the run', exact: true }).waitFor({ timeout: 15_000 });
+  await page.waitForFunction((n) => [...document.querySelectorAll('ul.commands li')].filter((li) => /^Pause — applied at step \d+/.test(li.textContent ?? '')).length > n, before, { timeout: 15_000 });
+  await page.getByRole('button', { name: 'Resume the run', exact: true }).click();
+  await page.getByRole('button', { name: 'Pause the run', exact: true }).waitFor({ timeout: 15_000 });
+  await page.locator('vscode-textfield[aria-label="Fusion threshold τ value"] input').fill('1.37');
+  await page.locator('vscode-textfield[aria-label="Fusion ratio γ"] input').fill('0.25');
+  await page.getByRole('button', { name: /apply the fusion rule/i }).click();
+  await commandLine(/^Set τ = 1.37, γ = 0.25 — applied at step \d+/).waitFor({ timeout: 15_000 });
   await page.reload();
-  await commandLine(/^Pause — applied at step \d+/).waitFor({ timeout: 15_000 });
-  await commandLine(/^Set τ = 1.25, γ = 0.25 — applied at step \d+/).waitFor({ timeout: 5_000 });
+  await commandLine(/^Set τ = 1.37, γ = 0.25 — applied at step \d+/).waitFor({ timeout: 15_000 });
+  await commandLine(/^Resume — applied at step \d+/).waitFor({ timeout: 5_000 });
+  assert.equal(await pauses(), before + 1, 'the pause this test sent, once');
 });
 
 test('Stop asks first, saying what the browser user can do later; Cancel keeps the run going', async () => {
+  await livePage();
   await page.getByRole('button', { name: 'Stop the run', exact: true }).click();
   const bar = page.getByRole('alertdialog', { name: 'Confirm stop' });
   await bar.waitFor({ state: 'visible' });
@@ -337,10 +376,15 @@ test('Stop asks first, saying what the browser user can do later; Cancel keeps t
   assert.match(question, /srlora train --resume /);
   await bar.getByRole('button', { name: 'Cancel stopping' }).click();
   await bar.waitFor({ state: 'hidden' });
+  // The run goes on (a stop sent anyway would show as its ack and end the steps; the badge alone changes late).
+  const at = await stepShown();
+  await page.waitForFunction((s) => Number(/step (\d+)\//.exec(document.querySelector('.facts')?.textContent ?? '')?.[1] ?? 0) > s + 3, at, { timeout: 20_000 });
   assert.equal(await page.locator('.badge').textContent(), 'running');
+  assert.equal(await page.locator('ul.commands li', { hasText: /^Stop/ }).count(), 0, 'no stop sent');
 });
 
 test('heatmap rows are reachable and selectable by keyboard', async () => {
+  await livePage();
   const rows = page.getByRole('listbox', { name: /Layers/ });
   await rows.focus();
   await page.keyboard.press('ArrowDown');
@@ -352,6 +396,7 @@ test('heatmap rows are reachable and selectable by keyboard', async () => {
 });
 
 test('every button has an accessible name', async () => {
+  await livePage(); // every panel shows the live run (its buttons are there)
   const unnamed = await page.locator('vscode-button').evaluateAll((bs) => bs.filter((b) => !(b.getAttribute('aria-label') ?? b.textContent ?? '').trim()).length);
   assert.equal(unnamed, 0);
 });
@@ -588,8 +633,4 @@ test('an off-screen chart draws once, then not again (its label still says what 
   } finally {
     await p.close();
   }
-});
-
-test('the page raised no errors (CSP violations included)', () => {
-  assert.deepEqual(pageErrors, []);
 });
