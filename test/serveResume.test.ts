@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { WebSocket } from 'ws';
 import { readJsonl } from '../src/runfolder/eventLog';
 import { Hub } from '../src/hub/hub';
@@ -17,6 +17,7 @@ import type { HubToViewer, RunSummary, State, TrainerMessage } from '../src/prot
 import { tempDir, until } from './helpers/tmp';
 
 const cli = join(import.meta.dirname, '../dist/cli.js');
+const python = process.env.SRLORA_TEST_PYTHON ?? resolve('.venv/bin/python');
 const line = (m: object) => JSON.stringify(m) + '\n';
 const logOf = (dir: string) => readJsonl<TrainerMessage>(join(dir, 'events.jsonl')).events;
 const lastState = (dir: string) => logOf(dir).filter((m): m is State => m.type === 'state').at(-1);
@@ -123,4 +124,28 @@ test('continuing a run another supervisor owns is refused naming that owner (wha
     await hubA.close();
     await hubB.close();
   }
+});
+
+test('srlora serve --resume --trainer pytorch continues an interrupted PyTorch run (its own launcher, the shipped srlora_torch) from its checkpoint', async () => {
+  const runsDir = join(tempDir(), 'runs');
+  const env = { ...process.env, PYTHONPATH: join(import.meta.dirname, '../python') };
+  const train = spawn(python, ['-m', 'srlora_torch.train', '--steps', '100000', '--runs-dir', runsDir, '--no-progress'], { stdio: 'ignore', env });
+  after(() => { if (train.exitCode === null && train.signalCode === null) train.kill('SIGKILL'); });
+  const trained = new Promise((r) => train.once('exit', r));
+  assert.ok(await until(() => existsSync(runsDir) && readdirSync(runsDir).length === 1, 120_000));
+  const runDir = join(runsDir, readdirSync(runsDir)[0]);
+  assert.ok(await until(() => existsSync(join(runDir, 'events.jsonl')) && logOf(runDir).some((m) => m.type === 'metrics'), 120_000));
+  train.kill('SIGINT'); // Ctrl+C: it checkpoints and is interrupted
+  await trained;
+  assert.equal(lastState(runDir)?.state, 'interrupted');
+  const stepBefore = lastState(runDir)!.step;
+  const s = cliProcess(['serve', '--resume', runDir, '--trainer', 'pytorch', '--python', python]);
+  assert.ok(await until(() => /SRLoRA dashboard: /.test(s.out()), 120_000), s.out());
+  assert.match(s.out(), /PyTorch trainer: PyTorch · /);
+  // The PyTorch trainer loaded its checkpoint (rewind) and trains on past it.
+  assert.ok(await until(() => logOf(runDir).some((m) => m.type === 'rewind' && m.step === stepBefore)
+    && logOf(runDir).some((m) => m.type === 'metrics' && m.rows.some((r) => r.step > stepBefore)), 120_000), s.out());
+  s.p.kill('SIGINT');
+  assert.equal(await s.code, 0, s.out());
+  assert.equal(lastState(runDir)?.state, 'interrupted');
 });
