@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { join } from 'node:path';
 import { tempDir } from './helpers/tmp';
 import { FixtureLog } from './helpers/runFixtures';
-import { trainingSummary } from '../src/cli/summary';
+import { recompositionsCount, trainingSummary } from '../src/cli/summary';
 import { didYouMean } from '../src/cli/usage';
 
 const root = join(import.meta.dirname, '..');
@@ -112,7 +112,13 @@ test('the summary keeps one value per step after a rewind and counts every recom
   assert.match(s, /train loss +final 1\.0500 +best 0\.0100/, 'steps 1..8 of the first attempt stay (0.01); 9..20 are the resumed ones');
   assert.match(s, /eval loss +final 0\.6000 +best 0\.6000/, 'the first attempt\'s step-10 eval (0.5) was replaced');
   assert.match(s, /eval accuracy +final 0\.8500 +best 0\.8500/);
-  assert.match(s, /recompositions +2 recompositions, 1 fused nothing; 2 pairs fused/, 'as the page and summary.json count them');
+  assert.match(s, /recompositions +2 \(2 pairs fused, 1 fused nothing\)\n/, 'as the page and summary.json count them, the label said once');
+});
+
+test('both trainers\' summaries count recompositions in the same words (shared vectors; the label is not repeated)', () => {
+  const vectors = JSON.parse(readFileSync(join(root, 'test/vectors/summary/recompositions.json'), 'utf8')) as { cases: { recompositions: number; pairsFused: number; fusedNothing: number; text: string }[] };
+  for (const c of vectors.cases) assert.equal(recompositionsCount(c.recompositions, c.pairsFused, c.fusedNothing), c.text);
+  assert.ok(vectors.cases.every((c) => !/recomposition/.test(c.text)));
 });
 
 test('npm run demo is long enough to steer (4,500 ViT steps: minutes, a recomposition every ~640 steps) unless --steps says otherwise', () => {

@@ -60,10 +60,14 @@ class ProgressLine:
                 pass
 
 
-def recompositions_text(count: int, fused_nothing: int) -> str:
-    """How every view counts recompositions (src/viewmodel/runModel.ts recompositionsText): all of them, saying how many
-    fused nothing — "2 recompositions, 1 fused nothing", "1 recomposition"."""
-    return f"{count} recomposition{'' if count == 1 else 's'}" + (f", {fused_nothing} fused nothing" if fused_nothing else "")
+def recompositions_count(count: int, pairs_fused: int, fused_nothing: int) -> str:
+    """The value after the summary's `recompositions` label, in the built-in trainer's words (src/cli/summary.ts
+    recompositionsCount; shared vectors test/vectors/summary/recompositions.json): every recomposition, the pairs they
+    fused, how many fused nothing — "2 (2 pairs fused, 1 fused nothing)", "1 (1 pair fused)", "0"."""
+    if count == 0:
+        return "0"
+    pairs = f"{pairs_fused} pair{'' if pairs_fused == 1 else 's'} fused"
+    return f"{count} ({pairs}{f', {fused_nothing} fused nothing' if fused_nothing else ''})"
 
 
 def summary(run_dir: str, outcome: str) -> str:
@@ -101,7 +105,7 @@ def summary(run_dir: str, outcome: str) -> str:
         parts += [f"{k} {v:.4f}" for k, v in (evals.get("metrics") or {}).items() if isinstance(v, (int, float))]
         if parts:
             lines.append(f"  eval           {', '.join(parts)}")
-    lines.append(f"  recompositions {recompositions_text(len(recomps), sum(1 for _, n in recomps if n == 0))}")
+    lines.append(f"  recompositions {recompositions_count(len(recomps), sum(n for _, n in recomps), sum(1 for _, n in recomps if n == 0))}")
     lines.append(f"  run folder     {run_dir}")
     if os.path.isdir(os.path.join(run_dir, "export")):
         lines.append(f"  export         {os.path.join(run_dir, 'export')}")

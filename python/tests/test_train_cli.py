@@ -104,7 +104,7 @@ def test_help_describes_every_flag_and_an_unknown_flag_gets_a_did_you_mean(capsy
 
 
 def test_the_terminal_summary_counts_recompositions_as_the_page_does(tmp_path):
-    """Every recomposition counts, saying how many fused nothing (src/viewmodel/runModel.ts recompositionsText); a
+    """Every recomposition counts, saying how many fused nothing (src/cli/summary.ts recompositionsCount); a
     resume's rewind drops the later ones, as every view does."""
     from srlora_torch.progress import summary
     layer = lambda fused: {"name": "l", "slots": [0] if fused else []}
@@ -113,7 +113,17 @@ def test_the_terminal_summary_counts_recompositions_as_the_page_does(tmp_path):
             {"type": "recomposition", "step": 10, "layers": [layer(True)]}, {"type": "recomposition", "step": 10, "layers": [layer(False)]},
             {"type": "state", "state": "finished", "step": 20}]
     (tmp_path / "events.jsonl").write_text("".join(json.dumps({"seq": i + 1, **m}) + "\n" for i, m in enumerate(msgs)))
-    assert "  recompositions 3 recompositions, 1 fused nothing\n" in summary(str(tmp_path), "finished")
+    assert "  recompositions 3 (2 pairs fused, 1 fused nothing)\n" in summary(str(tmp_path), "finished")
+
+
+def test_both_trainers_summaries_count_recompositions_in_the_same_words():
+    """Session 6 (cli.3): "recompositions  2 recompositions, 1 fused nothing" repeated its label. The value is the
+    built-in trainer's (src/cli/summary.ts recompositionsCount), held to the same shared vectors."""
+    from conftest import VECTORS
+    from srlora_torch.progress import recompositions_count
+    cases = json.load(open(os.path.join(VECTORS, "summary", "recompositions.json"), encoding="utf-8"))["cases"]
+    for c in cases:
+        assert recompositions_count(c["recompositions"], c["pairsFused"], c["fusedNothing"]) == c["text"], c
 
 
 def test_a_cpu_run_warns_nothing_and_its_first_line_shows_no_rate_yet(tmp_path, monkeypatch, capsys):

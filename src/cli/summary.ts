@@ -7,9 +7,19 @@ import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { readJsonl } from '../runfolder/eventLog';
 import { EVENTS_FILE, EXPORT_DIR_NAME } from '../runfolder/runFiles';
-import { foldRun, plural, recompositionsText } from '../viewmodel/runModel';
+import { foldRun, plural } from '../viewmodel/runModel';
 import { formatDuration } from '../common/formatDuration';
 import type { TrainerMessage } from '../protocol/messages';
+
+/**
+ * The value after the summary's `recompositions` label (the label says what is counted, so the count does not repeat
+ * it): every recomposition, the pairs they fused, how many fused nothing — "2 (2 pairs fused, 1 fused nothing)",
+ * "1 (1 pair fused)", "0". The Python trainer's summary says the same (test/vectors/summary/recompositions.json).
+ */
+export function recompositionsCount(all: number, pairsFused: number, fusedNothing: number): string {
+  if (all === 0) return '0';
+  return `${all} (${plural(pairsFused, 'pair')} fused${fusedNothing > 0 ? `, ${fusedNothing} fused nothing` : ''})`;
+}
 
 const fmt = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(3) : v.toFixed(4));
 
@@ -75,7 +85,7 @@ export function trainingSummary(runDir: string, cwd = process.cwd()): string {
   for (const [k, final, best] of table) lines.push(`  ${k.padEnd(w)} final ${fmt(final)}   best ${fmt(best)}`);
   if (m.method === 'srlora') {
     const fusing = recompositions.filter((r) => r.fused > 0);
-    lines.push(`  ${'recompositions'.padEnd(w)} ${recompositionsText(recompositions.length, recompositions.length - fusing.length)}; ${plural(fusing.reduce((n, r) => n + r.fused, 0), 'pair')} fused`);
+    lines.push(`  ${'recompositions'.padEnd(w)} ${recompositionsCount(recompositions.length, fusing.reduce((n, r) => n + r.fused, 0), recompositions.length - fusing.length)}`);
   }
   if (m.nonFiniteSteps) lines.push(`  ${m.nonFiniteSteps} steps skipped (non-finite gradients)`);
   const label = (k: string) => `  ${k.padEnd(w)} `;

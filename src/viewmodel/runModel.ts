@@ -387,9 +387,9 @@ export function etaSeconds(m: RunModel): number | null {
 export const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
 
 /**
- * How every view counts recompositions (the page's header and table, the terminal summary, summary.json's
- * `recompositions`): all of them, forced and scheduled, saying how many fused nothing — "2 recompositions, 1 fused
- * nothing", "1 recomposition". The Python trainer's terminal summary says the same words.
+ * How every view counts recompositions (the page's header and table, summary.json's `recompositions`): all of them,
+ * forced and scheduled, saying how many fused nothing — "2 recompositions, 1 fused nothing", "1 recomposition". (The
+ * terminal summaries, after their own `recompositions` label, count the same ones: src/cli/summary.ts recompositionsCount.)
  */
 export function recompositionsText(all: number, fusedNothing: number): string {
   return `${plural(all, 'recomposition')}${fusedNothing > 0 ? `, ${fusedNothing} fused nothing` : ''}`;
