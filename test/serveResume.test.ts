@@ -77,7 +77,7 @@ test('srlora serve --resume continues an interrupted run under its own supervisi
   assert.match(lastState(runDir)?.reason ?? '', /SIGINT/);
 });
 
-test('srlora serve --resume refuses, saying why: an unknown id (named), a PyTorch run without --trainer pytorch (train --resume\'s words), flags that would change the run', async () => {
+test('srlora serve --resume refuses, saying why: an unknown id (named), a run of the other trainer (the words of that trainer\'s --resume), flags that would change the run', async () => {
   const dir = tempDir();
   const runsDir = join(dir, 'runs');
   mkdirSync(runsDir);
@@ -98,6 +98,16 @@ test('srlora serve --resume refuses, saying why: an unknown id (named), a PyTorc
   assert.match(trainSays, /is a run of the PyTorch trainer/);
   assert.ok(wrong.out().includes(trainSays), `serve: ${wrong.out()}\ntrain: ${trainSays}`);
   assert.match(wrong.out(), /--trainer pytorch/);
+  // A stopped run of the built-in trainer, asked of the PyTorch one: the PyTorch trainer's own words.
+  const builtinDir = join(runsDir, '20261130-000000-srlora-efgh');
+  mkdirSync(builtinDir);
+  writeFileSync(join(builtinDir, 'config.json'), JSON.stringify({ steps: 10 }));
+  writeFileSync(join(builtinDir, 'events.jsonl'),
+    line({ ...base, runId: '20261130-000000-srlora-efgh', seq: 1, type: 'hello', protocol: { major: 1, minor: 1 }, method: 'srlora', backend: { name: 'cpu', device: 'cpu' }, totalSteps: 10, config: {}, layers: [] })
+    + line({ ...base, runId: '20261130-000000-srlora-efgh', seq: 2, type: 'state', state: 'stopped', step: 4 }));
+  const other = cliProcess(['serve', '--resume', builtinDir, '--trainer', 'pytorch', '--python', python]);
+  assert.notEqual(await other.code, 0);
+  assert.ok(other.out().includes(`srlora: ${builtinDir} is a run of the built-in trainer (srlora train): continue it with srlora train --resume ${builtinDir}`), other.out());
   const withConfig = cliProcess(['serve', '--runs-dir', runsDir, '--resume', runDir, '--steps', '5']);
   assert.notEqual(await withConfig.code, 0);
   assert.match(withConfig.out(), /--resume continues a run as it was configured/);
