@@ -568,7 +568,7 @@ test('the SRLoRA dynamics: effective rank of ΔW, fused pairs (the freshest fuse
   } finally { await p.close(); }
 });
 
-test('zoom: a dragged box zooms x to it and holds through redraws; a double-click resets, and a later y change is not taken for a zoom', async () => {
+test('zoom: a dragged box zooms x to it and holds through redraws; a double-click resets, and a later y change is not taken for a zoom; another x axis drops the zoom', async () => {
   const p = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   const sel = 'section[aria-label="Loss"]';
   const logY = () => p.locator(`${sel} vscode-checkbox`).click();
@@ -583,12 +583,16 @@ test('zoom: a dragged box zooms x to it and holds through redraws; a double-clic
     const whole = await axis();
     assert.ok(whole[0] <= 1 && whole[1] >= 60 && whole[1] <= 70, `the axis spans the run in round numbers: ${whole}`);
     const box = (await p.locator(`${sel} canvas`).boundingBox())!;
-    await p.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.5);
-    await p.mouse.down();
-    await p.mouse.move(box.x + box.width * 0.45, box.y + box.height * 0.5, { steps: 5 });
-    await p.mouse.move(box.x + box.width * 0.6, box.y + box.height * 0.5, { steps: 5 });
-    await p.mouse.up();
-    await p.waitForFunction((s) => !(document.querySelector(`${s} vscode-button[aria-label="Reset the zoom"]`) as HTMLElement & { disabled: boolean }).disabled, sel, { timeout: 10_000 });
+    const zoomBox = async () => {
+      await p.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.5);
+      await p.mouse.down();
+      await p.mouse.move(box.x + box.width * 0.45, box.y + box.height * 0.5, { steps: 5 });
+      await p.mouse.move(box.x + box.width * 0.6, box.y + box.height * 0.5, { steps: 5 });
+      await p.mouse.up();
+      await p.waitForFunction((s) => !(document.querySelector(`${s} vscode-button[aria-label="Reset the zoom"]`) as HTMLElement & { disabled: boolean }).disabled, sel, { timeout: 10_000 });
+    };
+    assert.equal(await resetOff(), true, 'nothing zoomed yet');
+    await zoomBox();
     const zoomed = await axis();
     assert.ok(zoomed[0] > whole[0] && zoomed[1] < whole[1], `zoomed in: ${zoomed} within ${whole}`);
     // A redraw with another y range (log y): the zoom holds.
@@ -606,6 +610,57 @@ test('zoom: a dragged box zooms x to it and holds through redraws; a double-clic
     await p.waitForFunction(([s, n]) => Number(document.querySelector(`${s} canvas`)?.getAttribute('data-draws')) > (n as number), [sel, d] as const);
     assert.equal(await resetOff(), true, 'Reset zoom stays off');
     assert.deepEqual(await axis(), whole, 'the whole run again');
+    // Zoomed, then another x axis: the zoom (a range of steps) means nothing in seconds. It showed an empty chart —
+    // steps 18–36 read as 18–36 s, no point inside — with Reset zoom on; now the zoom is dropped and the new axis
+    // spans the run. (Wall-clock ms would be further off still.)
+    await zoomBox();
+    assert.equal(await resetOff(), false);
+    const xAxis = (v: string) => p.locator(`${sel} vscode-single-select`).evaluate((el: HTMLElement & { value: string }, value) => { el.value = value; el.dispatchEvent(new Event('change')); }, v);
+    d = await draws();
+    await xAxis('relative');
+    await p.waitForFunction(([s, n]) => Number(document.querySelector(`${s} canvas`)?.getAttribute('data-draws')) > (n as number), [sel, d] as const);
+    assert.equal(await resetOff(), true, 'Reset zoom off on the new axis');
+    const seconds = await axis();
+    assert.ok(seconds[0] <= 0 && seconds[1] >= 59, `the whole run in seconds since the first step (60 steps, 1 s apart): ${seconds}`);
+    assert.notEqual(await p.locator(`${sel} canvas`).getAttribute('data-y-max'), '', 'points in view (the y range is set from them)');
+    await xAxis('step');
+    await p.waitForFunction(([s, w]) => document.querySelector(`${s} canvas`)?.getAttribute('data-axis') === w, [sel, whole.join(',')] as const);
+    assert.equal(await resetOff(), true);
+  } finally {
+    await p.close();
+  }
+});
+
+test('zoom on a live run: Ctrl+wheel zooms in and the zoom holds while points arrive; after a reset the axis follows the run', async () => {
+  const p = await browser.newPage({ viewport: { width: 1400, height: 1000 } }); // its own context: the default view
+  const sel = 'section[aria-label="Loss"]';
+  const resetOff = () => p.locator(`${sel} vscode-button[aria-label="Reset the zoom"]`).evaluate((b: HTMLElement & { disabled: boolean }) => b.disabled);
+  const axis = async () => (await p.locator(`${sel} canvas`).getAttribute('data-axis'))!.split(',').map(Number);
+  const points = () => p.evaluate((s) => Number(/, (\d+) points/.exec(document.querySelector(`${s} canvas`)?.getAttribute('aria-label') ?? '')?.[1] ?? 0), sel);
+  try {
+    await p.goto(url); // the live run
+    await p.waitForFunction((s) => /dashboard-test \(srlora\), (\d{2,}) points/.test(document.querySelector(`${s} canvas`)?.getAttribute('aria-label') ?? ''), sel, { timeout: 30_000 });
+    const box = (await p.locator(`${sel} canvas`).boundingBox())!;
+    const whole = await axis();
+    await p.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await p.keyboard.down('Control');
+    await p.mouse.wheel(0, -300);
+    await p.keyboard.up('Control');
+    await p.waitForFunction((s) => !(document.querySelector(`${s} vscode-button[aria-label="Reset the zoom"]`) as HTMLElement & { disabled: boolean }).disabled, sel, { timeout: 10_000 });
+    const zoomed = await axis();
+    // The wheel's zoom reached the chart's zoom state 250 ms late (onZoomComplete, debounced): a live draw in between
+    // put the whole axis back, and that whole axis was then held as "the zoom" (Reset on, new points off the edge).
+    assert.ok(zoomed[1] - zoomed[0] < (whole[1] - whole[0]) * 0.95, `zoomed in: ${zoomed} from ${whole}`);
+    const n = await points();
+    await p.waitForFunction(([s, k]) => Number(/, (\d+) points/.exec(document.querySelector(`${s} canvas`)?.getAttribute('aria-label') ?? '')?.[1] ?? 0) > (k as number) + 10, [sel, n] as const, { timeout: 20_000 });
+    assert.deepEqual(await axis(), zoomed, 'the zoom holds while points arrive');
+    assert.equal(await resetOff(), false);
+    await p.locator(`${sel} canvas`).dblclick({ position: { x: box.width / 2, y: box.height / 2 } });
+    await p.waitForFunction((s) => (document.querySelector(`${s} vscode-button[aria-label="Reset the zoom"]`) as HTMLElement & { disabled: boolean }).disabled, sel, { timeout: 10_000 });
+    // The whole run, following it: the axis grows past where it was as steps arrive, and Reset zoom stays off.
+    const after = await axis();
+    await p.waitForFunction(([s, hi]) => Number(document.querySelector(`${s} canvas`)?.getAttribute('data-axis')?.split(',')[1]) > (hi as number), [sel, after[1]] as const, { timeout: 30_000 });
+    assert.equal(await resetOff(), true, 'Reset zoom stays off');
   } finally {
     await p.close();
   }

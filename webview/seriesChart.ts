@@ -171,8 +171,12 @@ export class SeriesChart {
           legend: { labels: { boxWidth: 12 } },
           tooltip: { callbacks: { title: (items) => this.tooltipTitle(items), label: (c) => `${c.dataset.label}: ${formatNumber(c.parsed.y, 4)}${this.unit ? ` ${this.unit}` : ''}` } },
           zoom: {
-            zoom: { wheel: { enabled: true, modifierKey: 'ctrl' }, drag: { enabled: true, threshold: 8 }, mode: 'x', onZoomComplete: () => this.zoomedTo() },
-            pan: { enabled: true, mode: 'x', modifierKey: 'shift', onPanComplete: () => this.zoomedTo() },
+            // onZoom/onPan run right after the plugin's own update, at each wheel notch and pan move: the next draw
+            // sets the x range from zoomRange, so it must already hold the new one. (onZoomComplete comes 250 ms
+            // after a wheel zoom, debounced: a live draw in between put the whole axis back, and the zoom then
+            // froze the axis there — new points ran off the right edge.)
+            zoom: { wheel: { enabled: true, modifierKey: 'ctrl' }, drag: { enabled: true, threshold: 8 }, mode: 'x', onZoom: () => this.zoomedTo() },
+            pan: { enabled: true, mode: 'x', modifierKey: 'shift', onPan: () => this.zoomedTo() },
           },
           // @ts-expect-error: options of our own plugin
           srloraMarkers: { markers: [], xAxis: 'step' },
@@ -235,6 +239,8 @@ export class SeriesChart {
    */
   render(lines: Line[], markers: Marker[], view: ChartView, force = true): boolean {
     if (this.applyTheme()) force = true;
+    // A zoom is a range on the axis it was made on: on another (steps vs seconds vs wall-clock ms) it shows nothing.
+    if (view.xAxis !== this.xAxis && this.zoomRange) { this.chart.resetZoom?.('none'); this.zoomRange = null; }
     this.xAxis = view.xAxis;
     const o = this.chart.options;
     const area = this.chart.chartArea;
