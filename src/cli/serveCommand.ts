@@ -133,7 +133,8 @@ function resumeTarget(value: string, runsDirFlag: string | undefined): { runsDir
   if (!value) throw new Error('--resume: give a run folder or a run id');
   const dir = resolve(value);
   let isDir = false;
-  try { isDir = statSync(dir).isDirectory(); } catch { /* not a path: an id */ }
+  // A bare name with --runs-dir is an id in that folder, whatever the current folder holds.
+  if (runsDirFlag === undefined || /[\\/]/.test(value)) { try { isDir = statSync(dir).isDirectory(); } catch { /* not a path: an id */ } }
   if (!isDir) {
     if (/[\\/]/.test(value) || value === '.' || value === '..') throw new Error(`--resume: no run folder ${shown}`);
     return { id: value };
