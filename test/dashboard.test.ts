@@ -650,7 +650,9 @@ test('zoom on a live run: Ctrl+wheel zooms in and the zoom holds while points ar
     const zoomed = await axis();
     // The wheel's zoom reached the chart's zoom state 250 ms late (onZoomComplete, debounced): a live draw in between
     // put the whole axis back, and that whole axis was then held as "the zoom" (Reset on, new points off the edge).
-    assert.ok(zoomed[1] - zoomed[0] < (whole[1] - whole[0]) * 0.95, `zoomed in: ${zoomed} from ${whole}`);
+    // The whole axis starts at a round number at or below the first step (0 here) whatever points arrive, so the
+    // check does not depend on how far the run got between the reads; zoomed in about the middle, it starts later.
+    assert.ok(zoomed[0] > whole[0] && zoomed[0] > 0, `zoomed in: ${zoomed} from ${whole}`);
     const n = await points();
     await p.waitForFunction(([s, k]) => Number(/, (\d+) points/.exec(document.querySelector(`${s} canvas`)?.getAttribute('aria-label') ?? '')?.[1] ?? 0) > (k as number) + 10, [sel, n] as const, { timeout: 20_000 });
     assert.deepEqual(await axis(), zoomed, 'the zoom holds while points arrive');
