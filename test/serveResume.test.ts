@@ -13,6 +13,7 @@ import { WebSocket } from 'ws';
 import { readJsonl } from '../src/runfolder/eventLog';
 import { Hub } from '../src/hub/hub';
 import { RunManager } from '../src/supervisor/runManager';
+import { CommandHandlers, type Ui } from '../src/supervisor/commandHandlers';
 import type { HubToViewer, RunSummary, State, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until } from './helpers/tmp';
 
@@ -128,6 +129,11 @@ test('continuing a run another supervisor owns is refused naming that owner (wha
     b.scan();
     await assert.rejects(b.continueRun(run.runId), new RegExp(`run \\S+ is starting: it belongs to VS Code \\(pid ${process.pid}\\)`));
     await assert.rejects(a.continueRun(run.runId), /is starting: this VS Code runs it \(trainer pid \d+\)/);
+    // VS Code's Continue Run says the same.
+    const infos: string[] = [];
+    const ui = { info: (m: string) => { infos.push(m); } } as unknown as Ui;
+    assert.equal(await new CommandHandlers(b, ui, () => run.runId).continueRun(run.runId, async () => undefined), null);
+    assert.match(infos.at(-1) ?? '', new RegExp(`is starting: it has not stopped \\(it belongs to VS Code \\(pid ${process.pid}\\); steer or stop it there\\)`));
   } finally {
     await a.dispose('stop');
     await b.dispose('stop');

@@ -162,7 +162,11 @@ export class CommandHandlers {
     const run = this.target(runId, false);
     if (!run) return null;
     const name = run.model.name;
-    if (isActive(run.model.state)) { this.ui.info(`Run ${name} is ${run.model.state}: it has not stopped.`); return null; }
+    if (isActive(run.model.state)) {
+      const who = this.runs.runningBy(run.runId); // another window, a serve, a terminal: where to stop it
+      this.ui.info(`Run ${name} is ${run.model.state}: it has not stopped${who ? ` (${who})` : ''}.`);
+      return null;
+    }
     if (!isResumable(run.model.state)) { this.ui.info(`Run ${name} is ${run.model.state}: every step is done.`); return null; }
     const cp = latestCompleteCheckpoint(run.dir, { hashes: false });
     if (!cp.dir) {

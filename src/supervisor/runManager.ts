@@ -505,7 +505,10 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     this.assertTrusted();
     const run = this.get(runId);
     run.follower.catchUpSync();
-    if (run.handle?.alive || !isResumable(run.model.state)) throw new Error(`run ${run.model.name} is ${run.model.state}${isActive(run.model.state) ? this.whoRuns(run) : ': only a stopped, interrupted or failed run continues'}`);
+    if (run.handle?.alive || !isResumable(run.model.state)) {
+      const who = isActive(run.model.state) ? this.runningBy(runId) : '';
+      throw new Error(`run ${run.model.name} is ${run.model.state}${isActive(run.model.state) ? (who ? `: ${who}` : '') : ': only a stopped, interrupted or failed run continues'}`);
+    }
     // The trainer verifies the checksums when it resumes; here sizes and markers are enough to know it can.
     const cp = latestCompleteCheckpoint(run.dir, { hashes: false });
     if (!cp.dir) throw new Error(`run ${run.model.name} has no complete checkpoint to continue from${cp.skipped.length ? ` (${cp.skipped.map((k) => `step ${k.step}: ${k.reason}`).join('; ')})` : ''}`);
@@ -518,14 +521,16 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   }
 
   /** Who runs an active run, for a refusal to continue it: this supervisor, another one (owner.json), or a trainer
-   * started from a terminal (its own trainer.pid); '' when nothing here can tell. */
-  private whoRuns(run: ManagedRun): string {
+   * started from a terminal (its own trainer.pid), as a phrase ("it belongs to VS Code (pid 123); …"); '' when nothing
+   * here can tell. */
+  runningBy(runId: string): string {
+    const run = this.get(runId);
     const by = this.o.by ?? 'supervisor';
-    if (run.handle?.alive && run.owned) return `: this ${by} runs it (trainer pid ${run.handle.pid}); steer it here`;
+    if (run.handle?.alive && run.owned) return `this ${by} runs it (trainer pid ${run.handle.pid}); steer it here`;
     const owner = readOwner(run.dir);
-    if (owner && owner.instance !== this.instance && ownerAlive(owner)) return `: it belongs to ${owner.by} (pid ${owner.pid}); steer or stop it there`;
+    if (owner && owner.instance !== this.instance && ownerAlive(owner)) return `it belongs to ${owner.by} (pid ${owner.pid}); steer or stop it there`;
     const pid = readPidFile(join(run.dir, PID_FILE));
-    if (pid.ok && pid.id.selfStarted && sameProcess(pid.id)) return `: its trainer (pid ${pid.id.pid}) was started from a terminal; stop it there (Ctrl+C: it checkpoints), then continue it`;
+    if (pid.ok && pid.id.selfStarted && sameProcess(pid.id)) return `its trainer (pid ${pid.id.pid}) was started from a terminal; stop it there (Ctrl+C: it checkpoints), then continue it`;
     return '';
   }
 
