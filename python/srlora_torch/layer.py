@@ -110,10 +110,13 @@ class SRLoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = nn.functional.linear(x, self.W, self.bias)
-        if self.A.dtype == x.dtype:
+        # Under autocast the adapter's matmuls run in the autocast dtype whatever x is: casting x to the factors'
+        # dtype first (a float32 copy of every adapted layer's input, which autocast then casts back, exactly) was
+        # pure memory traffic — the result is the same bit for bit.
+        if self.A.dtype == x.dtype or torch.is_autocast_enabled(x.device.type):
             return y + self.s * nn.functional.linear(nn.functional.linear(x, self.A), self.B)
-        # a half-precision input (or autocast): the adapter path in the factors' dtype, added in the output's (PEFT's
-        # LoRA Linear.forward does the same casts)
+        # a half-precision input without autocast: the adapter path in the factors' dtype, added in the output's
+        # (PEFT's LoRA Linear.forward does the same casts)
         return y + (self.s * nn.functional.linear(nn.functional.linear(x.to(self.A.dtype), self.A), self.B)).to(y.dtype)
 
     def effective_weight(self) -> torch.Tensor:

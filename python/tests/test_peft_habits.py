@@ -183,3 +183,42 @@ def test_our_lora_is_peft_lora_on_the_same_weights():
     # the same parameters train: only the factors
     assert sorted(n for n, p in ours_model.named_parameters() if p.requires_grad) == ["lin.A", "lin.B"]
     assert isinstance(layer, SRLoRALinear)
+
+
+def test_under_autocast_the_adapter_reads_its_input_as_it_is_with_the_same_result_bit_for_bit():
+    """A bfloat16 input under autocast (attention.output.dense's and output.dense's in a transformer: the outputs of
+    attention and GELU) went through x.to(float32) before the adapter's first matmul — a float32 copy of the layer's
+    input that autocast then cast back, exactly. The adapter now reads x as it is; outputs and gradients are
+    unchanged bit for bit (the round trip bfloat16 → float32 → bfloat16 is exact)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    torch.manual_seed(0)
+    layer = apply_srlora(nn.Sequential(nn.Linear(48, 24)), ["0"], r=4, alpha=8)["0"]
+    with torch.no_grad():
+        layer.B.normal_()  # a non-zero adapter path
+    x = torch.randn(6, 48).to(torch.bfloat16).requires_grad_()
+
+    class Float32Copies(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.shape == x.shape:
+                self.seen.append(str(func))
+            return out
+
+    with torch.autocast("cpu", dtype=torch.bfloat16), Float32Copies() as mode:
+        y = layer(x)
+    assert mode.seen == [], f"a float32 copy of the input was made: {mode.seen}"
+    y.float().sum().backward()
+    got = (y.detach().clone(), x.grad.clone(), layer.A.grad.clone(), layer.B.grad.clone())
+
+    x.grad, layer.A.grad, layer.B.grad = None, None, None
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the formula before: the input cast to the factors' dtype
+        y0 = nn.functional.linear(x, layer.W, layer.bias)
+        y0 = y0 + (layer.s * nn.functional.linear(nn.functional.linear(x.to(torch.float32), layer.A), layer.B)).to(y0.dtype)
+    y0.float().sum().backward()
+    for a, b in zip(got, (y0.detach(), x.grad, layer.A.grad, layer.B.grad)):
+        assert a.dtype == b.dtype and torch.equal(a, b)
