@@ -54,6 +54,16 @@ def get_lr(opt: Optional[torch.optim.Optimizer]) -> float:
     return float(lr.item() if torch.is_tensor(lr) else lr)
 
 
+def device_lr(opt: Optional[torch.optim.Optimizer]) -> Optional[torch.Tensor]:
+    """The first param group's learning rate when it is a tensor (the compiled step's, read by the fused AdamW kernel
+    on the device), else None. Telemetry reads it with each deferred loss — one copy for both, a step late — since a
+    read of its own (get_lr's .item()) waits for every queued step: a drained GPU at each metrics message."""
+    if opt is None:
+        return None
+    lr = opt.param_groups[0]["lr"]
+    return lr if torch.is_tensor(lr) else None
+
+
 def set_lr(opt: torch.optim.Optimizer, value: float) -> None:
     """Sets every param group's learning rate, in place when it is a tensor (a captured step reads that storage)."""
     for g in opt.param_groups:

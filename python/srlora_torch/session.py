@@ -30,7 +30,7 @@ from typing import Callable, Dict, Optional
 import torch
 
 from .checkpoint import write_checkpoint
-from .compiled import get_lr
+from .compiled import device_lr, get_lr
 from .client import CommandQueue, EventRecorder, HubLink, RecordError
 from .controller import Recomposition, SRLoRAController
 from .distributed import PAUSE_TICK_S, Diverged, Lockstep, PeerFailed, SilentRecorder, signal_name, signal_number
@@ -174,7 +174,8 @@ class Session:
         self.end_state: Optional[str] = None  # the final state that stop_reason leads to (stopped, interrupted, failed)
         self.failure: Optional[BaseException] = None
         self._old_handlers: dict = {}
-        self.telemetry = Telemetry(self.rec, ctl, batch_size, self.lr, self.settings, snapshots=ctl.method == "srlora" and self.main)
+        self.telemetry = Telemetry(self.rec, ctl, batch_size, self.lr, self.settings, snapshots=ctl.method == "srlora" and self.main,
+                                   device_lr=lambda: device_lr(self.opt))
         self._command_id: Optional[str] = None  # the recompose command being applied, if any
         ctl.listeners.append(self._on_recomposition)
         if lockstep is not None:

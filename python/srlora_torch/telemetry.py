@@ -37,15 +37,19 @@ def emit_snapshot(rec: EventRecorder, snap: Snapshot) -> None:
 class Telemetry:
     def __init__(self, rec: EventRecorder, ctl: SRLoRAController, batch_size: int, lr: Callable[[], float],
                  settings: dict, snapshots: bool = True, min_interval_s: float = MIN_INTERVAL_S,
-                 clock: Callable[[], float] = time.perf_counter):
-        self.rec, self.ctl, self.batch_size, self.lr = rec, ctl, batch_size, lr
+                 clock: Callable[[], float] = time.perf_counter,
+                 device_lr: Callable[[], Optional[torch.Tensor]] = lambda: None):
+        """lr(): the learning rate for a metrics row; device_lr(): the same as a device tensor when it is one
+        (compiled.device_lr), read with each deferred loss instead of by lr() — which would wait for the GPU."""
+        self.rec, self.ctl, self.batch_size, self.lr, self.device_lr = rec, ctl, batch_size, lr, device_lr
         self.settings = settings  # live: importanceEvery may change by command
         self.snapshots, self.min_interval_s, self.clock = snapshots, min_interval_s, clock
-        self.losses: List[Tuple[int, float, bool]] = []  # (step, loss, its gradients were not finite)
+        # (step, loss, its gradients were not finite, its learning rate when read with the loss, else None)
+        self.losses: List[Tuple[int, float, bool, Optional[float]]] = []
         # defer (train.py, a step replayed from a CUDA graph): a loss is read one step late, so the host never waits
         # for the step it has just queued; held here as [loss, skipped] device tensors until settle() reads them.
         self.defer = False
-        self.held: List[Tuple[int, torch.Tensor, Optional["torch.cuda.Event"]]] = []  # (step, [loss, skipped], its copy's event)
+        self.held: List[Tuple[int, torch.Tensor, Optional["torch.cuda.Event"]]] = []  # (step, [loss, skipped(, lr)], its copy's event)
         self.bad: Optional[NonFiniteLoss] = None  # a non-finite loss seen: the run fails at the next after_step/flush
         self.last_flush, self.last_importance = clock(), -min_interval_s  # the first snapshot at once
 
@@ -87,7 +91,11 @@ class Telemetry:
             return
         if self.defer and isinstance(loss, torch.Tensor):
             flag = torch.zeros_like(loss, dtype=torch.float32) if skipped is None else skipped.to(torch.float32)
-            pair = torch.stack([loss.detach().float().reshape(()), flag.reshape(())])
+            parts = [loss.detach().float().reshape(()), flag.reshape(())]
+            lr = self.device_lr()
+            if lr is not None and lr.device == loss.device:  # the step's learning rate, in the same copy
+                parts.append(lr.detach().float().reshape(()))
+            pair = torch.stack(parts)  # a copy of this step's values: the next replay may overwrite loss, flag and lr
             if pair.device.type == "cuda":
                 # Queued now, behind this step and before the next is: a read later waits for this step only. (A plain
                 # read issued after the next step is queued waits for that one too — stream order — and so kept the
@@ -103,11 +111,11 @@ class Telemetry:
         v = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
         self._add(step, v, self.ctl.last_skipped_step == step)
 
-    def _add(self, step: int, v: float, skipped: bool) -> None:
+    def _add(self, step: int, v: float, skipped: bool, lr: Optional[float] = None) -> None:
         if not math.isfinite(v):
             self.bad = NonFiniteLoss(step, v)
             return
-        self.losses.append((step, v, skipped))
+        self.losses.append((step, v, skipped, lr))
 
     def settle(self, keep_last: bool = False) -> None:
         """Reads the held (deferred) losses — all, or all but the newest — in step order; one device → host copy
@@ -122,11 +130,11 @@ class Telemetry:
                 break
             if done is not None:
                 done.synchronize()  # this step's copy only (releases the GIL while it waits)
-            v, skipped = t.tolist()
+            v, skipped, *lr = t.tolist()
             if skipped and math.isfinite(v):
                 self.ctl.skipped_steps += 1
                 self.ctl.last_skipped_step = step
-            self._add(step, v, bool(skipped))
+            self._add(step, v, bool(skipped), lr[0] if lr else None)
         if self.bad is not None:
             self.held = []
 
@@ -138,9 +146,10 @@ class Telemetry:
         now = self.clock()
         if self.losses:
             eps = self.batch_size * len(self.losses) / max(1e-9, now - self.last_flush)
-            lr = self.lr()  # once per message: a learning rate the compiled step keeps on the device is a read
-            rows = [{"step": step, "loss": v, "lr": lr, "examplesPerSec": eps, **({"nonFiniteGrad": True} if skipped else {})}
-                    for step, v, skipped in self.losses]
+            # each row's own learning rate when it was read with its loss; else one lr() per message
+            lr = self.lr() if any(own is None for *_, own in self.losses) else None
+            rows = [{"step": step, "loss": v, "lr": lr if own is None else own, "examplesPerSec": eps, **({"nonFiniteGrad": True} if skipped else {})}
+                    for step, v, skipped, own in self.losses]
             self.losses = []
             self.rec.emit({"type": "metrics", "rows": rows})
         self.last_flush = now

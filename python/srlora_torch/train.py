@@ -213,7 +213,9 @@ def stepper(run: SimpleNamespace, step_fn: Optional[CompiledStep], progress=None
         if step_fn is not None:  # forward, backward, importance and AdamW: one CUDA graph (two around the all-reduce)
             loss = step_fn(*task.batch())
             if deferred:
-                skipped = step_fn.found_inf.clone()  # read with the loss, a step later
+                # read with the loss, a step later: Telemetry.add_loss copies both (one stack) before the next replay
+                # overwrites them, so no clone of its own here (a kernel a step)
+                skipped = step_fn.found_inf
                 if not session.settle():  # the earlier steps' losses (done on the GPU meanwhile): one was not finite
                     return False
             elif step_fn.skipped():

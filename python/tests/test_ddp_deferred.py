@@ -45,7 +45,7 @@ def run_loop(tmp_path, name, capture, poison=None, steps=14, monkeypatch=None, r
     step = Replayed(compiled_step(cfg, torch.device("cpu"), run.task, run.opt, run.ctl, run.session), capture, poison)
     if reads is not None:
         add = telemetry.Telemetry._add
-        monkeypatch.setattr(telemetry.Telemetry, "_add", lambda self, s, v, k: (reads.append((s, step.queued)), add(self, s, v, k))[1])
+        monkeypatch.setattr(telemetry.Telemetry, "_add", lambda self, s, v, k, *lr: (reads.append((s, step.queued)), add(self, s, v, k, *lr))[1])
     error = None
     try:
         train_loop(cfg, run, step)

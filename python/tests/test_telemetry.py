@@ -72,7 +72,7 @@ def test_a_deferred_read_waits_for_its_own_step_not_the_one_queued_after_it():
     after.record()
     tel.settle()
     assert not after.query(), "the read waited for the work queued after it"
-    assert tel.losses == [(1, 0.5, False)]
+    assert tel.losses == [(1, 0.5, False, None)]
     torch.cuda.synchronize()
 
 
@@ -103,3 +103,25 @@ def test_a_snapshot_waits_only_for_the_losses_of_the_steps_it_shows():
     with pytest.raises(Exception, match="NaN"):
         tel.after_step(torch.tensor(0.1))  # step 3's loss read: the run fails before step 3's snapshot
     assert emitted.count("importance") == 3
+
+
+def test_deferred_rows_carry_their_steps_learning_rate_read_with_the_loss_never_by_a_read_of_its_own():
+    """The compiled step keeps lr as a device tensor: a read of its own (get_lr's .item()) waits for every step queued
+    — a drained GPU at each metrics message. Deferred, each step's lr comes in its loss's copy, so lr() is not called,
+    and a row says the lr its own step used (a change between steps lands in the right row)."""
+    from types import SimpleNamespace
+    rows = []
+    rec = SimpleNamespace(emit=lambda body, build=None: rows.extend(body.get("rows", [])))
+    ctl = SimpleNamespace(step=0, last_skipped_step=None, skipped_steps=0)
+    lr = torch.tensor(0.5)  # float32, as CompiledStep makes it
+
+    def host_read():
+        raise AssertionError("lr() read the device learning rate: a sync per metrics message")
+    tel = Telemetry(rec, ctl, 4, host_read, {"importanceEvery": 10}, snapshots=False, min_interval_s=1e9, device_lr=lambda: lr)
+    tel.defer = True
+    for step, value in [(1, 0.5), (2, 0.5), (3, 0.25)]:
+        lr.fill_(value)  # a steering command before this step (CompiledStep._check fills the tensor in place)
+        ctl.step = step
+        tel.after_step(torch.tensor(float(step)), torch.zeros(()))
+    tel.flush()
+    assert [(r["step"], r["lr"]) for r in rows] == [(1, 0.5), (2, 0.5), (3, 0.25)]
