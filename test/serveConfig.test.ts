@@ -65,3 +65,16 @@ test('serve --trainer pytorch --config with a bad config prints the PyTorch trai
   assert.ok(s.out().includes(trainError), `serve said:\n${s.out()}\ntrain said: ${trainError}`);
   assert.ok(!existsSync(runsDir) || readdirSync(runsDir).length === 0, `left ${existsSync(runsDir) ? readdirSync(runsDir).join(', ') : ''}`);
 });
+
+test('serve --trainer pytorch --gpus 2 with a config that cannot run data-parallel (task matrix) refuses it up front: the trainer\'s reason, non-zero, no run folder', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'matrix.srlora.json');
+  writeFileSync(file, JSON.stringify({ task: { kind: 'matrix' }, steps: 5 }));
+  const runsDir = join(dir, 'runs');
+  const s = serve(['--runs-dir', runsDir, '--config', file, '--trainer', 'pytorch', '--python', python, '--gpus', '2']);
+  const code = await s.code;
+  assert.ok(code !== 0 && code !== -999, `exit ${code}: ${s.out()}`);
+  assert.doesNotMatch(s.out(), /started run|SRLoRA dashboard/);
+  assert.match(s.out(), /task\.kind "matrix" cannot run data-parallel on 2 processes/);
+  assert.ok(!existsSync(runsDir) || readdirSync(runsDir).length === 0, `left ${existsSync(runsDir) ? readdirSync(runsDir).join(', ') : ''}`);
+});

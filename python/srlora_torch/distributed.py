@@ -239,6 +239,21 @@ class Lockstep:
         self.dist.broadcast_object_list(box, src=0, group=self.control)
         return box[0]
 
+    def agree_failure(self, problem: Optional[str]) -> Optional[str]:
+        """Every rank's start-up problem (None: this rank is fine) gathered, so every rank ends together and the reason
+        is said once: None when no rank has one; else on rank 0 the reason (one rank's, or each rank's named when they
+        differ: "rank 1: …") and "" on the others (rank 0 says it). Collective (the control group)."""
+        every: List[Optional[str]] = [None] * self.world
+        self.dist.all_gather_object(every, problem, group=self.control)
+        failed = [(r, p) for r, p in enumerate(every) if p is not None]
+        if not failed:
+            return None
+        if not self.is_main:
+            return ""
+        if len(failed) == self.world and len({p for _, p in failed}) == 1:
+            return failed[0][1]  # every rank met the same refusal
+        return "; ".join(f"rank {r}: {p}" for r, p in failed)
+
     def check_identical(self, layers: Dict[str, torch.nn.Module], after: str) -> None:
         """Compares every rank's per-layer checksums with rank 0's; raises Diverged naming the ranks and layers."""
         audit = os.environ.get("SRLORA_DDP_AUDIT")

@@ -28,7 +28,7 @@ from .checkpoint import newest_verified
 from .export import export_run
 from .runconfig import check_files, parse_file
 from .runconfig import validate as validate_config
-from .distributed import Lockstep, world_from_env
+from .distributed import Lockstep, refuse_sharding, world_from_env
 from .session import Session, device_label, log, run_id_of
 from .optim import SlotAdam
 from .progress import ProgressLine, summary
@@ -64,6 +64,27 @@ def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
     resolve_paths(cfg, os.path.dirname(os.path.abspath(path)) if path else os.getcwd())  # text task, huggingface model
     check_files(cfg, source)
     return cfg
+
+
+def data_parallel_problem(cfg: dict, world: int, source: str = "config", local_world: Optional[int] = None) -> Optional[str]:
+    """Why this config cannot run data-parallel on `world` processes (`local_world` of them on this host, default
+    world), or None (also for world 1). What it checks: the task has data to split across the ranks (not `matrix`), the
+    frozen weights are not sharded (distributed.refuse_sharding), and a CUDA device has a GPU per local rank.
+    train.py asks it before it creates a run folder (also for --check --world-size N, what srlora serve --gpus N asks)."""
+    if world <= 1:
+        return None
+    if cfg["task"]["kind"] == "matrix":
+        return (f"{source}: task.kind \"matrix\" cannot run data-parallel on {world} processes: it has no data to split "
+                f"across them (use transformer, digits, tabular or text, or run it on one process)")
+    try:
+        refuse_sharding()
+    except ValueError as e:
+        return str(e)
+    local = world if local_world is None else local_world
+    if cfg["device"] in ("auto", "cuda") and torch.cuda.is_available() and torch.cuda.device_count() < local:
+        return (f"{source}: device {cfg['device']!r} on {local} processes needs a GPU each, but this host has "
+                f"{torch.cuda.device_count()} (fewer processes, e.g. --nproc_per_node={torch.cuda.device_count()})")
+    return None
 
 
 def reinit_optimizer(cfg: dict) -> str:
@@ -120,12 +141,16 @@ def build_run(cfg: dict, run_dir: str, device: torch.device, env: Optional[Dict[
     only rank 0 evaluates, checkpoints and exports."""
     torch.manual_seed(cfg["seed"])
     shard = (lockstep.rank, lockstep.world) if lockstep else (0, 1)
-    if lockstep and cfg["task"]["kind"] == "matrix":
-        raise SystemExit("task matrix has no data to split across ranks: under torchrun use transformer, digits, tabular or text")
-    try:
-        task, layers, r_target = build_model(cfg, device, shard)
-    except (ValueError, OSError) as e:  # a bad model, data file or row: its own message, not a traceback
-        raise SystemExit(f"{run_dir}: {e}") from None
+    problem = data_parallel_problem(cfg, lockstep.world if lockstep else 1)
+    if problem is None:
+        try:
+            task, layers, r_target = build_model(cfg, device, shard)
+        except (ValueError, OSError) as e:  # a bad model, data file or row: its own message, not a traceback
+            problem = f"{run_dir}: {e}"
+    if lockstep:  # before any other collective: a rank that cannot build would leave the others waiting in one
+        problem = lockstep.agree_failure(problem)
+    if problem is not None:
+        raise SystemExit(problem)  # "": rank 0 says why, once (main waits for it)
     extra = list(getattr(task, "extra_params", []))
     opt = make_optimizer(cfg, layers, extra)
     ctl = make_controller(cfg, layers, opt, r_target)
@@ -288,6 +313,24 @@ def make_run_dir(runs_dir: str, method: str, tries: int = 20) -> str:
     raise SystemExit(f"cannot create a new run folder in {runs_dir}: {tries} names in a row were taken")
 
 
+def _local_world(world: int) -> int:
+    """The processes of this run on this host (torchrun's LOCAL_WORLD_SIZE; the world size when not set)."""
+    try:
+        return int(os.environ.get("LOCAL_WORLD_SIZE") or world)
+    except ValueError:
+        return world
+
+
+def _remove_unstarted(run_dir: str) -> None:
+    """Removes a run folder this process made when the run could not start: only its config.json (os.rmdir leaves a
+    folder that holds anything else)."""
+    try:
+        os.remove(os.path.join(run_dir, "config.json"))
+        os.rmdir(run_dir)
+    except OSError:
+        pass
+
+
 class Parser(argparse.ArgumentParser):
     """argparse whose unknown flag gets a did-you-mean from the known ones ("--step" → "--steps")."""
 
@@ -316,8 +359,25 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint, as configured (a finished run: nothing to do)")
     ap.add_argument("--check", action="store_true", help="validate the config (and flags) and exit: nothing is created (srlora serve asks this before it makes a run folder)")
     ap.add_argument("--no-progress", action="store_true", help="no progress line on stderr (by default: one line rewritten on a terminal, a line per 10%% of the steps elsewhere)")
+    ap.add_argument("--world-size", type=int, metavar="N", help="with --check: validate for a data-parallel run on N processes of this host (default: torchrun's WORLD_SIZE, else 1; srlora serve --gpus N asks this)")
     a = ap.parse_args(argv)
     rank, world, local_rank = world_from_env()
+    try:
+        return _main(a, rank, world, local_rank)
+    except SystemExit as e:
+        # Under torchrun every rank meets the same start-up refusal (one config, one folder): rank 0 says it, once. This
+        # rank waits for it: the launcher stops every rank when one exits non-zero, so rank 0 could be stopped
+        # mid-sentence; it stops this one when rank 0 has said it and exited (the wait is bounded all the same).
+        if world > 1 and rank != 0 and not isinstance(e.code, int) and e.code is not None:
+            time.sleep(60)
+            raise SystemExit(1) from None
+        raise
+
+
+def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int) -> int:
+    if a.world_size is not None and (a.world_size < 1 or not a.check):
+        raise SystemExit("--world-size N (a whole number from 1) goes with --check: under torchrun the launcher sets the world size")
+    made_here = False  # this process created the run folder (and removes it if the run cannot even start)
     if a.resume:
         if a.config or a.steps or a.method:
             raise SystemExit("--resume continues the run as configured; --config, --steps and --method are not allowed with it")
@@ -328,6 +388,9 @@ def main(argv=None) -> int:
         if os.path.exists(os.path.join(run_dir, "events.jsonl")) and written_by_builtin(run_dir):
             raise SystemExit(f"{run_dir} is a run of the built-in trainer (srlora train): continue it with srlora train --resume {run_dir}")
         cfg = load_config(cfg_file, {"device": a.device})
+        problem = data_parallel_problem(cfg, world, cfg_file, _local_world(world))
+        if problem:
+            raise SystemExit(problem)
         done = finished_state(run_dir)
         if done is not None:  # as the built-in trainer: nothing left to do; loading it would redo the export and log
             log(f"run {run_id_of(run_dir)} is finished (step {done}/{cfg['steps']}): every step is done, nothing to continue")
@@ -338,11 +401,16 @@ def main(argv=None) -> int:
         ckpt = found[0]
     else:
         cfg = load_config(a.config, {"steps": a.steps, "device": a.device, "method": a.method})
+        n = a.world_size or world
+        problem = data_parallel_problem(cfg, n, a.config or "config", n if a.world_size else _local_world(world))
+        if problem:  # before any run folder is made: nothing is left behind
+            raise SystemExit(problem)
         if a.check:
             return 0
         if a.max_examples:
             cfg["task"]["maxExamples"] = a.max_examples
         run_dir = os.environ.get("SRLORA_RUN_DIR")  # the supervisor's: it created the folder itself, exclusively
+        made_here = not run_dir  # (the supervisor records the failure of a run in its own folder)
         if not run_dir:  # rank 0 creates it (other ranks take rank 0's path below)
             run_dir = make_run_dir(a.runs_dir, cfg["method"]) if rank == 0 else os.path.join(a.runs_dir, "pending")
     device = pick_device(cfg["device"], local_rank)
@@ -360,6 +428,9 @@ def main(argv=None) -> int:
     except SystemExit as e:
         if lockstep:
             lockstep.report(str(e.code))
+            lockstep.close()
+        if rank == 0 and made_here:  # it holds only config.json: no run to show in the Runs view, none to resume
+            _remove_unstarted(run_dir)
         raise
     if rank == 0:
         log(f"{cfg['method']} run {'resumed' if a.resume else 'started'}{f' on {world} ranks' if world > 1 else ''}: {os.path.abspath(run_dir)} "

@@ -57,7 +57,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     // What VS Code's Start Run… does: ask the Python first, so a missing torch is said, never a silent fallback.
     probe = await probePython(values.python ?? 'python3', pythonEnv(pythonPackageDir(root)));
     if (!probe.ok) throw new Error(`--trainer pytorch: ${probe.error}`);
-    if (values.config) await checkPytorchConfig(values.python ?? 'python3', pythonPackageDir(root), values.config, values.steps);
+    if (values.config) await checkPytorchConfig(values.python ?? 'python3', pythonPackageDir(root), values.config, values.steps, gpus);
   } else if (values.config) {
     configWithFlags(values.config, steps);
   }
@@ -170,10 +170,11 @@ async function continueRun(runs: RunManager, target: { dir?: string; id: string 
   return continued;
 }
 
-/** Runs the PyTorch trainer's own validator on FILE (`python -m srlora_torch.train --check`): resolves when it is valid;
- * rejects with the trainer's last stderr line (what `python -m srlora_torch.train --config FILE` would say). */
-function checkPytorchConfig(python: string, packageDir: string, file: string, steps: string | undefined): Promise<void> {
-  const args = ['-m', 'srlora_torch.train', '--check', '--config', file, ...(steps ? ['--steps', steps] : [])];
+/** Runs the PyTorch trainer's own validator on FILE (`python -m srlora_torch.train --check`), for `gpus` data-parallel
+ * processes (`--world-size`: e.g. a task with no data to split is refused before anything is created): resolves when
+ * it is valid; rejects with the trainer's last stderr line (what the trainer would say at its start). */
+function checkPytorchConfig(python: string, packageDir: string, file: string, steps: string | undefined, gpus: number): Promise<void> {
+  const args = ['-m', 'srlora_torch.train', '--check', '--config', file, ...(steps ? ['--steps', steps] : []), ...(gpus > 1 ? ['--world-size', String(gpus)] : [])];
   return new Promise((done, fail) => {
     execFile(python, args, { env: { ...process.env, ...pythonEnv(packageDir) }, timeout: 120_000, maxBuffer: 1 << 20 }, (err, _stdout, stderr) => {
       if (!err) { done(); return; }

@@ -1,0 +1,98 @@
+"""A data-parallel start that cannot run (session 6, cli.1): `python -m srlora_torch.launch --nproc_per_node 2 -m
+srlora_torch.train --config X` with a task that has no data to split printed the reason once per rank, then torchrun's
+multi-screen ChildFailedError traceback, and left a run folder holding only config.json. Now: the reason once, one
+launcher line naming the rank, a non-zero exit, no traceback, no run folder; `--check --world-size N` (what srlora
+serve --gpus N asks before it creates anything) refuses it too."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from srlora_torch import train
+
+ENV = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python"), "OMP_NUM_THREADS": "1"}
+for k in ("SRLORA_HUB_URL", "SRLORA_TOKEN", "SRLORA_RUN_DIR", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+    ENV.pop(k, None)
+REFUSAL = 'task.kind "matrix" cannot run data-parallel on 2 processes'
+
+
+def matrix_config(tmp_path):
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps({"task": {"kind": "matrix"}, "steps": 5}))
+    return str(f)
+
+
+def test_a_config_that_cannot_run_data_parallel_is_said_once_with_no_traceback_and_no_run_folder(tmp_path):
+    runs = tmp_path / "runs"
+    p = subprocess.run([sys.executable, "-m", "srlora_torch.launch", "--standalone", "--nproc_per_node=2", "-m", "srlora_torch.train",
+                        "--config", matrix_config(tmp_path), "--runs-dir", str(runs)],
+                       env=ENV, cwd=str(tmp_path), capture_output=True, text=True, timeout=240)
+    err = p.stderr
+    assert p.returncode == 1, err[-3000:]
+    assert err.count(REFUSAL) == 1, err[-3000:]  # rank 0 says it; rank 1 met the same refusal and said nothing
+    assert "Traceback" not in err and "ChildFailedError" not in err and "FAILED" not in err and "exitcode" not in err, err[-3000:]
+    assert [l for l in err.splitlines() if l.startswith("srlora: ")] == [
+        "srlora: rank 0 exited with code 1 (the reason is above); the launch stopped the other ranks"], err[-3000:]
+    assert not runs.exists() or os.listdir(runs) == [], os.listdir(runs)
+
+
+def test_a_model_that_does_not_load_on_two_ranks_is_said_once_and_its_folder_removed(tmp_path):
+    """Found by the build, after rank 0 made the folder: the ranks gather their reasons (none waits in a collective
+    for a rank that is gone), rank 0 says the one reason and removes the folder, which held only config.json."""
+    (tmp_path / "w.safetensors").write_text("not a model")
+    cfg = tmp_path / "d.json"
+    cfg.write_text(json.dumps({"task": {"kind": "digits"}, "model": {"kind": "vit", "weights": "w.safetensors"}, "steps": 3}))
+    runs = tmp_path / "runs"
+    p = subprocess.run([sys.executable, "-m", "srlora_torch.launch", "--standalone", "--nproc_per_node=2", "-m", "srlora_torch.train",
+                        "--config", str(cfg), "--runs-dir", str(runs)],
+                       env=ENV, cwd=str(tmp_path), capture_output=True, text=True, timeout=240)
+    err = p.stderr
+    assert p.returncode == 1, err[-3000:]
+    reasons = [l for l in err.splitlines() if not l.startswith("srlora: ")]
+    assert len(reasons) == 1 and "Expecting value" in reasons[0], err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert os.listdir(runs) == [], os.listdir(runs)
+
+
+def test_check_with_a_world_size_refuses_what_data_parallel_cannot_run(tmp_path, capsys):
+    cfg = matrix_config(tmp_path)
+    assert train.main(["--check", "--config", cfg]) == 0  # one process: the matrix task runs
+    assert train.main(["--check", "--config", cfg, "--world-size", "1"]) == 0
+    with pytest.raises(SystemExit) as e:
+        train.main(["--check", "--config", cfg, "--world-size", "2"])
+    assert str(e.value.code).startswith(f"{cfg}: {REFUSAL}")
+    with pytest.raises(SystemExit) as e:  # the world size is the launcher's to set, outside --check
+        train.main(["--config", cfg, "--world-size", "2"])
+    assert "--world-size N" in str(e.value.code)
+
+
+def test_check_under_torchrun_asks_for_the_launched_world_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(SystemExit) as e:
+        train.main(["--check", "--config", matrix_config(tmp_path)])
+    assert REFUSAL in str(e.value.code)
+
+
+def test_a_run_that_cannot_start_leaves_no_folder_with_only_its_config(tmp_path, monkeypatch):
+    """A model file that does not load (found by the build, after the run folder was made): no folder is left."""
+    monkeypatch.delenv("SRLORA_RUN_DIR", raising=False)
+    monkeypatch.delenv("SRLORA_HUB_URL", raising=False)
+    (tmp_path / "w.safetensors").write_text("not a model")
+    cfg = tmp_path / "d.json"
+    cfg.write_text(json.dumps({"task": {"kind": "digits"}, "model": {"kind": "vit", "weights": "w.safetensors"}, "steps": 3}))
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as e:
+        train.main(["--config", str(cfg), "--runs-dir", str(runs), "--no-progress"])
+    assert isinstance(e.value.code, str) and e.value.code
+    assert os.listdir(runs) == []
+
+
+def test_the_launcher_line_names_the_failed_ranks_not_the_ones_it_stopped():
+    from srlora_torch.launch import failed_line
+    assert failed_line({0: 1, 1: -15}) == ("srlora: rank 0 exited with code 1 (the reason is above); the launch stopped the other ranks", 1)
+    assert failed_line({0: 2, 1: 2}) == ("srlora: ranks 0, 1 exited with code 2 (the reason is above)", 2)
+    assert failed_line({0: -15, 1: -9}) == ("srlora: rank 0 was ended by SIGTERM; rank 1 was ended by SIGKILL", 1)
