@@ -161,6 +161,7 @@ class Session:
         st = os.stat(self.run_dir) if self.main else None
         self._identity = (st.st_dev, st.st_ino) if st else None  # the folder this run lives in: checked before each checkpoint
         self.folder_check_s = FOLDER_CHECK_S  # and at least this often (0: after every step, for tests)
+        self.folder_gone = False  # the check found the folder deleted or replaced (finish() says so, once)
         self._folder_checked = time.monotonic()
         self._checkpointed_step: Optional[int] = None  # the step this session last checkpointed, while nothing has changed since
         self._signal: Optional[str] = None  # a signal this rank received, to be agreed at the next step boundary
@@ -454,8 +455,12 @@ class Session:
             same = (st.st_dev, st.st_ino) == self._identity
         except OSError:
             same = False
-        if not same:
-            raise RunFolderGone(f"the run folder {self.run_dir} was deleted or replaced while the trainer ran")
+        if not same:  # said once, in these words, by finish() (train.py adds no line of its own)
+            self.folder_gone = True
+            where = f"run {run_id_of(self.run_dir)}: its folder {os.path.abspath(self.run_dir)}"
+            if os.path.isdir(self.run_dir):
+                raise RunFolderGone(f"{where} was replaced while it trained (by another folder of that name: left as it is); this run's record went with the old folder")
+            raise RunFolderGone(f"{where} was deleted while it trained; nothing was recorded")
 
     def checkpoint(self) -> Optional[str]:
         """Writes checkpoints/step-N through save_checkpoint (checkpoint.py: a temporary folder with a COMPLETE.json

@@ -450,8 +450,9 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int) -> int:
     if progress:
         progress.done()
     outcome = session.finish(error)
-    if rank == 0 and not os.path.isdir(run_dir):  # nothing to sum up, nothing to resume: say so once, plainly
-        log(f"run {run_id_of(run_dir)}: its folder {os.path.abspath(run_dir)} was deleted while it trained; nothing was recorded")
+    if rank == 0 and (session.folder_gone or not os.path.isdir(run_dir)):  # nothing to sum up, nothing to resume
+        if not session.folder_gone:  # (when the session noticed, it said so, in these words: once)
+            log(f"run {run_id_of(run_dir)}: its folder {os.path.abspath(run_dir)} was deleted while it trained; nothing was recorded")
     elif rank == 0 and not os.environ.get("SRLORA_HUB_URL"):  # as the built-in trainer: a launched run's stderr tail keeps its error
         try:
             sys.stderr.write("\n" + summary(run_dir, outcome))

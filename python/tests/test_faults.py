@@ -104,7 +104,8 @@ def test_a_run_folder_deleted_under_a_live_trainer_fails_loudly_and_is_not_recre
                     run.mkdir()
         assert steps == 5, steps  # the checkpoint at step 5 noticed
         assert s.finish() == "failed"
-        assert f"the run folder {run} was deleted or replaced while the trainer ran" in capsys.readouterr().err
+        what = "replaced while it trained" if replace else "deleted while it trained; nothing was recorded"
+        assert f"run {run.name}: its folder {run} was {what}" in capsys.readouterr().err
         assert os.listdir(run) == [] if replace else not run.exists()
 
 
@@ -125,7 +126,7 @@ def test_without_checkpoints_a_deleted_run_folder_is_noticed_on_a_time_cadence(t
             shutil.rmtree(run)
     assert steps == 4, steps  # the step after the deletion noticed, not the end of the run
     assert s.finish() == "failed"
-    assert f"the run folder {run} was deleted or replaced while the trainer ran" in capsys.readouterr().err
+    assert f"run {run.name}: its folder {run} was deleted while it trained; nothing was recorded" in capsys.readouterr().err
     assert not run.exists()
 
 

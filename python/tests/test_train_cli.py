@@ -145,12 +145,18 @@ def test_a_run_folder_deleted_while_it_trained_is_said_once_plainly_with_no_resu
     import shutil
     loop = train.train_loop
 
+    run_dirs = []
+
     def deleting(cfg, run, *a, **k):
         loop(cfg, run, *a, **k)
+        run_dirs.append(os.path.abspath(run.session.run_dir))
         shutil.rmtree(run.session.run_dir)
 
     monkeypatch.setattr(train, "train_loop", deleting)
     assert quick_run(tmp_path, monkeypatch) == 1
     err = capsys.readouterr().err
     assert "was deleted while it trained; nothing was recorded" in err, err
+    # once (session 6, cli.4: the Session said its own line first): one line names the folder, none says more
+    assert [l for l in err.splitlines() if " was deleted" in l or " was replaced" in l or "the run folder" in l] == [
+        f"run {os.path.basename(run_dirs[0])}: its folder {run_dirs[0]} was deleted while it trained; nothing was recorded"], err
     assert "--resume" not in err and "step 0/?" not in err, err
