@@ -96,3 +96,18 @@ def test_the_launcher_line_names_the_failed_ranks_not_the_ones_it_stopped():
     assert failed_line({0: 1, 1: -15}) == ("srlora: rank 0 exited with code 1 (the reason is above); the launch stopped the other ranks", 1)
     assert failed_line({0: 2, 1: 2}) == ("srlora: ranks 0, 1 exited with code 2 (the reason is above)", 2)
     assert failed_line({0: -15, 1: -9}) == ("srlora: rank 0 was ended by SIGTERM; rank 1 was ended by SIGKILL", 1)
+
+
+def test_a_two_rank_run_advances_its_progress_line_as_a_single_process_run_does(tmp_path):
+    """Session 6 (cli.2) reported a 2-rank gloo run's terminal stuck at "step 1/N" until the end. Not reproduced here
+    (torch 2.11, a pipe and a pty alike): this holds rank 0's progress to the single-process rule — off a terminal,
+    one line per 10% of the steps, every one of them, in step order — so such a stall fails a test."""
+    cfg = tmp_path / "t.json"
+    cfg.write_text(json.dumps({"task": {"kind": "transformer", "preset": "tiny"}, "seed": 3, "batchSize": 8, "evalEvery": 1000,
+                               "r": 2, "rTarget": 8, "steps": 20, "checkpointEvery": 0}))
+    p = subprocess.run([sys.executable, "-m", "srlora_torch.launch", "--standalone", "--nproc_per_node=2", "-m", "srlora_torch.train",
+                        "--config", str(cfg), "--runs-dir", str(tmp_path / "runs")],
+                       env=ENV, cwd=str(tmp_path), capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    steps = [int(l.split()[1].split("/")[0]) for l in p.stderr.splitlines() if l.startswith("step ")]
+    assert steps == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20], p.stderr[-3000:]
