@@ -16,16 +16,16 @@ import os
 import statistics
 import tempfile
 import time
+from types import SimpleNamespace
 
 import torch
 import torch._dynamo
 from torch import nn
 
-from .client import EventRecorder
-from .compiled import CompiledStep, fused_sdpa, get_lr
+from .compiled import CompiledStep, fused_sdpa
 from .controller import SRLoRAController, apply_srlora
-from .telemetry import Telemetry
-from .train import DEFAULTS as TRAIN_DEFAULTS
+from .session import Session
+from .train import DEFAULTS as TRAIN_DEFAULTS, stepper
 
 TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
 SEQ, BATCH, R = 128, 32, 8
@@ -158,6 +158,18 @@ def timed_steps(model, opt, gen, steps, before_opt=None, after_opt=None, warmup=
         if i >= warmup:
             times.append(time.perf_counter() - t)
     return statistics.median(times) * 1000
+
+
+class _Cycle:
+    """A task whose batch() hands out the same few batches in turn, already on the device (as a DataLoader with
+    prefetch does), for train.stepper."""
+
+    def __init__(self, batches):
+        self.batches, self.i = batches, -1
+
+    def batch(self):
+        self.i = (self.i + 1) % len(self.batches)
+        return self.batches[self.i]
 
 
 def loss_fn(model):
@@ -371,48 +383,51 @@ def main(argv=None) -> int:
     out["srloraCompiledOverPeftCompiled"] = round(sc_ms / pc_ms, 4)
     save("compiled timing")
 
-    # Telemetry with the compiled step, as train.py's loop runs it (train_loop): the step is replayed and never waited
-    # for, its loss and skipped flag read one step late (Telemetry.defer), at once before a snapshot. Measured as
-    # blocks of consecutive steps on inputs already on the GPU (one sync per block, as a run has none per step),
-    # alternating with blocks without telemetry: on ÷ off of the blocks' medians. Variants: the trainer's default
-    # (metrics rows ≤ 10/s, an importance snapshot every importanceEvery = 10 steps and ≤ 10/s), snapshots at the
-    # protocol's maximum rate (every step, ≤ 10/s), metrics alone.
-    rec = EventRecorder("bench", tempfile.mkdtemp())
-    rec.emit({"type": "hello", "protocol": {"major": 1, "minor": 0}, "method": "srlora", "backend": {"name": "pytorch", "device": out["device"]},
-              "totalSteps": 10 ** 6, "config": {}, "layers": [{"name": n, "shape": [l.out_features, l.in_features], "r": l.r, "rTarget": l.r_target} for n, l in layers.items()]})
-    every = {"trainerDefault": TRAIN_DEFAULTS["importanceEvery"], "maxRate": 1, "metricsOnly": 1}
-    variants = {k: Telemetry(rec, ctl, BATCH, lambda: get_lr(opt), {"importanceEvery": every[k]}, snapshots=k != "metricsOnly") for k in every}
-    for t in variants.values():
-        t.defer = cstep.capture
+    # Telemetry with the compiled step as train.py's loop runs it: train.stepper over a Session (the trainer's own
+    # per-step path: deferred loss reads, metrics rows, snapshots, the folder check, the command queue; no hub), so a
+    # change to the loop is measured here. The step is replayed and never waited for; its loss and skipped flag are
+    # read one step late (Telemetry.defer). Measured as blocks of consecutive steps on inputs already on the GPU (one
+    # sync per block, as a run has none per step), alternating with blocks of the bare step (no Session): on ÷ off of
+    # the blocks' medians. Variants: the trainer's default (metrics rows ≤ 10/s, an importance snapshot every
+    # importanceEvery = 10 steps and ≤ 10/s), snapshots at the protocol's maximum rate (every step, ≤ 10/s), metrics alone.
     inputs = [batch(gen) for _ in range(4)]
     block = 10 if a.toy else 100
+    every = {"trainerDefault": TRAIN_DEFAULTS["importanceEvery"], "maxRate": 1, "metricsOnly": 1}
+    sessions = {}
+    for k, n in every.items():
+        s = Session(ctl, opt, tempfile.mkdtemp(prefix=f"srlora-bench-{k}-"), total_steps=10 ** 9, batch_size=BATCH, name=f"bench-{k}",
+                    device=DEV, env={}, importance_every=n, handle_signals=False)
+        s.telemetry.snapshots = k != "metricsOnly"
+        s.start()
+        sessions[k] = (s, stepper(SimpleNamespace(task=_Cycle(inputs), ctl=ctl, session=s, opt=opt), cstep))
+    variants = list(sessions)
 
     def off_block():
         for i in range(block):
             cstep(*inputs[i % 4])
             ctl.after_step()
 
-    def on_block(tel):
+    def on_block(k):
+        session, step = sessions[k]
+
         def run():
-            for i in range(block):
-                loss = cstep(*inputs[i % 4])
-                skipped = cstep.found_inf.clone() if tel.defer else None
-                tel.settle()  # (Session.settle: the held losses of earlier steps, done on the GPU meanwhile)
-                ctl.after_step()
-                tel.after_step(loss, skipped)
-            tel.flush()
+            for _ in range(block):
+                assert step(), f"bench telemetry ({k}): a loss was not finite"
+            session.telemetry.flush()
         return run
     times = {k: [] for k in ["off", *variants]}
     for _ in range(max(3, a.steps // 5)):
         times["off"].append(timed(off_block, 1) / block)
-        for k, tel in variants.items():
-            times[k].append(timed(on_block(tel), 1) / block)
-    rec.close()
+        for k in variants:
+            times[k].append(timed(on_block(k), 1) / block)
+    for s, _ in sessions.values():  # their records end here; the recompositions below are not theirs
+        ctl.listeners.remove(s._on_recomposition)
+        s.finish()
     med = {k: statistics.median(v) for k, v in times.items()}
     out["telemetryCompiled"] = {k: {"msPerStep": round(med[k], 3), "onOverOff": round(med["off"] / med[k], 4)} for k in variants}
     out["telemetryCompiled"]["offMsPerStep"] = round(med["off"], 3)
     out["telemetryCompiled"]["how"] = (f"blocks of {block} consecutive compiled steps (inputs on the GPU, one sync per block), "
-                                       f"{len(times['off'])} alternating rounds, medians; telemetry as train.py's loop runs it (deferred loss reads)")
+                                       f"{len(times['off'])} alternating rounds, medians; on: train.stepper over a Session, as train.py's loop runs (deferred loss reads, no hub)")
     out["telemetryOnOverOff"] = out["telemetryCompiled"]["trainerDefault"]["onOverOff"]  # steps/s on ÷ off, compiled step
     save("telemetry")
 

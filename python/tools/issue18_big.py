@@ -2,15 +2,18 @@
 change buys, measured as the bench measures it (blocks of 20 consecutive graph replays on inputs already on the GPU,
 median of 5). Writes JSON to argv[1] after each variant; ~1 minute per variant on an H200.
 
-    cd python && PYTHONPATH=. python3 tools/issue18_big.py out.json [variant ...]
+    cd python && python3 tools/issue18_big.py out.json [variant ...]
 
 Variants: cur (as shipped), nocast (the adapter's input not cast to float32 under autocast), cdt (nocast + Inductor's
 coordinate-descent tuning of its Triton kernels), peft (PEFT LoRA compiled with reduce-overhead, for context).
 """
 import json
+import os
 import statistics
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # python/, from any directory
 
 import torch
 from torch import nn

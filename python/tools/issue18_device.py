@@ -27,7 +27,8 @@ ROOT = os.path.dirname(PY)
 GOALS = [("srloraCompiledOverPeftEager", "<=", 0.25), ("srloraCompiledOverPeftCompiled", "<=", 1.05),
          ("fractionOfCeilingLargeBatch", ">=", 0.30), ("recompositionOverCompiledStep", "<=", 1.0),
          ("telemetryOnOverOff", ">=", 0.99)]
-CUDA_TESTS = ["tests/test_recompose.py", "tests/test_conformance.py", "tests/test_compiled.py", "tests/test_snapshot.py"]
+CUDA_TESTS = ["tests/test_recompose.py", "tests/test_conformance.py", "tests/test_compiled.py", "tests/test_snapshot.py",
+              "tests/test_session.py", "tests/test_telemetry.py"]  # session: the snapshot after a recomposition on CUDA
 
 
 def run(cmd, log_path, timeout):
@@ -47,6 +48,7 @@ def main() -> int:
     ap.add_argument("--toy", action="store_true")
     ap.add_argument("--bench-timeout", type=int, default=360)
     ap.add_argument("--test-timeout", type=int, default=160)
+    ap.add_argument("--big", action="store_true", help="then tools/issue18_big.py (batch 128: top kernels, candidate changes; ~4 min)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     result = os.path.join(a.out, "gpu-h200.json" if not a.toy else "toy-bench.json")
@@ -85,6 +87,11 @@ def main() -> int:
     print("telemetry:", json.dumps(d.get("telemetryCompiled")))
     tail = open(os.path.join(a.out, "pytest-cuda.txt")).read().strip().splitlines()[-3:]
     print("pytest:", " | ".join(tail))
+    if a.big and not a.toy:
+        big = os.path.join(a.out, "gpu-h200-batch128-variants.json")
+        run([sys.executable, os.path.join(HERE, "issue18_big.py"), big], os.path.join(a.out, "big.log"), 330)
+        for v, r in (json.load(open(big))["variants"] if os.path.exists(big) else {}).items():
+            print(f"batch 128, {v}:", {k: r.get(k) for k in ("msPerStep", "fractionOfCeiling", "kernelMsPerStep", "error")})
     return 0
 
 
