@@ -101,6 +101,8 @@ for (const file of files) {
     const rows = msgs.flatMap((m) => (m.type === 'metrics' ? m.rows : []));
     assert.deepEqual(rows.map((r) => r.step), Array.from({ length: e.lastRowStep }, (_, i) => i + 1), 'one row per step');
     assert.deepEqual(rows.filter((r) => r.nonFiniteGrad).map((r) => r.step), e.nonFiniteGradSteps, 'nonFiniteGrad rows');
+    // Issue 15 (test/vectors/scalars.json): a finite grad_norm on every row whose gradients were finite, none on the others.
+    assert.deepEqual(rows.filter((r) => r.scalars?.grad_norm === undefined).map((r) => r.step), e.nonFiniteGradSteps, 'rows without grad_norm');
 
     const recs = msgs.filter((m) => m.type === 'recomposition');
     assert.deepEqual(recs.map((r) => ({

@@ -158,29 +158,35 @@ export class SRLoRAEngine {
    * Non-finite numbers (docs/protocol.md, "Non-finite numbers"): a non-finite loss changes nothing (not even the step
    * count; the caller ends the run); non-finite gradients skip the optimiser update (its moments and step count t)
    * and the importance EMA update, as AMP's GradScaler skips a step, while the step still counts (step number,
-   * schedule, slot ages) — `nonFiniteGrad` says so. `gradFault` (tests only) is added to every gradient.
+   * schedule, slot ages) — `nonFiniteGrad` says so. `gradFault` (tests only) is added to every gradient. `gradNorm`:
+   * the L2 norm of every trained variable's gradient (before the update), null when not finite.
    */
-  optimizeStep(lossFn: () => tf.Scalar, gradFault?: number): { loss: number; due: boolean; nonFiniteGrad: boolean } {
+  optimizeStep(lossFn: () => tf.Scalar, gradFault?: number): { loss: number; due: boolean; nonFiniteGrad: boolean; gradNorm: number | null } {
     const vars = this.trainableVariables;
     const { value, grads } = tf.variableGrads(lossFn, vars);
     const loss = value.dataSync()[0];
     value.dispose();
     if (!Number.isFinite(loss)) {
       tf.dispose(grads);
-      return { loss, due: false, nonFiniteGrad: false };
+      return { loss, due: false, nonFiniteGrad: false, gradNorm: null };
     }
     if (gradFault !== undefined) {
       for (const k of Object.keys(grads)) { const g = grads[k]; grads[k] = tf.add(g, gradFault); g.dispose(); }
     }
-    // sum(g·0) is 0 when every entry is finite and NaN otherwise: one small reduction, one read-back.
-    const probe = tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.mul(g, 0)))).dataSync()[0]);
+    // sum(g·0) is 0 when every entry is finite and NaN otherwise; sum(g²) gives the gradient norm (the grad_norm
+    // scalar): two small reductions, one read-back.
+    const [probe, sumSq] = tf.tidy(() => {
+      const gs = Object.values(grads);
+      return tf.stack([tf.addN(gs.map((g) => tf.sum(tf.mul(g, 0)))), tf.addN(gs.map((g) => tf.sum(tf.square(g))))]).dataSync();
+    });
     const nonFiniteGrad = !Number.isFinite(probe);
+    const gradNorm = nonFiniteGrad || !Number.isFinite(sumSq) ? null : Math.sqrt(sumSq);
     if (!nonFiniteGrad) for (const l of this.layers) l.updateImportance(grads[l.A.name], grads[l.B.name]);
     for (const l of this.layers) for (let k = 0; k < l.r; k++) l.age[k]++;
     if (!nonFiniteGrad) this.optimizer.apply(grads);
     tf.dispose(grads);
     this.step++;
-    return { loss, due: this.scheduled.has(this.step), nonFiniteGrad };
+    return { loss, due: this.scheduled.has(this.step), nonFiniteGrad, gradNorm };
   }
 
   /** The rule in force, as reported with each recomposition. */

@@ -25,6 +25,7 @@ import { runIdOf } from '../../runfolder/runId';
 import { selectBackend, type BackendChoice } from '../engine/backend';
 import { exportRun } from './exportRun';
 import { ProgressLine } from './progress';
+import { SystemScalars } from './systemScalars';
 
 
 /** SRLORA.md §5: at most ~10 importance snapshots per second whatever the step rate. */
@@ -88,7 +89,8 @@ export class TrainingRun {
   readonly incarnation = randomBytes(8).toString('hex');
   private state: RunStateName = 'starting';
   private readonly settings: LiveSettings;
-  private rows: { step: number; loss: number; lr: number; examplesPerSec: number }[] = [];
+  private rows: { step: number; loss: number; lr: number; examplesPerSec: number; scalars?: Record<string, number> }[] = [];
+  private readonly system = new SystemScalars();
   private lastFlush = 0;
   private lastImportance = -Infinity;
   private readonly progress: ProgressLine | null;
@@ -261,6 +263,9 @@ export class TrainingRun {
 
   private flushMetrics(): void {
     if (this.rows.length === 0) return;
+    // System readings once per message (src/protocol/scalars.ts), on its last row: not a syscall per step.
+    const last = this.rows[this.rows.length - 1];
+    last.scalars = { ...last.scalars, ...this.system.sample() };
     this.emit({ type: 'metrics', rows: this.rows });
     this.rows = [];
     this.lastFlush = performance.now();
@@ -409,14 +414,15 @@ export class TrainingRun {
           const l = crossEntropy(this.model.forward(xt), y, classes);
           return fault?.loss === undefined ? l : tf.add(l, fault.loss) as tf.Scalar;
         };
-        const { loss, due, nonFiniteGrad } = engine.optimizeStep(lossFn, fault?.grad);
+        const { loss, due, nonFiniteGrad, gradNorm } = engine.optimizeStep(lossFn, fault?.grad);
         xt.dispose();
         // Every row before this step is flushed by the failed state (setState flushes first); this one is not a row.
         if (!Number.isFinite(loss)) throw new Error(`loss is ${formatNonFinite(loss)} at step ${stepNo}`);
         const ms = performance.now() - t0;
         stepMsEma = stepMsEma === 0 ? ms : 0.9 * stepMsEma + 0.1 * ms;
         const examplesPerSec = (c.batchSize * 1000) / stepMsEma;
-        this.rows.push({ step: this.step, loss, lr: engine.optimizer.lr, examplesPerSec, ...(nonFiniteGrad ? { nonFiniteGrad: true as const } : {}) });
+        this.rows.push({ step: this.step, loss, lr: engine.optimizer.lr, examplesPerSec, ...(nonFiniteGrad ? { nonFiniteGrad: true as const } : {}),
+          ...(gradNorm === null ? {} : { scalars: { grad_norm: gradNorm } }) });
         if (nonFiniteGrad && ++this.nonFiniteGradSteps <= 10) {
           this.log(`gradients are not finite at step ${this.step}: its update and importance EMAs were skipped${this.nonFiniteGradSteps === 10 ? ' (further such steps are flagged in metrics only)' : ''}`, 'warn');
         }
