@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { tempDir } from './helpers/tmp';
 import { FixtureLog } from './helpers/runFixtures';
 import { recompositionsCount, trainingSummary } from '../src/cli/summary';
@@ -68,6 +68,16 @@ test('train writes into .srlora/runs (where serve, --resume and export read) and
   assert.match(again.stderr, /export +\.srlora\/runs\/\S+\/export/, 'the summary says where the export is');
   assert.equal(readFileSync(join(runDir, 'events.jsonl'), 'utf8'), log, 'its log untouched');
   assert.equal(statSync(join(runDir, 'export', 'merged.safetensors')).mtimeMs, exported, 'its export not rewritten');
+  // fresh6 fixsup.2: export takes a run id in the runs folder, as serve --resume does (before: "… is not a run folder").
+  const id = basename(runDir);
+  const byId = cli(['export', id], dir);
+  assert.equal(byId.status, 0, byId.stderr);
+  assert.match(byId.stdout, new RegExp(`exported step 12 of ${runDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} →`));
+  const elsewhere = cli(['export', id, '--runs-dir', join(dir, '.srlora/runs')], tempDir());
+  assert.equal(elsewhere.status, 0, elsewhere.stderr);
+  const unknown = cli(['export', 'no-such-run'], dir);
+  assert.notEqual(unknown.status, 0);
+  assert.match(unknown.stderr, /export: no run "no-such-run" in \S+\.srlora\/runs/);
 });
 
 test('train --help lists every config field of the generated schema, with its default or allowed values', () => {

@@ -93,12 +93,19 @@ test('srlora serve --resume refuses, saying why: an unknown id (named), a run of
   writeFileSync(join(runDir, 'events.jsonl'),
     line({ ...base, seq: 1, type: 'hello', protocol: { major: 1, minor: 1 }, method: 'srlora', backend: { name: 'pytorch', device: 'cpu' }, totalSteps: 10, config: {}, layers: [] })
     + line({ ...base, seq: 2, type: 'state', state: 'stopped', step: 4 }));
-  const wrong = cliProcess(['serve', '--runs-dir', runsDir, '--resume', '20261130-000000-srlora-abcd']);
+  // Without --trainer, serve continues it with the trainer that wrote it (fresh6 fixsup.2; before: refused, "add
+  // --trainer pytorch"): here it gets as far as the PyTorch trainer's Python, and refuses only for the missing checkpoint.
+  const picked = cliProcess(['serve', '--runs-dir', runsDir, '--resume', '20261130-000000-srlora-abcd', '--python', python]);
+  assert.notEqual(await picked.code, 0);
+  assert.match(picked.out(), /PyTorch trainer: /, picked.out());
+  assert.doesNotMatch(picked.out(), /is a run of the PyTorch trainer|--trainer/, picked.out());
+  // An explicit --trainer builtin is refused in train --resume's words.
+  const wrong = cliProcess(['serve', '--runs-dir', runsDir, '--resume', '20261130-000000-srlora-abcd', '--trainer', 'builtin']);
   assert.notEqual(await wrong.code, 0);
   const trainSays = spawnSync(process.execPath, [cli, 'train', '--resume', runDir], { encoding: 'utf8' }).stderr.trim();
   assert.match(trainSays, /is a run of the PyTorch trainer/);
   assert.ok(wrong.out().includes(trainSays), `serve: ${wrong.out()}\ntrain: ${trainSays}`);
-  assert.match(wrong.out(), /--trainer pytorch/);
+  assert.match(wrong.out(), /without --trainer builtin/);
   // A stopped run of the built-in trainer, asked of the PyTorch one: the PyTorch trainer's own words.
   const builtinDir = join(runsDir, '20261130-000000-srlora-efgh');
   mkdirSync(builtinDir);

@@ -1,5 +1,6 @@
 /**
- * `srlora export RUN_DIR [--checkpoint CHECKPOINT_DIR]`
+ * `srlora export RUN [--runs-dir DIR] [--checkpoint CHECKPOINT_DIR]` — RUN: a run folder, or a run id in the runs folder
+ * (--runs-dir, default .srlora/runs), as `serve --resume` takes it.
  * Writes a run's export (SRLORA.md §6: merged weights, per-layer ΔW, direction history) from a checkpoint — the latest
  * unless one is named — for runs that did not finish, or before they do. A finished run already has its export.
  */
@@ -9,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { readJsonl } from '../runfolder/eventLog';
 import { EVENTS_FILE, latestCheckpoint } from '../runfolder/runFiles';
 import { runIdOf } from '../runfolder/runId';
+import { resolveRunArg } from './runTarget';
 import { foldRun } from '../viewmodel/runModel';
 import { readRunFolderConfig } from '../trainer/config/runConfig';
 import { selectBackend } from '../trainer/engine/backend';
@@ -19,9 +21,11 @@ import { buildModel, loadBaseWeights } from '../trainer/process/task';
 import type { TrainerMessage } from '../protocol/messages';
 
 export async function exportCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { checkpoint: { type: 'string' } } });
-  if (positionals.length !== 1) throw new Error('export: needs one RUN_DIR; usage: srlora export RUN_DIR [--checkpoint CHECKPOINT_DIR]');
-  const runDir = resolve(positionals[0]);
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { checkpoint: { type: 'string' }, 'runs-dir': { type: 'string' } } });
+  if (positionals.length !== 1) throw new Error('export: needs one RUN; usage: srlora export RUN_DIR_OR_ID [--runs-dir DIR] [--checkpoint CHECKPOINT_DIR]');
+  const target = resolveRunArg(positionals[0], values['runs-dir'], 'export');
+  if (!target.dir) throw new Error(`export: no run ${JSON.stringify(target.id.slice(0, 200))} in ${target.runsDir}`);
+  const runDir = target.dir;
   const events = join(runDir, EVENTS_FILE);
   if (existsSync(events) && foldRun(runIdOf(runDir), readJsonl<TrainerMessage>(events).events).pytorch) {
     throw new Error(`${runDir} is a PyTorch run: export it with python -m srlora_torch.export ${runDir}`);

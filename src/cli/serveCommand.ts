@@ -5,14 +5,13 @@
  * pytorch [--python PATH] [--gpus N]`: the same RunManager launch as VS Code's Start Run…, with the srlora_torch this
  * package ships first on PYTHONPATH; a Python that cannot run it is an error naming what is missing). Prints the URL with its token. It watches DIR: runs
  * started anywhere appear and stream. Runs another supervisor owns (a VS Code window, another serve) are shown
- * read-only. `--resume RUN_DIR_OR_ID [--trainer builtin|pytorch]` continues a stopped, interrupted or failed run from its
+ * read-only. `--resume RUN_DIR_OR_ID` continues a stopped, interrupted or failed run, by the trainer that wrote it, from its
  * latest complete checkpoint under this serve (RunManager.continueRun), so the page steers it — a run continued from a
  * terminal (`train --resume`) is only followed. Ctrl+C interrupts the runs this serve owns (they checkpoint and are `interrupted`) and exits; a start
  * that fails exits non-zero.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Hub } from '../hub/hub';
 import { RunManager } from '../supervisor/runManager';
@@ -22,7 +21,8 @@ import { assetRoot } from '../trainer/process/task';
 import { configWithFlags, pytorchRunMessage } from './trainCommand';
 import { DEFAULT_RUNS_DIR } from './usage';
 import { probePython, pythonEnv, pythonPackageDir, pytorchCommand, pytorchResumeCommand, resumeRanks } from '../supervisor/pythonTrainer';
-import { CONFIG_FILE, EVENTS_FILE } from '../runfolder/runFiles';
+import { EVENTS_FILE } from '../runfolder/runFiles';
+import { resolveRunArg, runTrainerOf, type RunTarget } from './runTarget';
 
 export async function serveCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -30,15 +30,16 @@ export async function serveCommand(argv: string[]): Promise<number> {
     options: {
       'runs-dir': { type: 'string' }, resume: { type: 'string' }, port: { type: 'string', default: '0' }, host: { type: 'string', default: '127.0.0.1' },
       demo: { type: 'boolean', default: false }, config: { type: 'string' }, steps: { type: 'string' },
-      trainer: { type: 'string', default: 'builtin' }, python: { type: 'string' }, gpus: { type: 'string', default: '1' },
+      trainer: { type: 'string' }, python: { type: 'string' }, gpus: { type: 'string', default: '1' },
     },
   });
-  if (values.trainer !== 'builtin' && values.trainer !== 'pytorch') throw new Error(`--trainer: ${values.trainer.slice(0, 40)} is not builtin or pytorch`);
+  if (values.trainer !== undefined && values.trainer !== 'builtin' && values.trainer !== 'pytorch') throw new Error(`--trainer: ${values.trainer.slice(0, 40)} is not builtin or pytorch`);
   const gpus = Number(values.gpus);
   if (!Number.isInteger(gpus) || gpus < 1 || gpus > 64) throw new Error(`--gpus: ${values.gpus.slice(0, 40)} is not a whole number from 1 to 64`);
   if (values.steps !== undefined && !/^[1-9]\d{0,9}$/.test(values.steps)) throw new Error(`--steps: ${values.steps.slice(0, 40)} is not a whole number ≥ 1`);
-  const pytorch = values.trainer === 'pytorch';
-  const resume = values.resume !== undefined ? resumeTarget(values.resume, values['runs-dir']) : null;
+  const resume = values.resume !== undefined ? resolveRunArg(values.resume, values['runs-dir'], '--resume') : null;
+  // A resumed run is continued by the trainer that wrote it (serve reads it from the run); --trainer may only agree.
+  const pytorch = (values.trainer ?? (resume?.dir ? runTrainerOf(resume.dir) : null) ?? 'builtin') === 'pytorch';
   if (resume && (values.demo || values.config !== undefined || values.steps !== undefined)) throw new Error('--resume continues a run as it was configured: --demo, --config and --steps are not allowed with it');
   if (resume && values.gpus !== '1') throw new Error('--resume continues a run on as many processes as it had (no more than the GPUs here): --gpus is not allowed with it');
   const runsDir = resolve(values['runs-dir'] ?? resume?.runsDir ?? DEFAULT_RUNS_DIR);
@@ -86,7 +87,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (probe?.ok) process.stdout.write(`PyTorch trainer: ${probe.label}, torch ${probe.torch} (${values.python ?? 'python3'})\n`);
   if (resume) {
     // A refusal (unknown run, wrong trainer, running elsewhere, no checkpoint) exits non-zero, not half up.
-    const run = await continueRun(runs, resume, pytorch ? { python: values.python ?? 'python3', gpus: probe?.ok ? probe.gpus : 0 } : null)
+    const run = await continueRun(runs, resume, values.trainer !== undefined, pytorch ? { python: values.python ?? 'python3', gpus: probe?.ok ? probe.gpus : 0 } : null)
       .catch(async (e: unknown) => { await runs.dispose('stop'); await hub.close(); throw e; });
     started = run.runId;
   }
@@ -126,28 +127,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** The run `--resume` names: a run folder (serve then shows its parent unless --runs-dir says otherwise, which must
- * hold it), or a run id (or folder name) in the runs folder. Throws naming the value when it is neither. */
-function resumeTarget(value: string, runsDirFlag: string | undefined): { runsDir?: string; dir?: string; id: string } {
-  const shown = JSON.stringify(value.slice(0, 200));
-  if (!value) throw new Error('--resume: give a run folder or a run id');
-  const dir = resolve(value);
-  let isDir = false;
-  // A bare name with --runs-dir is an id in that folder, whatever the current folder holds.
-  if (runsDirFlag === undefined || /[\\/]/.test(value)) { try { isDir = statSync(dir).isDirectory(); } catch { /* not a path: an id */ } }
-  if (!isDir) {
-    if (/[\\/]/.test(value) || value === '.' || value === '..') throw new Error(`--resume: no run folder ${shown}`);
-    return { id: value };
-  }
-  if (!existsSync(join(dir, EVENTS_FILE)) && !existsSync(join(dir, CONFIG_FILE))) throw new Error(`--resume: ${shown} is not a run folder (no ${EVENTS_FILE} or ${CONFIG_FILE})`);
-  if (runsDirFlag !== undefined && resolve(runsDirFlag) !== dirname(dir)) throw new Error(`--resume: the run folder ${shown} is not in --runs-dir ${runsDirFlag.slice(0, 200)}`);
-  return { runsDir: dirname(dir), dir, id: basename(dir) };
-}
-
 /** Continues the run `--resume` named under this serve's supervision, after saying what is wrong when it cannot: an
  * unknown id, a run of the other trainer (in `train --resume`'s words), a run that is running (and who runs it), a run
  * with nothing to continue from. `pytorch`: the Python (and its GPUs) that runs a PyTorch run. */
-async function continueRun(runs: RunManager, target: { dir?: string; id: string }, pytorch: { python: string; gpus: number } | null) {
+async function continueRun(runs: RunManager, target: RunTarget, trainerFlag: boolean, pytorch: { python: string; gpus: number } | null) {
   const run = [...runs.runs.values()].find((r) => (target.dir ? resolve(r.dir) === target.dir : r.runId === target.id || basename(r.dir) === target.id));
   if (!run) {
     throw new Error(target.dir ? `--resume: ${target.dir} has no ${EVENTS_FILE}: it never started, there is nothing to continue`
@@ -156,8 +139,9 @@ async function continueRun(runs: RunManager, target: { dir?: string; id: string 
   await run.folding; // its whole log (a long one is folded in the background)
   const name = resolve(run.dir);
   const isPytorch = run.model.pytorch;
-  if (isPytorch && !pytorch) throw new Error(`${pytorchRunMessage(name)} (or here: srlora serve --resume ${name} --trainer pytorch)`);
-  if (!isPytorch && pytorch) throw new Error(`${name} is a run of the built-in trainer (srlora train): continue it with srlora train --resume ${name} (or here: srlora serve --resume ${name}, without --trainer pytorch)`);
+  // Only an explicit --trainer can disagree with the run (serve picks the run's own otherwise).
+  if (isPytorch && !pytorch) throw new Error(`${pytorchRunMessage(name)} (or here: srlora serve --resume ${name}${trainerFlag ? ', without --trainer builtin' : ''})`);
+  if (!isPytorch && pytorch) throw new Error(`${name} is a run of the built-in trainer (srlora train): continue it with srlora train --resume ${name} (or here: srlora serve --resume ${name}${trainerFlag ? ', without --trainer pytorch' : ''})`);
   if (run.handle?.alive && run.owned) {
     // Its owner was gone and this serve took it over while listing it: it is ours to steer already.
     process.stdout.write(`run ${run.runId} is ${run.model.state}: its supervisor was gone, this serve took it over (trainer pid ${run.handle.pid})\n`);

@@ -32,8 +32,11 @@ export const HELP: Record<string, CommandHelp> = {
   },
   export: {
     summary: 'write a run\'s export (merged weights, ΔW, direction history) from a checkpoint',
-    usage: 'srlora export RUN_DIR [--checkpoint CHECKPOINT_DIR]',
-    flags: [['--checkpoint DIR', 'the checkpoint to export (default: the run\'s latest)']],
+    usage: 'srlora export RUN_DIR_OR_ID [--runs-dir DIR] [--checkpoint CHECKPOINT_DIR]',
+    flags: [
+      ['--runs-dir DIR', `where a run named by its id is (default ${DEFAULT_RUNS_DIR})`],
+      ['--checkpoint DIR', 'the checkpoint to export (default: the run\'s latest)'],
+    ],
   },
   serve: {
     summary: 'the dashboard in a browser for the runs of a folder, optionally starting one',
@@ -44,9 +47,9 @@ export const HELP: Record<string, CommandHelp> = {
       ['--host HOST', 'the address to listen on (default 127.0.0.1: loopback only)'],
       ['--demo', 'start the built-in demo run'],
       ['--config FILE', 'start a run of this config'],
-      ['--resume RUN', 'continue a stopped, interrupted or failed run (its folder, or its id in --runs-dir) from its newest complete checkpoint, steerable from the page; a PyTorch run needs --trainer pytorch'],
+      ['--resume RUN', 'continue a stopped, interrupted or failed run (its folder, or its id in --runs-dir) from its newest complete checkpoint, steerable from the page, by the trainer that wrote it (a PyTorch run: give --python)'],
       ['--steps N', 'steps of the run it starts'],
-      ['--trainer NAME', 'which trainer runs it: builtin (default) or pytorch (srlora_torch, shipped with this package)'],
+      ['--trainer NAME', 'which trainer runs it: builtin (default; with --resume, the run\'s own) or pytorch (srlora_torch, shipped with this package)'],
       ['--python PATH', 'the Python with torch for --trainer pytorch (default python3)'],
       ['--gpus N', 'GPUs for --trainer pytorch (default 1; more launches torchrun: DDP)'],
     ],
