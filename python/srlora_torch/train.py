@@ -29,7 +29,8 @@ from .export import export_run
 from .runconfig import check_files, parse_file
 from .runconfig import validate as validate_config
 from .distributed import Lockstep, refuse_sharding, world_from_env
-from .session import Session, device_label, log, run_id_of
+from .session import Session, device_label, log, run_id_of, write_own_pid_file
+from .ownership import resume_refusal
 from .optim import SlotAdam
 from .progress import ProgressLine, summary
 from .tasks import base_weights, build_model, restore
@@ -387,6 +388,11 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int) -> int:
             raise SystemExit(f"{run_dir} is not a run folder (no config.json)")
         if os.path.exists(os.path.join(run_dir, "events.jsonl")) and written_by_builtin(run_dir):
             raise SystemExit(f"{run_dir} is a run of the built-in trainer (srlora train): continue it with srlora train --resume {run_dir}")
+        # Someone else training it (serve, VS Code, another terminal): a second trainer would append to its log too.
+        # Every rank asks before the rendezvous; rank 0 takes the run only after it (below), so no rank sees rank 0.
+        refusal = resume_refusal(os.path.abspath(run_dir))
+        if refusal:
+            raise SystemExit(refusal)
         cfg = load_config(cfg_file, {"device": a.device})
         problem = data_parallel_problem(cfg, world, cfg_file, _local_world(world))
         if problem:
@@ -417,6 +423,10 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int) -> int:
     lockstep = Lockstep.init(device.type) if world > 1 else None
     if lockstep:  # rank 0's choices for every rank: the run folder (named by its clock), the checkpoint to resume from
         run_dir, ckpt = lockstep.agree((run_dir, ckpt if a.resume else None))
+    if a.resume and rank == 0 and not os.environ.get("SRLORA_HUB_URL"):
+        # From a terminal: hold the run from now on (Session.start writes it again), not only once the model has loaded,
+        # so that a second resume meanwhile is refused.
+        write_own_pid_file(run_dir)
     if not a.resume and rank == 0:
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as f:

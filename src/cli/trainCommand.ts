@@ -14,6 +14,9 @@ import { EVENTS_FILE } from '../runfolder/runFiles';
 import { runIdOf } from '../runfolder/scan';
 import { foldRun } from '../viewmodel/runModel';
 import type { TrainerMessage } from '../protocol/messages';
+import { resumeRefusal } from '../runfolder/lock';
+import { writeOwnPidFile } from '../runfolder/pidfile';
+import { PID_FILE } from '../runfolder/runFiles';
 
 const OWN_FLAGS = new Set(['config', 'runs-dir', 'resume', 'no-progress']);
 
@@ -71,6 +74,9 @@ export async function trainCommand(argv: string[]): Promise<number> {
   let baseDir = process.cwd();
   let runDir: string;
   if (resumeDir) {
+    // Someone else training it (serve, VS Code, another terminal): a second trainer would append to its log too.
+    const refusal = resumeRefusal(resumeDir);
+    if (refusal) throw new Error(refusal);
     // Which trainer wrote the run, before its config is read: the PyTorch trainer's config and checkpoints are not ours.
     const events = join(resumeDir, EVENTS_FILE);
     if (existsSync(events) && foldRun(runIdOf(resumeDir), readJsonl<TrainerMessage>(events).events).pytorch) {
@@ -95,6 +101,9 @@ export async function trainCommand(argv: string[]): Promise<number> {
   }
   const hub = env.SRLORA_HUB_URL ? { url: env.SRLORA_HUB_URL, token: env.SRLORA_TOKEN ?? '' } : null;
   if (hub && !hub.token) throw new Error('SRLORA_HUB_URL is set but SRLORA_TOKEN is not');
+  // A resume from a terminal holds the run from now on (its own trainer.pid, as TrainingRun.create writes it again),
+  // not only once the model has loaded: a second resume meanwhile is refused.
+  if (resumeDir && !hub) writeOwnPidFile(join(resumeDir, PID_FILE));
   const run = await TrainingRun.create({
     config, runDir, baseDir, hub, resume: Boolean(resumeDir), newFolder: !resumeDir && !env.SRLORA_RUN_DIR, progress: own.get('no-progress') !== true,
     onLog: (line) => process.stderr.write(`${line}\n`),

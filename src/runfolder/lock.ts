@@ -10,7 +10,8 @@
 import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync, existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { processIdentity, sameProcess, type ProcessIdentity } from './pidfile';
+import { PID_FILE } from './runFiles';
+import { parsePidText, processIdentity, sameProcess, type ProcessIdentity } from './pidfile';
 
 export const OWNER_FILE = 'owner.json';
 
@@ -55,17 +56,22 @@ function selfIdentity(): ProcessIdentity {
 
 /** The run's owner record, or null when there is none or it is not one (garbage counts as no owner: it is stale). */
 export function readOwner(dir: string): OwnerRecord | null {
-  try {
-    const r = JSON.parse(readFileSync(join(dir, OWNER_FILE), 'utf8')) as Partial<OwnerRecord> | null;
-    if (typeof r !== 'object' || r === null || !Number.isInteger(r.pid) || !Number.isInteger(r.startTime) || typeof r.instance !== 'string' || typeof r.bootId !== 'string') return null;
-    return r as OwnerRecord;
-  } catch {
-    return null;
-  }
+  let text: string;
+  try { text = readFileSync(join(dir, OWNER_FILE), 'utf8'); } catch { return null; }
+  return parseOwner(text);
+}
+
+/** owner.json's text as an owner record, or null when it is not one (test/vectors/ownership/resume.json holds both
+ * languages to the same reading). A missing `by` reads as "another supervisor". */
+export function parseOwner(text: string): OwnerRecord | null {
+  let r: Partial<OwnerRecord> | null;
+  try { r = JSON.parse(text) as Partial<OwnerRecord> | null; } catch { return null; }
+  if (typeof r !== 'object' || r === null || Array.isArray(r) || !Number.isInteger(r.pid) || !Number.isInteger(r.startTime) || typeof r.instance !== 'string' || typeof r.bootId !== 'string') return null;
+  return { ...r, by: typeof r.by === 'string' ? r.by : 'another supervisor' } as OwnerRecord;
 }
 
 /** Is the process named by an owner record still the one that wrote it? */
-export function ownerAlive(r: OwnerRecord): boolean {
+export function ownerAlive(r: ProcessIdentity): boolean {
   if (r.bootId === '') { // written where /proc is missing: the pid alone, erring towards "alive" (never steals a live run)
     try { process.kill(r.pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
   }
@@ -120,4 +126,50 @@ function makeLock(dir: string, record: OwnerRecord): OwnerLock {
       if (now && now.instance === record.instance) rmSync(join(dir, OWNER_FILE), { force: true });
     },
   };
+}
+
+/** What a resume needs to know of a run folder: its owner.json and trainer.pid (parsed; null when absent or not one). */
+export interface ResumeFacts {
+  owner: OwnerRecord | null;
+  trainer: ProcessIdentity | null;
+  /** Is the process a record names still that process (ownerAlive: errs towards alive where identity is unknown)? */
+  alive: (r: ProcessIdentity) => boolean;
+  /** SRLORA_OWNER: the owner instance of the supervisor that launched this trainer (it holds the run and checked). */
+  launchedBy: string | null;
+  /** This process: a trainer.pid naming it is its own. */
+  selfPid: number;
+}
+
+/**
+ * The one rule every resume path follows (`srlora train --resume`, `python -m srlora_torch.train --resume`, serve and
+ * VS Code continuing a run; python/srlora_torch/ownership.py is its twin, test/vectors/ownership/resume.json holds
+ * both): a run with a live owner other than the supervisor that launched us, or a live trainer other than us, is
+ * being trained by someone else — two trainers would append to one events.jsonl. Returns the refusal naming who, or
+ * null when the run may be resumed.
+ */
+export function resumeRefusalOf(runDir: string, f: ResumeFacts): string | null {
+  const { owner, trainer } = f;
+  if (owner && f.alive(owner)) {
+    if (f.launchedBy !== null && owner.instance === f.launchedBy) return null; // our supervisor holds it (and its trainer.pid names us)
+    return `run ${runDir} belongs to ${owner.by} (pid ${owner.pid}): it is being trained or watched there; stop it there, then continue it`;
+  }
+  if (trainer && trainer.pid !== f.selfPid && f.alive(trainer)) {
+    return trainer.selfStarted
+      ? `run ${runDir} is being trained by pid ${trainer.pid}, started from a terminal; stop it there (Ctrl+C: it checkpoints), then continue it`
+      : `run ${runDir} is being trained by pid ${trainer.pid}, whose supervisor is gone; stop it (SIGINT: it checkpoints), then continue it`;
+  }
+  return null;
+}
+
+/** The facts of the run folder `runDir` as it is now, for this process (SRLORA_OWNER from `env`). */
+export function resumeFactsOf(runDir: string, env: NodeJS.ProcessEnv = process.env): ResumeFacts {
+  let pidText: string | null = null;
+  try { pidText = readFileSync(join(runDir, PID_FILE), 'utf8'); } catch { /* none */ }
+  const pid = pidText === null ? null : parsePidText(pidText, PID_FILE);
+  return { owner: readOwner(runDir), trainer: pid?.ok ? pid.id : null, alive: ownerAlive, launchedBy: env.SRLORA_OWNER || null, selfPid: process.pid };
+}
+
+/** resumeRefusalOf for the run folder `runDir` as it is now, for this process. */
+export function resumeRefusal(runDir: string, env: NodeJS.ProcessEnv = process.env): string | null {
+  return resumeRefusalOf(runDir, resumeFactsOf(runDir, env));
 }

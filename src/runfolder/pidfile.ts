@@ -92,6 +92,11 @@ export type PidFileRead = { ok: true; id: ProcessIdentity } | { ok: false; error
 export function readPidFile(file: string): PidFileRead {
   let text: string;
   try { text = readFileSync(file, 'utf8'); } catch (e) { return { ok: false, error: `${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }; }
+  return parsePidText(text, file);
+}
+
+/** trainer.pid's text (read from `file`, named in errors) as a process identity: readPidFile's rule. */
+export function parsePidText(text: string, file: string): PidFileRead {
   let v: unknown;
   try { v = JSON.parse(text); } catch { return { ok: false, error: `${file}: not JSON (${JSON.stringify(text.slice(0, 40))})` }; }
   const r = v as Partial<ProcessIdentity> | null;

@@ -21,7 +21,7 @@ import { validateCommandBody, validateTrainerMessage } from '../protocol/validat
 import { EVENTS_FILE, EXPORT_DIR_NAME, HUB_DISCOVERY_FILE, newRunId, PID_FILE } from '../runfolder/runFiles';
 import { latestCompleteCheckpoint } from '../runfolder/checkpoints';
 import { readPidFile, sameProcess, writePidFile } from '../runfolder/pidfile';
-import { acquireOwner, ensurePrivateDir, readOwner, ownerAlive, writePrivateFileAtomic, type OwnerLock } from '../runfolder/lock';
+import { acquireOwner, ensurePrivateDir, readOwner, ownerAlive, resumeFactsOf, resumeRefusalOf, writePrivateFileAtomic, type OwnerLock } from '../runfolder/lock';
 import { LogFollower, readSummary, writeSummary } from '../runfolder/summary';
 import { listRunFolders, runIdOf } from '../runfolder/scan';
 import { applyMessage, emptyRun, isActive, isResumable, steerControl, type RunModel } from '../viewmodel/runModel';
@@ -444,6 +444,8 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   private launchSpec(run: ManagedRun, token: string, opts: StartOptions): LaunchSpec {
     const env: NodeJS.ProcessEnv = {
       ...process.env, SRLORA_HUB_URL: this.o.hub.url, SRLORA_TOKEN: token, SRLORA_RUN_DIR: run.dir,
+      // Who holds the run for it: a resuming trainer then knows the live owner.json is its launcher's (lock.ts).
+      ...(run.lock ? { SRLORA_OWNER: run.lock.record.instance } : {}),
       ...(this.o.assetsDir ? { SRLORA_ASSETS: this.o.assetsDir } : {}),
       ...(this.o.pythonPackageDir ? pythonEnv(this.o.pythonPackageDir) : {}),
     };
@@ -513,6 +515,9 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     const cp = latestCompleteCheckpoint(run.dir, { hashes: false });
     if (!cp.dir) throw new Error(`run ${run.model.name} has no complete checkpoint to continue from${cp.skipped.length ? ` (${cp.skipped.map((k) => `step ${k.step}: ${k.reason}`).join('; ')})` : ''}`);
     if (run.model.pytorch && !trainerCommand) throw new Error(`run ${run.model.name} is a PyTorch run: it needs a Python with torch to continue`);
+    // The shared rule (lock.ts): a live trainer the log does not show yet (a resume from a terminal) refuses too.
+    const refusal = resumeRefusalOf(run.dir, { ...resumeFactsOf(run.dir), launchedBy: this.instance });
+    if (refusal) throw new Error(refusal);
     const got = acquireOwner(run.dir, this.instance, this.o.by ?? 'srlora');
     if (!got.ok) throw new Error(`run ${run.model.name} belongs to ${got.owner.by} (pid ${got.owner.pid})`);
     run.lock = got.lock;

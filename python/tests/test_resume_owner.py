@@ -1,0 +1,67 @@
+"""Resume never runs two trainers on one run (fresh-user session 6, fixres.1): `python -m srlora_torch.train --resume
+RUN` accepted a run that serve, VS Code or another terminal was training, and two trainers appended to one
+events.jsonl. ownership.py follows the rule of src/runfolder/lock.ts; test/vectors/ownership/resume.json holds both."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from srlora_torch import ownership, train
+
+VECTORS = os.path.join(os.path.dirname(__file__), "..", "..", "test", "vectors", "ownership", "resume.json")
+
+
+def test_every_shared_vector_gets_its_refusal():
+    with open(VECTORS, encoding="utf-8") as f:
+        v = json.load(f)
+    assert len(v["cases"]) >= 15
+    for c in v["cases"]:
+        owner = ownership.parse_owner(c["ownerJson"]) if c["ownerJson"] is not None else None
+        trainer = ownership.parse_pid(c["trainerPid"]) if c["trainerPid"] is not None else None
+        got = ownership.resume_refusal_of(v["runDir"], owner, trainer, lambda r: r["pid"] in c["alive"], c["launchedBy"], v["selfPid"])
+        assert got == c["refusal"], c["name"]
+
+
+@pytest.fixture
+def other():
+    """A live process that is not this one, and its identity (a stand-in for another trainer or supervisor)."""
+    p = subprocess.Popen(["sleep", "60"])
+    try:
+        with open(f"/proc/{p.pid}/stat", encoding="utf-8") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/sys/kernel/random/boot_id", encoding="utf-8") as f:
+            boot = f.read().strip()
+        ident = {"pid": p.pid, "startTime": int(fields[19]), "pgid": int(fields[2]), "bootId": boot}
+        assert ownership.alive(ident)
+        yield ident
+    finally:
+        p.kill()
+        p.wait()
+
+
+def _run(tmp_path):
+    run = tmp_path / "20261130-080000-srlora-abcd"
+    os.makedirs(run)
+    (run / "config.json").write_text(json.dumps({"method": "srlora", "steps": 50, "model": {"kind": "mlp"}}))
+    return run
+
+
+def test_resume_refuses_a_run_a_live_supervisor_owns(tmp_path, other, monkeypatch):
+    monkeypatch.delenv("SRLORA_OWNER", raising=False)
+    run = _run(tmp_path)
+    (run / "owner.json").write_text(json.dumps({**other, "instance": "abc", "by": "srlora serve", "since": 1}))
+    with pytest.raises(SystemExit) as e:
+        train.main(["--resume", str(run)])
+    assert str(e.value.code).startswith(f"run {run} belongs to srlora serve (pid {other['pid']})")
+    assert not (run / "trainer.pid").exists()
+
+
+def test_resume_refuses_a_run_whose_terminal_trainer_is_alive(tmp_path, other, monkeypatch):
+    monkeypatch.delenv("SRLORA_OWNER", raising=False)
+    run = _run(tmp_path)
+    (run / "trainer.pid").write_text(json.dumps({**other, "selfStarted": True}))
+    with pytest.raises(SystemExit) as e:
+        train.main(["--resume", str(run)])
+    assert str(e.value.code).startswith(f"run {run} is being trained by pid {other['pid']}, started from a terminal")
+    assert json.loads((run / "trainer.pid").read_text())["pid"] == other["pid"]
