@@ -55,6 +55,7 @@ before(async () => {
     .metrics(25, 30, (s) => 1 / s, (s) => ({ scalars: { 'gradNorm': 100 + s } })).evalAt(30, 0.25, 0.95)
     .state('finished', 30).writeTo(runsDir);
   FixtureLog.dynamics('fixture-dynamics').writeTo(runsDir); // protocol 1.2: ages, stepBoost, deltaRank
+  sparseRun().writeTo(runsDir);
   // Losses that are 0 at every third step (log-y hides them), with a first-step spike (the y range ignores it).
   // Its config as the PyTorch trainer records it: fields the built-in trainer does not state (backend, baseModel,
   // data, name, torch, globalBatchSize), steps (the steps column shows it), and a long path both state. Two DDP ranks
@@ -103,6 +104,37 @@ async function livePage(): Promise<Page> {
     && document.querySelector('.badge')?.textContent === 'running'
     && Number(document.querySelector('canvas.heatmap')?.getAttribute('data-cells') ?? 0) > 0, null, { timeout: 30_000 });
   return page;
+}
+
+/**
+ * A run whose sparse series the y fit must show whole (fresh user, session 6): 32 pairs fused at ages 285–290 by
+ * the schedule, then a forced recomposition fusing one pair 187 steps old (the fit drew it under an axis starting at
+ * 200); exactly two evals (drawn as dots only, half off the chart's edges).
+ */
+function sparseRun(): FixtureLog {
+  const layers = Array.from({ length: 16 }, (_, i) => `blocks.${i >> 2}.m${i & 3}`);
+  const f = new FixtureLog('fixture-sparse').add('hello', {
+    protocol: { major: 1, minor: 2 }, name: 'sparse', method: 'srlora', backend: { name: 'fixture', device: 'cpu' }, totalSteps: 800,
+    config: { r: 4, rTarget: 16, fusionRatio: 0.5, fusionThreshold: null, importanceEvery: 5, evalEvery: 100, learningRate: 0.01, seed: 3 },
+    layers: layers.map((n) => ({ name: n, shape: [32, 32], r: 4, rTarget: 16 })),
+    srlora: { schedule: [290, 580], minSlotAge: 28, rule: { kind: 'ratio', fusionRatio: 0.5 } },
+  }, 0).state('running', 0);
+  const fuse = (step: number, trigger: 'schedule' | 'forced', age: (li: number) => number | null) => f.add('recomposition', {
+    step, trigger, rule: { kind: 'ratio', fusionRatio: 0.5 }, outputChange: 3e-8,
+    layers: layers.map((n, li) => {
+      const a = age(li);
+      return a === null ? { name: n, slots: [], scores: [], oldDirections: [], newDirections: [], exhausted: false, deltaNorm: 0, preservationError: 0, p: 5 }
+        : { name: n, slots: [0], scores: [1e-5], oldDirections: [0], newDirections: [4], exhausted: false, deltaNorm: 0.05, preservationError: 4e-8, p: 5, ages: [a] };
+    }),
+  }, 0);
+  for (let step = 1; step <= 760; step++) {
+    f.add('metrics', { rows: [{ step, loss: 2 * Math.exp(-step / 90) + 0.1, lr: 0.01, examplesPerSec: 800 }] }, 100);
+    if (step === 290) fuse(step, 'schedule', (li) => 285 + (li % 6));
+    if (step === 580) fuse(step, 'schedule', (li) => 285 + (li % 6));
+    if (step === 757) fuse(step, 'forced', (li) => (li === 0 ? 187 : null));
+    if (step === 100 || step === 200) f.add('eval', { step, loss: 1 / step, metrics: { accuracy: step / 250 } }, 0);
+  }
+  return f.state('stopped', 760);
 }
 
 const facts = () => page.locator('.facts').textContent();
@@ -545,6 +577,35 @@ test('a page load subscribes once (one snapshot per run, not two)', async () => 
     await p.waitForTimeout(1000); // a second subscribe would have brought a second snapshot by now
     assert.equal(subscribes, 1);
     assert.equal(snapshots, 1);
+  } finally { await p.close(); }
+});
+
+test('a sparse series is fitted whole: a fused pair far below the others is inside the y axis (log-y too, labelled with round ticks); two evals are a line, their dots inside the x axis', async () => {
+  const p = await openRun('fixture-sparse');
+  try {
+    const fused = p.locator('section[data-metric="fusions"] canvas');
+    await p.waitForFunction(() => /sparse \(srlora\), 33 points, last 187/.test(document.querySelector('section[data-metric="fusions"] canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 15_000 });
+    await p.waitForFunction(() => Number(document.querySelector('section[data-metric="fusions"] canvas')?.getAttribute('data-draws')) > 0);
+    const yMin = Number(await fused.getAttribute('data-y-min')), yMax = Number(await fused.getAttribute('data-y-max'));
+    assert.ok(yMin < 187 && yMax > 290, `the fused-pairs y axis ${yMin}..${yMax} holds every age, 187 to 290`);
+    for (const key of ['eval:accuracy', 'eval:loss']) {
+      const c = p.locator(`section[data-metric="${key}"] canvas`);
+      await c.scrollIntoViewIfNeeded();
+      await p.waitForFunction((k) => Number(document.querySelector(`section[data-metric="${k}"] canvas`)?.getAttribute('data-draws')) > 0, key);
+      assert.equal(await c.getAttribute('data-joined'), '1', `${key}: its two evals are joined by a line`);
+      const [lo, hi] = ((await c.getAttribute('data-axis')) ?? '').split(',').map(Number);
+      assert.ok(lo < 100 && hi > 200, `${key}: the x axis ${lo}..${hi} has room for the dots at steps 100 and 200`);
+    }
+    await p.locator('section[aria-label="Loss"] vscode-checkbox').click(); // log y (every chart)
+    await p.waitForFunction(() => Number(document.querySelector('section[data-metric="fusions"] canvas')?.getAttribute('data-y-max')) > 290
+      && Number(document.querySelector('section[data-metric="fusions"] canvas')?.getAttribute('data-y-min')) < 187);
+    await fused.scrollIntoViewIfNeeded();
+    await p.waitForFunction(() => document.querySelector('section[data-metric="fusions"] canvas')?.getAttribute('data-log-y') === '1');
+    const labels = ((await fused.getAttribute('data-y-labels')) ?? '').split('|').filter((l) => l);
+    assert.ok(labels.length > 0, `the log axis is labelled: ${JSON.stringify(labels)}`);
+    for (const l of labels) assert.match(l, /^[1-9]0*$/, `log-y labels are round numbers, not the axis' bounds: ${labels.join(' ')}`);
+    await p.screenshot({ path: join(shots, 'dashboard-sparse.png'), fullPage: true });
+    await p.locator('section[aria-label="Loss"] vscode-checkbox').click(); // back to linear (the choice persists)
   } finally { await p.close(); }
 });
 

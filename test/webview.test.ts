@@ -143,6 +143,24 @@ test('a never-negative series gets no negative y axis (a loss axis went to -0.1)
   assert.ok(robustRange([-1, 0, 1], false)!.min < -1);
 });
 
+test('the y fit keeps every point of a sparse series (a forced recomposition\'s age 187 fell under an axis from 200); log-y labels round values only', async () => {
+  const { robustRange, logTickLabel } = await import('../webview/axisRange');
+  const ages = [...Array.from({ length: 40 }, (_, i) => 285 + (i % 6)), 187];
+  const kept = robustRange([], false, ages)!;
+  assert.ok(kept.min < 187 && kept.max > 290, `${kept.min}..${kept.max}`);
+  // A dense series still drops its first-step spike, while a sparse one beside it (the evals) is whole.
+  const dense = Array.from({ length: 200 }, (_, i) => (i === 0 ? 500 : 1 + (i % 7) / 10));
+  assert.ok(robustRange(dense, false)!.max < 10);
+  assert.ok(robustRange(dense, false, [7])!.max > 7);
+  assert.ok(robustRange(ages.slice(-10), false)!.min < 187, 'ten values are too few to call one an outlier');
+  const f = (v: number) => String(v);
+  assert.equal(logTickLabel(289.8, 180, 289.8, f), '', 'the axis\' bound is no label');
+  assert.equal(logTickLabel(2.47, 0.1, 2.47, f), '');
+  assert.equal(logTickLabel(200, 180, 289.8, f), '200');
+  assert.equal(logTickLabel(0.2, 0.1, 8, f), '0.2');
+  assert.equal(logTickLabel(3, 0.1, 8, f), '', 'a wide axis labels 1, 2, 5 only');
+});
+
 test('the Stop question names what this user can do: the VS Code command in VS Code, the command line in the browser', async () => {
   const { stopQuestion } = await import('../webview/panels/header');
   const r = runOf(new FixtureLog('my-run').hello({ name: 'x', totalSteps: 10 }));

@@ -19,7 +19,7 @@ import {
 import zoomPlugin from 'chartjs-plugin-zoom';
 import { GridDecimator, type Envelope, type Point } from './minMaxIndex';
 import { cssVar, formatNumber } from './dom';
-import { robustRange } from './axisRange';
+import { logTickLabel, robustRange } from './axisRange';
 
 export { robustRange };
 
@@ -43,6 +43,8 @@ export interface Line {
   width?: number;
   alpha?: string;
   points?: boolean;
+  /** A line that also marks each point with a dot (a few evals: each is a measurement, the line only joins them). */
+  dots?: boolean;
   /** A smooth curve (the smoothed loss): stroked at its width even when dense (hairlines are for noisy envelopes). */
   smooth?: boolean;
   /** Not in the y range (a faint raw line under its smoothed one still shows; the range follows the smoothed). */
@@ -275,10 +277,16 @@ export class SeriesChart {
     }
     // The x axis: the zoomed range, or the data's extent widened to round numbers that change rarely (the grid
     // the lines are decimated onto stays put while points arrive, so only the newest buckets change).
-    const axis = zoom ?? (dataMin <= dataMax ? niceBounds(dataMin, dataMax) : null);
+    // A chart that draws dots (events, evals) gets ~6 px more on each side, so a dot at the first or last step is
+    // whole, not cut in half by the axis' edge.
+    const dotted = lines.some((l) => (l.points || l.dots) && l.y.length > 0);
+    const padX = dotted ? (dataMax > dataMin ? ((dataMax - dataMin) * 6) / plotW : 0.5) : 0;
+    const axis = zoom ?? (dataMin <= dataMax ? niceBounds(dataMin - padX, dataMax + padX) : null);
     const datasets: ChartDataset<'line', Point[]>[] = [];
     const bands: Band[] = [];
     const inRange: number[] = [];
+    // The points of a sparse series (events, or a few values): always inside the y range (robustRange's keep).
+    const keep: number[] = [];
     let hidden = 0;
     lines.forEach((line, li) => {
       const xs = xsOf[li];
@@ -301,13 +309,14 @@ export class SeriesChart {
       // a 1 px one in ~1 ms (Skia's hairline path). A smooth line (the smoothed loss) keeps its width: it is cheap.
       const dense = !line.points && !line.smooth && pts.length > buckets / 2;
       if (view.logY && c.nonPositive) { hidden += c.nonPositive; pts = pts.map((p) => (p.y > 0 ? p : { x: p.x, y: NaN })); }
-      if (!line.ignoreInRange) for (const p of pts) if (!zoom || (p.x >= zoom.min && p.x <= zoom.max)) inRange.push(p.y);
+      const sparse = line.points || line.dots;
+      if (!line.ignoreInRange) for (const p of pts) if (!zoom || (p.x >= zoom.min && p.x <= zoom.max)) (sparse ? keep : inRange).push(p.y);
       datasets.push(line.points
         ? { label: line.label, data: pts, borderColor: line.color, backgroundColor: line.color, pointRadius: 3, showLine: false }
-        : { label: line.label, data: pts, borderColor: line.alpha ? line.color + line.alpha : line.color, backgroundColor: line.alpha ? line.color + line.alpha : line.color, borderWidth: dense ? 1 : line.width ?? 1.5, pointRadius: 0, showLine: !band });
+        : { label: line.label, data: pts, borderColor: line.alpha ? line.color + line.alpha : line.color, backgroundColor: line.alpha ? line.color + line.alpha : line.color, borderWidth: dense ? 1 : line.width ?? 1.5, pointRadius: line.dots ? 2.5 : 0, showLine: !band });
     });
     this.hiddenNonPositive = view.logY ? hidden : 0;
-    const range = robustRange(inRange, view.logY);
+    const range = robustRange(inRange, view.logY, keep);
     this.wallWithDate = dataMax - dataMin > 20 * 3600_000 && view.xAxis === 'wall';
     // What the canvas would show: each point's pixel, the axes' ranges to a pixel, and everything else drawn.
     const shown = this.shownKey(datasets, markers, view, axis, range, plotW, plotH);
@@ -317,7 +326,10 @@ export class SeriesChart {
     const yo = o.scales!.y as { type: string; min?: number; max?: number };
     if (yo.type !== yType) {
       const fg = cssVar('--vscode-foreground', '#ccc'), grid = cssVar('--vscode-editorWidget-border', '#444');
-      o.scales!.y = { type: yType, title: { display: true, text: this.yTitle, color: fg }, ticks: { color: fg, includeBounds: false }, grid: { color: grid } } as never;
+      // Log-y labels round values only (Chart.js labelled its top ticks whatever they were: "289.8", "2.47").
+      const ticks = view.logY ? { color: fg, includeBounds: false, callback: (v: number | string) => { const s = this.chart.scales.y; return logTickLabel(Number(v), s.min, s.max, (x) => String(Number(x.toPrecision(3)))); } }
+        : { color: fg, includeBounds: false };
+      o.scales!.y = { type: yType, title: { display: true, text: this.yTitle, color: fg }, ticks, grid: { color: grid } } as never;
     }
     (o.scales!.y as { min?: number; max?: number }).min = range?.min;
     (o.scales!.y as { min?: number; max?: number }).max = range?.max;
@@ -338,10 +350,13 @@ export class SeriesChart {
     let xMin = Infinity;
     for (const d of datasets) if (d.data.length) xMin = Math.min(xMin, d.data[0].x);
     // data-draws counts the redraws (tests check that off-screen and unchanged charts are not drawn).
-    Object.assign(this.canvas.dataset, { xMin: String(xMin), yMin: String(range?.min ?? ''), yMax: String(range?.max ?? ''),
+    Object.assign(this.canvas.dataset, { logY: view.logY ? '1' : '0', xMin: String(xMin), yMin: String(range?.min ?? ''), yMax: String(range?.max ?? ''),
       axis: axis ? `${axis.min},${axis.max}` : '', draws: String(Number(this.canvas.dataset.draws ?? 0) + 1) });
     this.chart.data.datasets = datasets;
     this.chart.update('none');
+    // What the y axis is labelled, and how many lines are joined (not dots only), for tests.
+    this.canvas.dataset.yLabels = this.chart.scales.y.ticks.map((t) => String(t.label ?? '')).filter((l) => l).join('|');
+    this.canvas.dataset.joined = String(lines.filter((l) => !l.points && l.y.length > 1).length);
     return true;
   }
 

@@ -55,7 +55,9 @@ export function metricSpec(key: string): ChartSpec {
   return {
     key, title, yTitle: `${name}${unit ? ` (${unit})` : ''}`, unit,
     dataKey: (runs) => runs.map((r) => { const t = (kind === 'eval' ? r.evalTracks : r.scalars).get(name); return `${r.runId}:${r.resets}:${t?.length}:${t?.cuts}`; }).join(),
-    lines: (r, i, compare) => trackLine(r, i, compare, key, compare ? '' : title, (kind === 'eval' ? r.evalTracks : r.scalars).get(name), kind === 'eval' && (r.evalTracks.get(name)?.length ?? 0) < 3),
+    // An eval is a few measurements: a line that joins them, each marked (one eval alone: its dot).
+    lines: (r, i, compare) => trackLine(r, i, compare, key, compare ? '' : title, (kind === 'eval' ? r.evalTracks : r.scalars).get(name), kind === 'eval' && (r.evalTracks.get(name)?.length ?? 0) < 2)
+      .map((l) => (kind === 'eval' ? { ...l, dots: true } : l)),
   };
 }
 
