@@ -56,3 +56,24 @@ test('srlora train --resume refuses a run whose trainer (started from a terminal
   const pid = readPidFile(join(run, 'trainer.pid'));
   assert.ok(pid.ok && pid.id.pid === other.pid, 'the live trainer keeps its trainer.pid');
 });
+
+test('fixres.2: the hints that continue a 2-rank PyTorch run give the launcher on 2 processes and the real path', async () => {
+  const root = tempDir();
+  const dir = join(root, '20261130-050000-srlora-abcd');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ method: 'srlora', steps: 50, targets: null }));
+  const base = { v: 1, runId: '20261130-050000-srlora-abcd', time: 1_790_000_000_000 };
+  writeFileSync(join(dir, 'events.jsonl'),
+    `${JSON.stringify({ ...base, seq: 1, type: 'hello', protocol: { major: 1, minor: 1 }, method: 'srlora', backend: { name: 'pytorch', device: 'cpu' }, totalSteps: 50, config: {}, layers: [], worldSize: 2 })}\n`
+    + `${JSON.stringify({ ...base, seq: 2, type: 'state', state: 'interrupted', step: 10 })}\n`);
+  const launch = `python -m srlora_torch.launch --standalone --nproc_per_node=2 -m srlora_torch.train --resume ${dir}`;
+  const cwd = process.cwd();
+  process.chdir(root);
+  try {
+    await assert.rejects(trainCommand(['--resume', '20261130-050000-srlora-abcd']), { message: `${dir} is a run of the PyTorch trainer: continue it with ${launch}` });
+  } finally { process.chdir(cwd); }
+  const { trainingSummary } = await import('../src/cli/summary');
+  assert.match(trainingSummary(dir), new RegExp(`continue\\s+${launch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n`));
+  const { continueCommand } = await import('../src/viewmodel/continueCommand');
+  assert.equal(continueCommand("/runs/it's here", true, 1), `python -m srlora_torch.train --resume '/runs/it'"'"'s here'`);
+});

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from typing import Callable, Optional, TextIO
 
@@ -70,6 +71,14 @@ def recompositions_count(count: int, pairs_fused: int, fused_nothing: int) -> st
     return f"{count} ({pairs}{f', {fused_nothing} fused nothing' if fused_nothing else ''})"
 
 
+def continue_command(run_dir: str, world: int) -> str:
+    """The command line that continues the run in run_dir (its absolute path, shell-quoted) on as many processes as it
+    had (world > 1: through srlora_torch.launch, i.e. torchrun): the same global batch. src/viewmodel/continueCommand.ts
+    says it in the same words."""
+    launch = "python -m srlora_torch.train" if world <= 1 else f"python -m srlora_torch.launch --standalone --nproc_per_node={world} -m srlora_torch.train"
+    return f"{launch} --resume {shlex.quote(os.path.abspath(run_dir))}"
+
+
 def summary(run_dir: str, outcome: str) -> str:
     """A few lines (ending in a newline) on how the run in run_dir ended, read from its events.jsonl: state and reason,
     steps, final loss, the last evaluation, recompositions, the folder and export, how to watch it and (not finished)
@@ -111,6 +120,5 @@ def summary(run_dir: str, outcome: str) -> str:
         lines.append(f"  export         {os.path.join(run_dir, 'export')}")
     lines.append(f"  dashboard      srlora serve --runs-dir {os.path.dirname(os.path.abspath(run_dir))}")
     if outcome in ("stopped", "interrupted", "failed"):
-        launch = "python -m srlora_torch.train" if world <= 1 else f"python -m srlora_torch.launch --standalone --nproc_per_node={world} -m srlora_torch.train"
-        lines.append(f"  continue       {launch} --resume {run_dir}")  # on as many ranks: the same global batch
+        lines.append(f"  continue       {continue_command(run_dir, world)}")  # on as many ranks: the same global batch
     return "\n".join(lines) + "\n"

@@ -32,7 +32,7 @@ from .distributed import Lockstep, refuse_sharding, world_from_env
 from .session import Session, device_label, log, run_id_of, write_own_pid_file
 from .ownership import resume_refusal
 from .optim import SlotAdam
-from .progress import ProgressLine, summary
+from .progress import ProgressLine, continue_command, summary
 from .tasks import base_weights, build_model, restore
 from .texttask import resolve_paths
 
@@ -291,6 +291,19 @@ def written_by_builtin(run_dir: str) -> bool:
     return False
 
 
+def run_world_size(run_dir: str) -> int:
+    """How many processes trained the run: its first hello's worldSize (1 when it says none, or has no log)."""
+    from .client import read_log
+    try:
+        for m in read_log(os.path.join(run_dir, "events.jsonl")):
+            if m["type"] == "hello":
+                n = m.get("worldSize")
+                return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
+    except OSError:
+        pass
+    return 1
+
+
 def new_run_id(method: str) -> str:
     """The folder name the built-in trainer gives a new run (src/runfolder/runFiles.ts newRunId): UTC time to the
     second, the method, 4 random base-36 characters — two runs started in the same second get different names."""
@@ -393,6 +406,10 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int) -> int:
         refusal = resume_refusal(os.path.abspath(run_dir))
         if refusal:
             raise SystemExit(refusal)
+        had = run_world_size(run_dir)
+        if had != world:  # the global batch (batchSize per rank × ranks) and the data split would change mid-run
+            raise SystemExit(f"run {os.path.abspath(run_dir)} was trained on {had} process{'es' if had > 1 else ''}; this resume has {world}: "
+                             f"the global batch would change. Continue it on {had}: {continue_command(run_dir, had)}")
         cfg = load_config(cfg_file, {"device": a.device})
         problem = data_parallel_problem(cfg, world, cfg_file, _local_world(world))
         if problem:

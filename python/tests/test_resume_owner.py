@@ -65,3 +65,31 @@ def test_resume_refuses_a_run_whose_terminal_trainer_is_alive(tmp_path, other, m
         train.main(["--resume", str(run)])
     assert str(e.value.code).startswith(f"run {run} is being trained by pid {other['pid']}, started from a terminal")
     assert json.loads((run / "trainer.pid").read_text())["pid"] == other["pid"]
+
+
+def _pytorch_run(tmp_path, world):
+    run = _run(tmp_path)
+    base = {"v": 1, "runId": run.name, "time": 1_790_000_000_000}
+    (run / "events.jsonl").write_text(
+        json.dumps({**base, "seq": 1, "type": "hello", "protocol": {"major": 1, "minor": 1}, "method": "srlora",
+                    "backend": {"name": "pytorch", "device": "cpu"}, "totalSteps": 50, "config": {}, "layers": [], "worldSize": world}) + "\n"
+        + json.dumps({**base, "seq": 2, "type": "state", "state": "interrupted", "step": 10}) + "\n")
+    return run
+
+
+def test_resume_on_another_world_size_is_refused_with_the_launcher_command(tmp_path, monkeypatch):
+    """fixres.2: a 2-process (torchrun) run resumed on 1 process resumed silently (the global batch changed)."""
+    monkeypatch.delenv("SRLORA_OWNER", raising=False)
+    run = _pytorch_run(tmp_path, 2)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        train.main(["--resume", run.name])  # a relative path: the command names the real, absolute one
+    assert str(e.value.code) == (f"run {run} was trained on 2 processes; this resume has 1: the global batch would change. Continue it on 2: "
+                                 f"python -m srlora_torch.launch --standalone --nproc_per_node=2 -m srlora_torch.train --resume {run}")
+
+
+def test_summary_continue_line_gives_the_real_path(tmp_path, monkeypatch):
+    from srlora_torch.progress import summary
+    run = _pytorch_run(tmp_path, 2)
+    monkeypatch.chdir(tmp_path)
+    assert f"continue       python -m srlora_torch.launch --standalone --nproc_per_node=2 -m srlora_torch.train --resume {run}\n" in summary(run.name, "interrupted")

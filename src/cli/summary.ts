@@ -4,10 +4,11 @@
  * Folded from the run's events.jsonl with the one reducer (what every other view shows).
  */
 import { existsSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { readJsonl } from '../runfolder/eventLog';
 import { EVENTS_FILE, EXPORT_DIR_NAME } from '../runfolder/runFiles';
 import { foldRun, plural } from '../viewmodel/runModel';
+import { continueCommand } from '../viewmodel/continueCommand';
 import { formatDuration } from '../common/formatDuration';
 import type { TrainerMessage } from '../protocol/messages';
 
@@ -92,7 +93,7 @@ export function trainingSummary(runDir: string, cwd = process.cwd()): string {
   lines.push(`${label('run folder')}${rel(runDir)}`);
   const exportDir = join(runDir, EXPORT_DIR_NAME);
   if (existsSync(join(exportDir, 'merged.safetensors'))) lines.push(`${label('export')}${rel(exportDir)}`);
-  else if (m.state !== 'finished') lines.push(`${label('continue')}srlora train --resume ${rel(runDir)}`);
+  else if (m.state !== 'finished') lines.push(`${label('continue')}${continueCommand(resolve(runDir), m.pytorch, m.worldSize)}`); // the real path: it runs from anywhere
   lines.push(`${label('dashboard')}srlora serve --runs-dir ${rel(join(runDir, '..'))}`);
   return lines.join('\n') + '\n';
 }

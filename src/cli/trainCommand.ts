@@ -13,6 +13,7 @@ import { readJsonl } from '../runfolder/eventLog';
 import { EVENTS_FILE } from '../runfolder/runFiles';
 import { runIdOf } from '../runfolder/scan';
 import { foldRun } from '../viewmodel/runModel';
+import { continueCommand } from '../viewmodel/continueCommand';
 import type { TrainerMessage } from '../protocol/messages';
 import { resumeRefusal } from '../runfolder/lock';
 import { writeOwnPidFile } from '../runfolder/pidfile';
@@ -61,9 +62,10 @@ function fusionThresholdFlag(value: string): string {
   return value;
 }
 
-/** What `train --resume` (and `serve --resume` without `--trainer pytorch`) says of a PyTorch run's folder. */
-export function pytorchRunMessage(runDir: string): string {
-  return `${runDir} is a run of the PyTorch trainer: continue it with python -m srlora_torch.train --resume ${runDir}`;
+/** What `train --resume` (and `serve --resume` without `--trainer pytorch`) says of a PyTorch run's folder (absolute),
+ * trained on `worldSize` processes: the command that continues it on as many. */
+export function pytorchRunMessage(runDir: string, worldSize: number): string {
+  return `${runDir} is a run of the PyTorch trainer: continue it with ${continueCommand(runDir, true, worldSize)}`;
 }
 
 export async function trainCommand(argv: string[]): Promise<number> {
@@ -79,9 +81,8 @@ export async function trainCommand(argv: string[]): Promise<number> {
     if (refusal) throw new Error(refusal);
     // Which trainer wrote the run, before its config is read: the PyTorch trainer's config and checkpoints are not ours.
     const events = join(resumeDir, EVENTS_FILE);
-    if (existsSync(events) && foldRun(runIdOf(resumeDir), readJsonl<TrainerMessage>(events).events).pytorch) {
-      throw new Error(pytorchRunMessage(resumeDir));
-    }
+    const written = existsSync(events) ? foldRun(runIdOf(resumeDir), readJsonl<TrainerMessage>(events).events) : null;
+    if (written?.pytorch) throw new Error(pytorchRunMessage(resumeDir, written.worldSize));
     config = readRunFolderConfig(resumeDir);
     if (overrides.length) throw new Error('--resume continues the run as configured; flags that change the config are not allowed');
     runDir = resumeDir;
