@@ -194,6 +194,8 @@ class CompiledStep:
             if st and torch.is_tensor(st.get("step")) and st["step"].device != p.device:
                 st["step"] = st["step"].to(p.device, torch.float32)
         self.found_inf = torch.zeros((), dtype=torch.float32, device=self.device)
+        # the step's gradient norm (the rows' grad_norm scalar): written inside the graph, read with the deferred loss
+        self.grad_norm = torch.zeros((), dtype=torch.float32, device=self.device)
         optimizer.found_inf = self.found_inf  # Adam.step hands it to the fused kernel, which then skips the update
         # Gradients live in one flat buffer per dtype, assigned before the first backward: backward accumulates into
         # them in place (the graph's addresses), the finite check and nan_to_num are one kernel each.
@@ -273,6 +275,9 @@ class CompiledStep:
             for f in self.flats[1:]:
                 finite = finite & torch.isfinite(f).all()
             self.found_inf.copy_(~finite)
+            # one norm per flat buffer (float32 accumulation), before nan_to_num: not finite when the check fails
+            norms = [torch.linalg.vector_norm(f, dtype=torch.float32) for f in self.flats]
+            self.grad_norm.copy_(norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms)))
             for f in self.flats:
                 torch.nan_to_num_(f, nan=0.0, posinf=0.0, neginf=0.0)
             if self.ctl is not None:

@@ -142,6 +142,9 @@ class SRLoRAController:
         self.skipped_steps = 0
         self.last_skipped_step: Optional[int] = None
         self._skip_this_step = False
+        # (step, L2 norm of every trained gradient) from the last finite check (gradients_finite): Telemetry's
+        # grad_norm for an eager step, read in the check's own host read; None when not finite or not checked.
+        self.last_grad_norm: Optional[Tuple[int, float]] = None
         # Data parallelism (distributed.py): makes every rank use rank 0's value (the selection of a recomposition).
         self.agree: Optional[Callable[[object], object]] = None
 
@@ -158,10 +161,15 @@ class SRLoRAController:
         """Whether every gradient the optimiser (and the adapters) hold is finite: one reduction over all of them and
         one host read (the check GradScaler makes before it lets an optimiser step)."""
         gs = [p.grad for p in self._trained_params() if p.grad is not None]
+        self.last_grad_norm = None
         if not gs:
             return True
-        norms = torch._foreach_norm(gs)
-        return bool(torch.stack([n.float().to(gs[0].device) for n in norms]).isfinite().all())
+        norms = torch.stack([n.float().to(gs[0].device) for n in torch._foreach_norm(gs)])
+        # the gradient norm (the rows' grad_norm scalar) in the same host read as the check
+        finite, total = torch.stack([norms.isfinite().all().float(), torch.linalg.vector_norm(norms)]).tolist()
+        if finite:
+            self.last_grad_norm = (self.step + 1, total)  # the step being finished (after_step counts it)
+        return bool(finite)
 
     @torch.no_grad()
     def after_backward(self) -> bool:

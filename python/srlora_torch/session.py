@@ -36,7 +36,7 @@ from .controller import Recomposition, SRLoRAController
 from .distributed import PAUSE_TICK_S, Diverged, Lockstep, PeerFailed, SilentRecorder, signal_name, signal_number
 from .measures import delta_rank
 from .protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, validate_command
-from .telemetry import NonFiniteLoss, Telemetry, emit_snapshot
+from .telemetry import NonFiniteLoss, SystemScalars, Telemetry, emit_snapshot
 
 
 def log(text: str) -> None:
@@ -130,6 +130,15 @@ class RunFolderGone(RuntimeError):
     """The run folder was deleted or replaced under the live trainer: it fails loudly rather than re-create it."""
 
 
+
+def _device_of(ctl: SRLoRAController) -> Optional[torch.device]:
+    """The device the adapters train on (whose memory the metrics rows report), or None when none is known."""
+    for layer in ctl.layers.values():
+        a = getattr(layer, "A", None)
+        if isinstance(a, torch.Tensor):
+            return a.device
+    return None
+
 class Session:
     """States (docs/protocol.md): running ⇄ paused, then exactly one final state — finished (every step done), stopped
     (the stop command, or a loop that ended early), interrupted (SIGINT/SIGTERM: checkpointed first, resumable) or
@@ -176,7 +185,8 @@ class Session:
         self.failure: Optional[BaseException] = None
         self._old_handlers: dict = {}
         self.telemetry = Telemetry(self.rec, ctl, batch_size, self.lr, self.settings, snapshots=ctl.method == "srlora" and self.main,
-                                   device_lr=lambda: device_lr(self.opt))
+                                   device_lr=lambda: device_lr(self.opt),
+                                   system=SystemScalars(_device_of(ctl)))
         self._command_id: Optional[str] = None  # the recompose command being applied, if any
         ctl.listeners.append(self._on_recomposition)
         if lockstep is not None:
@@ -278,14 +288,15 @@ class Session:
             self.fail(e)
         return self.end_state != "failed"
 
-    def after_step(self, loss: Optional[torch.Tensor] = None, skipped: Optional[torch.Tensor] = None) -> None:
+    def after_step(self, loss: Optional[torch.Tensor] = None, skipped: Optional[torch.Tensor] = None,
+                   grad_norm: Optional[torch.Tensor] = None) -> None:
         """Call after SRLoRAController.after_step: the metrics row, snapshots, eval and checkpoints on their schedule,
         then the commands that arrived (after this step's scheduled recomposition, in arrival order); while paused, blocks here (on the command queue: no spinning) until resumed or stopped.
         A non-finite loss (seen when its row is flushed) ends the run as failed: stop_reason says why."""
         if self.end_state == "failed":
             return
         try:
-            self.telemetry.after_step(loss, skipped)
+            self.telemetry.after_step(loss, skipped, grad_norm)
             step = self.ctl.step
             if self.evaluate and (step % self.settings["evalEvery"] == 0 or step == self.total_steps):
                 self.telemetry.flush()

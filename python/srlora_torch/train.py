@@ -235,7 +235,7 @@ def stepper(run: SimpleNamespace, step_fn: Optional[CompiledStep], progress=None
     session.telemetry.defer = deferred
 
     def step() -> bool:
-        skipped = None
+        skipped = grad_norm = None
         if step_fn is not None:  # forward, backward, importance and AdamW: one CUDA graph (two around the all-reduce)
             loss = step_fn(*task.batch())
             if deferred:
@@ -246,11 +246,12 @@ def stepper(run: SimpleNamespace, step_fn: Optional[CompiledStep], progress=None
                     return False
             elif step_fn.skipped():
                 ctl._skip_this_step = True  # gradients not finite: the graph skipped the update; the row says so
+            grad_norm = getattr(step_fn, "grad_norm", None)  # computed inside the graph; read with the loss (one copy), no sync of its own
         else:
-            loss = eager_step(task, opt=run.opt, ctl=ctl)
+            loss = eager_step(task, opt=run.opt, ctl=ctl)  # its grad norm: read by the controller's finite check
         ctl.after_step()
         step_loss = lockstep.mean(loss) if lockstep else loss
-        session.after_step(step_loss, skipped=skipped)  # the global batch's loss, on every rank
+        session.after_step(step_loss, skipped=skipped, grad_norm=grad_norm)  # the global batch's loss, on every rank
         if progress and progress.due(ctl.step):  # the loss is read (a device sync) only for a line that is written
             progress.update(ctl.step, float(step_loss.detach()))
         return True

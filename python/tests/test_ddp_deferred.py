@@ -21,6 +21,7 @@ class Replayed:
 
     def __init__(self, inner, capture, poison=None):
         self.inner, self.capture, self.found_inf, self.poison, self.queued = inner, capture, inner.found_inf, poison, 0
+        self.grad_norm = inner.grad_norm
 
     def __call__(self, *batch):
         self.queued += 1
@@ -59,12 +60,12 @@ def run_loop(tmp_path, name, capture, poison=None, steps=14, monkeypatch=None, r
 
 
 def record(msgs):
-    """What must not differ between the two loops: the rows (step, loss, nonFiniteGrad), and every other message's
+    """What must not differ between the two loops: the rows (step, loss, nonFiniteGrad, grad_norm), and every other message's
     type, step, state and reason in order (rows are batched by the clock, so where they fall between them may)."""
     rows, others = [], []
     for m in msgs:
         if m["type"] == "metrics":
-            rows += [(r["step"], r["loss"], r.get("nonFiniteGrad", False)) for r in m["rows"]]
+            rows += [(r["step"], r["loss"], r.get("nonFiniteGrad", False), r.get("scalars", {}).get("grad_norm")) for r in m["rows"]]
         elif m["type"] not in ("hello", "log"):
             others.append((m["type"], m.get("step"), m.get("state"), m.get("reason") if m["type"] == "state" else None))
     return rows, others
@@ -82,6 +83,8 @@ def test_the_deferred_loop_reads_each_loss_after_the_next_step_is_queued_and_rec
     outcome, direct = run_loop(tmp_path, "direct", False, monkeypatch=monkeypatch)
     assert outcome == "finished"
     assert record(deferred) == record(direct)
+    # issue 15: the in-step gradient norm, read with the deferred loss, on every row
+    assert all(g is not None and g > 0 for *_, g in record(deferred)[0]), record(deferred)[0]
     assert [m["step"] for m in deferred if m["type"] == "checkpoint"] == [5, 10, 14]
 
 

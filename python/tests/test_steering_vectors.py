@@ -93,6 +93,8 @@ def test_steering_vector(name, tmp_path):
         assert [r["step"] for r in rows] == list(range(1, exp["lastRowStep"] + 1))
     if "nonFiniteGradSteps" in exp:
         assert [r["step"] for r in rows if r.get("nonFiniteGrad")] == exp["nonFiniteGradSteps"]
+        # issue 15 (test/vectors/scalars.json): a finite grad_norm on every row whose gradients were finite, none on the others
+        assert [r["step"] for r in rows if "grad_norm" not in r.get("scalars", {})] == exp["nonFiniteGradSteps"]
     if "recompositions" in exp:
         got = [m for m in msgs if m["type"] == "recomposition"]
         assert len(got) == len(exp["recompositions"]), [(m["step"], m["trigger"]) for m in got]
