@@ -42,6 +42,7 @@ class SystemScalars:
         self.device, self.clock, self.cpu = device, clock, cpu
         self.rss = rss or _rss_bytes
         self.nvml = True  # until NVML fails once (no pynvml, no driver): not asked again
+        self._nvml_handle = None
         self.last_cpu, self.last_t = cpu(), clock()
 
     def sample(self) -> Dict[str, float]:
@@ -54,8 +55,11 @@ class SystemScalars:
             out["gpu/peak_MiB"] = torch.cuda.max_memory_allocated(dev) / _MIB
             if self.nvml:
                 try:
-                    out["gpu/util_pct"] = float(torch.cuda.utilization(dev))
-                except Exception:  # noqa: BLE001 - no pynvml / NVML here: the other readings still go out
+                    if self._nvml_handle is None:  # nvmlInit once (torch.cuda.utilization inits on every call)
+                        self._nvml_handle = torch.cuda._get_pynvml_handler(dev)  # CUDA_VISIBLE_DEVICES mapped to NVML's index
+                    import pynvml  # type: ignore
+                    out["gpu/util_pct"] = float(pynvml.nvmlDeviceGetUtilizationRates(self._nvml_handle).gpu)
+                except Exception:  # noqa: BLE001 - no nvidia-ml-py / NVML here: the other readings still go out
                     self.nvml = False
         else:
             rss = self.rss()
@@ -68,11 +72,16 @@ class SystemScalars:
         return {k: v for k, v in out.items() if math.isfinite(v)}
 
 
+_PROC: list = []  # psutil.Process() of this process, made once
+
+
 def _rss_bytes() -> Optional[float]:
     """This process's resident memory in bytes (psutil when installed, else /proc/self/statm), or None."""
     try:
         import psutil  # type: ignore
-        return float(psutil.Process().memory_info().rss)
+        if not _PROC or _PROC[0].pid != os.getpid():
+            _PROC[:] = [psutil.Process()]
+        return float(_PROC[0].memory_info().rss)
     except Exception:  # noqa: BLE001
         pass
     try:

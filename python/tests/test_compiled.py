@@ -205,6 +205,12 @@ def test_the_trainer_compiles_by_default_on_cuda_and_says_so(tmp_path):
     assert any(e["type"] == "log" and "captured as one CUDA graph" in e.get("text", "") for e in events)
     rows = [r for e in events if e["type"] == "metrics" for r in e["rows"]]
     assert [r["step"] for r in rows] == list(range(1, 41)) and all(isinstance(r["lr"], float) for r in rows)
+    # issue 15: the in-graph gradient norm on every row, GPU memory once per message (on its last row)
+    assert all(r.get("scalars", {}).get("grad_norm", 0) > 0 for r in rows), rows[:3]
+    for e in events:
+        if e["type"] == "metrics":
+            assert {"gpu/allocated_MiB", "gpu/reserved_MiB", "gpu/peak_MiB"} <= set(e["rows"][-1]["scalars"]), e["rows"][-1]
+            assert all(k == "grad_norm" for r in e["rows"][:-1] for k in r.get("scalars", {}))
 
 
 def _sdpa_calls(fn, *args):
