@@ -73,7 +73,31 @@ test('fixres.2: the hints that continue a 2-rank PyTorch run give the launcher o
     await assert.rejects(trainCommand(['--resume', '20261130-050000-srlora-abcd']), { message: `${dir} is a run of the PyTorch trainer: continue it with ${launch}` });
   } finally { process.chdir(cwd); }
   const { trainingSummary } = await import('../src/cli/summary');
+  completeCheckpoint(dir, 10);
   assert.match(trainingSummary(dir), new RegExp(`continue\\s+${launch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n`));
   const { continueCommand } = await import('../src/viewmodel/continueCommand');
   assert.equal(continueCommand("/runs/it's here", true, 1), `python -m srlora_torch.train --resume '/runs/it'"'"'s here'`);
+});
+
+/** checkpoints/step-N with one file and its completion marker (sizes; the summary does not hash). */
+function completeCheckpoint(dir: string, step: number): void {
+  const cp = join(dir, 'checkpoints', `step-${step}`);
+  mkdirSync(cp, { recursive: true });
+  writeFileSync(join(cp, 'state.bin'), 'abc');
+  writeFileSync(join(cp, 'COMPLETE.json'), JSON.stringify({ step, files: { 'state.bin': { bytes: 3, sha256: '0'.repeat(64) } } }));
+}
+
+test('fixres.3: a failed run with no complete checkpoint is not offered a continue line (a resume would refuse it)', async () => {
+  const dir = join(tempDir(), 'r-failed');
+  mkdirSync(join(dir, 'checkpoints', 'step-20'), { recursive: true }); // half-written: no marker
+  const base = { v: 1, runId: 'r-failed', time: 1_790_000_000_000 };
+  writeFileSync(join(dir, 'events.jsonl'),
+    `${JSON.stringify({ ...base, seq: 1, type: 'hello', protocol: { major: 1, minor: 1 }, method: 'srlora', backend: { name: 'cpu', device: 'cpu' }, totalSteps: 50, config: {}, layers: [] })}\n`
+    + `${JSON.stringify({ ...base, seq: 2, type: 'state', state: 'failed', step: 20, reason: 'loss is NaN at step 20' })}\n`);
+  const { trainingSummary } = await import('../src/cli/summary');
+  const text = trainingSummary(dir);
+  assert.doesNotMatch(text, /--resume/, text);
+  assert.match(text, /continue\s+not possible: no complete checkpoint to resume from/);
+  completeCheckpoint(dir, 10);
+  assert.match(trainingSummary(dir), new RegExp(`continue\\s+srlora train --resume ${dir}\\n`));
 });

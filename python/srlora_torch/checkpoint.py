@@ -97,9 +97,10 @@ def write_checkpoint(run_dir: str, step: int, save: Callable[[str], None], befor
     return rel
 
 
-def verify(folder: str, step: Optional[int] = None) -> Optional[str]:
+def verify(folder: str, step: Optional[int] = None, hashes: bool = True) -> Optional[str]:
     """None when `folder` is a complete checkpoint (its marker parses, names the step, and every file it lists has
-    its size and sha256); else why not, in a few words."""
+    its size and sha256 — its size only with hashes=False, for a hint that a resume is possible); else why not, in a
+    few words."""
     marker = os.path.join(folder, MARKER)
     try:
         if os.path.getsize(marker) > _MAX_MARKER_BYTES:
@@ -120,7 +121,7 @@ def verify(folder: str, step: Optional[int] = None) -> Optional[str]:
         if not isinstance(want, dict) or ".." in name.split("/"):
             return f"{MARKER} lists a bad entry"
         try:
-            n, digest = _sha256(path)
+            n, digest = _sha256(path) if hashes else (os.path.getsize(path), want.get("sha256"))
         except OSError:
             return f"{name} is missing"
         if n != want.get("bytes"):
@@ -140,11 +141,12 @@ def checkpoint_steps(run_dir: str) -> List[int]:
     return sorted((int(d[5:]) for d in names if d.startswith("step-") and d[5:].isdigit()), reverse=True)
 
 
-def newest_verified(run_dir: str, on_log: Callable[[str], None] = lambda s: None) -> Optional[Tuple[str, int]]:
-    """(folder, step) of the newest complete, verified checkpoint, or None; each newer one skipped is logged with why."""
+def newest_verified(run_dir: str, on_log: Callable[[str], None] = lambda s: None, hashes: bool = True) -> Optional[Tuple[str, int]]:
+    """(folder, step) of the newest complete, verified checkpoint, or None; each newer one skipped is logged with why.
+    hashes=False: sizes and markers only (a hint; the resume itself verifies the checksums)."""
     for step in checkpoint_steps(run_dir):
         folder = os.path.join(run_dir, CHECKPOINTS, f"step-{step}")
-        why = verify(folder, step)
+        why = verify(folder, step, hashes)
         if why is None:
             return folder, step
         on_log(f"skipped checkpoint step-{step}: {why}")

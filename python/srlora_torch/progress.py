@@ -120,5 +120,9 @@ def summary(run_dir: str, outcome: str) -> str:
         lines.append(f"  export         {os.path.join(run_dir, 'export')}")
     lines.append(f"  dashboard      srlora serve --runs-dir {os.path.dirname(os.path.abspath(run_dir))}")
     if outcome in ("stopped", "interrupted", "failed"):
-        lines.append(f"  continue       {continue_command(run_dir, world)}")  # on as many ranks: the same global batch
+        from .checkpoint import newest_verified
+        if newest_verified(run_dir, hashes=False) is not None:  # the resume itself verifies the checksums
+            lines.append(f"  continue       {continue_command(run_dir, world)}")  # on as many ranks: the same global batch
+        else:  # a resume would only say "has no complete checkpoint to resume from"
+            lines.append("  continue       not possible: no complete checkpoint to resume from")
     return "\n".join(lines) + "\n"

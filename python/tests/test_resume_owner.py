@@ -91,5 +91,25 @@ def test_resume_on_another_world_size_is_refused_with_the_launcher_command(tmp_p
 def test_summary_continue_line_gives_the_real_path(tmp_path, monkeypatch):
     from srlora_torch.progress import summary
     run = _pytorch_run(tmp_path, 2)
+    _complete_checkpoint(run, 10)
     monkeypatch.chdir(tmp_path)
     assert f"continue       python -m srlora_torch.launch --standalone --nproc_per_node=2 -m srlora_torch.train --resume {run}\n" in summary(run.name, "interrupted")
+
+
+def _complete_checkpoint(run, step):
+    cp = run / "checkpoints" / f"step-{step}"
+    os.makedirs(cp)
+    (cp / "state.pt").write_bytes(b"abc")
+    (cp / "COMPLETE.json").write_text(json.dumps({"step": step, "files": {"state.pt": {"bytes": 3, "sha256": "0" * 64}}}))
+
+
+def test_summary_offers_continue_only_with_a_complete_checkpoint(tmp_path):
+    """fixres.3: a failed run's summary offered "continue … --resume" though it had no complete checkpoint."""
+    from srlora_torch.progress import summary
+    run = _pytorch_run(tmp_path, 1)
+    os.makedirs(run / "checkpoints" / "step-20")  # half-written: no marker
+    text = summary(str(run), "failed")
+    assert "--resume" not in text
+    assert "  continue       not possible: no complete checkpoint to resume from\n" in text
+    _complete_checkpoint(run, 10)
+    assert f"  continue       python -m srlora_torch.train --resume {run}\n" in summary(str(run), "failed")

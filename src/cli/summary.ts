@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { readJsonl } from '../runfolder/eventLog';
 import { EVENTS_FILE, EXPORT_DIR_NAME } from '../runfolder/runFiles';
+import { latestCompleteCheckpoint } from '../runfolder/checkpoints';
 import { foldRun, plural } from '../viewmodel/runModel';
 import { continueCommand } from '../viewmodel/continueCommand';
 import { formatDuration } from '../common/formatDuration';
@@ -93,7 +94,10 @@ export function trainingSummary(runDir: string, cwd = process.cwd()): string {
   lines.push(`${label('run folder')}${rel(runDir)}`);
   const exportDir = join(runDir, EXPORT_DIR_NAME);
   if (existsSync(join(exportDir, 'merged.safetensors'))) lines.push(`${label('export')}${rel(exportDir)}`);
-  else if (m.state !== 'finished') lines.push(`${label('continue')}${continueCommand(resolve(runDir), m.pytorch, m.worldSize)}`); // the real path: it runs from anywhere
+  else if (m.state !== 'finished') {
+    // Offered only when a resume can start (sizes and markers: the resume itself verifies the checksums); the real path: it runs from anywhere.
+    lines.push(`${label('continue')}${latestCompleteCheckpoint(runDir, { hashes: false }).dir ? continueCommand(resolve(runDir), m.pytorch, m.worldSize) : 'not possible: no complete checkpoint to resume from'}`);
+  }
   lines.push(`${label('dashboard')}srlora serve --runs-dir ${rel(join(runDir, '..'))}`);
   return lines.join('\n') + '\n';
 }
