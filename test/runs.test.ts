@@ -15,7 +15,7 @@ import { acquireOwner, OWNER_FILE, readOwner } from '../src/runfolder/lock';
 import { LogFollower, readSummary, SUMMARY_FILE } from '../src/runfolder/summary';
 import { listRunFolders, runIdOf } from '../src/runfolder/scan';
 import { PidHandle } from '../src/supervisor/trainerProcess';
-import { exitRecord, judgeEnding } from '../src/supervisor/supervisorRecord';
+import { appendSupervisorState, exitRecord, judgeEnding } from '../src/supervisor/supervisorRecord';
 import type { Ack, State, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until, sleep } from './helpers/tmp';
 import { assertSameState } from './helpers/views';
@@ -328,11 +328,11 @@ test('a trainer that ignores SIGTERM at a window reload is killed and recorded i
   try {
     assert.ok(await until(() => run.handle!.stderrTail().length > 0, 5000));
     const pid = run.handle!.pid;
-    await runs.dispose('stop', 'interrupted: the window reloaded');
+    await runs.dispose('stop', 'the window reloaded');
     assert.equal(alive(pid), false);
     const record = lastState(run.dir)!;
     assert.deepEqual({ state: record.state, origin: record.origin, signal: record.exit?.signal, seq: record.seq }, { state: 'interrupted', origin: 'supervisor', signal: 'SIGKILL', seq: 1 });
-    assert.match(record.reason ?? '', /^interrupted: the window reloaded; the trainer was killed by SIGKILL/);
+    assert.match(record.reason ?? '', /^the window reloaded; the trainer was killed by SIGKILL/);
     assert.deepEqual(record.exit?.stderrTail, ['training…']);
     assert.equal(run.model.state, 'interrupted');
   } finally { await hub.close(); }
@@ -797,4 +797,55 @@ test('commands held for a trainer that never connects: at most 8, then each repo
     assert.deepEqual(refused.map(([id]) => id), held.map((r) => (r.ok ? r.commandId : '')));
     assert.match(refused[0][1], /command checkpoint was not delivered: its trainer did not connect within 0\.3 s/);
   } finally { await runs.dispose('stop'); await hub.close(); }
+});
+
+// ---------------------------------------------------------------- a launcher's ranks outlive it (fresh6 fixsup.1)
+
+/** A torchrun-like launcher: it starts its "rank 0" in a session of its own (as torch.distributed.elastic does), and
+ * on SIGINT forwards it and exits at once; the rank then takes a while (its checkpoint) before it writes its own
+ * `interrupted` state. */
+function launcherWithRank(dir: string): string {
+  const rank = join(dir, 'rank.mjs');
+  writeFileSync(rank, `
+import { appendFileSync } from 'node:fs';
+const file = process.env.SRLORA_RUN_DIR + '/events.jsonl';
+const runId = process.env.SRLORA_RUN_DIR.split('/').pop();
+const put = (seq, m) => appendFileSync(file, JSON.stringify({ v: 1, runId, seq, time: Date.now(), ...m }) + '\\n');
+put(1, { type: 'hello', protocol: { major: 1, minor: 1 }, method: 'srlora', backend: { name: 'pytorch', device: 'cpu' }, totalSteps: 100, config: {}, layers: [] });
+put(2, { type: 'state', state: 'running', step: 0 });
+put(3, { type: 'state', state: 'paused', step: 16 });
+process.on('SIGINT', () => setTimeout(() => { put(4, { type: 'state', state: 'interrupted', step: 16 }); process.exit(0); }, 1500));
+setInterval(() => {}, 1000);
+`);
+  return `setsid ${JSON.stringify(process.execPath)} ${JSON.stringify(rank)} & R=$!; trap 'kill -INT $R; exit 130' INT; echo launched >&2; while :; do sleep 0.1; done`;
+}
+
+test('Ctrl+C of a launcher whose ranks outlive it: the supervisor waits for the ranks and reads their final state; it never writes a second record with the same seq', async () => {
+  const dir = tempDir();
+  const hub = await Hub.start({ heartbeatMs: 60_000 });
+  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: cli, trainerCommand: launcherWithRank(dir), graceMs: 10_000 });
+  const run = await runs.start({ cwd: dir });
+  try {
+    assert.ok(await until(() => run.model.state === 'paused', 10_000), run.model.state);
+    await runs.dispose('stop', 'srlora serve was stopped (Ctrl+C, SIGINT)', 'SIGINT');
+    const states = logOf(run.dir).filter((m): m is State => m.type === 'state');
+    const seqs = logOf(run.dir).map((m) => m.seq);
+    assert.deepEqual(seqs, [...new Set(seqs)], 'no seq used twice');
+    assert.deepEqual(states.map((s) => [s.seq, s.state, s.origin ?? 'trainer']), [[2, 'running', 'trainer'], [3, 'paused', 'trainer'], [4, 'interrupted', 'trainer']]);
+    assert.equal(run.model.state, 'interrupted');
+  } finally { await hub.close(); }
+});
+
+test('appendSupervisorState never reuses a seq: lines the caller has not folded make it write nothing; a torn last line is cut', () => {
+  const dir = tempDir();
+  const file = join(dir, 'events.jsonl');
+  const a = JSON.stringify({ v: 1, type: 'log', runId: 'r', seq: 1, time: 0, level: 'info', text: 'a' }) + '\n';
+  const b = JSON.stringify({ v: 1, type: 'state', runId: 'r', seq: 2, time: 0, state: 'interrupted', step: 3 }) + '\n';
+  const body = { state: 'failed' as const, step: 3, reason: 'x', exit: exitRecord(1, null, []) };
+  writeFileSync(file, a + b);
+  assert.equal(appendSupervisorState(file, 'r', 1, Buffer.byteLength(a), body), null);
+  assert.equal(readFileSync(file, 'utf8'), a + b, 'untouched');
+  writeFileSync(file, a + '{"v":1,"type":"sta');
+  assert.equal(appendSupervisorState(file, 'r', 1, Buffer.byteLength(a), body)?.seq, 2);
+  assert.deepEqual(logOf(dir).map((m) => m.seq), [1, 2]);
 });

@@ -117,7 +117,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       stopping = true;
       process.stdout.write('\nstopping…\n');
       const what = sig === 'SIGINT' ? 'srlora serve was stopped (Ctrl+C, SIGINT)' : 'srlora serve was terminated (SIGTERM)';
-      void runs.dispose('stop', `interrupted: ${what}`, sig).then(() => hub.close()).then(done);
+      void runs.dispose('stop', what, sig).then(() => hub.close()).then(done);
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));

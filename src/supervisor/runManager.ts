@@ -606,8 +606,15 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   private append(run: ManagedRun, ending: { state: 'failed' | 'interrupted' | 'stopped'; reason: string }, exit: ExitRecord): void {
     if (!existsSync(run.dir)) { this.log('error', `run ${run.runId}: its folder ${run.dir} was deleted while it trained; nothing was recorded`); return; }
     try {
-      appendSupervisorState(join(run.dir, EVENTS_FILE), run.runId, run.model.lastSeq, run.follower.byteOffset, { state: ending.state, step: run.model.step, reason: ending.reason, exit });
-      this.log(ending.state === 'failed' ? 'error' : 'info', `run ${run.runId} ${ending.state}: ${ending.reason}`);
+      // The log may have grown since it was folded (appendSupervisorState checks its real end): fold it again, and
+      // write nothing once the trainer's own final state is there.
+      for (let tries = 0; ; tries++) {
+        if (!isActive(run.model.state)) { this.log('info', `run ${run.runId}: the trainer wrote its own final state (${run.model.state}); no supervisor record`); break; }
+        const written = appendSupervisorState(join(run.dir, EVENTS_FILE), run.runId, run.model.lastSeq, run.follower.byteOffset, { state: ending.state, step: run.model.step, reason: ending.reason, exit });
+        if (written) { this.log(ending.state === 'failed' ? 'error' : 'info', `run ${run.runId} ${ending.state}: ${ending.reason}`); break; }
+        if (tries >= 3) throw new Error('its events.jsonl keeps growing: another process writes it');
+        run.follower.catchUpSync();
+      }
     } catch (e) {
       this.log('error', `run ${run.runId}: could not record ${ending.state} (${(e as Error).message})`);
     }
@@ -727,7 +734,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
    * `reason` names what interrupted the runs in their record; `signal` is what their trainers get (serve passes on
    * the SIGINT of a Ctrl+C).
    */
-  async dispose(onWindowClose: OnWindowClose, reason = 'interrupted: the window closed or reloaded', signal: 'SIGTERM' | 'SIGINT' = 'SIGTERM'): Promise<void> {
+  async dispose(onWindowClose: OnWindowClose, reason = 'the window closed or reloaded', signal: 'SIGTERM' | 'SIGINT' = 'SIGTERM'): Promise<void> {
     this.unwatch();
     const live = [...this.runs.values()].filter((r) => r.handle?.alive && r.owned);
     if (onWindowClose === 'stop') {

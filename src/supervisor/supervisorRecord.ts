@@ -4,7 +4,7 @@
  * seq — only by the run's owner, and only after the trainer is proven gone — so every view folds it with the same
  * reducer and shows the same state.
  */
-import { closeSync, fsyncSync, openSync, statSync, truncateSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { PROTOCOL_MAJOR, type ExitInfo, type State } from '../protocol/messages';
 import { validateTrainerMessage } from '../protocol/validate';
 
@@ -59,18 +59,24 @@ export function exitRecord(code: number | null, signal: string | null, stderr: s
 
 /**
  * Appends the supervisor's `state` record to `file` with seq `lastSeq + 1`. `validBytes` is where the log's complete
- * lines end (the caller has folded them all): anything after it is a line torn when the trainer died, cut off first
- * so the record starts on a line of its own. Fsynced. Returns the message written.
+ * lines end as the caller folded them. The file's real end is checked first: a torn last line after `validBytes` (the
+ * trainer died mid-write) is cut off so the record starts on a line of its own; a COMPLETE line after it means the
+ * log grew since the caller folded it (a writer it did not know of): nothing is written and null returned — the caller
+ * folds again and decides again, so no seq is ever used twice. Fsynced. Returns the message written.
  */
-export function appendSupervisorState(file: string, runId: string, lastSeq: number, validBytes: number, body: { state: State['state']; step: number; reason: string; exit: ExitInfo }): State {
+export function appendSupervisorState(file: string, runId: string, lastSeq: number, validBytes: number, body: { state: State['state']; step: number; reason: string; exit: ExitInfo }): State | null {
   const msg: State = { v: PROTOCOL_MAJOR, type: 'state', runId, seq: lastSeq + 1, time: Date.now(), state: body.state, step: body.step, reason: body.reason, origin: 'supervisor', exit: body.exit };
   const v = validateTrainerMessage(msg);
   if (!v.ok) throw new Error(`supervisor record for ${runId} is invalid: ${v.error}`);
-  let size = 0;
-  try { size = statSync(file).size; } catch { /* no log yet: the trainer never started */ }
-  if (size > validBytes) truncateSync(file, validBytes);
-  const fd = openSync(file, 'a');
+  const fd = openSync(file, 'a+');
   try {
+    const size = fstatSync(fd).size;
+    if (size > validBytes) {
+      const rest = Buffer.alloc(size - validBytes);
+      readSync(fd, rest, 0, rest.length, validBytes);
+      if (rest.includes(0x0a)) return null; // complete lines the caller has not folded
+      ftruncateSync(fd, validBytes);
+    }
     writeSync(fd, `${JSON.stringify(msg)}\n`);
     fsyncSync(fd);
   } finally {

@@ -10,6 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { processIdentity, sameProcess, signalTarget, type ProcessIdentity } from '../runfolder/pidfile';
+import { descendantsOf } from './processTree';
 
 export interface LaunchSpec {
   command: string;
@@ -31,6 +32,9 @@ export interface TrainerHandleEvents {
 export const STDERR_TAIL = 20;
 /** After the trainer exits, how long its pipes may take to deliver their last bytes (its last stderr lines). */
 const DRAIN_MS = 500;
+/** How often a live trainer's descendants are listed (processTree), and how often lingering ones are checked. */
+const KIN_EVERY_MS = 1000;
+const LINGER_POLL_MS = 100;
 
 export abstract class TrainerHandle extends EventEmitter<TrainerHandleEvents> {
   exitInfo: ExitInfo | null = null;
@@ -83,9 +87,19 @@ export abstract class TrainerHandle extends EventEmitter<TrainerHandleEvents> {
   }
 }
 
+/**
+ * A trainer this process spawned. It has ended (`exit`) only when the process AND every descendant it was seen to
+ * start are gone: a launcher (torchrun) may exit — killed, or done forwarding a signal — while its ranks, in sessions
+ * of their own, still write their checkpoint and final state (fresh6 fixsup.1: the supervisor's record then raced
+ * the trainer's own, both with one seq). Its exit status is the launcher's.
+ */
 export class ChildTrainer extends TrainerHandle {
   readonly pid: number;
   readonly identity: ProcessIdentity | null;
+  /** Descendants seen while the leader lived (pid → identity), listed every KIN_EVERY_MS and before each signal. */
+  private readonly kin = new Map<number, ProcessIdentity>();
+  private readonly kinTimer: NodeJS.Timeout;
+  private leaderGone = false;
 
   constructor(private readonly child: ChildProcess) {
     super();
@@ -93,6 +107,8 @@ export class ChildTrainer extends TrainerHandle {
     this.pid = child.pid;
     // Read now, while it is our unreaped child: the pid cannot name another process yet.
     this.identity = processIdentity(child.pid);
+    this.kinTimer = setInterval(() => this.listKin(), KIN_EVERY_MS);
+    this.kinTimer.unref();
     let partial = '';
     for (const stream of ['stdout', 'stderr'] as const) {
       child[stream]?.setEncoding('utf8');
@@ -107,16 +123,37 @@ export class ChildTrainer extends TrainerHandle {
       });
     }
     child.on('exit', (code, signal) => {
+      this.leaderGone = true;
+      clearInterval(this.kinTimer);
       // Its last stderr lines may still be in the pipe: wait for them ('close'), but not for ever (a grandchild may
-      // hold the pipe open).
+      // hold the pipe open); then for every descendant it started (a launcher's ranks) to be gone too.
+      let drained = false;
       const done = () => {
         clearTimeout(t);
+        if (drained) return;
+        drained = true;
         if (partial.trim()) { this.tail.push(partial); partial = ''; if (this.tail.length > STDERR_TAIL) this.tail.shift(); }
-        this.finish({ code, signal });
+        this.whenKinGone(() => this.finish({ code, signal }));
       };
       const t = setTimeout(done, DRAIN_MS);
       child.once('close', done);
     });
+  }
+
+  private listKin(): void {
+    if (this.leaderGone) return;
+    for (const id of descendantsOf(this.pid)) if (!this.kin.has(id.pid)) this.kin.set(id.pid, id);
+  }
+
+  /** The descendants seen that are still provably those processes. */
+  private liveKin(): ProcessIdentity[] {
+    return [...this.kin.values()].filter((id) => sameProcess(id));
+  }
+
+  private whenKinGone(then: () => void): void {
+    if (this.liveKin().length === 0) { then(); return; }
+    const t = setInterval(() => { if (this.liveKin().length === 0) { clearInterval(t); then(); } }, LINGER_POLL_MS);
+    t.unref(); // whoever waits for the end (end(), dispose) holds the process open; this poll alone does not
   }
 
   static spawn(spec: LaunchSpec): Promise<ChildTrainer> {
@@ -130,7 +167,18 @@ export class ChildTrainer extends TrainerHandle {
   }
 
   signal(sig: NodeJS.Signals): boolean {
-    if (!this.alive || this.child.exitCode !== null || this.child.signalCode !== null) return false;
+    if (!this.alive) return false;
+    this.listKin();
+    if (this.child.exitCode !== null || this.child.signalCode !== null) {
+      // The launcher is gone but processes it started linger (they never had a launcher to forward this): signal each,
+      // proven by identity (pid, start time, boot, group), never a pid alone.
+      let sent = false;
+      for (const id of this.liveKin()) {
+        const target = signalTarget(id, false);
+        if (target !== null) { try { process.kill(target, sig); sent = true; } catch { /* gone meanwhile */ } }
+      }
+      return sent;
+    }
     // We spawned it detached: it leads a group we created. Its identity is checked in case the pid was reaped already.
     const target = this.identity ? signalTarget(this.identity, true) : -this.pid;
     if (target === null) return false;
@@ -140,6 +188,7 @@ export class ChildTrainer extends TrainerHandle {
 
   /** Let the trainer outlive this process (window closed with onWindowClose = detach). */
   detach(): void {
+    clearInterval(this.kinTimer);
     this.child.stdout?.destroy();
     this.child.stderr?.destroy();
     this.child.unref();
