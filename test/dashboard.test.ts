@@ -13,6 +13,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { WebSocket } from 'ws';
 import { until } from './helpers/tmp';
 import { FixtureLog } from './helpers/runFixtures';
+import { SCALARS } from '../src/protocol/scalars';
 
 const root = join(import.meta.dirname, '..');
 const shots = join(root, 'test-results');
@@ -431,6 +432,25 @@ test('every button has an accessible name', async () => {
   await livePage(); // every panel shows the live run (its buttons are there)
   const unnamed = await page.locator('vscode-button').evaluateAll((bs) => bs.filter((b) => !(b.getAttribute('aria-label') ?? b.textContent ?? '').trim()).length);
   assert.equal(unnamed, 0);
+});
+
+test('issue 15: each named scalar the built-in trainer sends gets its panel, its unit in the chart\'s label', async () => {
+  // The baseline was trained by `srlora train` (before()): its rows carry the shared list's builtin names.
+  const id = readdirSync(join(dir, 'runs')).find((n) => /-lora-/.test(n));
+  assert.ok(id, 'the baseline run folder');
+  const p = await openRun(id);
+  try {
+    const names = SCALARS.filter((x) => x.trainers.includes('builtin'));
+    assert.ok(names.length >= 3);
+    for (const s of names) {
+      await p.waitForFunction(([name, unit]) => {
+        const label = document.querySelector(`section[data-metric="scalar:${name}"] canvas`)?.getAttribute('aria-label') ?? '';
+        return new RegExp(`^${name.replace(/[./]/g, '\\$&')} chart: baseline \\(lora\\), \\d+ points?, last [-+0-9.e]+${unit ? ` ${unit}` : ''}$`).test(label);
+      }, [s.name, s.unit], { timeout: 15_000 });
+    }
+  } finally {
+    await p.close();
+  }
 });
 
 test('metric panels: one per scalar (lr, examples/s, named scalars, eval metrics); the choice persists across a reload', async () => {
