@@ -531,6 +531,10 @@ test('compare: a runs table with final/best metrics and the config fields that d
       return { section: s.right, page: document.documentElement.clientWidth, scroll: document.documentElement.scrollWidth };
     });
     assert.ok(fits.section <= fits.page && fits.scroll <= fits.page, JSON.stringify(fits));
+    // Every column can be seen: the table fits its section, or it says that it scrolls (the scrollbar can be hidden).
+    const wrap = await p.locator('section[aria-label="Compared runs"] .compare-wrap').evaluate((w) => ({ scroll: w.scrollWidth, client: w.clientWidth }));
+    const more = p.locator('section[aria-label="Compared runs"] .compare-more');
+    assert.ok(wrap.scroll <= wrap.client || await more.isVisible(), `the table (${wrap.scroll} px) is cut at ${wrap.client} px with no word of it`);
     const first = await table.locator('tbody tr').first().textContent();
     assert.match(first ?? '', /resumed.*finished.*30\/30/);
     assert.match((await p.locator('section[aria-label="Loss"] canvas').getAttribute('aria-label')) ?? '', /resumed \(srlora\).*; zeros \(srlora\)/);
@@ -570,6 +574,32 @@ test('the browser page picks runs to compare with a multi-select (no URL editing
     await p.locator('vscode-single-select[aria-label="Run"]').evaluate((el: HTMLElement & { value: string }) => { el.value = 'fixture-zeros'; el.dispatchEvent(new Event('change')); });
     await p.waitForFunction(() => new URL(location.href).search === '?run=fixture-zeros', null, { timeout: 10_000 });
   } finally { await p.close(); }
+});
+
+test('compare: the step boost shows the first run\'s, named, as the heatmap does; a plain URL afterwards shows one run, not the last comparison (the URL is the truth)', async () => {
+  // A context of its own: the page's saved state is this tab's alone (the shared page saves its own run there).
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  const p = await context.newPage();
+  p.on('pageerror', (e) => pageErrors.push(e.message));
+  try {
+    const u = new URL(url); // serve's URL names its live run: the token alone is the plain URL
+    u.searchParams.delete('run');
+    const plain = u.href;
+    u.searchParams.set('runs', 'fixture-dynamics,fixture-resumed,bogus');
+    await p.goto(u.href);
+    await p.waitForFunction(() => /No run named “bogus”/.test(document.querySelector('.facts')?.textContent ?? ''), null, { timeout: 15_000 });
+    const boost = p.locator('section[data-metric="boost"]');
+    await boost.scrollIntoViewIfNeeded();
+    await p.waitForFunction(() => /dynamics \(srlora\), 60 points/.test(document.querySelector('section[data-metric="boost"] canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 15_000 });
+    assert.match((await boost.locator('.chart-note').textContent()) ?? '', /^showing dynamics \(the first compared run\)$/);
+    assert.match((await p.locator('section[aria-label="Importance"]').textContent()) ?? '', /showing dynamics \(the first compared run\)/, 'as the heatmap says it');
+    await p.locator('.dynamics').screenshot({ path: join(shots, 'dashboard-compare-dynamics.png') });
+    await p.goto(plain); // the dashboard's URL with the token only
+    await p.waitForFunction(() => /step \d+\//.test(document.querySelector('.facts')?.textContent ?? ''), null, { timeout: 15_000 });
+    assert.doesNotMatch((await p.locator('h1.run-name').textContent()) ?? '', /^Compare/);
+    assert.doesNotMatch((await p.locator('.facts').textContent()) ?? '', /bogus/);
+    assert.equal(await p.locator('section[aria-label="Compared runs"]').isVisible(), false);
+  } finally { await context.close(); }
 });
 
 test('compare: an unknown id is named, and the badge counts the runs shown (?runs=A,nope said "2 runs" over one row)', async () => {

@@ -37,10 +37,11 @@ import { evalsCsv } from './exportCsv';
 
 const host = connectHost();
 const initialRuns = (document.body.dataset.runs ?? '').split(',').filter(Boolean).map(decodeURIComponent);
-// The standalone page: ?run=ID, or ?runs=A,B to compare; a URL that names runs wins over the page's saved state.
+// The standalone page: ?run=ID, or ?runs=A,B to compare; its URL is the truth (a URL naming no run shows the default
+// run, not the runs saved from the last page). VS Code's tab restores its saved runs.
 const params = new URLSearchParams(location.search);
 const urlRuns = (params.get('runs') ?? params.get('run') ?? '').split(',').filter(Boolean);
-const store = new Store(host, initialRuns.length ? initialRuns : urlRuns);
+const store = new Store(host, initialRuns.length ? initialRuns : urlRuns, document.body.dataset.host === 'vscode');
 
 // ------------------------------------------------------------------ the chart view controls (shared by every chart)
 

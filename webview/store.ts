@@ -62,9 +62,14 @@ export class Store {
   private nextRequest = 1;
   private readonly saveHandlers = new Map<string, (path: string | undefined, error: string | undefined) => void>();
 
-  constructor(readonly host: Host, initialFocus: string[]) {
+  /**
+   * `restoreFocus`: with no runs named, show the saved ones (VS Code restoring a tab after a window reload). The
+   * browser page passes false: its URL is the truth — a plain URL brought back the last comparison, with a stale
+   * "No run named …" the URL did not name; without runs it shows the default run.
+   */
+  constructor(readonly host: Host, initialFocus: string[], restoreFocus = true) {
     const saved = host.getState();
-    this.focus = initialFocus.length ? initialFocus : saved.runIds ?? [];
+    this.focus = initialFocus.length ? initialFocus : restoreFocus ? saved.runIds ?? [] : [];
     this.namedInUrl = initialFocus.length > 0;
     const x = saved.xAxis === 'time' ? 'relative' : saved.xAxis;
     this.view = { smoothing: saved.smoothing ?? 0.9, logY: saved.logY ?? false, xAxis: x ?? 'step' };

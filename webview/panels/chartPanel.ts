@@ -27,6 +27,8 @@ export interface ChartSpec {
   dataKey?(runs: RunData[]): string;
   /** What the note under an empty chart says (why there is nothing to draw). */
   emptyNote?(runs: RunData[]): string;
+  /** What the note under a chart with data says (compare: whose data a one-run chart shows). */
+  note?(runs: RunData[]): string;
 }
 
 export class ChartPanel implements Panel {
@@ -115,7 +117,7 @@ export class ChartPanel implements Panel {
   private label(runs: RunData[], lines: Line[], hiddenNonPositive: number): void {
     const empty = lines.every((l) => l.y.length === 0);
     text(this.note, empty && runs.length && this.spec.emptyNote ? this.spec.emptyNote(runs)
-      : hiddenNonPositive ? `log y hides ${hiddenNonPositive} point${hiddenNonPositive === 1 ? '' : 's'} ≤ 0` : '');
+      : [this.spec.note?.(runs) ?? '', hiddenNonPositive ? `log y hides ${hiddenNonPositive} point${hiddenNonPositive === 1 ? '' : 's'} ≤ 0` : ''].filter(Boolean).join('; '));
     // What the canvas shows, for screen readers (and tests): one entry per run.
     this.canvas.dataset.runs = String(runs.length);
     this.canvas.setAttribute('aria-label', `${this.spec.title} chart: ${runs.map((r) => {

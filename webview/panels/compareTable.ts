@@ -62,10 +62,22 @@ export class CompareTable implements Panel {
   readonly element: HTMLElement;
   private readonly table = h('table', { class: 'compare' });
   private readonly oneSided = h('p', { class: 'muted one-sided' });
+  private readonly wrap = h('div', { class: 'table-wrap compare-wrap' }, this.table);
+  /** Says that the table scrolls sideways when it is wider than its section (a hidden scrollbar hid columns). */
+  private readonly more = h('p', { class: 'muted compare-more', 'aria-live': 'polite' });
   private key = '';
 
   constructor(private readonly store: Store) {
-    this.element = section('Compared runs', h('div', { class: 'table-wrap compare-wrap' }, this.table), this.oneSided);
+    this.element = section('Compared runs', this.wrap, this.more, this.oneSided);
+    this.more.hidden = true;
+    if (typeof ResizeObserver !== 'undefined') new ResizeObserver(() => this.fit()).observe(this.wrap);
+  }
+
+  private fit(): void {
+    const scrolls = this.wrap.scrollWidth > this.wrap.clientWidth + 1;
+    this.wrap.classList.toggle('scrolls', scrolls);
+    this.more.hidden = !scrolls;
+    this.more.textContent = scrolls ? 'The table is wider than the page: scroll it sideways for the other columns →' : '';
   }
 
   update(): void {
@@ -99,5 +111,6 @@ export class CompareTable implements Panel {
       h('thead', {}, h('tr', {}, ...head.map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, ...runs.map((r, i) => h('tr', {}, ...cell(r, i).map((c) => (typeof c === 'string' ? h('td', {}, c) : c))))),
     );
+    this.fit();
   }
 }

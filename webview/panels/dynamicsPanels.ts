@@ -67,9 +67,11 @@ export function boostSpec(store: Store): ChartSpec {
   return {
     key: 'boost', title: 'Step boost per slot', yTitle: 'step ÷ layer mean', unit: '×',
     dataKey: (runs) => `${store.historyLayer}|${runs.map((r) => `${r.runId}:${r.resets}:${r.framesVersion}`).join()}`,
-    emptyNote: (runs) => runs.length > 1 ? 'Shown for one run at a time.' : 'The trainer sent no stepBoost (protocol 1.2, Adam runs) in its importance snapshots.',
-    lines(r, _i, compare) {
-      if (compare) return [];
+    // Compare: the first run's, named (as the heatmap and the recompositions show it); its slots are not comparable.
+    emptyNote: (runs) => `The trainer sent no stepBoost (protocol 1.2, Adam runs) in ${runs.length > 1 ? `${runName(runs[0])}'s (the first compared run's)` : 'its'} importance snapshots.`,
+    note: (runs) => (runs.length > 1 ? `showing ${runName(runs[0])} (the first compared run)` : ''),
+    lines(r, i) {
+      if (i > 0) return [];
       const layer = layerOf(store, r);
       if (!layer) return [];
       const rows = r.frames.map((f) => ({ f, l: f.layers.get(layer) })).filter((x) => x.l?.stepBoost);
@@ -119,7 +121,7 @@ function fusionSpec(view: { y: 'age' | 'direction' }): ChartSpec {
       const name = compare ? `${runName(r)}: ` : '';
       const out: Line[] = [];
       if (old.step.length) out.push({ key: `${r.runId}|fused-old|${view.y}`, epoch: fs.length, label: `${name}fused pairs`, color: compare ? runColor(i) : cssVar('--vscode-charts-blue', '#3794ff'), points: true, t0, ...old });
-      if (fresh.step.length) out.push({ key: `${r.runId}|fused-fresh|${view.y}`, epoch: fs.length, label: `${name}re-initialised at the previous recomposition`, color: cssVar('--vscode-charts-orange', '#d18616'), points: true, t0, ...fresh });
+      if (fresh.step.length) out.push({ key: `${r.runId}|fused-fresh|${view.y}`, epoch: fs.length, label: `${name}just re-initialised`, color: cssVar('--vscode-charts-orange', '#d18616'), points: true, t0, ...fresh });
       return out;
     },
   };
