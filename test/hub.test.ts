@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { appendFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 import { Hub } from '../src/hub/hub';
@@ -361,6 +361,7 @@ test('a run whose trainer is not connected streams live from its events.jsonl: t
   try {
     await hub.run(RUN)!.ready;
     assert.equal(hub.listRuns()[0].state, 'running');
+    assert.equal(hub.listRuns()[0].dir, resolve(dir), 'the run list names its folder: a page\'s continue hint gives the real path (fresh6 fixres.2)');
     const c = collect(hub);
     assert.ok(await until(() => c.complete()));
     assert.deepEqual(c.seqs(), [1, 2]);

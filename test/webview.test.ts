@@ -166,8 +166,16 @@ test('the Stop question names what this user can do: the VS Code command in VS C
   const r = runOf(new FixtureLog('my-run').hello({ name: 'x', totalSteps: 10 }));
   const browser = stopQuestion(r, 'browser');
   assert.doesNotMatch(browser, /Continue Run/, 'a VS Code command means nothing in the browser page');
-  assert.match(browser, /srlora train --resume <runs folder>\/my-run/);
+  assert.match(browser, /srlora serve --resume my-run in a terminal/, 'a hub that does not say the folder: serve takes the id');
   assert.match(stopQuestion(r, 'vscode'), /"SRLoRA: Continue Run from Checkpoint"/);
+  // fresh6 fixres.2: the real folder (from the hub's run list), and a 2-rank PyTorch run's launcher on 2 processes.
+  assert.match(stopQuestion(r, 'browser', '/runs/my-run'), /run srlora train --resume \/runs\/my-run in a terminal/);
+  const ddp = runOf(new FixtureLog('ddp').hello({ name: 'x', totalSteps: 10, worldSize: 2 }));
+  ddp.model.pytorch = true; // the fixture's backend is 'fixture'; a PyTorch run's hello names 'pytorch'
+  assert.equal(ddp.model.worldSize, 2);
+  const q = stopQuestion(ddp, 'browser', '/runs/ddp');
+  assert.match(q, /run python -m srlora_torch\.launch --standalone --nproc_per_node=2 -m srlora_torch\.train --resume \/runs\/ddp in a terminal/, q);
+  assert.doesNotMatch(q, /<runs folder>/);
 });
 
 test('commands are named from the log after a reload: pause, resume, checkpoint, stop, set and rejections (acks name only ids)', async () => {

@@ -22,7 +22,7 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { WebSocket } from 'ws';
 import { clip, MAX_LINE_BYTES, parseBoundedJson } from '../runfolder/eventLog';
@@ -485,6 +485,7 @@ export class RunChannel {
       step: m.step,
       totalSteps: m.totalSteps,
       connected: this.trainer !== null,
+      ...(this.dir.length <= 4096 ? { dir: resolve(this.dir) } : {}),
     };
   }
 

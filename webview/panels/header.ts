@@ -10,6 +10,7 @@ import { evalFact, isActive, plural, recompositionsText } from '../../src/viewmo
 import { formatNumber, h, text } from '../dom';
 import { button, runName, type Check, type Field, type Panel } from './panel';
 import { focusSearch } from '../focusUrl';
+import { continueCommand } from '../../src/viewmodel/continueCommand';
 
 /**
  * The run can be steered from this page: with the store, the one rule (Store.control: this page's fold and the
@@ -65,9 +66,11 @@ export function runFacts(r: RunData): string {
  * The Stop confirmation, naming what this user can do to continue the run later: VS Code's Continue Run command in
  * VS Code; in the browser page (no commands there) the command line that resumes it from its checkpoint.
  */
-export function stopQuestion(r: RunData, host: 'vscode' | 'browser'): string {
+export function stopQuestion(r: RunData, host: 'vscode' | 'browser', dir?: string): string {
+  // The real command (the run's folder from the hub's run list; a multi-rank run's launcher on as many processes);
+  // a hub too old to say the folder: serve's own --resume, which takes a run id.
   const later = host === 'vscode' ? 'to continue it later, use "SRLoRA: Continue Run from Checkpoint" (the Runs view)'
-    : `to continue it later, run ${r.model.pytorch ? 'python -m srlora_torch.train' : 'srlora train'} --resume <runs folder>/${r.runId} in a terminal`;
+    : `to continue it later, run ${dir ? continueCommand(dir, r.model.pytorch, r.model.worldSize) : `srlora serve --resume ${r.runId}`} in a terminal`;
   return `Stop the run? It saves a checkpoint and ends as stopped; ${later}.`;
 }
 
@@ -154,7 +157,7 @@ export class Header implements Panel {
   private onStop(): void {
     if (!this.store.confirmStop) { this.doStop(); return; }
     const r = this.store.current();
-    if (r) text(this.confirmText, stopQuestion(r, this.store.host.kind));
+    if (r) text(this.confirmText, stopQuestion(r, this.store.host.kind, this.store.runList.find((s) => s.runId === r.runId)?.dir));
     this.confirmBar.hidden = false;
     (this.confirmBar.querySelector('vscode-button') as HTMLElement | null)?.focus();
   }
