@@ -172,13 +172,18 @@ test('non-finite gradients skip the optimiser update and the importance EMAs; th
   for (const fault of [Infinity, NaN]) {
     const r = engine.optimizeStep(loss, fault);
     assert.equal(r.nonFiniteGrad, true);
+    assert.equal(r.gradNorm, null, 'no grad_norm for a step whose gradients are not finite');
     assert.ok(Number.isFinite(r.loss));
     assert.deepEqual(snap(), before, 'A, B, the EMAs (S) and the optimiser step are untouched');
   }
   assert.equal(engine.step, 3);
   assert.deepEqual(Array.from(l.age), [3, 3]);
+  const { grads } = tf.variableGrads(loss, engine.trainableVariables);
+  const want = Math.sqrt(Object.values(grads).reduce((a, g) => a + Array.from(g.dataSync()).reduce((b, x) => b + x * x, 0), 0));
+  tf.dispose(grads);
   const ok = engine.optimizeStep(loss);
   assert.equal(ok.nonFiniteGrad, false);
+  assert.ok(ok.gradNorm !== null && Math.abs(ok.gradNorm - want) <= 1e-5 * want, `gradNorm ${ok.gradNorm}, want ${want}`);
   assert.ok(snap().S.every(Number.isFinite) && snap().t === before.t + 1);
   // A non-finite loss changes nothing at all, not even the step.
   const bad = engine.optimizeStep(() => tf.tidy(() => tf.add(loss(), NaN) as tf.Scalar));
