@@ -49,7 +49,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         except ValueError:
             name = f"signal {num}"
         print(f"srlora: {name}: the ranks stopped after one step and rank 0 recorded how the run ended (above; "
-              f"an interrupted run continues with --resume RUN_DIR)", file=sys.stderr, flush=True)
+              f"its summary's continue line is the command that continues it)", file=sys.stderr, flush=True)
         return 128 + num
     except ChildFailedError as e:
         line, code = failed_line({r: f.exitcode for r, f in e.failures.items()})

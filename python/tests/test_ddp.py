@@ -204,7 +204,7 @@ def test_ctrl_c_under_the_launcher_ends_in_one_line_with_the_run_interrupted(tmp
     assert p.returncode == 128 + signal.SIGINT
     assert "Traceback" not in err and "SignalException" not in err and "closing signal" not in err, err[-3000:]
     assert [l for l in err.splitlines() if l.startswith("srlora: ")] == [
-        "srlora: SIGINT: the ranks stopped after one step and rank 0 recorded how the run ended (above; an interrupted run continues with --resume RUN_DIR)"]
+        "srlora: SIGINT: the ranks stopped after one step and rank 0 recorded how the run ended (above; its summary's continue line is the command that continues it)"]
     assert f"continue       python -m srlora_torch.launch --standalone --nproc_per_node=2 -m srlora_torch.train --resume {run}" in err
 
 
