@@ -113,7 +113,7 @@ test('steered through a real hub: pause (acked at a step, no spinning), τ chang
   const { token } = hub.openRun('run-steer', runDir);
   const got: TrainerMessage[] = [];
   hub.on('message', (_id, m) => got.push(m));
-  const child = spawn(process.execPath, [cli, 'train', '--model.kind', 'mlp', '--steps', '100000', '--checkpoint-every', '0', '--eval-every', '1000', '--no-progress'], {
+  const child = spawn(process.execPath, [cli, 'train', '--model.kind', 'mlp', '--steps', '100000', '--checkpoint-every', '0', '--eval-every', '1000', '--importance-every', '1000', '--no-progress'], {
     env: { ...process.env, SRLORA_HUB_URL: hub.url, SRLORA_TOKEN: token, SRLORA_RUN_DIR: runDir }, stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -140,6 +140,9 @@ test('steered through a real hub: pause (acked at a step, no spinning), τ chang
     const cpuWhilePaused = cpuSeconds(child.pid!) - cpu0;
     assert.equal(hub.run('run-steer')!.step, stepPaused, 'no step while paused');
     assert.ok(cpuWhilePaused < 0.3, `paused process used ${cpuWhilePaused.toFixed(2)} s of CPU in 1 s`);
+    // fresh6 fixsup.3: a snapshot of the paused step (the scheduled ones, every 1000 steps, never came), so the page's
+    // "would fuse now" preview while paused is what Recompose Now fuses.
+    assert.deepEqual(got.filter((m) => m.type === 'importance' && m.step > 0).map((m) => m.step), [stepPaused]);
 
     // Commands are applied while paused too, at the same step boundary.
     const set = await send({ kind: 'set', fusionThreshold: 1.0 });

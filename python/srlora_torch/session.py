@@ -203,6 +203,7 @@ class Session:
             # The state it left, at once (forced while paused, no scheduled snapshot would follow): viewers keep the
             # latest snapshot per step, so this one replaces the step's earlier one. Synchronous, on CUDA too.
             emit_snapshot(self.rec, self.ctl.snapshot())
+            self.telemetry.snapshot_step = r.step
 
     def srlora_facts(self) -> Optional[dict]:
         """What the trainer decided and viewers show without recomputing: the schedule, min slot age, rule in force."""
@@ -523,7 +524,13 @@ class Session:
                 return ack("rejected", "the run is already paused" if self.paused else "the run is not paused")
             self.paused = k == "pause"
             ack("applied")
-            return self.state("paused" if self.paused else "running")
+            self.state("paused" if self.paused else "running")
+            if self.paused and self.telemetry.snapshots and self.telemetry.snapshot_step != ctl.step:
+                # While paused the page previews what Recompose Now would fuse from the latest snapshot: make it this
+                # step's (the scheduled one may be several steps old).
+                emit_snapshot(self.rec, ctl.snapshot())
+                self.telemetry.snapshot_step = ctl.step
+            return None
         if k == "set":
             if method != "srlora" and ("fusionThreshold" in body or "fusionRatio" in body):
                 return ack("rejected", f"fusionThreshold and fusionRatio need method srlora; this run is {method}")

@@ -189,3 +189,24 @@ def test_every_recomposition_is_followed_by_a_snapshot_of_its_result(tmp_path):
         ages = {l["name"]: l["age"] for l in snaps[0]["layers"]}
         fused = [(l["name"], k) for l in rec["layers"] for k in l["slots"]]
         assert fused and all(ages[n][k] == 0 for n, k in fused), (fused, ages)  # the state after it: fresh slots
+
+
+def test_a_pause_emits_a_snapshot_of_the_paused_step(tmp_path):
+    """fresh6 fixsup.3: while paused the page previews what Recompose Now would fuse from the latest snapshot; it was
+    the last scheduled one (steps earlier), so the preview differed from what the recomposition then fused."""
+    model, layers, opt, ctl, shape, g = build()
+    session = Session(ctl, opt, str(tmp_path / "run"), total_steps=100, batch_size=16, name="loop", device="CPU", env={},
+                      importance_every=5)
+    session.start()
+    while not session.stop_reason:
+        loss = train(model, opt, ctl, shape, g, 1)
+        if ctl.step == 8:
+            session.on_command("p", {"kind": "pause"})  # applied after step 8
+            threading.Timer(0.2, lambda: (session.on_command("r", {"kind": "resume"}), session.on_command("s", {"kind": "stop"}))).start()
+        session.after_step(loss)
+    session.finish()
+    msgs = events(tmp_path / "run")
+    snaps = [m["step"] for m in msgs if m["type"] == "importance"]
+    assert snaps[:2] == [5, 8], snaps
+    paused = next(i for i, m in enumerate(msgs) if m["type"] == "state" and m["state"] == "paused")
+    assert next(m for m in msgs[paused:] if m["type"] == "importance")["step"] == 8 == msgs[paused]["step"]

@@ -82,6 +82,8 @@ export class TrainingRun {
   private readonly queue: { id: string; command: CommandBody }[] = [];
   private wake: (() => void) | null = null;
   private paused = false;
+  /** The step of the last importance snapshot emitted (-1: none yet). */
+  private importanceStep = -1;
   /** Set by the stop command (→ stopped) or a signal (→ interrupted): the loop ends at the next step boundary. */
   private stopRequested: { state: 'stopped' | 'interrupted'; reason: string } | null = null;
   private nonFiniteGradSteps = 0;
@@ -276,6 +278,7 @@ export class TrainingRun {
     const now = performance.now();
     if (!force && (now - this.lastImportance < MIN_IMPORTANCE_INTERVAL_MS || this.link?.underPressure())) return;
     this.lastImportance = now;
+    this.importanceStep = this.step;
     this.emit({ type: 'importance', step: this.step, layers: this.model.engine.importance() });
   }
 
@@ -336,7 +339,10 @@ export class TrainingRun {
         if (this.paused) return this.ack(id, 'rejected', 'the run is already paused');
         this.paused = true;
         this.ack(id, 'applied');
-        return this.setState('paused');
+        this.setState('paused');
+        // While paused the page previews what Recompose Now would fuse from the latest snapshot: make it this step's.
+        if (this.importanceStep !== this.step) this.maybeImportance(true);
+        return;
       case 'resume':
         if (!this.paused) return this.ack(id, 'rejected', 'the run is not paused');
         this.paused = false;
