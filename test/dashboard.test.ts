@@ -120,6 +120,8 @@ function sparseRun(): FixtureLog {
     layers: layers.map((n) => ({ name: n, shape: [32, 32], r: 4, rTarget: 16 })),
     srlora: { schedule: [290, 580], minSlotAge: 28, rule: { kind: 'ratio', fusionRatio: 0.5 } },
   }, 0).state('running', 0);
+  // An eval before any training, far above the training losses: the Loss chart must not take its range from it.
+  f.add('eval', { step: 0, loss: 20, metrics: { accuracy: 0.1 } }, 0);
   const fuse = (step: number, trigger: 'schedule' | 'forced', age: (li: number) => number | null) => f.add('recomposition', {
     step, trigger, rule: { kind: 'ratio', fusionRatio: 0.5 }, outputChange: 3e-8,
     layers: layers.map((n, li) => {
@@ -638,6 +640,9 @@ test('a sparse series is fitted whole: a fused pair far below the others is insi
     await p.waitForFunction(() => Number(document.querySelector('section[data-metric="fusions"] canvas')?.getAttribute('data-draws')) > 0);
     const yMin = Number(await fused.getAttribute('data-y-min')), yMax = Number(await fused.getAttribute('data-y-max'));
     assert.ok(yMin < 187 && yMax > 290, `the fused-pairs y axis ${yMin}..${yMax} holds every age, 187 to 290`);
+    // The Loss chart's evals share the training loss's outlier-aware range: the step-0 eval (20) does not set it.
+    const lossMax = Number(await p.locator('section[aria-label="Loss"] canvas').first().getAttribute('data-y-max'));
+    assert.ok(lossMax > 2 && lossMax < 5, `the Loss chart's y axis top ${lossMax} follows the training losses (0.1..2.1), not the step-0 eval's 20`);
     for (const key of ['eval:accuracy', 'eval:loss']) {
       const c = p.locator(`section[data-metric="${key}"] canvas`);
       await c.scrollIntoViewIfNeeded();

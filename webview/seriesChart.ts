@@ -49,6 +49,9 @@ export interface Line {
   smooth?: boolean;
   /** Not in the y range (a faint raw line under its smoothed one still shows; the range follows the smoothed). */
   ignoreInRange?: boolean;
+  /** Points or dots that share a dense line's outlier-aware range instead of being always inside it (the loss
+   * chart's evals: an eval at step 0, before any training, would otherwise flatten the training curve again). */
+  robust?: boolean;
 }
 
 /** A vertical line at a recomposition; hollow: it fused nothing (a dotted line under a hollow circle). */
@@ -309,7 +312,7 @@ export class SeriesChart {
       // a 1 px one in ~1 ms (Skia's hairline path). A smooth line (the smoothed loss) keeps its width: it is cheap.
       const dense = !line.points && !line.smooth && pts.length > buckets / 2;
       if (view.logY && c.nonPositive) { hidden += c.nonPositive; pts = pts.map((p) => (p.y > 0 ? p : { x: p.x, y: NaN })); }
-      const sparse = line.points || line.dots;
+      const sparse = (line.points || line.dots) && !line.robust;
       if (!line.ignoreInRange) for (const p of pts) if (!zoom || (p.x >= zoom.min && p.x <= zoom.max)) (sparse ? keep : inRange).push(p.y);
       datasets.push(line.points
         ? { label: line.label, data: pts, borderColor: line.color, backgroundColor: line.color, pointRadius: 3, showLine: false }

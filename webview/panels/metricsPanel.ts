@@ -31,7 +31,9 @@ export const lossSpec: ChartSpec = {
       // The raw points set the y range (outlier-aware); a smoothed spike's tail would otherwise stretch it.
     }
     const ev = r.evalTracks.get('loss');
-    out.push(...trackLine(r, i, compare, 'eval-loss', compare ? 'eval' : 'eval', ev, true).map((l) => ({ ...l, color: compare ? color : cssVar('--vscode-charts-green', '#89d185') })));
+    // robust: the evals share the training loss's outlier-aware range (the step-0 eval, before training, must not
+    // set the axis); the Eval loss panel shows every one of them
+    out.push(...trackLine(r, i, compare, 'eval-loss', compare ? 'eval' : 'eval', ev, true).map((l) => ({ ...l, color: compare ? color : cssVar('--vscode-charts-green', '#89d185'), robust: true })));
     return out;
   },
 };
