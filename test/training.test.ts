@@ -102,7 +102,7 @@ test('without a hub a run writes events.jsonl, checkpoints, an export, and a pro
   const recs = (d: Directions) => d.layers.flatMap((l) => l.recompositions.map((r) => r.step));
   assert.ok(recs(at15).every((st) => st <= 15) && recs(at15).length < recs(at30).length, `${recs(at15)} vs ${recs(at30)}`);
   assert.ok(!readFileSync(join(runDir, 'export/merged.safetensors')).equals(original), 'step 15 is another model');
-  assert.throws(() => exportCli(dir), /is not a run folder \(no config.json\)/);
+  assert.throws(() => exportCli(dir), /is not a run folder \(no events.jsonl or config.json\)/);
   rmSync(join(runDir, 'checkpoints'), { recursive: true });
   assert.throws(() => exportCli(runDir), /has no checkpoint to export from/);
 });
