@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { WebSocket } from 'ws';
 import { readJsonl } from '../src/runfolder/eventLog';
 import { Hub } from '../src/hub/hub';
@@ -162,7 +162,10 @@ test('srlora serve --resume --trainer pytorch continues an interrupted PyTorch r
   await trained;
   assert.equal(lastState(runDir)?.state, 'interrupted');
   const stepBefore = lastState(runDir)!.step;
-  const s = cliProcess(['serve', '--resume', runDir, '--trainer', 'pytorch', '--python', python]);
+  // --python as a user types it, relative to the current folder: the trainer runs in the run's folder, where it named
+  // nothing (exit 127, and the run left 'interrupted' with no word of why)
+  const typed = isAbsolute(python) ? `./${relative(process.cwd(), python)}` : python;
+  const s = cliProcess(['serve', '--resume', runDir, '--trainer', 'pytorch', '--python', typed]);
   assert.ok(await until(() => /SRLoRA dashboard: /.test(s.out()), 120_000), s.out());
   assert.match(s.out(), /PyTorch trainer: PyTorch · /);
   // The PyTorch trainer loaded its checkpoint (rewind) and trains on past it.

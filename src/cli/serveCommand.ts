@@ -44,6 +44,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (resume && values.gpus !== '1') throw new Error('--resume continues a run on as many processes as it had (no more than the GPUs here): --gpus is not allowed with it');
   const runsDir = resolve(values['runs-dir'] ?? resume?.runsDir ?? DEFAULT_RUNS_DIR);
   if (!pytorch && (values.python !== undefined || values.gpus !== '1')) throw new Error('--python and --gpus choose the PyTorch trainer\'s Python and GPUs: add --trainer pytorch');
+  // A Python given as a path is made absolute here: the trainer runs in the run's folder (a resume's cwd), where a
+  // relative .venv/bin/python names nothing (exit 127, said nowhere). A bare name (python3) is looked up on PATH.
+  const pythonPath = values.python === undefined ? 'python3' : /[\\/]/.test(values.python) ? resolve(values.python) : values.python;
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: ${values.port} is not a port number`);
   if (values.host !== '127.0.0.1' && values.host !== 'localhost' && values.host !== '::1') {
@@ -56,9 +59,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
   let probe: Awaited<ReturnType<typeof probePython>> | null = null;
   if (pytorch && (values.demo || values.config || resume)) {
     // What VS Code's Start Run… does: ask the Python first, so a missing torch is said, never a silent fallback.
-    probe = await probePython(values.python ?? 'python3', pythonEnv(pythonPackageDir(root)));
+    probe = await probePython(pythonPath, pythonEnv(pythonPackageDir(root)));
     if (!probe.ok) throw new Error(`--trainer pytorch: ${probe.error}`);
-    if (values.config) await checkPytorchConfig(values.python ?? 'python3', pythonPackageDir(root), values.config, values.steps, gpus);
+    if (values.config) await checkPytorchConfig(pythonPath, pythonPackageDir(root), values.config, values.steps, gpus);
   } else if (values.config) {
     configWithFlags(values.config, steps);
   }
@@ -84,10 +87,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
   runs.watch();
   let started: string | null = null;
-  if (probe?.ok) process.stdout.write(`PyTorch trainer: ${probe.label}, torch ${probe.torch} (${values.python ?? 'python3'})\n`);
+  if (probe?.ok) process.stdout.write(`PyTorch trainer: ${probe.label}, torch ${probe.torch} (${pythonPath})\n`);
   if (resume) {
     // A refusal (unknown run, wrong trainer, running elsewhere, no checkpoint) exits non-zero, not half up.
-    const run = await continueRun(runs, resume, values.trainer !== undefined, pytorch ? { python: values.python ?? 'python3', gpus: probe?.ok ? probe.gpus : 0 } : null)
+    const run = await continueRun(runs, resume, values.trainer !== undefined, pytorch ? { python: pythonPath, gpus: probe?.ok ? probe.gpus : 0 } : null)
       .catch(async (e: unknown) => { await runs.dispose('stop'); await hub.close(); throw e; });
     started = run.runId;
   }
@@ -95,7 +98,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const overrides: Record<string, string> = values.steps ? { steps: values.steps } : {};
     let trainerCommand: string | undefined;
     if (pytorch) {
-      const python = values.python ?? 'python3';
+      const python = pythonPath;
       if (!probe?.ok) throw new Error('unreachable: the Python was probed above');
       trainerCommand = `${pytorchCommand(python, gpus, values.config !== undefined)}${values.steps ? ` --steps ${values.steps}` : ''}`;
     }
