@@ -25,11 +25,17 @@ def matrix_config(tmp_path):
     return str(f)
 
 
+def launch_two_ranks(cwd, config: str, runs) -> "subprocess.CompletedProcess[str]":
+    """`python -m srlora_torch.launch --standalone --nproc_per_node=2 -m srlora_torch.train --config CONFIG --runs-dir
+    RUNS` in cwd, its output captured."""
+    return subprocess.run([sys.executable, "-m", "srlora_torch.launch", "--standalone", "--nproc_per_node=2", "-m", "srlora_torch.train",
+                           "--config", config, "--runs-dir", str(runs)],
+                          env=ENV, cwd=str(cwd), capture_output=True, text=True, timeout=240)
+
+
 def test_a_config_that_cannot_run_data_parallel_is_said_once_with_no_traceback_and_no_run_folder(tmp_path):
     runs = tmp_path / "runs"
-    p = subprocess.run([sys.executable, "-m", "srlora_torch.launch", "--standalone", "--nproc_per_node=2", "-m", "srlora_torch.train",
-                        "--config", matrix_config(tmp_path), "--runs-dir", str(runs)],
-                       env=ENV, cwd=str(tmp_path), capture_output=True, text=True, timeout=240)
+    p = launch_two_ranks(tmp_path, matrix_config(tmp_path), runs)
     err = p.stderr
     assert p.returncode == 1, err[-3000:]
     assert err.count(REFUSAL) == 1, err[-3000:]  # rank 0 says it; rank 1 met the same refusal and said nothing
@@ -46,9 +52,7 @@ def test_a_model_that_does_not_load_on_two_ranks_is_said_once_and_its_folder_rem
     cfg = tmp_path / "d.json"
     cfg.write_text(json.dumps({"task": {"kind": "digits"}, "model": {"kind": "vit", "weights": "w.safetensors"}, "steps": 3}))
     runs = tmp_path / "runs"
-    p = subprocess.run([sys.executable, "-m", "srlora_torch.launch", "--standalone", "--nproc_per_node=2", "-m", "srlora_torch.train",
-                        "--config", str(cfg), "--runs-dir", str(runs)],
-                       env=ENV, cwd=str(tmp_path), capture_output=True, text=True, timeout=240)
+    p = launch_two_ranks(tmp_path, str(cfg), runs)
     err = p.stderr
     assert p.returncode == 1, err[-3000:]
     reasons = [l for l in err.splitlines() if not l.startswith("srlora: ")]
@@ -105,9 +109,7 @@ def test_a_two_rank_run_advances_its_progress_line_as_a_single_process_run_does(
     cfg = tmp_path / "t.json"
     cfg.write_text(json.dumps({"task": {"kind": "transformer", "preset": "tiny"}, "seed": 3, "batchSize": 8, "evalEvery": 1000,
                                "r": 2, "rTarget": 8, "steps": 20, "checkpointEvery": 0}))
-    p = subprocess.run([sys.executable, "-m", "srlora_torch.launch", "--standalone", "--nproc_per_node=2", "-m", "srlora_torch.train",
-                        "--config", str(cfg), "--runs-dir", str(tmp_path / "runs")],
-                       env=ENV, cwd=str(tmp_path), capture_output=True, text=True, timeout=240)
+    p = launch_two_ranks(tmp_path, str(cfg), tmp_path / "runs")
     assert p.returncode == 0, p.stderr[-3000:]
     steps = [int(l.split()[1].split("/")[0]) for l in p.stderr.splitlines() if l.startswith("step ")]
     assert steps == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20], p.stderr[-3000:]
