@@ -30,6 +30,14 @@ const BAD: Record<string, object> = {
   wrongType: { learningRate: 'fast' },
 };
 
+/** serve refused before it started anything: a non-zero exit, no run started or served, no run folder left. */
+async function refusedUpFront(s: { out: () => string; code: Promise<number | null> }, runsDir: string): Promise<void> {
+  const code = await s.code;
+  assert.ok(code !== 0 && code !== -999, `exit ${code}: ${s.out()}`);
+  assert.doesNotMatch(s.out(), /started run|SRLoRA dashboard/);
+  assert.ok(!existsSync(runsDir) || readdirSync(runsDir).length === 0, `left ${existsSync(runsDir) ? readdirSync(runsDir).join(', ') : ''}`);
+}
+
 for (const [name, config] of Object.entries(BAD)) {
   test(`serve --config with a bad config (${name}) prints train's error, exits non-zero and leaves no run folder`, async () => {
     const dir = tempDir();
@@ -41,11 +49,8 @@ for (const [name, config] of Object.entries(BAD)) {
     assert.match(trainError, /^srlora: /);
     const runsDir = join(dir, 'runs');
     const s = serve(['--runs-dir', runsDir, '--config', file]);
-    const code = await s.code;
-    assert.ok(code !== 0 && code !== -999, `exit ${code}: ${s.out()}`);
-    assert.doesNotMatch(s.out(), /started run|SRLoRA dashboard/);
+    await refusedUpFront(s, runsDir);
     assert.ok(s.out().includes(trainError), `serve said:\n${s.out()}\ntrain said: ${trainError}`);
-    assert.ok(!existsSync(runsDir) || readdirSync(runsDir).length === 0, `left ${existsSync(runsDir) ? readdirSync(runsDir).join(', ') : ''}`);
   });
 }
 
@@ -59,11 +64,8 @@ test('serve --trainer pytorch --config with a bad config prints the PyTorch trai
   assert.match(trainError, /stepz/);
   const runsDir = join(dir, 'runs');
   const s = serve(['--runs-dir', runsDir, '--config', file, '--trainer', 'pytorch', '--python', python]);
-  const code = await s.code;
-    assert.ok(code !== 0 && code !== -999, `exit ${code}: ${s.out()}`);
-  assert.doesNotMatch(s.out(), /started run|SRLoRA dashboard/);
+  await refusedUpFront(s, runsDir);
   assert.ok(s.out().includes(trainError), `serve said:\n${s.out()}\ntrain said: ${trainError}`);
-  assert.ok(!existsSync(runsDir) || readdirSync(runsDir).length === 0, `left ${existsSync(runsDir) ? readdirSync(runsDir).join(', ') : ''}`);
 });
 
 test('serve --trainer pytorch --gpus 2 with a config that cannot run data-parallel (task matrix) refuses it up front: the trainer\'s reason, non-zero, no run folder', async () => {
@@ -72,9 +74,6 @@ test('serve --trainer pytorch --gpus 2 with a config that cannot run data-parall
   writeFileSync(file, JSON.stringify({ task: { kind: 'matrix' }, steps: 5 }));
   const runsDir = join(dir, 'runs');
   const s = serve(['--runs-dir', runsDir, '--config', file, '--trainer', 'pytorch', '--python', python, '--gpus', '2']);
-  const code = await s.code;
-  assert.ok(code !== 0 && code !== -999, `exit ${code}: ${s.out()}`);
-  assert.doesNotMatch(s.out(), /started run|SRLoRA dashboard/);
+  await refusedUpFront(s, runsDir);
   assert.match(s.out(), /task\.kind "matrix" cannot run data-parallel on 2 processes/);
-  assert.ok(!existsSync(runsDir) || readdirSync(runsDir).length === 0, `left ${existsSync(runsDir) ? readdirSync(runsDir).join(', ') : ''}`);
 });
