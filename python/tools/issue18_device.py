@@ -49,6 +49,8 @@ def main() -> int:
     ap.add_argument("--bench-timeout", type=int, default=360)
     ap.add_argument("--test-timeout", type=int, default=160)
     ap.add_argument("--big", action="store_true", help="then tools/issue18_big.py (batch 128: top kernels, candidate changes; ~4 min)")
+    ap.add_argument("--big-variants", nargs="*", default=[], help="variants for --big (default: issue18_big.py's own)")
+    ap.add_argument("--no-tests", action="store_true", help="skip the CUDA tests (to fit bench + --big in one 10-minute call)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     result = os.path.join(a.out, "gpu-h200.json" if not a.toy else "toy-bench.json")
@@ -59,7 +61,8 @@ def main() -> int:
         shutil.copyfile(result, repo_copy)
     tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CUDA_TESTS,
              "-k", "not trainer_compiles and not text_task" if not a.toy else "fixed_program or fused_gpu_kernels"]
-    run(tests, os.path.join(a.out, "pytest-cuda.txt"), a.test_timeout)
+    if not a.no_tests:
+        run(tests, os.path.join(a.out, "pytest-cuda.txt"), a.test_timeout)
 
     d = json.load(open(result)) if os.path.exists(result) else {}
     print(json.dumps({"device": d.get("device"), "benchSeconds": d.get("benchSeconds")}))
@@ -85,11 +88,12 @@ def main() -> int:
           "captures:", sr.get("recompositionGraphCaptures"), "max preservation error:", sr.get("maxPreservationError"))
     print("recomposition host parts ms:", next((v for k, v in sr.items() if k.startswith("recompositionHostParts")), None))
     print("telemetry:", json.dumps(d.get("telemetryCompiled")))
-    tail = open(os.path.join(a.out, "pytest-cuda.txt")).read().strip().splitlines()[-3:]
-    print("pytest:", " | ".join(tail))
+    if not a.no_tests:
+        tail = open(os.path.join(a.out, "pytest-cuda.txt")).read().strip().splitlines()[-3:]
+        print("pytest:", " | ".join(tail))
     if a.big and not a.toy:
         big = os.path.join(a.out, "gpu-h200-batch128-variants.json")
-        run([sys.executable, os.path.join(HERE, "issue18_big.py"), big], os.path.join(a.out, "big.log"), 330)
+        run([sys.executable, os.path.join(HERE, "issue18_big.py"), big, *a.big_variants], os.path.join(a.out, "big.log"), 330)
         for v, r in (json.load(open(big))["variants"] if os.path.exists(big) else {}).items():
             print(f"batch 128, {v}:", {k: r.get(k) for k in ("msPerStep", "fractionOfCeiling", "kernelMsPerStep", "error")})
     return 0
