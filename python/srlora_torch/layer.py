@@ -15,6 +15,8 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from .merged_forward import MergedLoRALinear, use_merged
+
 
 def _sign_convention(U: torch.Tensor, V: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Flip each pair so the largest-|·| entry of u is positive (first such entry on a tie)."""
@@ -50,6 +52,7 @@ class SRLoRALinear(nn.Module):
         if r > min(out_f, in_f) and method != "lora":
             raise ValueError(f"r={r} exceeds min(out, in)={min(out_f, in_f)}, the directions {method} can initialise from")
         self.method, self.r, self.s = method, r, alpha / r
+        self.merged_forward = True  # merged_forward.py: under half-precision autocast with many tokens
         self.in_features, self.out_features = in_f, out_f
         self.beta1, self.beta2 = beta1, beta2
         self.r_target = max(r, min(r_target, min(out_f, in_f))) if method == "srlora" else r
@@ -109,6 +112,9 @@ class SRLoRALinear(nn.Module):
         return self.U[:, j] * scale, (self.V[:, j] * scale).T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged_forward and use_merged(x, self.A):
+            return MergedLoRALinear.apply(x, self.W, self.bias, self.A, self.B, self.s,
+                                          torch.get_autocast_dtype(x.device.type))
         y = nn.functional.linear(x, self.W, self.bias)
         # Under autocast the adapter's matmuls run in the autocast dtype whatever x is: casting x to the factors'
         # dtype first (a float32 copy of every adapted layer's input, which autocast then casts back, exactly) was
