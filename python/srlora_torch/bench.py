@@ -128,6 +128,45 @@ def step_flops(model: nn.Module, batch_size: int = BATCH) -> float:
     return 2 * (2 * lin * tokens + attn)
 
 
+def kernel_kind(name: str) -> str:
+    """The kind of one profiled GPU kernel, by its name: triton (Inductor), gemm, attention, adam, memcpy/set, other."""
+    n = name.lower()
+    if "triton" in n:
+        return "triton (inductor)"
+    if any(k in n for k in ("gemm", "nvjet", "cutlass", "xmma", "wgmma", "cublas")) and "sdpa" not in n and "fmha" not in n:
+        return "gemm"
+    if any(k in n for k in ("sdpa", "fmha", "flash", "cudnn", "attention")):
+        return "attention"
+    if "adam" in n:
+        return "adam"
+    if "memcpy" in n or "memset" in n:
+        return "memcpy/set"
+    return "other"
+
+
+def profiled_kernels(fn, n: int = 5, top: int = 12, warmup: int = 0) -> dict:
+    """The CUDA kernels of n calls of fn() under torch.profiler (after `warmup` unprofiled calls; one sync at the end):
+    {"kernelMsPerStep": ms of kernel time per call, "byKindMs": {kernel_kind: ms per call}, "top": [[name (110 chars),
+    ms per call, launches per call], ...] for the `top` longest}. For the tools/ profilers; the bench's own per-variant
+    figures are kernel_ms in main()."""
+    from torch.profiler import ProfilerActivity, profile
+    for _ in range(warmup):
+        fn()
+    sync()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(n):
+            fn()
+        sync()
+    ev = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+    by_kind: dict = {}
+    for e in ev:
+        by_kind[kernel_kind(e.key)] = by_kind.get(kernel_kind(e.key), 0) + e.self_device_time_total / 1000 / n
+    ev.sort(key=lambda e: -e.self_device_time_total)
+    return {"kernelMsPerStep": round(sum(e.self_device_time_total for e in ev) / 1000 / n, 3),
+            "byKindMs": {k: round(v, 3) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+            "top": [[e.key[:110], round(e.self_device_time_total / 1000 / n, 3), e.count // n] for e in ev[:top]]}
+
+
 def batch(gen: torch.Generator, batch_size: int = BATCH):
     x = torch.randint(0, SHAPE["vocab_size"], (batch_size, SEQ), generator=gen).to(DEV)
     y = torch.randint(0, 2, (batch_size,), generator=gen).to(DEV)

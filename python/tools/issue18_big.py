@@ -17,7 +17,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # python/, from any directory
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from srlora_torch import bench
 from srlora_torch.bench import R, SEQ, TARGETS, batch, loss_fn, roberta, step_flops
@@ -29,19 +28,6 @@ OUT = sys.argv[1]
 VARIANTS = sys.argv[2:] or ["cur", "split", "cdt"]
 gen = torch.Generator().manual_seed(0)
 res = {"batch": BIG, "seq": SEQ, "ceilingTflops": round(bench.bf16_ceiling(), 1), "variants": {}}
-
-
-def top_kernels(fn, n=3, top=40):
-    fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(n):
-            fn()
-        torch.cuda.synchronize()
-    ev = [e for e in prof.key_averages() if e.self_device_time_total > 0]
-    ev.sort(key=lambda e: -e.self_device_time_total)
-    total = sum(e.self_device_time_total for e in ev) / 1000 / n
-    return round(total, 3), [[e.key[:110], round(e.self_device_time_total / 1000 / n, 3), e.count // n] for e in ev[:top]]
 
 
 def block_ms(step, inputs, k=20, rounds=5):
@@ -96,7 +82,8 @@ for v in VARIANTS:
         torch.cuda.synchronize()
         warm = time.perf_counter() - t0
         ms = block_ms(step, inputs)
-        kms, top = top_kernels(lambda: [step(*inputs[i]) for i in range(1)])
+        prof = bench.profiled_kernels(lambda: step(*inputs[0]), n=3, top=40, warmup=1)
+        kms, top = prof["kernelMsPerStep"], prof["top"]
         tf = FLOPS / ms / 1e9
         res["variants"][v] = {"msPerStep": ms, "achievedTflops": round(tf, 1), "fractionOfCeiling": round(tf / res["ceilingTflops"], 4),
                               "warmupS": round(warm, 1), "kernelMsPerStep": kms, "top": top}

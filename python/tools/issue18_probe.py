@@ -33,21 +33,6 @@ def save(path):
         json.dump(OUT, f, indent=2)
 
 
-def category(name: str) -> str:
-    n = name.lower()
-    if "triton" in n:
-        return "triton (inductor)"
-    if any(k in n for k in ("gemm", "nvjet", "cutlass", "xmma", "wgmma")) and "sdpa" not in n and "fmha" not in n:
-        return "gemm"
-    if any(k in n for k in ("sdpa", "fmha", "flash", "cudnn", "attention")):
-        return "attention"
-    if "adam" in n:
-        return "adam"
-    if "memcpy" in n or "memset" in n:
-        return "memcpy/set"
-    return "other"
-
-
 def build(dtype=None, seed=0):
     m = B.roberta(seed)
     if dtype is not None:
@@ -69,20 +54,8 @@ def consecutive_ms(fn, inputs, n):
 
 
 def kernels(fn, inputs, n=5):
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for i in range(n):
-            fn(*inputs[i % len(inputs)])
-        torch.cuda.synchronize()
-    ev = [e for e in prof.key_averages() if e.self_device_time_total > 0]
-    total = sum(e.self_device_time_total for e in ev) / 1000 / n
-    cats = {}
-    for e in ev:
-        c = category(e.key)
-        cats[c] = cats.get(c, 0) + e.self_device_time_total / 1000 / n
-    top = sorted(ev, key=lambda e: -e.self_device_time_total)[:30]
-    return {"kernelMsPerStep": round(total, 3), "byCategory": {k: round(v, 3) for k, v in sorted(cats.items(), key=lambda kv: -kv[1])},
-            "top": [[e.key[:110], round(e.self_device_time_total / 1000 / n, 3), e.count // n] for e in top]}
+    it = iter(range(10 ** 9))
+    return B.profiled_kernels(lambda: fn(*inputs[next(it) % len(inputs)]), n=n, top=30)
 
 
 def large(label, dtype, mode, path, bflops, ceiling):
@@ -108,7 +81,7 @@ def large(label, dtype, mode, path, bflops, ceiling):
     res.update(kernels(fn, inputs))
     OUT["large"][label] = res
     save(path)
-    print(label, json.dumps({k: res[k] for k in ("msPerStep (20 consecutive, best of 3)", "fractionOfCeiling", "kernelMsPerStep", "byCategory")}), flush=True)
+    print(label, json.dumps({k: res[k] for k in ("msPerStep (20 consecutive, best of 3)", "fractionOfCeiling", "kernelMsPerStep", "byKindMs")}), flush=True)
     del m, layers, opt, ctl, step
     torch.cuda.empty_cache()
 

@@ -73,10 +73,10 @@ def main():
             ms = min(consecutive_ms(fn, inputs, 20 if big else 50) for _ in range(3))
             k = kernels(fn, inputs)
             key = f"contiguous={contiguous} batch={'128' if big else '32'}"
-            OUT[key] = {"ms": round(ms, 3), "kernelMs": k["kernelMsPerStep"], "byCategory": k["byCategory"], "top": k["top"][:14],
+            OUT[key] = {"ms": round(ms, 3), "kernelMs": k["kernelMsPerStep"], "byCategory": k["byKindMs"], "top": k["top"][:14],
                         "launches": None}
             save()
-            print(key, ms, k["kernelMsPerStep"], k["byCategory"], flush=True)
+            print(key, ms, k["kernelMsPerStep"], k["byKindMs"], flush=True)
             if big:
                 del m, layers, opt, ctl, step
                 torch.cuda.empty_cache()

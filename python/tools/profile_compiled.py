@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
+from srlora_torch import bench as B
 from srlora_torch.bench import R, TARGETS, batch, loss_fn, roberta
 from srlora_torch.compiled import CompiledStep
 from srlora_torch.controller import SRLoRAController, apply_srlora
@@ -21,35 +22,8 @@ out = {"batch": BIG, "seq": 128}
 gen = torch.Generator().manual_seed(0)
 
 
-def kind(name: str) -> str:
-    n = name.lower()
-    if any(k in n for k in ("gemm", "nvjet", "cutlass", "sm90_xmma", "cublas", "matmul")):
-        return "matmul"
-    if "flash" in n or "fmha" in n or "attention" in n:
-        return "attention"
-    if n.startswith("triton"):
-        return "triton (Inductor fused)"
-    if "foreach" in n or "adam" in n:
-        return "optimizer/foreach"
-    return "other elementwise/reduction"
-
-
 def kernels(fn, n=5, top=12):
-    for _ in range(2):
-        fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(n):
-            fn()
-        torch.cuda.synchronize()
-    ev = [e for e in prof.key_averages() if e.self_device_time_total > 0]
-    total = sum(e.self_device_time_total for e in ev) / 1000 / n
-    by_kind = {}
-    for e in ev:
-        by_kind[kind(e.key)] = by_kind.get(kind(e.key), 0) + e.self_device_time_total / 1000 / n
-    ev.sort(key=lambda e: -e.self_device_time_total)
-    return {"kernelMsPerStep": round(total, 3), "byKindMs": {k: round(v, 3) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
-            "top": [[e.key[:90], round(e.self_device_time_total / 1000 / n, 3), e.count // n] for e in ev[:top]]}
+    return B.profiled_kernels(fn, n=n, top=top, warmup=2)
 
 
 def wall(fn, n=10):
