@@ -77,3 +77,14 @@ test('serve --trainer pytorch --gpus 2 with a config that cannot run data-parall
   await refusedUpFront(s, runsDir);
   assert.match(s.out(), /task\.kind "matrix" cannot run data-parallel on 2 processes/);
 });
+
+test('serve --trainer pytorch --config with a device this machine does not have (cuda:99) refuses it up front: the trainer\'s line naming the field, non-zero, no run folder', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'gpu.srlora.json');
+  writeFileSync(file, JSON.stringify({ device: 'cuda:99', steps: 5 }));
+  const runsDir = join(dir, 'runs');
+  const s = serve(['--runs-dir', runsDir, '--config', file, '--trainer', 'pytorch', '--python', python]);
+  await refusedUpFront(s, runsDir);
+  assert.match(s.out(), /device "cuda:99": this (machine|PyTorch)/);
+  assert.doesNotMatch(s.out(), /Traceback/);
+});

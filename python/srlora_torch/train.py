@@ -88,6 +88,57 @@ def data_parallel_problem(cfg: dict, world: int, source: str = "config", local_w
     return None
 
 
+def _cuda_absent() -> str:
+    """Why this machine has no CUDA device, in words (a PyTorch built without CUDA, no driver, none visible)."""
+    if torch.version.cuda is None:
+        return f"this PyTorch ({torch.__version__}) was built without CUDA"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and not visible.strip():
+        return "CUDA_VISIBLE_DEVICES is empty: no GPU is visible"
+    return f"this machine has no CUDA GPU that PyTorch {torch.__version__} can use (no NVIDIA driver or GPU)"
+
+
+def machine_problem(cfg: dict, source: str = "config", device_flag: bool = False) -> Optional[str]:
+    """Why this config cannot run on this machine, or None: the config values that only the machine can judge — a
+    `device` that is not here (cuda without a usable GPU, cuda:N past the GPU count, mps off macOS or unavailable) and
+    `bf16` on a device without bfloat16 (a GPU before compute capability 8.0). One line naming the field (`--device`
+    when the device came from that flag, else `source`'s `device`) and what this machine has. train.py asks it before
+    it creates a run folder, for --check too (what srlora serve asks before it starts anything)."""
+    name = cfg["device"]
+    field = f"--device {name}" if device_flag else f"{source}: device {json.dumps(name)}"
+    if name in ("auto", "cpu"):
+        pass
+    elif name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            return f"{field}: {_cuda_absent()} (use device \"cpu\" or \"auto\")"
+        n = torch.cuda.device_count()
+        index = int(name.split(":", 1)[1]) if ":" in name else 0
+        if index >= n:
+            return (f"{field}: this machine has {n} CUDA GPU{'s' if n != 1 else ''} "
+                    f"({', '.join(f'cuda:{i}' for i in range(n))}): there is no cuda:{index}")
+    elif name == "mps":
+        if sys.platform != "darwin":
+            return f"{field}: MPS (Apple's GPUs) is only on macOS; this machine runs {sys.platform} (use \"cuda\", \"cpu\" or \"auto\")"
+        if not torch.backends.mps.is_available():
+            why = "built without MPS" if not torch.backends.mps.is_built() else "cannot use MPS on this Mac (macOS 12.3 or later and an Apple GPU needed)"
+            return f"{field}: this PyTorch ({torch.__version__}) {why} (use \"cpu\" or \"auto\")"
+    if cfg.get("bf16"):
+        kind = "cuda" if name.startswith("cuda") or (name == "auto" and torch.cuda.is_available()) else name if name == "mps" else "cpu"
+        where = f"{source}: bf16 true"
+        if kind == "cuda":
+            index = int(name.split(":", 1)[1]) if ":" in name else 0
+            if not torch.cuda.is_bf16_supported(including_emulation=False):
+                major, minor = torch.cuda.get_device_capability(index)
+                return (f"{where}: the GPU {torch.cuda.get_device_name(index)} (compute capability {major}.{minor}) has no "
+                        f"bfloat16 arithmetic (8.0 or later needed): set bf16 false")
+        elif kind == "mps":
+            try:
+                torch.ones(1, dtype=torch.bfloat16, device="mps")
+            except (RuntimeError, TypeError) as e:
+                return f"{where}: this Mac's MPS has no bfloat16 ({str(e)[:120]}): set bf16 false"
+    return None
+
+
 def reinit_optimizer(cfg: dict) -> str:
     """The config's reinitOptimizer; resetOptimizerMoments false (the legacy switch) means "keep"."""
     return "keep" if cfg.get("resetOptimizerMoments") is False else cfg.get("reinitOptimizer") or "zero-moments"
@@ -412,7 +463,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int) -> int:
             raise SystemExit(f"run {os.path.abspath(run_dir)} was trained on {had} process{'es' if had > 1 else ''}; this resume has {world}: "
                              f"the global batch would change. Continue it on {had}: {continue_command(run_dir, had)}")
         cfg = load_config(cfg_file, {"device": a.device})
-        problem = data_parallel_problem(cfg, world, cfg_file, _local_world(world))
+        problem = machine_problem(cfg, cfg_file, bool(a.device)) or data_parallel_problem(cfg, world, cfg_file, _local_world(world))
         if problem:
             raise SystemExit(problem)
         done = finished_state(run_dir)
@@ -426,7 +477,8 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int) -> int:
     else:
         cfg = load_config(a.config, {"steps": a.steps, "device": a.device, "method": a.method})
         n = a.world_size or world
-        problem = data_parallel_problem(cfg, n, a.config or "config", n if a.world_size else _local_world(world))
+        problem = (machine_problem(cfg, a.config or "config", bool(a.device))
+                   or data_parallel_problem(cfg, n, a.config or "config", n if a.world_size else _local_world(world)))
         if problem:  # before any run folder is made: nothing is left behind
             raise SystemExit(problem)
         if a.check:

@@ -1,0 +1,94 @@
+"""Config values only the machine can judge (session 7, pyfaults.1): `device: "cuda"` on a machine without CUDA printed
+a Python traceback and left a run folder holding only config.json. Now every such value — a device that is not here
+(cuda without a GPU, cuda:N past the GPU count, mps off macOS), bf16 on a GPU without bfloat16 — is refused before the
+run folder is made, in one line naming the field and what this machine has; `train --check` (what srlora serve asks
+up front) says the same. The GPU cases are judged against a pretend machine (torch.cuda's answers patched): the
+check reads nothing else."""
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+from srlora_torch import train
+
+
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
+def gpus(monkeypatch, n, bf16=True, name="Tesla T4", capability=(7, 5)):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: name)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: capability)
+
+
+def refused(argv, tmp_path, monkeypatch) -> str:
+    """train.main(argv) exits with one line (no traceback) and leaves no run folder; returns the line."""
+    monkeypatch.delenv("SRLORA_RUN_DIR", raising=False)
+    monkeypatch.delenv("SRLORA_HUB_URL", raising=False)
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as e:
+        train.main([*argv, "--runs-dir", str(runs), "--no-progress"])
+    assert isinstance(e.value.code, str) and "\n" not in e.value.code, e.value.code
+    assert not runs.exists() or os.listdir(runs) == [], os.listdir(runs)
+    return e.value.code
+
+
+def config(tmp_path, **fields) -> str:
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"steps": 2, **fields}))
+    return str(f)
+
+
+def test_device_cuda_without_a_gpu_is_one_line_naming_the_field_and_no_run_folder(tmp_path, monkeypatch):
+    no_gpu(monkeypatch)
+    cfg = config(tmp_path, device="cuda")
+    line = refused(["--config", cfg], tmp_path, monkeypatch)
+    assert line.startswith(f'{cfg}: device "cuda": ') and "CUDA" in line and '"cpu"' in line, line
+    assert refused(["--check", "--config", cfg], tmp_path, monkeypatch) == line  # what srlora serve asks up front
+    flag = refused(["--device", "cuda"], tmp_path, monkeypatch)  # from the flag: named as typed
+    assert flag.startswith("--device cuda: "), flag
+
+
+def test_a_gpu_number_past_the_count_names_the_gpus_this_machine_has(tmp_path, monkeypatch):
+    gpus(monkeypatch, 2)
+    cfg = config(tmp_path, device="cuda:2")
+    line = refused(["--check", "--config", cfg], tmp_path, monkeypatch)
+    assert line == f'{cfg}: device "cuda:2": this machine has 2 CUDA GPUs (cuda:0, cuda:1): there is no cuda:2', line
+    assert train.main(["--check", "--config", config(tmp_path, device="cuda:1")]) == 0
+
+
+def test_bf16_on_a_gpu_without_bfloat16_names_the_field_and_the_gpu(tmp_path, monkeypatch):
+    gpus(monkeypatch, 1, bf16=False)
+    for device in ("cuda", "auto", "cuda:0"):
+        cfg = config(tmp_path, device=device, bf16=True)
+        line = refused(["--check", "--config", cfg], tmp_path, monkeypatch)
+        assert line.startswith(f"{cfg}: bf16 true: the GPU Tesla T4 (compute capability 7.5)") and "bf16 false" in line, line
+    assert train.main(["--check", "--config", config(tmp_path, device="cpu", bf16=True)]) == 0  # CPU autocast has bfloat16
+    assert train.main(["--check", "--config", config(tmp_path, device="cuda", bf16=False)]) == 0
+
+
+def test_mps_off_macos_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")
+    cfg = config(tmp_path, device="mps")
+    line = refused(["--check", "--config", cfg], tmp_path, monkeypatch)
+    assert line.startswith(f'{cfg}: device "mps": MPS') and "only on macOS" in line and "linux" in line, line
+
+
+def test_a_resume_on_a_machine_without_the_runs_device_is_refused_before_it_loads_anything(tmp_path, monkeypatch):
+    """A run made with device cpu, continued with --device cuda here: the same line, before any model is built."""
+    monkeypatch.delenv("SRLORA_RUN_DIR", raising=False)
+    monkeypatch.delenv("SRLORA_HUB_URL", raising=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"steps": 4, "device": "cuda"}))
+    no_gpu(monkeypatch)
+    monkeypatch.setattr(train, "build_run", lambda *a, **k: pytest.fail("built a model for a device that is not here"))
+    with pytest.raises(SystemExit) as e:
+        train.main(["--resume", str(run)])
+    assert str(e.value.code).startswith(f'{run / "config.json"}: device "cuda": '), e.value.code
