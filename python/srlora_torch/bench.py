@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import math
 import statistics
 import tempfile
 import time
@@ -220,6 +221,52 @@ def loss_fn(model):
             logits = model(input_ids=x).logits
         return nn.functional.cross_entropy(logits.float(), y)
     return f
+
+
+def hf_trainer_compiled(steps: int = 40) -> dict:
+    """The Hugging Face Trainer with `torch_compile=True` and SRLoRACallback on the bench's model, batch BATCH × SEQ,
+    bf16 (issue 18: SRLoRA must not break the Trainer's compiled path). Returns graph breaks and unique graphs
+    (torch._dynamo's counters, reset before), the recompositions the callback made, the median ms of the steps after
+    the first 10 (each synced at its end; the Trainer's own loop, optimiser eager), and whether every logged loss was
+    finite."""
+    import tempfile
+    import transformers
+    from torch._dynamo.utils import counters
+    from .hf import SRLoRACallback
+    m = roberta(0)
+    layers = apply_srlora(m, TARGETS, r=R, alpha=2 * R, r_target=4 * R, method="srlora")
+    g = torch.Generator().manual_seed(3)
+    data = [{"input_ids": torch.randint(0, SHAPE["vocab_size"], (SEQ,), generator=g), "labels": torch.tensor(i % 2)}
+            for i in range(BATCH * 4)]
+    cb = SRLoRACallback(layers, r=R, r_target=4 * R, min_slot_age=1)
+    recs, ends = [], []
+    begin = cb.on_train_begin
+
+    def on_begin(*a, **k):  # the controller exists from here: count its recompositions
+        begin(*a, **k)
+        cb.controller.on_recomposition = recs.append
+    cb.on_train_begin = on_begin
+
+    class Clock(transformers.TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            sync()
+            ends.append(time.perf_counter())
+    torch._dynamo.reset()
+    counters.clear()
+    with tempfile.TemporaryDirectory() as tmp:
+        args = transformers.TrainingArguments(output_dir=tmp, max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=1e-4,
+                                              report_to=[], logging_steps=5, save_strategy="no", bf16=True, torch_compile=True,
+                                              torch_compile_backend=BACKEND, use_cpu=DEV == "cpu", seed=0, data_seed=0, disable_tqdm=True)
+        t = time.perf_counter()
+        trainer = transformers.Trainer(model=m, args=args, train_dataset=data, callbacks=[cb, Clock()])
+        trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    gaps = [(b - a) * 1000 for a, b in zip(ends[10:], ends[11:])]
+    return {"steps": steps, "batch": BATCH, "graphBreaks": sum(counters["graph_break"].values()),
+            "uniqueGraphs": counters["stats"]["unique_graphs"], "recompositions": len(recs),
+            "msPerStep (median after step 10)": round(statistics.median(gaps), 3) if gaps else None,
+            "wallSeconds (incl. compile)": round(time.perf_counter() - t, 1),
+            "lossesFinite": bool(losses) and all(math.isfinite(x) for x in losses), "backend": BACKEND}
 
 
 def timed(fn, n):
@@ -590,6 +637,11 @@ def main(argv=None) -> int:
         save("large batch")
     out["sdpa (batch BIG: backend chosen per mask kind; dropout under graph capture)"] = sdpa_diagnosis(BIG)
     save("sdpa diagnosis")
+    try:  # last: a Trainer/accelerate failure costs this section only
+        out["hfTrainerCompiled"] = hf_trainer_compiled(20 if a.toy else 40)
+    except Exception as e:  # noqa: BLE001
+        out["hfTrainerCompiled"] = {"error": f"{type(e).__name__}: {str(e)[:400]}"}
+    save("Hugging Face Trainer, torch_compile=True")
     print(json.dumps(out, indent=2))
     return 0
 

@@ -122,3 +122,25 @@ def test_training_with_the_merged_form_follows_the_split_form_through_recomposit
     assert mrec == srec and len(mrec) >= 2, (mrec, srec)
     assert torch.isfinite(m).all()
     assert rel.max() < 0.05 and diff.mean() < 0.01, (rel.max(), diff.mean())
+
+
+def test_the_merged_form_compiles_without_a_graph_break_and_gives_the_eager_result():
+    from torch._dynamo.utils import counters
+    lay = _layer()
+    x = torch.randn(2, MIN_TOKENS // 2, 48)
+
+    def f(x):
+        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+            return lay(x).float().square().sum()
+    torch._dynamo.reset()
+    counters.clear()
+    eager = f(x)
+    eager.backward()
+    ga, gb = lay.A.grad.clone(), lay.B.grad.clone()
+    lay.A.grad = lay.B.grad = None
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)(x)  # fullgraph: a break raises
+    compiled.backward()
+    assert sum(counters["graph_break"].values()) == 0
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(lay.A.grad, ga)
+    torch.testing.assert_close(lay.B.grad, gb)
