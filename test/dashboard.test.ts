@@ -436,7 +436,7 @@ test('every button has an accessible name', async () => {
   assert.equal(unnamed, 0);
 });
 
-test('issue 15: each named scalar the built-in trainer sends gets its panel, its unit in the chart\'s label', async () => {
+test('issue 15: each named scalar the built-in trainer sends gets its panel, titled from the shared table, its name as sent beside the title, its unit in the chart\'s label', async () => {
   // The baseline was trained by `srlora train` (before()): its rows carry the shared list's builtin names.
   const id = readdirSync(join(dir, 'runs')).find((n) => /-lora-/.test(n));
   assert.ok(id, 'the baseline run folder');
@@ -445,10 +445,15 @@ test('issue 15: each named scalar the built-in trainer sends gets its panel, its
     const names = SCALARS.filter((x) => x.trainers.includes('builtin'));
     assert.ok(names.length >= 3);
     for (const s of names) {
-      await p.waitForFunction(([name, unit]) => {
+      await p.waitForFunction(([name, title, unit]) => {
         const label = document.querySelector(`section[data-metric="scalar:${name}"] canvas`)?.getAttribute('aria-label') ?? '';
-        return new RegExp(`^${name.replace(/[./]/g, '\\$&')} chart: baseline \\(lora\\), \\d+ points?, last [-+0-9.e]+${unit ? ` ${unit}` : ''}$`).test(label);
-      }, [s.name, s.unit], { timeout: 15_000 });
+        return new RegExp(`^${title.replace(/[().]/g, '\\$&')} chart: baseline \\(lora\\), \\d+ points?, last [-+0-9.e]+${unit ? ` ${unit}` : ''}$`).test(label);
+      }, [s.name, s.title, s.unit], { timeout: 15_000 });
+      const heading = p.locator(`section[data-metric="scalar:${s.name}"] h2`);
+      assert.equal(await heading.locator('code.metric-key').textContent(), s.name, 'the name as sent, for people who grep logs');
+      assert.equal(await heading.evaluate((el) => el.firstChild?.textContent), s.title);
+      assert.equal(await heading.getAttribute('title'), `${s.name}: ${s.description}`);
+      assert.equal(await p.locator(`section[data-metric="scalar:${s.name}"]`).getAttribute('aria-label'), s.title);
     }
   } finally {
     await p.close();
@@ -461,6 +466,8 @@ test('metric panels: one per scalar (lr, examples/s, named scalars, eval metrics
     const titles = () => p.locator('.metrics-grid section').evaluateAll((ss) => ss.map((x) => x.getAttribute('aria-label')));
     await p.waitForFunction(() => document.querySelectorAll('.metrics-grid section').length === 5, null, { timeout: 15_000 });
     assert.deepEqual(await titles(), ['Learning rate', 'Examples/s', 'gradNorm', 'Eval accuracy', 'Eval loss']);
+    // gradNorm is not in the shared table (a user's or a newer trainer's scalar): its chart is titled by its name alone
+    assert.equal(await p.locator('section[data-metric="scalar:gradNorm"] h2').textContent(), 'gradNorm');
     await p.waitForFunction(() => /gradNorm chart: resumed \(srlora\), 30 points, last 130/.test(document.querySelector('section[data-metric="scalar:gradNorm"] canvas')?.getAttribute('aria-label') ?? ''));
     // The chooser is @vscode-elements' multi-select: open it, untick gradNorm, close it.
     const toggle = async (title: string) => {

@@ -21,14 +21,17 @@ const vector = JSON.parse(readFileSync(join(root, 'test/vectors/scalars.json'), 
 
 before(async () => { await selectBackend('auto'); });
 
-test('the scalar list: src/protocol/scalars.ts is the vector file both trainers are held to; names fit the protocol; units are the suffix', () => {
+test('the scalar list: src/protocol/scalars.ts is the vector file both trainers are held to; names fit the protocol; units are the suffix; each has its own title', () => {
   assert.deepEqual(vector.scalars, JSON.parse(JSON.stringify(SCALARS)));
   for (const s of SCALARS) {
     assert.match(s.name, /^[A-Za-z0-9_./-]+$/, s.name); // MetricsRow.scalars' key pattern
     assert.ok(s.name.length <= 64, s.name);
     const suffix = { '': null, MiB: '_MiB', '%': '_pct' }[s.unit];
     if (suffix) assert.ok(s.name.endsWith(suffix), `${s.name}: unit ${s.unit} is its suffix`);
+    // a title for people (a chart's heading), not the name again, no unit in it (the axis states the unit)
+    assert.ok(s.title.trim() && s.title !== s.name && !/MiB|%|_/.test(s.title), `${s.name}: title ${JSON.stringify(s.title)}`);
   }
+  assert.equal(new Set(SCALARS.map((s) => s.title)).size, SCALARS.length, 'no two charts share a title');
 });
 
 test('SystemScalars: resident memory in MiB and CPU time since the previous sample in % of one core', () => {

@@ -29,6 +29,13 @@ SCALARS = {
     "gpu/allocated_MiB": "MiB", "gpu/reserved_MiB": "MiB", "gpu/peak_MiB": "MiB",  # a CUDA run: once per message
     "gpu/util_pct": "%",  # a CUDA run where NVML answers
 }
+# What a chart of each is headed with (the dashboard shows the name beside it); the same table's `title`.
+SCALAR_TITLES = {
+    GRAD_NORM: "Gradient norm",
+    "process/rss_MiB": "Process memory (resident)", "process/cpu_pct": "Process CPU",
+    "gpu/allocated_MiB": "GPU memory allocated", "gpu/reserved_MiB": "GPU memory reserved", "gpu/peak_MiB": "GPU memory peak",
+    "gpu/util_pct": "GPU utilisation",
+}
 _MIB = 1024.0 * 1024.0
 
 

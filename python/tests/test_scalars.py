@@ -11,7 +11,7 @@ import torch
 
 from conftest import VECTORS
 from srlora_torch.compiled import CompiledStep
-from srlora_torch.telemetry import SCALARS, SystemScalars, Telemetry
+from srlora_torch.telemetry import SCALAR_TITLES, SCALARS, SystemScalars, Telemetry
 from srlora_torch.train import DEFAULTS, build_run, stepper
 from test_compiled import _data, _mlp
 from test_session import strict
@@ -20,8 +20,9 @@ VECTOR = json.load(open(os.path.join(VECTORS, "scalars.json")))["scalars"]
 MINE = {s["name"] for s in VECTOR if {"pytorch", "pytorch-cpu"} & set(s["trainers"])}
 
 
-def test_the_names_and_units_are_the_shared_list():
+def test_the_names_units_and_titles_are_the_shared_list():
     assert SCALARS == {s["name"]: s["unit"] for s in VECTOR}
+    assert SCALAR_TITLES == {s["name"]: s["title"] for s in VECTOR}
 
 
 def _rows_by_message(run_dir):

@@ -10,6 +10,8 @@
  */
 export interface ScalarSpec {
   readonly name: string;
+  /** What a chart of it is headed with, for people (the name, as sent, stays visible beside it for grepping logs). */
+  readonly title: string;
   readonly unit: '' | 'MiB' | '%';
   readonly every: 'row' | 'message';
   readonly trainers: readonly ('builtin' | 'pytorch' | 'pytorch-cpu' | 'pytorch-cuda' | 'pytorch-nvml')[];
@@ -17,19 +19,19 @@ export interface ScalarSpec {
 }
 
 export const SCALARS: readonly ScalarSpec[] = [
-  { name: 'grad_norm', unit: '', every: 'row', trainers: ['builtin', 'pytorch'],
+  { name: 'grad_norm', title: 'Gradient norm', unit: '', every: 'row', trainers: ['builtin', 'pytorch'],
     description: 'L2 norm of the trained (adapter) parameters\' gradients over the global batch, before the update' },
-  { name: 'process/rss_MiB', unit: 'MiB', every: 'message', trainers: ['builtin', 'pytorch-cpu'],
+  { name: 'process/rss_MiB', title: 'Process memory (resident)', unit: 'MiB', every: 'message', trainers: ['builtin', 'pytorch-cpu'],
     description: 'resident memory of the trainer process (rank 0)' },
-  { name: 'process/cpu_pct', unit: '%', every: 'message', trainers: ['builtin', 'pytorch-cpu'],
+  { name: 'process/cpu_pct', title: 'Process CPU', unit: '%', every: 'message', trainers: ['builtin', 'pytorch-cpu'],
     description: 'CPU time of the trainer process since the previous metrics message, in % of one core (may exceed 100)' },
-  { name: 'gpu/allocated_MiB', unit: 'MiB', every: 'message', trainers: ['pytorch-cuda'],
+  { name: 'gpu/allocated_MiB', title: 'GPU memory allocated', unit: 'MiB', every: 'message', trainers: ['pytorch-cuda'],
     description: 'GPU memory held by tensors (torch.cuda.memory_allocated), rank 0\'s device' },
-  { name: 'gpu/reserved_MiB', unit: 'MiB', every: 'message', trainers: ['pytorch-cuda'],
+  { name: 'gpu/reserved_MiB', title: 'GPU memory reserved', unit: 'MiB', every: 'message', trainers: ['pytorch-cuda'],
     description: 'GPU memory reserved by the caching allocator (torch.cuda.memory_reserved)' },
-  { name: 'gpu/peak_MiB', unit: 'MiB', every: 'message', trainers: ['pytorch-cuda'],
+  { name: 'gpu/peak_MiB', title: 'GPU memory peak', unit: 'MiB', every: 'message', trainers: ['pytorch-cuda'],
     description: 'peak GPU memory held by tensors since the trainer started (torch.cuda.max_memory_allocated)' },
-  { name: 'gpu/util_pct', unit: '%', every: 'message', trainers: ['pytorch-nvml'],
+  { name: 'gpu/util_pct', title: 'GPU utilisation', unit: '%', every: 'message', trainers: ['pytorch-nvml'],
     description: 'GPU utilisation over NVML\'s last sample period (torch.cuda.utilization), where NVML is available' },
 ];
 

@@ -16,6 +16,10 @@ export interface ChartSpec {
   /** Stable key (what the chooser persists): 'loss', 'lr', 'examplesPerSec', 'scalar:NAME', 'eval:NAME'. */
   key: string;
   title: string;
+  /** The series' name as sent, shown small beside a title that differs from it (people grep logs for it). */
+  caption?: string;
+  /** What the series measures (the heading's tooltip). */
+  description?: string;
   yTitle: string;
   unit: string;
   lines(run: RunData, index: number, compare: boolean, smoothing: number): Line[];
@@ -44,7 +48,8 @@ export class ChartPanel implements Panel {
     this.canvas.setAttribute('aria-label', spec.title);
     this.canvas.setAttribute('role', 'img');
     this.element = h('section', { class: `panel chart-panel${big ? ' big' : ''}`, 'aria-label': spec.title, 'data-metric': spec.key },
-      h('h2', {}, spec.title),
+      h('h2', { title: spec.caption ? [spec.caption, spec.description].filter(Boolean).join(': ') : undefined }, spec.title,
+        spec.caption ? h('code', { class: 'metric-key' }, spec.caption) : null),
       h('div', { class: 'chart-wrap' }, this.canvas),
       h('div', { class: 'row' }, ...extraControls, this.reset,
         button('PNG', `Save the ${spec.title} chart as PNG`, () => this.savePng()),
@@ -131,7 +136,7 @@ export class ChartPanel implements Panel {
   private savePng(): void {
     this.drawOnce(); // an off-screen chart may not have drawn the latest data
     const runs = this.store.focused();
-    const data = composePng(this.canvas, this.spec.title, runs.map((r) => `${runName(r)} (${r.model.method ?? '?'}, ${r.model.state}, step ${r.model.step})`).join(' · '));
+    const data = composePng(this.canvas, this.spec.caption ? `${this.spec.title} (${this.spec.caption})` : this.spec.title, runs.map((r) => `${runName(r)} (${r.model.method ?? '?'}, ${r.model.state}, step ${r.model.step})`).join(' · '));
     save(this.store, `${filePrefix(this.store)}-${this.spec.key.replace(/[^\w.-]+/g, '_')}.png`, data, 'base64', 'image/png', (s) => text(this.status, s));
   }
 

@@ -11,6 +11,9 @@ import { cssVar, h, text } from '../dom';
 import type { Line } from '../seriesChart';
 import { ChartPanel, trackLine, unitOf, type ChartSpec } from './chartPanel';
 import { runColor, runName, type Panel } from './panel';
+import { SCALARS } from '../../src/protocol/scalars';
+
+const SCALAR_BY_NAME = new Map(SCALARS.map((s) => [s.name, s]));
 
 /** Per run: its smoothing state (incremental), rebuilt when the run was reset or β changed. */
 const emas = new WeakMap<RunData, { resets: number; ema: DebiasedEma }>();
@@ -52,10 +55,14 @@ export function metricSpec(key: string): ChartSpec {
   if (key === 'lr') return aligned('lr', 'Learning rate', (r) => r.lr.view());
   if (key === 'examplesPerSec') return aligned('examplesPerSec', 'Examples/s', (r) => r.examplesPerSec.view());
   const [kind, name] = [key.slice(0, key.indexOf(':')), key.slice(key.indexOf(':') + 1)];
-  const unit = unitOf(name);
-  const title = kind === 'eval' ? `Eval ${name}` : name;
+  // A named scalar of the shared table is titled for people, its name as sent kept as the caption (people grep logs
+  // for it); one the table does not know (a newer or a user's trainer) is titled by its name, its unit by its suffix.
+  const known = kind === 'scalar' ? SCALAR_BY_NAME.get(name) : undefined;
+  const unit = known ? known.unit : unitOf(name);
+  const title = kind === 'eval' ? `Eval ${name}` : known ? known.title : name;
   return {
-    key, title, yTitle: `${name}${unit ? ` (${unit})` : ''}`, unit,
+    key, title, caption: known ? name : undefined, description: known?.description,
+    yTitle: `${known ? known.title : name}${unit ? ` (${unit})` : ''}`, unit,
     dataKey: (runs) => runs.map((r) => { const t = (kind === 'eval' ? r.evalTracks : r.scalars).get(name); return `${r.runId}:${r.resets}:${t?.length}:${t?.cuts}`; }).join(),
     // An eval is a few measurements: a line that joins them, each marked (one eval alone: its dot).
     lines: (r, i, compare) => trackLine(r, i, compare, key, compare ? '' : title, (kind === 'eval' ? r.evalTracks : r.scalars).get(name), kind === 'eval' && (r.evalTracks.get(name)?.length ?? 0) < 2)
