@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { tempDir } from './helpers/tmp';
 import { FixtureLog } from './helpers/runFixtures';
@@ -57,7 +57,7 @@ test('train writes into .srlora/runs (where serve, --resume and export read) and
   assert.ok(!existsSync(join(dir, 'runs')), 'not ./runs');
   assert.match(r.stderr, /✓ .* — finished, step 12\/12/);
   assert.match(r.stderr, /train loss +final \d/);
-  assert.match(r.stderr, /run folder +\.srlora\/runs\/\S+/);
+  assert.match(r.stderr, new RegExp(`run folder +${escapeRe(join(dir, '.srlora/runs'))}/\\S+`), 'absolute');
   // Continuing a finished run: every step, the final checkpoint and the export are done; nothing is redone or rewritten.
   const runDir = join(dir, '.srlora/runs', readdirSync(join(dir, '.srlora/runs'))[0]);
   const log = readFileSync(join(runDir, 'events.jsonl'), 'utf8');
@@ -65,7 +65,7 @@ test('train writes into .srlora/runs (where serve, --resume and export read) and
   const again = cli(['train', '--resume', runDir, '--no-progress'], dir);
   assert.equal(again.status, 0, again.stderr);
   assert.match(again.stderr, /is finished \(step 12\/12\): every step is done, nothing to continue/);
-  assert.match(again.stderr, /export +\.srlora\/runs\/\S+\/export/, 'the summary says where the export is');
+  assert.match(again.stderr, new RegExp(`export +${escapeRe(runDir)}/export\n`), 'the summary says where the export is, absolute');
   assert.equal(readFileSync(join(runDir, 'events.jsonl'), 'utf8'), log, 'its log untouched');
   assert.equal(statSync(join(runDir, 'export', 'merged.safetensors')).mtimeMs, exported, 'its export not rewritten');
   // fresh6 fixsup.2: export takes a run id in the runs folder, as serve --resume does (before: "… is not a run folder").
@@ -147,3 +147,16 @@ test('npm run demo is long enough to steer (4,500 ViT steps: minutes, a recompos
   assert.equal(short.filter((a) => a === '--steps').length, 1, 'the user\'s --steps alone');
   assert.equal(short[short.indexOf('--steps') + 1], '200');
 });
+
+test('the summary prints every path absolute (a folder with a space: the dashboard command shell-quoted), given a relative run folder', () => {
+  const dir = join(tempDir(), 'my runs');
+  const run = new FixtureLog('abs').hello({ name: 'abs', totalSteps: 4 }).state('running', 0).metrics(1, 2, () => 0.5).state('interrupted', 2).writeTo(dir);
+  mkdirSync(join(run, 'export'));
+  writeFileSync(join(run, 'export', 'merged.safetensors'), '');
+  const s = trainingSummary(basename(run), dir);
+  assert.match(s, new RegExp(`\\n  run folder +${escapeRe(run)}\\n`), s);
+  assert.match(s, new RegExp(`\\n  export +${escapeRe(join(run, 'export'))}\\n`), s);
+  assert.match(s, new RegExp(`\\n  dashboard +srlora serve --runs-dir ${escapeRe(`'${dir}'`)}\\n`), s);
+});
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -115,10 +115,11 @@ def summary(run_dir: str, outcome: str) -> str:
         if parts:
             lines.append(f"  eval           {', '.join(parts)}")
     lines.append(f"  recompositions {recompositions_count(len(recomps), sum(n for _, n in recomps), sum(1 for _, n in recomps if n == 0))}")
-    lines.append(f"  run folder     {run_dir}")
-    if os.path.isdir(os.path.join(run_dir, "export")):
-        lines.append(f"  export         {os.path.join(run_dir, 'export')}")
-    lines.append(f"  dashboard      srlora serve --runs-dir {os.path.dirname(os.path.abspath(run_dir))}")
+    folder = os.path.abspath(run_dir)  # every path absolute: a line copied into another terminal names the same folder
+    lines.append(f"  run folder     {folder}")
+    if os.path.isdir(os.path.join(folder, "export")):
+        lines.append(f"  export         {os.path.join(folder, 'export')}")
+    lines.append(f"  dashboard      srlora serve --runs-dir {shlex.quote(os.path.dirname(folder))}")
     if outcome in ("stopped", "interrupted", "failed"):
         from .checkpoint import newest_verified
         if newest_verified(run_dir, hashes=False) is not None:  # the resume itself verifies the checksums

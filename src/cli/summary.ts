@@ -4,12 +4,12 @@
  * Folded from the run's events.jsonl with the one reducer (what every other view shows).
  */
 import { existsSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { readJsonl } from '../runfolder/eventLog';
 import { EVENTS_FILE, EXPORT_DIR_NAME } from '../runfolder/runFiles';
 import { latestCompleteCheckpoint } from '../runfolder/checkpoints';
 import { foldRun, plural } from '../viewmodel/runModel';
-import { continueCommand } from '../viewmodel/continueCommand';
+import { continueCommand, shellWord } from '../viewmodel/continueCommand';
 import { formatDuration } from '../common/formatDuration';
 import type { TrainerMessage } from '../protocol/messages';
 
@@ -47,10 +47,12 @@ export function timeTrained(events: readonly TrainerMessage[]): number {
 }
 
 /**
- * The summary text (several lines, ending in a newline) of the run in `runDir`; paths are shown relative to `cwd`.
- * Throws only if the run folder has no events.jsonl.
+ * The summary text (several lines, ending in a newline) of the run in `runDir` (relative paths: against `cwd`). Every
+ * path it prints is absolute (commands shell-quoted), as the PyTorch trainer's summary: a line copied into another
+ * terminal, or read in a log later, still names the same folder. Throws only if the run folder has no events.jsonl.
  */
 export function trainingSummary(runDir: string, cwd = process.cwd()): string {
+  runDir = resolve(cwd, runDir);
   const events = readJsonl<TrainerMessage>(join(runDir, EVENTS_FILE)).events;
   // One value per step (a resume rewinds): the latest message for a step wins.
   const losses = new Map<number, number>();
@@ -69,7 +71,6 @@ export function trainingSummary(runDir: string, cwd = process.cwd()): string {
   const lossValues = [...losses.values()];
   const evalList = [...evals.entries()].sort((a, b) => a[0] - b[0]).map(([, v]) => v);
   const lastEval = evalList[evalList.length - 1];
-  const rel = (p: string) => relative(cwd, p) || '.';
   const lines: string[] = [];
   const check = m.state === 'finished' ? '✓' : m.state === 'failed' ? '✗' : '■';
   lines.push(`${check} ${m.name} — ${m.state}${m.stateReason ? ` (${m.stateReason})` : ''}, step ${m.step}/${m.totalSteps ?? '?'}${events.length ? ` in ${formatDuration(timeTrained(events))} trained` : ''}`);
@@ -91,13 +92,13 @@ export function trainingSummary(runDir: string, cwd = process.cwd()): string {
   }
   if (m.nonFiniteSteps) lines.push(`  ${m.nonFiniteSteps} steps skipped (non-finite gradients)`);
   const label = (k: string) => `  ${k.padEnd(w)} `;
-  lines.push(`${label('run folder')}${rel(runDir)}`);
+  lines.push(`${label('run folder')}${runDir}`);
   const exportDir = join(runDir, EXPORT_DIR_NAME);
-  if (existsSync(join(exportDir, 'merged.safetensors'))) lines.push(`${label('export')}${rel(exportDir)}`);
+  if (existsSync(join(exportDir, 'merged.safetensors'))) lines.push(`${label('export')}${exportDir}`);
   else if (m.state !== 'finished') {
     // Offered only when a resume can start (sizes and markers: the resume itself verifies the checksums); the real path: it runs from anywhere.
-    lines.push(`${label('continue')}${latestCompleteCheckpoint(runDir, { hashes: false }).dir ? continueCommand(resolve(runDir), m.pytorch, m.worldSize) : 'not possible: no complete checkpoint to resume from'}`);
+    lines.push(`${label('continue')}${latestCompleteCheckpoint(runDir, { hashes: false }).dir ? continueCommand(runDir, m.pytorch, m.worldSize) : 'not possible: no complete checkpoint to resume from'}`);
   }
-  lines.push(`${label('dashboard')}srlora serve --runs-dir ${rel(join(runDir, '..'))}`);
+  lines.push(`${label('dashboard')}srlora serve --runs-dir ${shellWord(resolve(runDir, '..'))}`);
   return lines.join('\n') + '\n';
 }

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import type { RunConfig } from '../config/runConfig';
 import { Batcher } from '../data/batches';
 import { crossEntropy, evaluate, type FineTuneModel } from '../models/model';
@@ -161,8 +161,10 @@ export class TrainingRun {
 
   private restore(): void {
     const choice = latestCompleteCheckpoint(this.options.runDir);
+    // The log line names the folder absolute (as every path the terminal shows); the error below follows the run folder's
+    // absolute path, so it names each skipped one inside it.
+    for (const s of choice.skipped) this.log(`not resuming from ${resolve(s.dir)}: ${s.reason}`, 'warn');
     const skipped = choice.skipped.map((s) => `${relative(this.options.runDir, s.dir)}: ${s.reason}`);
-    for (const s of skipped) this.log(`not resuming from ${s}`, 'warn');
     const dir = choice.dir;
     if (!dir) throw new Error(`${this.options.runDir} has no complete checkpoint to resume from${skipped.length ? ` (${skipped.join('; ')})` : ''}`);
     const meta = loadCheckpoint(dir, this.model.engine);
