@@ -25,11 +25,12 @@ import torch
 from .compiled import CompiledStep, resolve_mode
 from .controller import SRLoRAController
 from .checkpoint import newest_verified
+from .client import EventRecorder
 from .export import export_run
 from .runconfig import check_files, parse_file
 from .runconfig import validate as validate_config
 from .distributed import Lockstep, refuse_sharding, world_from_env
-from .session import Session, device_label, log, run_id_of, write_own_pid_file
+from .session import Session, device_label, log, remove_own_pid_file, run_id_of, write_own_pid_file
 from .ownership import resume_refusal
 from .optim import SlotAdam
 from .progress import ProgressLine, continue_command, summary
@@ -233,17 +234,23 @@ def build_run(cfg: dict, run_dir: str, device: torch.device, env: Optional[Dict[
 
 
 def restore_run(run: SimpleNamespace, ckpt: str, device: torch.device) -> None:
-    """A verified checkpoint into a freshly built run (one line, not a traceback, if it still does not load)."""
+    """A verified checkpoint into a freshly built run. Raises SystemExit with one line naming the checkpoint's
+    state.pt (not a traceback) when it does not load or does not fit this run (a field missing, a shape changed)."""
+    file = os.path.join(ckpt, "state.pt")
     try:
-        state = torch.load(os.path.join(ckpt, "state.pt"), map_location=device)
+        state = torch.load(file, map_location=device)
     except Exception as e:  # noqa: BLE001
-        raise SystemExit(f"{ckpt}: cannot load state.pt: {type(e).__name__}: {str(e)[:300]}") from None
-    restore(run.task, run.layers, state)
-    run.opt.load_state_dict(state["optimizer"])
-    run.ctl.step = state["step"]
-    run.task.gen.set_state(state["data"].cpu())
-    run.session.settings.update(state["settings"])
-    run.ctl.set(fusion_threshold=state["rule"]["fusionThreshold"], fusion_ratio=state["rule"]["fusionRatio"])
+        raise SystemExit(f"{file}: cannot load it: {type(e).__name__}: {str(e)[:300]}") from None
+    try:
+        restore(run.task, run.layers, state)
+        run.opt.load_state_dict(state["optimizer"])
+        run.ctl.step = state["step"]
+        run.task.gen.set_state(state["data"].cpu())
+        run.session.settings.update(state["settings"])
+        run.ctl.set(fusion_threshold=state["rule"]["fusionThreshold"], fusion_ratio=state["rule"]["fusionRatio"])
+    except Exception as e:  # noqa: BLE001 - a checkpoint of another config or version: its field, not a traceback
+        what = f"no field {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {str(e)[:300]}"
+        raise SystemExit(f"{file}: does not fit this run ({what})") from None
 def compiled_step(cfg: dict, device: torch.device, task, opt, ctl, session) -> Optional[CompiledStep]:
     """The compiled, graph-captured step for config `compile` on this device, or None for the eager loop (compile off,
     the CPU under "auto", or an optimiser the graph cannot hold: said in the run's log). Under torchrun the compiled
@@ -356,6 +363,38 @@ def run_world_size(run_dir: str) -> int:
     return 1
 
 
+def last_step(run_dir: str) -> int:
+    """The step a run's events.jsonl last reached: its newest state's or metrics row's, from its latest rewind on."""
+    from .client import read_log
+    step = 0
+    for m in read_log(os.path.join(run_dir, "events.jsonl")):
+        if m["type"] == "rewind":
+            step = m.get("step", 0)
+        elif m["type"] == "state":
+            step = max(step, m.get("step", 0))
+        elif m["type"] == "metrics":
+            step = max([step] + [r.get("step", 0) for r in m.get("rows", []) if isinstance(r, dict)])
+    return step
+
+
+def record_resume_failure(run_dir: str, reason: str, rec: Optional[EventRecorder] = None) -> None:
+    """Appends `failed` with `reason` to a run whose resume ended before its trainer started (a checkpoint that does not
+    load, a model or data file gone since the run began, a device not here), at the step its log last reached, so
+    every view shows why instead of the old interrupted/stopped state. Only into an existing events.jsonl (a deleted
+    run folder is never re-created); rec: the built session's recorder, if any (it continues the seq). Fsynced."""
+    if not os.path.isfile(os.path.join(run_dir, "events.jsonl")):
+        return
+    try:
+        rec = rec or EventRecorder(run_id_of(run_dir), run_dir, on_log=log)
+        rec.emit({"type": "state", "state": "failed", "step": last_step(run_dir),
+                  "reason": f"could not resume: {reason}"[:4096]})
+        rec.sync()
+        rec.close()
+    except OSError as e:  # a full disk, the folder going: the stderr line is all there is
+        log(f"could not record the failed resume in {run_dir}: {e}")
+    remove_own_pid_file(run_dir)
+
+
 def new_run_id(method: str) -> str:
     """The folder name the built-in trainer gives a new run (src/runfolder/runFiles.ts newRunId): UTC time to the
     second, the method, 4 random base-36 characters — two runs started in the same second get different names."""
@@ -428,9 +467,17 @@ def main(argv=None) -> int:
     ap.add_argument("--world-size", type=int, metavar="N", help="with --check: validate for a data-parallel run on N processes of this host (default: torchrun's WORLD_SIZE, else 1; srlora serve --gpus N asks this)")
     a = ap.parse_args(argv)
     rank, world, local_rank = world_from_env()
+    resuming = SimpleNamespace(run_dir=None, rec=None)  # set by _main while a resume it may record is starting
     try:
-        return _main(a, rank, world, local_rank)
-    except SystemExit as e:
+        return _main(a, rank, world, local_rank, resuming)
+    except (Exception, SystemExit) as e:
+        if resuming.run_dir and rank == 0 and not (isinstance(e, SystemExit) and e.code in (0, None, "")):
+            code = e.code if isinstance(e, SystemExit) else None
+            reason = (code if isinstance(code, str) else f"the trainer exited with code {code}" if code is not None
+                      else f"{type(e).__name__}: {str(e)[:1000]}")
+            record_resume_failure(resuming.run_dir, reason, resuming.rec)
+        if not isinstance(e, SystemExit):
+            raise
         # Under torchrun every rank meets the same start-up refusal (one config, one folder): rank 0 says it, once. This
         # rank waits for it: the launcher stops every rank when one exits non-zero, so rank 0 could be stopped
         # mid-sentence; it stops this one when rank 0 has said it and exited (the wait is bounded all the same).
@@ -440,7 +487,9 @@ def main(argv=None) -> int:
         raise
 
 
-def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int) -> int:
+def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resuming: SimpleNamespace) -> int:
+    """main() after its flags. resuming.run_dir is set once a resume holds its run (nobody else trains it) and cleared
+    when the session has started (it records its own end from there): what fails between is recorded by main()."""
     if a.world_size is not None and (a.world_size < 1 or not a.check):
         raise SystemExit("--world-size N (a whole number from 1) goes with --check: under torchrun the launcher sets the world size")
     made_here = False  # this process created the run folder (and removes it if the run cannot even start)
@@ -458,6 +507,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int) -> int:
         refusal = resume_refusal(os.path.abspath(run_dir))
         if refusal:
             raise SystemExit(refusal)
+        resuming.run_dir = run_dir  # ours from here: a failure to continue it is recorded in its log
         had = run_world_size(run_dir)
         if had != world:  # the global batch (batchSize per rank × ranks) and the data split would change mid-run
             raise SystemExit(f"run {os.path.abspath(run_dir)} was trained on {had} process{'es' if had > 1 else ''}; this resume has {world}: "
@@ -505,6 +555,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int) -> int:
         lockstep.barrier()  # the run folder exists before any rank opens it
     try:
         run = build_run(cfg, run_dir, device, lockstep=lockstep)
+        resuming.rec = run.session.rec
     except SystemExit as e:
         if lockstep:
             lockstep.report(str(e.code))
@@ -520,6 +571,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int) -> int:
     if a.resume:
         restore_run(run, ckpt, device)
     session.start(resumed=bool(a.resume), checkpoint=os.path.relpath(ckpt, run_dir).replace(os.sep, "/") if a.resume else None)
+    resuming.run_dir = None  # started: the session records how it ends
     step_fn = compiled_step(cfg, device, task, opt, ctl, session)
     progress = ProgressLine(cfg["steps"], cfg["batchSize"] * world, sys.stderr) if rank == 0 and not a.no_progress else None
     error = None

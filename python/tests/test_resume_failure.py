@@ -1,0 +1,130 @@
+"""A resume that dies before its trainer starts is recorded (session 7, pyfaults.2): `python -m srlora_torch.train
+--resume RUN` (what `srlora serve --resume` and VS Code's Continue launch) whose checkpoint does not load, or whose
+model file is gone since the run began, exited with a line on stderr and left the run reading as its old state
+(interrupted) with no reason — the supervisor records only the end of a trainer the log shows running. Now the trainer
+appends `failed` with the reason naming the file (and field), at the step the log last reached, so every view shows
+why; the run stays resumable (failed is) once the cause is fixed."""
+import hashlib
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import ROOT
+from srlora_torch import train
+from test_session import strict
+
+
+def log(run):
+    return [strict(l) for l in open(os.path.join(run, "events.jsonl"), encoding="utf-8").read().splitlines()]
+
+
+def interrupted_run(tmp_path, monkeypatch, **fields) -> str:
+    """A real run interrupted after 2 of 6 steps (as Ctrl+C leaves one: checkpointed, state interrupted)."""
+    monkeypatch.delenv("SRLORA_RUN_DIR", raising=False)
+    monkeypatch.delenv("SRLORA_HUB_URL", raising=False)
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"steps": 6, "checkpointEvery": 2, "evalEvery": 2, "device": "cpu", **fields}))
+
+    def two_steps_then_ctrl_c(cfg, run, step_fn, progress=None):
+        step = train.stepper(run, step_fn, progress)
+        step()
+        step()
+        run.session.interrupt("interrupted by SIGINT")
+    with monkeypatch.context() as m:
+        m.setattr(train, "train_loop", two_steps_then_ctrl_c)
+        assert train.main(["--config", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (name,) = os.listdir(tmp_path / "runs")
+    run = str(tmp_path / "runs" / name)
+    last = log(run)[-1]
+    assert (last["type"], last["state"], last["step"]) == ("state", "interrupted", 2), last
+    assert os.path.isdir(os.path.join(run, "checkpoints", "step-2"))
+    return run
+
+
+def resume_fails(run) -> str:
+    """train --resume RUN exits with one line; the log's new last message is `failed` at step 2 with that line."""
+    before = log(run)
+    with pytest.raises(SystemExit) as e:
+        train.main(["--resume", run, "--no-progress"])
+    line = e.value.code
+    assert isinstance(line, str) and line, line
+    after = log(run)
+    assert after[:len(before)] == before
+    assert [m["seq"] for m in after] == list(range(1, len(after) + 1))
+    last = after[-1]
+    assert (last["type"], last["state"], last["step"]) == ("state", "failed", 2), last
+    assert last["reason"] == f"could not resume: {line}"
+    assert not os.path.exists(os.path.join(run, "trainer.pid"))  # no pid file naming a process that is gone
+    return line
+
+
+def reseal(ckpt: str) -> None:
+    """Rewrites the checkpoint's COMPLETE.json for its files as they are now: the marker and hashes are right, the
+    content is what does not load (a checkpoint of another version, a bug), not a torn write."""
+    marker = os.path.join(ckpt, "COMPLETE.json")
+    m = json.load(open(marker))
+    for rel in m["files"]:
+        data = open(os.path.join(ckpt, rel), "rb").read()
+        m["files"][rel] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    open(marker, "w").write(json.dumps(m))
+
+
+def test_a_checkpoint_that_does_not_load_is_recorded_as_failed_naming_its_file(tmp_path, monkeypatch):
+    run = interrupted_run(tmp_path, monkeypatch)
+    state = os.path.join(run, "checkpoints", "step-2", "state.pt")
+    open(state, "wb").write(b"not a torch file")
+    reseal(os.path.dirname(state))
+    line = resume_fails(run)
+    assert line.startswith(f"{state}: cannot load it: "), line
+
+
+def test_a_checkpoint_that_does_not_fit_the_run_names_the_missing_field_not_a_traceback(tmp_path, monkeypatch):
+    import torch
+    run = interrupted_run(tmp_path, monkeypatch)
+    state = os.path.join(run, "checkpoints", "step-2", "state.pt")
+    s = torch.load(state)
+    del s["rule"]
+    torch.save(s, state)
+    reseal(os.path.dirname(state))
+    line = resume_fails(run)
+    assert line == f"{state}: does not fit this run (no field 'rule')", line
+
+
+def test_no_verified_checkpoint_left_is_recorded_as_failed(tmp_path, monkeypatch):
+    run = interrupted_run(tmp_path, monkeypatch)
+    shutil.rmtree(os.path.join(run, "checkpoints"))
+    assert "has no complete checkpoint" in resume_fails(run)
+
+
+def test_a_model_file_gone_since_the_run_began_is_recorded_as_failed_naming_the_field(tmp_path, monkeypatch):
+    weights = tmp_path / "models" / "mlp.safetensors"
+    weights.parent.mkdir()
+    shutil.copy(os.path.join(ROOT, "media", "models", "mlp.safetensors"), weights)
+    run = interrupted_run(tmp_path, monkeypatch, model={"kind": "mlp", "weights": str(weights)})
+    shutil.rmtree(weights.parent)  # the model folder moved away
+    line = resume_fails(run)
+    assert "/model/weights" in line and str(weights) in line and "no such file" in line, line
+
+
+def test_a_resume_someone_else_holds_writes_nothing_into_their_log(tmp_path, monkeypatch):
+    """Refusals before the run is this process's (another trainer appends to the log) are never recorded."""
+    run = interrupted_run(tmp_path, monkeypatch)
+    monkeypatch.setattr(train, "resume_refusal", lambda d: f"run {d} is being trained by pid 1")
+    before = open(os.path.join(run, "events.jsonl"), "rb").read()
+    with pytest.raises(SystemExit):
+        train.main(["--resume", run])
+    assert open(os.path.join(run, "events.jsonl"), "rb").read() == before
+
+
+def test_after_the_cause_is_fixed_the_failed_run_continues(tmp_path, monkeypatch):
+    weights = tmp_path / "models" / "mlp.safetensors"
+    weights.parent.mkdir()
+    shutil.copy(os.path.join(ROOT, "media", "models", "mlp.safetensors"), weights)
+    run = interrupted_run(tmp_path, monkeypatch, model={"kind": "mlp", "weights": str(weights)})
+    shutil.move(str(weights.parent), str(tmp_path / "away"))
+    resume_fails(run)
+    shutil.move(str(tmp_path / "away"), str(weights.parent))
+    assert train.main(["--resume", run, "--no-progress"]) == 0
+    assert log(run)[-1]["state"] == "finished"
