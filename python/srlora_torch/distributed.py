@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -54,6 +55,58 @@ def world_from_env(env=None) -> Tuple[int, int, int]:
         return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
     except ValueError:
         return 0, 1, 0
+
+
+# A start-up refusal under a launcher (srlora_torch.train's main): rank 0 says the reason once; every other rank ends
+# with this exit code as soon as rank 0 has said it (launch.failed_line counts such a rank as stopped, not failed).
+FOLLOWED_RANK0 = 3
+FOLLOW_WAIT_S = 30.0  # how long a rank waits for rank 0 to say why before it says its own reason
+
+
+def _said_key(env) -> str:
+    return f"srlora/start-refused/{env.get('TORCHELASTIC_RUN_ID', '')}/{env.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+
+
+def _launcher_store(env, timeout_s: float):
+    """A client of the launcher's key-value store (torchrun's agent store at MASTER_ADDR:MASTER_PORT), reachable
+    before and after the process group; None when there is none (not launched so, or it does not answer)."""
+    from datetime import timedelta
+    addr, port = env.get("MASTER_ADDR"), env.get("MASTER_PORT")
+    if not addr or not port:
+        return None
+    try:
+        return torch.distributed.TCPStore(addr, int(port), is_master=False, timeout=timedelta(seconds=timeout_s), wait_for_workers=False)
+    except Exception:  # noqa: BLE001 - no store to meet at: each rank says its own reason
+        return None
+
+
+def end_refused_start(reason: str, rank: int, env=None, wait_s: float = FOLLOW_WAIT_S) -> int:
+    """One rank's end after a start-up refusal under a launcher (every rank meets the same config, folder and machine):
+    rank 0 prints `reason` on stderr, then marks it said in the launcher's store; another rank waits there for rank 0's
+    word and then ends at once (FOLLOWED_RANK0) instead of waiting to be stopped, or — no word within wait_s, no store,
+    a reason rank 0 did not meet ("" is "rank 0 has it") — prints its own "rank R: reason" and ends with 1. Returns the
+    exit code."""
+    env = os.environ if env is None else env
+    store = _launcher_store(env, 5.0)
+    if rank == 0:
+        if reason:
+            print(reason, file=sys.stderr, flush=True)
+        if store is not None:
+            try:
+                store.set(_said_key(env), "said")
+            except Exception:  # noqa: BLE001 - the launcher is going: the others are stopped with it
+                pass
+        return 1
+    if store is not None:
+        try:
+            from datetime import timedelta
+            store.wait([_said_key(env)], timedelta(seconds=wait_s))
+            return FOLLOWED_RANK0
+        except Exception:  # noqa: BLE001 - rank 0 did not say it in time (it met no refusal, or is gone)
+            pass
+    if reason:
+        print(f"rank {rank}: {reason}", file=sys.stderr, flush=True)
+    return 1
 
 
 def refuse_sharding(args=None, model=None, env=None) -> None:

@@ -17,6 +17,8 @@ import signal
 import sys
 from typing import Dict, List, Optional, Tuple
 
+from .distributed import FOLLOWED_RANK0
+
 # The elastic agent's notices while it shuts the ranks down after a signal: they repeat what the one line says.
 # "failed (exitcode: …)": the error line torchrun logs before it raises ChildFailedError (said once below instead).
 _SHUTDOWN_NOTICES = ("death signal, shutting down workers", "closing signal", "failed (exitcode:")
@@ -60,9 +62,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def failed_line(exits: Dict[int, int]) -> Tuple[str, int]:
     """The launcher's one line for failed ranks and its exit code, from {global rank: exit code (−N: signal N)}: the
-    ranks that failed by themselves (exit code ≥ 1; when none did, every one listed), grouped by code —
+    ranks that failed by themselves (exit code ≥ 1, not distributed.FOLLOWED_RANK0: a rank that ended because rank 0
+    refused the start and said why; when none did, every one listed), grouped by code —
     ("srlora: rank 0 exited with code 1 (the reason is above); the launch stopped the other ranks", 1)."""
-    own = {r: c for r, c in exits.items() if c > 0} or dict(exits)
+    own = {r: c for r, c in exits.items() if c > 0 and c != FOLLOWED_RANK0} or dict(exits)
     by: Dict[int, List[int]] = {}
     for r, c in sorted(own.items()):
         by.setdefault(c, []).append(r)

@@ -29,7 +29,7 @@ from .client import EventRecorder
 from .export import export_run
 from .runconfig import check_files, parse_file
 from .runconfig import validate as validate_config
-from .distributed import Lockstep, refuse_sharding, world_from_env
+from .distributed import Lockstep, end_refused_start, refuse_sharding, world_from_env
 from .session import Session, device_label, log, remove_own_pid_file, run_id_of, write_own_pid_file
 from .ownership import resume_refusal
 from .optim import SlotAdam
@@ -478,12 +478,11 @@ def main(argv=None) -> int:
             record_resume_failure(resuming.run_dir, reason, resuming.rec)
         if not isinstance(e, SystemExit):
             raise
-        # Under torchrun every rank meets the same start-up refusal (one config, one folder): rank 0 says it, once. This
-        # rank waits for it: the launcher stops every rank when one exits non-zero, so rank 0 could be stopped
-        # mid-sentence; it stops this one when rank 0 has said it and exited (the wait is bounded all the same).
-        if world > 1 and rank != 0 and not isinstance(e.code, int) and e.code is not None:
-            time.sleep(60)
-            raise SystemExit(1) from None
+        # Under a launcher every rank meets the same start-up refusal (one config, one folder, one machine): rank 0
+        # says it, once; the others end as soon as it has (not before: the launcher stops every rank when one exits
+        # non-zero, so rank 0 could be stopped mid-sentence), each saying its own reason if rank 0 never does.
+        if world > 1 and isinstance(e.code, str):
+            raise SystemExit(end_refused_start(e.code, rank)) from None
         raise
 
 

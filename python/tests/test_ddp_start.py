@@ -73,12 +73,13 @@ def test_check_with_a_world_size_refuses_what_data_parallel_cannot_run(tmp_path,
     assert "--world-size N" in str(e.value.code)
 
 
-def test_check_under_torchrun_asks_for_the_launched_world_size(tmp_path, monkeypatch):
+def test_check_under_torchrun_asks_for_the_launched_world_size(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
     with pytest.raises(SystemExit) as e:
         train.main(["--check", "--config", matrix_config(tmp_path)])
-    assert REFUSAL in str(e.value.code)
+    assert e.value.code == 1 and REFUSAL in capsys.readouterr().err  # rank 0 said it (then told the other ranks)
 
 
 def test_a_run_that_cannot_start_leaves_no_folder_with_only_its_config(tmp_path, monkeypatch):
@@ -113,3 +114,40 @@ def test_a_two_rank_run_advances_its_progress_line_as_a_single_process_run_does(
     assert p.returncode == 0, p.stderr[-3000:]
     steps = [int(l.split()[1].split("/")[0]) for l in p.stderr.splitlines() if l.startswith("step ")]
     assert steps == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20], p.stderr[-3000:]
+
+
+def start_ranks(cwd, config: str, ranks, env) -> "list[subprocess.Popen[str]]":
+    """`python -m srlora_torch.train --config CONFIG` as the given ranks of a 2-process launch, with no launcher (so no
+    one stops a rank that waits): what a rank does on its own after a start-up refusal."""
+    return [subprocess.Popen([sys.executable, "-m", "srlora_torch.train", "--config", config, "--runs-dir", str(cwd / "runs")],
+                             env={**env, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"},
+                             cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in ranks]
+
+
+def test_a_rank_that_met_the_refusal_ends_as_soon_as_rank_0_has_said_why(tmp_path):
+    """Session 7 (pyfaults.3): a non-zero rank slept up to 60 s for the launcher to stop it (one that never does —
+    another launcher, a rank on another host — left it there the whole time). Now it waits in the launcher's store
+    (here the test's own, as torchrun's agent hosts one) for rank 0's word, then ends at once with its own code,
+    which the launcher's line counts as stopped, not failed. The 40 s bound only keeps a regression from hanging."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, timeout=timedelta(seconds=60), wait_for_workers=False)
+    env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store.port), "TORCHELASTIC_RUN_ID": "t"}
+    p0, p1 = start_ranks(tmp_path, matrix_config(tmp_path), (0, 1), env)
+    out1, err1 = p1.communicate(timeout=40)
+    out0, err0 = p0.communicate(timeout=40)
+    from srlora_torch.distributed import FOLLOWED_RANK0
+    assert p0.returncode == 1 and err0.count(REFUSAL) == 1 and "Traceback" not in err0, err0
+    assert p1.returncode == FOLLOWED_RANK0 and err1 == "", err1  # said once, by rank 0
+    from srlora_torch.launch import failed_line
+    assert failed_line({0: 1, 1: FOLLOWED_RANK0})[0] == "srlora: rank 0 exited with code 1 (the reason is above); the launch stopped the other ranks"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_rank_with_no_launcher_store_says_its_own_reason_and_ends_at_once(tmp_path):
+    """No store to meet rank 0 at (not launched by torchrun): the rank says why itself, named by its rank, and ends 1."""
+    env = {k: v for k, v in ENV.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
+    (p1,) = start_ranks(tmp_path, matrix_config(tmp_path), (1,), env)
+    _, err = p1.communicate(timeout=40)
+    assert p1.returncode == 1 and err.strip().startswith("rank 1: ") and REFUSAL in err and "Traceback" not in err, err
