@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 import time
 from typing import Callable, Optional, TextIO
 
@@ -71,19 +72,43 @@ def recompositions_count(count: int, pairs_fused: int, fused_nothing: int) -> st
     return f"{count} ({pairs}{f', {fused_nothing} fused nothing' if fused_nothing else ''})"
 
 
-def continue_command(run_dir: str, world: int) -> str:
+def launch_facts() -> dict:
+    """hello.launch: how this trainer was started, so that its continue line runs as printed in a fresh shell —
+    {"python": the interpreter (absolute; a venv's own path, not the file it links to), "pythonPath": the PYTHONPATH it
+    needs (absolute entries joined by os.pathsep: the ones it was given, and the folder srlora_torch was imported from
+    when that is not on the interpreter's own path, i.e. not installed; absent when nothing is needed)}."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder srlora_torch is imported from
+    given = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    # sys.path[0] is the current folder (-m) or the script's: not there in a fresh shell elsewhere
+    own = {os.path.abspath(p) for p in sys.path[1:] if p} - set(given)
+    entries = given + ([root] if root not in own and root not in given else [])
+    return {"python": os.path.abspath(sys.executable), **({"pythonPath": os.pathsep.join(entries)} if entries else {})}
+
+
+def python_module(launch: Optional[dict], module: str) -> str:
+    """`python -m MODULE` as the run's trainer ran it (`PYTHONPATH=… /abs/python -m MODULE`) from its hello.launch; a
+    bare `python -m MODULE` for a run whose trainer did not record it. src/viewmodel/continueCommand.ts pythonModule."""
+    if not launch:
+        return f"python -m {module}"
+    env = f"PYTHONPATH={shlex.quote(launch['pythonPath'])} " if launch.get("pythonPath") else ""
+    return f"{env}{shlex.quote(launch['python'])} -m {module}"
+
+
+def continue_command(run_dir: str, world: int, launch: Optional[dict] = None, pytorch: bool = True) -> str:
     """The command line that continues the run in run_dir (its absolute path, shell-quoted) on as many processes as it
-    had (world > 1: through srlora_torch.launch, i.e. torchrun): the same global batch. src/viewmodel/continueCommand.ts
-    says it in the same words."""
-    launch = "python -m srlora_torch.train" if world <= 1 else f"python -m srlora_torch.launch --standalone --nproc_per_node={world} -m srlora_torch.train"
-    return f"{launch} --resume {shlex.quote(os.path.abspath(run_dir))}"
+    had (world > 1: through srlora_torch.launch, i.e. torchrun): the same global batch; by the interpreter and
+    PYTHONPATH that ran it (launch: its hello's, or launch_facts() for this process). A built-in trainer's run (pytorch
+    False): srlora train. src/viewmodel/continueCommand.ts says it in the same words (test/vectors/continue/lines.json)."""
+    command = ("srlora train" if not pytorch else python_module(launch, "srlora_torch.train") if world <= 1
+               else python_module(launch, f"srlora_torch.launch --standalone --nproc_per_node={world} -m srlora_torch.train"))
+    return f"{command} --resume {shlex.quote(os.path.abspath(run_dir))}"
 
 
 def summary(run_dir: str, outcome: str) -> str:
     """A few lines (ending in a newline) on how the run in run_dir ended, read from its events.jsonl: state and reason,
     steps, final loss, the last evaluation, recompositions, the folder and export, how to watch it and (not finished)
     how to continue it — on as many ranks as it had (hello.worldSize: through srlora_torch.launch, i.e. torchrun)."""
-    last_row, evals, total, reason, world = None, None, None, None, 1
+    last_row, evals, total, reason, world, launch = None, None, None, None, 1, None
     recomps = []  # (step, pairs fused) of each recomposition; a resume's rewind drops the later ones
     from .client import read_log  # the project's one log reader (strict JSON, a torn last line cut)
     try:
@@ -95,6 +120,7 @@ def summary(run_dir: str, outcome: str) -> str:
         if t == "hello":
             total = m.get("totalSteps", total)
             world = m.get("worldSize") or 1
+            launch = m.get("launch")
         elif t == "metrics" and m.get("rows"):
             last_row = m["rows"][-1]
         elif t == "eval":
@@ -123,7 +149,7 @@ def summary(run_dir: str, outcome: str) -> str:
     if outcome in ("stopped", "interrupted", "failed"):
         from .checkpoint import newest_verified
         if newest_verified(run_dir, hashes=False) is not None:  # the resume itself verifies the checksums
-            lines.append(f"  continue       {continue_command(run_dir, world)}")  # on as many ranks: the same global batch
+            lines.append(f"  continue       {continue_command(run_dir, world, launch)}")  # on as many ranks: the same global batch
         else:  # a resume would only say "has no complete checkpoint to resume from"
             lines.append("  continue       not possible: no complete checkpoint to resume from")
     return "\n".join(lines) + "\n"

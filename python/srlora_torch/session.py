@@ -164,6 +164,7 @@ class Session:
         self.checkpoint_every, self.evaluate, self.save_checkpoint, self.on_finish = checkpoint_every, evaluate, save_checkpoint, on_finish
         self.env = os.environ if env is None else env
         self.handle_signals = handle_signals
+        self.launch: Optional[dict] = None  # hello.launch (progress.launch_facts), when a command line started this trainer
         self.lockstep = lockstep
         self.main = lockstep is None or lockstep.is_main  # the rank that records, talks to the hub and checkpoints
         self.rec = EventRecorder(self.run_id, self.run_dir, on_log=log) if self.main else SilentRecorder()
@@ -231,7 +232,8 @@ class Session:
             facts = self.srlora_facts()
             self.rec.emit({"type": "hello", "protocol": {"major": PROTOCOL_MAJOR, "minor": PROTOCOL_MINOR}, "name": self.name or self.run_id,
                            "method": self.ctl.method, "backend": {"name": "pytorch", "device": self.device or "unknown"}, "totalSteps": self.total_steps,
-                           "config": {**self.config, "torch": torch.__version__}, "worldSize": self.lockstep.world if self.lockstep else 1, **({"srlora": facts} if facts else {}), "layers": [
+                           "config": {**self.config, "torch": torch.__version__}, "worldSize": self.lockstep.world if self.lockstep else 1, **({"srlora": facts} if facts else {}),
+                           **({"launch": self.launch} if self.launch else {}), "layers": [
                                {"name": n, "shape": [l.out_features, l.in_features], "r": l.r, "rTarget": l.r_target} for n, l in layers.items()]})
         if resumed:
             self.rec.emit({"type": "rewind", "step": self.ctl.step, "checkpoint": checkpoint or f"checkpoints/step-{self.ctl.step}",

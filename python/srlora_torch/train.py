@@ -33,7 +33,7 @@ from .distributed import Lockstep, end_refused_start, refuse_sharding, world_fro
 from .session import Session, device_label, log, remove_own_pid_file, run_id_of, write_own_pid_file
 from .ownership import resume_refusal
 from .optim import SlotAdam
-from .progress import ProgressLine, continue_command, summary
+from .progress import ProgressLine, continue_command, launch_facts, summary
 from .tasks import base_weights, build_model, restore
 from .texttask import resolve_paths
 
@@ -500,7 +500,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
         if not os.path.exists(cfg_file):
             raise SystemExit(f"{run_dir} is not a run folder (no config.json)")
         if os.path.exists(os.path.join(run_dir, "events.jsonl")) and written_by_builtin(run_dir):
-            raise SystemExit(f"{run_dir} is a run of the built-in trainer (srlora train): continue it with srlora train --resume {run_dir}")
+            raise SystemExit(f"{run_dir} is a run of the built-in trainer (srlora train): continue it with {continue_command(run_dir, 1, pytorch=False)}")
         # Someone else training it (serve, VS Code, another terminal): a second trainer would append to its log too.
         # Every rank asks before the rendezvous; rank 0 takes the run only after it (below), so no rank sees rank 0.
         refusal = resume_refusal(os.path.abspath(run_dir))
@@ -510,7 +510,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
         had = run_world_size(run_dir)
         if had != world:  # the global batch (batchSize per rank × ranks) and the data split would change mid-run
             raise SystemExit(f"run {os.path.abspath(run_dir)} was trained on {had} process{'es' if had > 1 else ''}; this resume has {world}: "
-                             f"the global batch would change. Continue it on {had}: {continue_command(run_dir, had)}")
+                             f"the global batch would change. Continue it on {had}: {continue_command(run_dir, had, launch_facts())}")
         cfg = load_config(cfg_file, {"device": a.device})
         problem = machine_problem(cfg, cfg_file, bool(a.device)) or data_parallel_problem(cfg, world, cfg_file, _local_world(world))
         if problem:
@@ -569,6 +569,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
     opt = run.opt
     if a.resume:
         restore_run(run, ckpt, device)
+    session.launch = launch_facts()  # so that every continue line names this interpreter (and PYTHONPATH): it runs as printed
     session.start(resumed=bool(a.resume), checkpoint=os.path.relpath(ckpt, run_dir).replace(os.sep, "/") if a.resume else None)
     resuming.run_dir = None  # started: the session records how it ends
     step_fn = compiled_step(cfg, device, task, opt, ctl, session)

@@ -3,8 +3,12 @@ built-in trainer's (src/cli/summary.ts)."""
 import json
 import os
 import shlex
+import signal
+import subprocess
+import sys
+import time
 
-from srlora_torch.progress import summary
+from srlora_torch.progress import continue_command, summary
 
 
 def _run(parent, name="20261130-050000-srlora-abcd", state="interrupted"):
@@ -27,3 +31,68 @@ def test_summary_prints_every_path_absolute_given_a_relative_run_folder(tmp_path
     assert f"\n  run folder     {run}\n" in text, text
     assert f"\n  export         {run / 'export'}\n" in text, text
     assert f"\n  dashboard      srlora serve --runs-dir {shlex.quote(str(runs))}\n" in text, text
+
+
+VECTORS = os.path.join(os.path.dirname(__file__), "..", "..", "test", "vectors", "continue", "lines.json")
+
+
+def test_continue_line_matches_the_shared_vectors():
+    """One rule in both languages: src/viewmodel/continueCommand.ts meets the same cases (test/resumeOwner.test.ts)."""
+    from srlora_torch.progress import continue_command
+    with open(VECTORS, encoding="utf-8") as f:
+        cases = json.load(f)["cases"]
+    assert any(c.get("launch", {}).get("pythonPath") for c in cases)
+    for c in cases:
+        assert continue_command(c["runDir"], c["worldSize"], c.get("launch"), pytorch=c["pytorch"]) == c["line"], c
+
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def _events(run):
+    with open(run / "events.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _interrupt_when(p, run_of, until, timeout=300):
+    """SIGINT p's process group once until(events of run_of()) holds (a run must not finish first: steps are many)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and p.poll() is None:
+        run = run_of()
+        if run is not None and (run / "events.jsonl").exists() and until(_events(run)):
+            break
+        time.sleep(0.02)
+    assert p.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=300)
+    return err
+
+
+def test_the_printed_continue_line_runs_as_printed_from_a_fresh_shell_elsewhere(tmp_path):
+    """Session 7 cli.1: a run started as `PYTHONPATH=python .venv/bin/python -m srlora_torch.train` printed "continue
+    python -m srlora_torch.train --resume …", which a fresh shell cannot run (no such python, or no srlora_torch)."""
+    runs = tmp_path / "my runs"  # a space: the line quotes the folder
+    cfg = tmp_path / "c.srlora.json"
+    cfg.write_text(json.dumps({"task": {"kind": "matrix"}, "steps": 100000, "checkpointEvery": 100000, "evalEvery": 100000, "r": 2, "rTarget": 4}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SRLORA_") and k != "PYTHONPATH"}
+    python = os.path.relpath(sys.executable, ROOT)  # relative, as a user types it
+    p = subprocess.Popen([python, "-m", "srlora_torch.train", "--config", str(cfg), "--runs-dir", str(runs), "--no-progress"],
+                         cwd=ROOT, env={**env, "PYTHONPATH": "python"}, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run_of = lambda: next((runs / n for n in os.listdir(runs)), None) if runs.exists() else None  # noqa: E731
+    err = _interrupt_when(p, run_of, lambda ev: any(m["type"] == "metrics" for m in ev))
+    assert p.returncode == 0, err
+    run = run_of()
+    hello = _events(run)[0]
+    assert hello["launch"] == {"python": os.path.join(ROOT, python), "pythonPath": os.path.join(ROOT, "python")}
+    line = next(l for l in err.splitlines() if l.startswith("  continue ")).split(None, 1)[1]
+    assert line == continue_command(str(run), 1, hello["launch"]), err
+    assert line.startswith(f"PYTHONPATH={os.path.join(ROOT, 'python')} {os.path.join(ROOT, python)} -m srlora_torch.train --resume '{runs}/"), line
+    # A fresh shell (no PYTHONPATH, no venv on PATH) in another folder: the line resumes the run.
+    elsewhere = tmp_path / "elsewhere"
+    os.makedirs(elsewhere)
+    q = subprocess.Popen(["bash", "-c", line], cwd=elsewhere, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    err2 = _interrupt_when(q, lambda: run, lambda ev: any(m["type"] == "rewind" for m in ev))
+    assert q.returncode == 0, err2
+    assert "resumed" in err2 and "Traceback" not in err2, err2
+    states = [m["state"] for m in _events(run) if m["type"] == "state"]
+    assert states[-1] == "interrupted" and states.count("interrupted") == 2, states

@@ -4,6 +4,7 @@ events.jsonl. ownership.py follows the rule of src/runfolder/lock.ts; test/vecto
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -84,8 +85,11 @@ def test_resume_on_another_world_size_is_refused_with_the_launcher_command(tmp_p
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
         train.main(["--resume", run.name])  # a relative path: the command names the real, absolute one
+    from srlora_torch.progress import launch_facts, python_module
+    # by this interpreter (and the PYTHONPATH it needs), as typed now: the line runs as printed (session 7 cli.1)
     assert str(e.value.code) == (f"run {run} was trained on 2 processes; this resume has 1: the global batch would change. Continue it on 2: "
-                                 f"python -m srlora_torch.launch --standalone --nproc_per_node=2 -m srlora_torch.train --resume {run}")
+                                 f"{python_module(launch_facts(), 'srlora_torch.launch')} --standalone --nproc_per_node=2 -m srlora_torch.train --resume {run}")
+    assert os.path.abspath(sys.executable) in str(e.value.code)
 
 
 def test_summary_continue_line_gives_the_real_path(tmp_path, monkeypatch):
@@ -93,6 +97,7 @@ def test_summary_continue_line_gives_the_real_path(tmp_path, monkeypatch):
     run = _pytorch_run(tmp_path, 2)
     _complete_checkpoint(run, 10)
     monkeypatch.chdir(tmp_path)
+    # a hello without launch (an older trainer): a bare python; test_cli_lines.py: a recorded one
     assert f"continue       python -m srlora_torch.launch --standalone --nproc_per_node=2 -m srlora_torch.train --resume {run}\n" in summary(run.name, "interrupted")
 
 

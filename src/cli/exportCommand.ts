@@ -12,6 +12,7 @@ import { EVENTS_FILE, latestCheckpoint } from '../runfolder/runFiles';
 import { runIdOf } from '../runfolder/runId';
 import { resolveRunArg } from './runTarget';
 import { foldRun } from '../viewmodel/runModel';
+import { pythonModule, shellWord } from '../viewmodel/continueCommand';
 import { readRunFolderConfig } from '../trainer/config/runConfig';
 import { selectBackend } from '../trainer/engine/backend';
 import { architectureFor } from '../trainer/models/model';
@@ -27,8 +28,10 @@ export async function exportCommand(argv: string[]): Promise<number> {
   if (!target.dir) throw new Error(`export: no run ${JSON.stringify(target.id.slice(0, 200))} in ${target.runsDir}`);
   const runDir = target.dir;
   const events = join(runDir, EVENTS_FILE);
-  if (existsSync(events) && foldRun(runIdOf(runDir), readJsonl<TrainerMessage>(events).events).pytorch) {
-    throw new Error(`${runDir} is a PyTorch run: export it with python -m srlora_torch.export ${runDir}`);
+  const written = existsSync(events) ? foldRun(runIdOf(runDir), readJsonl<TrainerMessage>(events).events) : null;
+  if (written?.pytorch) {
+    // by the interpreter (and PYTHONPATH) that trained it: the line runs as printed
+    throw new Error(`${runDir} is a PyTorch run: export it with ${pythonModule(written.launch, 'srlora_torch.export')} ${shellWord(runDir)}`);
   }
   const config = readRunFolderConfig(runDir);
   const checkpoint = values.checkpoint ? resolve(values.checkpoint) : latestCheckpoint(runDir);

@@ -143,7 +143,7 @@ async function continueRun(runs: RunManager, target: RunTarget, trainerFlag: boo
   const name = resolve(run.dir);
   const isPytorch = run.model.pytorch;
   // Only an explicit --trainer can disagree with the run (serve picks the run's own otherwise).
-  if (isPytorch && !pytorch) throw new Error(`${pytorchRunMessage(name, run.model.worldSize)} (or here: srlora serve --resume ${name}${trainerFlag ? ', without --trainer builtin' : ''})`);
+  if (isPytorch && !pytorch) throw new Error(`${pytorchRunMessage(name, run.model.worldSize, run.model.launch)} (or here: srlora serve --resume ${name}${trainerFlag ? ', without --trainer builtin' : ''})`);
   if (!isPytorch && pytorch) throw new Error(`${name} is a run of the built-in trainer (srlora train): continue it with srlora train --resume ${name} (or here: srlora serve --resume ${name}${trainerFlag ? ', without --trainer pytorch' : ''})`);
   if (run.handle?.alive && run.owned) {
     // Its owner was gone and this serve took it over while listing it: it is ours to steer already.

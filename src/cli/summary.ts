@@ -97,7 +97,7 @@ export function trainingSummary(runDir: string, cwd = process.cwd()): string {
   if (existsSync(join(exportDir, 'merged.safetensors'))) lines.push(`${label('export')}${exportDir}`);
   else if (m.state !== 'finished') {
     // Offered only when a resume can start (sizes and markers: the resume itself verifies the checksums); the real path: it runs from anywhere.
-    lines.push(`${label('continue')}${latestCompleteCheckpoint(runDir, { hashes: false }).dir ? continueCommand(runDir, m.pytorch, m.worldSize) : 'not possible: no complete checkpoint to resume from'}`);
+    lines.push(`${label('continue')}${latestCompleteCheckpoint(runDir, { hashes: false }).dir ? continueCommand(runDir, m.pytorch, m.worldSize, m.launch) : 'not possible: no complete checkpoint to resume from'}`);
   }
   lines.push(`${label('dashboard')}srlora serve --runs-dir ${shellWord(resolve(runDir, '..'))}`);
   return lines.join('\n') + '\n';

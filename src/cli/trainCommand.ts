@@ -13,7 +13,7 @@ import { readJsonl } from '../runfolder/eventLog';
 import { EVENTS_FILE } from '../runfolder/runFiles';
 import { runIdOf } from '../runfolder/scan';
 import { foldRun } from '../viewmodel/runModel';
-import { continueCommand } from '../viewmodel/continueCommand';
+import { continueCommand, type PythonLaunch } from '../viewmodel/continueCommand';
 import type { TrainerMessage } from '../protocol/messages';
 import { resumeRefusal } from '../runfolder/lock';
 import { writeOwnPidFile } from '../runfolder/pidfile';
@@ -64,8 +64,8 @@ function fusionThresholdFlag(value: string): string {
 
 /** What `train --resume` (and `serve --resume` without `--trainer pytorch`) says of a PyTorch run's folder (absolute),
  * trained on `worldSize` processes: the command that continues it on as many. */
-export function pytorchRunMessage(runDir: string, worldSize: number): string {
-  return `${runDir} is a run of the PyTorch trainer: continue it with ${continueCommand(runDir, true, worldSize)}`;
+export function pytorchRunMessage(runDir: string, worldSize: number, launch: PythonLaunch | null): string {
+  return `${runDir} is a run of the PyTorch trainer: continue it with ${continueCommand(runDir, true, worldSize, launch)}`;
 }
 
 export async function trainCommand(argv: string[]): Promise<number> {
@@ -82,7 +82,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     // Which trainer wrote the run, before its config is read: the PyTorch trainer's config and checkpoints are not ours.
     const events = join(resumeDir, EVENTS_FILE);
     const written = existsSync(events) ? foldRun(runIdOf(resumeDir), readJsonl<TrainerMessage>(events).events) : null;
-    if (written?.pytorch) throw new Error(pytorchRunMessage(resumeDir, written.worldSize));
+    if (written?.pytorch) throw new Error(pytorchRunMessage(resumeDir, written.worldSize, written.launch));
     config = readRunFolderConfig(resumeDir);
     if (overrides.length) throw new Error('--resume continues the run as configured; flags that change the config are not allowed');
     runDir = resumeDir;

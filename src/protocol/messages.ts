@@ -78,6 +78,10 @@ export const Hello = envelope('hello', {
     fusionSelect: T.Optional(T.Union([T.Literal('least-important'), T.Literal('random'), T.Literal('most-important'), T.Literal('oldest')], { description: 'which eligible pairs fuse (least-important = the paper; the others are ablations; absent from older trainers: least-important)' })),
   }, { description: 'what the trainer decided (srlora runs): viewers show it and never recompute it' })),
   worldSize: T.Optional(T.Integer({ minimum: 1, description: 'data-parallel ranks training this run (1 when absent)' })),
+  launch: T.Optional(T.Object({
+    python: T.String({ minLength: 1, maxLength: 4096, description: 'the interpreter that ran the trainer, absolute' }),
+    pythonPath: T.Optional(T.String({ minLength: 1, maxLength: 16384, description: 'the PYTHONPATH it needs (absolute entries, joined by the platform\'s separator); absent when srlora_torch is installed in that interpreter' })),
+  }, { description: 'how the PyTorch trainer was started, so that every continue line (src/viewmodel/continueCommand.ts) runs as printed; absent from older trainers and the built-in one' })),
 }, 'First message of a run (presented again on every reconnection; a resumed run keeps its hello and sends rewind).');
 
 export const MetricsRow = T.Object({

@@ -9,6 +9,7 @@ import { EXPORT_DIR_NAME, latestCheckpoint } from '../runfolder/runFiles';
 import { latestCompleteCheckpoint } from '../runfolder/checkpoints';
 import type { RunManager, ManagedRun } from './runManager';
 import { isActive, isResumable } from '../viewmodel/runModel';
+import { pythonModule, shellWord } from '../viewmodel/continueCommand';
 
 export interface PickItem { label: string; description?: string; detail?: string; id: string; picked?: boolean }
 
@@ -140,7 +141,7 @@ export class CommandHandlers {
     const dir = join(run.dir, EXPORT_DIR_NAME);
     if (!active && existsSync(join(dir, 'merged.safetensors'))) return { dir, step: null };
     if (run.model.pytorch) {
-      this.ui.info(`Run ${name} is a PyTorch run: it writes its export when it finishes; from a checkpoint: python -m srlora_torch.export "${run.dir}"`);
+      this.ui.info(`Run ${name} is a PyTorch run: it writes its export when it finishes; from a checkpoint: ${pythonModule(run.model.launch, 'srlora_torch.export')} ${shellWord(run.dir)}`);
       return null;
     }
     if (!latestCheckpoint(run.dir)) {

@@ -2,9 +2,15 @@
  * The one command line that continues a run from a terminal, for every hint that says how (the trainers' end
  * summaries, `train --resume` and `serve --resume` refusals, the page's Stop confirmation): the run's real folder
  * (absolute, shell-quoted), and for a multi-rank PyTorch run the launcher on as many processes as it had — a resume on
- * another world size would change the global batch, and the trainer refuses it. python/srlora_torch/progress.py
- * continue_command says it in the same words.
+ * another world size would change the global batch, and the trainer refuses it. A PyTorch run names the interpreter
+ * that ran it and the PYTHONPATH it needed, as its hello recorded them (`hello.launch`), so the line runs as printed in
+ * a fresh shell. python/srlora_torch/progress.py continue_command builds the same line from the same facts; the shared
+ * vectors test/vectors/continue/lines.json hold the two equal.
  */
+import type { Hello } from '../protocol/messages';
+
+/** How a PyTorch trainer was started: `hello.launch`. */
+export type PythonLaunch = NonNullable<Hello['launch']>;
 
 /** A POSIX shell word for `s`, as Python's shlex.quote: unchanged when it holds only safe characters. */
 export function shellWord(s: string): string {
@@ -13,12 +19,22 @@ export function shellWord(s: string): string {
 }
 
 /**
- * `runDir`: the run's absolute folder; `pytorch`: written by the PyTorch trainer; `worldSize`: its hello's (≥ 1).
- * E.g. `python -m srlora_torch.launch --standalone --nproc_per_node=2 -m srlora_torch.train --resume /abs/run`.
+ * `python -m MODULE` as the run's trainer ran it: `PYTHONPATH=… /abs/python -m MODULE` from its recorded `launch`,
+ * a bare `python -m MODULE` for a run whose trainer did not record it (older trainers).
  */
-export function continueCommand(runDir: string, pytorch: boolean, worldSize = 1): string {
-  const launch = !pytorch ? 'srlora train'
-    : worldSize > 1 ? `python -m srlora_torch.launch --standalone --nproc_per_node=${worldSize} -m srlora_torch.train`
-      : 'python -m srlora_torch.train';
-  return `${launch} --resume ${shellWord(runDir)}`;
+export function pythonModule(launch: PythonLaunch | null | undefined, module: string): string {
+  if (!launch) return `python -m ${module}`;
+  return `${launch.pythonPath ? `PYTHONPATH=${shellWord(launch.pythonPath)} ` : ''}${shellWord(launch.python)} -m ${module}`;
+}
+
+/**
+ * `runDir`: the run's absolute folder; `pytorch`: written by the PyTorch trainer; `worldSize`: its hello's (≥ 1);
+ * `launch`: its hello's. E.g. `PYTHONPATH=/src/python /venv/bin/python -m srlora_torch.launch --standalone
+ * --nproc_per_node=2 -m srlora_torch.train --resume /abs/run`; the built-in trainer's: `srlora train --resume /abs/run`.
+ */
+export function continueCommand(runDir: string, pytorch: boolean, worldSize = 1, launch?: PythonLaunch | null): string {
+  const command = !pytorch ? 'srlora train'
+    : worldSize > 1 ? pythonModule(launch, `srlora_torch.launch --standalone --nproc_per_node=${worldSize} -m srlora_torch.train`)
+      : pythonModule(launch, 'srlora_torch.train');
+  return `${command} --resume ${shellWord(runDir)}`;
 }

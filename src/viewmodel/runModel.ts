@@ -138,6 +138,8 @@ export interface RunModel {
   /** Times the run was resumed from a checkpoint. */
   rewinds: number;
   worldSize: number;
+  /** How the PyTorch trainer was started (hello.launch): the continue line's interpreter and PYTHONPATH. */
+  launch: NonNullable<Hello['launch']> | null;
   lastCheckpoint: string | null;
   lastSeq: number;
   /** First and latest message times (ms), for "relative time". */
@@ -158,7 +160,7 @@ export function emptyRun(runId: string): RunModel {
     runId, name: runId, method: null, backend: '', pytorch: false, state: 'starting', stateReason: null, exit: null, step: 0, totalSteps: null,
     loss: null, examplesPerSec: null, evalLoss: null, evalAccuracy: null, evalStep: null, layers: [], config: {}, settings: null, recompositions: 0,
     recompositionSteps: [], schedule: null, minSlotAge: null, startRule: null, fusionSelect: null, reinitOptimizer: null, fusions: [], idleLayers: [],
-    commandKinds: {}, pendingAck: null, deltaRank: null, nonFiniteSteps: 0, rewinds: 0, worldSize: 1,
+    commandKinds: {}, pendingAck: null, deltaRank: null, nonFiniteSteps: 0, rewinds: 0, worldSize: 1, launch: null,
     lastCheckpoint: null, lastSeq: 0, startedAt: null, updatedAt: null, pace: null, latestImportance: null,
   };
 }
@@ -257,6 +259,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       m.fusionSelect = msg.srlora ? msg.srlora.fusionSelect ?? 'least-important' : null;
       m.reinitOptimizer = msg.srlora ? msg.srlora.reinitOptimizer ?? 'zero-moments' : null;
       m.worldSize = msg.worldSize ?? 1;
+      m.launch = msg.launch ?? null;
       const c = msg.config as Partial<Settings> & { fusionThreshold?: number | null };
       if (typeof c.fusionRatio === 'number' && typeof c.importanceEvery === 'number' && typeof c.evalEvery === 'number') {
         const lr = (msg.config as { learningRate?: unknown }).learningRate;

@@ -70,7 +70,7 @@ export function stopQuestion(r: RunData, host: 'vscode' | 'browser', dir?: strin
   // The real command (the run's folder from the hub's run list; a multi-rank run's launcher on as many processes);
   // a hub too old to say the folder: serve's own --resume, which takes a run id.
   const later = host === 'vscode' ? 'to continue it later, use "SRLoRA: Continue Run from Checkpoint" (the Runs view)'
-    : `to continue it later, run ${dir ? continueCommand(dir, r.model.pytorch, r.model.worldSize) : `srlora serve --resume ${r.runId}`} in a terminal`;
+    : `to continue it later, run ${dir ? continueCommand(dir, r.model.pytorch, r.model.worldSize, r.model.launch) : `srlora serve --resume ${r.runId}`} in a terminal`;
   return `Stop the run? It saves a checkpoint and ends as stopped; ${later}.`;
 }
 

@@ -1,0 +1,37 @@
+/** The continue line every hint prints runs as printed (session 7 cli.1): the interpreter and PYTHONPATH that ran a
+ * PyTorch run, as its hello recorded them; one rule in both languages (test/vectors/continue/lines.json). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir } from './helpers/tmp';
+import { continueCommand, type PythonLaunch } from '../src/viewmodel/continueCommand';
+import { trainingSummary } from '../src/cli/summary';
+import { trainCommand } from '../src/cli/trainCommand';
+import { exportCommand } from '../src/cli/exportCommand';
+
+const root = join(import.meta.dirname, '..');
+
+test('the continue line meets the shared vectors (python/tests/test_cli_lines.py holds the Python side to them)', () => {
+  const { cases } = JSON.parse(readFileSync(join(root, 'test/vectors/continue/lines.json'), 'utf8')) as { cases: { runDir: string; pytorch: boolean; worldSize: number; launch?: PythonLaunch; line: string }[] };
+  assert.ok(cases.some((c) => c.launch?.pythonPath));
+  for (const c of cases) assert.equal(continueCommand(c.runDir, c.pytorch, c.worldSize, c.launch), c.line, JSON.stringify(c));
+});
+
+test('every hint for a PyTorch run (summary, train --resume, export) names the interpreter and PYTHONPATH its hello recorded', async () => {
+  const dir = join(tempDir(), 'my runs', 'r1');
+  mkdirSync(join(dir, 'checkpoints', 'step-10'), { recursive: true });
+  writeFileSync(join(dir, 'checkpoints', 'step-10', 'state.pt'), 'abc');
+  writeFileSync(join(dir, 'checkpoints', 'step-10', 'COMPLETE.json'), JSON.stringify({ step: 10, files: { 'state.pt': { bytes: 3, sha256: '0'.repeat(64) } } }));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ method: 'srlora', steps: 50 }));
+  const launch = { python: '/home/u/proj/.venv/bin/python', pythonPath: '/home/u/proj/python' };
+  const base = { v: 1, runId: 'r1', time: 1_790_000_000_000 };
+  writeFileSync(join(dir, 'events.jsonl'),
+    `${JSON.stringify({ ...base, seq: 1, type: 'hello', protocol: { major: 1, minor: 2 }, method: 'srlora', backend: { name: 'pytorch', device: 'cpu' }, totalSteps: 50, config: {}, layers: [], launch })}\n`
+    + `${JSON.stringify({ ...base, seq: 2, type: 'state', state: 'interrupted', step: 10 })}\n`);
+  const py = `PYTHONPATH=/home/u/proj/python /home/u/proj/.venv/bin/python -m`;
+  const line = `${py} srlora_torch.train --resume '${dir}'`;
+  assert.match(trainingSummary(dir), new RegExp(`\\n  continue +${line.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\n`));
+  await assert.rejects(trainCommand(['--resume', dir]), { message: `${dir} is a run of the PyTorch trainer: continue it with ${line}` });
+  await assert.rejects(exportCommand([dir]), { message: `${dir} is a PyTorch run: export it with ${py} srlora_torch.export '${dir}'` });
+});
