@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
 import { WebSocket } from 'ws';
 import { readJsonl } from '../src/runfolder/eventLog';
 import { Hub } from '../src/hub/hub';
@@ -174,4 +175,29 @@ test('srlora serve --resume --trainer pytorch continues an interrupted PyTorch r
   s.p.kill('SIGINT');
   assert.equal(await s.code, 0, s.out());
   assert.equal(lastState(runDir)?.state, 'interrupted');
+});
+
+test('srlora serve --resume --trainer pytorch whose checkpoint does not load: the run reads failed with the reason naming state.pt, not its old interrupted state', async () => {
+  const runsDir = join(tempDir(), 'runs');
+  const env = { ...process.env, PYTHONPATH: join(import.meta.dirname, '../python') };
+  const train = spawn(python, ['-m', 'srlora_torch.train', '--steps', '100000', '--runs-dir', runsDir, '--no-progress'], { stdio: 'ignore', env });
+  after(() => { if (train.exitCode === null && train.signalCode === null) train.kill('SIGKILL'); });
+  const trained = new Promise((r) => train.once('exit', r));
+  assert.ok(await until(() => existsSync(runsDir) && readdirSync(runsDir).length === 1, 120_000));
+  const runDir = join(runsDir, readdirSync(runsDir)[0]);
+  assert.ok(await until(() => existsSync(join(runDir, 'events.jsonl')) && logOf(runDir).some((m) => m.type === 'metrics'), 120_000));
+  train.kill('SIGINT');
+  await trained;
+  assert.equal(lastState(runDir)?.state, 'interrupted');
+  // A checkpoint whose marker and hashes are right but whose state.pt does not load (another version's, a bug's).
+  const ckpt = join(runDir, 'checkpoints', readdirSync(join(runDir, 'checkpoints')).filter((d) => d.startsWith('step-')).at(-1)!);
+  writeFileSync(join(ckpt, 'state.pt'), 'not a torch file');
+  const marker = JSON.parse(readFileSync(join(ckpt, 'COMPLETE.json'), 'utf8')) as { files: Record<string, { bytes: number; sha256: string }> };
+  marker.files['state.pt'] = { bytes: 16, sha256: createHash('sha256').update('not a torch file').digest('hex') };
+  writeFileSync(join(ckpt, 'COMPLETE.json'), JSON.stringify(marker));
+  const s = cliProcess(['serve', '--resume', runDir, '--trainer', 'pytorch', '--python', python]);
+  assert.ok(await until(() => lastState(runDir)?.state === 'failed', 120_000), `${s.out()}\nlast state: ${JSON.stringify(lastState(runDir))}`);
+  assert.match(lastState(runDir)!.reason ?? '', /^could not resume: .*state\.pt: cannot load it/);
+  s.p.kill('SIGINT');
+  await s.code;
 });
