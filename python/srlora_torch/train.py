@@ -71,7 +71,8 @@ def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
 def data_parallel_problem(cfg: dict, world: int, source: str = "config", local_world: Optional[int] = None) -> Optional[str]:
     """Why this config cannot run data-parallel on `world` processes (`local_world` of them on this host, default
     world), or None (also for world 1). What it checks: the task has data to split across the ranks (not `matrix`), the
-    frozen weights are not sharded (distributed.refuse_sharding), and a CUDA device has a GPU per local rank.
+    frozen weights are not sharded (distributed.refuse_sharding), and a CUDA device has a GPU per local rank (and is not
+    one GPU named for them all, cuda:N).
     train.py asks it before it creates a run folder (also for --check --world-size N, what srlora serve --gpus N asks)."""
     if world <= 1:
         return None
@@ -83,6 +84,9 @@ def data_parallel_problem(cfg: dict, world: int, source: str = "config", local_w
     except ValueError as e:
         return str(e)
     local = world if local_world is None else local_world
+    if cfg["device"].startswith("cuda:") and local > 1:  # every rank would take that one GPU (NCCL: duplicate GPU)
+        return (f"{source}: device {json.dumps(cfg['device'])} names one GPU for {local} processes on this host: use "
+                f"\"cuda\" (each process its own GPU, by LOCAL_RANK; CUDA_VISIBLE_DEVICES picks which)")
     if cfg["device"] in ("auto", "cuda") and torch.cuda.is_available() and torch.cuda.device_count() < local:
         return (f"{source}: device {cfg['device']!r} on {local} processes needs a GPU each, but this host has "
                 f"{torch.cuda.device_count()} (fewer processes, e.g. --nproc_per_node={torch.cuda.device_count()})")

@@ -92,3 +92,12 @@ def test_a_resume_on_a_machine_without_the_runs_device_is_refused_before_it_load
     with pytest.raises(SystemExit) as e:
         train.main(["--resume", str(run)])
     assert str(e.value.code).startswith(f'{run / "config.json"}: device "cuda": '), e.value.code
+
+
+def test_one_gpu_named_for_several_processes_is_refused_for_data_parallel(tmp_path, monkeypatch):
+    """cuda:N under torchrun put every rank on that one GPU (NCCL's "duplicate GPU" error mid-start)."""
+    gpus(monkeypatch, 2)
+    cfg = config(tmp_path, device="cuda:1", task={"kind": "transformer", "preset": "tiny"})
+    assert train.main(["--check", "--config", cfg]) == 0  # one process: that GPU
+    line = refused(["--check", "--config", cfg, "--world-size", "2"], tmp_path, monkeypatch)
+    assert line.startswith(f'{cfg}: device "cuda:1" names one GPU for 2 processes') and '"cuda"' in line, line
