@@ -91,7 +91,9 @@ def test_the_printed_continue_line_runs_as_printed_from_a_fresh_shell_elsewhere(
     elsewhere = tmp_path / "elsewhere"
     os.makedirs(elsewhere)
     q = subprocess.Popen(["bash", "-c", line], cwd=elsewhere, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    err2 = _interrupt_when(q, lambda: run, lambda ev: any(m["type"] == "rewind" for m in ev))
+    # a training row after the rewind: the resumed trainer is past its start-up (and handles SIGINT)
+    resumed = lambda ev: any(m["type"] == "metrics" for m in ev[next((i for i, m in enumerate(ev) if m["type"] == "rewind"), len(ev)):])  # noqa: E731
+    err2 = _interrupt_when(q, lambda: run, resumed)
     assert q.returncode == 0, err2
     assert "resumed" in err2 and "Traceback" not in err2, err2
     states = [m["state"] for m in _events(run) if m["type"] == "state"]
