@@ -87,10 +87,10 @@ def end_refused_start(reason: str, rank: int, env=None, wait_s: float = FOLLOW_W
     a reason rank 0 did not meet ("" is "rank 0 has it") — prints its own "rank R: reason" and ends with 1. Returns the
     exit code."""
     env = os.environ if env is None else env
+    if rank == 0 and reason:
+        print(reason, file=sys.stderr, flush=True)  # first: finding the store may take its timeout
     store = _launcher_store(env, 5.0)
     if rank == 0:
-        if reason:
-            print(reason, file=sys.stderr, flush=True)
         if store is not None:
             try:
                 store.set(_said_key(env), "said")
