@@ -15,7 +15,7 @@ import os
 import re
 from typing import Any, List, Optional, Tuple
 
-PROTOCOL_MAJOR, PROTOCOL_MINOR = 1, 2
+PROTOCOL_MAJOR, PROTOCOL_MINOR = 1, 3
 _SCHEMA = json.load(open(os.path.join(os.path.dirname(__file__), "protocol.schema.json"), encoding="utf-8"))
 TRAINER_TYPES = _SCHEMA["x-trainer-to-hub"]
 HUB_TYPES = _SCHEMA["x-hub-to-trainer"]

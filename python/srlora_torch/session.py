@@ -251,7 +251,10 @@ class Session:
             self.emit_eval()
 
     def emit_eval(self) -> None:
-        """An eval and, with it, every layer's ΔW effective rank (deltaRank: docs/ALGORITHM.md), as the built-in trainer."""
+        """An eval and, with it, every layer's ΔW effective rank (deltaRank: docs/ALGORITHM.md), as the built-in trainer.
+        Announced first (`evaluating`, protocol 1.3): a real model's eval set can take a minute, which must not look
+        like a stuck run."""
+        self.rec.emit({"type": "evaluating", "step": self.ctl.step})
         self.rec.emit({"type": "eval", "step": self.ctl.step, **self.evaluate()})
         self.rec.emit({"type": "deltaRank", "step": self.ctl.step, "layers": delta_rank(self.ctl.layers)})
 

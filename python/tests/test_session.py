@@ -120,7 +120,7 @@ def test_hello_states_the_schedule_min_slot_age_and_rule(tmp_path):
     s.start()
     s.finish()
     hello = events(tmp_path / "run")[0]
-    assert hello["protocol"] == {"major": 1, "minor": 2} and hello["worldSize"] == 1
+    assert hello["protocol"] == {"major": 1, "minor": 3} and hello["worldSize"] == 1
     assert hello["srlora"] == {"schedule": ctl.schedule.steps, "minSlotAge": 1, "rule": {"kind": "ratio", "fusionRatio": 0.5},
                                "reinitOptimizer": "zero-moments", "fusionSelect": "least-important"}
     assert ctl.schedule.steps == [20, 40, 60, 80]

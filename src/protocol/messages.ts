@@ -11,7 +11,7 @@
 import { Type as T, type Static, type TSchema } from '@sinclair/typebox';
 
 export const PROTOCOL_MAJOR = 1;
-export const PROTOCOL_MINOR = 2;
+export const PROTOCOL_MINOR = 3;
 
 const Id = T.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' });
 const Step = T.Integer({ minimum: 0 });
@@ -164,6 +164,10 @@ export const Eval = envelope('eval', {
   metrics: T.Record(T.String(), Finite, { description: 'task metrics, e.g. accuracy' }),
 }, 'Evaluation on held-out data.');
 
+export const Evaluating = envelope('evaluating', {
+  step: Step,
+}, 'An evaluation at `step` has begun (1.3; a real model\'s eval set can take minutes): views show it under way until the eval of that step, a rewind, or the run ending.');
+
 export const ExitInfo = T.Object({
   code: T.Union([T.Integer(), T.Null()]),
   signal: T.Union([T.String({ maxLength: 32 }), T.Null()]),
@@ -215,7 +219,7 @@ export const Log = envelope('log', {
   text: T.String({ maxLength: 65536 }),
 }, 'A log line.');
 
-export const TrainerMessageSchemas = [Hello, Metrics, Importance, Recomposition, Eval, State, Ack, Checkpoint, Log, Rewind, DeltaRank] as const;
+export const TrainerMessageSchemas = [Hello, Metrics, Importance, Recomposition, Eval, State, Ack, Checkpoint, Log, Rewind, DeltaRank, Evaluating] as const;
 export type Hello = Static<typeof Hello>;
 export type Metrics = Static<typeof Metrics>;
 export type Importance = Static<typeof Importance>;
@@ -227,7 +231,8 @@ export type Checkpoint = Static<typeof Checkpoint>;
 export type Log = Static<typeof Log>;
 export type Rewind = Static<typeof Rewind>;
 export type DeltaRank = Static<typeof DeltaRank>;
-export type TrainerMessage = Hello | Metrics | Importance | Recomposition | Eval | State | Ack | Checkpoint | Log | Rewind | DeltaRank;
+export type Evaluating = Static<typeof Evaluating>;
+export type TrainerMessage = Hello | Metrics | Importance | Recomposition | Eval | State | Ack | Checkpoint | Log | Rewind | DeltaRank | Evaluating;
 export type TrainerMessageType = TrainerMessage['type'];
 
 // ---------------------------------------------------------------- hub → trainer

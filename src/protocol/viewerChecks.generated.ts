@@ -36,6 +36,7 @@ const local_13 = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
 const local_14 = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
 const local_15 = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
 const local_16 = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
+const local_17 = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
 function check_viewer_45_snapshot(value) {
   return (
     (typeof value === 'object' && value !== null && !Array.isArray(value)) &&
@@ -46,7 +47,7 @@ function check_viewer_45_snapshot(value) {
     value['runId'].length >= 1 &&
     local_0.test(value['runId']) &&
     Array.isArray(value['events']) &&
-    ((array) => { for(const value of array) if(!((((check_hello(value)) || (check_metrics(value)) || (check_importance(value)) || (check_recomposition(value)) || (check_eval(value)) || (check_state(value)) || (check_ack(value)) || (check_checkpoint(value)) || (check_log(value)) || (check_rewind(value)) || (check_deltaRank(value)))))) { return false }; return true; })(value['events']) &&
+    ((array) => { for(const value of array) if(!((((check_hello(value)) || (check_metrics(value)) || (check_importance(value)) || (check_recomposition(value)) || (check_eval(value)) || (check_state(value)) || (check_ack(value)) || (check_checkpoint(value)) || (check_log(value)) || (check_rewind(value)) || (check_deltaRank(value)) || (check_evaluating(value)))))) { return false }; return true; })(value['events']) &&
     (typeof value['truncated'] === 'boolean') &&
     (value['more'] !== undefined ? ((typeof value['more'] === 'boolean')) : true) &&
     (value['continued'] !== undefined ? ((typeof value['continued'] === 'boolean')) : true)
@@ -283,6 +284,22 @@ function check_deltaRank(value) {
     ((array) => { for(const value of array) if(!(((typeof value === 'object' && value !== null && !Array.isArray(value)) && (typeof value['name'] === 'string') && value['name'].length <= 256 && value['name'].length >= 1 && Number.isFinite(value['effectiveRank']) && value['effectiveRank'] >= 0 && Number.isFinite(value['norm']) && value['norm'] >= 0))) { return false }; return true; })(value['layers'])
   )
 }
+function check_evaluating(value) {
+  return (
+    (typeof value === 'object' && value !== null && !Array.isArray(value)) &&
+    (value['v'] === 1) &&
+    (value['type'] === 'evaluating') &&
+    (typeof value['runId'] === 'string') &&
+    value['runId'].length <= 128 &&
+    value['runId'].length >= 1 &&
+    local_17.test(value['runId']) &&
+    Number.isInteger(value['seq']) &&
+    value['seq'] >= 1 &&
+    Number.isFinite(value['time']) &&
+    Number.isInteger(value['step']) &&
+    value['step'] >= 0
+  )
+}
 return function check(value) {
   return check_viewer_45_snapshot(value)
 }
@@ -305,6 +322,7 @@ const local_13 = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
 const local_14 = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
 const local_15 = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
 const local_16 = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
+const local_17 = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
 function check_viewer_45_event(value) {
   return (
     (typeof value === 'object' && value !== null && !Array.isArray(value)) &&
@@ -314,7 +332,7 @@ function check_viewer_45_event(value) {
     value['runId'].length <= 128 &&
     value['runId'].length >= 1 &&
     local_0.test(value['runId']) &&
-    ((check_hello(value['event'])) || (check_metrics(value['event'])) || (check_importance(value['event'])) || (check_recomposition(value['event'])) || (check_eval(value['event'])) || (check_state(value['event'])) || (check_ack(value['event'])) || (check_checkpoint(value['event'])) || (check_log(value['event'])) || (check_rewind(value['event'])) || (check_deltaRank(value['event'])))
+    ((check_hello(value['event'])) || (check_metrics(value['event'])) || (check_importance(value['event'])) || (check_recomposition(value['event'])) || (check_eval(value['event'])) || (check_state(value['event'])) || (check_ack(value['event'])) || (check_checkpoint(value['event'])) || (check_log(value['event'])) || (check_rewind(value['event'])) || (check_deltaRank(value['event'])) || (check_evaluating(value['event'])))
   )
 }
 function check_hello(value) {
@@ -546,6 +564,22 @@ function check_deltaRank(value) {
     Array.isArray(value['layers']) &&
     value['layers'].length <= 4096 &&
     ((array) => { for(const value of array) if(!(((typeof value === 'object' && value !== null && !Array.isArray(value)) && (typeof value['name'] === 'string') && value['name'].length <= 256 && value['name'].length >= 1 && Number.isFinite(value['effectiveRank']) && value['effectiveRank'] >= 0 && Number.isFinite(value['norm']) && value['norm'] >= 0))) { return false }; return true; })(value['layers'])
+  )
+}
+function check_evaluating(value) {
+  return (
+    (typeof value === 'object' && value !== null && !Array.isArray(value)) &&
+    (value['v'] === 1) &&
+    (value['type'] === 'evaluating') &&
+    (typeof value['runId'] === 'string') &&
+    value['runId'].length <= 128 &&
+    value['runId'].length >= 1 &&
+    local_17.test(value['runId']) &&
+    Number.isInteger(value['seq']) &&
+    value['seq'] >= 1 &&
+    Number.isFinite(value['time']) &&
+    Number.isInteger(value['step']) &&
+    value['step'] >= 0
   )
 }
 return function check(value) {

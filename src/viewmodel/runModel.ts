@@ -5,6 +5,7 @@
  * run-folder summary can cache it with the byte offset it was folded to.
  */
 import { formatNumber } from '../common/formatNumber';
+import { formatDuration } from '../common/formatDuration';
 import type { CommandBody, DeltaRank, ExitInfo, FusionRule, Hello, LayerImportance, LayerInfo, Method, Recomposition, RunControl, RunStateName, Settings, TrainerMessage } from '../protocol/messages';
 
 export interface LayerUsage extends LayerInfo { p: number }
@@ -104,6 +105,11 @@ export interface RunModel {
   evalAccuracy: number | null;
   /** The step of the eval that evalLoss/evalAccuracy come from (they go stale as the run moves on). */
   evalStep: number | null;
+  /**
+   * An eval under way (protocol 1.3 `evaluating`): its step and when it began (the trainer's clock, ms); null once its
+   * eval came, after a rewind, or when the run ended.
+   */
+  evaluating: { step: number; since: number } | null;
   layers: LayerUsage[];
   config: Record<string, unknown>;
   settings: Settings | null;
@@ -158,7 +164,7 @@ export interface RunModel {
 export function emptyRun(runId: string): RunModel {
   return {
     runId, name: runId, method: null, backend: '', pytorch: false, state: 'starting', stateReason: null, exit: null, step: 0, totalSteps: null,
-    loss: null, examplesPerSec: null, evalLoss: null, evalAccuracy: null, evalStep: null, layers: [], config: {}, settings: null, recompositions: 0,
+    loss: null, examplesPerSec: null, evalLoss: null, evalAccuracy: null, evalStep: null, evaluating: null, layers: [], config: {}, settings: null, recompositions: 0,
     recompositionSteps: [], schedule: null, minSlotAge: null, startRule: null, fusionSelect: null, reinitOptimizer: null, fusions: [], idleLayers: [],
     commandKinds: {}, pendingAck: null, deltaRank: null, nonFiniteSteps: 0, rewinds: 0, worldSize: 1, launch: null,
     lastCheckpoint: null, lastSeq: 0, startedAt: null, updatedAt: null, pace: null, latestImportance: null,
@@ -232,6 +238,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
   m.commandKinds ??= {};
   m.pendingAck ??= null;
   m.evalStep ??= null;
+  m.evaluating ??= null;
   m.fusionSelect ??= null;
   m.reinitOptimizer ??= null;
   m.deltaRank ??= null;
@@ -305,6 +312,10 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       m.evalLoss = msg.loss;
       m.evalAccuracy = msg.metrics.accuracy ?? null;
       m.evalStep = msg.step;
+      if (m.evaluating && msg.step >= m.evaluating.step) m.evaluating = null;
+      break;
+    case 'evaluating':
+      m.evaluating = { step: msg.step, since: msg.time };
       break;
     case 'state':
       if (msg.state === 'stopping' && msg.reason === 'stopped by the user' && m.pendingAck) {
@@ -314,6 +325,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       m.state = msg.state;
       m.stateReason = msg.reason ?? null;
       m.exit = msg.exit ?? (isActive(msg.state) ? null : m.exit);
+      if (!isActive(msg.state)) m.evaluating = null; // it ended mid-eval: no eval is under way any more
       m.step = Math.max(m.step, msg.step);
       foldPace(m, msg.state, msg.time, msg.step);
       break;
@@ -330,6 +342,7 @@ export function applyMessage(m: RunModel, msg: TrainerMessage): RunModel {
       if (m.evalStep !== null && m.evalStep > msg.step) { m.evalLoss = null; m.evalAccuracy = null; m.evalStep = null; } // that eval was superseded
       m.pendingAck = null;
       m.exit = null;
+      m.evaluating = null;
       m.pace = null; // the resumed trainer's pace starts over (the time the run spent stopped is not training)
       break;
     case 'ack':
@@ -410,6 +423,15 @@ export function evalFact(m: RunModel): string | null {
   const age = m.step - m.evalStep;
   const stale = age > 0 && (every === null || age >= every);
   return `${what} at step ${m.evalStep}${stale ? ` (stale: ${plural(age, 'step')} old)` : ''}`;
+}
+
+/**
+ * An eval under way, for the views: "evaluating at step 500… (since 12 s)", counted from its `evaluating` message to
+ * `now` (ms since the epoch; the page and the trainer share a machine, the hub being loopback-only). Null: none.
+ */
+export function evaluatingFact(m: Pick<RunModel, 'evaluating'>, now: number): string | null {
+  if (!m.evaluating) return null;
+  return `evaluating at step ${m.evaluating.step}… (since ${formatDuration(Math.max(0, (now - m.evaluating.since) / 1000))})`;
 }
 
 /** A trainer is (or should be) working on the run. */

@@ -6,7 +6,7 @@
 import type { Store } from '../store';
 import type { RunData } from '../runData';
 import { formatDuration } from '../../src/common/formatDuration';
-import { evalFact, isActive, plural, recompositionsText } from '../../src/viewmodel/runModel';
+import { evalFact, evaluatingFact, isActive, plural, recompositionsText } from '../../src/viewmodel/runModel';
 import { formatNumber, h, text } from '../dom';
 import { button, runName, type Check, type Field, type Panel } from './panel';
 import { focusSearch } from '../focusUrl';
@@ -41,7 +41,7 @@ export function ruleContext(r: RunData): { schedule: number[] | null; minSlotAge
 }
 
 // The eval's wording is the one reducer's (the Runs view's tooltip says the same); re-exported for the panels.
-export { evalFact, plural };
+export { evalFact, evaluatingFact, plural };
 
 /** The header's facts line of one run (what the run states; nothing live about a run that is not running). */
 export function runFacts(r: RunData): string {
@@ -92,6 +92,8 @@ export class Header implements Panel {
   readonly element: HTMLElement;
   private readonly name = h('h1', { class: 'run-name' }, 'SRLoRA');
   private readonly badge = h('span', { class: 'badge', role: 'status' }, '…');
+  /** An eval under way (protocol 1.3 `evaluating`): a long first eval must not look like a stuck page. */
+  private readonly evaluating = h('span', { class: 'evaluating', role: 'status', hidden: true });
   private readonly facts = h('div', { class: 'facts', 'aria-live': 'polite' });
   private readonly conn = h('span', { class: 'conn' });
   private readonly runSelect = h('vscode-single-select', { 'aria-label': 'Run', class: 'run-select' }) as Field;
@@ -117,7 +119,7 @@ export class Header implements Panel {
       ...(browser ? [this.dontAsk] : []),
     );
     this.element = h('header', {},
-      h('div', { class: 'title' }, this.name, this.badge, this.conn, browser ? this.runSelect : null, browser ? this.comparePicker : null),
+      h('div', { class: 'title' }, this.name, this.badge, this.evaluating, this.conn, browser ? this.runSelect : null, browser ? this.comparePicker : null),
       this.facts,
       h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Run controls' }, this.pause, this.recompose, this.recomposeSel, this.checkpoint, this.stop),
       this.confirmBar);
@@ -125,6 +127,8 @@ export class Header implements Panel {
     // Subscribe again only after a lost connection: the page's first subscribe is queued until the socket opens, and
     // a second one there made the hub send every run's whole snapshot twice (at 1,000,000 steps: a second full load).
     let lost = false;
+    // "since 12s" moves on while nothing arrives (the eval's own message is what ends it)
+    setInterval(() => { if (!this.evaluating.hidden) this.showEvaluating(); }, 1000);
     store.host.onStatus((ok, detail) => {
       text(this.conn, ok ? '' : `● ${detail}`);
       if (!ok) lost = true;
@@ -168,8 +172,16 @@ export class Header implements Panel {
     this.store.command('Stop', { kind: 'stop' });
   }
 
+  private showEvaluating(): void {
+    const r = this.store.focus.length > 1 ? undefined : this.store.current();
+    const fact = r ? evaluatingFact(r.model, Date.now()) : null;
+    this.evaluating.hidden = !fact;
+    text(this.evaluating, fact ?? '');
+  }
+
   update(): void {
     this.renderPickers();
+    this.showEvaluating();
     const store = this.store, r = store.current();
     if (!r) {
       const removed = store.focus.filter((id) => store.removed.has(id));

@@ -310,6 +310,9 @@ export class TrainingRun {
 
   private evaluate(): void {
     const { eval: ev } = this.data;
+    // Said before the eval, with the rows before it: a long eval must not look like a stuck run (protocol 1.3).
+    this.flushMetrics();
+    this.emit({ type: 'evaluating', step: this.step });
     const r = evaluate((x) => this.model.forward(x), ev.features, ev.labels, ev.dim, Math.max(ev.classes, this.data.train.classes));
     this.flushMetrics();
     this.emit({ type: 'eval', step: this.step, loss: r.loss, metrics: { accuracy: r.accuracy } });
