@@ -5,7 +5,7 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
@@ -56,6 +56,7 @@ before(async () => {
     .metrics(25, 30, (s) => 1 / s, (s) => ({ scalars: { 'gradNorm': 100 + s } })).evalAt(30, 0.25, 0.95)
     .state('finished', 30).writeTo(runsDir);
   FixtureLog.dynamics('fixture-dynamics').writeTo(runsDir); // protocol 1.2: ages, stepBoost, deltaRank
+  showcaseRun().writeTo(runsDir);
   sparseRun().writeTo(runsDir);
   // Losses that are 0 at every third step (log-y hides them), with a first-step spike (the y range ignores it).
   // Its config as the PyTorch trainer records it: fields the built-in trainer does not state (backend, baseModel,
@@ -138,6 +139,27 @@ function sparseRun(): FixtureLog {
     if (step === 100 || step === 200) f.add('eval', { step, loss: 1 / step, metrics: { accuracy: step / 250 } }, 0);
   }
   return f.state('stopped', 760);
+}
+
+/**
+ * What a practitioner meets on a real run (session 7): every named scalar of the shared table (a CUDA run's and a CPU
+ * run's), recompositions, a resume (interrupted at 60, rewound to its checkpoint at 50) and, last, an eval under way
+ * that began 12 s before the page opened (protocol 1.3 `evaluating`; its eval has not come).
+ */
+function showcaseRun(): FixtureLog {
+  const f = new FixtureLog('fixture-showcase');
+  f.time = Date.now() - 400_000;
+  const scalars = (s: number, attempt: number) => ({ scalars: {
+    grad_norm: 2 / Math.sqrt(s) + 0.05 * attempt, 'process/rss_MiB': 900 + 3 * s, 'process/cpu_pct': 180 + (s % 7) * 5,
+    'gpu/allocated_MiB': 5200 + 2 * s, 'gpu/reserved_MiB': 8192, 'gpu/peak_MiB': 6100 + 2 * s, 'gpu/util_pct': 85 + (s % 5) * 2,
+  } });
+  f.hello({ name: 'showcase', totalSteps: 200, config: { evalEvery: 20 }, srlora: { schedule: [30, 60, 90], minSlotAge: 10, rule: { kind: 'ratio', fusionRatio: 0.5 } } })
+    .state('running', 0).evalAt(0, 2.3, 0.1)
+    .metrics(1, 30, (s) => 2 * Math.exp(-s / 40) + 0.3, (s) => scalars(s, 0)).importance(20).evalAt(20, 1.4, 0.55).recomposition(30, true).importance(30)
+    .metrics(31, 60, (s) => 2 * Math.exp(-s / 40) + 0.3, (s) => scalars(s, 0)).evalAt(40, 1.1, 0.68)
+    .state('interrupted', 60, 'SIGTERM').rewind(50).state('running', 50, 'resumed at step 50')
+    .metrics(51, 80, (s) => 2 * Math.exp(-s / 40) + 0.28, (s) => scalars(s, 1)).recomposition(60, true).importance(60).evalAt(60, 0.9, 0.74);
+  return f.add('evaluating', { step: 80 }, Date.now() - 12_000 - f.time);
 }
 
 const facts = () => page.locator('.facts').textContent();
@@ -813,4 +835,34 @@ test('an off-screen chart draws once, then not again (its label still says what 
   } finally {
     await p.close();
   }
+});
+
+test('protocol 1.3: an eval under way shows in the header, counting up, until its eval comes', async () => {
+  const p = await openRun('fixture-showcase');
+  try {
+    const shown = p.locator('header .evaluating');
+    // seconds since the eval began, from "evaluating at step 80… (since 12s)" or "(since 3m05s)" (formatDuration)
+    const since = () => shown.evaluate((el) => {
+      const m = /^evaluating at step 80… \(since (?:(\d+)m)?(\d+)s\)$/.exec(el.textContent ?? '');
+      return m ? 60 * Number(m[1] ?? 0) + Number(m[2]) : -1;
+    });
+    await p.waitForFunction(() => /^evaluating at step 80…/.test(document.querySelector('header .evaluating')?.textContent ?? ''), null, { timeout: 15_000 });
+    assert.ok(await shown.isVisible());
+    const first = await since();
+    assert.ok(first >= 12, `since ${first} s: it began 12 s before the page opened`);
+    assert.doesNotMatch((await p.locator('.facts').textContent()) ?? '', /stale/, 'the eval of step 60 is not stale while the one due at 80 runs');
+    let later = first; // it counts on while nothing arrives
+    for (let i = 0; i < 40 && later <= first; i++) { await p.waitForTimeout(100); later = await since(); }
+    assert.ok(later > first, `still since ${later} s`);
+    await p.waitForTimeout(1500); // the charts' first draws
+    await p.screenshot({ path: join(shots, 'shots7-showcase.png'), fullPage: true });
+    await p.locator('header').screenshot({ path: join(shots, 'shots7-header-evaluating.png') });
+    await p.locator('.metrics').screenshot({ path: join(shots, 'shots7-metrics.png') });
+    // Its eval comes (appended to the record, as the trainer would): the header stops saying it is under way.
+    const log = join(dir, 'runs', 'fixture-showcase', 'events.jsonl');
+    const last = JSON.parse(readFileSync(log, 'utf8').trim().split('\n').at(-1)!) as { seq: number; time: number };
+    appendFileSync(log, JSON.stringify({ v: 1, type: 'eval', runId: 'fixture-showcase', seq: last.seq + 1, time: Date.now(), step: 80, loss: 0.8, metrics: { accuracy: 0.79 } }) + '\n');
+    await p.waitForFunction(() => (document.querySelector('header .evaluating') as HTMLElement | null)?.hidden === true, null, { timeout: 15_000 });
+    assert.match((await p.locator('.facts').textContent()) ?? '', /eval acc 79\.0 % at step 80/);
+  } finally { await p.close(); }
 });

@@ -421,7 +421,8 @@ export function evalFact(m: RunModel): string | null {
   const what = m.evalAccuracy !== null ? `eval acc ${(100 * m.evalAccuracy).toFixed(1)} %` : `eval loss ${formatNumber(m.evalLoss)}`;
   const every = m.settings?.evalEvery ?? (typeof m.config.evalEvery === 'number' ? m.config.evalEvery : null);
   const age = m.step - m.evalStep;
-  const stale = age > 0 && (every === null || age >= every);
+  // not stale while the eval that replaces it is under way (protocol 1.3 `evaluating`)
+  const stale = age > 0 && (every === null || age >= every) && !(m.evaluating && m.evaluating.step > m.evalStep);
   return `${what} at step ${m.evalStep}${stale ? ` (stale: ${plural(age, 'step')} old)` : ''}`;
 }
 
