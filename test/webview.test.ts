@@ -423,6 +423,25 @@ test('every recomposition counts, as summary.json and the terminal count it ("2 
   }
 });
 
+test('a resumed run gets a "resumed" marker on every chart where it continued; a later rewind to before it drops it', async () => {
+  const { resumeMarkers } = await import('../webview/panels/markers');
+  const f = new FixtureLog('res').hello({ name: 'res', totalSteps: 100 }).state('running', 0).metrics(1, 30, () => 1)
+    .state('interrupted', 30, 'SIGTERM').rewind(20).state('running', 20).metrics(21, 40, () => 1);
+  const g = globalThis as unknown as Record<string, unknown>;
+  g.document = { body: {} };
+  g.getComputedStyle = () => ({ getPropertyValue: () => '' });
+  try {
+    const rewindTime = (JSON.parse(f.lines.find((l) => l.includes('"rewind"'))!) as { time: number }).time;
+    assert.deepEqual(resumeMarkers([runOf(f)]).map((m) => [m.x, m.time, m.label, m.dashed]), [[20, rewindTime, 'resumed', true]]);
+    f.state('interrupted', 40, 'SIGTERM').rewind(10).state('running', 10);
+    assert.deepEqual(resumeMarkers([runOf(f)]).map((m) => m.x), [10], 'the resume at 20 belongs to the attempt the second rewind superseded');
+    assert.deepEqual(resumeMarkers([runOf(new FixtureLog('plain').hello({ name: 'p', totalSteps: 10 }).state('running', 0).metrics(1, 5, () => 1))]), []);
+  } finally {
+    delete g.document;
+    delete g.getComputedStyle;
+  }
+});
+
 test('the slot history\'s new-direction tick shows on light and dark pages and reads as no score (white vanished on the light theme)', async () => {
   const { NEW_DIRECTION_RGB, SCORE_LUT } = await import('../webview/colors');
   const lum = ([r, g, b]: readonly number[]) => {

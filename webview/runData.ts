@@ -114,6 +114,8 @@ export class RunData {
   /** Bumped when frames change (a new importance snapshot, thinning, a rewind), for views drawn from them. */
   framesVersion = 0;
   recompositions: Recomposition[] = [];
+  /** Where the run was resumed from a checkpoint (each rewind's step and time; a later rewind to before one drops it). */
+  resumes: { step: number; time: number }[] = [];
   frames: ImportanceFrame[] = [];
   /** The latest snapshot: the one reducer's (a later one at the same step replaces it; a rewind drops later steps'). */
   get latestImportance(): RunModel['latestImportance'] { return this.model.latestImportance; }
@@ -148,6 +150,7 @@ export class RunData {
     for (const t of this.evalTracks.values()) t.cutAfter(step);
     this.evals = this.evals.filter((e) => e.step <= step);
     this.recompositions = this.recompositions.filter((e) => e.step <= step);
+    this.resumes = this.resumes.filter((e) => e.step <= step);
     this.frames = this.frames.filter((f) => f.step <= step);
     this.framesVersion++;
     for (const t of this.ranks.values()) t.cutAfter(step);
@@ -200,7 +203,7 @@ export class RunData {
         this.rankSummary.max.push(msg.step, msg.time, max);
         break;
       }
-      case 'rewind': this.cutAfter(msg.step); break;
+      case 'rewind': this.cutAfter(msg.step); this.resumes.push({ step: msg.step, time: msg.time }); break;
       case 'importance': {
         // The latest snapshot per step wins, as for every other value: one frame per step.
         while (this.frames.length && this.frames[this.frames.length - 1].step >= msg.step) this.frames.pop();

@@ -55,7 +55,7 @@ export interface Line {
 }
 
 /** A vertical line at a recomposition; hollow: it fused nothing (a dotted line under a hollow circle). */
-export interface Marker { x: number; time: number; t0: number; dashed: boolean; color: string; hollow?: boolean }
+export interface Marker { x: number; time: number; t0: number; dashed: boolean; color: string; hollow?: boolean; /** drawn by the line's top */ label?: string }
 
 const markerPlugin: Plugin<'line'> = {
   id: 'srloraMarkers',
@@ -74,6 +74,16 @@ const markerPlugin: Plugin<'line'> = {
       ctx.moveTo(px, chartArea.top + (m.hollow ? 8 : 0));
       ctx.lineTo(px, chartArea.bottom);
       ctx.stroke();
+      if (m.label) {
+        ctx.setLineDash([]);
+        ctx.fillStyle = m.color;
+        ctx.font = '10px sans-serif';
+        ctx.textBaseline = 'top';
+        // right of the line, unless that would leave the plot
+        const w = ctx.measureText(m.label).width;
+        ctx.textAlign = px + 3 + w <= chartArea.right ? 'left' : 'right';
+        ctx.fillText(m.label, ctx.textAlign === 'left' ? px + 3 : px - 3, chartArea.top + 2);
+      }
       if (m.hollow) {
         ctx.setLineDash([]);
         ctx.beginPath();
@@ -367,7 +377,7 @@ export class SeriesChart {
 
   /** A key of what the canvas shows: equal keys draw the same pixels. */
   private shownKey(datasets: ChartDataset<'line', Point[]>[], markers: Marker[], view: ChartView, axis: { min: number; max: number } | null, range: { min: number; max: number } | null, plotW: number, plotH: number): string {
-    const parts: (string | number)[] = [view.xAxis, view.logY ? 1 : 0, plotW, plotH, this.wallWithDate ? 1 : 0, markers.map((m) => `${m.x}:${m.time}:${m.dashed}:${m.color}:${m.hollow ? 1 : 0}`).join()];
+    const parts: (string | number)[] = [view.xAxis, view.logY ? 1 : 0, plotW, plotH, this.wallWithDate ? 1 : 0, markers.map((m) => `${m.x}:${m.time}:${m.dashed}:${m.color}:${m.hollow ? 1 : 0}:${m.label ?? ''}`).join()];
     const ax = axis ? [axis.min, axis.max] : [0, 1];
     const f = (v: number) => (view.logY ? Math.log10(Math.max(v, Number.MIN_VALUE)) : v);
     const ry = range ? [f(range.min), f(range.max)] : [0, 1];

@@ -8,7 +8,7 @@ import type { RunData } from '../runData';
 import { SeriesChart, unitOf, type Line } from '../seriesChart';
 import { h, text } from '../dom';
 import { button, filePrefix, runColor, runName, type Panel } from './panel';
-import { recompositionMarkers } from './markers';
+import { recompositionMarkers, resumeMarkers } from './markers';
 export { recompositionMarkers };
 import { composePng, save } from './exporting';
 
@@ -99,7 +99,7 @@ export class ChartPanel implements Panel {
     this.chart.viewChanged = false;
     const runs = this.store.focused();
     const lines = this.lines(runs);
-    const drew = this.chart.render(lines, this.spec.key === 'loss' || runs.length ? recompositionMarkers(runs) : [], this.store.view, force);
+    const drew = this.chart.render(lines, this.spec.key === 'loss' || runs.length ? [...recompositionMarkers(runs), ...resumeMarkers(runs)] : [], this.store.view, force);
     (this.reset as HTMLElement & { disabled: boolean }).disabled = !this.chart.zoomed;
     this.label(runs, lines, this.chart.hiddenNonPositive);
     return drew;

@@ -1,4 +1,4 @@
-/** The loss chart's recomposition markers (no chart code here: the node tests import it). */
+/** The charts' recomposition and resume markers (no chart code here: the node tests import it). */
 import type { RunData } from '../runData';
 import type { Marker } from '../seriesChart';
 import { cssVar } from '../dom';
@@ -17,4 +17,17 @@ export function recompositionMarkers(runs: RunData[]): Marker[] {
     }
   });
   return out;
+}
+
+/**
+ * A marker where the run was resumed from a checkpoint (each rewind the record still holds): the values after it
+ * come from the resumed trainer, and a jump there (the optimiser state, the data order) is the resume, not the model.
+ */
+export function resumeMarkers(runs: RunData[]): Marker[] {
+  const compare = runs.length > 1;
+  return runs.flatMap((run, i) => {
+    const t0 = run.time.length ? run.time.data[0] : 0;
+    return run.resumes.map((r) => ({ x: r.step, time: r.time, t0, dashed: true, label: 'resumed',
+      color: compare ? runColor(i) : cssVar('--vscode-descriptionForeground', '#8b8b8b') }));
+  });
 }

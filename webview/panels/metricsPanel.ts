@@ -62,13 +62,18 @@ export function metricSpec(key: string): ChartSpec {
   const title = kind === 'eval' ? `Eval ${name}` : known ? known.title : name;
   return {
     key, title, caption: known ? name : undefined, description: known?.description,
-    yTitle: `${known ? known.title : name}${unit ? ` (${unit})` : ''}`, unit,
+    // The heading names the series: the axis says its unit, else a short name (a long one was cut off at the edge:
+    // "Process memory (resident) (MiE").
+    yTitle: unit || axisText(kind === 'eval' ? name : title), unit,
     dataKey: (runs) => runs.map((r) => { const t = (kind === 'eval' ? r.evalTracks : r.scalars).get(name); return `${r.runId}:${r.resets}:${t?.length}:${t?.cuts}`; }).join(),
     // An eval is a few measurements: a line that joins them, each marked (one eval alone: its dot).
     lines: (r, i, compare) => trackLine(r, i, compare, key, compare ? '' : title, (kind === 'eval' ? r.evalTracks : r.scalars).get(name), kind === 'eval' && (r.evalTracks.get(name)?.length ?? 0) < 2)
       .map((l) => (kind === 'eval' ? { ...l, dots: true } : l)),
   };
 }
+
+/** An axis title that fits beside a chart of the grid's height (≈ 28 characters). */
+function axisText(t: string): string { return t.length > 28 ? `${t.slice(0, 27)}…` : t; }
 
 /** The metric keys the focused runs have, in a stable order: lr, examples/s, named scalars, evals. */
 export function metricKeys(runs: RunData[]): string[] {
