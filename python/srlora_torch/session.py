@@ -217,15 +217,24 @@ class Session:
     def start(self, resumed: bool = False, checkpoint: Optional[str] = None) -> None:
         """Announces the run (hello; a resumed run's events.jsonl has its hello and continues its seq, and says where
         it rewound to: `rewind {step, checkpoint, incarnation}`), connects to the hub when the env says so, and
-        reports it running."""
+        reports it running. SIGINT/SIGTERM are the session's from its first line (a Ctrl+C right after the rewind was a
+        KeyboardInterrupt traceback): one that arrives during the start ends the run at its first step boundary."""
+        if self.handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        try:
+            self._announce(resumed, checkpoint)
+        except BaseException:  # not started: the process's own handling of signals again
+            self._restore_signals()
+            raise
+
+    def _announce(self, resumed: bool, checkpoint: Optional[str]) -> None:
+        """start()'s work once the signals are the session's."""
         layers = self.ctl.layers
         if self.lockstep is not None:  # every rank: peers watched, the starting state proven identical
             self.lockstep.watch(self._peer_failed)
             self.lockstep.check_identical(layers, "the start" if not resumed else f"resuming at step {self.ctl.step}")
         if not self.main:
-            if self.handle_signals and threading.current_thread() is threading.main_thread():
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    self._old_handlers[sig] = signal.signal(sig, self._on_signal)
             self.state("running")
             return
         if not resumed or self.rec.hello is None:
@@ -243,9 +252,6 @@ class Session:
         if self.env.get("SRLORA_HUB_URL"):
             self.link = HubLink(self.rec, self.env["SRLORA_HUB_URL"], self.env.get("SRLORA_TOKEN", ""), self.run_dir, self.on_command, on_log=log)
             self.link.start()
-        if self.handle_signals and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         self.state("running", f"resumed at step {self.ctl.step}" if resumed else None)
         if self.evaluate and not resumed:  # the starting point, as the built-in trainer reports it
             self.emit_eval()

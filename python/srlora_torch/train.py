@@ -474,6 +474,14 @@ def main(argv=None) -> int:
     resuming = SimpleNamespace(run_dir=None, rec=None)  # set by _main while a resume it may record is starting
     try:
         return _main(a, rank, world, local_rank, resuming)
+    except KeyboardInterrupt:
+        # Ctrl+C before the session took the signals over (loading the model, the data, the checkpoint): nothing was
+        # trained; a new run's folder is gone (_main removed it), a resumed run is as it was.
+        if resuming.run_dir:
+            remove_own_pid_file(resuming.run_dir)
+        if rank == 0:
+            log("interrupted before the run " + ("resumed: it is as it was (resumable)" if a.resume else "started: nothing was trained"))
+        raise SystemExit(130) from None
     except (Exception, SystemExit) as e:
         if resuming.run_dir and rank == 0 and not (isinstance(e, SystemExit) and e.code in (0, None, "")):
             code = e.code if isinstance(e, SystemExit) else None
@@ -559,9 +567,9 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
     try:
         run = build_run(cfg, run_dir, device, lockstep=lockstep)
         resuming.rec = run.session.rec
-    except SystemExit as e:
+    except (SystemExit, KeyboardInterrupt) as e:  # a model that does not load; Ctrl+C while it loads
         if lockstep:
-            lockstep.report(str(e.code))
+            lockstep.report(str(getattr(e, "code", "interrupted while loading")))
             lockstep.close()
         if rank == 0 and made_here:  # it holds only config.json: no run to show in the Runs view, none to resume
             _remove_unstarted(run_dir)
