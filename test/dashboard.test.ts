@@ -153,12 +153,29 @@ function showcaseRun(): FixtureLog {
     grad_norm: 2 / Math.sqrt(s) + 0.05 * attempt, 'process/rss_MiB': 900 + 3 * s, 'process/cpu_pct': 180 + (s % 7) * 5,
     'gpu/allocated_MiB': 5200 + 2 * s, 'gpu/reserved_MiB': 8192, 'gpu/peak_MiB': 6100 + 2 * s, 'gpu/util_pct': 85 + (s % 5) * 2,
   } });
+  // as a 1.2+ trainer sends them: deltaRank with every eval, stepBoost in every snapshot
+  const evalAt = (step: number, loss: number, acc: number) => f.evalAt(step, loss, acc).add('deltaRank', { step, layers: ['l0', 'l1'].map((name, i) => ({ name, effectiveRank: 1 + step / (25 + 10 * i), norm: 0.01 * step })) }, 0);
+  const snapshot = (step: number, ages: number[]) => f.add('importance', { step, layers: ['l0', 'l1'].map((name, i) => ({
+    name, S: [1, 2, 3, 4].map((x) => x * (1 + i)), sHat: [0.4, 0.8, 1.2, 1.6], age: ages, direction: [0, 1, 2, 3], p: 4, rTarget: 16,
+    stepBoost: ages.map((a) => (a < 5 ? 2.5 : 0.5)) })) });
+  const loss = (s: number) => 2 * Math.exp(-s / 40) + 0.3 + 0.04 * Math.sin(s);
   f.hello({ name: 'showcase', totalSteps: 200, config: { evalEvery: 20 }, srlora: { schedule: [30, 60, 90], minSlotAge: 10, rule: { kind: 'ratio', fusionRatio: 0.5 } } })
-    .state('running', 0).evalAt(0, 2.3, 0.1)
-    .metrics(1, 30, (s) => 2 * Math.exp(-s / 40) + 0.3, (s) => scalars(s, 0)).importance(20).evalAt(20, 1.4, 0.55).recomposition(30, true).importance(30)
-    .metrics(31, 60, (s) => 2 * Math.exp(-s / 40) + 0.3, (s) => scalars(s, 0)).evalAt(40, 1.1, 0.68)
-    .state('interrupted', 60, 'SIGTERM').rewind(50).state('running', 50, 'resumed at step 50')
-    .metrics(51, 80, (s) => 2 * Math.exp(-s / 40) + 0.28, (s) => scalars(s, 1)).recomposition(60, true).importance(60).evalAt(60, 0.9, 0.74);
+    .state('running', 0);
+  evalAt(0, 2.3, 0.1);
+  f.metrics(1, 20, loss, (s) => scalars(s, 0));
+  snapshot(10, [10, 10, 10, 10]); snapshot(20, [20, 20, 20, 20]);
+  evalAt(20, 1.4, 0.55);
+  f.metrics(21, 30, loss, (s) => scalars(s, 0)).recomposition(30, true);
+  snapshot(30, [0, 30, 30, 30]);
+  f.metrics(31, 60, loss, (s) => scalars(s, 0));
+  snapshot(40, [10, 40, 40, 40]);
+  evalAt(40, 1.1, 0.68);
+  f.state('interrupted', 60, 'SIGTERM').rewind(50).state('running', 50, 'resumed at step 50');
+  f.metrics(51, 60, (s) => loss(s) - 0.02, (s) => scalars(s, 1)).recomposition(60, true);
+  snapshot(60, [0, 60, 60, 60]);
+  evalAt(60, 0.9, 0.74);
+  f.metrics(61, 80, (s) => loss(s) - 0.02, (s) => scalars(s, 1));
+  snapshot(70, [10, 70, 70, 70]); snapshot(80, [20, 80, 80, 80]);
   return f.add('evaluating', { step: 80 }, Date.now() - 12_000 - f.time);
 }
 
@@ -858,6 +875,11 @@ test('protocol 1.3: an eval under way shows in the header, counting up, until it
     await p.screenshot({ path: join(shots, 'shots7-showcase.png'), fullPage: true });
     await p.locator('header').screenshot({ path: join(shots, 'shots7-header-evaluating.png') });
     await p.locator('.metrics').screenshot({ path: join(shots, 'shots7-metrics.png') });
+    await p.emulateMedia({ colorScheme: 'dark' });
+    await p.waitForFunction(() => document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('data-fg') === '#cccccc', null, { timeout: 15_000 });
+    await p.waitForTimeout(1000);
+    await p.screenshot({ path: join(shots, 'shots7-showcase-dark.png'), fullPage: true });
+    await p.emulateMedia({ colorScheme: 'light' });
     // Its eval comes (appended to the record, as the trainer would): the header stops saying it is under way.
     const log = join(dir, 'runs', 'fixture-showcase', 'events.jsonl');
     const last = JSON.parse(readFileSync(log, 'utf8').trim().split('\n').at(-1)!) as { seq: number; time: number };
