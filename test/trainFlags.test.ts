@@ -22,3 +22,30 @@ test('--fusion-threshold out of range or not a number says the range (≥ 0, or 
     assert.throws(() => configOf(['--fusion-threshold', bad]), /--fusion-threshold: .* is not a number ≥ 0 or off/, bad);
   }
 });
+
+test('a bad value from a flag names the flag as typed; one from a config file names the file and its pointer (session 7 cli.3)', async () => {
+  const { configWithFlags } = await import('../src/cli/trainCommand');
+  const { tempDir } = await import('./helpers/tmp');
+  const { writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const withFlags = (file: string | undefined, argv: string[]) => { const f = parseFlags(argv); return () => configWithFlags(file, f.overrides, f.typed); };
+  assert.throws(withFlags(undefined, ['--steps', '0']), { message: '--steps: Expected integer to be greater or equal to 1, got 0' });
+  assert.throws(withFlags(undefined, ['--task.transform', 'sideways', '--fusion-ratio', '7']),
+    { message: '2 errors: --task.transform: expected "rot90" | "upright", got "sideways"; --fusion-ratio: Expected number to be less or equal to 1, got 7' });
+  assert.throws(withFlags(undefined, ['--r', '4', '--r-target', '2']), /^Error: --r-target: 2 is below r=4/);
+  assert.throws(withFlags(undefined, ['--task.kind', 'text']), /^Error: --task\.kind: "text" runs on the PyTorch trainer only/);
+  const dir = tempDir();
+  const file = join(dir, 'c.srlora.json');
+  writeFileSync(file, JSON.stringify({ steps: 0 }));
+  assert.throws(withFlags(file, []), { message: `${file}: /steps: Expected integer to be greater or equal to 1, got 0` });
+  writeFileSync(file, JSON.stringify({ rTarget: 8 }));
+  assert.throws(withFlags(file, ['--r', '16']), /^Error: .*c\.srlora\.json: \/rTarget: 8 is below r=16/, 'the file\'s field, by its pointer');
+});
+
+test('config errors name what the user typed by the shared vectors (python/tests/test_cli_lines.py holds the Python side)', async () => {
+  const { configErrorMessage } = await import('../src/trainer/config/runConfig');
+  const { readFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { cases } = JSON.parse(readFileSync(join(import.meta.dirname, 'vectors/flags/errors.json'), 'utf8')) as { cases: { source: string; errors: string[]; flags: Record<string, string>; message: string }[] };
+  for (const c of cases) assert.equal(configErrorMessage(c.source, c.errors, new Map(Object.entries(c.flags))), c.message, JSON.stringify(c));
+});

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import stat
 from typing import Any, Dict, List, Optional, Tuple
@@ -24,7 +25,13 @@ SCHEMA = json.load(open(os.path.join(os.path.dirname(__file__), "run-config.sche
 
 
 class ConfigError(SystemExit):
-    """A bad config: SystemExit(message) prints the one line on stderr and exits 1, without a traceback."""
+    """A bad config: SystemExit(message) prints the one line on stderr and exits 1, without a traceback. `source` and
+    `errors` (each "/pointer: what is wrong"), when it is about fields: a caller that knows which flag set which field
+    relabels them (train.load_config)."""
+
+    def __init__(self, message: str, source: Optional[str] = None, errors: Optional[List[str]] = None):
+        super().__init__(message)
+        self.source, self.errors = source, errors
 
 
 def read_text(path: str, what: str = "config") -> str:
@@ -215,12 +222,32 @@ def check_all(value: Any, schema: dict, path: Optional[list] = None) -> List[Tup
     return [err] if err else []
 
 
+def config_error_message(source: str, errors: List[str], flags: Optional[Dict[str, str]] = None) -> str:
+    """One line for all of a config's errors (each "/pointer: …"): "SOURCE: /a: …" for one, "SOURCE: N errors: /a: …;
+    /b: …" for several. `flags` maps a pointer ("/steps") to the flag the user typed for it ("--steps"): an error at or
+    under it names the flag instead ("--steps: …"), the others their source and pointer ("FILE: /a: …"), so the line
+    names what the user typed. src/trainer/config/runConfig.ts configErrorMessage (test/vectors/flags/errors.json)."""
+    flags = flags or {}
+
+    def by_flag(e: str) -> Optional[str]:
+        m = re.match(r"(/[^\s:]*)", e)
+        best = max((p for p in flags if m and (m.group(1) == p or m.group(1).startswith(p + "/"))), key=len, default=None)
+        rest = "" if best is None else e[len(best):]
+        return None if best is None else flags[best] + (f": {rest}" if rest.startswith("/") else rest)
+
+    relabelled = [by_flag(e) for e in errors]
+    any_flag = any(r is not None for r in relabelled)
+    items = [r if r is not None else f"{source}: {e}" for r, e in zip(relabelled, errors)] if any_flag else list(errors)
+    head = "" if any_flag else f"{source}: "
+    if len(items) == 1:
+        return f"{head}{items[0]}"
+    more = f"; and {len(items) - MAX_LISTED_ERRORS} more" if len(items) > MAX_LISTED_ERRORS else ""
+    return f"{head}{len(items)} errors: {'; '.join(items[:MAX_LISTED_ERRORS])}{more}"
+
+
 def _config_error(source: str, errors: List[str]) -> ConfigError:
-    """One line: "SOURCE: /a: …" for one error, "SOURCE: N errors: /a: …; /b: …" for several (runConfig.ts's form)."""
-    if len(errors) == 1:
-        return ConfigError(f"{source}: {errors[0]}")
-    more = f"; and {len(errors) - MAX_LISTED_ERRORS} more" if len(errors) > MAX_LISTED_ERRORS else ""
-    return ConfigError(f"{source}: {len(errors)} errors: {'; '.join(errors[:MAX_LISTED_ERRORS])}{more}")
+    """The ConfigError of config_error_message(source, errors), keeping them for a caller to relabel by flag."""
+    return ConfigError(config_error_message(source, errors), source, errors)
 
 
 def validate(user: Any, source: str) -> Dict[str, Any]:
@@ -236,8 +263,8 @@ def validate(user: Any, source: str) -> Dict[str, Any]:
         found.sort(key=lambda e: not e[1].startswith("unknown field"))
         raise _config_error(source, [f"{pointer(p)[:120]}: {m}" for p, m in found])
     if cfg.get("rTarget") is not None and cfg["rTarget"] < cfg["r"]:  # the built-in trainer's words (runConfig.ts)
-        raise ConfigError(f"{source}: /rTarget: {cfg['rTarget']} is below r={cfg['r']}; rTarget counts every direction a layer may use, "
-                          "so it must be ≥ r (or null for 4·r)")
+        raise _config_error(source, [f"/rTarget: {cfg['rTarget']} is below r={cfg['r']}; rTarget counts every direction a layer may use, "
+                                     "so it must be ≥ r (or null for 4·r)"])
     return cfg
 
 

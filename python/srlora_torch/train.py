@@ -27,7 +27,7 @@ from .controller import SRLoRAController
 from .checkpoint import newest_verified
 from .client import EventRecorder
 from .export import export_run
-from .runconfig import check_files, parse_file
+from .runconfig import ConfigError, check_files, config_error_message, parse_file
 from .runconfig import validate as validate_config
 from .distributed import Lockstep, end_refused_start, refuse_sharding, world_from_env
 from .session import Session, device_label, log, remove_own_pid_file, run_id_of, write_own_pid_file
@@ -55,7 +55,14 @@ def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
         # a run folder's config.json holds null for an optional field it did not set (name, targets): not set
         user = {k: v for k, v in user.items() if v is not None or k not in OPTIONAL}
         user = {**user, **{k: v for k, v in overrides.items() if v is not None}}
-    cfg = {**DEFAULTS, **{k: v for k, v in validate_config(user, source).items() if k not in IGNORED}}  # optional fields: None
+    try:
+        checked = validate_config(user, source)
+    except ConfigError as e:  # name what the user typed: the flag for a value a flag gave (--steps), else FILE: /pointer
+        flags = {f"/{k}": f"--{k}" for k, v in overrides.items() if v is not None}
+        if e.errors is None or not flags:
+            raise
+        raise ConfigError(config_error_message(e.source, e.errors, flags), e.source, e.errors) from None
+    cfg = {**DEFAULTS, **{k: v for k, v in checked.items() if k not in IGNORED}}  # optional fields: None
     if cfg["task"]["kind"] in ("digits", "tabular"):  # the built-in trainer's tasks, with its defaults and paths
         cfg["task"] = {"transform": "rot90", **cfg["task"]} if cfg["task"]["kind"] == "digits" else {"labelColumn": "label", **cfg["task"]}
         cfg["model"] = {"kind": "vit", **(cfg["model"] or {})}
@@ -503,6 +510,8 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
     when the session has started (it records its own end from there): what fails between is recorded by main()."""
     if a.world_size is not None and (a.world_size < 1 or not a.check):
         raise SystemExit("--world-size N (a whole number from 1) goes with --check: under torchrun the launcher sets the world size")
+    if a.max_examples is not None and a.max_examples < 1:  # set into the config after it is validated: checked here
+        raise SystemExit(f"--max-examples: must be ≥ 1, got {a.max_examples}")
     made_here = False  # this process created the run folder (and removes it if the run cannot even start)
     if a.resume:
         if a.config or a.steps or a.method:
@@ -544,7 +553,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
             raise SystemExit(problem)
         if a.check:
             return 0
-        if a.max_examples:
+        if a.max_examples is not None:
             cfg["task"]["maxExamples"] = a.max_examples
         run_dir = os.environ.get("SRLORA_RUN_DIR")  # the supervisor's: it created the folder itself, exclusively
         made_here = not run_dir  # (the supervisor records the failure of a run in its own folder)

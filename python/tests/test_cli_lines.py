@@ -98,3 +98,28 @@ def test_the_printed_continue_line_runs_as_printed_from_a_fresh_shell_elsewhere(
     assert "resumed" in err2 and "Traceback" not in err2, err2
     states = [m["state"] for m in _events(run) if m["type"] == "state"]
     assert states[-1] == "interrupted" and states.count("interrupted") == 2, states
+
+
+def test_config_errors_name_the_flag_the_user_typed_by_the_shared_vectors():
+    from srlora_torch.runconfig import config_error_message
+    with open(os.path.join(os.path.dirname(VECTORS), "..", "flags", "errors.json"), encoding="utf-8") as f:
+        cases = json.load(f)["cases"]
+    for c in cases:
+        assert config_error_message(c["source"], c["errors"], c["flags"]) == c["message"], c
+
+
+def test_a_bad_flag_value_names_the_flag_and_a_bad_file_value_the_file_and_pointer(tmp_path, capsys):
+    """Session 7 cli.3: `--steps 0` was refused as "config: /steps: …", naming a field the user never wrote."""
+    from srlora_torch import train
+    bad = tmp_path / "bad.srlora.json"
+    bad.write_text(json.dumps({"steps": 0}))
+    for argv, want in [(["--steps", "0"], "--steps: must be ≥ 1, got 0"),
+                       (["--steps", "5", "--method", "foo"], '--method: expected "lora" | "pissa" | "srlora", got "foo"'),
+                       (["--config", str(bad)], f"{bad}: /steps: must be ≥ 1, got 0"),
+                       (["--config", str(bad), "--method", "foo"], f'2 errors: {bad}: /steps: must be ≥ 1, got 0; --method: expected "lora" | "pissa" | "srlora", got "foo"'),
+                       (["--max-examples", "0"], "--max-examples: must be ≥ 1, got 0")]:
+        try:
+            train.main([*argv, "--check"])
+            raise AssertionError(f"{argv} was accepted")
+        except SystemExit as e:
+            assert str(e.code) == want, argv

@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { applyOverrides, parseRunConfig, readRunConfig, readRunFolderConfig, withAbsolutePaths, type RunConfig } from '../trainer/config/runConfig';
+import { applyOverrides, configErrorMessage, parseRunConfig, readRunConfig, readRunFolderConfig, RunConfigError, withAbsolutePaths, type RunConfig } from '../trainer/config/runConfig';
 import { newRunDir, TrainingRun } from '../trainer/process/trainingRun';
 import { DEFAULT_RUNS_DIR } from './usage';
 import { trainingSummary } from './summary';
@@ -21,9 +21,12 @@ import { PID_FILE } from '../runfolder/runFiles';
 
 const OWN_FLAGS = new Set(['config', 'runs-dir', 'resume', 'no-progress']);
 
-export function parseFlags(argv: string[]): { own: Map<string, string | true>; overrides: [string, string][] } {
+/** `own`: train's own options; `overrides`: [config field path ("r", "task.transform"), value]; `typed`: each override's
+ * field path → the flag as the user typed it ("--fusion-threshold"), for errors that name it. */
+export function parseFlags(argv: string[]): { own: Map<string, string | true>; overrides: [string, string][]; typed: Map<string, string> } {
   const own = new Map<string, string | true>();
   const overrides: [string, string][] = [];
+  const typed = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (!a.startsWith('--')) throw new Error(`unexpected argument ${JSON.stringify(a)} (flags are --name value)`);
@@ -38,19 +41,26 @@ export function parseFlags(argv: string[]): { own: Map<string, string | true>; o
     else {
       const field = key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
       overrides.push([field, field === 'fusionThreshold' ? fusionThresholdFlag(value) : value]);
+      typed.set(field, `--${key}`);
     }
   }
-  return { own, overrides };
+  return { own, overrides, typed };
 }
 
 /** The run config `train` runs: FILE (or the defaults) with `--field value` flags over it, validated, its paths made
- * absolute against FILE's folder (`baseDir`). Throws the one-line error naming every wrong field. `srlora serve
+ * absolute against FILE's folder (`baseDir`). Throws the one-line error naming every wrong field as the user gave it:
+ * the flag they typed (`typed`: field path → flag; default `--field`), else the file and its pointer. `srlora serve
  * --config` calls it too, so that it refuses a bad file up front with the same words. */
-export function configWithFlags(file: string | undefined, overrides: [string, string][]): { config: RunConfig; baseDir: string } {
+export function configWithFlags(file: string | undefined, overrides: [string, string][], typed: ReadonlyMap<string, string> = new Map()): { config: RunConfig; baseDir: string } {
   const base = file !== undefined ? readRunConfig(resolve(file)) : parseRunConfig({}, 'defaults');
   const baseDir = file !== undefined ? dirname(resolve(file)) : process.cwd();
-  const source = file !== undefined ? `${file} with flags` : 'flags';
-  return { config: withAbsolutePaths(parseRunConfig(applyOverrides(base as unknown as Record<string, unknown>, overrides), source), baseDir), baseDir };
+  try {
+    return { config: withAbsolutePaths(parseRunConfig(applyOverrides(base as unknown as Record<string, unknown>, overrides), file ?? 'defaults'), baseDir), baseDir };
+  } catch (e) {
+    if (!(e instanceof RunConfigError)) throw e;
+    const flags = new Map(overrides.map(([field]) => [`/${field.split('.').join('/')}`, typed.get(field) ?? `--${field}`]));
+    throw new Error(configErrorMessage(e.source, e.errors, flags));
+  }
 }
 
 /** `--fusion-threshold`: a number ≥ 0 (τ), or `off` (also `null`: the paper's rule), as the page and palette call it;
@@ -69,7 +79,7 @@ export function pytorchRunMessage(runDir: string, worldSize: number, launch: Pyt
 }
 
 export async function trainCommand(argv: string[]): Promise<number> {
-  const { own, overrides } = parseFlags(argv);
+  const { own, overrides, typed } = parseFlags(argv);
   const env = process.env;
   const resumeDir = typeof own.get('resume') === 'string' ? resolve(own.get('resume') as string) : null;
   let config: RunConfig;
@@ -96,7 +106,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     }
   } else {
     const file = own.get('config');
-    ({ config, baseDir } = configWithFlags(typeof file === 'string' ? file : undefined, overrides));
+    ({ config, baseDir } = configWithFlags(typeof file === 'string' ? file : undefined, overrides, typed));
     const runsDir = typeof own.get('runs-dir') === 'string' ? resolve(own.get('runs-dir') as string) : resolve(DEFAULT_RUNS_DIR);
     runDir = env.SRLORA_RUN_DIR ? resolve(env.SRLORA_RUN_DIR) : newRunDir(runsDir, config.method);
   }

@@ -170,12 +170,38 @@ function describeAll(schema: TSchema, value: unknown, prefix = ''): string[] {
   return [...out.filter((o) => o.unknown), ...out.filter((o) => !o.unknown)].map((o) => o.text);
 }
 
-/** One line for all of a config's errors: "SOURCE: /a: …" for one, "SOURCE: N errors: /a: …; /b: …" for several. */
+/** A bad config: `source` (a file, "flags", "defaults") and each error as "/pointer: what is wrong"; the message is
+ * configErrorMessage's line. A caller that knows which flag set which field relabels them (src/cli/trainCommand.ts). */
+export class RunConfigError extends Error {
+  constructor(readonly source: string, readonly errors: readonly string[]) { super(configErrorMessage(source, errors)); }
+}
+
+/**
+ * One line for all of a config's errors (each "/pointer: …"): "SOURCE: /a: …" for one, "SOURCE: N errors: /a: …; /b: …"
+ * for several. `flags` maps a pointer ("/steps", "/task/transform") to the flag the user typed for it ("--steps"): an
+ * error at or under it names the flag instead ("--steps: …"; under it: "--task: /trian: …"), the others their source and pointer ("FILE: /a: …"), so
+ * the line names what the user typed. python/srlora_torch/runconfig.py config_error_message says it in the same words
+ * (test/vectors/flags/errors.json).
+ */
+export function configErrorMessage(source: string, errors: readonly string[], flags: ReadonlyMap<string, string> = new Map()): string {
+  const flagOf = (e: string) => {
+    const at = /^(\/[^\s:]*)/.exec(e)?.[1];
+    let best: string | null = null;
+    for (const p of flags.keys()) if (at !== undefined && (at === p || at.startsWith(`${p}/`)) && (best === null || p.length > best.length)) best = p;
+    const rest = best === null ? '' : e.slice(best.length);
+    return best === null ? null : `${flags.get(best)}${rest.startsWith('/') ? `: ${rest}` : rest}`;
+  };
+  const relabelled = errors.map(flagOf);
+  const byFlag = relabelled.some((e) => e !== null);
+  const items = byFlag ? errors.map((e, i) => relabelled[i] ?? `${source}: ${e}`) : errors;
+  const head = byFlag ? '' : `${source}: `;
+  if (items.length === 1) return `${head}${items[0]}`;
+  const more = items.length > MAX_LISTED_ERRORS ? `; and ${items.length - MAX_LISTED_ERRORS} more` : '';
+  return `${head}${items.length} errors: ${items.slice(0, MAX_LISTED_ERRORS).join('; ')}${more}`;
+}
+
 function configError(source: string, errors: string[]): Error {
-  if (errors.length === 1) return new Error(`${source}: ${errors[0]}`);
-  const listed = errors.slice(0, MAX_LISTED_ERRORS).join('; ');
-  const more = errors.length > MAX_LISTED_ERRORS ? `; and ${errors.length - MAX_LISTED_ERRORS} more` : '';
-  return new Error(`${source}: ${errors.length} errors: ${listed}${more}`);
+  return new RunConfigError(source, errors);
 }
 
 /** Validates and fills defaults; throws one line naming every wrong field, its value and what is allowed. */
@@ -188,9 +214,9 @@ export function parseRunConfig(value: unknown, source = 'config'): RunConfig {
   const task = input.task as { kind?: unknown } | undefined;
   let taskChecked = false;
   if (task !== undefined) {
-    if (typeof task !== 'object' || task === null || Array.isArray(task)) throw new Error(`${source}: /task: expected an object {kind, …}, got ${showValue(task)}`);
+    if (typeof task !== 'object' || task === null || Array.isArray(task)) throw configError(source, [`/task: expected an object {kind, …}, got ${showValue(task)}`]);
     const schema = TASKS[task.kind as keyof typeof TASKS];
-    if (!schema) throw new Error(`${source}: /task/kind: expected "digits" | "tabular" (or, with the PyTorch trainer, ${Object.keys(PYTORCH_TASKS).map((k) => `"${k}"`).join(' | ')}), got ${JSON.stringify((task as { kind?: unknown } | null)?.kind)}`);
+    if (!schema) throw configError(source, [`/task/kind: expected "digits" | "tabular" (or, with the PyTorch trainer, ${Object.keys(PYTORCH_TASKS).map((k) => `"${k}"`).join(' | ')}), got ${JSON.stringify((task as { kind?: unknown } | null)?.kind)}`]);
     input.task = withDefaults(schema, task);
     if (!Value.Check(schema, input.task)) errors.push(...describeAll(schema, input.task, '/task'));
     taskChecked = true;
@@ -203,7 +229,7 @@ export function parseRunConfig(value: unknown, source = 'config'): RunConfig {
   }
   if (errors.length) throw configError(source, errors);
   const c = filled as RunConfig;
-  if (c.rTarget !== null && c.rTarget < c.r) throw new Error(`${source}: /rTarget: ${c.rTarget} is below r=${c.r}; rTarget counts every direction a layer may use, so it must be ≥ r (or null for 4·r)`);
+  if (c.rTarget !== null && c.rTarget < c.r) throw configError(source, [`/rTarget: ${c.rTarget} is below r=${c.r}; rTarget counts every direction a layer may use, so it must be ≥ r (or null for 4·r)`]);
   return c;
 }
 
@@ -223,7 +249,7 @@ export function pytorchOnlyField(value: unknown): string | null {
 /** The built-in trainer refuses the PyTorch trainer's tasks and models by name (not as an unknown kind). */
 function refusePyTorchOnly(input: Record<string, unknown>, source: string): void {
   const field = pytorchOnlyField(input);
-  if (field) throw new Error(`${source}: ${field} ${PYTORCH_ONLY}`);
+  if (field) throw configError(source, [`${field} ${PYTORCH_ONLY}`]);
 }
 
 /** A config as the PyTorch trainer will read it, validated against the schema both trainers share (AnyRunConfigSchema):
