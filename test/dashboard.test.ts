@@ -306,6 +306,9 @@ test('compare: ?runs=A,B overlays both runs on one loss chart, each named with i
     assert.equal(await chart.getAttribute('data-runs'), '2');
     assert.match((await chart.getAttribute('aria-label')) ?? '', /dashboard-test \(srlora\), [1-9]\d* points, last \d/);
     assert.match((await p2.locator('h1.run-name').textContent()) ?? '', /^Compare: .*(baseline.*dashboard-test|dashboard-test.*baseline)/);
+    // Comparing, every chart names whose line is whose, also where only one run has data yet (the live run's evals)
+    await p2.waitForFunction(() => [...document.querySelectorAll('.metrics-grid section canvas')].every((c) => c.getAttribute('data-legend') === '1')
+      && document.querySelectorAll('.metrics-grid section canvas[data-legend]').length > 0, null, { timeout: 15_000 });
     await p2.screenshot({ path: join(shots, 'dashboard-compare.png'), fullPage: true });
   } finally { await p2.close(); }
 });
@@ -493,6 +496,8 @@ test('issue 15: each named scalar the built-in trainer sends gets its panel, tit
       assert.equal(await heading.evaluate((el) => el.firstChild?.textContent), s.title);
       assert.equal(await heading.getAttribute('title'), `${s.name}: ${s.description}`);
       assert.equal(await p.locator(`section[data-metric="scalar:${s.name}"]`).getAttribute('aria-label'), s.title);
+      // one line: no legend that repeats the heading
+      assert.equal(await p.locator(`section[data-metric="scalar:${s.name}"] canvas`).getAttribute('data-legend'), '0');
     }
   } finally {
     await p.close();

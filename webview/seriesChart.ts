@@ -201,6 +201,8 @@ export class SeriesChart {
     canvas.addEventListener('dblclick', () => this.resetZoom());
   }
 
+  /** Show the legend even for one line (comparing runs: it names the run). */
+  legendAlways = false;
   private xAxis: XAxis = 'step';
   private axisKey = '';
   private wallWithDate = false;
@@ -366,6 +368,11 @@ export class SeriesChart {
     Object.assign(this.canvas.dataset, { logY: view.logY ? '1' : '0', xMin: String(xMin), yMin: String(range?.min ?? ''), yMax: String(range?.max ?? ''),
       axis: axis ? `${axis.min},${axis.max}` : '', draws: String(Number(this.canvas.dataset.draws ?? 0) + 1) });
     this.chart.data.datasets = datasets;
+    // One line of one run: its heading already names it (a legend of one repeated the title and took the plot's
+    // height). Comparing runs, a chart where one run has data yet still says whose line it is.
+    const legend = datasets.length > 1 || this.legendAlways;
+    o.plugins!.legend!.display = legend;
+    this.canvas.dataset.legend = legend ? '1' : '0';
     this.chart.update('none');
     // What the y axis is labelled, and how many lines are joined (not dots only), for tests.
     this.canvas.dataset.yLabels = this.chart.scales.y.ticks.map((t) => String(t.label ?? '')).filter((l) => l).join('|');

@@ -99,6 +99,7 @@ export class ChartPanel implements Panel {
     this.chart.viewChanged = false;
     const runs = this.store.focused();
     const lines = this.lines(runs);
+    this.chart.legendAlways = runs.length > 1;
     const drew = this.chart.render(lines, this.spec.key === 'loss' || runs.length ? [...recompositionMarkers(runs), ...resumeMarkers(runs)] : [], this.store.view, force);
     (this.reset as HTMLElement & { disabled: boolean }).disabled = !this.chart.zoomed;
     this.label(runs, lines, this.chart.hiddenNonPositive);
