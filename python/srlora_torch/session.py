@@ -48,7 +48,10 @@ def log(text: str) -> None:
 
 
 def device_label(device: torch.device) -> str:
-    return f"CUDA · {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "CPU"
+    """What the hello says the run trains on: "CUDA · <GPU name>", "MPS" (Apple's GPU) or "CPU"."""
+    if device.type == "cuda":
+        return f"CUDA · {torch.cuda.get_device_name(device)}"
+    return "MPS" if device.type == "mps" else "CPU"
 
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*\Z")

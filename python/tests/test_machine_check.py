@@ -101,3 +101,10 @@ def test_one_gpu_named_for_several_processes_is_refused_for_data_parallel(tmp_pa
     assert train.main(["--check", "--config", cfg]) == 0  # one process: that GPU
     line = refused(["--check", "--config", cfg, "--world-size", "2"], tmp_path, monkeypatch)
     assert line.startswith(f'{cfg}: device "cuda:1" names one GPU for 2 processes') and '"cuda"' in line, line
+
+
+def test_the_hello_names_the_device_the_run_trains_on():
+    """An MPS run's hello said "CPU" (every device but CUDA was labelled so)."""
+    from srlora_torch.session import device_label
+    assert device_label(torch.device("mps")) == "MPS"
+    assert device_label(torch.device("cpu")) == "CPU"
