@@ -2,7 +2,8 @@
  * PyTorch run, as its hello recorded them; one rule in both languages (test/vectors/continue/lines.json). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './helpers/tmp';
 import { continueCommand, type PythonLaunch } from '../src/viewmodel/continueCommand';
@@ -34,4 +35,37 @@ test('every hint for a PyTorch run (summary, train --resume, export) names the i
   assert.match(trainingSummary(dir), new RegExp(`\\n  continue +${line.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\n`));
   await assert.rejects(trainCommand(['--resume', dir]), { message: `${dir} is a run of the PyTorch trainer: continue it with ${line}` });
   await assert.rejects(exportCommand([dir]), { message: `${dir} is a PyTorch run: export it with ${py} srlora_torch.export '${dir}'` });
+});
+
+/** SIGINT `child`'s process group once its run's events satisfy `until`; its stderr when it has exited. */
+async function interruptWhen(child: ChildProcess, events: () => string, until: (log: string) => boolean): Promise<{ code: number | null; stderr: string }> {
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+  let ended = false;
+  void exited.then(() => { ended = true; });
+  for (let i = 0; i < 3000 && !ended && !until(events()); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(!ended, `it ended before it could be interrupted: ${stderr}`);
+  process.kill(-child.pid!, 'SIGINT');
+  return { code: await exited, stderr };
+}
+
+test('the built-in trainer\'s printed continue line runs as printed from a fresh shell elsewhere (node dist/cli.js, not a bare srlora)', async () => {
+  const runs = join(tempDir(), 'my runs');
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SRLORA_')));
+  const first = spawn(process.execPath, ['dist/cli.js', 'train', '--steps', '100000', '--model.kind', 'mlp', '--checkpoint-every', '0', '--eval-every', '100000', '--no-progress', '--runs-dir', runs],
+    { cwd: root, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const runDir = () => { try { const n = readdirSync(runs)[0]; return n ? join(runs, n) : null; } catch { return null; } };
+  const log = (dir: string | null) => () => { try { return dir ? readFileSync(join(dir, 'events.jsonl'), 'utf8') : ''; } catch { return ''; } };
+  const a = await interruptWhen(first, () => log(runDir())(), (l) => l.includes('"type":"metrics"'));
+  assert.equal(a.code, 0, a.stderr);
+  const dir = runDir()!;
+  const line = /\n {2}continue +(.*)\n/.exec(a.stderr)?.[1];
+  assert.equal(line, `${process.execPath} ${join(root, 'dist/cli.js')} train --resume '${dir}'`, a.stderr);
+  const elsewhere = tempDir();
+  const again = spawn('bash', ['-c', line!], { cwd: elsewhere, env: { ...env, PATH: '/usr/bin:/bin' }, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const b = await interruptWhen(again, log(dir), (l) => /"type":"rewind"[\s\S]*"type":"metrics"/.test(l));
+  assert.equal(b.code, 0, b.stderr);
+  const states = log(dir)().trim().split('\n').map((s) => JSON.parse(s) as { type: string; state?: string }).filter((m) => m.type === 'state').map((m) => m.state);
+  assert.deepEqual(states.filter((s) => s === 'interrupted').length, 2, String(states));
 });

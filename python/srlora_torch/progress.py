@@ -88,10 +88,28 @@ def launch_facts() -> dict:
 def python_module(launch: Optional[dict], module: str) -> str:
     """`python -m MODULE` as the run's trainer ran it (`PYTHONPATH=… /abs/python -m MODULE`) from its hello.launch; a
     bare `python -m MODULE` for a run whose trainer did not record it. src/viewmodel/continueCommand.ts pythonModule."""
-    if not launch:
+    if not launch or not launch.get("python"):
         return f"python -m {module}"
     env = f"PYTHONPATH={shlex.quote(launch['pythonPath'])} " if launch.get("pythonPath") else ""
     return f"{env}{shlex.quote(launch['python'])} -m {module}"
+
+
+def _builtin_train(launch: Optional[dict]) -> str:
+    """The built-in trainer's `train` as its run was started (hello.launch node, cli; VS Code's Electron run as Node.js:
+    ELECTRON_RUN_AS_NODE=1), `srlora train` when its hello did not say."""
+    if not launch or not launch.get("node") or not launch.get("cli"):
+        return "srlora train"
+    env = "ELECTRON_RUN_AS_NODE=1 " if launch.get("electronRunAsNode") else ""
+    return f"{env}{shlex.quote(launch['node'])} {shlex.quote(launch['cli'])} train"
+
+
+def hello_launch(run_dir: str) -> Optional[dict]:
+    """The run's hello.launch (how its trainer was started), or None."""
+    from .client import read_log
+    try:
+        return next((m.get("launch") for m in read_log(os.path.join(run_dir, "events.jsonl")) if m["type"] == "hello"), None)
+    except OSError:
+        return None
 
 
 def continue_command(run_dir: str, world: int, launch: Optional[dict] = None, pytorch: bool = True) -> str:
@@ -99,7 +117,7 @@ def continue_command(run_dir: str, world: int, launch: Optional[dict] = None, py
     had (world > 1: through srlora_torch.launch, i.e. torchrun): the same global batch; by the interpreter and
     PYTHONPATH that ran it (launch: its hello's, or launch_facts() for this process). A built-in trainer's run (pytorch
     False): srlora train. src/viewmodel/continueCommand.ts says it in the same words (test/vectors/continue/lines.json)."""
-    command = ("srlora train" if not pytorch else python_module(launch, "srlora_torch.train") if world <= 1
+    command = (_builtin_train(launch) if not pytorch else python_module(launch, "srlora_torch.train") if world <= 1
                else python_module(launch, f"srlora_torch.launch --standalone --nproc_per_node={world} -m srlora_torch.train"))
     return f"{command} --resume {shlex.quote(os.path.abspath(run_dir))}"
 

@@ -33,7 +33,7 @@ from .distributed import Lockstep, end_refused_start, refuse_sharding, world_fro
 from .session import Session, device_label, log, remove_own_pid_file, run_id_of, write_own_pid_file
 from .ownership import resume_refusal
 from .optim import SlotAdam
-from .progress import ProgressLine, continue_command, launch_facts, summary
+from .progress import ProgressLine, continue_command, hello_launch, launch_facts, summary
 from .tasks import base_weights, build_model, restore
 from .texttask import resolve_paths
 
@@ -521,7 +521,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
         if not os.path.exists(cfg_file):
             raise SystemExit(f"{run_dir} is not a run folder (no config.json)")
         if os.path.exists(os.path.join(run_dir, "events.jsonl")) and written_by_builtin(run_dir):
-            raise SystemExit(f"{run_dir} is a run of the built-in trainer (srlora train): continue it with {continue_command(run_dir, 1, pytorch=False)}")
+            raise SystemExit(f"{run_dir} is a run of the built-in trainer (srlora train): continue it with {continue_command(run_dir, 1, hello_launch(run_dir), pytorch=False)}")
         # Someone else training it (serve, VS Code, another terminal): a second trainer would append to its log too.
         # Every rank asks before the rendezvous; rank 0 takes the run only after it (below), so no rank sees rank 0.
         refusal = resume_refusal(os.path.abspath(run_dir))

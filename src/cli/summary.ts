@@ -95,7 +95,8 @@ export function trainingSummary(runDir: string, cwd = process.cwd()): string {
   lines.push(`${label('run folder')}${runDir}`);
   const exportDir = join(runDir, EXPORT_DIR_NAME);
   if (existsSync(join(exportDir, 'merged.safetensors'))) lines.push(`${label('export')}${exportDir}`);
-  else if (m.state !== 'finished') {
+  // An interrupted run exports what it has and still continues (as the PyTorch trainer's summary says both).
+  if (m.state !== 'finished') {
     // Offered only when a resume can start (sizes and markers: the resume itself verifies the checksums); the real path: it runs from anywhere.
     lines.push(`${label('continue')}${latestCompleteCheckpoint(runDir, { hashes: false }).dir ? continueCommand(runDir, m.pytorch, m.worldSize, m.launch) : 'not possible: no complete checkpoint to resume from'}`);
   }

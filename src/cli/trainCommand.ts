@@ -14,7 +14,7 @@ import { EVENTS_FILE } from '../runfolder/runFiles';
 import { runIdOf } from '../runfolder/scan';
 import { foldRun } from '../viewmodel/runModel';
 import { continueCommand, type PythonLaunch } from '../viewmodel/continueCommand';
-import type { TrainerMessage } from '../protocol/messages';
+import type { Hello, TrainerMessage } from '../protocol/messages';
 import { resumeRefusal } from '../runfolder/lock';
 import { writeOwnPidFile } from '../runfolder/pidfile';
 import { PID_FILE } from '../runfolder/runFiles';
@@ -78,6 +78,14 @@ export function pytorchRunMessage(runDir: string, worldSize: number, launch: Pyt
   return `${runDir} is a run of the PyTorch trainer: continue it with ${continueCommand(runDir, true, worldSize, launch)}`;
 }
 
+/** hello.launch of this command line (the executable and dist/cli.js, absolute; VS Code's Electron run as Node.js says
+ * so), so that every continue line runs as printed; undefined when this process is not the CLI (tests call it in-process). */
+function cliLaunch(): Hello['launch'] {
+  const cli = process.argv[1];
+  if (!cli || !/(^|[\\/])cli\.js$/.test(cli)) return undefined;
+  return { node: process.execPath, cli: resolve(cli), ...(process.env.ELECTRON_RUN_AS_NODE ? { electronRunAsNode: true as const } : {}) };
+}
+
 export async function trainCommand(argv: string[]): Promise<number> {
   const { own, overrides, typed } = parseFlags(argv);
   const env = process.env;
@@ -116,7 +124,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   // not only once the model has loaded: a second resume meanwhile is refused.
   if (resumeDir && !hub) writeOwnPidFile(join(resumeDir, PID_FILE));
   const run = await TrainingRun.create({
-    config, runDir, baseDir, hub, resume: Boolean(resumeDir), newFolder: !resumeDir && !env.SRLORA_RUN_DIR, progress: own.get('no-progress') !== true,
+    config, runDir, baseDir, hub, resume: Boolean(resumeDir), newFolder: !resumeDir && !env.SRLORA_RUN_DIR, progress: own.get('no-progress') !== true, launch: cliLaunch(),
     onLog: (line) => process.stderr.write(`${line}\n`),
   });
   runDir = run.options.runDir; // a new run's folder may have been renamed on a clash (makeNewRunDir)

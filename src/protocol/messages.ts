@@ -79,9 +79,12 @@ export const Hello = envelope('hello', {
   }, { description: 'what the trainer decided (srlora runs): viewers show it and never recompute it' })),
   worldSize: T.Optional(T.Integer({ minimum: 1, description: 'data-parallel ranks training this run (1 when absent)' })),
   launch: T.Optional(T.Object({
-    python: T.String({ minLength: 1, maxLength: 4096, description: 'the interpreter that ran the trainer, absolute' }),
+    python: T.Optional(T.String({ minLength: 1, maxLength: 4096, description: 'the PyTorch trainer: the interpreter that ran it, absolute' })),
     pythonPath: T.Optional(T.String({ minLength: 1, maxLength: 16384, description: 'the PYTHONPATH it needs (absolute entries, joined by the platform\'s separator); absent when srlora_torch is installed in that interpreter' })),
-  }, { description: 'how the PyTorch trainer was started, so that every continue line (src/viewmodel/continueCommand.ts) runs as printed; absent from older trainers and the built-in one' })),
+    node: T.Optional(T.String({ minLength: 1, maxLength: 4096, description: 'the built-in trainer: the Node.js (or Electron) executable that ran its command line, absolute' })),
+    cli: T.Optional(T.String({ minLength: 1, maxLength: 4096, description: 'the built-in trainer: its command line\'s script (dist/cli.js), absolute' })),
+    electronRunAsNode: T.Optional(T.Literal(true, { description: 'node is an Electron binary (VS Code\'s) run as Node.js: ELECTRON_RUN_AS_NODE=1' })),
+  }, { description: 'how the trainer was started, so that every continue line (src/viewmodel/continueCommand.ts) runs as printed; absent from older trainers (a bare python / srlora then)' })),
 }, 'First message of a run (presented again on every reconnection; a resumed run keeps its hello and sends rewind).');
 
 export const MetricsRow = T.Object({

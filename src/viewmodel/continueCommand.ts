@@ -9,7 +9,7 @@
  */
 import type { Hello } from '../protocol/messages';
 
-/** How a PyTorch trainer was started: `hello.launch`. */
+/** How a trainer was started: `hello.launch` (python, pythonPath for the PyTorch trainer; node, cli for the built-in one). */
 export type PythonLaunch = NonNullable<Hello['launch']>;
 
 /** A POSIX shell word for `s`, as Python's shlex.quote: unchanged when it holds only safe characters. */
@@ -23,8 +23,15 @@ export function shellWord(s: string): string {
  * a bare `python -m MODULE` for a run whose trainer did not record it (older trainers).
  */
 export function pythonModule(launch: PythonLaunch | null | undefined, module: string): string {
-  if (!launch) return `python -m ${module}`;
+  if (!launch?.python) return `python -m ${module}`;
   return `${launch.pythonPath ? `PYTHONPATH=${shellWord(launch.pythonPath)} ` : ''}${shellWord(launch.python)} -m ${module}`;
+}
+
+/** The built-in trainer's `train` as its run was started (`node /abs/dist/cli.js train`; VS Code's Electron run as
+ * Node.js: `ELECTRON_RUN_AS_NODE=1 /abs/code /abs/dist/cli.js train`), `srlora train` when its hello did not say. */
+function builtinTrain(launch: PythonLaunch | null | undefined): string {
+  if (!launch?.node || !launch.cli) return 'srlora train';
+  return `${launch.electronRunAsNode ? 'ELECTRON_RUN_AS_NODE=1 ' : ''}${shellWord(launch.node)} ${shellWord(launch.cli)} train`;
 }
 
 /**
@@ -33,7 +40,7 @@ export function pythonModule(launch: PythonLaunch | null | undefined, module: st
  * --nproc_per_node=2 -m srlora_torch.train --resume /abs/run`; the built-in trainer's: `srlora train --resume /abs/run`.
  */
 export function continueCommand(runDir: string, pytorch: boolean, worldSize = 1, launch?: PythonLaunch | null): string {
-  const command = !pytorch ? 'srlora train'
+  const command = !pytorch ? builtinTrain(launch)
     : worldSize > 1 ? pythonModule(launch, `srlora_torch.launch --standalone --nproc_per_node=${worldSize} -m srlora_torch.train`)
       : pythonModule(launch, 'srlora_torch.train');
   return `${command} --resume ${shellWord(runDir)}`;

@@ -12,7 +12,7 @@ import { crossEntropy, evaluate, type FineTuneModel } from '../models/model';
 import type { RecompositionResult } from '../engine/engine';
 import { EventRecorder, type TrainerEventBody } from '../link/recorder';
 import { HubLink, type HubEndpoint } from '../link/hubLink';
-import { PROTOCOL_MAJOR, PROTOCOL_MINOR, type CommandBody, type RunStateName, type Settings } from '../../protocol/messages';
+import { PROTOCOL_MAJOR, PROTOCOL_MINOR, type CommandBody, type Hello, type RunStateName, type Settings } from '../../protocol/messages';
 import { validateCommandBody } from '../../protocol/validate';
 import { randomBytes } from 'node:crypto';
 import { writeFileAtomic } from '../../runfolder/atomic';
@@ -58,6 +58,8 @@ export interface TrainingRunOptions {
   folderCheckMs?: number;
   /** Test hooks (steering vectors, fault injection); never set in production. */
   hooks?: TrainingHooks;
+  /** How this trainer's command line was started (hello.launch: node, cli), so the continue lines run as printed. */
+  launch?: Hello['launch'];
 }
 
 export interface TrainingHooks {
@@ -249,6 +251,7 @@ export class TrainingRun {
       backend: { name: this.backend.name, device: this.backend.device }, totalSteps: c.steps,
       config: { ...c, baseModel: this.baseFile, task: c.task, data: this.data.description } as Record<string, unknown>,
       layers: this.model.engine.layers.map((l) => ({ name: l.name, shape: [l.out, l.in] as [number, number], r: l.r, rTarget: l.rTarget })),
+      ...(this.options.launch ? { launch: this.options.launch } : {}),
     };
   }
 
