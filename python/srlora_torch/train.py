@@ -516,7 +516,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
     if a.resume:
         if a.config or a.steps or a.method:
             raise SystemExit("--resume continues the run as configured; --config, --steps and --method are not allowed with it")
-        run_dir = a.resume
+        run_dir = os.path.abspath(a.resume)  # every message names the folder absolute (a line read later still finds it)
         cfg_file = os.path.join(run_dir, "config.json")
         if not os.path.exists(cfg_file):
             raise SystemExit(f"{run_dir} is not a run folder (no config.json)")

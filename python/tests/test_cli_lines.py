@@ -123,3 +123,17 @@ def test_a_bad_flag_value_names_the_flag_and_a_bad_file_value_the_file_and_point
             raise AssertionError(f"{argv} was accepted")
         except SystemExit as e:
             assert str(e.code) == want, argv
+
+
+def test_resume_refusals_name_the_run_folder_absolute(tmp_path, monkeypatch):
+    """Session 7 cli.2, its kind: `--resume runs/x` refused with "runs/x is not a run folder", a path that means another
+    folder once read from anywhere else."""
+    from srlora_torch import train
+    monkeypatch.delenv("SRLORA_OWNER", raising=False)
+    os.makedirs(tmp_path / "runs" / "x")
+    monkeypatch.chdir(tmp_path)
+    try:
+        train.main(["--resume", os.path.join("runs", "x")])
+        raise AssertionError("accepted")
+    except SystemExit as e:
+        assert str(e.code) == f"{tmp_path / 'runs' / 'x'} is not a run folder (no config.json)"
