@@ -52,7 +52,9 @@ class SRLoRALinear(nn.Module):
         if r > min(out_f, in_f) and method != "lora":
             raise ValueError(f"r={r} exceeds min(out, in)={min(out_f, in_f)}, the directions {method} can initialise from")
         self.method, self.r, self.s = method, r, alpha / r
-        self.merged_forward = True  # merged_forward.py: under half-precision autocast with many tokens
+        # merged_forward.py: "auto" = merged under torch.compile with half-precision autocast and enough tokens;
+        # True = also eagerly; False = always the split form (PEFT's)
+        self.merged_forward = "auto"
         self.in_features, self.out_features = in_f, out_f
         self.beta1, self.beta2 = beta1, beta2
         self.r_target = max(r, min(r_target, min(out_f, in_f))) if method == "srlora" else r
@@ -112,7 +114,7 @@ class SRLoRALinear(nn.Module):
         return self.U[:, j] * scale, (self.V[:, j] * scale).T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.merged_forward and use_merged(x, self.A):
+        if use_merged(x, self.W, self.merged_forward):
             return MergedLoRALinear.apply(x, self.W, self.bias, self.A, self.B, self.s,
                                           torch.get_autocast_dtype(x.device.type))
         y = nn.functional.linear(x, self.W, self.bias)

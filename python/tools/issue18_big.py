@@ -68,7 +68,7 @@ for v in VARIANTS:
             m = roberta(0).cuda()
             layers = apply_srlora(m, TARGETS, r=R, alpha=2 * R, r_target=4 * R, method="srlora")
             for lay in layers.values():
-                lay.merged_forward = v != "split"
+                lay.merged_forward = False if v == "split" else "auto"
             opt = torch.optim.AdamW([p for l in layers.values() for p in (l.A, l.B)], lr=1e-4)
             ctl = SRLoRAController(layers, opt, total_steps=10 ** 6, r=R, r_target=4 * R, min_slot_age=1)
             cstep = CompiledStep(loss_fn(m), opt, ctl, mode="auto")
