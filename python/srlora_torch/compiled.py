@@ -46,12 +46,24 @@ def resolve_mode(mode: str, device: torch.device) -> str:
     return mode
 
 
+def float32_value(x: float) -> float:
+    """The shortest decimal that is the same float32 as x: a learning rate held as a float32 tensor (the compiled
+    step's) reads back as 0.003000000026077032 for 0.003; rows and the dashboard show 0.003, the value it holds."""
+    f = torch.tensor(x, dtype=torch.float32).item()
+    for digits in range(6, 10):
+        v = float(f"{x:.{digits}g}")
+        if torch.tensor(v, dtype=torch.float32).item() == f:
+            return v
+    return x
+
+
 def get_lr(opt: Optional[torch.optim.Optimizer]) -> float:
-    """The first param group's learning rate as a float (a tensor lr is read back: one device → host copy)."""
+    """The first param group's learning rate as a float (a tensor lr is read back: one device → host copy, its
+    float32 value written as its shortest decimal)."""
     if opt is None:
         return 0.0
     lr = opt.param_groups[0]["lr"]
-    return float(lr.item() if torch.is_tensor(lr) else lr)
+    return float32_value(lr.item()) if torch.is_tensor(lr) else float(lr)
 
 
 def device_lr(opt: Optional[torch.optim.Optimizer]) -> Optional[torch.Tensor]:

@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 import torch
 
 from .client import EventRecorder
+from .compiled import float32_value
 from .controller import SRLoRAController
 from .snapshot import Snapshot
 
@@ -235,7 +236,7 @@ class Telemetry:
             if skipped and math.isfinite(v):
                 self.ctl.skipped_steps += 1
                 self.ctl.last_skipped_step = step
-            self._add(step, v, bool(skipped), rest[0] if has_lr else None, rest[-1] if has_gn else None)
+            self._add(step, v, bool(skipped), float32_value(rest[0]) if has_lr else None, rest[-1] if has_gn else None)
         if self.bad is not None:
             self.held = []
 

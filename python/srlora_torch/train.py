@@ -274,6 +274,8 @@ def compiled_step(cfg: dict, device: torch.device, task, opt, ctl, session) -> O
         session.rec.emit({"type": "log", "level": "info", "text": text[:2000]})
     mode = resolve_mode(cfg["compile"], device)
     if mode == "off":
+        if cfg["compile"] == "auto":  # the record says which step ran, not only the config's word
+            say(f"compile: auto runs the eager step on {device.type} (the compiled, graph-captured step is for CUDA)")
         return None
     lockstep = session.lockstep
     if lockstep is not None and task.train_model is not task.model:  # build_run chose DDP: the optimiser cannot be fused
@@ -282,6 +284,8 @@ def compiled_step(cfg: dict, device: torch.device, task, opt, ctl, session) -> O
     try:
         step = CompiledStep(task.loss_of, opt, ctl, mode=mode, log=say, backend=os.environ.get("SRLORA_COMPILE_BACKEND") or "inductor",
                             reduce=lockstep.average_ if lockstep is not None else None)
+        if not step.capture:
+            say(f"compile: {mode}: torch.compile without a CUDA graph on {device.type}")
         if lockstep is not None:
             say(f"compile: the compiled step on {lockstep.world} ranks, its gradients averaged by one all-reduce per step (no DDP wrapper)")
         return step

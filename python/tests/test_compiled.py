@@ -213,6 +213,26 @@ def test_the_trainer_compiles_by_default_on_cuda_and_says_so(tmp_path):
             assert all(k == "grad_norm" for r in e["rows"][:-1] for k in r.get("scalars", {}))
 
 
+def test_on_the_cpu_the_run_log_says_which_step_ran(tmp_path):
+    """compile "auto" on the CPU runs the eager step: the record said nothing, so "auto" in the hello's config was all a
+    reader had (a new user's finding). "max" there is torch.compile without a CUDA graph: said too."""
+    said = {}
+    for mode in ("auto", "max"):
+        cfg = tmp_path / f"{mode}.json"
+        cfg.write_text(json.dumps({"task": {"kind": "matrix"}, "steps": 3, "compile": mode, "optimizer": "adamw",
+                                   "checkpointEvery": 0}))
+        run = tmp_path / mode
+        os.environ["SRLORA_RUN_DIR"] = str(run)
+        os.environ["SRLORA_COMPILE_BACKEND"] = "aot_eager"
+        try:
+            assert main(["--config", str(cfg), "--device", "cpu", "--no-progress"]) == 0
+        finally:
+            del os.environ["SRLORA_RUN_DIR"], os.environ["SRLORA_COMPILE_BACKEND"]
+        said[mode] = [e["text"] for e in map(json.loads, open(run / "events.jsonl")) if e["type"] == "log" and e["text"].startswith("compile:")]
+    assert said["auto"] == ["compile: auto runs the eager step on cpu (the compiled, graph-captured step is for CUDA)"], said
+    assert said["max"] == ["compile: max: torch.compile without a CUDA graph on cpu"], said
+
+
 def _sdpa_calls(fn, *args):
     """(mask dtype, shape, stride) or None for every SDPA call in the graph torch.compile traces for fn(*args)."""
     calls = []

@@ -125,3 +125,25 @@ def test_deferred_rows_carry_their_steps_learning_rate_read_with_the_loss_never_
         tel.after_step(torch.tensor(float(step)), torch.zeros(()))
     tel.flush()
     assert [(r["step"], r["lr"]) for r in rows] == [(1, 0.5), (2, 0.5), (3, 0.25)]
+
+
+def test_a_float32_learning_rate_is_written_as_the_decimal_it_holds():
+    """A compiled step's lr is a float32 tensor: 3e-3 reads back as 0.003000000026077032, and rows, the record and the
+    dashboard said so. Written as the shortest decimal of the same float32: 0.003 (a new user's finding)."""
+    from types import SimpleNamespace
+    from srlora_torch.compiled import float32_value, get_lr
+    rows = []
+    rec = SimpleNamespace(emit=lambda body, build=None: rows.extend(body.get("rows", [])))
+    ctl = SimpleNamespace(step=0, last_skipped_step=None, skipped_steps=0)
+    lr = torch.tensor(3e-3)
+    tel = Telemetry(rec, ctl, 4, lambda: 0.0, {"importanceEvery": 10}, snapshots=False, min_interval_s=1e9, device_lr=lambda: lr)
+    tel.defer = True
+    for step, value in [(1, 3e-3), (2, 2e-5), (3, 1.2345678e-4)]:
+        lr.fill_(value)
+        ctl.step = step
+        tel.after_step(torch.tensor(1.0), torch.zeros(()))
+    tel.flush()
+    assert [r["lr"] for r in rows] == [0.003, 2e-05, 0.00012345678]
+    assert get_lr(SimpleNamespace(param_groups=[{"lr": torch.tensor(3e-3)}])) == 0.003
+    f32 = lambda v: torch.tensor(v, dtype=torch.float32).item()  # noqa: E731
+    assert float32_value(0.1) == 0.1 and f32(float32_value(1 / 3)) == f32(1 / 3) and len(repr(float32_value(1 / 3))) <= 10
