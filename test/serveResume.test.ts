@@ -150,7 +150,9 @@ test('continuing a run another supervisor owns is refused naming that owner (wha
   }
 });
 
-test('srlora serve --resume --trainer pytorch continues an interrupted PyTorch run (its own launcher, the shipped srlora_torch) from its checkpoint', async () => {
+/** A PyTorch run (the shipped srlora_torch, default config) stopped by Ctrl+C after its first metrics: its folder, whose
+ * last state is `interrupted` with a checkpoint. */
+async function interruptedPyTorchRun(): Promise<string> {
   const runsDir = join(tempDir(), 'runs');
   const env = { ...process.env, PYTHONPATH: join(import.meta.dirname, '../python') };
   const train = spawn(python, ['-m', 'srlora_torch.train', '--steps', '100000', '--runs-dir', runsDir, '--no-progress'], { stdio: 'ignore', env });
@@ -162,6 +164,11 @@ test('srlora serve --resume --trainer pytorch continues an interrupted PyTorch r
   train.kill('SIGINT'); // Ctrl+C: it checkpoints and is interrupted
   await trained;
   assert.equal(lastState(runDir)?.state, 'interrupted');
+  return runDir;
+}
+
+test('srlora serve --resume --trainer pytorch continues an interrupted PyTorch run (its own launcher, the shipped srlora_torch) from its checkpoint', async () => {
+  const runDir = await interruptedPyTorchRun();
   const stepBefore = lastState(runDir)!.step;
   // --python as a user types it, relative to the current folder: the trainer runs in the run's folder, where it named
   // nothing (exit 127, and the run left 'interrupted' with no word of why)
@@ -178,17 +185,7 @@ test('srlora serve --resume --trainer pytorch continues an interrupted PyTorch r
 });
 
 test('srlora serve --resume --trainer pytorch whose checkpoint does not load: the run reads failed with the reason naming state.pt, not its old interrupted state', async () => {
-  const runsDir = join(tempDir(), 'runs');
-  const env = { ...process.env, PYTHONPATH: join(import.meta.dirname, '../python') };
-  const train = spawn(python, ['-m', 'srlora_torch.train', '--steps', '100000', '--runs-dir', runsDir, '--no-progress'], { stdio: 'ignore', env });
-  after(() => { if (train.exitCode === null && train.signalCode === null) train.kill('SIGKILL'); });
-  const trained = new Promise((r) => train.once('exit', r));
-  assert.ok(await until(() => existsSync(runsDir) && readdirSync(runsDir).length === 1, 120_000));
-  const runDir = join(runsDir, readdirSync(runsDir)[0]);
-  assert.ok(await until(() => existsSync(join(runDir, 'events.jsonl')) && logOf(runDir).some((m) => m.type === 'metrics'), 120_000));
-  train.kill('SIGINT');
-  await trained;
-  assert.equal(lastState(runDir)?.state, 'interrupted');
+  const runDir = await interruptedPyTorchRun();
   // A checkpoint whose marker and hashes are right but whose state.pt does not load (another version's, a bug's).
   const ckpt = join(runDir, 'checkpoints', readdirSync(join(runDir, 'checkpoints')).filter((d) => d.startsWith('step-')).at(-1)!);
   writeFileSync(join(ckpt, 'state.pt'), 'not a torch file');
