@@ -450,7 +450,9 @@ test('Stop asks first, saying what the browser user can do later; Cancel keeps t
   await bar.waitFor({ state: 'visible' });
   const question = (await bar.textContent()) ?? '';
   assert.doesNotMatch(question, /Continue Run/, 'a VS Code command, not something the browser page offers');
-  assert.match(question, /srlora train --resume /);
+  // the line runs as printed: the Node.js that ran the trainer and its dist/cli.js (hello.launch), not VS Code's
+  // ELECTRON_RUN_AS_NODE, which the supervisor sets for plain Node too
+  assert.ok(question.includes(`run ${process.execPath} `) && /\/dist\/cli\.js train --resume \//.test(question), question);
   await bar.getByRole('button', { name: 'Cancel stopping' }).click();
   await bar.waitFor({ state: 'hidden' });
   // The run goes on (a stop sent anyway would show as its ack and end the steps; the badge alone changes late).

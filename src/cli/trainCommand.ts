@@ -83,7 +83,8 @@ export function pytorchRunMessage(runDir: string, worldSize: number, launch: Pyt
 function cliLaunch(): Hello['launch'] {
   const cli = process.argv[1];
   if (!cli || !/(^|[\\/])cli\.js$/.test(cli)) return undefined;
-  return { node: process.execPath, cli: resolve(cli), ...(process.env.ELECTRON_RUN_AS_NODE ? { electronRunAsNode: true as const } : {}) };
+  // the binary, not the environment: the supervisor sets ELECTRON_RUN_AS_NODE for every trainer it starts, plain Node too
+  return { node: process.execPath, cli: resolve(cli), ...(process.versions.electron !== undefined ? { electronRunAsNode: true as const } : {}) };
 }
 
 export async function trainCommand(argv: string[]): Promise<number> {
