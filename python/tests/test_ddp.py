@@ -258,7 +258,7 @@ def test_the_compiled_step_on_two_ranks_gives_the_eager_ddp_losses_and_stays_ide
     assert recs(runs["off"]) == recs(runs["max"]) and len(recs(runs["off"])) == 6
 
 
-def test_sharded_weights_are_refused_with_what_is_supported(tmp_path, monkeypatch):
+def test_sharded_weights_are_refused_with_what_is_supported(tmp_path, monkeypatch, capsys):
     """FSDP / ZeRO-3 (as accelerate launch says it, or as the Trainer's arguments or the model say it): refused before
     any work and before the run folder exists, naming what is supported."""
     from types import SimpleNamespace
@@ -271,7 +271,9 @@ def test_sharded_weights_are_refused_with_what_is_supported(tmp_path, monkeypatc
         monkeypatch.setenv(k, v)
     with pytest.raises(SystemExit) as e:
         train.main(["--config", config(tmp_path, steps=5)])
-    assert "FSDP" in str(e.value) and "shards the frozen weights" in str(e.value) and "DistributedDataParallel" in str(e.value)
+    said = str(e.value) + capsys.readouterr().err  # rank 0 says why on stderr, then ends (distributed.end_refused_start)
+    assert e.value.code not in (0, None)
+    assert "FSDP" in said and "shards the frozen weights" in said and "DistributedDataParallel" in said, said
     assert not (tmp_path / "r").exists()
     env = {}
     with pytest.raises(ValueError, match="ZeRO-3"):
