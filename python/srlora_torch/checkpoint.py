@@ -141,6 +141,21 @@ def checkpoint_steps(run_dir: str) -> List[int]:
     return sorted((int(d[5:]) for d in names if d.startswith("step-") and d[5:].isdigit()), reverse=True)
 
 
+def older_verified(run_dir: str, than: str) -> List[Tuple[str, int]]:
+    """(folder, step) of every complete, verified checkpoint older than the folder `than`, newest first (the resume's
+    fallbacks when a verified state.pt still does not load)."""
+    name = os.path.basename(os.path.normpath(than))
+    limit = int(name[5:]) if name.startswith("step-") and name[5:].isdigit() else None
+    out = []
+    for step in checkpoint_steps(run_dir):
+        if limit is not None and step >= limit:
+            continue
+        folder = os.path.join(run_dir, CHECKPOINTS, f"step-{step}")
+        if verify(folder, step, True) is None:
+            out.append((folder, step))
+    return out
+
+
 def newest_verified(run_dir: str, on_log: Callable[[str], None] = lambda s: None, hashes: bool = True) -> Optional[Tuple[str, int]]:
     """(folder, step) of the newest complete, verified checkpoint, or None; each newer one skipped is logged with why.
     hashes=False: sizes and markers only (a hint; the resume itself verifies the checksums)."""

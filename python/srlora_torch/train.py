@@ -13,6 +13,7 @@ import argparse
 import difflib
 import json
 import os
+import shlex
 import random
 import re
 import sys
@@ -24,7 +25,7 @@ import torch
 
 from .compiled import CompiledStep, resolve_mode
 from .controller import SRLoRAController
-from .checkpoint import newest_verified
+from .checkpoint import newest_verified, older_verified
 from .client import EventRecorder
 from .export import export_run
 from .runconfig import ConfigError, check_files, config_error_message, parse_file
@@ -244,14 +245,38 @@ def build_run(cfg: dict, run_dir: str, device: torch.device, env: Optional[Dict[
     return SimpleNamespace(task=task, layers=layers, opt=opt, ctl=ctl, session=session)
 
 
-def restore_run(run: SimpleNamespace, ckpt: str, device: torch.device) -> None:
-    """A verified checkpoint into a freshly built run. Raises SystemExit with one line naming the checkpoint's
-    state.pt (not a traceback) when it does not load or does not fit this run (a field missing, a shape changed)."""
-    file = os.path.join(ckpt, "state.pt")
-    try:
-        state = torch.load(file, map_location=device)
-    except Exception as e:  # noqa: BLE001
-        raise SystemExit(f"{file}: cannot load it: {type(e).__name__}: {str(e)[:300]}") from None
+def _load_failure(e: Exception) -> str:
+    """Why torch.load refused a file, in one line, without torch's advice to retry with weights_only=False (which
+    would run whatever code the file holds)."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    words = " ".join(text.split())
+    return f"{type(e).__name__}: {words[:200]}" if words else type(e).__name__
+
+
+def restore_run(run: SimpleNamespace, ckpt: str, device: torch.device, log: Callable[[str], None] = lambda s: None) -> str:
+    """A verified checkpoint into a freshly built run; returns the checkpoint folder it came from. A state.pt that
+    does not load (whatever its checksum says: written by another version, a bug) is skipped with a log line for the
+    next older verified checkpoint, as newest_verified skips unverified ones (nothing was applied yet). Raises
+    SystemExit with one line naming the state.pt (not a traceback) when none loads, or when the one loaded does not
+    fit this run (a field missing, a shape changed: the run is then half-restored, so no older one is tried)."""
+    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(ckpt)))
+    first = os.path.join(ckpt, "state.pt")
+    failures = []
+    state = None
+    for candidate in [ckpt] + [f for f, _ in older_verified(run_dir, ckpt)]:
+        file = os.path.join(candidate, "state.pt")
+        try:
+            state = torch.load(file, map_location=device)
+            break
+        except Exception as e:  # noqa: BLE001
+            failures.append(_load_failure(e))
+            log(f"skipped checkpoint {os.path.basename(candidate)}: state.pt does not load ({failures[-1]})")
+    if state is None:
+        older = f"; the {len(failures) - 1} older verified one{'s' if len(failures) > 2 else ''} did not load either" if len(failures) > 1 else ""
+        raise SystemExit(f"{first}: cannot load it: {failures[0]}{older}")
+    ckpt = candidate
     try:
         restore(run.task, run.layers, state)
         run.opt.load_state_dict(state["optimizer"])
@@ -262,6 +287,7 @@ def restore_run(run: SimpleNamespace, ckpt: str, device: torch.device) -> None:
     except Exception as e:  # noqa: BLE001 - a checkpoint of another config or version: its field, not a traceback
         what = f"no field {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {str(e)[:300]}"
         raise SystemExit(f"{file}: does not fit this run ({what})") from None
+    return ckpt
 def compiled_step(cfg: dict, device: torch.device, task, opt, ctl, session) -> Optional[CompiledStep]:
     """The compiled, graph-captured step for config `compile` on this device, or None for the eager loop (compile off,
     the CPU under "auto", or an optimiser the graph cannot hold: said in the run's log). Under torchrun the compiled
@@ -589,11 +615,11 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
         raise
     if rank == 0:
         log(f"{cfg['method']} run {'resumed' if a.resume else 'started'}{f' on {world} ranks' if world > 1 else ''}: {os.path.abspath(run_dir)} "
-            f"(watch it: srlora serve --runs-dir {os.path.dirname(os.path.abspath(run_dir))})")
+            f"(watch it: srlora serve --runs-dir {shlex.quote(os.path.dirname(os.path.abspath(run_dir)))})")
     task, ctl, session = run.task, run.ctl, run.session
     opt = run.opt
     if a.resume:
-        restore_run(run, ckpt, device)
+        ckpt = restore_run(run, ckpt, device, log)
     session.launch = launch_facts()  # so that every continue line names this interpreter (and PYTHONPATH): it runs as printed
     session.start(resumed=bool(a.resume), checkpoint=os.path.relpath(ckpt, run_dir).replace(os.sep, "/") if a.resume else None)
     resuming.run_dir = None  # started: the session records how it ends

@@ -137,3 +137,16 @@ def test_resume_refusals_name_the_run_folder_absolute(tmp_path, monkeypatch):
         raise AssertionError("accepted")
     except SystemExit as e:
         assert str(e.code) == f"{tmp_path / 'runs' / 'x'} is not a run folder (no config.json)"
+
+
+def test_the_start_line_quotes_the_runs_folder_it_tells_you_to_watch(tmp_path, monkeypatch, capsys):
+    """'(watch it: srlora serve --runs-dir /a/my runs)' broke when pasted (a new user's finding): shell-quoted now."""
+    from srlora_torch import train
+    monkeypatch.delenv("SRLORA_RUN_DIR", raising=False)
+    monkeypatch.delenv("SRLORA_HUB_URL", raising=False)
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"task": {"kind": "matrix"}, "steps": 2, "device": "cpu"}))
+    runs = tmp_path / "my runs"
+    assert train.main(["--config", str(cfg), "--runs-dir", str(runs), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"(watch it: srlora serve --runs-dir {shlex.quote(str(runs))})" in err, err

@@ -78,6 +78,27 @@ def test_a_checkpoint_that_does_not_load_is_recorded_as_failed_naming_its_file(t
     reseal(os.path.dirname(state))
     line = resume_fails(run)
     assert line.startswith(f"{state}: cannot load it: "), line
+    # torch's own message advises weights_only=False, which would run whatever code the file holds: not repeated
+    assert "weights_only" not in line and "\n" not in line, line
+
+
+def test_a_verified_checkpoint_that_does_not_load_falls_back_to_the_next_older_one(tmp_path, monkeypatch, capsys):
+    """The newest checkpoint's marker and hashes are right but its state.pt does not load (a new user's case): the
+    resume said 'cannot load it' and failed, though step-1 was whole. Now it is skipped with a line saying why, as an
+    unverified one is, and the run continues from step-1 (its rewind says so)."""
+    run = interrupted_run(tmp_path, monkeypatch, checkpointEvery=1)
+    assert os.path.isdir(os.path.join(run, "checkpoints", "step-1"))
+    state = os.path.join(run, "checkpoints", "step-2", "state.pt")
+    open(state, "wb").write(b"not a torch file")
+    reseal(os.path.dirname(state))
+    before = len(log(run))
+    assert train.main(["--resume", run, "--no-progress"]) == 0
+    new = log(run)[before:]
+    rewind = next(m for m in new if m["type"] == "rewind")
+    assert (rewind["step"], rewind["checkpoint"]) == (1, "checkpoints/step-1"), rewind
+    assert new[-1]["type"] == "state" and new[-1]["state"] == "finished", new[-1]
+    err = capsys.readouterr().err
+    assert "skipped checkpoint step-2: state.pt does not load (" in err and "weights_only" not in err, err
 
 
 def test_a_checkpoint_that_does_not_fit_the_run_names_the_missing_field_not_a_traceback(tmp_path, monkeypatch):
