@@ -16,7 +16,8 @@ import { foldRun } from '../viewmodel/runModel';
 import { continueCommand, type PythonLaunch } from '../viewmodel/continueCommand';
 import type { Hello, TrainerMessage } from '../protocol/messages';
 import { resumeRefusal } from '../runfolder/lock';
-import { writeOwnPidFile } from '../runfolder/pidfile';
+import { removeOwnPidFile, writeOwnPidFile } from '../runfolder/pidfile';
+import { EventRecorder } from '../trainer/link/recorder';
 import { PID_FILE } from '../runfolder/runFiles';
 
 const OWN_FLAGS = new Set(['config', 'runs-dir', 'resume', 'no-progress']);
@@ -87,6 +88,27 @@ function cliLaunch(): Hello['launch'] {
   return { node: process.execPath, cli: resolve(cli), ...(process.versions.electron !== undefined ? { electronRunAsNode: true as const } : {}) };
 }
 
+/**
+ * A resume that dies before its trainer starts (a checkpoint that does not load, a file gone) left the run reading as
+ * its old interrupted/stopped state with no reason: no supervisor records the end of a trainer whose log never showed
+ * it running. Appends `failed` at the step the log reached, reason `could not resume: <line>` — as the PyTorch
+ * trainer does (python/srlora_torch/train.py) — and drops the trainer.pid this process wrote. A failure to record is
+ * said on stderr; the error itself is still thrown by the caller.
+ */
+function recordFailedResume(dir: string, line: string, ownPid: boolean): void {
+  try {
+    const id = runIdOf(dir);
+    const model = foldRun(id, readJsonl<TrainerMessage>(join(dir, EVENTS_FILE)).events);
+    const rec = new EventRecorder(id, dir, true);
+    rec.emit({ type: 'state', state: 'failed', step: model.step, reason: `could not resume: ${line}`.slice(0, 4096) });
+    rec.sync();
+    rec.close();
+  } catch (e) {
+    process.stderr.write(`could not record the failed resume in ${dir}: ${e instanceof Error ? e.message : String(e)}\n`);
+  }
+  if (ownPid) removeOwnPidFile(join(dir, PID_FILE));
+}
+
 export async function trainCommand(argv: string[]): Promise<number> {
   const { own, overrides, typed } = parseFlags(argv);
   const env = process.env;
@@ -124,10 +146,16 @@ export async function trainCommand(argv: string[]): Promise<number> {
   // A resume from a terminal holds the run from now on (its own trainer.pid, as TrainingRun.create writes it again),
   // not only once the model has loaded: a second resume meanwhile is refused.
   if (resumeDir && !hub) writeOwnPidFile(join(resumeDir, PID_FILE));
-  const run = await TrainingRun.create({
-    config, runDir, baseDir, hub, resume: Boolean(resumeDir), newFolder: !resumeDir && !env.SRLORA_RUN_DIR, progress: own.get('no-progress') !== true, launch: cliLaunch(),
-    onLog: (line) => process.stderr.write(`${line}\n`),
-  });
+  let run: TrainingRun;
+  try {
+    run = await TrainingRun.create({
+      config, runDir, baseDir, hub, resume: Boolean(resumeDir), newFolder: !resumeDir && !env.SRLORA_RUN_DIR, progress: own.get('no-progress') !== true, launch: cliLaunch(),
+      onLog: (line) => process.stderr.write(`${line}\n`),
+    });
+  } catch (e) {
+    if (resumeDir) recordFailedResume(resumeDir, e instanceof Error ? e.message : String(e), !hub);
+    throw e;
+  }
   runDir = run.options.runDir; // a new run's folder may have been renamed on a clash (makeNewRunDir)
   process.stderr.write(`run ${run.runId} → ${runDir}\n`);
   // Ctrl+C, or the extension closing/reloading its window: checkpoint at the step boundary, then `interrupted`.

@@ -51,8 +51,16 @@ export function loadCheckpoint(dir: string, engine: SRLoRAEngine): CheckpointMet
     const v = verifyCheckpoint(dir);
     if (!v.ok) throw new Error(`${dir}: ${v.reason}`);
   }
-  const meta = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as CheckpointMeta;
-  if (meta.format !== 1) throw new Error(`${dir}: unknown checkpoint format ${String(meta.format)}`);
+  const file = join(dir, 'state.json');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) { // a state.json another program wrote, a bug's: name the file, not only the parser's word
+    throw new Error(`${file}: not a checkpoint's JSON (${(e as Error).message.slice(0, 200)})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null) throw new Error(`${file}: expected an object, got ${JSON.stringify(parsed).slice(0, 40)}`);
+  const meta = parsed as CheckpointMeta;
+  if (meta.format !== 1) throw new Error(`${file}: /format: expected 1 (this trainer's checkpoint format), got ${JSON.stringify(meta.format ?? null)}`);
   engine.loadState(readSafetensors(join(dir, 'state.safetensors')).tensors, meta.engine);
   return meta;
 }
