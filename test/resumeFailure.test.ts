@@ -4,6 +4,7 @@
  * --resume` printed `…/step-4: unknown checkpoint format undefined` and left the run `interrupted` with no reason,
  * still offered as resumable. Now the run's log gains `failed`, reason `could not resume: <the file and field>`, as
  * the PyTorch trainer's does (python/tests/test_resume_failure.py), and the trainer.pid it wrote is gone.
+ * Also: the PyTorch-only fields device and bf16 given to the built-in trainer are said, not silently dropped.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -71,4 +72,15 @@ test('a state.json that is not JSON is named, not only the parser\'s word', () =
   const r = spawnSync(process.execPath, [cli, 'train', '--resume', dir, '--no-progress'], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 1, r.stderr);
   assert.match(logOf(dir).at(-1)!.reason ?? '', /^could not resume: \S+step-4\/state\.json: not a checkpoint's JSON \(/);
+});
+
+test('the built-in trainer says it does not act on the PyTorch trainer\'s device and bf16, rather than drop them silently', () => {
+  const runs = join(tempDir(), 'runs');
+  const r = spawnSync(process.execPath, [cli, 'train', '--runs-dir', runs, '--steps', '2', '--device', 'cuda', '--bf16', 'true', '--no-progress'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /device cuda and bf16: the PyTorch trainer's \(--trainer pytorch\); this built-in trainer runs on \S+ \(.*\) in float32/);
+  const warn = logOf(join(runs, readdirSync(runs)[0])).find((m) => m.type === 'log' && /device cuda and bf16/.test((m as unknown as { text: string }).text));
+  assert.ok(warn, 'in the run\'s record too');
+  const plain = spawnSync(process.execPath, [cli, 'train', '--runs-dir', join(tempDir(), 'runs'), '--steps', '1', '--no-progress'], { encoding: 'utf8', timeout: 120_000 });
+  assert.doesNotMatch(plain.stderr, /PyTorch trainer's/);
 });

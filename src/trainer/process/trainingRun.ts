@@ -414,6 +414,10 @@ export class TrainingRun {
     try {
       this.setState('running', resumed ? `resumed at step ${this.step}` : undefined);
       this.log(`${c.method} on ${this.backend.name} (${this.backend.device}); ${this.data.description}; ${engine.layers.length} adapted layers; schedule ${JSON.stringify(engine.schedule.steps)}`);
+      // device and bf16 are the PyTorch trainer's fields (one config for both trainers): a value this trainer does not
+      // act on is said, not silently dropped (a new user asked for cuda here and saw nothing)
+      const pytorchOnly = [c.device !== 'auto' && c.device !== 'cpu' ? `device ${c.device}` : '', c.bf16 ? 'bf16' : ''].filter(Boolean);
+      if (pytorchOnly.length) this.log(`${pytorchOnly.join(' and ')}: the PyTorch trainer's (--trainer pytorch); this built-in trainer runs on ${this.backend.name} (${this.backend.device}) in float32`, 'warn');
       if (!resumed) { this.evaluate(); this.maybeImportance(true); }
       // Throughput from the step itself (an EMA of its duration), so evaluations and pauses do not distort it.
       let stepMsEma = 0;
