@@ -15,7 +15,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 from .protocol import dumps, loads
 
@@ -141,19 +141,17 @@ def checkpoint_steps(run_dir: str) -> List[int]:
     return sorted((int(d[5:]) for d in names if d.startswith("step-") and d[5:].isdigit()), reverse=True)
 
 
-def older_verified(run_dir: str, than: str) -> List[Tuple[str, int]]:
-    """(folder, step) of every complete, verified checkpoint older than the folder `than`, newest first (the resume's
-    fallbacks when a verified state.pt still does not load)."""
+def older_verified(run_dir: str, than: str) -> Iterator[Tuple[str, int]]:
+    """(folder, step) of each complete, verified checkpoint older than the folder `than`, newest first, verified one
+    at a time as iterated (the resume's fallbacks when a verified state.pt still does not load)."""
     name = os.path.basename(os.path.normpath(than))
     limit = int(name[5:]) if name.startswith("step-") and name[5:].isdigit() else None
-    out = []
     for step in checkpoint_steps(run_dir):
         if limit is not None and step >= limit:
             continue
         folder = os.path.join(run_dir, CHECKPOINTS, f"step-{step}")
         if verify(folder, step, True) is None:
-            out.append((folder, step))
-    return out
+            yield folder, step
 
 
 def newest_verified(run_dir: str, on_log: Callable[[str], None] = lambda s: None, hashes: bool = True) -> Optional[Tuple[str, int]]:

@@ -265,7 +265,10 @@ def restore_run(run: SimpleNamespace, ckpt: str, device: torch.device, log: Call
     first = os.path.join(ckpt, "state.pt")
     failures = []
     state = None
-    for candidate in [ckpt] + [f for f, _ in older_verified(run_dir, ckpt)]:
+    def candidates():  # the older ones are hashed only once the newest has failed to load
+        yield ckpt
+        yield from (f for f, _ in older_verified(run_dir, ckpt))
+    for candidate in candidates():
         file = os.path.join(candidate, "state.pt")
         try:
             state = torch.load(file, map_location=device)
