@@ -26,8 +26,8 @@ HALF = (torch.bfloat16, torch.float16)
 def use_merged(x: torch.Tensor, W: torch.Tensor, policy) -> bool:
     """Whether an adapted layer runs merged: autocast (bf16/fp16) is on for x's device, x and W are not float64 (which
     autocast leaves alone), x has at least 2·in·out/(in + out) rows (where merging's out × in passes cost less than the
-    split form's tokens × (in + out) ones, with a factor 2 of margin: the rule is measured on RoBERTa-base's shapes
-    only), and `policy` allows it: "auto" (the default) only while torch.compile traces — eagerly the autograd
+    split form's tokens × (in + out) ones, with a factor 2 of margin: an estimate of memory traffic, not a measured
+    break-even; what is measured is RoBERTa-base's shapes at 4,096 and 16,384 tokens), and `policy` allows it: "auto" (the default) only while torch.compile traces — eagerly the autograd
     Function's Python costs more host time per layer than it saves on a host-bound step (bench run 10: SRLoRA eager ÷
     PEFT eager 1.077 merged vs 1.014 split in run 9) — True also eagerly, False never."""
     if policy is False or (policy == "auto" and not torch.compiler.is_compiling()):
