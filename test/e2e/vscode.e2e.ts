@@ -235,14 +235,24 @@ test('end to end in VS Code 1.100 (code-server): a PyTorch run from Start Run…
     assert.ok(events(demoDir).some((e) => e.type === 'ack' && e.status === 'applied' && e.settings?.fusionThreshold === 0.8));
 
     // 8. Compare Runs…: both runs, one row each in the compare table, the differing config fields as columns.
-    await palette('SRLoRA: Compare Runs…', async (p) => {
-      const rows = p.locator('.quick-input-list .monaco-list-row');
-      await rows.nth(1).waitFor({ timeout: 15_000 });
-      await rows.nth(0).click(); // a click checks a row of a multi-select pick
-      await rows.nth(1).click();
-      await p.locator('.quick-input-widget', { hasText: '2 Selected' }).waitFor({ timeout: 10_000 });
-      await p.locator('.quick-input-widget input[type="text"], .quick-input-widget input:not([type])').first().press('Enter');
-    });
+    // Opened again if its rows stay hidden (seen once in 3 runs at 06f3b92: the pick lost its focus to the live
+    // dashboard and was hidden, so nothing could be clicked); each try is a fresh pick with nothing checked.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await palette('SRLoRA: Compare Runs…', async (p) => {
+          const rows = p.locator('.quick-input-list .monaco-list-row');
+          await rows.nth(1).waitFor({ timeout: 10_000 });
+          await rows.nth(0).click(); // a click checks a row of a multi-select pick
+          await rows.nth(1).click();
+          await p.locator('.quick-input-widget', { hasText: '2 Selected' }).waitFor({ timeout: 10_000 });
+          await p.locator('.quick-input-widget input[type="text"], .quick-input-widget input:not([type])').first().press('Enter');
+        });
+        break;
+      } catch (e) {
+        if (attempt >= 3) throw e;
+        await page.keyboard.press('Escape');
+      }
+    }
     const compare = dashboard().locator('table.compare');
     await compare.locator('tbody tr >> nth=1').waitFor({ timeout: 30_000 });
     assert.equal(await compare.locator('tbody tr').count(), 2);
