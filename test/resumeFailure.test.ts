@@ -61,8 +61,21 @@ test('a built-in resume whose checkpoint does not load ends the run failed, nami
   assert.deepEqual(after.map((m) => m.seq), after.map((_, i) => i + 1));
   const last = after.at(-1)!;
   assert.deepEqual([last.type, last.state, last.step], ['state', 'failed', 4]);
-  assert.equal(last.reason, `could not resume: ${file}: /format: expected 1 (this trainer's checkpoint format), got null`);
+  // each checkpoint tried, newest first, each named with its file and field (none reads: the run has none to resume)
+  assert.ok(last.reason?.startsWith('could not resume: ') && last.reason.includes(`${file}: /format: expected 1 (this trainer's checkpoint format), got null`), last.reason);
+  assert.ok(last.reason?.includes('checkpoints/step-2/state.json: /format: expected 1'), last.reason);
   assert.ok(!existsSync(join(dir, 'trainer.pid')), 'no pid file naming a process that is gone');
+});
+
+test('a built-in resume whose newest checkpoint does not read continues from the next older one, saying why (as the PyTorch trainer does)', () => {
+  const dir = interruptedAt4();
+  unreadableState(dir, 4, '{"garbage": true}');
+  const r = spawnSync(process.execPath, [cli, 'train', '--resume', dir, '--no-progress'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /not resuming from \S+step-4: \S+step-4\/state\.json: \/format: expected 1/);
+  const rewind = logOf(dir).find((m) => m.type === 'rewind') as unknown as { step: number; checkpoint: string };
+  assert.deepEqual([rewind.step, rewind.checkpoint], [2, 'checkpoints/step-2']);
+  assert.equal(logOf(dir).at(-1)!.state, 'finished');
 });
 
 test('a state.json that is not JSON is named, not only the parser\'s word', () => {
@@ -71,7 +84,7 @@ test('a state.json that is not JSON is named, not only the parser\'s word', () =
   unreadableState(dir, 4, 'garbage');
   const r = spawnSync(process.execPath, [cli, 'train', '--resume', dir, '--no-progress'], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 1, r.stderr);
-  assert.match(logOf(dir).at(-1)!.reason ?? '', /^could not resume: \S+step-4\/state\.json: not a checkpoint's JSON \(/);
+  assert.match(logOf(dir).at(-1)!.reason ?? '', /^could not resume: .*step-4\/state\.json: not a checkpoint's JSON \(/);
 });
 
 test('the built-in trainer says it does not act on the PyTorch trainer\'s device and bf16, rather than drop them silently', () => {

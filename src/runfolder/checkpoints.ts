@@ -155,13 +155,16 @@ export function checkpointSteps(runDir: string): number[] {
  * The newest complete, verified checkpoint of a run (sizes and SHA-256 of every file; `hashes: false` checks sizes
  * only, for a cheap "can this run continue" question), and the newer ones it skipped with why.
  */
-export function latestCompleteCheckpoint(runDir: string, opts: { hashes: boolean } = { hashes: true }): CheckpointChoice {
+export function latestCompleteCheckpoint(runDir: string, opts: { hashes: boolean } = { hashes: true }, readable?: (dir: string) => string | null): CheckpointChoice {
   const skipped: CheckpointChoice['skipped'] = [];
   for (const step of checkpointSteps(runDir)) {
     const dir = checkpointDir(runDir, step);
     const v = verifyCheckpoint(dir, opts);
-    if (v.ok) return { dir, step, skipped };
-    skipped.push({ dir, step, reason: v.reason });
+    // readable (the resume's): a verified folder whose content does not read (another version's, a bug's) is
+    // skipped with its reason as an unverified one is, and the next older tried
+    const why = v.ok ? (readable?.(dir) ?? null) : v.reason;
+    if (why === null) return { dir, step, skipped };
+    skipped.push({ dir, step, reason: why });
   }
   return { dir: null, step: null, skipped };
 }

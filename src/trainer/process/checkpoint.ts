@@ -42,12 +42,16 @@ export function saveCheckpoint(runDir: string, engine: SRLoRAEngine, data: Batch
   return relative(runDir, dir);
 }
 
+/** A checkpoint read and checked, nothing applied yet: what loadCheckpoint applies. */
+export interface ReadCheckpoint { meta: CheckpointMeta; tensors: ReturnType<typeof readSafetensors>['tensors'] }
+
 /**
- * Loads a checkpoint folder into the engine. A folder with COMPLETE.json is verified first (sizes and SHA-256), so a
- * corrupt checkpoint is never loaded silently (resume, srlora export); folders from before the marker load as they are.
+ * Reads a checkpoint folder and checks its state.json; applies nothing. A folder with COMPLETE.json is verified first
+ * (sizes and SHA-256; `verified`: the caller just did), so a corrupt checkpoint is never loaded silently. Throws
+ * naming the file (and field).
  */
-export function loadCheckpoint(dir: string, engine: SRLoRAEngine): CheckpointMeta {
-  if (existsSync(join(dir, COMPLETE_MARKER))) {
+export function readCheckpoint(dir: string, verified = false): ReadCheckpoint {
+  if (!verified && existsSync(join(dir, COMPLETE_MARKER))) {
     const v = verifyCheckpoint(dir);
     if (!v.ok) throw new Error(`${dir}: ${v.reason}`);
   }
@@ -61,6 +65,11 @@ export function loadCheckpoint(dir: string, engine: SRLoRAEngine): CheckpointMet
   if (typeof parsed !== 'object' || parsed === null) throw new Error(`${file}: expected an object, got ${JSON.stringify(parsed).slice(0, 40)}`);
   const meta = parsed as CheckpointMeta;
   if (meta.format !== 1) throw new Error(`${file}: /format: expected 1 (this trainer's checkpoint format), got ${JSON.stringify(meta.format ?? null)}`);
-  engine.loadState(readSafetensors(join(dir, 'state.safetensors')).tensors, meta.engine);
-  return meta;
+  return { meta, tensors: readSafetensors(join(dir, 'state.safetensors')).tensors };
+}
+
+/** Loads a checkpoint folder into the engine (readCheckpoint, then the engine's state; resume, srlora export). */
+export function loadCheckpoint(dir: string, engine: SRLoRAEngine, read: ReadCheckpoint = readCheckpoint(dir)): CheckpointMeta {
+  engine.loadState(read.tensors, read.meta.engine);
+  return read.meta;
 }

@@ -19,7 +19,7 @@ import { writeFileAtomic } from '../../runfolder/atomic';
 import { CONFIG_FILE, HUB_DISCOVERY_FILE, newRunId, PID_FILE } from '../../runfolder/runFiles';
 import { removeOwnPidFile, writeOwnPidFile } from '../../runfolder/pidfile';
 import { buildModel, loadBaseWeights, loadTask, type TaskData } from './task';
-import { loadCheckpoint, saveCheckpoint, type LiveSettings } from './checkpoint';
+import { loadCheckpoint, readCheckpoint, saveCheckpoint, type LiveSettings, type ReadCheckpoint } from './checkpoint';
 import { latestCompleteCheckpoint } from '../../runfolder/checkpoints';
 import { runIdOf } from '../../runfolder/runId';
 import { selectBackend, type BackendChoice } from '../engine/backend';
@@ -162,14 +162,18 @@ export class TrainingRun {
   }
 
   private restore(): void {
-    const choice = latestCompleteCheckpoint(this.options.runDir);
+    // the newest one that verifies AND reads: one whose state.json is not this trainer's falls back to the next older
+    let read: ReadCheckpoint | null = null;
+    const choice = latestCompleteCheckpoint(this.options.runDir, { hashes: true }, (d) => {
+      try { read = readCheckpoint(d, true); return null; } catch (e) { return (e as Error).message; }
+    });
     // The log line names the folder absolute (as every path the terminal shows); the error below follows the run folder's
     // absolute path, so it names each skipped one inside it.
     for (const s of choice.skipped) this.log(`not resuming from ${resolve(s.dir)}: ${s.reason}`, 'warn');
     const skipped = choice.skipped.map((s) => `${relative(this.options.runDir, s.dir)}: ${s.reason}`);
     const dir = choice.dir;
     if (!dir) throw new Error(`${this.options.runDir} has no complete checkpoint to resume from${skipped.length ? ` (${skipped.join('; ')})` : ''}`);
-    const meta = loadCheckpoint(dir, this.model.engine);
+    const meta = loadCheckpoint(dir, this.model.engine, read ?? undefined);
     this.batches.load(meta.data);
     Object.assign(this.settings, meta.settings);
     // Every view drops what it holds for later steps (a crash after this checkpoint logged them once already).
