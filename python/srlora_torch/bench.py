@@ -160,7 +160,8 @@ def profiled_kernels(fn, n: int = 5, top: int = 12, warmup: int = 0) -> dict:
     ev = [e for e in prof.key_averages() if e.self_device_time_total > 0]
     by_kind: dict = {}
     for e in ev:
-        by_kind[kernel_kind(e.key)] = by_kind.get(kernel_kind(e.key), 0) + e.self_device_time_total / 1000 / n
+        k = kernel_kind(e.key)
+        by_kind[k] = by_kind.get(k, 0) + e.self_device_time_total / 1000 / n
     ev.sort(key=lambda e: -e.self_device_time_total)
     return {"kernelMsPerStep": round(sum(e.self_device_time_total for e in ev) / 1000 / n, 3),
             "byKindMs": {k: round(v, 3) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},

@@ -141,26 +141,23 @@ def checkpoint_steps(run_dir: str) -> List[int]:
     return sorted((int(d[5:]) for d in names if d.startswith("step-") and d[5:].isdigit()), reverse=True)
 
 
-def older_verified(run_dir: str, than: str) -> Iterator[Tuple[str, int]]:
-    """(folder, step) of each complete, verified checkpoint older than the folder `than`, newest first, verified one
-    at a time as iterated (the resume's fallbacks when a verified state.pt still does not load)."""
-    name = os.path.basename(os.path.normpath(than))
-    limit = int(name[5:]) if name.startswith("step-") and name[5:].isdigit() else None
+def verified_checkpoints(run_dir: str, on_log: Callable[[str], None] = lambda s: None, hashes: bool = True,
+                         below: Optional[int] = None) -> Iterator[Tuple[str, int]]:
+    """(folder, step) of each complete, verified checkpoint (of a step under `below`, if given), newest first, verified
+    one at a time as iterated; each one skipped is logged with why. A resume takes the first, and goes on past it
+    (below its step) only if its state does not load."""
     for step in checkpoint_steps(run_dir):
-        if limit is not None and step >= limit:
+        if below is not None and step >= below:
             continue
         folder = os.path.join(run_dir, CHECKPOINTS, f"step-{step}")
-        if verify(folder, step, True) is None:
+        why = verify(folder, step, hashes)
+        if why is None:
             yield folder, step
+        else:
+            on_log(f"skipped checkpoint step-{step}: {why}")
 
 
 def newest_verified(run_dir: str, on_log: Callable[[str], None] = lambda s: None, hashes: bool = True) -> Optional[Tuple[str, int]]:
     """(folder, step) of the newest complete, verified checkpoint, or None; each newer one skipped is logged with why.
     hashes=False: sizes and markers only (a hint; the resume itself verifies the checksums)."""
-    for step in checkpoint_steps(run_dir):
-        folder = os.path.join(run_dir, CHECKPOINTS, f"step-{step}")
-        why = verify(folder, step, hashes)
-        if why is None:
-            return folder, step
-        on_log(f"skipped checkpoint step-{step}: {why}")
-    return None
+    return next(verified_checkpoints(run_dir, on_log, hashes), None)

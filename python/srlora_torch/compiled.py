@@ -26,6 +26,7 @@ on the CPU, torch.compile without a graph (for tests). "off": the eager step.
 """
 from __future__ import annotations
 
+import struct
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -46,13 +47,17 @@ def resolve_mode(mode: str, device: torch.device) -> str:
     return mode
 
 
+_F32 = struct.Struct("f")
+
+
 def float32_value(x: float) -> float:
     """The shortest decimal that is the same float32 as x: a learning rate held as a float32 tensor (the compiled
-    step's) reads back as 0.003000000026077032 for 0.003; rows and the dashboard show 0.003, the value it holds."""
-    f = torch.tensor(x, dtype=torch.float32).item()
+    step's) reads back as 0.003000000026077032 for 0.003; rows and the dashboard show 0.003, the value it holds.
+    Called for every deferred metrics row: plain struct packing, no tensors (~1 µs)."""
+    f = _F32.unpack(_F32.pack(x))[0]
     for digits in range(6, 10):
         v = float(f"{x:.{digits}g}")
-        if torch.tensor(v, dtype=torch.float32).item() == f:
+        if _F32.unpack(_F32.pack(v))[0] == f:
             return v
     return x
 

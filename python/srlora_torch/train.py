@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import itertools
 import json
 import os
 import shlex
@@ -25,7 +26,7 @@ import torch
 
 from .compiled import CompiledStep, resolve_mode
 from .controller import SRLoRAController
-from .checkpoint import newest_verified, older_verified
+from .checkpoint import newest_verified, verified_checkpoints
 from .client import EventRecorder
 from .export import export_run
 from .runconfig import ConfigError, check_files, config_error_message, parse_file
@@ -119,16 +120,16 @@ def machine_problem(cfg: dict, source: str = "config", device_flag: bool = False
     it creates a run folder, for --check too (what srlora serve asks before it starts anything)."""
     name = cfg["device"]
     field = f"--device {name}" if device_flag else f"{source}: device {json.dumps(name)}"
+    cuda_index = int(name.split(":", 1)[1]) if name.startswith("cuda:") else 0
     if name in ("auto", "cpu"):
         pass
     elif name.startswith("cuda"):
         if not torch.cuda.is_available():
             return f"{field}: {_cuda_absent()} (use device \"cpu\" or \"auto\")"
         n = torch.cuda.device_count()
-        index = int(name.split(":", 1)[1]) if ":" in name else 0
-        if index >= n:
+        if cuda_index >= n:
             return (f"{field}: this machine has {n} CUDA GPU{'s' if n != 1 else ''} "
-                    f"({', '.join(f'cuda:{i}' for i in range(n))}): there is no cuda:{index}")
+                    f"({', '.join(f'cuda:{i}' for i in range(n))}): there is no cuda:{cuda_index}")
     elif name == "mps":
         if sys.platform != "darwin":
             return f"{field}: MPS (Apple's GPUs) is only on macOS; this machine runs {sys.platform} (use \"cuda\", \"cpu\" or \"auto\")"
@@ -139,10 +140,10 @@ def machine_problem(cfg: dict, source: str = "config", device_flag: bool = False
         kind = "cuda" if name.startswith("cuda") or (name == "auto" and torch.cuda.is_available()) else name if name == "mps" else "cpu"
         where = f"{source}: bf16 true"
         if kind == "cuda":
-            index = int(name.split(":", 1)[1]) if ":" in name else 0
-            if not torch.cuda.is_bf16_supported(including_emulation=False):
-                major, minor = torch.cuda.get_device_capability(index)
-                return (f"{where}: the GPU {torch.cuda.get_device_name(index)} (compute capability {major}.{minor}) has no "
+            # the run's GPU (is_bf16_supported asks about the current one, another GPU of a mixed machine)
+            major, minor = torch.cuda.get_device_capability(cuda_index)
+            if (major, minor) < (8, 0):
+                return (f"{where}: the GPU {torch.cuda.get_device_name(cuda_index)} (compute capability {major}.{minor}) has no "
                         f"bfloat16 arithmetic (8.0 or later needed): set bf16 false")
         elif kind == "mps":
             try:
@@ -255,6 +256,11 @@ def _load_failure(e: Exception) -> str:
     return f"{type(e).__name__}: {words[:200]}" if words else type(e).__name__
 
 
+def _step_of(ckpt: str) -> int:
+    """N of a checkpoints/step-N folder."""
+    return int(os.path.basename(os.path.normpath(ckpt))[len("step-"):])
+
+
 def restore_run(run: SimpleNamespace, ckpt: str, device: torch.device, log: Callable[[str], None] = lambda s: None) -> str:
     """A verified checkpoint into a freshly built run; returns the checkpoint folder it came from. A state.pt that
     does not load (whatever its checksum says: written by another version, a bug) is skipped with a log line for the
@@ -265,10 +271,8 @@ def restore_run(run: SimpleNamespace, ckpt: str, device: torch.device, log: Call
     first = os.path.join(ckpt, "state.pt")
     failures = []
     state = None
-    def candidates():  # the older ones are hashed only once the newest has failed to load
-        yield ckpt
-        yield from (f for f, _ in older_verified(run_dir, ckpt))
-    for candidate in candidates():
+    older = (f for f, _ in verified_checkpoints(run_dir, log, below=_step_of(ckpt)))  # hashed only when reached
+    for candidate in itertools.chain([ckpt], older):
         file = os.path.join(candidate, "state.pt")
         try:
             state = torch.load(file, map_location=device)

@@ -19,12 +19,13 @@ def no_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
 
 
-def gpus(monkeypatch, n, bf16=True, name="Tesla T4", capability=(7, 5)):
+def gpus(monkeypatch, n, bf16=True, name="Tesla T4", capability=None):
+    capability = capability or ((8, 0) if bf16 else (7, 5))  # what the GPU answers is_bf16_supported from
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: name)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: capability[i] if isinstance(capability, dict) else capability)
 
 
 def refused(argv, tmp_path, monkeypatch) -> str:
@@ -108,3 +109,13 @@ def test_the_hello_names_the_device_the_run_trains_on():
     from srlora_torch.session import device_label
     assert device_label(torch.device("mps")) == "MPS"
     assert device_label(torch.device("cpu")) == "CPU"
+
+
+def test_bf16_is_judged_on_the_runs_gpu_not_the_current_one(tmp_path, monkeypatch):
+    """A machine of mixed GPUs: the current one (cuda:0) has bfloat16, cuda:1 has not. torch.cuda.is_bf16_supported
+    answers for the current GPU, so cuda:1 with bf16 was accepted (a review's finding): refused now, naming cuda:1."""
+    gpus(monkeypatch, 2, bf16=True, capability={0: (9, 0), 1: (7, 5)})
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"steps": 2, "bf16": True, "task": {"kind": "matrix"}}))
+    line = refused(["--config", str(cfg), "--device", "cuda:1", "--check"], tmp_path, monkeypatch)
+    assert "compute capability 7.5" in line and "bf16" in line, line

@@ -12,6 +12,7 @@ Writes OUT/probe.json after each section:
 import argparse
 import cProfile
 import io
+import itertools
 import json
 import os
 import pstats
@@ -54,7 +55,7 @@ def consecutive_ms(fn, inputs, n):
 
 
 def kernels(fn, inputs, n=5):
-    it = iter(range(10 ** 9))
+    it = itertools.count()
     return B.profiled_kernels(lambda: fn(*inputs[next(it) % len(inputs)]), n=n, top=30)
 
 
