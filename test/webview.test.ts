@@ -435,6 +435,8 @@ test('a resumed run gets a "resumed" marker on every chart where it continued; a
     assert.deepEqual(resumeMarkers([runOf(f)]).map((m) => [m.x, m.time, m.label, m.dashed]), [[20, rewindTime, 'resumed', true]]);
     f.state('interrupted', 40, 'SIGTERM').rewind(10).state('running', 10);
     assert.deepEqual(resumeMarkers([runOf(f)]).map((m) => m.x), [10], 'the resume at 20 belongs to the attempt the second rewind superseded');
+    f.state('interrupted', 12, 'SIGTERM').rewind(10).state('running', 10); // the same checkpoint again (died before the next)
+    assert.deepEqual(resumeMarkers([runOf(f)]).map((m) => m.x), [10], 'one marker per resume point, not one per attempt');
     assert.deepEqual(resumeMarkers([runOf(new FixtureLog('plain').hello({ name: 'p', totalSteps: 10 }).state('running', 0).metrics(1, 5, () => 1))]), []);
   } finally {
     delete g.document;

@@ -203,7 +203,11 @@ export class RunData {
         this.rankSummary.max.push(msg.step, msg.time, max);
         break;
       }
-      case 'rewind': this.cutAfter(msg.step); this.resumes.push({ step: msg.step, time: msg.time }); break;
+      case 'rewind': // a second resume from the same checkpoint (the first died before the next) is one marker, not two
+        this.cutAfter(msg.step);
+        this.resumes = this.resumes.filter((e) => e.step < msg.step);
+        this.resumes.push({ step: msg.step, time: msg.time });
+        break;
       case 'importance': {
         // The latest snapshot per step wins, as for every other value: one frame per step.
         while (this.frames.length && this.frames[this.frames.length - 1].step >= msg.step) this.frames.pop();

@@ -321,7 +321,6 @@ export class TrainingRun {
     this.flushMetrics();
     this.emit({ type: 'evaluating', step: this.step });
     const r = evaluate((x) => this.model.forward(x), ev.features, ev.labels, ev.dim, Math.max(ev.classes, this.data.train.classes));
-    this.flushMetrics();
     this.emit({ type: 'eval', step: this.step, loss: r.loss, metrics: { accuracy: r.accuracy } });
     this.emit({ type: 'deltaRank', step: this.step, layers: this.model.engine.deltaRank() });
   }
