@@ -140,8 +140,16 @@ export class ChildTrainer extends TrainerHandle {
     });
   }
 
+  /**
+   * How long the end waits, after the trainer itself exited, for the descendants it started. A launcher's ranks end
+   * within seconds; a process that outlives that (a daemon it left, a stuck rank) no longer holds the run open: the
+   * end is recorded without it (tests shorten it).
+   */
+  static kinWaitMaxMs = 30_000;
+
   private listKin(): void {
     if (this.leaderGone) return;
+    for (const [pid, id] of this.kin) if (!sameProcess(id)) this.kin.delete(pid); // the map holds the living only
     for (const id of descendantsOf(this.pid)) if (!this.kin.has(id.pid)) this.kin.set(id.pid, id);
   }
 
@@ -152,7 +160,10 @@ export class ChildTrainer extends TrainerHandle {
 
   private whenKinGone(then: () => void): void {
     if (this.liveKin().length === 0) { then(); return; }
-    const t = setInterval(() => { if (this.liveKin().length === 0) { clearInterval(t); then(); } }, LINGER_POLL_MS);
+    const until = Date.now() + ChildTrainer.kinWaitMaxMs;
+    const t = setInterval(() => {
+      if (this.liveKin().length === 0 || Date.now() > until) { clearInterval(t); then(); }
+    }, LINGER_POLL_MS);
     t.unref(); // whoever waits for the end (end(), dispose) holds the process open; this poll alone does not
   }
 
