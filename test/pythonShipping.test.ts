@@ -51,3 +51,13 @@ test('every trainer the run manager launches finds the shipped srlora_torch firs
     assert.equal(seen.split(':')[0], pkg);
   } finally { await hub.close(); }
 });
+
+test('an interpreter typed as a relative path is made absolute against the folder it was typed in (serve\'s, VS Code\'s workspace), a bare name is left to PATH', async () => {
+  // serve made --python absolute only for itself; VS Code's srlora.python.path ".venv/bin/python" named nothing in the
+  // run's folder, where the trainer runs (exit 127): one rule for both now
+  const { interpreterPath } = await import('../src/supervisor/pythonTrainer');
+  assert.equal(interpreterPath('.venv/bin/python', '/work/proj'), '/work/proj/.venv/bin/python');
+  assert.equal(interpreterPath('./py/python3', '/w'), '/w/py/python3');
+  assert.equal(interpreterPath('/usr/bin/python3', '/w'), '/usr/bin/python3');
+  assert.equal(interpreterPath('python3', '/w'), 'python3');
+});

@@ -21,7 +21,7 @@ import { assetRoot } from '../trainer/process/task';
 import { configWithFlags, pytorchRunMessage } from './trainCommand';
 import { continueCommand } from '../viewmodel/continueCommand';
 import { DEFAULT_RUNS_DIR } from './usage';
-import { probePython, pythonEnv, pythonPackageDir, pytorchCommand, pytorchResumeCommand, resumeRanks } from '../supervisor/pythonTrainer';
+import { interpreterPath, probePython, pythonEnv, pythonPackageDir, pytorchCommand, pytorchResumeCommand, resumeRanks } from '../supervisor/pythonTrainer';
 import { EVENTS_FILE } from '../runfolder/runFiles';
 import { resolveRunArg, runTrainerOf, type RunTarget } from './runTarget';
 
@@ -47,7 +47,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (!pytorch && (values.python !== undefined || values.gpus !== '1')) throw new Error('--python and --gpus choose the PyTorch trainer\'s Python and GPUs: add --trainer pytorch');
   // A Python given as a path is made absolute here: the trainer runs in the run's folder (a resume's cwd), where a
   // relative .venv/bin/python names nothing (exit 127, said nowhere). A bare name (python3) is looked up on PATH.
-  const pythonPath = values.python === undefined ? 'python3' : /[\\/]/.test(values.python) ? resolve(values.python) : values.python;
+  const pythonPath = values.python === undefined ? 'python3' : interpreterPath(values.python, process.cwd());
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: ${values.port} is not a port number`);
   if (values.host !== '127.0.0.1' && values.host !== 'localhost' && values.host !== '::1') {

@@ -12,7 +12,7 @@ import { CommandHandlers } from '../supervisor/commandHandlers';
 import { isActive } from '../viewmodel/runModel';
 import { starterConfigText } from '../trainer/config/runConfig';
 import { readSettings } from './settings';
-import { probePython, pythonEnv, pythonPackageDir, pytorchResumeCommand, resumeRanks } from '../supervisor/pythonTrainer';
+import { interpreterPath, probePython, pythonEnv, pythonPackageDir, pytorchResumeCommand, resumeRanks } from '../supervisor/pythonTrainer';
 import { vscodeUi } from './vscodeUi';
 import { builtInRefusal, configProblem, trainerRows } from './trainerChoice';
 import { RunsTree, type RunsNode } from './runsTree';
@@ -172,9 +172,11 @@ async function pickTrainer(configFile: string): Promise<string | undefined> {
   return chosen.id;
 }
 
-/** srlora.python.path, else the Python extension's interpreter, else python3. */
+/** srlora.python.path, else the Python extension's interpreter, else python3; a relative path against the workspace
+ * folder (as the user typed it there), since the trainer runs in the run's folder. */
 function pythonPath(): string {
-  return readSettings().pythonPath ?? vscode.workspace.getConfiguration('python').get<string>('defaultInterpreterPath') ?? 'python3';
+  const typed = readSettings().pythonPath ?? vscode.workspace.getConfiguration('python').get<string>('defaultInterpreterPath') ?? 'python3';
+  return interpreterPath(typed, vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? process.cwd());
 }
 
 /** A *.srlora.json from the workspace, or a new one from a short guided pick. */

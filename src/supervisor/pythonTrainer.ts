@@ -5,7 +5,7 @@
  * of the probe and of every trainer it launches (pythonEnv): nothing of ours needs installing into the user's Python.
  */
 import { execFile } from 'node:child_process';
-import { delimiter, join } from 'node:path';
+import { delimiter, isAbsolute, join, resolve } from 'node:path';
 
 /** ok: torch and srlora_torch import; `missing` names optional packages that are absent (transformers, peft: needed
  * for Hugging Face models) with their import errors; `gpus`: CUDA devices torch sees (0 on a CPU-only machine). */
@@ -74,6 +74,15 @@ export function probePython(python: string, env: NodeJS.ProcessEnv = {}): Promis
       resolve({ ok: true, label, torch: r.torch, gpus, missing: optional.map((m) => `${m} (${r.missing[m]}): Hugging Face models need it`) });
     });
   });
+}
+
+/**
+ * The interpreter as every launch runs it: a path typed relative (".venv/bin/python") made absolute against `base`
+ * (the folder it was typed in: serve's working folder, VS Code's workspace folder) — the trainer runs in the run's
+ * folder, where a relative path names nothing (exit 127, no word of why). A bare name ("python3") is left to PATH.
+ */
+export function interpreterPath(python: string, base: string): string {
+  return /[\\/]/.test(python) && !isAbsolute(python) ? resolve(base, python) : python;
 }
 
 /** How a PyTorch run starts: one process, or `ranks` data-parallel processes (one per GPU) under torch's own
