@@ -26,7 +26,7 @@ import torch
 
 from .compiled import CompiledStep, resolve_mode
 from .controller import SRLoRAController
-from .checkpoint import newest_verified, verified_checkpoints
+from .checkpoint import CHECKPOINTS, newest_verified, verified_checkpoints
 from .client import EventRecorder
 from .export import export_run
 from .runconfig import ConfigError, check_files, config_error_message, parse_file
@@ -256,9 +256,14 @@ def _load_failure(e: Exception) -> str:
     return f"{type(e).__name__}: {words[:200]}" if words else type(e).__name__
 
 
-def _step_of(ckpt: str) -> int:
-    """N of a checkpoints/step-N folder."""
-    return int(os.path.basename(os.path.normpath(ckpt))[len("step-"):])
+def _older_checkpoints(ckpt: str, log: Callable[[str], None]):
+    """The verified checkpoints of ckpt's run older than it, newest first, each hashed only when reached; none when
+    ckpt is not a run's checkpoints/step-N folder (a state.pt handed over from elsewhere has no older siblings)."""
+    parent, name = os.path.split(os.path.normpath(os.path.abspath(ckpt)))
+    m = re.fullmatch(r"step-(\d+)", name)
+    if m is None or os.path.basename(parent) != CHECKPOINTS:
+        return iter(())
+    return (f for f, _ in verified_checkpoints(os.path.dirname(parent), log, below=int(m.group(1))))
 
 
 def restore_run(run: SimpleNamespace, ckpt: str, device: torch.device, log: Callable[[str], None] = lambda s: None) -> str:
@@ -267,12 +272,10 @@ def restore_run(run: SimpleNamespace, ckpt: str, device: torch.device, log: Call
     next older verified checkpoint, as newest_verified skips unverified ones (nothing was applied yet). Raises
     SystemExit with one line naming the state.pt (not a traceback) when none loads, or when the one loaded does not
     fit this run (a field missing, a shape changed: the run is then half-restored, so no older one is tried)."""
-    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(ckpt)))
     first = os.path.join(ckpt, "state.pt")
     failures = []
     state = None
-    older = (f for f, _ in verified_checkpoints(run_dir, log, below=_step_of(ckpt)))  # hashed only when reached
-    for candidate in itertools.chain([ckpt], older):
+    for candidate in itertools.chain([ckpt], _older_checkpoints(ckpt, log)):
         file = os.path.join(candidate, "state.pt")
         try:
             state = torch.load(file, map_location=device)

@@ -149,3 +149,21 @@ def test_after_the_cause_is_fixed_the_failed_run_continues(tmp_path, monkeypatch
     shutil.move(str(tmp_path / "away"), str(weights.parent))
     assert train.main(["--resume", run, "--no-progress"]) == 0
     assert log(run)[-1]["state"] == "finished"
+
+
+def test_a_checkpoint_folder_not_named_step_n_restores_without_looking_for_older_ones(tmp_path, monkeypatch):
+    """restore_run took every folder for a run's checkpoints/step-N and read N from its name, so a state.pt handed
+    over from elsewhere (the parity test's `anchor`, a copied checkpoint) raised ValueError: invalid literal for int()
+    (CI, stop 22). Such a folder has no older siblings: it loads, or fails naming its file."""
+    run = interrupted_run(tmp_path, monkeypatch)
+    copy = tmp_path / "handed-over"
+    shutil.copytree(os.path.join(run, "checkpoints", "step-2"), copy)
+    cfg = train.load_config(str(tmp_path / "c.json"), {})
+    import torch
+    built = train.build_run(cfg, str(tmp_path / "fresh"), torch.device("cpu"))
+    assert train.restore_run(built, str(copy), torch.device("cpu")) == str(copy)
+    assert built.ctl.step == 2
+    open(copy / "state.pt", "wb").write(b"not a torch file")
+    with pytest.raises(SystemExit) as e:
+        train.restore_run(train.build_run(cfg, str(tmp_path / "fresh2"), torch.device("cpu")), str(copy), torch.device("cpu"))
+    assert str(e.value.code).startswith(f"{copy}/state.pt: cannot load it: "), e.value.code
