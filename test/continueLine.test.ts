@@ -5,8 +5,10 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from './helpers/tmp';
-import { continueCommand, type PythonLaunch } from '../src/viewmodel/continueCommand';
+import { WebSocket } from 'ws';
+import { tempDir, until } from './helpers/tmp';
+import type { HubToViewer, RunSummary } from '../src/protocol/messages';
+import { continueCommand, dashboardCommand, type PythonLaunch } from '../src/viewmodel/continueCommand';
 import { trainingSummary } from '../src/cli/summary';
 import { trainCommand } from '../src/cli/trainCommand';
 import { exportCommand } from '../src/cli/exportCommand';
@@ -17,6 +19,46 @@ test('the continue line meets the shared vectors (python/tests/test_cli_lines.py
   const { cases } = JSON.parse(readFileSync(join(root, 'test/vectors/continue/lines.json'), 'utf8')) as { cases: { runDir: string; pytorch: boolean; worldSize: number; launch?: PythonLaunch; line: string }[] };
   assert.ok(cases.some((c) => c.launch?.pythonPath));
   for (const c of cases) assert.equal(continueCommand(c.runDir, c.pytorch, c.worldSize, c.launch), c.line, JSON.stringify(c));
+});
+
+test('the dashboard line meets the shared vectors (the CLI that ran it, quoted; python/tests/test_cli_lines.py holds the Python side)', () => {
+  const { serve } = JSON.parse(readFileSync(join(root, 'test/vectors/continue/lines.json'), 'utf8')) as { serve: { runsDir: string; launch?: PythonLaunch; line: string }[] };
+  assert.ok(serve.some((c) => c.launch?.cli) && serve.some((c) => !c.launch));
+  for (const c of serve) assert.equal(dashboardCommand(c.runsDir, c.launch), c.line, JSON.stringify(c));
+});
+
+test('the built-in trainer\'s printed "watch it" and "dashboard" lines run as printed from a fresh shell and the hub answers (FINDINGS F5/F6: `srlora` is not on a checkout\'s PATH)', async () => {
+  const runs = join(tempDir(), 'my runs');
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SRLORA_')));
+  const train = spawn(process.execPath, ['dist/cli.js', 'train', '--steps', '2', '--model.kind', 'mlp', '--eval-every', '100', '--no-progress', '--runs-dir', runs],
+    { cwd: root, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  train.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  assert.equal(await new Promise((done) => train.on('exit', done)), 0, stderr);
+  const want = `${process.execPath} ${join(root, 'dist/cli.js')} serve --runs-dir '${runs}'`;
+  assert.equal(/\(watch it: (.*)\)\n/.exec(stderr)?.[1], want, stderr);
+  const line = /\n {2}dashboard +(.*)\n/.exec(stderr)?.[1];
+  assert.equal(line, want, stderr);
+  const serve = spawn('bash', ['-c', `exec ${line!}`], { cwd: tempDir(), env: { ...env, PATH: '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  serve.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  serve.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+  try {
+    for (let i = 0; i < 600 && !/SRLoRA dashboard: (http\S+)/.test(out) && serve.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+    const url = /SRLoRA dashboard: (http\S+)/.exec(out)?.[1];
+    assert.ok(url, out);
+    // the hub answers a viewer with the run this trainer just wrote
+    const u = new URL(url);
+    const ws = new WebSocket(`ws://${u.host}/viewer`, { headers: { Authorization: `Bearer ${u.searchParams.get('token')}` } });
+    const lists: RunSummary[][] = [];
+    ws.on('message', (d: Buffer) => { const m = JSON.parse(d.toString()) as HubToViewer; if (m.type === 'runs') lists.push(m.runs); });
+    try {
+      assert.ok(await until(() => lists.at(-1)?.length === 1, 30_000), out);
+      assert.equal(lists.at(-1)![0].runId, readdirSync(runs)[0]);
+    } finally { ws.close(); }
+  } finally {
+    serve.kill('SIGTERM');
+  }
 });
 
 test('every hint for a PyTorch run (summary, train --resume, export) names the interpreter and PYTHONPATH its hello recorded', async () => {

@@ -116,7 +116,7 @@ test('srlora serve --resume refuses, saying why: an unknown id (named), a run of
     + line({ ...base, runId: '20261130-000000-srlora-efgh', seq: 2, type: 'state', state: 'stopped', step: 4 }));
   const other = cliProcess(['serve', '--resume', builtinDir, '--trainer', 'pytorch', '--python', python]);
   assert.notEqual(await other.code, 0);
-  assert.ok(other.out().includes(`srlora: ${builtinDir} is a run of the built-in trainer (srlora train): continue it with srlora train --resume ${builtinDir}`), other.out());
+  assert.ok(other.out().includes(`srlora: ${builtinDir} is a run of the built-in trainer (srlora train): continue it with ${process.execPath} ${cli} train --resume ${builtinDir}`), other.out()); // its hello names no CLI: this one (F6)
   const withConfig = cliProcess(['serve', '--runs-dir', runsDir, '--resume', runDir, '--steps', '5']);
   assert.notEqual(await withConfig.code, 0);
   assert.match(withConfig.out(), /--resume continues a run as it was configured/);

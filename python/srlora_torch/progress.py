@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 from typing import Callable, Optional, TextIO
@@ -94,13 +95,31 @@ def python_module(launch: Optional[dict], module: str) -> str:
     return f"{env}{shlex.quote(launch['python'])} -m {module}"
 
 
-def _builtin_train(launch: Optional[dict]) -> str:
-    """The built-in trainer's `train` as its run was started (hello.launch node, cli; VS Code's Electron run as Node.js:
-    ELECTRON_RUN_AS_NODE=1), `srlora train` when its hello did not say."""
+def srlora_command(launch: Optional[dict], subcommand: str) -> str:
+    """The `srlora` command line's SUBCOMMAND as `launch` ran it (hello.launch node, cli: `/usr/bin/node
+    /abs/dist/cli.js serve`; VS Code's Electron run as Node.js: ELECTRON_RUN_AS_NODE=1): a checkout has no `srlora` on
+    PATH. `srlora SUBCOMMAND` when launch names no CLI. src/viewmodel/continueCommand.ts srloraCommand
+    (test/vectors/continue/lines.json `serve`)."""
     if not launch or not launch.get("node") or not launch.get("cli"):
-        return "srlora train"
+        return f"srlora {subcommand}"
     env = "ELECTRON_RUN_AS_NODE=1 " if launch.get("electronRunAsNode") else ""
-    return f"{env}{shlex.quote(launch['node'])} {shlex.quote(launch['cli'])} train"
+    return f"{env}{shlex.quote(launch['node'])} {shlex.quote(launch['cli'])} {subcommand}"
+
+
+def dashboard_command(runs_dir: str, launch: Optional[dict]) -> str:
+    """The line that shows the runs of runs_dir (made absolute, shell-quoted) on the dashboard, by the CLI launch names
+    (srlora_command): every "dashboard" / "watch it" hint prints it. src/viewmodel/continueCommand.ts dashboardCommand."""
+    return f"{srlora_command(launch, 'serve')} --runs-dir {shlex.quote(os.path.abspath(runs_dir))}"
+
+
+def cli_launch() -> Optional[dict]:
+    """The srlora command line this package came with, as a hello.launch {node, cli}: the checkout's (or the
+    extension's) dist/cli.js beside the folder srlora_torch is imported from, run by the `node` on PATH (both
+    absolute); None when either is missing (then the hints say `srlora`, the installed bin)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cli = os.path.join(root, "dist", "cli.js")
+    node = shutil.which("node")
+    return {"node": os.path.abspath(node), "cli": cli} if node and os.path.isfile(cli) else None
 
 
 def hello_launch(run_dir: str) -> Optional[dict]:
@@ -117,7 +136,7 @@ def continue_command(run_dir: str, world: int, launch: Optional[dict] = None, py
     had (world > 1: through srlora_torch.launch, i.e. torchrun): the same global batch; by the interpreter and
     PYTHONPATH that ran it (launch: its hello's, or launch_facts() for this process). A built-in trainer's run (pytorch
     False): srlora train. src/viewmodel/continueCommand.ts says it in the same words (test/vectors/continue/lines.json)."""
-    command = (_builtin_train(launch) if not pytorch else python_module(launch, "srlora_torch.train") if world <= 1
+    command = (srlora_command(launch, "train") if not pytorch else python_module(launch, "srlora_torch.train") if world <= 1
                else python_module(launch, f"srlora_torch.launch --standalone --nproc_per_node={world} -m srlora_torch.train"))
     return f"{command} --resume {shlex.quote(os.path.abspath(run_dir))}"
 
@@ -163,7 +182,7 @@ def summary(run_dir: str, outcome: str) -> str:
     lines.append(f"  run folder     {folder}")
     if os.path.isdir(os.path.join(folder, "export")):
         lines.append(f"  export         {os.path.join(folder, 'export')}")
-    lines.append(f"  dashboard      srlora serve --runs-dir {shlex.quote(os.path.dirname(folder))}")
+    lines.append(f"  dashboard      {dashboard_command(os.path.dirname(folder), cli_launch())}")
     if outcome in ("stopped", "interrupted", "failed"):
         from .checkpoint import newest_verified
         if newest_verified(run_dir, hashes=False) is not None:  # the resume itself verifies the checksums

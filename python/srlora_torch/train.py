@@ -14,7 +14,6 @@ import difflib
 import itertools
 import json
 import os
-import shlex
 import random
 import re
 import sys
@@ -35,7 +34,7 @@ from .distributed import Lockstep, end_refused_start, refuse_sharding, world_fro
 from .session import Session, device_label, log, remove_own_pid_file, run_id_of, write_own_pid_file
 from .ownership import resume_refusal
 from .optim import SlotAdam
-from .progress import ProgressLine, continue_command, hello_launch, launch_facts, summary
+from .progress import ProgressLine, cli_launch, continue_command, dashboard_command, hello_launch, launch_facts, summary
 from .tasks import base_weights, build_model, restore
 from .texttask import resolve_paths
 
@@ -561,7 +560,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
         if not os.path.exists(cfg_file):
             raise SystemExit(f"{run_dir} is not a run folder (no config.json)")
         if os.path.exists(os.path.join(run_dir, "events.jsonl")) and written_by_builtin(run_dir):
-            raise SystemExit(f"{run_dir} is a run of the built-in trainer (srlora train): continue it with {continue_command(run_dir, 1, hello_launch(run_dir), pytorch=False)}")
+            raise SystemExit(f"{run_dir} is a run of the built-in trainer (srlora train): continue it with {continue_command(run_dir, 1, hello_launch(run_dir) or cli_launch(), pytorch=False)}")
         # Someone else training it (serve, VS Code, another terminal): a second trainer would append to its log too.
         # Every rank asks before the rendezvous; rank 0 takes the run only after it (below), so no rank sees rank 0.
         refusal = resume_refusal(os.path.abspath(run_dir))
@@ -625,7 +624,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
         raise
     if rank == 0:
         log(f"{cfg['method']} run {'resumed' if a.resume else 'started'}{f' on {world} ranks' if world > 1 else ''}: {os.path.abspath(run_dir)} "
-            f"(watch it: srlora serve --runs-dir {shlex.quote(os.path.dirname(os.path.abspath(run_dir)))})")
+            f"(watch it: {dashboard_command(os.path.dirname(os.path.abspath(run_dir)), cli_launch())})")
     task, ctl, session = run.task, run.ctl, run.session
     opt = run.opt
     if a.resume:

@@ -2,7 +2,7 @@
 built-in trainer's (src/cli/summary.ts)."""
 import json
 import os
-import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,9 +30,9 @@ def test_summary_prints_every_path_absolute_given_a_relative_run_folder(tmp_path
     text = summary(run.name, "interrupted")
     assert f"\n  run folder     {run}\n" in text, text
     assert f"\n  export         {run / 'export'}\n" in text, text
-    assert f"\n  dashboard      srlora serve --runs-dir {shlex.quote(str(runs))}\n" in text, text
-
-
+    assert f"\n  dashboard      {NODE} {CLI} serve --runs-dir '{runs}'\n" in text, text
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+NODE, CLI = shutil.which("node"), os.path.join(ROOT, "dist", "cli.js")  # the checkout's CLI: needs npm run build (CI builds first)
 VECTORS = os.path.join(os.path.dirname(__file__), "..", "..", "test", "vectors", "continue", "lines.json")
 
 
@@ -46,7 +46,13 @@ def test_continue_line_matches_the_shared_vectors():
         assert continue_command(c["runDir"], c["worldSize"], c.get("launch"), pytorch=c["pytorch"]) == c["line"], c
 
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+def test_dashboard_line_matches_the_shared_vectors():
+    """src/viewmodel/continueCommand.ts dashboardCommand meets the same cases (test/continueLine.test.ts)."""
+    from srlora_torch.progress import dashboard_command
+    with open(VECTORS, encoding="utf-8") as f:
+        cases = json.load(f)["serve"]
+    for c in cases:
+        assert dashboard_command(c["runsDir"], c.get("launch")) == c["line"], c
 
 
 def _events(run):
@@ -139,8 +145,9 @@ def test_resume_refusals_name_the_run_folder_absolute(tmp_path, monkeypatch):
         assert str(e.code) == f"{tmp_path / 'runs' / 'x'} is not a run folder (no config.json)"
 
 
-def test_the_start_line_quotes_the_runs_folder_it_tells_you_to_watch(tmp_path, monkeypatch, capsys):
-    """'(watch it: srlora serve --runs-dir /a/my runs)' broke when pasted (a new user's finding): shell-quoted now."""
+def test_the_watch_it_and_dashboard_lines_run_as_printed_and_the_hub_answers(tmp_path, monkeypatch, capsys):
+    """FINDINGS F5/F6: '(watch it: srlora serve --runs-dir /a/my runs)' broke when pasted (unquoted), and `srlora` is
+    not on a checkout's PATH: both lines name node and the checkout's dist/cli.js, quoted, and run as printed."""
     from srlora_torch import train
     monkeypatch.delenv("SRLORA_RUN_DIR", raising=False)
     monkeypatch.delenv("SRLORA_HUB_URL", raising=False)
@@ -149,4 +156,24 @@ def test_the_start_line_quotes_the_runs_folder_it_tells_you_to_watch(tmp_path, m
     runs = tmp_path / "my runs"
     assert train.main(["--config", str(cfg), "--runs-dir", str(runs), "--no-progress"]) == 0
     err = capsys.readouterr().err
-    assert f"(watch it: srlora serve --runs-dir {shlex.quote(str(runs))})" in err, err
+    want = f"{NODE} {CLI} serve --runs-dir '{runs}'"
+    assert f"(watch it: {want})" in err, err
+    assert f"\n  dashboard      {want}\n" in err, err
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SRLORA_")}
+    p = subprocess.Popen(["bash", "-c", f"exec {want}"], cwd=tmp_path, env={**env, "PATH": "/usr/bin:/bin"},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = None
+        for line in p.stdout:  # the serve prints its URL once it listens
+            if line.startswith("SRLoRA dashboard: "):
+                url = line.split(": ", 1)[1].strip()
+                break
+        assert url, "serve printed no URL"
+        from urllib.parse import parse_qs, urlsplit
+        from urllib.request import Request, urlopen
+        token = parse_qs(urlsplit(url).query)["token"][0]
+        with urlopen(Request(url, headers={"Authorization": f"Bearer {token}"}), timeout=30) as r:
+            assert r.status == 200 and b"<html" in r.read(4096).lower()
+    finally:
+        p.terminate()
+        p.wait(timeout=30)

@@ -2,6 +2,7 @@
 before anything else (fresh-user session 5, fixb.2: it printed "srlora run resumed: …" then "cannot load state.pt")."""
 import json
 import os
+import shutil
 
 import pytest
 
@@ -19,5 +20,8 @@ def test_resume_of_a_builtin_run_names_its_trainer(tmp_path, capsys):
         + json.dumps({**base, "seq": 2, "type": "state", "state": "interrupted", "step": 10}) + "\n")
     with pytest.raises(SystemExit) as e:
         train.main(["--resume", str(run)])
-    assert "is a run of the built-in trainer (srlora train): continue it with srlora train --resume" in str(e.value.code)
+    # its hello names no CLI: the line names this checkout's (node and dist/cli.js; `srlora` is not on its PATH, F6)
+    cli = os.path.join(os.path.dirname(__file__), "..", "..", "dist", "cli.js")
+    assert str(e.value.code) == (f"{run} is a run of the built-in trainer (srlora train): continue it with "
+                                 f"{shutil.which('node')} {os.path.abspath(cli)} train --resume {run}")
     assert "resumed" not in capsys.readouterr().err

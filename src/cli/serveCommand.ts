@@ -19,7 +19,8 @@ import { pageHandler } from '../serve/pageServer';
 import { installProcessGuard } from '../serve/processGuard';
 import { assetRoot } from '../trainer/process/task';
 import { configWithFlags, pytorchRunMessage } from './trainCommand';
-import { continueCommand } from '../viewmodel/continueCommand';
+import { continueCommand, shellWord, srloraCommand } from '../viewmodel/continueCommand';
+import { cliLaunch, cliOr } from './launch';
 import { DEFAULT_RUNS_DIR } from './usage';
 import { interpreterPath, probePython, pythonEnv, pythonPackageDir, pytorchCommand, pytorchResumeCommand, resumeRanks } from '../supervisor/pythonTrainer';
 import { EVENTS_FILE } from '../runfolder/runFiles';
@@ -144,8 +145,8 @@ async function continueRun(runs: RunManager, target: RunTarget, trainerFlag: boo
   const name = resolve(run.dir);
   const isPytorch = run.model.pytorch;
   // Only an explicit --trainer can disagree with the run (serve picks the run's own otherwise).
-  if (isPytorch && !pytorch) throw new Error(`${pytorchRunMessage(name, run.model.worldSize, run.model.launch)} (or here: srlora serve --resume ${name}${trainerFlag ? ', without --trainer builtin' : ''})`);
-  if (!isPytorch && pytorch) throw new Error(`${name} is a run of the built-in trainer (srlora train): continue it with ${continueCommand(name, false, 1, run.model.launch)} (or here: srlora serve --resume ${name}${trainerFlag ? ', without --trainer pytorch' : ''})`);
+  if (isPytorch && !pytorch) throw new Error(`${pytorchRunMessage(name, run.model.worldSize, run.model.launch)} (or here: ${srloraCommand(cliLaunch(), 'serve')} --resume ${shellWord(name)}${trainerFlag ? ', without --trainer builtin' : ''})`);
+  if (!isPytorch && pytorch) throw new Error(`${name} is a run of the built-in trainer (srlora train): continue it with ${continueCommand(name, false, 1, cliOr(run.model.launch))} (or here: ${srloraCommand(cliLaunch(), 'serve')} --resume ${shellWord(name)}${trainerFlag ? ', without --trainer pytorch' : ''})`);
   if (run.handle?.alive && run.owned) {
     // Its owner was gone and this serve took it over while listing it: it is ours to steer already.
     process.stdout.write(`run ${run.runId} is ${run.model.state}: its supervisor was gone, this serve took it over (trainer pid ${run.handle.pid})\n`);

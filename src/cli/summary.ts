@@ -9,7 +9,8 @@ import { readJsonl } from '../runfolder/eventLog';
 import { EVENTS_FILE, EXPORT_DIR_NAME } from '../runfolder/runFiles';
 import { latestCompleteCheckpoint } from '../runfolder/checkpoints';
 import { foldRun, plural } from '../viewmodel/runModel';
-import { continueCommand, shellWord } from '../viewmodel/continueCommand';
+import { continueCommand, dashboardCommand } from '../viewmodel/continueCommand';
+import { cliOr } from './launch';
 import { formatDuration } from '../common/formatDuration';
 import type { TrainerMessage } from '../protocol/messages';
 
@@ -98,8 +99,9 @@ export function trainingSummary(runDir: string, cwd = process.cwd()): string {
   // An interrupted run exports what it has and still continues (as the PyTorch trainer's summary says both).
   if (m.state !== 'finished') {
     // Offered only when a resume can start (sizes and markers: the resume itself verifies the checksums); the real path: it runs from anywhere.
-    lines.push(`${label('continue')}${latestCompleteCheckpoint(runDir, { hashes: false }).dir ? continueCommand(runDir, m.pytorch, m.worldSize, m.launch) : 'not possible: no complete checkpoint to resume from'}`);
+    lines.push(`${label('continue')}${latestCompleteCheckpoint(runDir, { hashes: false }).dir ? continueCommand(runDir, m.pytorch, m.worldSize, m.pytorch ? m.launch : cliOr(m.launch)) : 'not possible: no complete checkpoint to resume from'}`);
   }
-  lines.push(`${label('dashboard')}srlora serve --runs-dir ${shellWord(resolve(runDir, '..'))}`);
+  // by the CLI that ran the run, else this one (a PyTorch run's hello names a Python): `srlora` is not on a checkout's PATH
+  lines.push(`${label('dashboard')}${dashboardCommand(resolve(runDir, '..'), cliOr(m.pytorch ? null : m.launch))}`);
   return lines.join('\n') + '\n';
 }

@@ -13,12 +13,13 @@ import { readJsonl } from '../runfolder/eventLog';
 import { EVENTS_FILE } from '../runfolder/runFiles';
 import { runIdOf } from '../runfolder/scan';
 import { foldRun } from '../viewmodel/runModel';
-import { continueCommand, type PythonLaunch } from '../viewmodel/continueCommand';
-import type { Hello, TrainerMessage } from '../protocol/messages';
+import { continueCommand, dashboardCommand, type PythonLaunch } from '../viewmodel/continueCommand';
+import type { TrainerMessage } from '../protocol/messages';
 import { resumeRefusal } from '../runfolder/lock';
 import { removeOwnPidFile, writeOwnPidFile } from '../runfolder/pidfile';
 import { EventRecorder } from '../trainer/link/recorder';
 import { PID_FILE } from '../runfolder/runFiles';
+import { cliLaunch } from './launch';
 
 const OWN_FLAGS = new Set(['config', 'runs-dir', 'resume', 'no-progress']);
 
@@ -77,15 +78,6 @@ function fusionThresholdFlag(value: string): string {
  * trained on `worldSize` processes: the command that continues it on as many. */
 export function pytorchRunMessage(runDir: string, worldSize: number, launch: PythonLaunch | null): string {
   return `${runDir} is a run of the PyTorch trainer: continue it with ${continueCommand(runDir, true, worldSize, launch)}`;
-}
-
-/** hello.launch of this command line (the executable and dist/cli.js, absolute; VS Code's Electron run as Node.js says
- * so), so that every continue line runs as printed; undefined when this process is not the CLI (tests call it in-process). */
-function cliLaunch(): Hello['launch'] {
-  const cli = process.argv[1];
-  if (!cli || !/(^|[\\/])cli\.js$/.test(cli)) return undefined;
-  // the binary, not the environment: the supervisor sets ELECTRON_RUN_AS_NODE for every trainer it starts, plain Node too
-  return { node: process.execPath, cli: resolve(cli), ...(process.versions.electron !== undefined ? { electronRunAsNode: true as const } : {}) };
 }
 
 /**
@@ -157,7 +149,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     throw e;
   }
   runDir = run.options.runDir; // a new run's folder may have been renamed on a clash (makeNewRunDir)
-  process.stderr.write(`run ${run.runId} → ${runDir}\n`);
+  process.stderr.write(`run ${run.runId} → ${runDir}${hub ? '' : ` (watch it: ${dashboardCommand(dirname(runDir), cliLaunch())})`}\n`);
   // Ctrl+C, or the extension closing/reloading its window: checkpoint at the step boundary, then `interrupted`.
   const stop = (sig: string) => run.requestStop(`received ${sig}`);
   process.once('SIGINT', () => stop('SIGINT'));

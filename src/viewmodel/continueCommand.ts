@@ -27,11 +27,21 @@ export function pythonModule(launch: PythonLaunch | null | undefined, module: st
   return `${launch.pythonPath ? `PYTHONPATH=${shellWord(launch.pythonPath)} ` : ''}${shellWord(launch.python)} -m ${module}`;
 }
 
-/** The built-in trainer's `train` as its run was started (`node /abs/dist/cli.js train`; VS Code's Electron run as
- * Node.js: `ELECTRON_RUN_AS_NODE=1 /abs/code /abs/dist/cli.js train`), `srlora train` when its hello did not say. */
-function builtinTrain(launch: PythonLaunch | null | undefined): string {
-  if (!launch?.node || !launch.cli) return 'srlora train';
-  return `${launch.electronRunAsNode ? 'ELECTRON_RUN_AS_NODE=1 ' : ''}${shellWord(launch.node)} ${shellWord(launch.cli)} train`;
+/**
+ * The `srlora` command line's SUBCOMMAND as `launch` ran it (`node /abs/dist/cli.js serve`; VS Code's Electron run as
+ * Node.js: `ELECTRON_RUN_AS_NODE=1 /abs/code /abs/dist/cli.js serve`): a checkout has no `srlora` on PATH. `srlora
+ * SUBCOMMAND` only when `launch` names no CLI (the `srlora` bin itself, an older trainer's hello). python/srlora_torch/
+ * progress.py srlora_command says the same (test/vectors/continue/lines.json `serve`).
+ */
+export function srloraCommand(launch: PythonLaunch | null | undefined, subcommand: string): string {
+  if (!launch?.node || !launch.cli) return `srlora ${subcommand}`;
+  return `${launch.electronRunAsNode ? 'ELECTRON_RUN_AS_NODE=1 ' : ''}${shellWord(launch.node)} ${shellWord(launch.cli)} ${subcommand}`;
+}
+
+/** The line that shows the runs of `runsDir` (absolute) on the dashboard, by the CLI `launch` names (srloraCommand):
+ * `/usr/bin/node /abs/dist/cli.js serve --runs-dir '/a/my runs'`. Every "dashboard" / "watch it" hint prints it. */
+export function dashboardCommand(runsDir: string, launch: PythonLaunch | null | undefined): string {
+  return `${srloraCommand(launch, 'serve')} --runs-dir ${shellWord(runsDir)}`;
 }
 
 /**
@@ -40,7 +50,7 @@ function builtinTrain(launch: PythonLaunch | null | undefined): string {
  * --nproc_per_node=2 -m srlora_torch.train --resume /abs/run`; the built-in trainer's: `srlora train --resume /abs/run`.
  */
 export function continueCommand(runDir: string, pytorch: boolean, worldSize = 1, launch?: PythonLaunch | null): string {
-  const command = !pytorch ? builtinTrain(launch)
+  const command = !pytorch ? srloraCommand(launch, 'train')
     : worldSize > 1 ? pythonModule(launch, `srlora_torch.launch --standalone --nproc_per_node=${worldSize} -m srlora_torch.train`)
       : pythonModule(launch, 'srlora_torch.train');
   return `${command} --resume ${shellWord(runDir)}`;
