@@ -301,6 +301,8 @@ test('past runs are listed from their folders; delete asks first and refuses a r
 
 /** A fake trainer that ignores SIGTERM and never writes a state: only the supervisor can say how it ended. */
 const stubborn = 'trap "" TERM INT; echo "training…" >&2; while :; do sleep 0.1; done';
+/** The same, once it has said hello (the run started): seq 1 of its log. */
+const stubbornStarted = `printf '%s\\n' "{\\"v\\":1,\\"type\\":\\"hello\\",\\"runId\\":\\"$(basename "$SRLORA_RUN_DIR")\\",\\"seq\\":1,\\"time\\":1,\\"protocol\\":{\\"major\\":1,\\"minor\\":1},\\"method\\":\\"lora\\",\\"backend\\":{\\"name\\":\\"cpu\\",\\"device\\":\\"cpu\\"},\\"totalSteps\\":50,\\"config\\":{},\\"layers\\":[]}" > "$SRLORA_RUN_DIR/events.jsonl"; ${stubborn}`;
 
 test('a window reload (dispose "stop") interrupts the built-in trainer: interrupted, never a green "finished"', async () => {
   const dir = tempDir();
@@ -323,7 +325,7 @@ test('a window reload (dispose "stop") interrupts the built-in trainer: interrup
 test('a trainer that ignores SIGTERM at a window reload is killed and recorded interrupted by the supervisor', async () => {
   const dir = tempDir();
   const hub = await Hub.start({ heartbeatMs: 60_000 });
-  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: cli, trainerCommand: stubborn, graceMs: 300 });
+  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: cli, trainerCommand: stubbornStarted, graceMs: 300 });
   const run = await runs.start({ cwd: dir });
   try {
     assert.ok(await until(() => run.handle!.stderrTail().length > 0, 5000));
@@ -331,10 +333,28 @@ test('a trainer that ignores SIGTERM at a window reload is killed and recorded i
     await runs.dispose('stop', 'the window reloaded');
     assert.equal(alive(pid), false);
     const record = lastState(run.dir)!;
-    assert.deepEqual({ state: record.state, origin: record.origin, signal: record.exit?.signal, seq: record.seq }, { state: 'interrupted', origin: 'supervisor', signal: 'SIGKILL', seq: 1 });
+    assert.deepEqual({ state: record.state, origin: record.origin, signal: record.exit?.signal, seq: record.seq }, { state: 'interrupted', origin: 'supervisor', signal: 'SIGKILL', seq: 2 });
     assert.match(record.reason ?? '', /^the window reloaded; the trainer was killed by SIGKILL/);
     assert.deepEqual(record.exit?.stderrTail, ['training…']);
     assert.equal(run.model.state, 'interrupted');
+  } finally { await hub.close(); }
+});
+
+test('a window reload before the trainer said hello (still loading; it ignores SIGTERM and is killed): the new run\'s folder is removed, nothing recorded', async () => {
+  // Before (FINDINGS F1): a folder with only the supervisor's "interrupted" line — listed resumable, with nothing to resume.
+  const dir = tempDir();
+  const hub = await Hub.start({ heartbeatMs: 60_000 });
+  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: cli, trainerCommand: stubborn, graceMs: 300 });
+  const removed: string[] = [];
+  runs.on('removed', (id) => removed.push(id));
+  const run = await runs.start({ cwd: dir });
+  try {
+    assert.ok(await until(() => run.handle!.stderrTail().length > 0, 5000));
+    const pid = run.handle!.pid;
+    await runs.dispose('stop', 'the window reloaded');
+    assert.equal(alive(pid), false);
+    assert.equal(existsSync(run.dir), false);
+    assert.deepEqual(removed, [run.runId]);
   } finally { await hub.close(); }
 });
 

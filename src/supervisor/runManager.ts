@@ -93,6 +93,8 @@ export class ManagedRun {
   refreshing = false;
   /** Bytes folded when summary.json was last written. */
   cachedAt = -1;
+  /** This supervisor created the run's folder (start) and its trainer has not said hello yet: a run that never started. */
+  unstarted = false;
 
   constructor(readonly runId: string, readonly dir: string, readonly follower: LogFollower<RunModel>) {}
 
@@ -495,6 +497,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
     if (!got.ok) throw new Error(`run folder ${dir} belongs to ${got.owner.by} (pid ${got.owner.pid})`);
     const run = this.newRun(runId, dir);
     run.lock = got.lock;
+    run.unstarted = true;
     this.runs.set(runId, run);
     this.o.hub.openRun(runId, dir);
     return this.launch(run, opts);
@@ -580,6 +583,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
       if (handle instanceof PidHandle) handle.dispose();
       // The trainer is gone: its log is complete. Fold all of it, then say what the trainer could not.
       try { run.follower.catchUpSync(); } catch { /* folder gone */ }
+      if (run.unstarted && run.owned && run.intent?.kind === 'interrupt' && this.removeUnstarted(run)) return;
       if (isActive(run.model.state) && run.owned) {
         this.recordEnd(run, handle instanceof PidHandle ? null : exitRecord(info.code, info.signal, handle.stderrTail()), handle.pid);
       } else {
@@ -594,6 +598,27 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
       this.saveSummary(run, true);
       this.emit('changed', run.runId);
     });
+  }
+
+  /**
+   * Our own interruption (Ctrl+C of serve, a window closing) ended the trainer of a run this supervisor created before
+   * the run started (it was still importing or loading its model: no hello, so nothing trained, no checkpoint): as the
+   * trainers do with a new run's folder (docs/protocol.md, States), the folder is removed — never a run that would
+   * then be listed `interrupted` with nothing to resume from, which every continue path described differently
+   * (FINDINGS F1). Returns whether it was removed (false: the trainer wrote its hello meanwhile; it is recorded as usual).
+   */
+  private removeUnstarted(run: ManagedRun): boolean {
+    if (run.model.backend !== '' || run.model.lastCheckpointSeq !== undefined) { run.unstarted = false; return false; }
+    try {
+      rmSync(run.dir, { recursive: true, force: true });
+    } catch (e) {
+      this.log('warn', `run ${run.runId}: could not remove the folder of a run that never started (${(e as Error).message})`);
+      return false;
+    }
+    this.log('info', `run ${run.runId}: interrupted before it started (nothing was trained); its folder ${run.dir} was removed`);
+    run.intent = null;
+    this.forget(run);
+    return true;
   }
 
   /** The trainer (pid) is proven gone without a final state: append the supervisor's record of how it ended. */

@@ -1,0 +1,66 @@
+/**
+ * Ctrl+C of `srlora serve --trainer pytorch` at every point of a run's start (FINDINGS F1): before the trainer has
+ * imported anything, while it loads its model, while it writes its first checkpoint. docs/protocol.md (States): a
+ * Ctrl+C before the run started writes nothing and removes the new run's folder; one after leaves a run every path
+ * describes the same way: interrupted, by the PyTorch trainer, resumable from a complete checkpoint.
+ * The trainer is made slow at each point by test/fixtures/slow-python (it marks a file when it gets there).
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { readJsonl } from '../src/runfolder/eventLog';
+import { latestCompleteCheckpoint } from '../src/runfolder/checkpoints';
+import type { State, TrainerMessage } from '../src/protocol/messages';
+import { runTrainerOf } from '../src/cli/runTarget';
+import { tempDir, until } from './helpers/tmp';
+
+const cli = join(import.meta.dirname, '../dist/cli.js');
+const realPython = process.env.SRLORA_TEST_PYTHON ?? resolve('.venv/bin/python');
+const slowPython = join(import.meta.dirname, 'fixtures/slow-python/python');
+
+async function ctrlCAt(where: 'import' | 'load' | 'checkpoint'): Promise<{ runsDir: string; out: string; code: number | null }> {
+  const base = tempDir();
+  const runsDir = join(base, 'runs');
+  const mark = join(base, 'mark');
+  const config = join(base, 'run.srlora.json');
+  writeFileSync(config, JSON.stringify({ steps: 1000, checkpointEvery: 2, evalEvery: 1000 }));
+  const env: NodeJS.ProcessEnv = { ...process.env, SRLORA_TEST_REAL_PYTHON: realPython, SRLORA_TEST_SLOW: where, SRLORA_TEST_MARK: mark };
+  delete env.PYTHONPATH;
+  const p: ChildProcess = spawn(process.execPath, [cli, 'serve', '--runs-dir', runsDir, '--trainer', 'pytorch', '--python', slowPython, '--config', config],
+    { stdio: ['ignore', 'pipe', 'pipe'], env });
+  after(() => { if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); });
+  let out = '';
+  p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  p.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const code = new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+  assert.ok(await until(() => existsSync(mark) && out.includes('SRLoRA dashboard:'), 120_000), out);
+  p.kill('SIGINT');
+  return { runsDir, out, code: await code };
+}
+
+const logOf = (dir: string) => readJsonl<TrainerMessage>(join(dir, 'events.jsonl')).events;
+
+for (const where of ['import', 'load'] as const) {
+  test(`Ctrl+C of serve while the PyTorch trainer is at ${where}: nothing was trained, the new run's folder is removed`, async () => {
+    // Before: a folder with only a supervisor "interrupted" line (listed resumable; serve --resume called it a
+    // built-in run, train --resume "not a run folder"), or only hub.json/owner.json/trainer.pid.
+    const { runsDir, out, code } = await ctrlCAt(where);
+    assert.equal(code, 0, out);
+    assert.deepEqual(readdirSync(runsDir), [], out);
+  });
+}
+
+test('Ctrl+C of serve while the PyTorch trainer writes its first checkpoint: interrupted, a PyTorch run, resumable from a complete checkpoint', async () => {
+  const { runsDir, out, code } = await ctrlCAt('checkpoint');
+  assert.equal(code, 0, out);
+  const [name] = readdirSync(runsDir);
+  const dir = join(runsDir, name!);
+  const last = logOf(dir).filter((m): m is State => m.type === 'state').at(-1);
+  assert.equal(last?.state, 'interrupted', out);
+  assert.equal(last?.origin, undefined, `the trainer wrote its own end: ${JSON.stringify(last)}\n${out}`);
+  assert.equal(runTrainerOf(dir), 'pytorch');
+  assert.ok(existsSync(join(dir, 'config.json')));
+  assert.ok(latestCompleteCheckpoint(dir).dir, 'a checkpoint to continue from');
+});
