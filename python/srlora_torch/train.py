@@ -16,6 +16,7 @@ import json
 import os
 import random
 import re
+import shutil
 import sys
 import time
 from types import SimpleNamespace
@@ -23,7 +24,7 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-from .compiled import CompiledStep, resolve_mode
+from .compiled import MODES, CompiledStep, resolve_mode
 from .controller import SRLoRAController
 from .checkpoint import CHECKPOINTS, newest_verified, verified_checkpoints
 from .client import EventRecorder
@@ -111,10 +112,36 @@ def _cuda_absent() -> str:
     return f"this machine has no CUDA GPU that PyTorch {torch.__version__} can use (no NVIDIA driver or GPU)"
 
 
+def compile_problem(mode: str, kind: str, source: str = "config") -> Optional[str]:
+    """Why config `compile` (`mode`) cannot build on a `kind` ("cuda", "cpu", "mps") device here, or None: a compiled
+    step (compiled.resolve_mode: "max" anywhere, "auto" on CUDA) with torch.compile's default backend, Inductor, writes
+    and builds kernels — C++ through a compiler on the CPU (CXX, else g++ / clang++ on macOS, looked up on PATH as
+    torch's cpp_builder does), Triton on CUDA. Without them the run would fail at its first step, after the model
+    loaded, with a compiler traceback; this says so before anything is made. SRLORA_COMPILE_BACKEND (another backend)
+    needs neither: not judged."""
+    if mode not in MODES or resolve_mode(mode, torch.device(kind)) == "off":
+        return None
+    if (os.environ.get("SRLORA_COMPILE_BACKEND") or "inductor") != "inductor":
+        return None
+    field = f"{source}: compile {json.dumps(mode)}"
+    if kind == "cpu":
+        cxx = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
+        if shutil.which(cxx) is None:
+            return (f"{field}: torch.compile builds its CPU kernels with a C++ compiler and there is none here "
+                    f"({cxx} is not on PATH; install it or set CXX) (use compile \"off\" or \"auto\")")
+    elif kind == "cuda":
+        from torch.utils._triton import has_triton
+        if not has_triton():
+            return (f"{field}: torch.compile builds its GPU kernels with Triton and this Python has none "
+                    f"(pip install triton, the version your torch {torch.__version__} names) (use compile \"off\")")
+    return None
+
+
 def machine_problem(cfg: dict, source: str = "config", device_flag: bool = False) -> Optional[str]:
     """Why this config cannot run on this machine, or None: the config values that only the machine can judge — a
     `device` that is not here (cuda without a usable GPU, cuda:N past the GPU count, mps off macOS or unavailable) and
-    `bf16` on a device without bfloat16 (a GPU before compute capability 8.0). One line naming the field (`--device`
+    `bf16` on a device without bfloat16 (a GPU before compute capability 8.0), a `compile` that torch.compile cannot
+    build here (compile_problem). One line naming the field (`--device`
     when the device came from that flag, else `source`'s `device`) and what this machine has. train.py asks it before
     it creates a run folder, for --check too (what srlora serve asks before it starts anything)."""
     name = cfg["device"]
@@ -135,8 +162,11 @@ def machine_problem(cfg: dict, source: str = "config", device_flag: bool = False
         if not torch.backends.mps.is_available():
             why = "built without MPS" if not torch.backends.mps.is_built() else "cannot use MPS on this Mac (macOS 12.3 or later and an Apple GPU needed)"
             return f"{field}: this PyTorch ({torch.__version__}) {why} (use \"cpu\" or \"auto\")"
+    kind = "cuda" if name.startswith("cuda") or (name == "auto" and torch.cuda.is_available()) else name if name == "mps" else "cpu"
+    problem = compile_problem(cfg.get("compile", "auto"), kind, source)
+    if problem:
+        return problem
     if cfg.get("bf16"):
-        kind = "cuda" if name.startswith("cuda") or (name == "auto" and torch.cuda.is_available()) else name if name == "mps" else "cpu"
         where = f"{source}: bf16 true"
         if kind == "cuda":
             # the run's GPU (is_bf16_supported asks about the current one, another GPU of a mixed machine)

@@ -26,6 +26,8 @@ def gpus(monkeypatch, n, bf16=True, name="Tesla T4", capability=None):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: name)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: capability[i] if isinstance(capability, dict) else capability)
+    import torch.utils._triton as triton
+    monkeypatch.setattr(triton, "has_triton", lambda: True)  # what compile "auto" on CUDA needs (its own test below)
 
 
 def refused(argv, tmp_path, monkeypatch) -> str:
@@ -119,3 +121,51 @@ def test_bf16_is_judged_on_the_runs_gpu_not_the_current_one(tmp_path, monkeypatc
     cfg.write_text(json.dumps({"steps": 2, "bf16": True, "task": {"kind": "matrix"}}))
     line = refused(["--config", str(cfg), "--device", "cuda:1", "--check"], tmp_path, monkeypatch)
     assert "compute capability 7.5" in line and "bf16" in line, line
+
+
+def no_compiler_on_path(tmp_path, monkeypatch):
+    """A machine with no C++ compiler: PATH holds only an empty folder, no CXX (inductor's CPU kernels cannot build)."""
+    empty = tmp_path / "bin"
+    empty.mkdir(exist_ok=True)
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.delenv("SRLORA_COMPILE_BACKEND", raising=False)
+
+
+def test_compile_max_on_a_cpu_without_a_cpp_compiler_is_refused_up_front_naming_the_field(tmp_path, monkeypatch):
+    # Before: the run folder was made, the model loaded, and the first step died in inductor's compiler traceback.
+    no_gpu(monkeypatch)
+    no_compiler_on_path(tmp_path, monkeypatch)
+    cfg = config(tmp_path, device="cpu", compile="max")
+    line = refused(["--config", cfg], tmp_path, monkeypatch)
+    assert line == (f'{cfg}: compile "max": torch.compile builds its CPU kernels with a C++ compiler and there is none here '
+                    '(g++ is not on PATH; install it or set CXX) (use compile "off" or "auto")'), line
+    assert refused(["--check", "--config", cfg], tmp_path, monkeypatch) == line  # what srlora serve asks up front
+    monkeypatch.setenv("CXX", "clang-99")  # the compiler the user named is the one looked for
+    assert "(clang-99 is not on PATH;" in refused(["--config", cfg], tmp_path, monkeypatch)
+
+
+def test_compile_that_needs_no_compiler_here_is_not_refused(tmp_path, monkeypatch):
+    no_gpu(monkeypatch)
+    no_compiler_on_path(tmp_path, monkeypatch)
+    for mode in ("auto", "off"):  # the CPU runs the eager step for both
+        assert train.machine_problem({"device": "cpu", "compile": mode}) is None
+    monkeypatch.setenv("SRLORA_COMPILE_BACKEND", "aot_eager")  # builds no kernels
+    assert train.machine_problem({"device": "cpu", "compile": "max"}) is None
+    monkeypatch.delenv("SRLORA_COMPILE_BACKEND")
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("CXX", os.path.basename(sys.executable))  # any program found on PATH stands for the compiler
+    assert train.machine_problem({"device": "cpu", "compile": "max"}) is None
+
+
+def test_compile_on_a_gpu_without_triton_is_refused_for_max_and_auto(tmp_path, monkeypatch):
+    import torch.utils._triton as triton
+    gpus(monkeypatch, 1)
+    monkeypatch.setattr(triton, "has_triton", lambda: False)
+    monkeypatch.delenv("SRLORA_COMPILE_BACKEND", raising=False)
+    for mode in ("max", "auto"):  # auto compiles on CUDA
+        line = train.machine_problem({"device": "cuda", "compile": mode}, "c.json")
+        assert line is not None and line.startswith(f'c.json: compile "{mode}": torch.compile builds its GPU kernels with Triton'), line
+    assert train.machine_problem({"device": "cuda", "compile": "off"}, "c.json") is None
+    monkeypatch.setattr(triton, "has_triton", lambda: True)
+    assert train.machine_problem({"device": "cuda", "compile": "max"}, "c.json") is None
