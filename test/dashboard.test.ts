@@ -57,6 +57,7 @@ before(async () => {
     .state('finished', 30).writeTo(runsDir);
   FixtureLog.dynamics('fixture-dynamics').writeTo(runsDir); // protocol 1.2: ages, stepBoost, deltaRank
   showcaseRun().writeTo(runsDir);
+  pytorchRun().writeTo(runsDir);
   sparseRun().writeTo(runsDir);
   // Losses that are 0 at every third step (log-y hides them), with a first-step spike (the y range ignores it).
   // Its config as the PyTorch trainer records it: fields the built-in trainer does not state (backend, baseModel,
@@ -177,6 +178,52 @@ function showcaseRun(): FixtureLog {
   f.metrics(61, 80, (s) => loss(s) - 0.02, (s) => scalars(s, 1));
   snapshot(70, [10, 70, 70, 70]); snapshot(80, [20, 80, 80, 80]);
   return f.add('evaluating', { step: 80 }, Date.now() - 12_000 - f.time);
+}
+
+/**
+ * A PyTorch run as a new user met it (FINDINGS session 7, pt-part0.png): named scalars (grad_norm, process/cpu_pct,
+ * process/rss_MiB), 12 layers recomposed every 42 steps — after the first, every layer fuses again the pair the
+ * previous recomposition re-initialised (age 42), one layer an original pair (84) — an eval every 20 steps, a resume
+ * (interrupted at 110, rewound to its checkpoint at 100), then a non-finite loss at step 181 (failed).
+ */
+function pytorchRun(): FixtureLog {
+  const layers = Array.from({ length: 12 }, (_, i) => `encoder.layer.${i >> 1}.attention.${i & 1 ? 'value' : 'query'}`);
+  const f = new FixtureLog('fixture-pt').add('hello', {
+    protocol: { major: 1, minor: 3 }, name: 'distilbert-spam', method: 'srlora', backend: { name: 'torch', device: 'cpu' }, totalSteps: 300,
+    config: { r: 4, rTarget: 16, fusionRatio: 0.5, fusionThreshold: null, importanceEvery: 5, evalEvery: 20, learningRate: 0.003, seed: 1, baseModel: 'distilbert-base-uncased', backend: 'torch' },
+    layers: layers.map((n) => ({ name: n, shape: [768, 768], r: 4, rTarget: 16 })),
+    srlora: { schedule: [42, 84, 126, 168, 210, 252], minSlotAge: 10, rule: { kind: 'ratio', fusionRatio: 0.5 }, fusionSelect: 'least-important' },
+  }, 0).state('running', 0);
+  const since = layers.map(() => [0, 0, 0, 0]);
+  const dir = layers.map(() => [0, 1, 2, 3]), next = layers.map(() => 4);
+  const snapshot = (step: number) => f.add('importance', { step, layers: layers.map((name, li) => {
+    const age = since[li].map((t) => step - t);
+    return { name, S: age.map((a, k) => (1 + k) * 1e-4 * Math.min(1, (a + 1) / 30)), sHat: age.map((a, k) => [0.3, 0.8, 1.2, 1.7][k] * Math.min(1, (a + 1) / 30) + 0.1), age, direction: dir[li], p: next[li], rTarget: 16 };
+  }) }, 0);
+  const recompose = (step: number) => f.add('recomposition', { step, trigger: 'schedule', rule: { kind: 'ratio', fusionRatio: 0.5 }, outputChange: 2e-7,
+    layers: layers.map((name, li) => {
+      // the youngest pair (re-initialised by the previous recomposition), or, in layer 0 at 84, an original one
+      const k = step === 42 ? 0 : li === 0 && step === 84 ? 1 : 0;
+      const ages = [step - since[li][k]], oldDirections = [dir[li][k]], newDirections = [next[li]++];
+      dir[li][k] = newDirections[0]; since[li][k] = step;
+      return { name, slots: [k], scores: [1e-5], oldDirections, newDirections, exhausted: false, deltaNorm: 0.04, preservationError: 3e-8, p: next[li], ages };
+    }) }, 0);
+  const loss = (s: number) => 0.7 * Math.exp(-s / 60) + 0.12 + 0.05 * Math.sin(s * 1.7);
+  const row = (s: number, attempt: number) => ({ step: s, loss: loss(s), lr: 0.003, examplesPerSec: 300 + 250 * Math.sin(s) ** 2, scalars: {
+    grad_norm: 14 / Math.sqrt(s) + 1.5 + Math.abs(Math.sin(s * 3)), 'process/cpu_pct': 50 + 45 * Math.abs(Math.sin(s / 7)), 'process/rss_MiB': 692 + 10 * (1 - Math.exp(-s / 30)) + attempt } });
+  const steps = (from: number, to: number, attempt: number) => {
+    for (let s = from; s <= to; s++) {
+      f.add('metrics', { rows: [row(s, attempt)] }, 400);
+      if (s % 5 === 0) snapshot(s);
+      if (s % 42 === 0) recompose(s);
+      if (s % 20 === 0) f.add('eval', { step: s, loss: loss(s) + 0.05, metrics: { accuracy: 0.95 - 0.85 * Math.exp(-s / 40) } }, 0);
+    }
+  };
+  f.add('eval', { step: 0, loss: 0.9, metrics: { accuracy: 0.1 } }, 0);
+  steps(1, 110, 0);
+  f.state('interrupted', 110, 'received SIGINT').rewind(100).state('running', 100, 'resumed at step 100');
+  steps(101, 180, 1);
+  return f.state('failed', 180, 'loss is NaN at step 181');
 }
 
 const facts = () => page.locator('.facts').textContent();
@@ -543,7 +590,8 @@ test('log-y says how many points ≤ 0 it hides and fits the smallest positive v
     await p.locator('section[aria-label="Loss"] vscode-checkbox').click(); // log y
     await p.waitForFunction(() => /log y hides 20 points ≤ 0/.test(document.querySelector('section[aria-label="Loss"] .chart-note')?.textContent ?? ''));
     const yMin = Number(await canvas.getAttribute('data-y-min'));
-    assert.ok(yMin > 0.9 && yMin <= 1.0167, `log y min ${yMin}: about the smallest positive loss (1 + 1/60)`);
+    // The axis starts at the labelled tick under it (niceAxis): 0.9 for 1.0167 less its padding.
+    assert.ok(yMin >= 0.9 && yMin <= 1.0167, `log y min ${yMin}: about the smallest positive loss (1 + 1/60)`);
     await p.locator('section[aria-label="Loss"] vscode-checkbox').click(); // back to linear (the choice persists)
     const axis = (v: string) => p.locator('section[aria-label="Loss"] vscode-single-select').evaluate((el: HTMLElement & { value: string }, value) => { el.value = value; el.dispatchEvent(new Event('change')); }, v);
     await axis('relative');
@@ -714,6 +762,50 @@ test('a sparse series is fitted whole: a fused pair far below the others is insi
     for (const l of labels) assert.match(l, /^[1-9]0*$/, `log-y labels are round numbers, not the axis' bounds: ${labels.join(' ')}`);
     await p.screenshot({ path: join(shots, 'dashboard-sparse.png'), fullPage: true });
     await p.locator('section[aria-label="Loss"] vscode-checkbox').click(); // back to linear (the choice persists)
+  } finally { await p.close(); }
+});
+
+/** Each drawn chart's labelled y ticks (numbers) and the range its points need (data-y-fit), by section. */
+async function yAxes(p: Page): Promise<{ key: string; labels: number[]; fit: number[] }[]> {
+  const out: { key: string; labels: number[]; fit: number[] }[] = [];
+  for (const c of await p.locator('section canvas[data-y-fit]').all()) {
+    if (!(await c.isVisible())) continue;
+    await c.scrollIntoViewIfNeeded();
+    await p.waitForTimeout(50); // the scroll's frame draws it
+    const key = await c.evaluate((e) => e.closest('section')?.getAttribute('data-metric') ?? e.closest('section')?.getAttribute('aria-label') ?? '?');
+    const fit = ((await c.getAttribute('data-y-fit')) ?? '').split(',').filter((v) => v).map(Number);
+    const labels = ((await c.getAttribute('data-y-labels')) ?? '').split('|').filter((l) => l).map((l) => Number(l.replace(/,/g, '')));
+    out.push({ key, labels, fit });
+  }
+  return out;
+}
+
+test('every chart\'s y axis has a labelled tick at or below its lowest point and at or above its highest (fused pairs: ticks 50–80 over points at 42), linear and log', async () => {
+  const p = await openRun('fixture-pt');
+  try {
+    await p.waitForFunction(() => /distilbert-spam \(srlora\), \d+ points, last /.test(document.querySelector('section[data-metric="fusions"] canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 15_000 });
+    await p.locator('section[data-metric="fusions"] canvas').scrollIntoViewIfNeeded();
+    await p.waitForFunction(() => Number(document.querySelector('section[data-metric="fusions"] canvas')?.getAttribute('data-draws')) > 0);
+    // The fixture's fused ages are 42 and 84 (the data, not the chart's own fit).
+    const fused = ((await p.locator('section[data-metric="fusions"] canvas').getAttribute('data-y-labels')) ?? '').split('|').map(Number);
+    assert.ok(Math.min(...fused) <= 42 && Math.max(...fused) >= 84, `fused-pairs ticks ${fused.join(' ')} hold the ages 42..84`);
+    for (const id of ['fixture-pt', 'fixture-sparse', 'fixture-showcase', 'fixture-dynamics']) {
+      if (id !== 'fixture-pt') { await p.goto(p.url().replace(/\?run=[^&]*/, `?run=${id}`)); await p.waitForFunction(() => /step \d+\//.test(document.querySelector('.facts')?.textContent ?? ''), null, { timeout: 15_000 }); }
+      for (const log of [false, true]) {
+        if (log) {
+          await p.locator('section[aria-label="Loss"] vscode-checkbox').click();
+          await p.waitForFunction(() => document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('data-log-y') === '1');
+        }
+        const axes = await yAxes(p);
+        assert.ok(axes.length >= 4, `${id}: ${axes.map((a) => a.key).join(' ')}`);
+        for (const { key, labels, fit } of axes) {
+          if (!fit.length) continue;
+          assert.ok(labels.length >= 2, `${id} ${key}${log ? ' (log)' : ''}: labelled ${labels.join(' ')} ${await p.locator(`section[data-metric="${key}"] canvas`).evaluate((e) => JSON.stringify({ ...(e as HTMLElement).dataset, h: e.clientHeight }))}`);
+          assert.ok(Math.min(...labels) <= fit[0] && Math.max(...labels) >= fit[1], `${id} ${key}${log ? ' (log)' : ''}: ticks ${labels.join(' ')} do not span its points ${fit.join('..')}`);
+        }
+        if (log) await p.locator('section[aria-label="Loss"] vscode-checkbox').click(); // back to linear (the choice persists)
+      }
+    }
   } finally { await p.close(); }
 });
 

@@ -143,8 +143,8 @@ test('a never-negative series gets no negative y axis (a loss axis went to -0.1)
   assert.ok(robustRange([-1, 0, 1], false)!.min < -1);
 });
 
-test('the y fit keeps every point of a sparse series (a forced recomposition\'s age 187 fell under an axis from 200); log-y labels round values only', async () => {
-  const { robustRange, logTickLabel } = await import('../webview/axisRange');
+test('the y fit keeps every point of a sparse series (a forced recomposition\'s age 187 fell under an axis from 200)', async () => {
+  const { robustRange } = await import('../webview/axisRange');
   const ages = [...Array.from({ length: 40 }, (_, i) => 285 + (i % 6)), 187];
   const kept = robustRange([], false, ages)!;
   assert.ok(kept.min < 187 && kept.max > 290, `${kept.min}..${kept.max}`);
@@ -153,12 +153,41 @@ test('the y fit keeps every point of a sparse series (a forced recomposition\'s 
   assert.ok(robustRange(dense, false)!.max < 10);
   assert.ok(robustRange(dense, false, [7])!.max > 7);
   assert.ok(robustRange(ages.slice(-10), false)!.min < 187, 'ten values are too few to call one an outlier');
-  const f = (v: number) => String(v);
-  assert.equal(logTickLabel(289.8, 180, 289.8, f), '', 'the axis\' bound is no label');
-  assert.equal(logTickLabel(2.47, 0.1, 2.47, f), '');
-  assert.equal(logTickLabel(200, 180, 289.8, f), '200');
-  assert.equal(logTickLabel(0.2, 0.1, 8, f), '0.2');
-  assert.equal(logTickLabel(3, 0.1, 8, f), '', 'a wide axis labels 1, 2, 5 only');
+});
+
+test('the y axis is widened to labelled ticks: its lowest and highest labels hold every fitted point (ticks 50–80 over ages at 42), linear and log, at each extreme', async () => {
+  const { robustRange, niceAxis } = await import('../webview/axisRange');
+  const cases: { name: string; values: number[]; keep?: number[] }[] = [
+    { name: 'fused ages 47 × 42 and one 84 (pt-part0.png)', values: [], keep: [...Array(47).fill(42), 84] },
+    { name: 'one value', values: [], keep: [0.003] },
+    { name: 'a flat line', values: Array(500).fill(0.003) },
+    { name: 'a loss to 0', values: Array.from({ length: 300 }, (_, i) => 2 * Math.exp(-i / 30)) },
+    { name: 'signed', values: Array.from({ length: 100 }, (_, i) => Math.sin(i) * 3.3) },
+    { name: 'large', values: [692.4, 702.9, 697] },
+    { name: 'tiny', values: Array.from({ length: 50 }, (_, i) => 1e-7 * (1 + i)) },
+  ];
+  for (const { name, values, keep } of cases) {
+    for (const log of [false, true]) {
+      if (log && [...values, ...(keep ?? [])].some((v) => v <= 0)) continue;
+      for (const spaces of [2, 3, 6, 10]) {
+        const fit = robustRange(values, log, keep)!;
+        const axis = niceAxis(fit, log, spaces);
+        const what = `${name}${log ? ' (log)' : ''}, ${spaces} spaces: labels ${axis.labels.join(' ')} for ${fit.min}..${fit.max}`;
+        assert.ok(axis.labels[0] <= fit.min && axis.labels.at(-1)! >= fit.max, what);
+        assert.equal(axis.labels[0], axis.min, what);
+        assert.equal(axis.labels.at(-1), axis.max, what);
+        assert.ok(axis.labels.length >= 2, what);
+        if (!log) assert.ok(axis.ticks.length - 1 <= spaces, what);
+        if (log) for (const l of axis.labels) { const sig = l / 10 ** Math.floor(Math.log10(l) + 1e-9); assert.ok(Math.abs(sig - Math.round(sig)) < 1e-6, `${what}: ${l} is not round`); }
+      }
+    }
+  }
+  // the finding's case: ticks every 10 from 40 (not 50) up to 90
+  assert.deepEqual(niceAxis(robustRange([], false, [...Array(47).fill(42), 84])!, false, 6).labels, [40, 50, 60, 70, 80, 90]);
+  // a log axis over two decades labels 1, 2, 5 × 10^k, under one decade every whole significand
+  assert.deepEqual(niceAxis({ min: 0.13, max: 8 }, true, 10).labels, [0.1, 0.2, 0.5, 1, 2, 5, 10]);
+  assert.deepEqual(niceAxis({ min: 187, max: 290 }, true, 10).labels, [100, 200, 300]);
+  assert.deepEqual(niceAxis({ min: 1e-6, max: 5 }, true, 4).labels, [1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 10], 'many decades: 10^k only');
 });
 
 test('the Stop question names what this user can do: the VS Code command in VS Code, the command line in the browser', async () => {

@@ -37,15 +37,45 @@ export function robustRange(values: number[], log: boolean, keep: number[] = [])
 }
 
 /**
- * The label of a log-scale tick, or '' for none: only round values (1, 2, 5 × 10^k; every whole significand when the
- * axis spans less than a decade). Chart.js labels its top ticks whatever they are, so the axis' bound read "289.8".
+ * The y axis a chart draws for a fitted `range` (robustRange's): its bounds widened to labelled ticks, so the lowest
+ * and the highest points the range holds lie between two labels (FINDINGS session 7: a fused-pairs axis labelled
+ * 50–80 with 47 of its 48 points at 42, drawn under the lowest label). Pure. `ticks` ascending (grid lines), first =
+ * min, last = max; `labels` the ticks that get a label (min and max among them).
+ * - linear: ticks every 1, 2 or 5 × 10^k, the smallest step giving at most `maxSpaces` spaces (one per ~40 px), all
+ *   labelled;
+ * - log: ticks at every whole significand (1..9 × 10^k); the bounds are widened to labelled ones: every whole
+ *   significand on an axis under a decade wide, else 1, 2, 5 × 10^k (Chart.js labelled its top ticks whatever they were:
+ *   "289.8"), or only 10^k when that would put
+ *   more than `maxSpaces` + 1 labels on the axis.
  */
-export function logTickLabel(value: number, min: number, max: number, format: (v: number) => string): string {
-  if (!(value > 0)) return '';
-  const e = Math.floor(Math.log10(value) + 1e-9);
-  const sig = value / 10 ** e;
-  const whole = Math.round(sig);
-  if (Math.abs(sig - whole) > 1e-6 * whole) return '';
-  const narrow = max / min < 10;
-  return narrow || whole === 1 || whole === 2 || whole === 5 ? format(value) : '';
+export function niceAxis(range: { min: number; max: number }, log: boolean, maxSpaces = 6): { min: number; max: number; ticks: number[]; labels: number[] } {
+  const clean = (v: number) => Number(v.toPrecision(12));
+  const spaces = Math.max(1, Math.floor(maxSpaces));
+  if (log) {
+    const exp = (v: number) => Math.floor(Math.log10(v) + 1e-9);
+    const down = (v: number, sigs: number[]) => { const e = exp(v); const s = v / 10 ** e; return clean(([...sigs].reverse().find((x) => x <= s + 1e-9) ?? 1) * 10 ** e); };
+    const up = (v: number, sigs: number[]) => { const e = exp(v); const s = v / 10 ** e; const f = sigs.find((x) => x >= s - 1e-9); return clean((f ?? 10) * 10 ** e); };
+    const between = (min: number, max: number, sigs: number[]) => {
+      const out: number[] = [];
+      for (let e = exp(min); 10 ** e <= max * (1 + 1e-9); e++) for (const s of sigs) { const v = clean(s * 10 ** e); if (v >= min * (1 - 1e-9) && v <= max * (1 + 1e-9)) out.push(v); }
+      return out;
+    };
+    const whole = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+    let sigs = whole;
+    let min = down(range.min, sigs), max = up(range.max, sigs);
+    // Under a decade every whole significand is labelled; wider, only 1, 2, 5 × 10^k; many decades, 10^k.
+    if (!(max / min < 10)) {
+      sigs = [1, 2, 5];
+      min = down(range.min, sigs); max = up(range.max, sigs);
+      if (between(min, max, sigs).length > spaces + 1) { sigs = [1]; min = down(range.min, sigs); max = up(range.max, sigs); }
+    }
+    return { min, max, ticks: between(min, max, whole), labels: between(min, max, sigs) };
+  }
+  const span = range.max - range.min;
+  let step = span > 0 ? 10 ** Math.floor(Math.log10(span / spaces)) : Math.abs(range.min) || 1;
+  const fits = (s: number) => Math.ceil(range.max / s - 1e-9) - Math.floor(range.min / s + 1e-9) <= spaces;
+  for (let i = 0; i < 40 && ![1, 2, 5].some((m) => fits(m * step) && ((step *= m), true)); i++) step *= 10;
+  const lo = Math.floor(range.min / step + 1e-9), hi = Math.max(lo + 1, Math.ceil(range.max / step - 1e-9));
+  const ticks = Array.from({ length: hi - lo + 1 }, (_, i) => clean((lo + i) * step));
+  return { min: ticks[0], max: ticks[ticks.length - 1], ticks, labels: ticks };
 }

@@ -14,12 +14,12 @@
  */
 import {
   Chart, LineController, LineElement, PointElement, LinearScale, LogarithmicScale, Tooltip, Legend, ScatterController,
-  type ChartDataset, type Plugin, type TooltipItem,
+  type ChartDataset, type Plugin, type Scale, type TooltipItem,
 } from 'chart.js';
 import zoomPlugin from 'chartjs-plugin-zoom';
 import { GridDecimator, type Envelope, type Point } from './minMaxIndex';
 import { cssVar, formatNumber } from './dom';
-import { logTickLabel, robustRange } from './axisRange';
+import { niceAxis, robustRange } from './axisRange';
 
 export { robustRange };
 
@@ -92,6 +92,14 @@ const markerPlugin: Plugin<'line'> = {
       }
     }
     ctx.restore();
+  },
+};
+
+/** What the y axis is labelled, for tests: at every draw (Chart.js redraws on its own when the canvas resizes). */
+const labelsPlugin: Plugin<'line'> = {
+  id: 'srloraLabels',
+  afterDraw(chart) {
+    chart.canvas.dataset.yLabels = chart.scales.y.ticks.map((t) => String(t.label ?? '')).filter((l) => l).join('|');
   },
 };
 
@@ -171,7 +179,7 @@ export class SeriesChart {
     this.chart = new Chart(canvas, {
       type: 'line',
       data: { datasets: [] },
-      plugins: [bandPlugin, markerPlugin],
+      plugins: [bandPlugin, markerPlugin, labelsPlugin],
       options: {
         animation: false, parsing: false, normalized: true, responsive: true, maintainAspectRatio: false, spanGaps: false,
         interaction: { mode: 'nearest', axis: 'x', intersect: false },
@@ -180,7 +188,7 @@ export class SeriesChart {
           // The range is set (round numbers, or the zoom): the bounds are labelled only when they are ticks.
           x: { type: 'linear', title: { display: true, text: 'step' }, ticks: { includeBounds: false } },
           // The range is set (outlier-aware, padded): its bounds are not labelled as ticks (they read 449.4, 9.9).
-          y: { type: 'linear', title: { display: true, text: yTitle }, ticks: { includeBounds: false } },
+          y: { type: 'linear', title: { display: true, text: yTitle }, ticks: { includeBounds: false, autoSkip: false }, afterBuildTicks: (s) => this.setYTicks(s) },
         },
         plugins: {
           legend: { labels: { boxWidth: 12 } },
@@ -331,7 +339,11 @@ export class SeriesChart {
         : { label: line.label, data: pts, borderColor: line.alpha ? line.color + line.alpha : line.color, backgroundColor: line.alpha ? line.color + line.alpha : line.color, borderWidth: dense ? 1 : line.width ?? 1.5, pointRadius: line.dots ? 2.5 : 0, showLine: !band });
     });
     this.hiddenNonPositive = view.logY ? hidden : 0;
-    const range = robustRange(inRange, view.logY, keep);
+    const fit = robustRange(inRange, view.logY, keep);
+    // The axis widened to ticks (one per ~40 px at most): the lowest and highest fitted points lie between labels.
+    const range = fit && niceAxis(fit, view.logY, Math.max(2, Math.min(10, Math.floor(plotH / 40))));
+    this.yTicks = range?.ticks ?? [];
+    this.yLabels = new Set(range?.labels ?? []);
     this.wallWithDate = dataMax - dataMin > 20 * 3600_000 && view.xAxis === 'wall';
     // What the canvas would show: each point's pixel, the axes' ranges to a pixel, and everything else drawn.
     const shown = this.shownKey(datasets, markers, view, axis, range, plotW, plotH);
@@ -342,9 +354,10 @@ export class SeriesChart {
     if (yo.type !== yType) {
       const fg = cssVar('--vscode-foreground', '#ccc'), grid = cssVar('--vscode-editorWidget-border', '#444');
       // Log-y labels round values only (Chart.js labelled its top ticks whatever they were: "289.8", "2.47").
-      const ticks = view.logY ? { color: fg, includeBounds: false, callback: (v: number | string) => { const s = this.chart.scales.y; return logTickLabel(Number(v), s.min, s.max, (x) => String(Number(x.toPrecision(3)))); } }
-        : { color: fg, includeBounds: false };
-      o.scales!.y = { type: yType, title: { display: true, text: this.yTitle, color: fg }, ticks, grid: { color: grid } } as never;
+      // Our ticks (niceAxis), each label kept: Chart.js's autoSkip dropped the axis' top label ("20" of 2..20).
+      const ticks = view.logY ? { color: fg, includeBounds: false, autoSkip: false, callback: (v: number | string) => (this.yLabels.has(Number(v)) ? String(Number(Number(v).toPrecision(3))) : '') }
+        : { color: fg, includeBounds: false, autoSkip: false };
+      o.scales!.y = { type: yType, title: { display: true, text: this.yTitle, color: fg }, ticks, grid: { color: grid }, afterBuildTicks: (s: Scale) => this.setYTicks(s) } as never;
     }
     (o.scales!.y as { min?: number; max?: number }).min = range?.min;
     (o.scales!.y as { min?: number; max?: number }).max = range?.max;
@@ -365,7 +378,9 @@ export class SeriesChart {
     let xMin = Infinity;
     for (const d of datasets) if (d.data.length) xMin = Math.min(xMin, d.data[0].x);
     // data-draws counts the redraws (tests check that off-screen and unchanged charts are not drawn).
+    // yFit: the range the points need (outliers of a dense line aside); yTicks: where the axis puts its ticks.
     Object.assign(this.canvas.dataset, { logY: view.logY ? '1' : '0', xMin: String(xMin), yMin: String(range?.min ?? ''), yMax: String(range?.max ?? ''),
+      yFit: fit ? `${fit.min},${fit.max}` : '', yTicks: this.yTicks.join(','),
       axis: axis ? `${axis.min},${axis.max}` : '', draws: String(Number(this.canvas.dataset.draws ?? 0) + 1) });
     this.chart.data.datasets = datasets;
     // One line of one run: its heading already names it (a legend of one repeated the title and took the plot's
@@ -374,13 +389,16 @@ export class SeriesChart {
     o.plugins!.legend!.display = legend;
     this.canvas.dataset.legend = legend ? '1' : '0';
     this.chart.update('none');
-    // What the y axis is labelled, and how many lines are joined (not dots only), for tests.
-    this.canvas.dataset.yLabels = this.chart.scales.y.ticks.map((t) => String(t.label ?? '')).filter((l) => l).join('|');
+    // How many lines are joined (not dots only), for tests; what the y axis is labelled: labelsPlugin.
     this.canvas.dataset.joined = String(lines.filter((l) => !l.points && l.y.length > 1).length);
     return true;
   }
 
   private drawnKey = '';
+  /** The y ticks niceAxis chose for the last draw (Chart.js's own, from a set range, could start above its lowest points). */
+  private yTicks: number[] = [];
+  private yLabels = new Set<number>();
+  private setYTicks(scale: Scale): void { if (this.yTicks.length) scale.ticks = this.yTicks.map((value) => ({ value })); }
 
   /** A key of what the canvas shows: equal keys draw the same pixels. */
   private shownKey(datasets: ChartDataset<'line', Point[]>[], markers: Marker[], view: ChartView, axis: { min: number; max: number } | null, range: { min: number; max: number } | null, plotW: number, plotH: number): string {
