@@ -261,6 +261,23 @@ test('effective rank and step boost: the trainer\'s deltaRank per layer (mean/mi
   assert.ok(Math.max(...boost[15]) > 1.2, 'just after the step-75 reset the fresh pairs\' steps stand out');
 });
 
+test('the preview calls the pairs too young to fuse "other" pairs: they are never among those it says would fuse ("24 pairs would fuse; 24 pairs are younger" read as a contradiction)', async () => {
+  const { previewMarks, youngClause } = await import('../webview/panels/rulePanel');
+  // As FINDINGS' run: half of each layer's pairs were just re-initialised (age 2 < min slot age 10).
+  const f = new FixtureLog('young').hello({ name: 'young', totalSteps: 100, srlora: { ...SRLORA, minSlotAge: 10 } }).state('running', 0).metrics(1, 40, () => 1).importance(40, [40, 40, 2, 2]);
+  const r = runOf(f);
+  const imp = r.latestImportance!;
+  const marks = previewMarks(r, imp, { fusionThreshold: null, fusionRatio: 0.5, minSlotAge: 10 });
+  const fusing = [...marks.values()].flat().length;
+  for (const l of imp.layers) for (const k of marks.get(l.name)!) assert.ok(l.age[k] >= 10, `slot ${k} of ${l.name} is old enough`);
+  const young = imp.layers.reduce((n, l) => n + l.age.filter((a) => a < 10).length, 0);
+  assert.equal(fusing, 4);
+  assert.equal(youngClause(young, fusing, 10), '; 4 other pairs are younger than the min slot age 10 and cannot fuse yet');
+  assert.equal(youngClause(1, 3, 10), '; 1 other pair is younger than the min slot age 10 and cannot fuse yet');
+  assert.equal(youngClause(4, 0, 10), '; 4 pairs are younger than the min slot age 10 and cannot fuse yet', 'none fuses: no "other"');
+  assert.equal(youngClause(0, 4, 10), '');
+});
+
 test('the rule preview selects as the trainer states (hello.srlora.fusionSelect), random with the trainers\' seeded key', async () => {
   const { previewMarks } = await import('../webview/panels/rulePanel');
   const { selectSlots, selectionKey } = await import('../src/srlora/rule');

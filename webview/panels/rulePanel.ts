@@ -28,6 +28,16 @@ export function ratioLabel(select: FusionSelect): string {
 }
 
 /**
+ * The preview's clause on the pairs too young to fuse (age < min slot age), after "N pairs … would fuse": they are
+ * never among those N, so "other" when N > 0 ("24 pairs would fuse; 24 pairs are younger … and cannot fuse" read as a
+ * contradiction, FINDINGS session 7). '' when none is too young.
+ */
+export function youngClause(young: number, fusing: number, minSlotAge: number | null): string {
+  if (!young) return '';
+  return `; ${young} ${fusing > 0 ? 'other ' : ''}pair${young === 1 ? ' is' : 's are'} younger than the min slot age ${minSlotAge} and cannot fuse yet`;
+}
+
+/**
  * Which slots of each layer a recomposition would fuse now, under `rule` and the selection the trainer states
  * (hello.srlora.fusionSelect) — SRLORA.md §3 through the trainers' own selectSlots. 'random' draws from the run's
  * seed, the step the recomposition would run after (now when paused, else the next step) and the layer's index
@@ -186,7 +196,7 @@ export class RulePanel implements Panel {
               : !imp ? 'Waiting for the first importance snapshot…'
                 : `${pairs} pair${pairs === 1 ? '' : 's'} in ${layersHit} layer${layersHit === 1 ? '' : 's'} would fuse if recomposed now (step ${imp.step}`
                 + `${r.model.fusionSelect && r.model.fusionSelect !== 'least-important' ? `, ${SELECT_WORDS[r.model.fusionSelect]} first${r.model.fusionSelect === 'random' ? ': the draw changes with the step' : ''}` : ''})`
-                + (young ? `; ${young} pair${young === 1 ? ' is' : 's are'} younger than the min slot age ${minSlotAge} and cannot fuse` : '') + '; '
+                + youngClause(young, pairs, minSlotAge) + '; '
                 + (schedule === null ? 'schedule unknown.' : next !== undefined ? `next scheduled recomposition after step ${next}.` : 'no scheduled recomposition left (forced only).')));
   }
 }
