@@ -13,7 +13,7 @@ import type { RunData } from '../runData';
 import type { Line } from '../seriesChart';
 import { cssVar, h, text } from '../dom';
 import { ChartPanel, trackLine, type ChartSpec } from './chartPanel';
-import { runColor, runName, type Field, type Panel } from './panel';
+import { firstComparedRun, runColor, runName, type Field, type Panel } from './panel';
 import { freshText } from './fusionSummary';
 
 export { freshSummary, freshText } from './fusionSummary';
@@ -68,8 +68,8 @@ export function boostSpec(store: Store): ChartSpec {
     key: 'boost', title: 'Step boost per slot', yTitle: 'step ÷ layer mean', unit: '×',
     dataKey: (runs) => `${store.historyLayer}|${runs.map((r) => `${r.runId}:${r.resets}:${r.framesVersion}`).join()}`,
     // Compare: the first run's, named (as the heatmap and the recompositions show it); its slots are not comparable.
-    emptyNote: (runs) => `The trainer sent no stepBoost (protocol 1.2, Adam runs) in ${runs.length > 1 ? `${runName(runs[0])}'s (the first compared run's)` : 'its'} importance snapshots.`,
-    note: (runs) => (runs.length > 1 ? `showing ${runName(runs[0])} (the first compared run)` : ''),
+    emptyNote: (runs) => `The trainer sent no stepBoost (protocol 1.2, Adam runs) in the importance snapshots${runs.length > 1 ? ` of ${firstComparedRun(runs[0])}` : ''}.`,
+    note: (runs) => (runs.length > 1 ? `showing ${firstComparedRun(runs[0])}` : ''),
     lines(r, i) {
       if (i > 0) return [];
       const layer = layerOf(store, r);

@@ -1,8 +1,8 @@
 /** The slot history of one layer (chosen here or by selecting a heatmap row). */
 import type { Store } from '../store';
 import { drawSlotHistory } from '../slotHistory';
-import { h } from '../dom';
-import { section, type Field, type Panel } from './panel';
+import { h, text } from '../dom';
+import { firstComparedRun, section, type Field, type Panel } from './panel';
 
 export class HistoryPanel implements Panel {
   readonly element: HTMLElement;
@@ -11,9 +11,10 @@ export class HistoryPanel implements Panel {
   private optionsKey = '';
   private drawnKey = '';
   private themeKey = 0;
+  private readonly info = h('span', { class: 'muted' });
 
   constructor(private readonly store: Store) {
-    this.element = section('Slot history', h('div', { class: 'row' }, this.select, h('span', { class: 'muted' }, 'time runs left to right; red: a slot took a new direction')), this.canvas);
+    this.element = section('Slot history', h('div', { class: 'row' }, this.select, this.info), this.canvas);
     this.select.addEventListener('change', () => { if (this.select.value) { store.historyLayer = this.select.value; store.changed(); } });
   }
 
@@ -28,6 +29,8 @@ export class HistoryPanel implements Panel {
       this.select.replaceChildren(...names.map((n) => h('vscode-option', { value: n, selected: n === this.store.historyLayer }, n)));
     }
     if (this.store.historyLayer && this.select.value !== this.store.historyLayer) this.select.value = this.store.historyLayer;
+    // Compare: the first run's history, and it says so (as the heatmap and the recompositions do).
+    text(this.info, `${this.store.focus.length > 1 ? `showing ${firstComparedRun(r)}; ` : ''}time runs left to right; red: a slot took a new direction`);
   }
 
   retheme(): void { this.themeKey++; }

@@ -7,7 +7,7 @@ import type { Store } from '../store';
 import { Heatmap, drawLegend, drawScale, MAX_SHAT } from '../heatmap';
 import { cssVar, h, text } from '../dom';
 import { importanceCsv } from '../exportCsv';
-import { button, filePrefix, runName, section, type Panel } from './panel';
+import { button, filePrefix, firstComparedRun, runName, section, type Panel } from './panel';
 import { composePng, save } from './exporting';
 import { importanceKey } from '../runData';
 import type { RulePanel } from './rulePanel';
@@ -75,7 +75,7 @@ export class ImportancePanel implements Panel {
       this.rows.replaceChildren(...names.map((n, i) => h('li', { role: 'option', id: `layer-row-${i}`, 'aria-selected': this.store.selectedLayers.has(n) ? 'true' : 'false' }, n)));
       if (names.length) this.rows.setAttribute('aria-activedescendant', `layer-row-${this.focusRow}`); else this.rows.removeAttribute('aria-activedescendant');
     }
-    text(this.info, this.store.focus.length > 1 ? `showing ${r ? runName(r) : '?'} (the first compared run)`
+    text(this.info, this.store.focus.length > 1 ? `showing ${firstComparedRun(r)}`
       : imp ? `step ${imp.step}, ${imp.layers.length} layers × ${imp.layers[0]?.S.length ?? 0} slots; click a row or use the keyboard to select it` : '');
   }
 

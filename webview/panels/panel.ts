@@ -52,5 +52,11 @@ export function runColor(i: number): string {
 /** The run's display name: its config name (or --name), else its id. */
 export const runName = (r: RunData) => r.model.name || r.runId;
 
+/**
+ * Names the run a one-run view shows while runs are compared (the heatmap, the slot history, the recompositions, the
+ * step boost show the first): "NAME (the first compared run)"; '?' while it has not loaded.
+ */
+export const firstComparedRun = (r: RunData | undefined) => `${r ? runName(r) : '?'} (the first compared run)`;
+
 /** A file name prefix from the run's name. */
 export const filePrefix = (store: Store) => (store.current()?.model.name ?? 'srlora').replace(/[^\w.-]+/g, '_');

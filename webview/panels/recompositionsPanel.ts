@@ -7,7 +7,7 @@ import type { Store } from '../store';
 import { importanceKey, type RunData } from '../runData';
 import { h, formatNumber, text } from '../dom';
 import { eventsCsv } from '../exportCsv';
-import { button, filePrefix, runName, section, type Panel } from './panel';
+import { button, filePrefix, firstComparedRun, section, type Panel } from './panel';
 import { save } from './exporting';
 import { recompositionCount } from './header';
 import { noFusionText, type Fusion } from '../../src/viewmodel/runModel';
@@ -69,7 +69,7 @@ export class RecompositionsPanel implements Panel {
     if (key === this.key || !r) return; // the table changes when a recomposition (or a snapshot of its step) arrives
     this.key = key;
     // Compare: the table is the first run's, and says so (as the heatmap does).
-    text(this.summary, `${this.store.focus.length > 1 ? `${runName(r)} (the first compared run): ` : ''}${recompositionCount(r)}`);
+    text(this.summary, `${this.store.focus.length > 1 ? `${firstComparedRun(r)}: ` : ''}${recompositionCount(r)}`);
     const rows = recompositionRows(r).map((x) => h('tr', { class: `${x.trigger}${x.slots.length ? '' : ' empty'}` }, h('td', {}, String(x.step)), h('td', {}, x.trigger), h('td', {}, x.layer), h('td', {}, x.slots.join(' ') || '–'),
       h('td', {}, x.directions), ageCell(x.fusion), h('td', {}, formatNumber(x.deltaNorm, 3)), h('td', {}, x.preservationError.toExponential(1))));
     this.body.replaceChildren(...rows);
