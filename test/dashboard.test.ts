@@ -696,6 +696,7 @@ test('compare: the step boost shows the first run\'s, named, as the heatmap does
     await p.waitForFunction(() => /dynamics \(srlora\), 60 points/.test(document.querySelector('section[data-metric="boost"] canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 15_000 });
     assert.match((await boost.locator('.chart-note').textContent()) ?? '', /^showing dynamics \(the first compared run\)$/);
     assert.match((await p.locator('section[aria-label="Importance"]').textContent()) ?? '', /showing dynamics \(the first compared run\)/, 'as the heatmap says it');
+    assert.match((await p.locator('section[aria-label="Slot history"]').textContent()) ?? '', /showing dynamics \(the first compared run\); time runs/, 'the slot history is the first run\'s too');
     await p.locator('.dynamics').screenshot({ path: join(shots, 'dashboard-compare-dynamics.png') });
     await p.goto(plain); // the dashboard's URL with the token only
     await p.waitForFunction(() => /step \d+\//.test(document.querySelector('.facts')?.textContent ?? ''), null, { timeout: 15_000 });
