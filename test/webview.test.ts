@@ -502,3 +502,17 @@ test('the slot history\'s new-direction tick shows on light and dark pages and r
   for (let i = 0; i < 256; i++) nearest = Math.min(nearest, Math.hypot(...[0, 1, 2].map((c) => SCORE_LUT[i * 3 + c] - NEW_DIRECTION_RGB[c])));
   assert.ok(nearest > 100, `a score colour is too close: ${nearest}`);
 });
+
+test('the saved runs come back in VS Code\'s tab (a window reload), never on the browser page (its URL is the truth): the Store asks the host\'s kind', async () => {
+  const { Store } = await import('../webview/store');
+  const g = globalThis as { document?: unknown };
+  g.document = { body: { dataset: {} } }; // what the Store reads of the page's DOM
+  try {
+    const focus = (kind: 'vscode' | 'browser', named: string[]) => new Store({ kind, send: () => {}, onMessage: () => {}, onStatus: () => {},
+      getState: () => ({ runIds: ['saved-a', 'saved-b'] }), setState: () => {} }, named).focus;
+    assert.deepEqual(focus('vscode', []), ['saved-a', 'saved-b']);
+    assert.deepEqual(focus('browser', []), [], 'a plain URL shows the default run, not the last comparison');
+    assert.deepEqual(focus('vscode', ['named']), ['named']);
+    assert.deepEqual(focus('browser', ['named']), ['named']);
+  } finally { delete g.document; }
+});

@@ -41,7 +41,7 @@ const initialRuns = (document.body.dataset.runs ?? '').split(',').filter(Boolean
 // run, not the runs saved from the last page). VS Code's tab restores its saved runs.
 const params = new URLSearchParams(location.search);
 const urlRuns = (params.get('runs') ?? params.get('run') ?? '').split(',').filter(Boolean);
-const store = new Store(host, initialRuns.length ? initialRuns : urlRuns, document.body.dataset.host === 'vscode');
+const store = new Store(host, initialRuns.length ? initialRuns : urlRuns);
 
 // ------------------------------------------------------------------ the chart view controls (shared by every chart)
 

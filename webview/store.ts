@@ -63,13 +63,13 @@ export class Store {
   private readonly saveHandlers = new Map<string, (path: string | undefined, error: string | undefined) => void>();
 
   /**
-   * `restoreFocus`: with no runs named, show the saved ones (VS Code restoring a tab after a window reload). The
-   * browser page passes false: its URL is the truth — a plain URL brought back the last comparison, with a stale
-   * "No run named …" the URL did not name; without runs it shows the default run.
+   * With no runs named, VS Code's tab shows the saved ones (it restores a tab after a window reload). The browser
+   * page does not: its URL is the truth — a plain URL brought back the last comparison, with a stale "No run named …"
+   * the URL did not name; without runs it shows the default run. Which one is the host's kind, not a flag beside it.
    */
-  constructor(readonly host: Host, initialFocus: string[], restoreFocus = true) {
+  constructor(readonly host: Host, initialFocus: string[]) {
     const saved = host.getState();
-    this.focus = initialFocus.length ? initialFocus : restoreFocus ? saved.runIds ?? [] : [];
+    this.focus = initialFocus.length ? initialFocus : host.kind === 'vscode' ? saved.runIds ?? [] : [];
     this.namedInUrl = initialFocus.length > 0;
     const x = saved.xAxis === 'time' ? 'relative' : saved.xAxis;
     this.view = { smoothing: saved.smoothing ?? 0.9, logY: saved.logY ?? false, xAxis: x ?? 'step' };
