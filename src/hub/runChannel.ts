@@ -30,10 +30,12 @@ import { LogTail, type TailLine } from '../runfolder/logTail';
 import { EVENTS_FILE } from '../runfolder/runFiles';
 import { readSummary, summaryFits } from '../runfolder/summary';
 import { validateTrainerMessage } from '../protocol/validate';
-import type { RunStateName, RunSummary, TrainerMessage } from '../protocol/messages';
+import { RunSummary, type RunStateName, type TrainerMessage } from '../protocol/messages';
 import { applyMessage, emptyRun, type RunModel } from '../viewmodel/runModel';
 
 /** Messages (and their bytes) the socket may deliver ahead of the file; more are dropped (the file brings them). */
+/** The longest run folder a summary states (the schema's bound on RunSummary.dir). */
+const MAX_DIR = RunSummary.properties.dir.maxLength ?? 4096;
 const MAX_AHEAD = 10_000;
 const MAX_AHEAD_BYTES = 64 << 20;
 /** Newest records' texts kept for comparing a resent seq without reading the file (count and characters). */
@@ -478,6 +480,9 @@ export class RunChannel {
 
   summary(): RunSummary {
     const m = this.model;
+    // The folder as the schema bounds it (RunSummary.dir, 1.3): measured once absolute — a relative path within the
+    // bound can resolve past it, and a runs list with it would be refused by every viewer.
+    const dir = resolve(this.dir);
     return {
       runId: this.runId,
       ...(m.method ? { name: m.name, method: m.method } : {}),
@@ -485,7 +490,7 @@ export class RunChannel {
       step: m.step,
       totalSteps: m.totalSteps,
       connected: this.trainer !== null,
-      ...(this.dir.length <= 4096 ? { dir: resolve(this.dir) } : {}),
+      ...(dir.length <= MAX_DIR ? { dir } : {}),
     };
   }
 

@@ -316,7 +316,7 @@ export const RunSummary = T.Object({
   control: T.Optional(T.Object({ canSteer: T.Boolean(), reason: T.Optional(T.String({ maxLength: 300 })) })),
   // 1.2 (additive): why this hub's supervisor follows the run read-only (a fact, unlike `control`), absent when it does not say.
   readOnly: T.Optional(T.String({ maxLength: 300 })),
-  // 1.2 (additive): the run's folder, absolute, so that a page's hint names the real command that continues it from a
+  // 1.3 (additive; it came after 1.2 was out): the run's folder, absolute, so that a page's hint names the real command that continues it from a
   // terminal (never a `<runs folder>/…` placeholder). The hub is loopback-only and token-gated; the path is no secret.
   dir: T.Optional(T.String({ maxLength: 4096 })),
 });
