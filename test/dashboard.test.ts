@@ -638,6 +638,20 @@ test('compare: a runs table with final/best metrics and the config fields that d
     const wrap = await p.locator('section[aria-label="Compared runs"] .compare-wrap').evaluate((w) => ({ scroll: w.scrollWidth, client: w.clientWidth }));
     const more = p.locator('section[aria-label="Compared runs"] .compare-more');
     assert.ok(wrap.scroll <= wrap.client || await more.isVisible(), `the table (${wrap.scroll} px) is cut at ${wrap.client} px with no word of it`);
+    // At 1400 px the table fits, so the checks above could not fail: at a narrow width (a VS Code editor split in
+    // two) it is wider than its section, must scroll inside it (not the page) and say so.
+    await p.setViewportSize({ width: 640, height: 1000 });
+    await p.waitForFunction(() => { const w = document.querySelector('section[aria-label="Compared runs"] .compare-wrap'); return !!w && w.scrollWidth > w.clientWidth + 1; }, null, { timeout: 5_000 })
+      .catch(() => assert.fail('at 640 px the compare table should be wider than its section: this test no longer tests the overflow'));
+    await more.waitFor({ state: 'visible', timeout: 5_000 }).catch(() => assert.fail('the table is cut at 640 px with no word of it'));
+    assert.match((await more.textContent()) ?? '', /scroll it sideways/);
+    const narrow = await p.evaluate(() => {
+      const s = document.querySelector('section[aria-label="Compared runs"]')!.getBoundingClientRect();
+      return { section: s.right, page: document.documentElement.clientWidth, scroll: document.documentElement.scrollWidth };
+    });
+    assert.ok(narrow.section <= narrow.page && narrow.scroll <= narrow.page, `at 640 px the section or the page is wider than the window: ${JSON.stringify(narrow)}`);
+    await p.screenshot({ path: join(shots, 'dashboard-compare-narrow.png'), fullPage: true });
+    await p.setViewportSize({ width: 1400, height: 1000 });
     const first = await table.locator('tbody tr').first().textContent();
     assert.match(first ?? '', /resumed.*finished.*30\/30/);
     assert.match((await p.locator('section[aria-label="Loss"] canvas').getAttribute('aria-label')) ?? '', /resumed \(srlora\).*; zeros \(srlora\)/);
