@@ -245,6 +245,99 @@ def config_error_message(source: str, errors: List[str], flags: Optional[Dict[st
     return f"{head}{len(items)} errors: {'; '.join(items[:MAX_LISTED_ERRORS])}{more}"
 
 
+def _kebab(name: str) -> str:
+    return re.sub(r"[A-Z]", lambda m: "-" + m.group(0).lower(), name)
+
+
+def config_flags() -> Dict[str, str]:
+    """Every config-field flag, from the one schema (run-config.schema.json): the flag as typed -> the field's JSON
+    pointer. Each field as --kebab-case and --camelCase (--eval-every, --evalEvery); the task and model as a whole (a
+    JSON object) and each field of their kinds (--task.transform, --model.path). The built-in trainer takes the same
+    set (src/trainer/config/runConfig.ts configFlags); test/vectors/flags/flags.json holds both to it."""
+    out: Dict[str, str] = {}
+    for key, node in SCHEMA["properties"].items():
+        if key == "$schema":
+            continue
+        for spelling in (_kebab(key), key):
+            out.setdefault(f"--{spelling}", f"/{key}")
+        for branch in _resolve(node).get("anyOf", []) if key in ("task", "model") else []:
+            for sub in _resolve(branch).get("properties", {}):
+                for spelling in (_kebab(sub), sub):
+                    out.setdefault(f"--{key}.{spelling}", f"/{key}/{sub}")
+    return out
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Insertions, deletions, substitutions and adjacent transpositions, as src/cli/usage.ts editDistance."""
+    d = [[i if j == 0 else j if i == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+def did_you_mean(word: str, known: List[str]) -> Optional[str]:
+    """The closest of `known` (the first of equals) when it is close enough to be a typo: ≤ 2 edits, or ≤ a third of
+    its length (src/cli/usage.ts didYouMean)."""
+    best, best_d = None, None
+    for k in known:
+        d = edit_distance(word.lower(), k.lower())
+        if best_d is None or d < best_d:
+            best, best_d = k, d
+    return best if best is not None and best_d <= max(2, len(word) // 3) else None
+
+
+def unknown_flag(flag: str, known: List[str]) -> str:
+    """'unknown flag --eval-evry: neither a train option nor a config field (did you mean --eval-every?)', the built-in
+    trainer's words (src/cli/main.ts; test/vectors/flags/flags.json `unknown`)."""
+    guess = did_you_mean(flag, known)
+    return f"unknown flag {flag[:80]}: neither a train option nor a config field{f' (did you mean {guess}?)' if guess else ''}"
+
+
+def flag_value(pointer_: str, raw: str) -> Any:
+    """A config-field flag's value: JSON when it is JSON (no NaN or Infinity), else the text; --fusion-threshold takes
+    `off` (or null: the paper's rule) or a number ≥ 0 and refuses anything else naming the range, as the built-in
+    trainer (src/cli/trainCommand.ts fusionThresholdFlag)."""
+    from .protocol import loads
+    if pointer_ == "/fusionThreshold":
+        if raw in ("off", "null"):
+            return None
+        try:
+            n = float(raw)
+        except ValueError:
+            n = float("nan")
+        if not raw.strip() or not math.isfinite(n) or n < 0:
+            raise ConfigError(f"--fusion-threshold: {json.dumps(raw[:40], ensure_ascii=False)} is not a number ≥ 0 or off (off: the paper's rule, "
+                              "the least important ceil(fusionRatio·r) pairs fuse)")
+    try:
+        return loads(raw)
+    except ValueError:
+        return raw
+
+
+def with_overrides(user: Dict[str, Any], overrides: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    """`user` with each (pointer, value) set into it (a copy; missing objects on the way made; a task or model flag over
+    the default task or model; --task.kind of another kind starts that object afresh), as src/trainer/config/
+    runConfig.ts applyOverrides."""
+    out = json.loads(json.dumps(user))
+    for ptr, value in overrides:
+        parts = ptr.strip("/").split("/")
+        default = SCHEMA["properties"].get(parts[0], {}).get("default")
+        if len(parts) > 1 and parts[0] not in out and isinstance(default, dict):
+            out[parts[0]] = json.loads(json.dumps(default))  # --task.transform over the default task (digits), as over a file's
+        obj = out
+        for p in parts[:-1]:
+            if not isinstance(obj.get(p), dict):
+                obj[p] = {}
+            obj = obj[p]
+        if parts[-1] == "kind" and len(parts) == 2 and obj.get("kind") != value:
+            obj.clear()  # another kind: the old kind's fields (the default digits' transform) are not this one's
+        obj[parts[-1]] = value
+    return out
+
+
 def _config_error(source: str, errors: List[str]) -> ConfigError:
     """The ConfigError of config_error_message(source, errors), keeping them for a caller to relabel by flag."""
     return ConfigError(config_error_message(source, errors), source, errors)

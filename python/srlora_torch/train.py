@@ -29,7 +29,8 @@ from .controller import SRLoRAController
 from .checkpoint import CHECKPOINTS, newest_verified, verified_checkpoints
 from .client import EventRecorder
 from .export import export_run
-from .runconfig import ConfigError, check_files, config_error_message, parse_file
+from .runconfig import (ConfigError, check_files, config_error_message, config_flags, flag_value, parse_file,
+                        unknown_flag, with_overrides)
 from .runconfig import validate as validate_config
 from .distributed import Lockstep, end_refused_start, refuse_sharding, world_from_env
 from .session import Session, device_label, log, remove_own_pid_file, run_id_of, write_own_pid_file
@@ -48,22 +49,25 @@ OPTIONAL = {k for k, v in _SCHEMA["properties"].items() if "default" not in v}  
 TASKS = ("transformer", "matrix", "digits", "tabular", "text")
 
 
-def load_config(path: Optional[str], overrides: Dict[str, object]) -> dict:
-    """The run config of `path` (JSONC) with `overrides` (command-line flags) and every default, validated before any
-    work against the generated schema (runconfig.py): a bad one exits with one line naming the file and the field."""
+def load_config(path: Optional[str], overrides: Dict[str, object], flagged: Optional[list] = None,
+                typed: Optional[Dict[str, str]] = None) -> dict:
+    """The run config of `path` (JSONC) with `overrides` (field -> value; None: not given) and `flagged` (the
+    command line's config-field flags: [(JSON pointer, value)], set in order; `typed`: pointer -> the flag as typed) over
+    it and every default, validated before any work against the generated schema (runconfig.py): a bad one exits with
+    one line naming the flag the user typed for a value a flag gave (--steps), else the file and the field."""
     source = path or "config"
     user = parse_file(path) if path else {}
+    flagged = [(f"/{k}", v) for k, v in overrides.items() if v is not None] + list(flagged or [])
+    typed = {**{f"/{k}": f"--{k}" for k, v in overrides.items() if v is not None}, **(typed or {})}
     if isinstance(user, dict):
         # a run folder's config.json holds null for an optional field it did not set (name, targets): not set
-        user = {k: v for k, v in user.items() if v is not None or k not in OPTIONAL}
-        user = {**user, **{k: v for k, v in overrides.items() if v is not None}}
+        user = with_overrides({k: v for k, v in user.items() if v is not None or k not in OPTIONAL}, flagged)
     try:
         checked = validate_config(user, source)
     except ConfigError as e:  # name what the user typed: the flag for a value a flag gave (--steps), else FILE: /pointer
-        flags = {f"/{k}": f"--{k}" for k, v in overrides.items() if v is not None}
-        if e.errors is None or not flags:
+        if e.errors is None or not typed:
             raise
-        raise ConfigError(config_error_message(e.source, e.errors, flags), e.source, e.errors) from None
+        raise ConfigError(config_error_message(e.source, e.errors, typed), e.source, e.errors) from None
     cfg = {**DEFAULTS, **{k: v for k, v in checked.items() if k not in IGNORED}}  # optional fields: None
     if cfg["task"]["kind"] in ("digits", "tabular"):  # the built-in trainer's tasks, with its defaults and paths
         cfg["task"] = {"transform": "rot90", **cfg["task"]} if cfg["task"]["kind"] == "digits" else {"labelColumn": "label", **cfg["task"]}
@@ -517,35 +521,90 @@ def _remove_unstarted(run_dir: str) -> None:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse whose unknown flag gets a did-you-mean from the known ones ("--step" → "--steps")."""
+    """argparse for the trainer's own flags (split_flags takes the config-field flags out first), whose errors are one
+    line (no usage block): an unknown flag names the closest known one."""
 
-    def error(self, message: str):  # noqa: D102 - argparse's hook; exits 2 with usage, as argparse does
-        if message.startswith("unrecognized arguments:"):
-            known = [o for act in self._actions for o in act.option_strings if o.startswith("--")]
-            hints = []
-            for word in message.split(":", 1)[1].split():
-                if word.startswith("-"):
-                    close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6)
-                    if close:
-                        hints.append(f"{word}: did you mean {close[0]}?")
-            if hints:
-                message += " (" + "; ".join(hints) + ")"
-        super().error(message)
+    def error(self, message: str):  # noqa: D102 - argparse's hook; exits 2, as argparse does
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+OWN_VALUE_FLAGS = ("--config", "--runs-dir", "--resume", "--world-size", "--max-examples")
+OWN_BOOL_FLAGS = ("--check", "--no-progress", "--help", "-h")
+PROG = "python -m srlora_torch.train"
+
+
+def split_flags(argv: list) -> tuple:
+    """(the trainer's own flags for argparse, [(JSON pointer, value)] of the config-field flags in order, {pointer: the
+    flag as typed}). The config-field flags come from the one config schema (runconfig.config_flags: the built-in
+    trainer's set); `--flag value` or `--flag=value`. Anything else is refused in one line (SystemExit 2): an unknown
+    flag with the closest known one, a flag without its value, a word that is not a flag."""
+    fields = config_flags()
+    known = list(OWN_VALUE_FLAGS) + [f for f in OWN_BOOL_FLAGS if f.startswith("--")] + list(fields)
+    own, flagged, typed = [], [], {}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        name, eq, inline = a.partition("=")
+        if not a.startswith("-"):
+            raise ConfigError(f"{PROG}: unexpected argument {json.dumps(a[:80], ensure_ascii=False)} (flags are --name value)")
+        if name in OWN_BOOL_FLAGS or name in OWN_VALUE_FLAGS:
+            take = 1 if eq or name in OWN_BOOL_FLAGS else 2
+            own += argv[i:i + take]
+            i += take
+            continue
+        if name not in fields:
+            raise ConfigError(f"{PROG}: {unknown_flag(name, known)}; {PROG} --help lists them")
+        if not eq:
+            if i + 1 >= len(argv):
+                raise ConfigError(f"{PROG}: {name} needs a value")
+            inline = argv[i + 1]
+        flagged.append((fields[name], flag_value(fields[name], inline)))
+        typed[fields[name]] = name
+        i += 1 if eq else 2
+    return own, flagged, typed
+
+
+def _help_epilog() -> str:
+    """Every config-field flag (the schema's fields, as `srlora train --help` lists them): what it takes and its default."""
+    props = _SCHEMA["properties"]
+    rows = []
+    for flag, ptr in config_flags().items():
+        parts = ptr.strip("/").split("/")
+        node = props.get(parts[0], {})
+        if len(parts) == 1 and flag == f"--{parts[0]}" and any(c.isupper() for c in parts[0]):
+            continue  # the camelCase spelling of a field listed as --kebab-case
+        if len(parts) == 2 and any(c.isupper() for c in flag.split(".", 1)[1]):
+            continue
+        words = [node.get("description", "")] if len(parts) == 1 else []
+        if len(parts) == 1 and "default" in node and not isinstance(node["default"], (dict, list)):
+            words.append(f"default {json.dumps(node['default'])}")
+        rows.append(f"  {flag:<24} {' · '.join(w for w in words if w) or 'a config field'}")
+    return "config fields (each a flag over the config file's value, as srlora train takes them):\n" + "\n".join(rows)
 
 
 def main(argv=None) -> int:
-    ap = Parser(prog="python -m srlora_torch.train", description="Train a steerable SRLoRA run (PyTorch); its folder's events.jsonl is what the dashboard shows.")
+    ap = Parser(prog=PROG, description="Train a steerable SRLoRA run (PyTorch); its folder's events.jsonl is what the dashboard shows.",
+                epilog=_help_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     ap.add_argument("--config", metavar="FILE", help="run config (.srlora.json, the built-in trainer's fields and defaults); default: the defaults")
-    ap.add_argument("--steps", type=int, metavar="N", help="training steps (overrides the config's steps)")
-    ap.add_argument("--device", metavar="DEV", help="auto (CUDA when available), cpu, cuda, cuda:N or mps (overrides the config's device)")
-    ap.add_argument("--method", metavar="M", help="lora, pissa or srlora (overrides the config's method)")
     ap.add_argument("--runs-dir", metavar="DIR", default=os.path.join(".srlora", "runs"), help="where the run folder is made (default .srlora/runs, as srlora train and serve)")
     ap.add_argument("--max-examples", type=int, metavar="N", help="text task: train and evaluate on the first N examples (a quick subset)")
     ap.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint, as configured (a finished run: nothing to do)")
     ap.add_argument("--check", action="store_true", help="validate the config (and flags) and exit: nothing is created (srlora serve asks this before it makes a run folder)")
     ap.add_argument("--no-progress", action="store_true", help="no progress line on stderr (by default: one line rewritten on a terminal, a line per 10%% of the steps elsewhere)")
     ap.add_argument("--world-size", type=int, metavar="N", help="with --check: validate for a data-parallel run on N processes of this host (default: torchrun's WORLD_SIZE, else 1; srlora serve --gpus N asks this)")
-    a = ap.parse_args(argv)
+    ap.add_argument("--steps", metavar="N", help="training steps (overrides the config's steps; every config field below is a flag too)")
+    ap.add_argument("--device", metavar="DEV", help="auto (CUDA when available), cpu, cuda, cuda:N or mps (overrides the config's device)")
+    ap.add_argument("--method", metavar="M", help="lora, pissa or srlora (overrides the config's method)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(x in ("--help", "-h") for x in argv):
+        ap.parse_args(["--help"])
+    try:
+        own, flagged, typed = split_flags(argv)
+    except ConfigError as e:  # one line, exit 2 as argparse's usage errors (no usage block)
+        log(str(e.code))
+        raise SystemExit(2) from None
+    a = ap.parse_args(own)
+    a.flagged, a.typed = flagged, typed
     rank, world, local_rank = world_from_env()
     resuming = SimpleNamespace(run_dir=None, rec=None)  # set by _main while a resume it may record is starting
     try:
@@ -583,8 +642,8 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
         raise SystemExit(f"--max-examples: must be ≥ 1, got {a.max_examples}")
     made_here = False  # this process created the run folder (and removes it if the run cannot even start)
     if a.resume:
-        if a.config or a.steps or a.method:
-            raise SystemExit("--resume continues the run as configured; --config, --steps and --method are not allowed with it")
+        if a.config or any(p != "/device" for p, _ in a.flagged):  # --device: this machine's choice, not the run's
+            raise SystemExit("--resume continues the run as configured; flags that change the config are not allowed")
         run_dir = os.path.abspath(a.resume)  # every message names the folder absolute (a line read later still finds it)
         cfg_file = os.path.join(run_dir, "config.json")
         if not os.path.exists(cfg_file):
@@ -601,8 +660,8 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
         if had != world:  # the global batch (batchSize per rank × ranks) and the data split would change mid-run
             raise SystemExit(f"run {os.path.abspath(run_dir)} was trained on {had} process{'es' if had > 1 else ''}; this resume has {world}: "
                              f"the global batch would change. Continue it on {had}: {continue_command(run_dir, had, launch_facts())}")
-        cfg = load_config(cfg_file, {"device": a.device})
-        problem = machine_problem(cfg, cfg_file, bool(a.device)) or data_parallel_problem(cfg, world, cfg_file, _local_world(world))
+        cfg = load_config(cfg_file, {}, a.flagged, a.typed)
+        problem = machine_problem(cfg, cfg_file, "/device" in a.typed) or data_parallel_problem(cfg, world, cfg_file, _local_world(world))
         if problem:
             raise SystemExit(problem)
         done = finished_state(run_dir)
@@ -614,9 +673,9 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
             raise SystemExit(f"{run_dir} has no complete checkpoint to resume from")
         ckpt = found[0]
     else:
-        cfg = load_config(a.config, {"steps": a.steps, "device": a.device, "method": a.method})
+        cfg = load_config(a.config, {}, a.flagged, a.typed)
         n = a.world_size or world
-        problem = (machine_problem(cfg, a.config or "config", bool(a.device))
+        problem = (machine_problem(cfg, a.config or "config", "/device" in a.typed)
                    or data_parallel_problem(cfg, n, a.config or "config", n if a.world_size else _local_world(world)))
         if problem:  # before any run folder is made: nothing is left behind
             raise SystemExit(problem)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from srlora_torch.progress import continue_command, summary
 
 
@@ -177,3 +179,47 @@ def test_the_watch_it_and_dashboard_lines_run_as_printed_and_the_hub_answers(tmp
     finally:
         p.terminate()
         p.wait(timeout=30)
+
+
+def _flags_vectors(name):
+    with open(os.path.join(os.path.dirname(VECTORS), "..", "flags", name), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_one_wording_for_a_bad_value_from_a_flag_or_a_file_by_the_shared_vectors(tmp_path, capsys):
+    """FINDINGS F8: the built-in trainer said "Expected integer to be greater or equal to 1", this one "must be ≥ 1";
+    src/cli/trainCommand.ts configWithFlags meets the same cases (test/trainFlags.test.ts)."""
+    from srlora_torch import train
+    values = _flags_vectors("errors.json")["values"]
+    assert len(values) >= 15
+    file = tmp_path / "c.srlora.json"
+    for c in values:
+        if "file" in c:
+            file.write_text(json.dumps(c["file"]))
+        argv = [*c.get("argv", []), *(["--config", str(file)] if "file" in c else []), "--check"]
+        try:
+            train.main(argv)
+            raise AssertionError(f"{argv} was accepted")
+        except SystemExit as e:
+            said = e.code if isinstance(e.code, str) else capsys.readouterr().err.strip()
+            assert said == c["message"].replace("FILE", str(file)), c
+
+
+def test_the_config_field_flags_are_the_one_schemas_and_an_unknown_one_is_one_line(capsys):
+    """FINDINGS F7: --eval-every, --checkpoint-every, … were "unrecognized arguments" (argparse's usage block); the
+    flag set is the schema's, as the built-in trainer's (test/trainFlags.test.ts)."""
+    from srlora_torch import train
+    from srlora_torch.runconfig import config_flags
+    v = _flags_vectors("flags.json")
+    assert config_flags() == v["flags"]
+    for flag, ptr in v["flags"].items():
+        if flag in ("--task", "--model"):
+            continue
+        assert train.split_flags([flag, "1"])[1:] == ([(ptr, 1)], {ptr: flag}), flag
+    for flag, words in v["unknown"]:
+        with pytest.raises(SystemExit) as e:
+            train.main([flag, "5"])
+        assert e.value.code == 2
+        assert capsys.readouterr().err == f"python -m srlora_torch.train: {words}; python -m srlora_torch.train --help lists them\n", flag
+    cfg = train.load_config(None, {}, *train.split_flags(["--eval-every", "20", "--checkpoint-every=20", "--task.kind", "matrix", "--fusion-threshold", "off"])[1:])
+    assert (cfg["evalEvery"], cfg["checkpointEvery"], cfg["task"]["kind"], cfg["fusionThreshold"]) == (20, 20, "matrix", None)

@@ -1,11 +1,14 @@
 """The PyTorch trainer's command line: run folders, resuming a finished run, checkpoints, terminal output, flags."""
 import json
 import os
+import shutil
 import time
 
 import pytest
 
 from srlora_torch import train
+
+CLI = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "dist", "cli.js"))  # the checkout's (npm run build)
 
 
 def events(run_dir):
@@ -69,7 +72,7 @@ def test_the_terminal_shows_progress_and_a_summary(tmp_path, monkeypatch, capsys
     lines = [l for l in err.splitlines() if l.startswith("step ")]
     assert [l.split()[1] for l in lines] == [f"{s}/10" for s in range(1, 11)]
     assert " loss " in lines[-1] and " ex/s " in lines[-1] and "ETA" in lines[-1]
-    assert "run finished: step 10/10" in err and "final loss" in err and "dashboard      srlora serve" in err
+    assert "run finished: step 10/10" in err and "final loss" in err and f"dashboard      {shutil.which('node')} {CLI} serve" in err
 
 
 def test_a_terminal_line_is_rewritten_at_most_every_quarter_second():

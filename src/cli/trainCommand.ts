@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { applyOverrides, configErrorMessage, parseRunConfig, readRunConfig, readRunFolderConfig, RunConfigError, withAbsolutePaths, type RunConfig } from '../trainer/config/runConfig';
+import { applyOverrides, configErrorMessage, parseRunConfig, readConfigValue, readRunConfig, readRunFolderConfig, RunConfigError, withAbsolutePaths, type RunConfig } from '../trainer/config/runConfig';
 import { newRunDir, TrainingRun } from '../trainer/process/trainingRun';
 import { DEFAULT_RUNS_DIR } from './usage';
 import { trainingSummary } from './summary';
@@ -54,10 +54,16 @@ export function parseFlags(argv: string[]): { own: Map<string, string | true>; o
  * the flag they typed (`typed`: field path → flag; default `--field`), else the file and its pointer. `srlora serve
  * --config` calls it too, so that it refuses a bad file up front with the same words. */
 export function configWithFlags(file: string | undefined, overrides: [string, string][], typed: ReadonlyMap<string, string> = new Map()): { config: RunConfig; baseDir: string } {
-  const base = file !== undefined ? readRunConfig(resolve(file)) : parseRunConfig({}, 'defaults');
+  let base: unknown;
+  try {
+    base = file !== undefined ? readRunConfig(resolve(file)) : parseRunConfig({}, 'defaults');
+  } catch (e) {
+    if (!(e instanceof RunConfigError) || file === undefined) throw e;
+    base = readConfigValue(resolve(file)); // a bad file: its errors and the flags' in one line, as the PyTorch trainer says them
+  }
   const baseDir = file !== undefined ? dirname(resolve(file)) : process.cwd();
   try {
-    return { config: withAbsolutePaths(parseRunConfig(applyOverrides(base as unknown as Record<string, unknown>, overrides), file ?? 'defaults'), baseDir), baseDir };
+    return { config: withAbsolutePaths(parseRunConfig(applyOverrides(base as Record<string, unknown>, overrides), file ?? 'defaults'), baseDir), baseDir };
   } catch (e) {
     if (!(e instanceof RunConfigError)) throw e;
     const flags = new Map(overrides.map(([field]) => [`/${field.split('.').join('/')}`, typed.get(field) ?? `--${field}`]));

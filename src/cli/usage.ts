@@ -150,6 +150,13 @@ export function didYouMean(word: string, known: Iterable<string>): string | null
   return best !== null && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : null;
 }
 
+/** "unknown flag --eval-evry: neither a train option nor a config field (did you mean --eval-every?)": the PyTorch
+ * trainer's words too (python/srlora_torch/runconfig.py unknown_flag). */
+export function unknownFlag(flag: string, known: readonly string[]): string {
+  const guess = didYouMean(flag, known);
+  return `unknown flag ${flag.slice(0, 80)}: neither a train option nor a config field${guess ? ` (did you mean ${guess}?)` : ''}`;
+}
+
 /** The long flags a command knows (from its help). */
 export function knownFlags(name: string): string[] {
   return (HELP[name]?.flags ?? []).map(([f]) => f.split(' ')[0]).filter((f) => f.startsWith('--') && !f.includes('<'));

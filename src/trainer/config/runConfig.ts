@@ -327,6 +327,29 @@ export function readRunFolderConfig(runDir: string): RunConfig {
   return parseRunConfig(parseJsonc(readFileSync(file, 'utf8').replace(/^\uFEFF/, '')) as unknown, file);
 }
 
+const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/**
+ * Every config-field flag, from the one schema (AnyRunConfigSchema: both trainers' fields): the flag as typed → the
+ * field's JSON pointer. Each field as --kebab-case and --camelCase (--eval-every, --evalEvery); the task and model as
+ * a whole (a JSON object) and each field of their kinds (--task.transform, --model.path). The PyTorch trainer takes
+ * the same set (python/srlora_torch/runconfig.py config_flags); test/vectors/flags/flags.json holds both to it.
+ */
+export function configFlags(): Map<string, string> {
+  const out = new Map<string, string>();
+  const add = (flag: string, ptr: string) => { if (!out.has(flag)) out.set(flag, ptr); };
+  const schema = JSON.parse(runConfigJsonSchemaText()) as { properties: Record<string, { anyOf?: { properties?: Record<string, unknown> }[] }> };
+  for (const [key, node] of Object.entries(schema.properties)) {
+    if (key === '$schema') continue;
+    for (const spelling of [kebab(key), key]) add(`--${spelling}`, `/${key}`);
+    if (key !== 'task' && key !== 'model') continue;
+    for (const branch of node.anyOf ?? []) {
+      for (const sub of Object.keys(branch.properties ?? {})) for (const spelling of [kebab(sub), sub]) add(`--${key}.${spelling}`, `/${key}/${sub}`);
+    }
+  }
+  return out;
+}
+
 /** `--key value` and `--a.b value` flags over a config object (values parsed as JSON when they are JSON). */
 export function applyOverrides(base: Record<string, unknown>, overrides: [string, string][]): Record<string, unknown> {
   const out = structuredClone(base);
@@ -339,6 +362,8 @@ export function applyOverrides(base: Record<string, unknown>, overrides: [string
       if (typeof obj[p] !== 'object' || obj[p] === null) obj[p] = {};
       obj = obj[p] as Record<string, unknown>;
     }
+    // --task.kind of another kind starts the object afresh: the old kind's fields (digits' transform) are not this one's
+    if (path.length === 2 && path[1] === 'kind' && obj.kind !== value) for (const k of Object.keys(obj)) delete obj[k];
     obj[path[path.length - 1]] = value;
   }
   return out;
