@@ -824,6 +824,24 @@ test('every chart\'s y axis has a labelled tick at or below its lowest point and
   } finally { await p.close(); }
 });
 
+test('a PyTorch run as a user meets it (named scalars, recompositions, a resume, a failed end), alone and compared: screenshots', async () => {
+  const p = await openRun('fixture-pt');
+  try {
+    await p.waitForFunction(() => /distilbert-spam \(srlora\), 180 points/.test(document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 15_000 });
+    assert.match((await p.locator('.facts').textContent()) ?? '', /step 180\/300 .* resumed 1× .*loss is NaN at step 181/);
+    for (const key of ['scalar:grad_norm', 'scalar:process/cpu_pct', 'scalar:process/rss_MiB']) assert.equal(await p.locator(`section[data-metric="${key}"]`).count(), 1, key);
+    for (const c of await p.locator('section canvas').all()) { await c.scrollIntoViewIfNeeded(); await p.waitForTimeout(30); }
+    // No deltaRank in this run: an empty chart, whose axis had eleven labels (0, 0.1, … 1) in 100 px.
+    const empty = ((await p.locator('section[data-metric="rank"] canvas').getAttribute('data-y-labels')) ?? '').split('|');
+    assert.ok(empty.length >= 2 && empty.length <= 4, `the empty chart's axis: ${empty.join(' ')}`);
+    await p.screenshot({ path: join(shots, 'pytorch-failed.png'), fullPage: true });
+    await p.goto(p.url().replace(/\?run=[^&]*/, '?runs=fixture-pt,fixture-showcase'));
+    await p.waitForFunction(() => document.querySelectorAll('section[aria-label="Compared runs"] tbody tr').length === 2, null, { timeout: 15_000 });
+    for (const c of await p.locator('section canvas').all()) { await c.scrollIntoViewIfNeeded(); await p.waitForTimeout(30); }
+    await p.screenshot({ path: join(shots, 'pytorch-compare.png'), fullPage: true });
+  } finally { await p.close(); }
+});
+
 test('the SRLoRA dynamics: effective rank of ΔW, fused pairs (the freshest fused again, marked), per-slot step boost', async () => {
   const p = await openRun('fixture-dynamics');
   try {

@@ -341,9 +341,10 @@ export class SeriesChart {
     this.hiddenNonPositive = view.logY ? hidden : 0;
     const fit = robustRange(inRange, view.logY, keep);
     // The axis widened to ticks (one per ~40 px at most): the lowest and highest fitted points lie between labels.
-    const range = fit && niceAxis(fit, view.logY, Math.max(2, Math.min(10, Math.floor(plotH / 40))));
-    this.yTicks = range?.ticks ?? [];
-    this.yLabels = new Set(range?.labels ?? []);
+    // No points yet: an empty 0–1 (1–10 on log-y) axis with as few labels (Chart.js's own put eleven on it).
+    const range = niceAxis(fit ?? (view.logY ? { min: 1, max: 10 } : { min: 0, max: 1 }), view.logY, Math.max(2, Math.min(10, Math.floor(plotH / 40))));
+    this.yTicks = range.ticks;
+    this.yLabels = new Set(range.labels);
     this.wallWithDate = dataMax - dataMin > 20 * 3600_000 && view.xAxis === 'wall';
     // What the canvas would show: each point's pixel, the axes' ranges to a pixel, and everything else drawn.
     const shown = this.shownKey(datasets, markers, view, axis, range, plotW, plotH);
@@ -359,8 +360,8 @@ export class SeriesChart {
         : { color: fg, includeBounds: false, autoSkip: false };
       o.scales!.y = { type: yType, title: { display: true, text: this.yTitle, color: fg }, ticks, grid: { color: grid }, afterBuildTicks: (s: Scale) => this.setYTicks(s) } as never;
     }
-    (o.scales!.y as { min?: number; max?: number }).min = range?.min;
-    (o.scales!.y as { min?: number; max?: number }).max = range?.max;
+    (o.scales!.y as { min?: number; max?: number }).min = range.min;
+    (o.scales!.y as { min?: number; max?: number }).max = range.max;
     const x = o.scales!.x as { min?: number; max?: number; title: { text: string }; ticks: { callback?: (v: number | string) => string } };
     x.min = axis?.min;
     x.max = axis?.max;
@@ -379,7 +380,7 @@ export class SeriesChart {
     for (const d of datasets) if (d.data.length) xMin = Math.min(xMin, d.data[0].x);
     // data-draws counts the redraws (tests check that off-screen and unchanged charts are not drawn).
     // yFit: the range the points need (outliers of a dense line aside); yTicks: where the axis puts its ticks.
-    Object.assign(this.canvas.dataset, { logY: view.logY ? '1' : '0', xMin: String(xMin), yMin: String(range?.min ?? ''), yMax: String(range?.max ?? ''),
+    Object.assign(this.canvas.dataset, { logY: view.logY ? '1' : '0', xMin: String(xMin), yMin: String(range.min), yMax: String(range.max),
       yFit: fit ? `${fit.min},${fit.max}` : '', yTicks: this.yTicks.join(','),
       axis: axis ? `${axis.min},${axis.max}` : '', draws: String(Number(this.canvas.dataset.draws ?? 0) + 1) });
     this.chart.data.datasets = datasets;
