@@ -795,7 +795,7 @@ async function yAxes(p: Page): Promise<{ key: string; labels: number[]; fit: num
   return out;
 }
 
-test('every chart\'s y axis has a labelled tick at or below its lowest point and at or above its highest (fused pairs: ticks 50–80 over points at 42), linear and log', async () => {
+test('every chart\'s y axis has a labelled tick at or below its lowest point and at or above its highest (fused pairs: ticks 50–80 over points at 42), linear and log; a chart of dots only, its x axis too', async () => {
   const p = await openRun('fixture-pt');
   try {
     await p.waitForFunction(() => /distilbert-spam \(srlora\), \d+ points, last /.test(document.querySelector('section[data-metric="fusions"] canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 15_000 });
@@ -804,6 +804,9 @@ test('every chart\'s y axis has a labelled tick at or below its lowest point and
     // The fixture's fused ages are 42 and 84 (the data, not the chart's own fit).
     const fused = ((await p.locator('section[data-metric="fusions"] canvas').getAttribute('data-y-labels')) ?? '').split('|').map(Number);
     assert.ok(Math.min(...fused) <= 42 && Math.max(...fused) >= 84, `fused-pairs ticks ${fused.join(' ')} hold the ages 42..84`);
+    // and its x axis, a chart of dots only, is labelled on both sides of its points (steps 42..168)
+    const steps = ((await p.locator('section[data-metric="fusions"] canvas').getAttribute('data-x-labels')) ?? '').split('|').map(Number);
+    assert.ok(Math.min(...steps) <= 42 && Math.max(...steps) >= 168, `fused-pairs x ticks ${steps.join(' ')} hold the steps 42..168`);
     for (const id of ['fixture-pt', 'fixture-sparse', 'fixture-showcase', 'fixture-dynamics']) {
       if (id !== 'fixture-pt') { await p.goto(p.url().replace(/\?run=[^&]*/, `?run=${id}`)); await p.waitForFunction(() => /step \d+\//.test(document.querySelector('.facts')?.textContent ?? ''), null, { timeout: 15_000 }); }
       for (const log of [false, true]) {

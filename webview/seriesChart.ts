@@ -95,11 +95,11 @@ const markerPlugin: Plugin<'line'> = {
   },
 };
 
-/** What the y axis is labelled, for tests: at every draw (Chart.js redraws on its own when the canvas resizes). */
+/** What the axes are labelled, for tests: at every draw (Chart.js redraws on its own when the canvas resizes). */
 const labelsPlugin: Plugin<'line'> = {
   id: 'srloraLabels',
   afterDraw(chart) {
-    chart.canvas.dataset.yLabels = chart.scales.y.ticks.map((t) => String(t.label ?? '')).filter((l) => l).join('|');
+    for (const axis of ['x', 'y'] as const) chart.canvas.dataset[`${axis}Labels`] = chart.scales[axis].ticks.map((t) => String(t.label ?? '')).filter((l) => l).join('|');
   },
 };
 
@@ -186,7 +186,7 @@ export class SeriesChart {
         elements: { point: { radius: 0 }, line: { borderWidth: 1.5 } },
         scales: {
           // The range is set (round numbers, or the zoom): the bounds are labelled only when they are ticks.
-          x: { type: 'linear', title: { display: true, text: 'step' }, ticks: { includeBounds: false } },
+          x: { type: 'linear', title: { display: true, text: 'step' }, ticks: { includeBounds: false }, afterBuildTicks: (s) => { if (this.xTicks.length) s.ticks = this.xTicks.map((value) => ({ value })); } },
           // The range is set (outlier-aware, padded): its bounds are not labelled as ticks (they read 449.4, 9.9).
           y: { type: 'linear', title: { display: true, text: yTitle }, ticks: { includeBounds: false, autoSkip: false }, afterBuildTicks: (s) => this.setYTicks(s) },
         },
@@ -304,7 +304,13 @@ export class SeriesChart {
     // whole, not cut in half by the axis' edge.
     const dotted = lines.some((l) => (l.points || l.dots) && l.y.length > 0);
     const padX = dotted ? (dataMax > dataMin ? ((dataMax - dataMin) * 6) / plotW : 0.5) : 0;
-    const axis = zoom ?? (dataMin <= dataMax ? niceBounds(dataMin - padX, dataMax + padX) : null);
+    // A chart of dots only (fused pairs, evals: a few measurements, each read off the axis) ends at labelled steps on
+    // both sides, as its y axis does (a fused pair at step 30 sat left of the first label, 40). A dense line keeps the
+    // finer bounds above: its decimation grid should move rarely while points arrive.
+    const dotsOnly = view.xAxis === 'step' && lines.length > 0 && lines.every((l) => l.points || l.dots);
+    const xNice = !zoom && dotsOnly && dataMin <= dataMax ? niceAxis({ min: dataMin - padX, max: dataMax + padX }, false, Math.max(2, Math.min(10, Math.floor(plotW / 70)))) : null;
+    this.xTicks = xNice?.ticks ?? [];
+    const axis = zoom ?? xNice ?? (dataMin <= dataMax ? niceBounds(dataMin - padX, dataMax + padX) : null);
     const datasets: ChartDataset<'line', Point[]>[] = [];
     const bands: Band[] = [];
     const inRange: number[] = [];
@@ -399,6 +405,8 @@ export class SeriesChart {
   /** The y ticks niceAxis chose for the last draw (Chart.js's own, from a set range, could start above its lowest points). */
   private yTicks: number[] = [];
   private yLabels = new Set<number>();
+  /** The x ticks of a chart of dots only (niceAxis), else none: Chart.js's own. */
+  private xTicks: number[] = [];
   private setYTicks(scale: Scale): void { if (this.yTicks.length) scale.ticks = this.yTicks.map((value) => ({ value })); }
 
   /** A key of what the canvas shows: equal keys draw the same pixels. */
