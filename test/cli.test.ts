@@ -160,3 +160,23 @@ test('the summary prints every path absolute (a folder with a space: the dashboa
 });
 
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+test('both trainers\' end summaries have one layout: the shared vectors (python/tests/test_cli_lines.py holds the PyTorch trainer\'s to them; FINDINGS F10: eval on one line, continue/dashboard in the other order there)', async () => {
+  const { mkdirSync: mkdir, writeFileSync: write, readFileSync: read } = await import('node:fs');
+  const { join: j } = await import('node:path');
+  const { tempDir: tmp } = await import('./helpers/tmp');
+  const v = JSON.parse(read(j(import.meta.dirname, 'vectors/summary/summaries.json'), 'utf8')) as { cli: { node: string; cli: string }; cases: { name: string; checkpoint: boolean; export: boolean; events: object[]; summary: string }[] };
+  const runs = j(tmp(), 'runs');
+  for (const [i, c] of v.cases.entries()) {
+    const dir = j(runs, `run-${i}`);
+    mkdir(dir, { recursive: true });
+    if (c.checkpoint) {
+      mkdir(j(dir, 'checkpoints/step-20'), { recursive: true });
+      write(j(dir, 'checkpoints/step-20/state.pt'), 'abc');
+      write(j(dir, 'checkpoints/step-20/COMPLETE.json'), JSON.stringify({ step: 20, files: { 'state.pt': { bytes: 3, sha256: '0'.repeat(64) } } }));
+    }
+    if (c.export) { mkdir(j(dir, 'export'), { recursive: true }); write(j(dir, 'export/merged.safetensors'), 'x'); }
+    write(j(dir, 'events.jsonl'), c.events.map((e, k) => JSON.stringify({ v: 1, runId: `run-${i}`, seq: k + 1, time: 1_790_000_000_000 + k * 7000, ...e })).join('\n') + '\n');
+    assert.equal(trainingSummary(dir, '/', v.cli), c.summary.replaceAll('RUNS', runs).replaceAll('RUN', dir), c.name);
+  }
+});

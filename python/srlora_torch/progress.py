@@ -3,7 +3,9 @@ src/cli/summary.ts): a progress line while it trains and a short summary at the 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -141,52 +143,101 @@ def continue_command(run_dir: str, world: int, launch: Optional[dict] = None, py
     return f"{command} --resume {shlex.quote(os.path.abspath(run_dir))}"
 
 
-def summary(run_dir: str, outcome: str) -> str:
-    """A few lines (ending in a newline) on how the run in run_dir ended, read from its events.jsonl: state and reason,
-    steps, final loss, the last evaluation, recompositions, the folder and export, how to watch it and (not finished)
-    how to continue it — on as many ranks as it had (hello.worldSize: through srlora_torch.launch, i.e. torchrun)."""
-    last_row, evals, total, reason, world, launch = None, None, None, None, 1, None
-    recomps = []  # (step, pairs fused) of each recomposition; a resume's rewind drops the later ones
+def _fmt(v) -> str:
+    """A summary number as src/cli/summary.ts fmt: 4 decimals, or JavaScript's toExponential(3) for tiny/huge ones."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        return "–"
+    if abs(v) >= 1e4 or (v != 0 and abs(v) < 1e-3):
+        mantissa, exp = f"{v:.3e}".split("e")
+        return f"{mantissa}e{'+' if int(exp) >= 0 else '-'}{abs(int(exp))}"
+    return f"{v:.4f}"
+
+
+def time_trained(messages: list) -> float:
+    """Seconds the run trained, summed over its incarnations as its log states them (src/cli/summary.ts timeTrained):
+    from a trainer message to the next state that is not starting/running; a rewind starts a new stretch; what the
+    supervisor wrote after the trainer was gone does not count."""
+    total, start, last = 0, None, None
+    for m in messages:
+        if m["type"] == "state" and m.get("origin") == "supervisor":
+            continue
+        if m["type"] == "rewind" and start is not None and last is not None:
+            total, start = total + last - start, None
+        start = m["time"] if start is None else start
+        last = m["time"]
+        if m["type"] == "state" and m.get("state") not in ("starting", "running"):
+            total, start = total + m["time"] - start, None
+    if start is not None and last is not None:
+        total += last - start
+    return total / 1000
+
+
+def summary(run_dir: str, outcome: str, cli: Optional[dict] = None) -> str:
+    """A few lines (ending in a newline) on how the run in run_dir ended, read from its events.jsonl, in the built-in
+    trainer's layout (src/cli/summary.ts trainingSummary; shared vectors test/vectors/summary/summaries.json): state,
+    reason, steps and time trained; method and backend; final and best train loss, eval loss and each eval metric;
+    recompositions; skipped steps; the folder and export; how to continue it (not finished: on as many ranks as it had)
+    and how to watch it (by `cli`, default this package's srlora command line: cli_launch). `outcome`: the state when
+    the log has none."""
     from .client import read_log  # the project's one log reader (strict JSON, a torn last line cut)
+    folder = os.path.abspath(run_dir)  # every path absolute: a line copied into another terminal names the same folder
     try:
-        messages = read_log(os.path.join(run_dir, "events.jsonl"))
+        messages = read_log(os.path.join(folder, "events.jsonl"))
     except OSError:
-        return f"run {outcome}: {run_dir}\n"
+        return f"run {outcome}: {folder}\n"
+    name, method, backend, total, state, reason, step, world, launch, skipped = os.path.basename(folder), None, "", None, outcome, None, 0, 1, None, 0
+    losses, evals, recomps = {}, {}, []  # one value per step (a resume rewinds: the latest message for a step wins)
     for m in messages:
         t = m["type"]
         if t == "hello":
-            total = m.get("totalSteps", total)
-            world = m.get("worldSize") or 1
-            launch = m.get("launch")
+            name, method, total = m.get("name") or m.get("runId") or name, m.get("method"), m.get("totalSteps")
+            backend = f"{(m.get('backend') or {}).get('name')} · {(m.get('backend') or {}).get('device')}"
+            world, launch = m.get("worldSize") or 1, m.get("launch")
         elif t == "metrics" and m.get("rows"):
-            last_row = m["rows"][-1]
+            for r in m["rows"]:
+                losses[r["step"]] = r.get("loss")
+                skipped += 1 if r.get("nonFiniteGrad") else 0
+            step = max(step, m["rows"][-1]["step"])
         elif t == "eval":
-            evals = m
+            evals[m["step"]] = m
         elif t == "recomposition":
             recomps.append((m["step"], sum(len(l.get("slots") or []) for l in m.get("layers") or [])))
         elif t == "rewind":
-            recomps = [r for r in recomps if r[0] <= m["step"]]
+            step = m["step"]
+            losses = {k: v for k, v in losses.items() if k <= step}
+            evals = {k: v for k, v in evals.items() if k <= step}
+            recomps = [r for r in recomps if r[0] <= step]
         elif t == "state":
-            reason = m.get("reason")
-    step = last_row.get("step") if last_row else 0
-    lines = [f"run {outcome}{f' ({reason})' if reason and outcome != 'finished' else ''}: step {step}/{total if total is not None else '?'}"]
-    if last_row and isinstance(last_row.get("loss"), (int, float)):
-        lines.append(f"  final loss     {last_row['loss']:.4f}")
-    if evals:
-        parts = [f"loss {evals['loss']:.4f}"] if isinstance(evals.get("loss"), (int, float)) else []
-        parts += [f"{k} {v:.4f}" for k, v in (evals.get("metrics") or {}).items() if isinstance(v, (int, float))]
-        if parts:
-            lines.append(f"  eval           {', '.join(parts)}")
-    lines.append(f"  recompositions {recompositions_count(len(recomps), sum(n for _, n in recomps), sum(1 for _, n in recomps if n == 0))}")
-    folder = os.path.abspath(run_dir)  # every path absolute: a line copied into another terminal names the same folder
-    lines.append(f"  run folder     {folder}")
-    if os.path.isdir(os.path.join(folder, "export")):
-        lines.append(f"  export         {os.path.join(folder, 'export')}")
-    lines.append(f"  dashboard      {dashboard_command(os.path.dirname(folder), cli_launch())}")
-    if outcome in ("stopped", "interrupted", "failed"):
+            state, reason, step = m.get("state"), m.get("reason"), max(step, m.get("step", 0))
+    check = "✓" if state == "finished" else "✗" if state == "failed" else "■"
+    trained = f" in {format_duration(time_trained(messages))} trained" if messages else ""
+    lines = [f"{check} {name} — {state}{f' ({reason})' if reason else ''}, step {step}/{total if total is not None else '?'}{trained}",
+             f"  method {method or '?'} on {backend or '?'}"]
+    table = []
+    values = [v for v in losses.values()]
+    if values:
+        table.append(("train loss", values[-1], min(values)))
+    ordered = [evals[k] for k in sorted(evals)]
+    if ordered:
+        table.append(("eval loss", ordered[-1].get("loss"), min(e.get("loss") for e in ordered)))
+        for k in sorted((ordered[-1].get("metrics") or {})):
+            vals = [e["metrics"][k] for e in ordered if isinstance((e.get("metrics") or {}).get(k), (int, float))]
+            best = min(vals) if re.search(r"loss|error|perplexity", k, re.I) else max(vals)
+            table.append((f"eval {k}", ordered[-1]["metrics"][k], best))
+    w = max([12] + [len(k) + 1 for k, _, _ in table] + ([len("recompositions") + 1] if method == "srlora" else []))
+    lines += [f"  {k.ljust(w)} final {_fmt(final)}   best {_fmt(best)}" for k, final, best in table]
+    if method == "srlora":
+        lines.append(f"  {'recompositions'.ljust(w)} {recompositions_count(len(recomps), sum(n for _, n in recomps), sum(1 for _, n in recomps if n == 0))}")
+    if skipped:
+        lines.append(f"  {skipped} step{'' if skipped == 1 else 's'} skipped (non-finite gradients)")
+    label = lambda k: f"  {k.ljust(w)} "  # noqa: E731
+    lines.append(f"{label('run folder')}{folder}")
+    if os.path.isfile(os.path.join(folder, "export", "merged.safetensors")):
+        lines.append(f"{label('export')}{os.path.join(folder, 'export')}")
+    if state != "finished":  # offered only when a resume can start (sizes and markers: the resume verifies the checksums)
         from .checkpoint import newest_verified
-        if newest_verified(run_dir, hashes=False) is not None:  # the resume itself verifies the checksums
-            lines.append(f"  continue       {continue_command(run_dir, world, launch)}")  # on as many ranks: the same global batch
-        else:  # a resume would only say "has no complete checkpoint to resume from"
-            lines.append("  continue       not possible: no complete checkpoint to resume from")
+        pytorch = backend.startswith("pytorch ")
+        can = newest_verified(folder, hashes=False) is not None
+        lines.append(f"{label('continue')}{continue_command(folder, world, launch, pytorch) if can else 'not possible: no complete checkpoint to resume from'}")
+    lines.append(f"{label('dashboard')}{dashboard_command(os.path.dirname(folder), cli if cli is not None else cli_launch())}")
     return "\n".join(lines) + "\n"

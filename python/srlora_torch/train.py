@@ -718,6 +718,8 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
     opt = run.opt
     if a.resume:
         ckpt = restore_run(run, ckpt, device, log)
+        if rank == 0:  # which checkpoint (a newer one may have been skipped), in the built-in trainer's words
+            log(f"resumed from {os.path.abspath(ckpt)} (step {ctl.step})")
     session.launch = launch_facts()  # so that every continue line names this interpreter (and PYTHONPATH): it runs as printed
     session.start(resumed=bool(a.resume), checkpoint=os.path.relpath(ckpt, run_dir).replace(os.sep, "/") if a.resume else None)
     resuming.run_dir = None  # started: the session records how it ends

@@ -28,11 +28,12 @@ def test_summary_prints_every_path_absolute_given_a_relative_run_folder(tmp_path
     runs = tmp_path / "my runs"
     run = _run(runs)
     os.makedirs(run / "export")
+    (run / "export" / "merged.safetensors").write_text("x")
     monkeypatch.chdir(runs)
     text = summary(run.name, "interrupted")
-    assert f"\n  run folder     {run}\n" in text, text
-    assert f"\n  export         {run / 'export'}\n" in text, text
-    assert f"\n  dashboard      {NODE} {CLI} serve --runs-dir '{runs}'\n" in text, text
+    assert f"\n  run folder      {run}\n" in text, text
+    assert f"\n  export          {run / 'export'}\n" in text, text
+    assert f"\n  dashboard       {NODE} {CLI} serve --runs-dir '{runs}'\n" in text, text
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 NODE, CLI = shutil.which("node"), os.path.join(ROOT, "dist", "cli.js")  # the checkout's CLI: needs npm run build (CI builds first)
 VECTORS = os.path.join(os.path.dirname(__file__), "..", "..", "test", "vectors", "continue", "lines.json")
@@ -104,6 +105,9 @@ def test_the_printed_continue_line_runs_as_printed_from_a_fresh_shell_elsewhere(
     err2 = _interrupt_when(q, lambda: run, resumed)
     assert q.returncode == 0, err2
     assert "resumed" in err2 and "Traceback" not in err2, err2
+    # which checkpoint it resumed from, as the built-in trainer says it (FINDINGS F10)
+    import re
+    assert re.search(rf"\nresumed from {re.escape(str(run))}/checkpoints/step-(\d+) \(step \1\)\n", err2), err2
     states = [m["state"] for m in _events(run) if m["type"] == "state"]
     assert states[-1] == "interrupted" and states.count("interrupted") == 2, states
 
@@ -160,7 +164,7 @@ def test_the_watch_it_and_dashboard_lines_run_as_printed_and_the_hub_answers(tmp
     err = capsys.readouterr().err
     want = f"{NODE} {CLI} serve --runs-dir '{runs}'"
     assert f"(watch it: {want})" in err, err
-    assert f"\n  dashboard      {want}\n" in err, err
+    assert f"\n  dashboard       {want}\n" in err, err
     env = {k: v for k, v in os.environ.items() if not k.startswith("SRLORA_")}
     p = subprocess.Popen(["bash", "-c", f"exec {want}"], cwd=tmp_path, env={**env, "PATH": "/usr/bin:/bin"},
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -223,3 +227,25 @@ def test_the_config_field_flags_are_the_one_schemas_and_an_unknown_one_is_one_li
         assert capsys.readouterr().err == f"python -m srlora_torch.train: {words}; python -m srlora_torch.train --help lists them\n", flag
     cfg = train.load_config(None, {}, *train.split_flags(["--eval-every", "20", "--checkpoint-every=20", "--task.kind", "matrix", "--fusion-threshold", "off"])[1:])
     assert (cfg["evalEvery"], cfg["checkpointEvery"], cfg["task"]["kind"], cfg["fusionThreshold"]) == (20, 20, "matrix", None)
+
+
+def test_the_end_summary_has_the_built_in_trainers_layout_by_the_shared_vectors(tmp_path):
+    """FINDINGS F10: this trainer's summary put the eval on one line, `continue` after `dashboard`, no best values, no
+    time trained; src/cli/summary.ts trainingSummary meets the same cases (test/cli.test.ts)."""
+    with open(os.path.join(os.path.dirname(VECTORS), "..", "summary", "summaries.json"), encoding="utf-8") as f:
+        v = json.load(f)
+    runs = tmp_path / "runs"
+    for i, c in enumerate(v["cases"]):
+        run = runs / f"run-{i}"
+        os.makedirs(run)
+        if c["checkpoint"]:
+            os.makedirs(run / "checkpoints" / "step-20")
+            (run / "checkpoints" / "step-20" / "state.pt").write_text("abc")
+            (run / "checkpoints" / "step-20" / "COMPLETE.json").write_text(json.dumps({"step": 20, "files": {"state.pt": {"bytes": 3, "sha256": "0" * 64}}}))
+        if c["export"]:
+            os.makedirs(run / "export")
+            (run / "export" / "merged.safetensors").write_text("x")
+        (run / "events.jsonl").write_text("".join(json.dumps({"v": 1, "runId": f"run-{i}", "seq": k + 1, "time": 1_790_000_000_000 + 7000 * k, **e}) + "\n"
+                                                  for k, e in enumerate(c["events"])))
+        state = next(e["state"] for e in reversed(c["events"]) if e["type"] == "state")
+        assert summary(str(run), state, v["cli"]) == c["summary"].replace("RUNS", str(runs)).replace("RUN", str(run)), c["name"]

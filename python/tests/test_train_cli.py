@@ -72,7 +72,8 @@ def test_the_terminal_shows_progress_and_a_summary(tmp_path, monkeypatch, capsys
     lines = [l for l in err.splitlines() if l.startswith("step ")]
     assert [l.split()[1] for l in lines] == [f"{s}/10" for s in range(1, 11)]
     assert " loss " in lines[-1] and " ex/s " in lines[-1] and "ETA" in lines[-1]
-    assert "run finished: step 10/10" in err and "final loss" in err and f"dashboard      {shutil.which('node')} {CLI} serve" in err
+    assert "✓ " in err and " — finished, step 10/10 in " in err and "  train loss " in err, err  # the built-in trainer's layout
+    assert f"dashboard       {shutil.which('node')} {CLI} serve" in err, err
 
 
 def test_a_terminal_line_is_rewritten_at_most_every_quarter_second():
@@ -111,12 +112,12 @@ def test_the_terminal_summary_counts_recompositions_as_the_page_does(tmp_path):
     resume's rewind drops the later ones, as every view does."""
     from srlora_torch.progress import summary
     layer = lambda fused: {"name": "l", "slots": [0] if fused else []}
-    msgs = [{"type": "hello", "totalSteps": 20}, {"type": "recomposition", "step": 5, "layers": [layer(True)]},
+    msgs = [{"type": "hello", "method": "srlora", "totalSteps": 20}, {"type": "recomposition", "step": 5, "layers": [layer(True)]},
             {"type": "recomposition", "step": 9, "layers": [layer(True)]}, {"type": "rewind", "step": 6},
             {"type": "recomposition", "step": 10, "layers": [layer(True)]}, {"type": "recomposition", "step": 10, "layers": [layer(False)]},
             {"type": "state", "state": "finished", "step": 20}]
-    (tmp_path / "events.jsonl").write_text("".join(json.dumps({"seq": i + 1, **m}) + "\n" for i, m in enumerate(msgs)))
-    assert "  recompositions 3 (2 pairs fused, 1 fused nothing)\n" in summary(str(tmp_path), "finished")
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps({"seq": i + 1, "time": i, **m}) + "\n" for i, m in enumerate(msgs)))
+    assert "  recompositions  3 (2 pairs fused, 1 fused nothing)\n" in summary(str(tmp_path), "finished")
 
 
 def test_both_trainers_summaries_count_recompositions_in_the_same_words():

@@ -9,7 +9,7 @@ import { readJsonl } from '../runfolder/eventLog';
 import { EVENTS_FILE, EXPORT_DIR_NAME } from '../runfolder/runFiles';
 import { latestCompleteCheckpoint } from '../runfolder/checkpoints';
 import { foldRun, plural } from '../viewmodel/runModel';
-import { continueCommand, dashboardCommand } from '../viewmodel/continueCommand';
+import { continueCommand, dashboardCommand, type PythonLaunch } from '../viewmodel/continueCommand';
 import { cliOr } from './launch';
 import { formatDuration } from '../common/formatDuration';
 import type { TrainerMessage } from '../protocol/messages';
@@ -50,9 +50,11 @@ export function timeTrained(events: readonly TrainerMessage[]): number {
 /**
  * The summary text (several lines, ending in a newline) of the run in `runDir` (relative paths: against `cwd`). Every
  * path it prints is absolute (commands shell-quoted), as the PyTorch trainer's summary: a line copied into another
- * terminal, or read in a log later, still names the same folder. Throws only if the run folder has no events.jsonl.
+ * terminal, or read in a log later, still names the same folder. `cli`: the srlora command line the dashboard line
+ * names (default: the run's, else this process's). The PyTorch trainer's summary has this layout too (python/srlora_torch/
+ * progress.py summary; test/vectors/summary/summaries.json). Throws only if the run folder has no events.jsonl.
  */
-export function trainingSummary(runDir: string, cwd = process.cwd()): string {
+export function trainingSummary(runDir: string, cwd = process.cwd(), cli?: PythonLaunch): string {
   runDir = resolve(cwd, runDir);
   const events = readJsonl<TrainerMessage>(join(runDir, EVENTS_FILE)).events;
   // One value per step (a resume rewinds): the latest message for a step wins.
@@ -85,13 +87,14 @@ export function trainingSummary(runDir: string, cwd = process.cwd()): string {
       table.push([`eval ${k}`, lastEval.metrics[k], /loss|error|perplexity/i.test(k) ? Math.min(...vals) : Math.max(...vals)]);
     }
   }
-  const w = Math.max(12, ...table.map(([k]) => k.length + 1));
+  // one column for every label beside a value (recompositions too: its value lines up with the others)
+  const w = Math.max(12, ...table.map(([k]) => k.length + 1), m.method === 'srlora' ? 'recompositions'.length + 1 : 0);
   for (const [k, final, best] of table) lines.push(`  ${k.padEnd(w)} final ${fmt(final)}   best ${fmt(best)}`);
   if (m.method === 'srlora') {
     const fusing = recompositions.filter((r) => r.fused > 0);
     lines.push(`  ${'recompositions'.padEnd(w)} ${recompositionsCount(recompositions.length, fusing.reduce((n, r) => n + r.fused, 0), recompositions.length - fusing.length)}`);
   }
-  if (m.nonFiniteSteps) lines.push(`  ${m.nonFiniteSteps} steps skipped (non-finite gradients)`);
+  if (m.nonFiniteSteps) lines.push(`  ${plural(m.nonFiniteSteps, 'step')} skipped (non-finite gradients)`);
   const label = (k: string) => `  ${k.padEnd(w)} `;
   lines.push(`${label('run folder')}${runDir}`);
   const exportDir = join(runDir, EXPORT_DIR_NAME);
@@ -102,6 +105,6 @@ export function trainingSummary(runDir: string, cwd = process.cwd()): string {
     lines.push(`${label('continue')}${latestCompleteCheckpoint(runDir, { hashes: false }).dir ? continueCommand(runDir, m.pytorch, m.worldSize, m.pytorch ? m.launch : cliOr(m.launch)) : 'not possible: no complete checkpoint to resume from'}`);
   }
   // by the CLI that ran the run, else this one (a PyTorch run's hello names a Python): `srlora` is not on a checkout's PATH
-  lines.push(`${label('dashboard')}${dashboardCommand(resolve(runDir, '..'), cliOr(m.pytorch ? null : m.launch))}`);
+  lines.push(`${label('dashboard')}${dashboardCommand(resolve(runDir, '..'), cli ?? cliOr(m.pytorch ? null : m.launch))}`);
   return lines.join('\n') + '\n';
 }
