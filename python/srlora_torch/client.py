@@ -89,9 +89,12 @@ class EventRecorder:
         self.run_id, self.file, self.check = run_id, os.path.join(run_dir, EVENTS_FILE), check
         os.makedirs(run_dir, exist_ok=True)
         self.seq, self.hello = 0, None
+        self.recorded_as: Optional[str] = None  # the id earlier lines were written under, when not this run's (see own)
         for m in read_log(self.file, on_log, repair=True):
             self.seq = max(self.seq, m["seq"])
-            self.hello = self.hello or (m if m["type"] == "hello" else None)
+            if m.get("runId") != run_id:  # a run folder is movable (renamed, copied): its id is the folder's
+                self.recorded_as = self.recorded_as or m.get("runId")
+            self.hello = self.hello or (self.own(m) if m["type"] == "hello" else None)
         self.error: Optional[RecordError] = None
         try:
             self._fh = open(self.file, "a", encoding="utf-8")
@@ -177,9 +180,14 @@ class EventRecorder:
             self.error = RecordError(self.file, e)
             raise self.error from None
 
+    def own(self, m: dict) -> dict:
+        """A line of this run's log as this run's: one written before its folder was renamed or copied carries the
+        old id; the hub takes only this run's id on this run's connection."""
+        return m if m.get("runId") == self.run_id else {**m, "runId": self.run_id}
+
     def read_after(self, seq: int) -> List[Tuple[int, str]]:
         self.drain()
-        return [(m["seq"], dumps(m)) for m in read_log(self.file) if m["seq"] > seq]
+        return [(m["seq"], dumps(self.own(m))) for m in read_log(self.file) if m["seq"] > seq]
 
     def close(self) -> None:
         """Stops the writer (never blocks on a failed disk: the queue is always drained) and closes the file."""

@@ -142,6 +142,13 @@ def _device_of(ctl: SRLoRAController) -> Optional[torch.device]:
             return a.device
     return None
 
+def moved_run_line(run_id: str, recorded_as: str) -> str:
+    """What a trainer says when it continues a run whose folder was renamed or copied (the built-in trainer's
+    movedRunLine, src/trainer/process/trainingRun.ts): its id is its folder's now, its earlier lines read as its own."""
+    return (f"run {run_id} was recorded as run {recorded_as} (its folder was renamed or copied): it continues as "
+            f"{run_id}, its earlier records read as this run's")
+
+
 class Session:
     """States (docs/protocol.md): running ⇄ paused, then exactly one final state — finished (every step done), stopped
     (the stop command, or a loop that ended early), interrupted (SIGINT/SIGTERM: checkpointed first, resumable) or
@@ -250,6 +257,8 @@ class Session:
         if resumed:
             self.rec.emit({"type": "rewind", "step": self.ctl.step, "checkpoint": checkpoint or f"checkpoints/step-{self.ctl.step}",
                            "incarnation": self.incarnation})
+            if self.rec.recorded_as:
+                self.rec.emit({"type": "log", "level": "info", "text": moved_run_line(self.run_id, self.rec.recorded_as)[:2000]})
         if not self.env.get("SRLORA_HUB_URL"):
             write_own_pid_file(self.run_dir)  # no supervisor launched us: say who we are, for whoever watches
         if self.env.get("SRLORA_HUB_URL"):

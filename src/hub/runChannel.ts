@@ -116,6 +116,8 @@ export class RunChannel {
   private importanceAt: number[] = [];
   private bad = new Set<number>();
   private badOverflow = false;
+  /** The log holds lines written under another run id (its folder was renamed or copied): see own(). */
+  private foreign = false;
   private droppedAhead = false;
   /** The lines before the tail's start offset (folded by the summary cache) have been indexed for snapshots. */
   private prefixIndexed = true;
@@ -188,12 +190,13 @@ export class RunChannel {
       const p = parseBoundedJson(l.text);
       const v = p.ok ? validateTrainerMessage(p.value) : p;
       if (!v.ok) { this.skip(l, v.error); continue; }
-      const msg = v.value;
-      if (msg.runId !== this.runId) { this.skip(l, `belongs to run ${clip(msg.runId, 100)}`); continue; }
+      let msg = v.value;
+      let text = l.text;
+      if (msg.runId !== this.runId) { msg = { ...msg, runId: this.runId }; text = JSON.stringify(msg); this.foreign = true; } // see own()
       if (msg.seq <= this.fileSeq) { this.skip(l, `seq ${msg.seq} does not follow ${this.fileSeq}`); continue; }
       if (this.fileSeq > 0 && msg.seq !== this.fileSeq + 1) this.hooks.problem(`${this.where(l.line, l.start)}: seq ${msg.seq} follows ${this.fileSeq} (records missing)`);
       this.fileSeq = msg.seq;
-      this.remember(msg.seq, l.text);
+      this.remember(msg.seq, text);
       if (msg.type === 'importance') this.importanceAt.push(l.start);
       const first = this.ahead[0];
       if (first && first.seq <= msg.seq) {
@@ -220,6 +223,18 @@ export class RunChannel {
   private markBad(start: number): void {
     if (this.bad.size < MAX_BAD_REMEMBERED) this.bad.add(start);
     else this.badOverflow = true;
+  }
+
+  /**
+   * A record as this run's: a run folder is movable (renamed, copied: docs/protocol.md, Run ids), so every line of its
+   * events.jsonl is the run the folder names, whatever id it was written under; such a line is served with this run's
+   * id. Only a log that held one (`foreign`) pays for the parse.
+   */
+  private own(text: string): string {
+    if (!this.foreign) return text;
+    const p = parseBoundedJson(text);
+    const m = p.ok ? p.value as { runId?: unknown } | null : null;
+    return m !== null && typeof m === 'object' && typeof m.runId === 'string' && m.runId !== this.runId ? JSON.stringify({ ...m, runId: this.runId }) : text;
   }
 
   private remember(seq: number, text: string): void {
@@ -314,7 +329,8 @@ export class RunChannel {
     let fd: number | null = null;
     try {
       fd = openSync(this.file, 'r');
-      return findRecord(fd, this.tail.offset, seq);
+      const text = findRecord(fd, this.tail.offset, seq);
+      return text === undefined ? undefined : this.own(text);
     } catch {
       return undefined; // unreadable: not comparable, treated as absent
     } finally {
@@ -380,13 +396,13 @@ export class RunChannel {
           if (this.badOverflow) {
             const p = parseBoundedJson(buf.toString('utf8', lineStart, nl));
             const v = p.ok ? validateTrainerMessage(p.value) : p;
-            if (!v.ok || v.value.runId !== this.runId) continue;
+            if (!v.ok) continue;
           }
           if (imp < total && imps[imp] === at) {
             const i = imp++;
             if (i < older && i % stride !== 0) continue;
           }
-          records.push(buf.toString('utf8', lineStart, nl));
+          records.push(this.own(buf.toString('utf8', lineStart, nl)));
           bytes += len;
         }
         pos += lastNl + 1;
@@ -412,7 +428,7 @@ export class RunChannel {
   }
 
   /**
-   * Reads the lines before the tail's start offset as onLines would have (bounded JSON, the schema, this run's id,
+   * Reads the lines before the tail's start offset as onLines would have (bounded JSON, the schema, every id read as this run's,
    * increasing seqs), remembering only where the importance snapshots and the skipped lines are. Works in slices of at
    * most about SLICE_MS, yielding to the event loop between them; gives up when the record is rewritten meanwhile.
    */
@@ -453,8 +469,9 @@ export class RunChannel {
           if (nl > start) {
             const p = parseBoundedJson(buf.toString('utf8', start, nl));
             const v = p.ok ? validateTrainerMessage(p.value) : p;
-            if (!v.ok || v.value.runId !== this.runId || v.value.seq <= seq) bad.push(at);
+            if (!v.ok || v.value.seq <= seq) bad.push(at);
             else {
+              if (v.value.runId !== this.runId) this.foreign = true;
               seq = v.value.seq;
               if (v.value.type === 'importance') imps.push(at);
             }

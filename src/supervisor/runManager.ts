@@ -205,7 +205,9 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
   // ------------------------------------------------------------------ listing and following
 
   private newRun(runId: string, dir: string): ManagedRun {
-    const cache = readSummary(dir, isRunModel);
+    // A summary written under another id (the folder was renamed or copied) describes another run's fold: refolded.
+    const summary = readSummary(dir, isRunModel);
+    const cache = summary?.model.runId === runId ? summary : null;
     const follower = new LogFollower<RunModel>({
       file: join(dir, EVENTS_FILE),
       init: () => emptyRun(runId),

@@ -30,10 +30,15 @@ export class EventRecorder {
     for (const e of events) {
       if (e.seq !== this.seq + 1) throw new Error(`${this.file}: seq ${e.seq} follows ${this.seq}; the log is not this run's or was edited`);
       this.seq = e.seq;
-      if (e.type === 'hello' && !this.helloMsg) this.helloMsg = e;
+      // A run folder is movable (renamed, copied): its id is the folder's; lines written under another id are this run's.
+      this.recordedAs ??= e.runId !== runId ? e.runId : null;
+      if (e.type === 'hello' && !this.helloMsg) this.helloMsg = { ...e, runId };
     }
     this.writer = new JsonlWriter(this.file);
   }
+
+  /** The id the log's first line was written under when it is not this run's (the folder was renamed or copied), else null. */
+  recordedAs: string | null = null;
 
   get lastSeq(): number {
     return this.seq;
@@ -81,7 +86,7 @@ export class EventRecorder {
 
   /** Messages after `seq`, read back from disk (for a resend after a reconnect). */
   readAfter(seq: number): string[] {
-    return readJsonl<TrainerMessage>(this.file).events.filter((e) => e.seq > seq).map((e) => JSON.stringify(e));
+    return readJsonl<TrainerMessage>(this.file).events.filter((e) => e.seq > seq).map((e) => JSON.stringify(e.runId === this.runId ? e : { ...e, runId: this.runId }));
   }
 
   /** fsync events.jsonl: done before a checkpoint is declared, so a resume never reuses a seq the log had lost. */

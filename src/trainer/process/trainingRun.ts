@@ -179,6 +179,7 @@ export class TrainingRun {
     // Every view drops what it holds for later steps (a crash after this checkpoint logged them once already).
     this.emit({ type: 'rewind', step: meta.step, checkpoint: relative(this.options.runDir, dir), incarnation: this.incarnation });
     this.log(`resumed from ${dir} (step ${meta.step})`);
+    if (this.recorder.recordedAs) this.log(movedRunLine(this.runId, this.recorder.recordedAs));
   }
 
   get step(): number {
@@ -512,3 +513,8 @@ export function makeNewRunDir(runsDir: string, method: string, first?: string): 
   throw new Error(`cannot create a new run folder in ${runsDir}: 20 names in a row were taken`);
 }
 
+/** What a trainer says when it continues a run whose folder was renamed or copied (both trainers: Python's
+ * session.moved_run_line): the run's id is its folder's now, and its earlier lines are read as this run's. */
+export function movedRunLine(runId: string, recordedAs: string): string {
+  return `run ${runId} was recorded as run ${recordedAs} (its folder was renamed or copied): it continues as ${runId}, its earlier records read as this run's`;
+}
