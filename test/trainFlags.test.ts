@@ -83,6 +83,6 @@ test('the config-field flags are the one schema\'s, the PyTorch trainer\'s too (
   // through the command line: one line, the flag named (the old check let --task.trian through to the schema)
   const { spawnSync } = await import('node:child_process');
   const r = spawnSync(process.execPath, [join(import.meta.dirname, '../dist/cli.js'), 'train', '--eval-evry', '5'], { encoding: 'utf8' });
-  assert.equal(r.stderr, `srlora: train: ${v.unknown[0][1]}; srlora train --help lists them\n`);
+  assert.equal(r.stderr, `srlora: train: ${v.unknown[0][1]}; ${process.execPath} ${join(import.meta.dirname, '../dist/cli.js')} train --help lists them\n`); // runs as printed (F6)
   assert.equal(r.status, 1);
 });

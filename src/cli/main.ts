@@ -10,6 +10,8 @@ import { serveCommand } from './serveCommand';
 import { exportCommand } from './exportCommand';
 import { commandUsage, didYouMean, HELP, knownFlags, mainUsage, unknownFlag, VERSION } from './usage';
 import { configFlags } from '../trainer/config/runConfig';
+import { srloraCommand } from '../viewmodel/continueCommand';
+import { cliLaunch } from './launch';
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   conformance: conformanceCommand,
@@ -30,7 +32,7 @@ function checkTrainFlags(argv: string[]): void {
     if (!a.startsWith('--')) continue;
     const flag = a.split('=')[0];
     if (known.includes(flag)) continue;
-    throw new Error(`train: ${unknownFlag(flag, known)}; srlora train --help lists them`);
+    throw new Error(`train: ${unknownFlag(flag, known)}; ${srloraCommand(cliLaunch(), 'train --help')} lists them`);
   }
 }
 
@@ -60,9 +62,9 @@ export async function main(argv: string[]): Promise<number> {
     if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
       const flag = /'(-[^']*)'/.exec((e as Error).message)?.[1] ?? '?';
       const guess = didYouMean(flag, knownFlags(cmd));
-      throw new Error(`${cmd}: unknown option ${flag.slice(0, 80)}${guess ? ` (did you mean ${guess}?)` : ''}; srlora ${cmd} --help lists them`);
+      throw new Error(`${cmd}: unknown option ${flag.slice(0, 80)}${guess ? ` (did you mean ${guess}?)` : ''}; ${srloraCommand(cliLaunch(), `${cmd} --help`)} lists them`);
     }
-    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new Error(`${cmd}: ${(e as Error).message}; srlora ${cmd} --help`);
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new Error(`${cmd}: ${(e as Error).message}; ${srloraCommand(cliLaunch(), `${cmd} --help`)}`);
     throw e;
   }
 }
