@@ -7,8 +7,8 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readJsonl } from '../src/runfolder/eventLog';
 import { latestCompleteCheckpoint } from '../src/runfolder/checkpoints';
@@ -63,4 +63,26 @@ test('Ctrl+C of serve while the PyTorch trainer writes its first checkpoint: int
   assert.equal(runTrainerOf(dir), 'pytorch');
   assert.ok(existsSync(join(dir, 'config.json')));
   assert.ok(latestCompleteCheckpoint(dir).dir, 'a checkpoint to continue from');
+});
+
+test('a folder left by an older supervisor (only its "interrupted" record, no hello): every continue path says the same — it never started', () => {
+  // Before: serve --resume --python: "add --trainer pytorch"; with it: "a run of the built-in trainer"; train --resume:
+  // "not a run folder (no config.json)"; python --resume: the same as train.
+  const dir = join(tempDir(), 'runs', '20261130-000000-srlora-left');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'events.jsonl'), `${JSON.stringify({ v: 1, type: 'state', runId: '20261130-000000-srlora-left', seq: 1, time: 1, state: 'interrupted', step: 0,
+    reason: 'srlora serve was stopped (Ctrl+C, SIGINT); the trainer was killed by SIGINT without writing its final state', origin: 'supervisor', exit: { code: null, signal: 'SIGINT', stderrTail: [] } })}\n`);
+  const said = `${dir} never started: its events.jsonl holds no hello (nothing was trained, there is no checkpoint): there is nothing to continue; start a new run`;
+  const env = { ...process.env, PYTHONPATH: resolve('python') };
+  const paths = [
+    [process.execPath, cli, 'serve', '--resume', dir, '--python', realPython],
+    [process.execPath, cli, 'serve', '--resume', dir, '--trainer', 'pytorch', '--python', realPython],
+    [process.execPath, cli, 'train', '--resume', dir],
+    [realPython, '-m', 'srlora_torch.train', '--resume', dir],
+  ];
+  for (const [cmd, ...args] of paths) {
+    const r = spawnSync(cmd!, args, { encoding: 'utf8', env, timeout: 120_000 });
+    assert.notEqual(r.status, 0, args.join(' '));
+    assert.equal(r.stderr.trim().split('\n').at(-1)?.replace(/^srlora: /, ''), said, `${args.join(' ')}: ${r.stderr}`);
+  }
 });

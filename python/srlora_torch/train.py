@@ -424,6 +424,18 @@ def finished_state(run_dir: str) -> Optional[int]:
     return step if last == "finished" else None
 
 
+def never_started_message(run_dir: str) -> Optional[str]:
+    """Why a run folder cannot be continued because its run never started — its events.jsonl holds no hello (a trainer
+    stopped while it still loaded, by an older supervisor that left the folder) — or None. Every continue path says
+    this in these words (src/cli/runTarget.ts neverStartedMessage)."""
+    from .client import read_log
+    events = os.path.join(run_dir, "events.jsonl")
+    if not os.path.isfile(events) or any(m["type"] == "hello" for m in read_log(events)):
+        return None
+    return (f"{run_dir} never started: its events.jsonl holds no hello (nothing was trained, there is no checkpoint): "
+            "there is nothing to continue; start a new run")
+
+
 def written_by_builtin(run_dir: str) -> bool:
     """Whether a run folder's events.jsonl says the built-in trainer (srlora train) wrote it: its hello names another
     backend than pytorch. Its folder holds no state.pt: this trainer cannot continue it."""
@@ -646,6 +658,9 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
             raise SystemExit("--resume continues the run as configured; flags that change the config are not allowed")
         run_dir = os.path.abspath(a.resume)  # every message names the folder absolute (a line read later still finds it)
         cfg_file = os.path.join(run_dir, "config.json")
+        never = never_started_message(run_dir)
+        if never:
+            raise SystemExit(never)
         if not os.path.exists(cfg_file):
             raise SystemExit(f"{run_dir} is not a run folder (no config.json)")
         if os.path.exists(os.path.join(run_dir, "events.jsonl")) and written_by_builtin(run_dir):

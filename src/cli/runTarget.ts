@@ -54,3 +54,14 @@ export function runTrainerOf(dir: string): 'pytorch' | 'builtin' | null {
   if (!hello || hello.type !== 'hello') return null;
   return hello.backend.name === 'pytorch' ? 'pytorch' : 'builtin';
 }
+
+/**
+ * Why a run folder cannot be continued because its run never started — its events.jsonl holds no hello (a trainer
+ * stopped while it still loaded, by an older supervisor that left the folder: FINDINGS F1) — or null. Every continue
+ * path says this, in these words (python/srlora_torch/train.py never_started_message), instead of guessing a trainer.
+ */
+export function neverStartedMessage(dir: string): string | null {
+  const events = join(dir, EVENTS_FILE);
+  if (!existsSync(events) || runTrainerOf(dir) !== null) return null;
+  return `${dir} never started: its ${EVENTS_FILE} holds no hello (nothing was trained, there is no checkpoint): there is nothing to continue; start a new run`;
+}

@@ -24,7 +24,7 @@ import { cliLaunch, cliOr } from './launch';
 import { DEFAULT_RUNS_DIR } from './usage';
 import { interpreterPath, probePython, pythonEnv, pythonPackageDir, pytorchCommand, pytorchResumeCommand, resumeRanks } from '../supervisor/pythonTrainer';
 import { EVENTS_FILE } from '../runfolder/runFiles';
-import { resolveRunArg, runTrainerOf, type RunTarget } from './runTarget';
+import { neverStartedMessage, resolveRunArg, runTrainerOf, type RunTarget } from './runTarget';
 
 export async function serveCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -40,6 +40,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (!Number.isInteger(gpus) || gpus < 1 || gpus > 64) throw new Error(`--gpus: ${values.gpus.slice(0, 40)} is not a whole number from 1 to 64`);
   if (values.steps !== undefined && !/^[1-9]\d{0,9}$/.test(values.steps)) throw new Error(`--steps: ${values.steps.slice(0, 40)} is not a whole number ≥ 1`);
   const resume = values.resume !== undefined ? resolveRunArg(values.resume, values['runs-dir'], '--resume') : null;
+  const never = resume?.dir ? neverStartedMessage(resume.dir) : null;
+  if (never) throw new Error(never); // before any trainer is picked: it said nothing about which one it was
   // A resumed run is continued by the trainer that wrote it (serve reads it from the run); --trainer may only agree.
   const pytorch = (values.trainer ?? (resume?.dir ? runTrainerOf(resume.dir) : null) ?? 'builtin') === 'pytorch';
   if (resume && (values.demo || values.config !== undefined || values.steps !== undefined)) throw new Error('--resume continues a run as it was configured: --demo, --config and --steps are not allowed with it');

@@ -20,6 +20,7 @@ import { removeOwnPidFile, writeOwnPidFile } from '../runfolder/pidfile';
 import { EventRecorder } from '../trainer/link/recorder';
 import { PID_FILE } from '../runfolder/runFiles';
 import { cliLaunch } from './launch';
+import { neverStartedMessage } from './runTarget';
 
 const OWN_FLAGS = new Set(['config', 'runs-dir', 'resume', 'no-progress']);
 
@@ -121,6 +122,8 @@ export async function trainCommand(argv: string[]): Promise<number> {
     // Which trainer wrote the run, before its config is read: the PyTorch trainer's config and checkpoints are not ours.
     const events = join(resumeDir, EVENTS_FILE);
     const written = existsSync(events) ? foldRun(runIdOf(resumeDir), readJsonl<TrainerMessage>(events).events) : null;
+    const never = neverStartedMessage(resumeDir);
+    if (never) throw new Error(never);
     if (written?.pytorch) throw new Error(pytorchRunMessage(resumeDir, written.worldSize, written.launch));
     config = readRunFolderConfig(resumeDir);
     if (overrides.length) throw new Error('--resume continues the run as configured; flags that change the config are not allowed');
