@@ -77,6 +77,60 @@ def read_log(file: str, on_log: Callable[[str], None] = lambda s: None, repair: 
     return out
 
 
+class LogFacts:
+    """What the start-up and resume paths need to know of a run's events.jsonl, folded from its messages in one pass
+    (add() each, in seq order; read_facts reads a folder's log; an EventRecorder keeps one up to date as it emits):
+
+    seq: the highest seq (0: none); hello: the first hello (None: none yet);
+    reached: the step the run last reached, from its latest rewind on (its newest state's or metrics row's step);
+    finished_at: the highest metrics row step when its last state since the latest rewind is `finished`, else None.
+    """
+
+    __slots__ = ("seq", "hello", "reached", "_row_step", "_state")
+
+    def __init__(self):
+        self.seq, self.hello, self.reached, self._row_step, self._state = 0, None, 0, 0, None
+
+    def add(self, m: dict) -> None:
+        """Folds one message (a dict with int seq and str type, as read_log yields)."""
+        self.seq = max(self.seq, m["seq"])
+        t = m["type"]
+        if t == "metrics":
+            top = max([0] + [r.get("step", 0) for r in m.get("rows", []) if isinstance(r, dict)])
+            self._row_step, self.reached = max(self._row_step, top), max(self.reached, top)
+        elif t == "state":
+            self._state, self.reached = m.get("state"), max(self.reached, m.get("step", 0))
+        elif t == "rewind":
+            self._state, self.reached = None, m.get("step", 0)
+        elif t == "hello" and self.hello is None:
+            self.hello = m
+
+    @property
+    def finished_at(self) -> Optional[int]:
+        return self._row_step if self._state == "finished" else None
+
+    @property
+    def builtin(self) -> bool:
+        """Whether the built-in trainer (srlora train) wrote the run: its hello names another backend than pytorch
+        (its folder then holds no state.pt; this trainer cannot continue it)."""
+        return self.hello is not None and (self.hello.get("backend") or {}).get("name") != "pytorch"
+
+    @property
+    def world_size(self) -> int:
+        """How many processes trained the run: its first hello's worldSize (1 when it says none, or has no hello)."""
+        n = (self.hello or {}).get("worldSize")
+        return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
+
+
+def read_facts(run_dir: str) -> LogFacts:
+    """The LogFacts of run_dir's events.jsonl, read once with read_log (a torn last line cut, not repaired); a folder
+    without one has none (seq 0, no hello). Raises OSError when the file cannot be read."""
+    facts = LogFacts()
+    for m in read_log(os.path.join(run_dir, EVENTS_FILE)):
+        facts.add(m)
+    return facts
+
+
 class EventRecorder:
     """Every message gets the next seq and is appended to events.jsonl before anything else sees it.
 
@@ -88,13 +142,14 @@ class EventRecorder:
     def __init__(self, run_id: str, run_dir: str, check: bool = False, on_log: Callable[[str], None] = lambda s: None):
         self.run_id, self.file, self.check = run_id, os.path.join(run_dir, EVENTS_FILE), check
         os.makedirs(run_dir, exist_ok=True)
-        self.seq, self.hello = 0, None
+        self.facts = LogFacts()  # the log's so far, this recorder's emits included (a failed resume's step)
         self.recorded_as: Optional[str] = None  # the id earlier lines were written under, when not this run's (see own)
         for m in read_log(self.file, on_log, repair=True):
-            self.seq = max(self.seq, m["seq"])
+            self.facts.add(m)
             if m.get("runId") != run_id:  # a run folder is movable (renamed, copied): its id is the folder's
                 self.recorded_as = self.recorded_as or m.get("runId")
-            self.hello = self.hello or (self.own(m) if m["type"] == "hello" else None)
+        self.seq = self.facts.seq
+        self.hello = self.own(self.facts.hello) if self.facts.hello is not None else None
         self.error: Optional[RecordError] = None
         try:
             self._fh = open(self.file, "a", encoding="utf-8")
@@ -124,6 +179,7 @@ class EventRecorder:
             if msg["type"] == "hello":
                 self.hello = msg
             self.seq = msg["seq"]
+            self.facts.add(msg)
             self._q.put((msg, build))
         return msg
 

@@ -27,7 +27,7 @@ import torch
 from .compiled import MODES, CompiledStep, resolve_mode
 from .controller import SRLoRAController
 from .checkpoint import CHECKPOINTS, newest_verified, verified_checkpoints
-from .client import EventRecorder
+from .client import EventRecorder, LogFacts, read_facts
 from .export import export_run
 from .runconfig import (ConfigError, check_files, config_error_message, config_flags, flag_value, parse_file,
                         unknown_flag, with_overrides)
@@ -36,7 +36,7 @@ from .distributed import Lockstep, end_refused_start, refuse_sharding, world_fro
 from .session import Session, device_label, log, remove_own_pid_file, run_id_of, write_own_pid_file
 from .ownership import resume_refusal
 from .optim import SlotAdam
-from .progress import ProgressLine, cli_launch, continue_command, dashboard_command, hello_launch, launch_facts, summary
+from .progress import ProgressLine, cli_launch, continue_command, dashboard_command, launch_facts, summary
 from .tasks import base_weights, build_model, restore
 from .texttask import resolve_paths
 
@@ -409,68 +409,14 @@ def train_loop(cfg: dict, run: SimpleNamespace, step_fn: Optional[CompiledStep],
             break
 
 
-def finished_state(run_dir: str) -> Optional[int]:
-    """The step a run folder's events.jsonl says it finished at (its last state is `finished`), else None. Read with
-    the project's one log reader (client.read_log: strict JSON, a torn last line cut)."""
-    from .client import read_log
-    last, step = None, 0
-    for m in read_log(os.path.join(run_dir, "events.jsonl")):
-        if m["type"] == "state":
-            last = m.get("state")
-        elif m["type"] == "rewind":
-            last = None
-        elif m["type"] == "metrics":
-            step = max([step] + [r.get("step", 0) for r in m.get("rows", []) if isinstance(r, dict)])
-    return step if last == "finished" else None
-
-
-def never_started_message(run_dir: str) -> Optional[str]:
+def never_started_message(run_dir: str, facts: Optional[LogFacts] = None) -> Optional[str]:
     """Why a run folder cannot be continued because its run never started — its events.jsonl holds no hello (a trainer
     stopped while it still loaded, by an older supervisor that left the folder) — or None. Every continue path says
-    this in these words (src/cli/runTarget.ts neverStartedMessage)."""
-    from .client import read_log
-    events = os.path.join(run_dir, "events.jsonl")
-    if not os.path.isfile(events) or any(m["type"] == "hello" for m in read_log(events)):
+    this in these words (src/cli/runTarget.ts neverStartedMessage). facts: its log's, when already read."""
+    if not os.path.isfile(os.path.join(run_dir, "events.jsonl")) or (facts or read_facts(run_dir)).hello is not None:
         return None
     return (f"{run_dir} never started: its events.jsonl holds no hello (nothing was trained, there is no checkpoint): "
             "there is nothing to continue; start a new run")
-
-
-def written_by_builtin(run_dir: str) -> bool:
-    """Whether a run folder's events.jsonl says the built-in trainer (srlora train) wrote it: its hello names another
-    backend than pytorch. Its folder holds no state.pt: this trainer cannot continue it."""
-    from .client import read_log
-    for m in read_log(os.path.join(run_dir, "events.jsonl")):
-        if m["type"] == "hello":
-            return (m.get("backend") or {}).get("name") != "pytorch"
-    return False
-
-
-def run_world_size(run_dir: str) -> int:
-    """How many processes trained the run: its first hello's worldSize (1 when it says none, or has no log)."""
-    from .client import read_log
-    try:
-        for m in read_log(os.path.join(run_dir, "events.jsonl")):
-            if m["type"] == "hello":
-                n = m.get("worldSize")
-                return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
-    except OSError:
-        pass
-    return 1
-
-
-def last_step(run_dir: str) -> int:
-    """The step a run's events.jsonl last reached: its newest state's or metrics row's, from its latest rewind on."""
-    from .client import read_log
-    step = 0
-    for m in read_log(os.path.join(run_dir, "events.jsonl")):
-        if m["type"] == "rewind":
-            step = m.get("step", 0)
-        elif m["type"] == "state":
-            step = max(step, m.get("step", 0))
-        elif m["type"] == "metrics":
-            step = max([step] + [r.get("step", 0) for r in m.get("rows", []) if isinstance(r, dict)])
-    return step
 
 
 def record_resume_failure(run_dir: str, reason: str, rec: Optional[EventRecorder] = None) -> None:
@@ -482,7 +428,7 @@ def record_resume_failure(run_dir: str, reason: str, rec: Optional[EventRecorder
         return
     try:
         rec = rec or EventRecorder(run_id_of(run_dir), run_dir, on_log=log)
-        rec.emit({"type": "state", "state": "failed", "step": last_step(run_dir),
+        rec.emit({"type": "state", "state": "failed", "step": rec.facts.reached,
                   "reason": f"could not resume: {reason}"[:4096]})
         rec.sync()
         rec.close()
@@ -658,20 +604,21 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
             raise SystemExit("--resume continues the run as configured; flags that change the config are not allowed")
         run_dir = os.path.abspath(a.resume)  # every message names the folder absolute (a line read later still finds it)
         cfg_file = os.path.join(run_dir, "config.json")
-        never = never_started_message(run_dir)
+        facts = read_facts(run_dir)  # its log, read once: whether it started, who wrote it, on how many ranks, finished
+        never = never_started_message(run_dir, facts)
         if never:
             raise SystemExit(never)
         if not os.path.exists(cfg_file):
             raise SystemExit(f"{run_dir} is not a run folder (no config.json)")
-        if os.path.exists(os.path.join(run_dir, "events.jsonl")) and written_by_builtin(run_dir):
-            raise SystemExit(f"{run_dir} is a run of the built-in trainer (srlora train): continue it with {continue_command(run_dir, 1, hello_launch(run_dir) or cli_launch(), pytorch=False)}")
+        if facts.builtin:
+            raise SystemExit(f"{run_dir} is a run of the built-in trainer (srlora train): continue it with {continue_command(run_dir, 1, facts.hello.get('launch') or cli_launch(), pytorch=False)}")
         # Someone else training it (serve, VS Code, another terminal): a second trainer would append to its log too.
         # Every rank asks before the rendezvous; rank 0 takes the run only after it (below), so no rank sees rank 0.
         refusal = resume_refusal(os.path.abspath(run_dir))
         if refusal:
             raise SystemExit(refusal)
         resuming.run_dir = run_dir  # ours from here: a failure to continue it is recorded in its log
-        had = run_world_size(run_dir)
+        had = facts.world_size
         if had != world:  # the global batch (batchSize per rank × ranks) and the data split would change mid-run
             raise SystemExit(f"run {os.path.abspath(run_dir)} was trained on {had} process{'es' if had > 1 else ''}; this resume has {world}: "
                              f"the global batch would change. Continue it on {had}: {continue_command(run_dir, had, launch_facts())}")
@@ -679,7 +626,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
         problem = machine_problem(cfg, cfg_file, "/device" in a.typed) or data_parallel_problem(cfg, world, cfg_file, _local_world(world))
         if problem:
             raise SystemExit(problem)
-        done = finished_state(run_dir)
+        done = facts.finished_at
         if done is not None:  # as the built-in trainer: nothing left to do; loading it would redo the export and log
             log(f"run {run_id_of(run_dir)} is finished (step {done}/{cfg['steps']}): every step is done, nothing to continue")
             return 0

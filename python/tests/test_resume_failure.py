@@ -167,3 +167,32 @@ def test_a_checkpoint_folder_not_named_step_n_restores_without_looking_for_older
     with pytest.raises(SystemExit) as e:
         train.restore_run(train.build_run(cfg, str(tmp_path / "fresh2"), torch.device("cpu")), str(copy), torch.device("cpu"))
     assert str(e.value.code).startswith(f"{copy}/state.pt: cannot load it: "), e.value.code
+
+
+def test_a_failed_resume_reads_the_log_once_to_decide_and_once_to_record(tmp_path, monkeypatch):
+    """The failed-resume path read events.jsonl five times (who wrote it, on how many ranks, whether it finished, the
+    recorder's seq, the step it reached: near-copies of one walk, review of session 7). Now once to decide (LogFacts)
+    and once by the recorder that appends `failed` (its facts give the step) — a long run's log is not walked 5×."""
+    from srlora_torch import client
+    run = interrupted_run(tmp_path, monkeypatch)
+    state = os.path.join(run, "checkpoints", "step-2", "state.pt")
+    open(state, "wb").write(b"not a torch file")
+    reseal(os.path.dirname(state))
+    reads = []
+    real = client.read_log
+    monkeypatch.setattr(client, "read_log", lambda file, *a, **k: reads.append(file) or real(file, *a, **k))
+    resume_fails(run)  # its step 2 is the step the recorder's facts reached
+    assert reads == [os.path.join(run, "events.jsonl")] * 2, reads
+
+
+def test_log_facts_fold_what_the_resume_needs():
+    from srlora_torch.client import LogFacts
+    facts = LogFacts()
+    for i, m in enumerate([{"type": "hello", "backend": {"name": "pytorch"}, "worldSize": 2},
+                           {"type": "metrics", "rows": [{"step": 1}, {"step": 7}]}, {"type": "state", "state": "finished", "step": 7}], 1):
+        facts.add({"seq": i, **m})
+    assert (facts.seq, facts.reached, facts.finished_at, facts.world_size, facts.builtin) == (3, 7, 7, 2, False)
+    facts.add({"seq": 4, "type": "rewind", "step": 4})  # resumed from an older checkpoint: not finished, at step 4
+    assert (facts.reached, facts.finished_at) == (4, None)
+    facts.add({"seq": 5, "type": "hello", "backend": {"name": "builtin"}})  # the first hello says who wrote it
+    assert not facts.builtin and LogFacts().world_size == 1 and not LogFacts().builtin
