@@ -36,7 +36,7 @@ from .controller import Recomposition, SRLoRAController
 from .distributed import PAUSE_TICK_S, Diverged, Lockstep, PeerFailed, SilentRecorder, signal_name, signal_number
 from .measures import delta_rank
 from .protocol import PROTOCOL_MAJOR, PROTOCOL_MINOR, validate_command
-from .telemetry import NonFiniteLoss, SystemScalars, Telemetry, emit_snapshot
+from .telemetry import NonFiniteLoss, SystemScalars, Telemetry
 
 
 def log(text: str) -> None:
@@ -213,8 +213,7 @@ class Session:
         if self.telemetry.snapshots:
             # The state it left, at once (forced while paused, no scheduled snapshot would follow): viewers keep the
             # latest snapshot per step, so this one replaces the step's earlier one. Synchronous, on CUDA too.
-            emit_snapshot(self.rec, self.ctl.snapshot())
-            self.telemetry.snapshot_step = r.step
+            self.telemetry.emit_snapshot(self.ctl.snapshot())
 
     def srlora_facts(self) -> Optional[dict]:
         """What the trainer decided and viewers show without recomputing: the schedule, min slot age, rule in force."""
@@ -551,8 +550,7 @@ class Session:
             if self.paused and self.telemetry.snapshots and self.telemetry.snapshot_step != ctl.step:
                 # While paused the page previews what Recompose Now would fuse from the latest snapshot: make it this
                 # step's (the scheduled one may be several steps old).
-                emit_snapshot(self.rec, ctl.snapshot())
-                self.telemetry.snapshot_step = ctl.step
+                self.telemetry.emit_snapshot(ctl.snapshot())
             return None
         if k == "set":
             if method != "srlora" and ("fusionThreshold" in body or "fusionRatio" in body):

@@ -136,7 +136,7 @@ class Telemetry:
         self.held: List[Tuple[int, torch.Tensor, Optional["torch.cuda.Event"], bool, bool]] = []
         self.bad: Optional[NonFiniteLoss] = None  # a non-finite loss seen: the run fails at the next after_step/flush
         self.last_flush, self.last_importance = clock(), -min_interval_s  # the first snapshot at once
-        self.snapshot_step = -1  # the step of the last snapshot emitted (Session's pause makes one at its step)
+        self.snapshot_step = -1  # the step of the last snapshot emitted (set by emit_snapshot only)
 
     def after_step(self, loss: Union[torch.Tensor, float, None], skipped: Optional[torch.Tensor] = None,
                    grad_norm: Optional[torch.Tensor] = None) -> None:
@@ -168,8 +168,13 @@ class Telemetry:
                     self.settle()
                     if self.bad is not None:
                         self.flush()
-                emit_snapshot(self.rec, snap)
-                self.snapshot_step = snap.step
+                self.emit_snapshot(snap)
+
+    def emit_snapshot(self, snap: Snapshot) -> None:
+        """Emits an importance snapshot (decoded on the writer thread) and records its step as the latest out — the
+        one owner of snapshot_step (a pause emits one only when this step has none yet)."""
+        emit_snapshot(self.rec, snap)
+        self.snapshot_step = snap.step
 
     def add_loss(self, step: int, loss: Union[torch.Tensor, float], skipped: Optional[torch.Tensor] = None,
                  grad_norm: Optional[torch.Tensor] = None) -> None:

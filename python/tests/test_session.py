@@ -213,3 +213,26 @@ def test_a_pause_emits_a_snapshot_of_the_paused_step(tmp_path):
     assert snaps[:2] == [5, 8], snaps
     paused = next(i for i, m in enumerate(msgs) if m["type"] == "state" and m["state"] == "paused")
     assert next(m for m in msgs[paused:] if m["type"] == "importance")["step"] == 8 == msgs[paused]["step"]
+
+
+def test_a_pause_at_a_step_whose_snapshot_is_out_adds_none(tmp_path):
+    """Telemetry.emit_snapshot is the one owner of snapshot_step (it was set by hand in 3 places): after the scheduled
+    snapshot of step 5 a pause at step 5 adds none; a pause at 8 adds step 8's; a recomposition while paused adds the
+    state it left (the same step, replacing it for viewers)."""
+    model, layers, opt, ctl, shape, g = build()
+    session = Session(ctl, opt, str(tmp_path / "run"), total_steps=100, batch_size=16, name="loop", device="CPU", env={},
+                      importance_every=5)
+    session.start()
+    while not session.stop_reason:
+        loss = train(model, opt, ctl, shape, g, 1)
+        if ctl.step in (5, 8):  # applied at this step's boundary (in after_step), in order
+            session.on_command(f"p{ctl.step}", {"kind": "pause"})
+            if ctl.step == 8:
+                session.on_command("c", {"kind": "recompose"})
+                session.on_command("s", {"kind": "stop"})
+            session.on_command(f"r{ctl.step}", {"kind": "resume"})
+        session.after_step(loss)
+    session.finish()
+    msgs = events(tmp_path / "run")
+    assert [m["step"] for m in msgs if m["type"] == "importance"] == [5, 8, 8], [m["type"] for m in msgs]
+    assert session.telemetry.snapshot_step == 8
