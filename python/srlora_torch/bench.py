@@ -144,39 +144,43 @@ def kernel_kind(name: str) -> str:
     return "other"
 
 
+# kernel names that say which SDPA path ran: fused (flash, cuDNN, memory-efficient) or the math path (float32 GEMMs,
+# softmax and dropout kernels of its own)
+ATTENTION_KERNELS = ("flash", "fmha", "sdpa", "attention", "cudnn", "softmax", "f32f32", "sgemm")
+
+
 def profiled_kernels(fn, n: int = 5, top: int = 12, warmup: int = 0) -> dict:
-    """The CUDA kernels of n calls of fn() under torch.profiler (after `warmup` unprofiled calls; one sync at the end):
-    {"kernelMsPerStep": ms of kernel time per call, "byKindMs": {kernel_kind: ms per call}, "top": [[name (110 chars),
-    ms per call, launches per call], ...] for the `top` longest}. For the tools/ profilers; the bench's own per-variant
-    figures are kernel_ms in main()."""
+    """The kernels of n calls of fn() under torch.profiler (CUDA activity on the GPU, CPU activity under --toy, where
+    no event has device time: every figure 0), after `warmup` unprofiled calls and a sync, one sync at the end; the
+    one profiler loop of the bench and the tools/ profilers. Per call: {"kernelMsPerStep": ms of kernel time,
+    "launchesPerCall": kernel launches, "byKindMs": {kernel_kind: ms}, "top": [[name (110 chars), ms, launches], ...]
+    for the `top` longest, "attention": {name (100 chars): [ms, launches]} of the ATTENTION_KERNELS}."""
     from torch.profiler import ProfilerActivity, profile
     for _ in range(warmup):
         fn()
     sync()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CUDA if DEV == "cuda" else ProfilerActivity.CPU]) as prof:
         for _ in range(n):
             fn()
         sync()
-    ev = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+    # (name, ms per call, launches in all) of each kernel that took device time, longest first
+    ev = sorted(((e.key, e.self_device_time_total / 1000 / n, e.count) for e in prof.key_averages() if e.self_device_time_total > 0),
+                key=lambda k: -k[1])
     by_kind: dict = {}
-    for e in ev:
-        k = kernel_kind(e.key)
-        by_kind[k] = by_kind.get(k, 0) + e.self_device_time_total / 1000 / n
-    ev.sort(key=lambda e: -e.self_device_time_total)
-    return {"kernelMsPerStep": round(sum(e.self_device_time_total for e in ev) / 1000 / n, 3),
+    for key, ms, _ in ev:
+        kind = kernel_kind(key)
+        by_kind[kind] = by_kind.get(kind, 0) + ms
+    return {"kernelMsPerStep": round(sum(ms for _, ms, _ in ev), 3),
+            "launchesPerCall": sum(c for *_, c in ev) // n,
             "byKindMs": {k: round(v, 3) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
-            "top": [[e.key[:110], round(e.self_device_time_total / 1000 / n, 3), e.count // n] for e in ev[:top]]}
+            "top": [[key[:110], round(ms, 3), c // n] for key, ms, c in ev[:top]],
+            "attention": {key[:100]: [round(ms, 3), c // n] for key, ms, c in ev if any(k in key.lower() for k in ATTENTION_KERNELS)}}
 
 
 def batch(gen: torch.Generator, batch_size: int = BATCH):
     x = torch.randint(0, SHAPE["vocab_size"], (batch_size, SEQ), generator=gen).to(DEV)
     y = torch.randint(0, 2, (batch_size,), generator=gen).to(DEV)
     return x, y
-
-
-# kernel names that say which SDPA path ran: fused (flash, cuDNN, memory-efficient) or the math path (float32 GEMMs,
-# softmax and dropout kernels of its own)
-ATTENTION_KERNELS = ("flash", "fmha", "sdpa", "attention", "cudnn", "softmax", "f32f32", "sgemm")
 
 
 def timed_steps(model, opt, gen, steps, before_opt=None, after_opt=None, warmup=5):
@@ -385,23 +389,14 @@ def main(argv=None) -> int:
     out["srloraOverPeft"] = round(sr_ms / lora_ms, 4)
     out["flopsPerStep"] = flops
     # GPU kernel time per eager step (profiler): the work each variant gives the GPU, apart from host dispatch
-    from torch.profiler import ProfilerActivity, profile
     gpu_ms = {}
-
     attention = {}  # per variant: the attention kernels the GPU ran (fused SDPA, or the math path's pieces)
     launches = {}
 
     def kernel_ms(name, fn, n=10):
         try:
-            with profile(activities=[ProfilerActivity.CUDA if DEV == "cuda" else ProfilerActivity.CPU]) as prof:
-                for _ in range(n):
-                    fn()
-                sync()
-            ev = prof.key_averages()
-            gpu_ms[name] = round(sum(e.self_device_time_total for e in ev) / 1000 / n, 3)
-            attention[name] = {e.key[:100]: [round(e.self_device_time_total / 1000 / n, 3), e.count // n] for e in ev
-                               if any(k in e.key.lower() for k in ATTENTION_KERNELS) and e.self_device_time_total > 0}
-            launches[name] = sum(e.count for e in ev if e.self_device_time_total > 0) // n
+            prof = profiled_kernels(fn, n=n, top=0)
+            gpu_ms[name], attention[name], launches[name] = prof["kernelMsPerStep"], prof["attention"], prof["launchesPerCall"]
         except Exception as e:  # noqa: BLE001 - a profiler that cannot see graph replays costs this one figure only
             gpu_ms[name] = f"not measured: {type(e).__name__}: {str(e)[:200]}"
     kernel_ms("peftEager", lambda: timed_steps(pm, popt, gen, 1, warmup=0))
