@@ -97,10 +97,16 @@ def write_checkpoint(run_dir: str, step: int, save: Callable[[str], None], befor
     return rel
 
 
-def verify(folder: str, step: Optional[int] = None, hashes: bool = True) -> Optional[str]:
-    """None when `folder` is a complete checkpoint (its marker parses, names the step, and every file it lists has
-    its size and sha256 — its size only with hashes=False, for a hint that a resume is possible); else why not, in a
-    few words."""
+CHECKS = ("sha256", "size")  # what verify compares of each file the marker lists: its bytes and sha256, or its size only
+
+
+def verify(folder: str, step: Optional[int] = None, check: str = "sha256") -> Optional[str]:
+    """None when `folder` is a complete checkpoint: its marker parses, names the step, and every file it lists is there
+    with its size and — check "sha256" (what a resume trusts) — its sha256; check "size" reads no file's content (a
+    quick hint that a resume is possible; the resume itself compares the checksums). Else why not, in a few words.
+    Raises ValueError for another check."""
+    if check not in CHECKS:
+        raise ValueError(f"check: one of {', '.join(CHECKS)}, not {check!r}")
     marker = os.path.join(folder, MARKER)
     try:
         if os.path.getsize(marker) > _MAX_MARKER_BYTES:
@@ -121,12 +127,12 @@ def verify(folder: str, step: Optional[int] = None, hashes: bool = True) -> Opti
         if not isinstance(want, dict) or ".." in name.split("/"):
             return f"{MARKER} lists a bad entry"
         try:
-            n, digest = _sha256(path) if hashes else (os.path.getsize(path), want.get("sha256"))
+            n, digest = _sha256(path) if check == "sha256" else (os.path.getsize(path), None)
         except OSError:
             return f"{name} is missing"
         if n != want.get("bytes"):
             return f"{name} has {n} bytes, not {want.get('bytes')}"
-        if digest != want.get("sha256"):
+        if digest is not None and digest != want.get("sha256"):
             return f"{name} does not match its sha256 (corrupt)"
     return None
 
@@ -141,23 +147,23 @@ def checkpoint_steps(run_dir: str) -> List[int]:
     return sorted((int(d[5:]) for d in names if d.startswith("step-") and d[5:].isdigit()), reverse=True)
 
 
-def verified_checkpoints(run_dir: str, on_log: Callable[[str], None] = lambda s: None, hashes: bool = True,
+def verified_checkpoints(run_dir: str, on_log: Callable[[str], None] = lambda s: None, check: str = "sha256",
                          below: Optional[int] = None) -> Iterator[Tuple[str, int]]:
-    """(folder, step) of each complete, verified checkpoint (of a step under `below`, if given), newest first, verified
-    one at a time as iterated; each one skipped is logged with why. A resume takes the first, and goes on past it
+    """(folder, step) of each complete checkpoint, verified by `check` (verify's), of a step under `below` if given,
+    newest first, verified one at a time as iterated; each one skipped is logged with why. A resume takes the first, and goes on past it
     (below its step) only if its state does not load."""
     for step in checkpoint_steps(run_dir):
         if below is not None and step >= below:
             continue
         folder = os.path.join(run_dir, CHECKPOINTS, f"step-{step}")
-        why = verify(folder, step, hashes)
+        why = verify(folder, step, check)
         if why is None:
             yield folder, step
         else:
             on_log(f"skipped checkpoint step-{step}: {why}")
 
 
-def newest_verified(run_dir: str, on_log: Callable[[str], None] = lambda s: None, hashes: bool = True) -> Optional[Tuple[str, int]]:
-    """(folder, step) of the newest complete, verified checkpoint, or None; each newer one skipped is logged with why.
-    hashes=False: sizes and markers only (a hint; the resume itself verifies the checksums)."""
-    return next(verified_checkpoints(run_dir, on_log, hashes), None)
+def newest_verified(run_dir: str, on_log: Callable[[str], None] = lambda s: None, check: str = "sha256") -> Optional[Tuple[str, int]]:
+    """(folder, step) of the newest complete checkpoint verified by `check` (verify's: "size" for a hint that reads
+    no file's content), or None; each newer one skipped is logged with why."""
+    return next(verified_checkpoints(run_dir, on_log, check), None)

@@ -237,7 +237,7 @@ def summary(run_dir: str, outcome: str, cli: Optional[dict] = None) -> str:
     if state != "finished":  # offered only when a resume can start (sizes and markers: the resume verifies the checksums)
         from .checkpoint import newest_verified
         pytorch = backend.startswith("pytorch ")
-        can = newest_verified(folder, hashes=False) is not None
+        can = newest_verified(folder, check="size") is not None
         lines.append(f"{label('continue')}{continue_command(folder, world, launch, pytorch) if can else 'not possible: no complete checkpoint to resume from'}")
     lines.append(f"{label('dashboard')}{dashboard_command(os.path.dirname(folder), cli if cli is not None else cli_launch())}")
     return "\n".join(lines) + "\n"

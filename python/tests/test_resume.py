@@ -74,6 +74,30 @@ def test_resume_takes_the_newest_complete_verified_checkpoint_and_says_why(tmp_p
     assert sorted(os.listdir(run / "checkpoints")) == [".tmp-abc", "step-10", "step-20", "step-30", "step-40", "step-50"]
 
 
+def test_verify_says_what_it_checked_size_alone_or_sha256(tmp_path):
+    """verify(hashes=False) compared a made-up digest (the marker's own) to pass: check="size" now names what a quick
+    hint compares — each listed file there with its size, no content read — and the default, what a resume trusts, the
+    sha256 too; another check is refused."""
+    import pytest
+    from srlora_torch.checkpoint import verify
+    run = tmp_path / "run"
+    run.mkdir()
+    folder = str(run / write(run, 10))
+    p = run / "checkpoints/step-10/state.pt"
+    b = bytearray(p.read_bytes())
+    b[5] ^= 0x01  # same size, other bytes
+    p.write_bytes(bytes(b))
+    assert verify(folder, 10, check="size") is None
+    assert verify(folder, 10) == verify(folder, 10, check="sha256") == "state.pt does not match its sha256 (corrupt)"
+    assert newest_verified(str(run), check="size") == (folder, 10) and newest_verified(str(run)) is None
+    p.write_bytes(bytes(b[:-1]))
+    assert verify(folder, 10, check="size") == "state.pt has 1000 bytes, not 1001"
+    os.remove(p)
+    assert verify(folder, 10, check="size") == "state.pt is missing"
+    with pytest.raises(ValueError, match="check: one of sha256, size, not 'sizes'"):
+        verify(folder, 10, check="sizes")
+
+
 def env_for(run_dir=None):
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "python")}
     env.pop("SRLORA_HUB_URL", None)
