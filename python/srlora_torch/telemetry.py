@@ -48,7 +48,8 @@ class SystemScalars:
     def __init__(self, device: Optional[torch.device] = None, clock: Callable[[], float] = time.perf_counter,
                  cpu: Callable[[], float] = time.process_time, rss: Optional[Callable[[], Optional[float]]] = None):
         self.device, self.clock, self.cpu = device, clock, cpu
-        self.rss = rss or _rss_bytes
+        self.rss = rss or self._own_rss
+        self._proc = None  # psutil.Process() of this process: this instance's, made at its first reading (again after a fork)
         self.nvml = True  # until NVML fails once (no pynvml, no driver): not asked again
         self._nvml_handle = None
         self.last_cpu, self.last_t = cpu(), clock()
@@ -79,24 +80,20 @@ class SystemScalars:
             self.last_cpu, self.last_t = c, t
         return {k: v for k, v in out.items() if math.isfinite(v)}
 
-
-_PROC: list = []  # psutil.Process() of this process, made once
-
-
-def _rss_bytes() -> Optional[float]:
-    """This process's resident memory in bytes (psutil when installed, else /proc/self/statm), or None."""
-    try:
-        import psutil  # type: ignore
-        if not _PROC or _PROC[0].pid != os.getpid():
-            _PROC[:] = [psutil.Process()]
-        return float(_PROC[0].memory_info().rss)
-    except Exception:  # noqa: BLE001
-        pass
-    try:
-        with open("/proc/self/statm") as f:
-            return float(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
+    def _own_rss(self) -> Optional[float]:
+        """This process's resident memory in bytes (psutil when installed, else /proc/self/statm), or None."""
+        try:
+            import psutil  # type: ignore
+            if self._proc is None or self._proc.pid != os.getpid():
+                self._proc = psutil.Process()
+            return float(self._proc.memory_info().rss)
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            with open("/proc/self/statm") as f:
+                return float(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return None
 
 
 class NonFiniteLoss(RuntimeError):

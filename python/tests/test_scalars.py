@@ -116,3 +116,26 @@ def test_system_readings_on_the_cpu_and_on_cuda():
     if torch.cuda.is_available():
         got = SystemScalars(torch.device("cuda", torch.cuda.current_device())).sample()
         assert {"gpu/allocated_MiB", "gpu/reserved_MiB", "gpu/peak_MiB"} <= set(got) <= set(SCALARS)
+
+
+def test_each_system_scalars_reads_through_its_own_process_handle(monkeypatch):
+    """The psutil.Process handle was a module-global cache: two sessions in one process (tests, a notebook) shared
+    it, so one session's reading came through whatever handle an earlier one made. Now each instance makes its own,
+    once (and again after a fork: another pid)."""
+    import psutil
+    made = []
+
+    class Handle:
+        def __init__(self):
+            self.pid, self.n = os.getpid(), len(made) + 1
+            made.append(self)
+
+        def memory_info(self):
+            return SimpleNamespace(rss=self.n * 1024 * 1024)
+    monkeypatch.setattr(psutil, "Process", Handle)
+    a, b = SystemScalars(None), SystemScalars(None)
+    assert a.sample()["process/rss_MiB"] == 1.0
+    assert b.sample()["process/rss_MiB"] == 2.0  # b's own handle, not a's
+    assert a.sample()["process/rss_MiB"] == 1.0 and len(made) == 2  # one handle per instance, made once
+    made[0].pid = -1  # as after a fork: the handle is of another process
+    assert a.sample()["process/rss_MiB"] == 3.0 and len(made) == 3
