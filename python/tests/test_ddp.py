@@ -205,10 +205,9 @@ def test_ctrl_c_under_the_launcher_ends_in_one_line_with_the_run_interrupted(tmp
     assert "Traceback" not in err and "SignalException" not in err and "closing signal" not in err, err[-3000:]
     assert [l for l in err.splitlines() if l.startswith("srlora: ")] == [
         "srlora: SIGINT: the ranks stopped after one step and rank 0 recorded how the run ended (above; its summary's continue line is the command that continues it)"]
-    from srlora_torch.progress import python_module
-    launch = messages(run)[0]["launch"]  # the interpreter and PYTHONPATH the ranks ran with: the line runs as printed
-    assert launch["python"] == os.path.abspath(sys.executable)
-    assert f"continue       {python_module(launch, 'srlora_torch.launch')} --standalone --nproc_per_node=2 -m srlora_torch.train --resume {run}" in err
+    # by the interpreter and PYTHONPATH the ranks ran with (ENV's), written out as the user reads it: runs as printed
+    assert (f"continue       PYTHONPATH={ENV['PYTHONPATH']} {os.path.abspath(sys.executable)} -m srlora_torch.launch --standalone "
+            f"--nproc_per_node=2 -m srlora_torch.train --resume {run}\n") in err
 
 
 @pytest.mark.parametrize("compile_mode", STEPS)
