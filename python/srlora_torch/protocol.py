@@ -73,26 +73,30 @@ def _type_name(v: Any) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(v), "a number")
 
 
-def _tags_match(value: dict, branch: dict, root: dict) -> bool:
-    while "$ref" in branch:
+def resolve(schema: dict, root: dict) -> dict:
+    """`schema` with its local "$ref" ("#/$defs/Name", followed until none is left) replaced by what it points to in
+    `root`. Raises KeyError for a pointer to nothing (a schema bug: the generated schemas have none)."""
+    while "$ref" in schema:
         target = root
-        for part in branch["$ref"].lstrip("#/").split("/"):
+        for part in schema["$ref"].lstrip("#/").split("/"):
             target = target[part]
-        branch = target
-    tags = {k: p["const"] for k, p in branch.get("properties", {}).items() if isinstance(p, dict) and "const" in p}
+        schema = target
+    return schema
+
+
+def _tags(branch: dict, root: dict) -> dict:
+    """{field: const} of a union branch's const-valued properties (its tags, e.g. kind)."""
+    return {k: p["const"] for k, p in resolve(branch, root).get("properties", {}).items() if isinstance(p, dict) and "const" in p}
+
+
+def _tags_match(value: dict, branch: dict, root: dict) -> bool:
+    tags = _tags(branch, root)
     return bool(tags) and all(k in value and value[k] == v for k, v in tags.items())
 
 
 def _common_tag(branches: list, root: dict):
     """(field, [values]) when every branch of a union is told apart by a const on the same field (e.g. kind)."""
-    tags = []
-    for b in branches:
-        while "$ref" in b:
-            target = root
-            for part in b["$ref"].lstrip("#/").split("/"):
-                target = target[part]
-            b = target
-        tags.append({k: p["const"] for k, p in b.get("properties", {}).items() if isinstance(p, dict) and "const" in p})
+    tags = [_tags(b, root) for b in branches]
     common = set.intersection(*(set(t) for t in tags)) if tags else set()
     if len(common) != 1:
         return None
@@ -109,10 +113,7 @@ def check(value: Any, schema: dict, root: Optional[dict] = None, path: Optional[
     root = root if root is not None else schema
     path = path or []
     if "$ref" in schema:
-        target = root
-        for part in schema["$ref"].lstrip("#/").split("/"):
-            target = target[part]
-        return check(value, target, root, path)
+        return check(value, resolve(schema, root), root, path)
     t = schema.get("type")
     if t is not None:
         ts = t if isinstance(t, list) else [t]

@@ -18,7 +18,7 @@ import os
 import stat
 from typing import Any, Dict, List, Optional, Tuple
 
-from .protocol import _common_tag, _tags_match, check, pointer, show
+from .protocol import _common_tag, _tags_match, check, pointer, resolve, show
 
 MAX_CONFIG_BYTES = 1 << 20
 SCHEMA = json.load(open(os.path.join(os.path.dirname(__file__), "run-config.schema.json"), encoding="utf-8"))
@@ -137,13 +137,8 @@ def parse_file(path: str) -> Any:
         raise ConfigError(f"{path}: not valid JSON: nested too deeply") from None
 
 
-def _resolve(schema: dict) -> dict:
-    while "$ref" in schema:
-        target = SCHEMA
-        for part in schema["$ref"].lstrip("#/").split("/"):
-            target = target[part]
-        schema = target
-    return schema
+def _resolve(schema: dict) -> dict:  # the config schema's refs
+    return resolve(schema, SCHEMA)
 
 
 def fill_defaults(value: Any, schema: dict) -> Any:
