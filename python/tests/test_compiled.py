@@ -12,7 +12,7 @@ from torch import nn
 from srlora_torch.compiled import CompiledStep, get_lr, resolve_mode, set_lr
 from srlora_torch.controller import SRLoRAController, apply_srlora
 from srlora_torch.tasks import build_model
-from srlora_torch.train import DEFAULTS, load_config, main, make_controller, make_optimizer
+from srlora_torch.train import DEFAULTS, eager_step, load_config, main, make_controller, make_optimizer
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graph capture needs a CUDA GPU (run on the lent H200)")
 
@@ -158,14 +158,7 @@ def test_compiled_and_graph_captured_losses_agree_with_eager_over_300_steps_on_c
         st = CompiledStep(task.loss_of, opt, ctl, mode="auto", log=logs.append) if kind == "auto" else None
         losses, recs = [], 0
         for i in range(300):
-            if st:
-                loss = st(*task.batch())
-            else:
-                loss = task.loss()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                ctl.after_backward()
-                opt.step()
+            loss = st(*task.batch()) if st else eager_step(task, opt, ctl)  # the trainer's own eager step
             recs += ctl.after_step() is not None
             if i in (75, 200):
                 ctl.recompose("forced")

@@ -86,22 +86,30 @@ def test_the_trainer_exits_non_zero_on_a_full_disk_with_a_hub_link_retrying(tmp_
     events(run)
 
 
+def _delete_after_3_steps(run, checkpoint_every, folder_check_s, replace=False):
+    """A Session of the plain loop into `run` whose folder is deleted after step 3 (replace: and made again, as another
+    run of the same name would); trains until the session stops it (at most 100 steps). Returns (session, steps)."""
+    model, layers, opt, ctl, shape, g = build()
+    s = Session(ctl, opt, str(run), total_steps=100, batch_size=16, env={}, handle_signals=False, checkpoint_every=checkpoint_every,
+                save_checkpoint=lambda d: open(f"{d}/state.pt", "w").close(), on_finish=lambda: os.makedirs(run / "export"))
+    s.folder_check_s = folder_check_s
+    s.start()
+    steps = 0
+    while not s.stop_reason and steps < 100:
+        s.after_step(train(model, opt, ctl, shape, g, 1))
+        steps += 1
+        if steps == 3:
+            shutil.rmtree(run)
+            if replace:
+                run.mkdir()
+    return s, steps
+
+
 def test_a_run_folder_deleted_under_a_live_trainer_fails_loudly_and_is_not_recreated(tmp_path, capsys):
     for replace in (False, True):
         run = tmp_path / f"run-{replace}"
-        model, layers, opt, ctl, shape, g = build()
-        s = Session(ctl, opt, str(run), total_steps=100, batch_size=16, env={}, handle_signals=False, checkpoint_every=5,
-                    save_checkpoint=lambda d: open(f"{d}/state.pt", "w").close(), on_finish=lambda: os.makedirs(run / "export"))
-        s.folder_check_s = float("inf")  # the check before a checkpoint alone (the time cadence has its own test)
-        s.start()
-        steps = 0
-        while not s.stop_reason and steps < 100:
-            s.after_step(train(model, opt, ctl, shape, g, 1))
-            steps += 1
-            if steps == 3:
-                shutil.rmtree(run)
-                if replace:  # another run of the same name took its place
-                    run.mkdir()
+        # the check before a checkpoint alone (the time cadence has its own test)
+        s, steps = _delete_after_3_steps(run, checkpoint_every=5, folder_check_s=float("inf"), replace=replace)
         assert steps == 5, steps  # the checkpoint at step 5 noticed
         assert s.finish() == "failed"
         what = "replaced while it trained" if replace else "deleted while it trained; nothing was recorded"
@@ -113,17 +121,7 @@ def test_without_checkpoints_a_deleted_run_folder_is_noticed_on_a_time_cadence(t
     """checkpoint_every 0: no checkpoint to check before, so the folder is checked every folder_check_s seconds (0 here:
     after every step) instead of only at the end (a trainer ran 45 minutes with its folder gone)."""
     run = tmp_path / "run"
-    model, layers, opt, ctl, shape, g = build()
-    s = Session(ctl, opt, str(run), total_steps=100, batch_size=16, env={}, handle_signals=False, checkpoint_every=0,
-                save_checkpoint=lambda d: open(f"{d}/state.pt", "w").close(), on_finish=lambda: os.makedirs(run / "export"))
-    s.folder_check_s = 0
-    s.start()
-    steps = 0
-    while not s.stop_reason and steps < 100:
-        s.after_step(train(model, opt, ctl, shape, g, 1))
-        steps += 1
-        if steps == 3:
-            shutil.rmtree(run)
+    s, steps = _delete_after_3_steps(run, checkpoint_every=0, folder_check_s=0)
     assert steps == 4, steps  # the step after the deletion noticed, not the end of the run
     assert s.finish() == "failed"
     assert f"run {run.name}: its folder {run} was deleted while it trained; nothing was recorded" in capsys.readouterr().err

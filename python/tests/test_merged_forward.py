@@ -171,7 +171,7 @@ def test_training_with_the_merged_form_follows_the_split_form_through_recomposit
     off, a forced recomposition at 40 and τ = 0.9 from 60: every step's loss within bf16 tolerance of the split
     form's, and the same recompositions."""
     from srlora_torch.tasks import build_model
-    from srlora_torch.train import load_config, make_controller, make_optimizer
+    from srlora_torch.train import eager_step, load_config, make_controller, make_optimizer
     runs = {}
     for merged in (True, False):
         cfg = load_config(None, {"steps": 80, "device": "cpu", "method": "srlora"})
@@ -188,11 +188,7 @@ def test_training_with_the_merged_form_follows_the_split_form_through_recomposit
             lay.register_forward_hook(lambda mod, inp, out: seen.add(type(out.grad_fn).__name__))
         losses, recs = [], []
         for i in range(80):
-            loss = task.loss()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            ctl.after_backward()
-            opt.step()
+            loss = eager_step(task, opt, ctl)  # the trainer's own eager step
             if ctl.after_step() is not None:
                 recs.append(i)
             if i == 40:

@@ -43,6 +43,14 @@ def interrupted_run(tmp_path, monkeypatch, **fields) -> str:
     return run
 
 
+def own_model(tmp_path):
+    """A copy of the built-in MLP's weights at tmp_path/models/mlp.safetensors (a model file the test may move away)."""
+    weights = tmp_path / "models" / "mlp.safetensors"
+    weights.parent.mkdir()
+    shutil.copy(os.path.join(ROOT, "media", "models", "mlp.safetensors"), weights)
+    return weights
+
+
 def resume_fails(run) -> str:
     """train --resume RUN exits with one line; the log's new last message is `failed` at step 2 with that line."""
     before = log(run)
@@ -120,9 +128,7 @@ def test_no_verified_checkpoint_left_is_recorded_as_failed(tmp_path, monkeypatch
 
 
 def test_a_model_file_gone_since_the_run_began_is_recorded_as_failed_naming_the_field(tmp_path, monkeypatch):
-    weights = tmp_path / "models" / "mlp.safetensors"
-    weights.parent.mkdir()
-    shutil.copy(os.path.join(ROOT, "media", "models", "mlp.safetensors"), weights)
+    weights = own_model(tmp_path)
     run = interrupted_run(tmp_path, monkeypatch, model={"kind": "mlp", "weights": str(weights)})
     shutil.rmtree(weights.parent)  # the model folder moved away
     line = resume_fails(run)
@@ -140,9 +146,7 @@ def test_a_resume_someone_else_holds_writes_nothing_into_their_log(tmp_path, mon
 
 
 def test_after_the_cause_is_fixed_the_failed_run_continues(tmp_path, monkeypatch):
-    weights = tmp_path / "models" / "mlp.safetensors"
-    weights.parent.mkdir()
-    shutil.copy(os.path.join(ROOT, "media", "models", "mlp.safetensors"), weights)
+    weights = own_model(tmp_path)
     run = interrupted_run(tmp_path, monkeypatch, model={"kind": "mlp", "weights": str(weights)})
     shutil.move(str(weights.parent), str(tmp_path / "away"))
     resume_fails(run)

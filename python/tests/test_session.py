@@ -194,13 +194,19 @@ def test_every_recomposition_is_followed_by_a_snapshot_of_its_result(tmp_path):
         assert fused and all(ages[n][k] == 0 for n, k in fused), (fused, ages)  # the state after it: fresh slots
 
 
-def test_a_pause_emits_a_snapshot_of_the_paused_step(tmp_path):
-    """fresh6 fixsup.3: while paused the page previews what Recompose Now would fuse from the latest snapshot; it was
-    the last scheduled one (steps earlier), so the preview differed from what the recomposition then fused."""
+def _snapshotting_session(tmp_path):
+    """A started Session of the plain loop into tmp_path/run, a scheduled snapshot every 5 steps."""
     model, layers, opt, ctl, shape, g = build()
     session = Session(ctl, opt, str(tmp_path / "run"), total_steps=100, batch_size=16, name="loop", device="CPU", env={},
                       importance_every=5)
     session.start()
+    return model, opt, ctl, shape, g, session
+
+
+def test_a_pause_emits_a_snapshot_of_the_paused_step(tmp_path):
+    """fresh6 fixsup.3: while paused the page previews what Recompose Now would fuse from the latest snapshot; it was
+    the last scheduled one (steps earlier), so the preview differed from what the recomposition then fused."""
+    model, opt, ctl, shape, g, session = _snapshotting_session(tmp_path)
     while not session.stop_reason:
         loss = train(model, opt, ctl, shape, g, 1)
         if ctl.step == 8:
@@ -219,10 +225,7 @@ def test_a_pause_at_a_step_whose_snapshot_is_out_adds_none(tmp_path):
     """Telemetry.emit_snapshot is the one owner of snapshot_step (it was set by hand in 3 places): after the scheduled
     snapshot of step 5 a pause at step 5 adds none; a pause at 8 adds step 8's; a recomposition while paused adds the
     state it left (the same step, replacing it for viewers)."""
-    model, layers, opt, ctl, shape, g = build()
-    session = Session(ctl, opt, str(tmp_path / "run"), total_steps=100, batch_size=16, name="loop", device="CPU", env={},
-                      importance_every=5)
-    session.start()
+    model, opt, ctl, shape, g, session = _snapshotting_session(tmp_path)
     while not session.stop_reason:
         loss = train(model, opt, ctl, shape, g, 1)
         if ctl.step in (5, 8):  # applied at this step's boundary (in after_step), in order

@@ -152,12 +152,7 @@ def _recomposed(method: str, n_layers: int = 0):
     opt = torch.optim.Adam([p for l in layers.values() for p in (l.A, l.B)], lr=1e-2)
     ctl = SRLoRAController(layers, opt, 30, 2, 8)
     for _ in range(30):
-        loss = model(torch.randn(8, 12)).square().mean()
-        opt.zero_grad()
-        loss.backward()
-        ctl.after_backward()
-        opt.step()
-        ctl.after_step()
+        step(model, opt, ctl)
     return layers
 
 
