@@ -31,16 +31,24 @@ class FullDisk:
         return getattr(self.fh, name)
 
 
+def until_stopped(s, model, opt, ctl, shape, g, each=lambda steps: None, limit=100) -> int:
+    """Plain-loop steps through Session s until it stops the run (or `limit` steps); each(steps done) after every
+    one. Returns the steps done."""
+    steps = 0
+    while not s.stop_reason and steps < limit:
+        s.after_step(train(model, opt, ctl, shape, g, 1))
+        steps += 1
+        each(steps)
+    return steps
+
+
 def test_a_full_disk_fails_the_session_and_says_so(tmp_path, capsys):
     model, layers, opt, ctl, shape, g = build()
     s = Session(ctl, opt, str(tmp_path / "run"), total_steps=100, batch_size=16, env={}, handle_signals=False, importance_every=1)
     s.start()
     s.telemetry.min_interval_s = 0
     s.rec._fh = FullDisk(s.rec._fh, 6)
-    steps = 0
-    while not s.stop_reason and steps < 100:
-        s.after_step(train(model, opt, ctl, shape, g, 1))
-        steps += 1
+    steps = until_stopped(s, model, opt, ctl, shape, g)
     assert steps < 100 and s.stop_reason == f"disk full: {tmp_path / 'run' / 'events.jsonl'}"
     assert s.finish() == "failed"
     assert f"disk full: {tmp_path / 'run' / 'events.jsonl'}" in capsys.readouterr().err
@@ -94,15 +102,13 @@ def _delete_after_3_steps(run, checkpoint_every, folder_check_s, replace=False):
                 save_checkpoint=lambda d: open(f"{d}/state.pt", "w").close(), on_finish=lambda: os.makedirs(run / "export"))
     s.folder_check_s = folder_check_s
     s.start()
-    steps = 0
-    while not s.stop_reason and steps < 100:
-        s.after_step(train(model, opt, ctl, shape, g, 1))
-        steps += 1
+
+    def delete(steps):
         if steps == 3:
             shutil.rmtree(run)
             if replace:
                 run.mkdir()
-    return s, steps
+    return s, until_stopped(s, model, opt, ctl, shape, g, delete)
 
 
 def test_a_run_folder_deleted_under_a_live_trainer_fails_loudly_and_is_not_recreated(tmp_path, capsys):

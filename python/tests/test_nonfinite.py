@@ -2,16 +2,13 @@
 which sends those same lines); a non-finite loss fails the run naming the step after every row before it is written;
 a step with non-finite gradients changes nothing (no update, no importance EMA update), is flagged and counted."""
 import math
-import sys
-import types
-from types import SimpleNamespace
 
 import torch
 
 from srlora_torch.client import EventRecorder
 from srlora_torch.session import Session
 from test_controller import build, synthetic_batch
-from test_session import events, strict
+from test_session import as_a_trainer, events, hf_callback, strict
 
 
 def step(model, opt, ctl, shape, g, poison_grad=False):
@@ -127,29 +124,13 @@ def test_a_message_holding_a_non_finite_number_never_reaches_the_log(tmp_path):
 
 
 def test_the_hugging_face_callback_fails_on_a_nan_logged_loss(tmp_path, monkeypatch):
-    import importlib
-    if importlib.util.find_spec("transformers") is None:
-        monkeypatch.setitem(sys.modules, "transformers", types.SimpleNamespace(TrainerCallback=object))
-    monkeypatch.delitem(sys.modules, "srlora_torch.hf", raising=False)
-    from srlora_torch.hf import SRLoRACallback
-
     model, layers, opt, _, shape, g = build()
-    cb = SRLoRACallback(layers, r=4, r_target=12, run_dir=str(tmp_path / "hf"))
-    args = SimpleNamespace(per_device_train_batch_size=16, gradient_accumulation_steps=1, world_size=1, learning_rate=1e-3)
-    state, control = SimpleNamespace(max_steps=50, global_step=0), SimpleNamespace(should_training_stop=False)
-    cb.on_train_begin(args, state, control, optimizer=opt, model=model)
-    cb.session.telemetry.min_interval_s = 0
-    while not control.should_training_stop and state.global_step < 50:
-        x, y = synthetic_batch(16, shape, g, torch.device("cpu"))
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        cb.on_pre_optimizer_step(args, state, control, optimizer=opt)
-        opt.step()
-        opt.zero_grad()
-        state.global_step += 1
-        cb.on_log(args, state, control, logs={"loss": float("nan") if state.global_step == 3 else loss.item()})
-        cb.on_step_end(args, state, control, optimizer=opt)
-    cb.on_train_end(args, state, control)
+    cb = hf_callback(monkeypatch)(layers, r=4, r_target=12, run_dir=str(tmp_path / "hf"))
+
+    def flush_every_step(step):
+        cb.session.telemetry.min_interval_s = 0
+    state, _ = as_a_trainer(cb, model, opt, shape, g, during=flush_every_step,
+                            logs=lambda step, loss: {"loss": float("nan") if step == 3 else loss.item()})
     msgs = events(tmp_path / "hf")
     assert state.global_step < 50 and msgs[-1]["state"] == "failed" and msgs[-1]["reason"] == "loss is NaN at step 3"
     assert [r["step"] for m in msgs if m["type"] == "metrics" for r in m["rows"]] == [1, 2]

@@ -79,11 +79,17 @@ def reseal(ckpt: str) -> None:
     open(marker, "w").write(json.dumps(m))
 
 
-def test_a_checkpoint_that_does_not_load_is_recorded_as_failed_naming_its_file(tmp_path, monkeypatch):
-    run = interrupted_run(tmp_path, monkeypatch)
-    state = os.path.join(run, "checkpoints", "step-2", "state.pt")
+def unloadable(run: str, step: int) -> str:
+    """Makes checkpoint step-`step`'s state.pt a file torch cannot load, resealed (it verifies); returns its path."""
+    state = os.path.join(run, "checkpoints", f"step-{step}", "state.pt")
     open(state, "wb").write(b"not a torch file")
     reseal(os.path.dirname(state))
+    return state
+
+
+def test_a_checkpoint_that_does_not_load_is_recorded_as_failed_naming_its_file(tmp_path, monkeypatch):
+    run = interrupted_run(tmp_path, monkeypatch)
+    state = unloadable(run, 2)
     line = resume_fails(run)
     assert line.startswith(f"{state}: cannot load it: "), line
     # torch's own message advises weights_only=False, which would run whatever code the file holds: not repeated
@@ -96,9 +102,7 @@ def test_a_verified_checkpoint_that_does_not_load_falls_back_to_the_next_older_o
     unverified one is, and the run continues from step-1 (its rewind says so)."""
     run = interrupted_run(tmp_path, monkeypatch, checkpointEvery=1)
     assert os.path.isdir(os.path.join(run, "checkpoints", "step-1"))
-    state = os.path.join(run, "checkpoints", "step-2", "state.pt")
-    open(state, "wb").write(b"not a torch file")
-    reseal(os.path.dirname(state))
+    state = unloadable(run, 2)
     before = len(log(run))
     assert train.main(["--resume", run, "--no-progress"]) == 0
     new = log(run)[before:]
@@ -179,9 +183,7 @@ def test_a_failed_resume_reads_the_log_once_to_decide_and_once_to_record(tmp_pat
     and once by the recorder that appends `failed` (its facts give the step) — a long run's log is not walked 5×."""
     from srlora_torch import client
     run = interrupted_run(tmp_path, monkeypatch)
-    state = os.path.join(run, "checkpoints", "step-2", "state.pt")
-    open(state, "wb").write(b"not a torch file")
-    reseal(os.path.dirname(state))
+    unloadable(run, 2)
     reads = []
     real = client.read_log
     monkeypatch.setattr(client, "read_log", lambda file, *a, **k: reads.append(file) or real(file, *a, **k))

@@ -77,17 +77,22 @@ def test_a_hand_written_loop_is_steered_at_step_boundaries(tmp_path):
     assert any(m["type"] == "importance" for m in msgs) and (tmp_path / "run" / "checkpoints" / "step-13" / "state.pt").exists()
 
 
-def test_the_hugging_face_callback_streams_and_obeys_as_a_trainer_calls_it(tmp_path, monkeypatch):
-    if importlib.util.find_spec("transformers") is None:  # a stand-in for the one class the callback needs
+def hf_callback(monkeypatch):
+    """srlora_torch.hf.SRLoRACallback, imported afresh (with a stand-in for the one transformers class it needs when
+    transformers is not installed)."""
+    if importlib.util.find_spec("transformers") is None:
         monkeypatch.setitem(sys.modules, "transformers", types.SimpleNamespace(TrainerCallback=object))
     monkeypatch.delitem(sys.modules, "srlora_torch.hf", raising=False)
     from srlora_torch.hf import SRLoRACallback
+    return SRLoRACallback
 
-    model, layers, opt, _, shape, g = build()  # the callback makes its own controller
-    cb = SRLoRACallback(layers, r=4, r_target=12, run_dir=str(tmp_path / "hf"), name="hf-run", importance_every=1)
+
+def as_a_trainer(cb, model, opt, shape, g, max_steps=50, during=lambda step: None, logs=lambda step, loss: None):
+    """Calls the callback's hooks as transformers.Trainer does over a plain loop of up to max_steps steps: begin; each
+    step backward, on_pre_optimizer_step, the optimiser step, during(step), on_step_end, on_log(logs(step, loss)) when
+    that gives a dict; end. Returns (state, control)."""
     args = SimpleNamespace(per_device_train_batch_size=16, gradient_accumulation_steps=1, world_size=1, learning_rate=1e-3)
-    state = SimpleNamespace(max_steps=50, global_step=0)
-    control = SimpleNamespace(should_training_stop=False)
+    state, control = SimpleNamespace(max_steps=max_steps, global_step=0), SimpleNamespace(should_training_stop=False)
     cb.on_train_begin(args, state, control, optimizer=opt, model=model)
     while not control.should_training_stop and state.global_step < state.max_steps:
         x, y = synthetic_batch(16, shape, g, torch.device("cpu"))
@@ -97,14 +102,26 @@ def test_the_hugging_face_callback_streams_and_obeys_as_a_trainer_calls_it(tmp_p
         opt.step()
         opt.zero_grad()
         state.global_step += 1
-        if state.global_step == 6:
+        during(state.global_step)
+        cb.on_step_end(args, state, control, optimizer=opt)
+        logged = logs(state.global_step, loss)
+        if logged is not None:
+            cb.on_log(args, state, control, logs=logged)
+    cb.on_train_end(args, state, control)
+    return state, control
+
+
+def test_the_hugging_face_callback_streams_and_obeys_as_a_trainer_calls_it(tmp_path, monkeypatch):
+    model, layers, opt, _, shape, g = build()  # the callback makes its own controller
+    cb = hf_callback(monkeypatch)(layers, r=4, r_target=12, run_dir=str(tmp_path / "hf"), name="hf-run", importance_every=1)
+
+    def commands(step):
+        if step == 6:
             cb.session.on_command("s1", {"kind": "set", "fusionThreshold": 1.2})
             cb.session.on_command("k1", {"kind": "checkpoint"})
             cb.session.on_command("x1", {"kind": "stop"})
-        cb.on_step_end(args, state, control, optimizer=opt)
-        if state.global_step % 2 == 0:  # logging_steps = 2
-            cb.on_log(args, state, control, logs={"loss": float(loss), "learning_rate": 1e-3})
-    cb.on_train_end(args, state, control)
+    state, control = as_a_trainer(cb, model, opt, shape, g, during=commands,  # logging_steps = 2
+                                  logs=lambda step, loss: {"loss": float(loss), "learning_rate": 1e-3} if step % 2 == 0 else None)
     assert state.global_step == 6 and control.should_training_stop
     msgs = events(tmp_path / "hf")
     assert msgs[0]["name"] == "hf-run" and msgs[0]["backend"] == {"name": "pytorch", "device": "CPU"}
