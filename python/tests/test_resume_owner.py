@@ -101,7 +101,7 @@ def test_summary_continue_line_gives_the_real_path(tmp_path, monkeypatch):
     _complete_checkpoint(run, 10)
     monkeypatch.chdir(tmp_path)
     # a hello without launch (an older trainer): a bare python; test_cli_lines.py: a recorded one
-    assert f"continue       python -m srlora_torch.launch --standalone --nproc_per_node=2 -m srlora_torch.train --resume {run}\n" in summary(run.name, "interrupted")
+    assert f"continue        python -m srlora_torch.launch --standalone --nproc_per_node=2 -m srlora_torch.train --resume {run}\n" in summary(run.name, "interrupted")
 
 
 def _complete_checkpoint(run, step):
@@ -118,6 +118,6 @@ def test_summary_offers_continue_only_with_a_complete_checkpoint(tmp_path):
     os.makedirs(run / "checkpoints" / "step-20")  # half-written: no marker
     text = summary(str(run), "failed")
     assert "--resume" not in text
-    assert "  continue       not possible: no complete checkpoint to resume from\n" in text
+    assert "  continue        not possible: no complete checkpoint to resume from\n" in text
     _complete_checkpoint(run, 10)
-    assert f"  continue       python -m srlora_torch.train --resume {run}\n" in summary(str(run), "failed")
+    assert f"  continue        python -m srlora_torch.train --resume {run}\n" in summary(str(run), "failed")
