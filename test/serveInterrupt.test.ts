@@ -20,12 +20,12 @@ const cli = join(import.meta.dirname, '../dist/cli.js');
 const realPython = process.env.SRLORA_TEST_PYTHON ?? resolve('.venv/bin/python');
 const slowPython = join(import.meta.dirname, 'fixtures/slow-python/python');
 
-async function ctrlCAt(where: 'import' | 'load' | 'checkpoint'): Promise<{ runsDir: string; out: string; code: number | null }> {
+async function ctrlCAt(where: 'import' | 'load' | 'checkpoint' | 'stop'): Promise<{ runsDir: string; out: string; code: number | null }> {
   const base = tempDir();
   const runsDir = join(base, 'runs');
   const mark = join(base, 'mark');
   const config = join(base, 'run.srlora.json');
-  writeFileSync(config, JSON.stringify({ steps: 1000, checkpointEvery: 2, evalEvery: 1000 }));
+  writeFileSync(config, JSON.stringify({ steps: 1000, checkpointEvery: where === 'stop' ? 1000 : 2, evalEvery: 1000 })); // stop: only the stop's checkpoint
   const env: NodeJS.ProcessEnv = { ...process.env, SRLORA_TEST_REAL_PYTHON: realPython, SRLORA_TEST_SLOW: where, SRLORA_TEST_MARK: mark };
   delete env.PYTHONPATH;
   const p: ChildProcess = spawn(process.execPath, [cli, 'serve', '--runs-dir', runsDir, '--trainer', 'pytorch', '--python', slowPython, '--config', config],
@@ -34,10 +34,11 @@ async function ctrlCAt(where: 'import' | 'load' | 'checkpoint'): Promise<{ runsD
   let out = '';
   p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   p.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  const code = new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+  const code = new Promise<number | null>((r) => p.once('close', (c) => r(c))); // close: its output read to the end
   assert.ok(await until(() => existsSync(mark) && out.includes('SRLoRA dashboard:'), 120_000), out);
   p.kill('SIGINT');
-  return { runsDir, out, code: await code };
+  const exit = await code; // before reading out: what serve says while stopping comes after the signal
+  return { runsDir, out, code: exit };
 }
 
 const logOf = (dir: string) => readJsonl<TrainerMessage>(join(dir, 'events.jsonl')).events;
@@ -63,6 +64,20 @@ test('Ctrl+C of serve while the PyTorch trainer writes its first checkpoint: int
   assert.equal(runTrainerOf(dir), 'pytorch');
   assert.ok(existsSync(join(dir, 'config.json')));
   assert.ok(latestCompleteCheckpoint(dir).dir, 'a checkpoint to continue from');
+});
+
+test('Ctrl+C of serve while a big model trains: its stop checkpoint may take longer than a few seconds, and the trainer writes it and its own end', async () => {
+  // Before: serve gave a trainer 3 s after the signal, then SIGTERM and SIGKILL at 6 s, so a model whose checkpoint
+  // takes longer (here 8 s, slow_train.py `stop`) was killed mid-write: the supervisor's "interrupted … killed by
+  // SIGKILL" and every step since the last periodic checkpoint lost.
+  const { runsDir, out, code } = await ctrlCAt('stop');
+  assert.equal(code, 0, out);
+  const [name] = readdirSync(runsDir);
+  const dir = join(runsDir, name!);
+  const last = logOf(dir).filter((m): m is State => m.type === 'state').at(-1);
+  assert.deepEqual({ state: last?.state, origin: last?.origin }, { state: 'interrupted', origin: undefined }, `${JSON.stringify(last)}\n${out}`);
+  assert.equal(latestCompleteCheckpoint(dir).step, last?.step, 'checkpointed at the step it stopped');
+  assert.match(out, /stopping: the trainer checkpoints first \(up to 30 s; Ctrl\+C again to leave it finishing on its own\)/);
 });
 
 test('a folder left by an older supervisor (only its "interrupted" record, no hello): every continue path says the same — it never started', () => {

@@ -14,7 +14,7 @@ import { execFile } from 'node:child_process';
 import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Hub } from '../hub/hub';
-import { RunManager } from '../supervisor/runManager';
+import { RunManager, STOP_GRACE_MS } from '../supervisor/runManager';
 import { pageHandler } from '../serve/pageServer';
 import { installProcessGuard } from '../serve/processGuard';
 import { assetRoot } from '../trainer/process/task';
@@ -122,7 +122,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const stop = (sig: 'SIGINT' | 'SIGTERM') => {
       if (stopping) { process.exit(130); }
       stopping = true;
-      process.stdout.write('\nstopping…\n');
+      const live = [...runs.runs.values()].filter((r) => r.owned && r.handle?.alive).length;
+      process.stdout.write(live ? `\nstopping: ${live === 1 ? 'the trainer checkpoints' : `${live} trainers checkpoint`} first (up to ${STOP_GRACE_MS / 1000} s; Ctrl+C again to leave ${live === 1 ? 'it' : 'them'} finishing on ${live === 1 ? 'its' : 'their'} own)\n` : '\nstopping…\n');
       const what = sig === 'SIGINT' ? 'srlora serve was stopped (Ctrl+C, SIGINT)' : 'srlora serve was terminated (SIGTERM)';
       void runs.dispose('stop', what, sig).then(() => hub.close()).then(done);
     };

@@ -41,6 +41,8 @@ export interface RunManagerOptions {
   /** A user's trainer command line (srlora.trainer.command); ${config} and ${runDir} are substituted. */
   trainerCommand?: string | null;
   backend?: string;
+  /** How long a trainer has, after the stop command or a signal, to reach a step boundary, checkpoint and write its
+   * own final state before it is sent SIGTERM, then SIGKILL (ms; default STOP_GRACE_MS). */
   graceMs?: number;
   /** The folder holding media/ (built-in data and base models), told to other trainers as SRLORA_ASSETS. */
   assetsDir?: string;
@@ -60,6 +62,10 @@ export interface RunManagerOptions {
 
 /** Commands sent in a run's first seconds, before its trainer's hub link is up, wait for it: at most this many per
  * run, for at most EARLY_COMMAND_WAIT_MS after the first; then delivered in order, or each reported undelivered. */
+/** A trainer's time to stop on its own (the stop command, Ctrl+C, a window closing) before SIGTERM and SIGKILL: a
+ * real model's step plus its checkpoint takes seconds (a full state.pt of a large model, tens of them), and a kill
+ * before the checkpoint loses every step since the last one. 30 s, as Kubernetes' terminationGracePeriodSeconds. */
+export const STOP_GRACE_MS = 30_000;
 export const EARLY_COMMANDS_MAX = 8;
 export const EARLY_COMMAND_WAIT_MS = 30_000;
 
@@ -156,7 +162,7 @@ export class RunManager extends EventEmitter<RunManagerEvents> {
 
   constructor(private readonly o: RunManagerOptions) {
     super();
-    this.graceMs = o.graceMs ?? 3000;
+    this.graceMs = o.graceMs ?? STOP_GRACE_MS;
     o.hub.on('message', (runId) => { const r = this.runs.get(runId); if (r) this.refresh(r); });
     o.hub.on('trainerConnected', (runId) => { this.deliverEarly(runId); if (this.runs.has(runId)) this.emit('changed', runId); });
     // Whether the run can be steered (control) follows its trainer's link: the Runs view redraws its menu.
