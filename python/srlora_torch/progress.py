@@ -124,15 +124,6 @@ def cli_launch() -> Optional[dict]:
     return {"node": os.path.abspath(node), "cli": cli} if node and os.path.isfile(cli) else None
 
 
-def hello_launch(run_dir: str) -> Optional[dict]:
-    """The run's hello.launch (how its trainer was started), or None."""
-    from .client import read_log
-    try:
-        return next((m.get("launch") for m in read_log(os.path.join(run_dir, "events.jsonl")) if m["type"] == "hello"), None)
-    except OSError:
-        return None
-
-
 def continue_command(run_dir: str, world: int, launch: Optional[dict] = None, pytorch: bool = True) -> str:
     """The command line that continues the run in run_dir (its absolute path, shell-quoted) on as many processes as it
     had (world > 1: through srlora_torch.launch, i.e. torchrun): the same global batch; by the interpreter and
