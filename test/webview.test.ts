@@ -516,3 +516,19 @@ test('the saved runs come back in VS Code\'s tab (a window reload), never on the
     assert.deepEqual(focus('browser', ['named']), ['named']);
   } finally { delete g.document; }
 });
+
+test('compare: every field both runs record is compared, whatever its shape; the backend is the hello\'s (FRESH8 F7: a PyTorch run beside a built-in one listed backend as one-sided)', async () => {
+  const { differingFields, comparedConfig, fieldValue } = await import('../webview/panels/compareTable');
+  // The PyTorch trainer's config has no `backend` (the built-in's "auto" is a request); both hellos state one.
+  const pt = comparedConfig({ config: { r: 4, torch: '2.11.0', task: { kind: 'digits' } }, worldSize: 1, backend: 'pytorch · CPU' });
+  const bi = comparedConfig({ config: { r: 4, backend: 'auto', baseModel: 'mlp.safetensors', task: { kind: 'digits', transform: 'rot90' } }, worldSize: 1, backend: 'wasm · CPU' });
+  const { differ, oneSided } = differingFields([pt, bi]);
+  assert.ok(differ.includes('backend'), `backend is compared: ${differ.join(', ')}`);
+  assert.deepEqual([fieldValue(pt, 'backend'), fieldValue(bi, 'backend')], ['pytorch · CPU', 'wasm · CPU']);
+  assert.deepEqual(oneSided, ['baseModel', 'task.transform', 'torch']);
+  // Shapes that differ (an object in one run, a string in the other) are compared whole, not called one-sided.
+  const shapes = differingFields([{ device: { kind: 'cuda', index: 0 }, r: 4 }, { device: 'cpu', r: 4 }]);
+  assert.deepEqual(shapes, { differ: ['device'], oneSided: [] });
+  assert.deepEqual(fieldValue({ device: { kind: 'cuda', index: 0 } }, 'device'), { kind: 'cuda', index: 0 });
+  assert.deepEqual(differingFields([{ device: { kind: 'cuda', index: 0 } }, { device: { kind: 'cuda', index: 1 } }]).differ, ['device.index']);
+});

@@ -18,15 +18,32 @@ const SHOWN = new Set(['method', 'name', 'steps']);
 /**
  * The config fields (dotted paths, sorted) to compare: `differ` = stated by every run with values that differ;
  * `oneSided` = stated by some runs only (not comparable). Fields the fixed columns show are left out of both.
+ * Paths are walked together: where every run holds an object the walk goes into it; where the runs' values differ
+ * in shape (the PyTorch trainer's `backend: {kind, device}` beside the built-in's `backend: "wasm"`) the field is
+ * compared whole at that path (FRESH8 F7: flattening each config alone listed `backend` as one-sided, though both
+ * runs record it). Read a value with fieldValue.
  */
 export function differingFields(configs: Record<string, unknown>[]): { differ: string[]; oneSided: string[] } {
-  const flat = configs.map((c) => flatten(c));
-  const keys = [...new Set(flat.flatMap((f) => [...f.keys()]))].filter((k) => !SHOWN.has(k)).sort();
-  const everywhere = (k: string) => flat.every((f) => f.get(k) !== undefined);
-  return {
-    differ: keys.filter((k) => everywhere(k) && new Set(flat.map((f) => JSON.stringify(f.get(k)))).size > 1),
-    oneSided: keys.filter((k) => !everywhere(k)),
+  const differ: string[] = [], oneSided: string[] = [];
+  const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+  const walk = (values: unknown[], path: string) => {
+    if (SHOWN.has(path)) return;
+    if (path && values.some((v) => v === undefined)) { oneSided.push(path); return; }
+    if (values.every(isObject)) {
+      for (const k of [...new Set(values.flatMap((v) => Object.keys(v)))]) walk(values.map((v) => v[k]), path ? `${path}.${k}` : k);
+      return;
+    }
+    if (new Set(values.map((v) => JSON.stringify(v))).size > 1) differ.push(path);
   };
+  walk(configs, '');
+  return { differ: differ.sort(), oneSided: oneSided.sort() };
+}
+
+/** The value at a dotted path of differingFields (a leaf, or a whole object where the runs' shapes differ). */
+export function fieldValue(config: Record<string, unknown>, path: string): unknown {
+  let v: unknown = config;
+  for (const k of path.split('.')) v = v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>)[k] : undefined;
+  return v;
 }
 
 /**
@@ -34,10 +51,14 @@ export function differingFields(configs: Record<string, unknown>[]): { differ: s
  * hello.worldSize (the PyTorch trainer's `globalBatchSize` when stated) — and the world size. A single-process run
  * at batchSize 64 and a 2-rank DDP run at 32 per rank (64 global) listed "batchSize 64 vs 32" with no world size.
  */
-export function comparedConfig(m: Pick<RunModel, 'config' | 'worldSize'>): Record<string, unknown> {
-  const { batchSize, globalBatchSize, ...rest } = m.config as Record<string, unknown> & { batchSize?: unknown; globalBatchSize?: unknown };
+export function comparedConfig(m: Pick<RunModel, 'config' | 'worldSize' | 'backend'>): Record<string, unknown> {
+  const { batchSize, globalBatchSize, backend, ...rest } = m.config as Record<string, unknown> & { batchSize?: unknown; globalBatchSize?: unknown; backend?: unknown };
   const global = typeof globalBatchSize === 'number' ? globalBatchSize : typeof batchSize === 'number' ? batchSize * m.worldSize : batchSize;
-  return { ...rest, ...(global !== undefined ? { [GLOBAL_BATCH]: global } : {}), [WORLD_SIZE]: m.worldSize };
+  // The backend is what the trainer's hello says ran the run ("pytorch · CPU", "wasm · CPU (WebAssembly SIMD…)"),
+  // which every trainer states; the config's `backend` is only the built-in trainer's request ("auto"), absent from
+  // the PyTorch trainer's config (FRESH8 F7: a PyTorch run beside a built-in one listed backend as one-sided).
+  const ran = m.backend || backend;
+  return { ...rest, ...(ran !== undefined ? { backend: ran } : {}), ...(global !== undefined ? { [GLOBAL_BATCH]: global } : {}), [WORLD_SIZE]: m.worldSize };
 }
 export const GLOBAL_BATCH = 'global batch', WORLD_SIZE = 'world size';
 
@@ -48,12 +69,6 @@ function valueCell(v: unknown): HTMLElement {
   const cell = h('td', { class: 'value' }, s.length > MAX_CELL ? `${s.slice(0, MAX_CELL - 1)}…` : s);
   cell.title = s;
   return cell;
-}
-
-function flatten(v: unknown, prefix = '', out = new Map<string, unknown>()): Map<string, unknown> {
-  if (v && typeof v === 'object' && !Array.isArray(v)) for (const [k, x] of Object.entries(v)) flatten(x, prefix ? `${prefix}.${k}` : k, out);
-  else out.set(prefix, v);
-  return out;
 }
 
 const best = (vals: Float64Array, lower: boolean) => (vals.length ? vals.reduce((a, b) => (lower ? Math.min(a, b) : Math.max(a, b))) : null);
@@ -88,8 +103,8 @@ export class CompareTable implements Panel {
     if (key === this.key) return;
     this.key = key;
     const metrics = [...new Set(runs.flatMap((r) => [...r.evalTracks.keys()].filter((k) => k !== 'loss')))].sort();
-    const configs = runs.map((r) => flatten(comparedConfig(r.model)));
-    const { differ: diff, oneSided } = differingFields(runs.map((r) => comparedConfig(r.model)));
+    const configs = runs.map((r) => comparedConfig(r.model));
+    const { differ: diff, oneSided } = differingFields(configs);
     this.oneSided.textContent = oneSided.length ? `Recorded by only some of these runs (not compared): ${oneSided.join(', ')}` : '';
     this.oneSided.hidden = !oneSided.length;
     const head = ['run', 'method', 'state', 'steps', 'final loss', 'best loss', 'final eval loss', 'best eval loss', ...metrics.flatMap((m) => [`final ${m}`, `best ${m}`]), ...diff];
@@ -101,7 +116,7 @@ export class CompareTable implements Panel {
         formatNumber(r.loss.last()), formatNumber(best(r.loss.view(), true)), formatNumber(ev[ev.length - 1]), formatNumber(best(ev, true)),
         ...metrics.flatMap((m) => { const v = r.evalTracks.get(m)?.value.view() ?? new Float64Array(0); const lower = /loss|error|perplexity/i.test(m); return [formatNumber(v[v.length - 1]), formatNumber(best(v, lower))]; }),
         ...diff.map((f) => {
-          const v = configs[i].get(f);
+          const v = fieldValue(configs[i], f);
           // the global batch says how it is made: "64 (32 per rank × 2)"
           return valueCell(f === GLOBAL_BATCH && r.model.worldSize > 1 && typeof v === 'number' ? `${v} (${v / r.model.worldSize} per rank × ${r.model.worldSize})` : v);
         }),
