@@ -68,6 +68,10 @@ before(async () => {
     batchSize: 16, globalBatchSize: 32, steps: 60, output: `/home/user/projects/srlora/${'deeply/nested/'.repeat(8)}runs/zeros/export`,
   } }).state('running', 0)
     .metrics(1, 60, (s) => (s === 1 ? 500 : s % 3 === 0 ? 0 : 1 + 1 / s)).state('finished', 60).writeTo(runsDir);
+  // FRESH8 F6: a run that failed at step 2 (learning rate 1e9): one training row, the step-0 eval, no snapshot.
+  new FixtureLog('fixture-onepoint').hello({ name: 'one-point', totalSteps: 40 }).state('running', 0).evalAt(0, 2.3, 0.1)
+    .metrics(1, 1, () => 9.1295, () => ({ lr: 1e9, scalars: { grad_norm: 3.5, 'process/rss_MiB': 690 } }))
+    .state('failed', 1, 'loss is NaN at step 2').writeTo(runsDir);
   for (const state of ['stopped', 'interrupted', 'failed']) {
     new FixtureLog(`fixture-${state}`).hello({ name: `ended-${state}`, totalSteps: 100 }).state('running', 0).metrics(1, 5, (s) => 1 / s).importance(5)
       .state(state, 5, state === 'failed' ? 'loss is NaN at step 6' : undefined).writeTo(runsDir);
@@ -420,7 +424,7 @@ for (const state of ['stopped', 'interrupted', 'failed']) {
       assert.doesNotMatch(f, /ex\/s|ETA/);
       if (state === 'failed') assert.match(f, /loss is NaN at step 6/);
       assert.doesNotMatch((await p.locator('.preview').textContent()) ?? '', /would fuse/);
-      assert.match((await p.locator('.preview').textContent()) ?? '', new RegExp(`The run is ${state}`));
+      assert.match((await p.locator('.preview').textContent()) ?? '', new RegExp(`^This run (was )?${state}: `)); // not "The run is failed" (FRESH8 F6)
       for (const sel of ['vscode-radio[value="threshold"]', 'vscode-textfield[aria-label="Fusion threshold τ value"]', 'vscode-textfield[aria-label="Fusion ratio γ"]']) {
         assert.equal(await p.locator(sel).evaluate((e: HTMLElement & { disabled: boolean }) => e.disabled), true, sel);
       }
@@ -612,9 +616,10 @@ test('compare: a runs table with final/best metrics and the config fields that d
     assert.deepEqual(head.slice(0, 4), ['run', 'method', 'state', 'steps']);
     assert.ok(head.includes('learningRate'), head.join('|'));
     assert.ok(!head.includes('r'), 'equal fields are not listed');
-    // Only fields both runs state are compared; the one-sided ones are named apart, never a "–" column.
+    // Only fields both runs state are compared; the one-sided ones are named apart, never a "–" column. The backend is
+    // the hellos' (both 'fixture · cpu': equal, so no column), not the config's request that only one run states.
     for (const f of ['backend', 'baseModel', 'data', 'name', 'torch', 'globalBatchSize']) assert.ok(!head.includes(f), `${f} is stated by one run only: ${head.join('|')}`);
-    assert.match((await p.locator('section[aria-label="Compared runs"] .one-sided').textContent()) ?? '', /only some of these runs.*: backend, baseModel, data, torch$/);
+    assert.match((await p.locator('section[aria-label="Compared runs"] .one-sided').textContent()) ?? '', /only some of these runs.*: baseModel, data, torch$/);
     // 32 in one process vs 2 ranks × 16: the same global batch, so no batch column ("32 vs 16" lied); the world size differs
     assert.ok(!head.includes('batchSize') && !head.includes('global batch'), head.join('|'));
     const ws = head.indexOf('world size');
@@ -840,6 +845,10 @@ test('a PyTorch run as a user meets it (named scalars, recompositions, a resume,
     await p.screenshot({ path: join(shots, 'pytorch-failed.png'), fullPage: true });
     await p.goto(p.url().replace(/\?run=[^&]*/, '?runs=fixture-pt,fixture-showcase'));
     await p.waitForFunction(() => document.querySelectorAll('section[aria-label="Compared runs"] tbody tr').length === 2, null, { timeout: 15_000 });
+    // FRESH8 F7: the two runs' backends (their hellos') differ and are compared, not listed as one-sided
+    const head = await p.locator('section[aria-label="Compared runs"] thead th').allTextContents();
+    assert.ok(head.includes('backend'), head.join('|'));
+    assert.doesNotMatch((await p.locator('section[aria-label="Compared runs"] .one-sided').textContent()) ?? '', /backend/);
     for (const c of await p.locator('section canvas').all()) { await c.scrollIntoViewIfNeeded(); await p.waitForTimeout(30); }
     await p.screenshot({ path: join(shots, 'pytorch-compare.png'), fullPage: true });
   } finally { await p.close(); }
@@ -1021,5 +1030,33 @@ test('protocol 1.3: an eval under way shows in the header, counting up, until it
     appendFileSync(log, JSON.stringify({ v: 1, type: 'eval', runId: 'fixture-showcase', seq: last.seq + 1, time: Date.now(), step: 80, loss: 0.8, metrics: { accuracy: 0.79 } }) + '\n');
     await p.waitForFunction(() => (document.querySelector('header .evaluating') as HTMLElement | null)?.hidden === true, null, { timeout: 15_000 });
     assert.match((await p.locator('.facts').textContent()) ?? '', /eval acc 79\.0 % at step 80/);
+  } finally { await p.close(); }
+});
+
+/** How many of a canvas' pixels are coloured (a data mark: the axes, grid and labels are grey). */
+const colouredPixels = (p: Page, key: string) => p.locator(`section[data-metric="${key}"] canvas`).evaluate((c: HTMLCanvasElement) => {
+  const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 100 && Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]) > 60) n++;
+  return n;
+});
+
+test('FRESH8 F6: a run that failed at step 2 shows its one training point on every chart (a one-point line is not drawn: a dot is), and says what is true of its empty panels', async () => {
+  const p = await openRun('fixture-onepoint');
+  try {
+    await p.waitForFunction(() => document.querySelector('.badge')?.textContent === 'failed', null, { timeout: 15_000 });
+    for (const key of ['lr', 'examplesPerSec', 'scalar:grad_norm', 'scalar:process/rss_MiB']) {
+      const c = p.locator(`section[data-metric="${key}"] canvas`);
+      await c.scrollIntoViewIfNeeded();
+      await p.waitForFunction((k) => Number(document.querySelector(`section[data-metric="${k}"] canvas`)?.getAttribute('data-draws')) > 0, key);
+      await p.waitForTimeout(50);
+      assert.ok(await colouredPixels(p, key) > 10, `${key}: its one point is drawn`);
+    }
+    // the step boost: no importance snapshot came at all (not "the trainer sent no stepBoost… in the snapshots")
+    const boost = (await p.locator('section[data-metric="boost"]').textContent()) ?? '';
+    assert.match(boost, /No importance snapshot yet/);
+    assert.doesNotMatch(boost, /sent no stepBoost/);
+    assert.match((await p.locator('.preview').textContent()) ?? '', /^This run failed: it will not be recomposed\./);
+    await p.screenshot({ path: join(shots, 'dashboard-onepoint.png'), fullPage: true });
   } finally { await p.close(); }
 });

@@ -342,7 +342,7 @@ export class SeriesChart {
       if (!line.ignoreInRange) for (const p of pts) if (!zoom || (p.x >= zoom.min && p.x <= zoom.max)) (sparse ? keep : inRange).push(p.y);
       datasets.push(line.points
         ? { label: line.label, data: pts, borderColor: line.color, backgroundColor: line.color, pointRadius: 3, showLine: false }
-        : { label: line.label, data: pts, borderColor: line.alpha ? line.color + line.alpha : line.color, backgroundColor: line.alpha ? line.color + line.alpha : line.color, borderWidth: dense ? 1 : line.width ?? 1.5, pointRadius: line.dots ? 2.5 : 0, showLine: !band });
+        : { label: line.label, data: pts, borderColor: line.alpha ? line.color + line.alpha : line.color, backgroundColor: line.alpha ? line.color + line.alpha : line.color, borderWidth: dense ? 1 : line.width ?? 1.5, pointRadius: line.dots ? 2.5 : band ? 0 : isolatedRadii(pts, 2.5), showLine: !band });
     });
     this.hiddenNonPositive = view.logY ? hidden : 0;
     const fit = robustRange(inRange, view.logY, keep);
@@ -436,6 +436,18 @@ export class SeriesChart {
   }
 
   dispose(): void { this.chart.destroy(); }
+}
+
+/**
+ * Point radii for a line drawn without dots: `r` at a point no segment reaches (a one-point series — a run that
+ * failed at step 2 —, or a value between gaps), 0 elsewhere; a plain 0 when there is none. A line of one point is not
+ * drawn at all by a canvas: the series looked empty though it had data (FRESH8 F6).
+ */
+export function isolatedRadii(pts: ArrayLike<{ y: number }>, r: number): number | number[] {
+  const ok = (i: number) => i >= 0 && i < pts.length && Number.isFinite(pts[i].y);
+  let any = false;
+  const radii = Array.from({ length: pts.length }, (_, i) => (ok(i) && !ok(i - 1) && !ok(i + 1) ? ((any = true), r) : 0));
+  return any ? radii : 0;
 }
 
 /** Min-max decimation of the points with x in [lo, hi] (a zoomed view: only what is visible, at full detail). */

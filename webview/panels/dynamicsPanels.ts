@@ -68,7 +68,13 @@ export function boostSpec(store: Store): ChartSpec {
     key: 'boost', title: 'Step boost per slot', yTitle: 'step ÷ layer mean', unit: '×',
     dataKey: (runs) => `${store.historyLayer}|${runs.map((r) => `${r.runId}:${r.resets}:${r.framesVersion}`).join()}`,
     // Compare: the first run's, named (as the heatmap and the recompositions show it); its slots are not comparable.
-    emptyNote: (runs) => `The trainer sent no stepBoost (protocol 1.2, Adam runs) in the importance snapshots${runs.length > 1 ? ` of ${firstComparedRun(runs[0])}` : ''}.`,
+    // Say what is true (FRESH8 F6): a run that sent no importance snapshot at all (it failed at step 2) is not a
+    // trainer that left stepBoost out of its snapshots.
+    emptyNote: (runs) => {
+      const of = runs.length > 1 ? ` of ${firstComparedRun(runs[0])}` : '';
+      return !runs[0]?.frames.length ? `No importance snapshot${of} yet: the step boost comes with them.`
+        : `The trainer sent no stepBoost (protocol 1.2, Adam runs) in the importance snapshots${of}.`;
+    },
     note: (runs) => (runs.length > 1 ? `showing ${firstComparedRun(runs[0])}` : ''),
     lines(r, i) {
       if (i > 0) return [];

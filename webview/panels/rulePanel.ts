@@ -10,6 +10,17 @@ import type { LayerImportance } from '../../src/protocol/messages';
 import { selectionKey, selectSlots } from '../../src/srlora/rule';
 import type { FusionSelect } from '../../src/viewmodel/runModel';
 
+/** Why a run that cannot be steered gets no preview, in words (FRESH8 F6: "The run is failed: nothing will be recomposed."). */
+function notSteerableText(state: string): string {
+  switch (state) {
+    case 'failed': return 'This run failed: it will not be recomposed.';
+    case 'finished': return 'This run has finished: it will not be recomposed again.';
+    case 'stopped': return 'This run was stopped: it will not be recomposed again.';
+    case 'interrupted': return 'This run was interrupted: nothing is recomposed until it is resumed.';
+    default: return `This run is not running (${state}): nothing is recomposed now.`;
+  }
+}
+
 /** What each fusionSelect fuses first, in words (the rule panel's labels and preview). */
 export const SELECT_WORDS: Record<FusionSelect, string> = {
   'least-important': 'least important', 'most-important': 'most important (an ablation)', oldest: 'oldest (an ablation)', random: 'random, seeded (an ablation)',
@@ -190,7 +201,7 @@ export class RulePanel implements Panel {
     const next = schedule?.find((s) => s > r.model.step);
     const young = imp && minSlotAge !== null ? imp.layers.reduce((n, l) => n + l.age.filter((a) => a < minSlotAge).length, 0) : 0;
     text(this.preview, this.store.focus.length > 1 ? ''
-      : noRecompositionText(r.model) ?? (!steerable(r) ? `The run is ${r.model.state}: nothing will be recomposed.`
+      : noRecompositionText(r.model) ?? (!steerable(r) ? notSteerableText(r.model.state)
           : this.draft?.error ? 'No preview: the rule being edited is not valid.'
             : minSlotAge === null ? 'The trainer did not state this run\'s schedule and minimum slot age (hello.srlora, protocol 1.1): no preview.'
               : !imp ? 'Waiting for the first importance snapshot…'
