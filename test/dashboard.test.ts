@@ -1060,3 +1060,34 @@ test('FRESH8 F6: a run that failed at step 2 shows its one training point on eve
     await p.screenshot({ path: join(shots, 'dashboard-onepoint.png'), fullPage: true });
   } finally { await p.close(); }
 });
+
+test('FRESH8 F8: an eval chart\'s x axis ends near its data (no negative steps, not past the end); compare: a run\'s eval legend box differs from its smoothed line\'s; disabled primary buttons look as disabled as the others', async () => {
+  const p = await openRun('fixture-pt');
+  try {
+    await p.waitForFunction(() => /distilbert-spam \(srlora\), 180 points/.test(document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('aria-label') ?? ''), null, { timeout: 15_000 });
+    for (const key of ['eval:accuracy', 'eval:loss']) {
+      const c = p.locator(`section[data-metric="${key}"] canvas`);
+      await c.scrollIntoViewIfNeeded();
+      await p.waitForFunction((k) => Number(document.querySelector(`section[data-metric="${k}"] canvas`)?.getAttribute('data-draws')) > 0, key);
+      const [lo, hi] = ((await c.getAttribute('data-axis')) ?? '').split(',').map(Number);
+      // evals at steps 0..180: a few pixels' room for the dots, not −100 or 400
+      assert.ok(lo > -10 && lo <= 0 && hi >= 180 && hi <= 200, `${key}: the x axis ${lo}..${hi} for evals at 0..180`);
+      const labels = ((await c.getAttribute('data-x-labels')) ?? '').split('|').map(Number);
+      assert.ok(Math.min(...labels) >= 0, `${key}: no negative step labelled: ${labels.join(' ')}`);
+    }
+    // An ended run: Pause (primary) is disabled, and looks it: the colours of the disabled Checkpoint (secondary).
+    const bg = (name: RegExp) => p.getByRole('button', { name }).first().evaluate((e) => { const b = e.shadowRoot?.querySelector('.base') ?? e; return `${(e as HTMLElement & { disabled: boolean }).disabled}:${getComputedStyle(b).backgroundColor}`; });
+    assert.equal(await bg(/^pause the run/i), await bg(/checkpoint/i));
+    await p.goto(p.url().replace(/\?run=[^&]*/, '?runs=fixture-pt,fixture-showcase'));
+    await p.waitForFunction(() => /eval/.test(document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('data-legend-boxes') ?? '') && /smoothed/.test(document.querySelector('section[aria-label="Loss"] canvas')?.getAttribute('data-legend-boxes') ?? ''), null, { timeout: 15_000 });
+    const boxes = new Map(((await p.locator('section[aria-label="Loss"] canvas').getAttribute('data-legend-boxes')) ?? '').split('|').map((b) => b.split('=') as [string, string]));
+    for (const [label, box] of boxes) {
+      if (!label.endsWith(' eval')) continue;
+      const run = label.replace(/ eval$/, '');
+      const smooth = [...boxes].find(([l]) => l.startsWith(`${run} (`) && l.endsWith(' smoothed'))?.[1];
+      assert.ok(smooth, `${label}: its run's smoothed line is in the legend: ${[...boxes.keys()].join(' | ')}`);
+      assert.notEqual(box, smooth, `${label}: its legend box differs from the smoothed line's`);
+    }
+    await p.screenshot({ path: join(shots, 'dashboard-f8-compare.png'), fullPage: true });
+  } finally { await p.close(); }
+});

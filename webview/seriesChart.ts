@@ -52,6 +52,8 @@ export interface Line {
   /** Points or dots that share a dense line's outlier-aware range instead of being always inside it (the loss
    * chart's evals: an eval at step 0, before any training, would otherwise flatten the training curve again). */
   robust?: boolean;
+  /** Points drawn as rings (and a hollow legend box): a run's evals beside its smoothed line of the same colour. */
+  hollow?: boolean;
 }
 
 /** A vertical line at a recomposition; hollow: it fused nothing (a dotted line under a hollow circle). */
@@ -308,9 +310,12 @@ export class SeriesChart {
     // both sides, as its y axis does (a fused pair at step 30 sat left of the first label, 40). A dense line keeps the
     // finer bounds above: its decimation grid should move rarely while points arrive.
     const dotsOnly = view.xAxis === 'step' && lines.length > 0 && lines.every((l) => l.points || l.dots);
-    const xNice = !zoom && dotsOnly && dataMin <= dataMax ? niceAxis({ min: dataMin - padX, max: dataMax + padX }, false, Math.max(2, Math.min(10, Math.floor(plotW / 70)))) : null;
+    // The labelled ticks are fitted to the data, not to the dots' padding: fitted to the padded range, evals at steps
+    // 0..400 got an axis from −200 to 600 (FRESH8 F8); the axis reaches the ticks and the dots' few pixels, no further.
+    const xNice = !zoom && dotsOnly && dataMin <= dataMax ? niceAxis({ min: dataMin, max: dataMax }, false, Math.max(2, Math.min(10, Math.floor(plotW / 70)))) : null;
     this.xTicks = xNice?.ticks ?? [];
-    const axis = zoom ?? xNice ?? (dataMin <= dataMax ? niceBounds(dataMin - padX, dataMax + padX) : null);
+    const axis = zoom ?? (xNice ? { min: Math.min(xNice.min, dataMin - padX), max: Math.max(xNice.max, dataMax + padX) } : null)
+      ?? (dataMin <= dataMax ? niceBounds(dataMin - padX, dataMax + padX) : null);
     const datasets: ChartDataset<'line', Point[]>[] = [];
     const bands: Band[] = [];
     const inRange: number[] = [];
@@ -341,7 +346,7 @@ export class SeriesChart {
       const sparse = (line.points || line.dots) && !line.robust;
       if (!line.ignoreInRange) for (const p of pts) if (!zoom || (p.x >= zoom.min && p.x <= zoom.max)) (sparse ? keep : inRange).push(p.y);
       datasets.push(line.points
-        ? { label: line.label, data: pts, borderColor: line.color, backgroundColor: line.color, pointRadius: 3, showLine: false }
+        ? { label: line.label, data: pts, borderColor: line.color, backgroundColor: line.hollow ? 'transparent' : line.color, borderWidth: line.hollow ? 2 : 1, pointRadius: 3, showLine: false }
         : { label: line.label, data: pts, borderColor: line.alpha ? line.color + line.alpha : line.color, backgroundColor: line.alpha ? line.color + line.alpha : line.color, borderWidth: dense ? 1 : line.width ?? 1.5, pointRadius: line.dots ? 2.5 : band ? 0 : isolatedRadii(pts, 2.5), showLine: !band });
     });
     this.hiddenNonPositive = view.logY ? hidden : 0;
@@ -395,6 +400,8 @@ export class SeriesChart {
     const legend = datasets.length > 1 || this.legendAlways;
     o.plugins!.legend!.display = legend;
     this.canvas.dataset.legend = legend ? '1' : '0';
+    // Each legend entry's box, for tests: label, fill and stroke.
+    this.canvas.dataset.legendBoxes = datasets.map((d) => `${d.label}=${String(d.backgroundColor)}/${String(d.borderColor)}`).join('|');
     this.chart.update('none');
     // How many lines are joined (not dots only), for tests; what the y axis is labelled: labelsPlugin.
     this.canvas.dataset.joined = String(lines.filter((l) => !l.points && l.y.length > 1).length);

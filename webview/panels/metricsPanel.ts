@@ -36,7 +36,8 @@ export const lossSpec: ChartSpec = {
     const ev = r.evalTracks.get('loss');
     // robust: the evals share the training loss's outlier-aware range (the step-0 eval, before training, must not
     // set the axis); the Eval loss panel shows every one of them
-    out.push(...trackLine(r, i, compare, 'eval-loss', compare ? 'eval' : 'eval', ev, true).map((l) => ({ ...l, color: compare ? color : cssVar('--vscode-charts-green', '#89d185'), robust: true })));
+    out.push(...trackLine(r, i, compare, 'eval-loss', compare ? 'eval' : 'eval', ev, true).map((l) => ({ ...l, color: compare ? color : cssVar('--vscode-charts-green', '#89d185'), robust: true, hollow: compare })));
+    // compare: the evals are rings, so their legend box (hollow) differs from the smoothed line's (filled) of the same colour (FRESH8 F8)
     return out;
   },
 };
