@@ -101,3 +101,31 @@ test('a folder left by an older supervisor (only its "interrupted" record, no he
     assert.equal(r.stderr.trim().split('\n').at(-1)?.replace(/^srlora: /, ''), said, `${args.join(' ')}: ${r.stderr}`);
   }
 });
+
+test('Ctrl+C of serve while it starts a run (the folder just made, the trainer being spawned): serve ends it; no trainer outlives serve, no folder nothing can use', async () => {
+  // Before (fresh8 F1, F2): serve took Ctrl+C only once the run had started, so a Ctrl+C in between ended serve on
+  // the default SIGINT: the detached trainer trained on unseen, its run without an owner (a second trainer could then
+  // resume it into the same log), or a folder holding only owner.json was left.
+  const base = tempDir();
+  const runsDir = join(base, 'runs');
+  const config = join(base, 'run.srlora.json');
+  writeFileSync(config, JSON.stringify({ model: { kind: 'mlp' }, steps: 100000, checkpointEvery: 5, evalEvery: 100000 }));
+  const p = spawn(process.execPath, [cli, 'serve', '--runs-dir', runsDir, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  after(() => { if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); });
+  let out = '';
+  p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  p.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+  const ended = new Promise<[number | null, NodeJS.Signals | null]>((r) => p.once('close', (c, s) => r([c, s])));
+  assert.ok(await until(() => existsSync(runsDir) && readdirSync(runsDir).length > 0, 60_000, 2), out); // the folder, made as the start begins
+  p.kill('SIGINT');
+  const [code, signal] = await ended;
+  assert.deepEqual({ code, signal }, { code: 0, signal: null }, out);
+  await until(() => spawnSync('pgrep', ['-f', base], { encoding: 'utf8' }).stdout.trim() === '', 5000, 100);
+  const left = spawnSync('pgrep', ['-af', base], { encoding: 'utf8' }).stdout.trim(); // the trainer's command names the config in base
+  assert.equal(left, '', `a process of this run outlived serve:\n${left}\n${out}`);
+  for (const name of readdirSync(runsDir)) { // none, or one every path can read: its trainer's hello and a final state
+    const log = logOf(join(runsDir, name));
+    assert.equal(log[0]?.type, 'hello', `${name}: ${readdirSync(join(runsDir, name)).join(' ')}\n${out}`);
+    assert.equal(log.filter((m): m is State => m.type === 'state').at(-1)?.state, 'interrupted', out);
+  }
+});

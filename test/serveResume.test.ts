@@ -92,7 +92,7 @@ test('srlora serve --resume refuses, saying why: an unknown id (named), a run of
   writeFileSync(join(runDir, 'config.json'), JSON.stringify({ steps: 10 }));
   const base = { v: 1, runId: '20261130-000000-srlora-abcd', time: 1_790_000_000_000 };
   writeFileSync(join(runDir, 'events.jsonl'),
-    line({ ...base, seq: 1, type: 'hello', protocol: { major: 1, minor: 1 }, method: 'srlora', backend: { name: 'pytorch', device: 'cpu' }, totalSteps: 10, config: {}, layers: [] })
+    line({ ...base, seq: 1, type: 'hello', protocol: { major: 1, minor: 1 }, method: 'srlora', backend: { name: 'pytorch', device: 'cpu' }, totalSteps: 10, config: {}, layers: [], launch: { python } })
     + line({ ...base, seq: 2, type: 'state', state: 'stopped', step: 4 }));
   // Without --trainer, serve continues it with the trainer that wrote it (fresh6 fixsup.2; before: refused, "add
   // --trainer pytorch"): here it gets as far as the PyTorch trainer's Python, and refuses only for the missing checkpoint.
@@ -106,7 +106,9 @@ test('srlora serve --resume refuses, saying why: an unknown id (named), a run of
   const trainSays = spawnSync(process.execPath, [cli, 'train', '--resume', runDir], { encoding: 'utf8' }).stderr.trim();
   assert.match(trainSays, /is a run of the PyTorch trainer/);
   assert.ok(wrong.out().includes(trainSays), `serve: ${wrong.out()}\ntrain: ${trainSays}`);
-  assert.match(wrong.out(), /without --trainer builtin/);
+  // …and serve's own line, which runs as printed: with the Python the run recorded (fresh8 F4: serve's default python3
+  // may lack torch; before, the hint was "serve --resume DIR, without --trainer builtin").
+  assert.ok(wrong.out().includes(`(or here: ${process.execPath} ${cli} serve --resume ${runDir} --python ${python})`), wrong.out());
   // A stopped run of the built-in trainer, asked of the PyTorch one: the PyTorch trainer's own words.
   const builtinDir = join(runsDir, '20261130-000000-srlora-efgh');
   mkdirSync(builtinDir);

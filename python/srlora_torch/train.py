@@ -116,7 +116,14 @@ def _cuda_absent() -> str:
     return f"this machine has no CUDA GPU that PyTorch {torch.__version__} can use (no NVIDIA driver or GPU)"
 
 
-def compile_problem(mode: str, kind: str, source: str = "config") -> Optional[str]:
+def _field(key: str, value, source: str, typed: Optional[Dict[str, str]]) -> str:
+    """A config field as the user gave it: the flag typed (`--compile max`) when a flag set it, else the file's
+    `FILE: compile "max"`."""
+    flag = (typed or {}).get(f"/{key}")
+    return f"{flag} {value if isinstance(value, str) else json.dumps(value)}" if flag else f"{source}: {key} {json.dumps(value)}"
+
+
+def compile_problem(mode: str, kind: str, source: str = "config", typed: Optional[Dict[str, str]] = None) -> Optional[str]:
     """Why config `compile` (`mode`) cannot build on a `kind` ("cuda", "cpu", "mps") device here, or None: a compiled
     step (compiled.resolve_mode: "max" anywhere, "auto" on CUDA) with torch.compile's default backend, Inductor, writes
     and builds kernels — C++ through a compiler on the CPU (CXX, else g++ / clang++ on macOS, looked up on PATH as
@@ -127,7 +134,7 @@ def compile_problem(mode: str, kind: str, source: str = "config") -> Optional[st
         return None
     if (os.environ.get("SRLORA_COMPILE_BACKEND") or "inductor") != "inductor":
         return None
-    field = f"{source}: compile {json.dumps(mode)}"
+    field = _field("compile", mode, source, typed)
     if kind == "cpu":
         cxx = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
         if shutil.which(cxx) is None:
@@ -141,15 +148,15 @@ def compile_problem(mode: str, kind: str, source: str = "config") -> Optional[st
     return None
 
 
-def machine_problem(cfg: dict, source: str = "config", device_flag: bool = False) -> Optional[str]:
+def machine_problem(cfg: dict, source: str = "config", typed: Optional[Dict[str, str]] = None) -> Optional[str]:
     """Why this config cannot run on this machine, or None: the config values that only the machine can judge — a
     `device` that is not here (cuda without a usable GPU, cuda:N past the GPU count, mps off macOS or unavailable) and
     `bf16` on a device without bfloat16 (a GPU before compute capability 8.0), a `compile` that torch.compile cannot
-    build here (compile_problem). One line naming the field (`--device`
-    when the device came from that flag, else `source`'s `device`) and what this machine has. train.py asks it before
+    build here (compile_problem). One line naming the field as the user gave it (the flag typed, `typed`: JSON pointer
+    -> flag, e.g. `--device cuda`; else `source`'s field) and what this machine has. train.py asks it before
     it creates a run folder, for --check too (what srlora serve asks before it starts anything)."""
     name = cfg["device"]
-    field = f"--device {name}" if device_flag else f"{source}: device {json.dumps(name)}"
+    field = _field("device", name, source, typed)
     cuda_index = int(name.split(":", 1)[1]) if name.startswith("cuda:") else 0
     if name in ("auto", "cpu"):
         pass
@@ -167,11 +174,11 @@ def machine_problem(cfg: dict, source: str = "config", device_flag: bool = False
             why = "built without MPS" if not torch.backends.mps.is_built() else "cannot use MPS on this Mac (macOS 12.3 or later and an Apple GPU needed)"
             return f"{field}: this PyTorch ({torch.__version__}) {why} (use \"cpu\" or \"auto\")"
     kind = "cuda" if name.startswith("cuda") or (name == "auto" and torch.cuda.is_available()) else name if name == "mps" else "cpu"
-    problem = compile_problem(cfg.get("compile", "auto"), kind, source)
+    problem = compile_problem(cfg.get("compile", "auto"), kind, source, typed)
     if problem:
         return problem
     if cfg.get("bf16"):
-        where = f"{source}: bf16 true"
+        where = _field("bf16", True, source, typed)
         if kind == "cuda":
             # the run's GPU (is_bf16_supported asks about the current one, another GPU of a mixed machine)
             major, minor = torch.cuda.get_device_capability(cuda_index)
@@ -623,7 +630,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
             raise SystemExit(f"run {os.path.abspath(run_dir)} was trained on {had} process{'es' if had > 1 else ''}; this resume has {world}: "
                              f"the global batch would change. Continue it on {had}: {continue_command(run_dir, had, launch_facts())}")
         cfg = load_config(cfg_file, {}, a.flagged, a.typed)
-        problem = machine_problem(cfg, cfg_file, "/device" in a.typed) or data_parallel_problem(cfg, world, cfg_file, _local_world(world))
+        problem = machine_problem(cfg, cfg_file, a.typed) or data_parallel_problem(cfg, world, cfg_file, _local_world(world))
         if problem:
             raise SystemExit(problem)
         done = facts.finished_at
@@ -637,7 +644,7 @@ def _main(a: argparse.Namespace, rank: int, world: int, local_rank: int, resumin
     else:
         cfg = load_config(a.config, {}, a.flagged, a.typed)
         n = a.world_size or world
-        problem = (machine_problem(cfg, a.config or "config", "/device" in a.typed)
+        problem = (machine_problem(cfg, a.config or "config", a.typed)
                    or data_parallel_problem(cfg, n, a.config or "config", n if a.world_size else _local_world(world)))
         if problem:  # before any run folder is made: nothing is left behind
             raise SystemExit(problem)

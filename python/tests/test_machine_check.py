@@ -169,3 +169,23 @@ def test_compile_on_a_gpu_without_triton_is_refused_for_max_and_auto(tmp_path, m
     assert train.machine_problem({"device": "cuda", "compile": "off"}, "c.json") is None
     monkeypatch.setattr(triton, "has_triton", lambda: True)
     assert train.machine_problem({"device": "cuda", "compile": "max"}, "c.json") is None
+
+
+def test_a_machine_refusal_names_the_flag_that_gave_the_value(tmp_path, monkeypatch, capsys):
+    """fresh8 F9: `--compile max` on a machine without a C++ compiler was blamed on the config file
+    (`c.json: compile "max": …`); only --device was told from its flag. Every field the machine judges (device,
+    compile, bf16) names what the user typed."""
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"steps": 2, "device": "cpu"}))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no g++ here
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.delenv("SRLORA_COMPILE_BACKEND", raising=False)
+    with pytest.raises(SystemExit) as e:
+        train.main(["--config", str(cfg), "--compile", "max", "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+    line = str(e.value.code)
+    assert line.startswith("--compile max: torch.compile builds its CPU kernels with a C++ compiler"), line
+    assert not (tmp_path / "runs").exists()
+    cfg.write_text(json.dumps({"steps": 2, "device": "cpu", "compile": "max"}))
+    with pytest.raises(SystemExit) as e:
+        train.main(["--config", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert str(e.value.code).startswith(f'{cfg}: compile "max": torch.compile builds'), e.value.code

@@ -11,6 +11,7 @@
  * that fails exits non-zero.
  */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Hub } from '../hub/hub';
@@ -24,6 +25,8 @@ import { cliLaunch, cliOr } from './launch';
 import { DEFAULT_RUNS_DIR } from './usage';
 import { interpreterPath, probePython, pythonEnv, pythonPackageDir, pytorchCommand, pytorchResumeCommand, resumeRanks } from '../supervisor/pythonTrainer';
 import { EVENTS_FILE } from '../runfolder/runFiles';
+import { latestCompleteCheckpoint } from '../runfolder/checkpoints';
+import { isResumable, type RunModel } from '../viewmodel/runModel';
 import { neverStartedMessage, resolveRunArg, runTrainerOf, type RunTarget } from './runTarget';
 
 export async function serveCommand(argv: string[]): Promise<number> {
@@ -81,8 +84,35 @@ export async function serveCommand(argv: string[]): Promise<number> {
     runsDir, hub, cliPath: process.argv[1], nodePath: process.execPath, assetsDir: root, by: 'srlora serve',
     pythonPackageDir: pythonPackageDir(root),
   });
+  // Ctrl+C is ours from here, before any trainer is spawned: a trainer is started detached (its own process group, so
+  // a terminal's Ctrl+C does not reach it), and serve ending on the default SIGINT while starting it left that trainer
+  // training unseen, its run without an owner (fresh8 F1, F2). A stop during the start waits for the start, then ends
+  // what it started as any stop does. The trainers get the signal serve got, so their records say what the user did.
+  let starting: Promise<unknown> = Promise.resolve();
+  let stopping = false;
+  let stoppedDone!: () => void;
+  const stopped = new Promise<void>((done) => { stoppedDone = done; });
+  const stop = (sig: 'SIGINT' | 'SIGTERM') => {
+    if (stopping) process.exit(130); // the second: leave now; detached trainers finish their checkpoints on their own
+    stopping = true;
+    const what = sig === 'SIGINT' ? 'srlora serve was stopped (Ctrl+C, SIGINT)' : 'srlora serve was terminated (SIGTERM)';
+    void starting.catch(() => undefined).then(() => {
+      const live = [...runs.runs.values()].filter((r) => r.owned && r.handle?.alive);
+      process.stdout.write(live.length ? `\nstopping: ${live.length === 1 ? 'the trainer checkpoints' : `${live.length} trainers checkpoint`} first (up to ${STOP_GRACE_MS / 1000} s; Ctrl+C again to leave ${live.length === 1 ? 'it' : 'them'} finishing on ${live.length === 1 ? 'its' : 'their'} own)\n` : '\nstopping…\n');
+      return runs.dispose('stop', what, sig).then(() => {
+        for (const r of live) {
+          if (!existsSync(r.dir)) continue; // never started: removed, nothing to continue
+          const resumable = isResumable(r.model.state) && latestCompleteCheckpoint(r.dir, { hashes: false }).dir !== null;
+          process.stdout.write(`run ${r.runId}: ${r.model.state} at step ${r.model.step}${resumable ? `; continue: ${serveResumeCommand(resolve(r.dir), r.model)}` : ''}\n`);
+        }
+      });
+    }).then(() => hub.close()).then(stoppedDone);
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
   runs.on('log', (level, text) => { if (level !== 'info' || !text.startsWith('[')) process.stderr.write(`${level === 'info' ? '' : `${level}: `}${text}\n`); });
-  hub.on('rejected', (where, error) => process.stderr.write(`hub: rejected ${where}: ${error}\n`));
+  // A run closed on the hub (its folder removed, deleted) is said once, by the supervisor's log line above.
+  hub.on('rejected', (where, error) => { if (!error.startsWith('removed: ')) process.stderr.write(`hub: rejected ${where}: ${error}\n`); });
   try {
     runs.scan();
   } catch (e) {
@@ -94,8 +124,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (probe?.ok) process.stdout.write(`PyTorch trainer: ${probe.label}, torch ${probe.torch} (${pythonPath})\n`);
   if (resume) {
     // A refusal (unknown run, wrong trainer, running elsewhere, no checkpoint) exits non-zero, not half up.
-    const run = await continueRun(runs, resume, values.trainer !== undefined, pytorch ? { python: pythonPath, gpus: probe?.ok ? probe.gpus : 0 } : null)
-      .catch(async (e: unknown) => { await runs.dispose('stop'); await hub.close(); throw e; });
+    const run = await (starting = continueRun(runs, resume, pytorch ? { python: pythonPath, gpus: probe?.ok ? probe.gpus : 0 } : null)
+      .catch(async (e: unknown) => { await runs.dispose('stop'); await hub.close(); throw e; }));
     started = run.runId;
   }
   if (values.demo || values.config) {
@@ -106,31 +136,16 @@ export async function serveCommand(argv: string[]): Promise<number> {
       if (!probe?.ok) throw new Error('unreachable: the Python was probed above');
       trainerCommand = `${pytorchCommand(python, gpus, values.config !== undefined)}${values.steps ? ` --steps ${values.steps}` : ''}`;
     }
-    const run = await runs.start({
+    const run = await (starting = runs.start({
       configFile: values.config ? resolve(values.config) : null, overrides: values.config ? overrides : { method: 'srlora', ...overrides },
       ...(trainerCommand ? { trainerCommand } : {}),
     })
-      .catch(async (e: unknown) => { await runs.dispose('stop'); await hub.close(); throw e; }); // exits non-zero, not half up
+      .catch(async (e: unknown) => { await runs.dispose('stop'); await hub.close(); throw e; })); // exits non-zero, not half up
     started = run.runId;
     process.stdout.write(`started run ${run.runId} in ${run.dir}\n`);
   }
   const url = `${origin}/?token=${hub.viewerToken}${started ? `&run=${encodeURIComponent(started)}` : ''}`;
-  // Handlers first, then the URL: whoever reads the URL may press Ctrl+C at once.
-  const stopped = new Promise<void>((done) => {
-    let stopping = false;
-    // The runs' trainers get the signal serve got (Ctrl+C is SIGINT), so their records say what the user did.
-    const stop = (sig: 'SIGINT' | 'SIGTERM') => {
-      if (stopping) { process.exit(130); }
-      stopping = true;
-      const live = [...runs.runs.values()].filter((r) => r.owned && r.handle?.alive).length;
-      process.stdout.write(live ? `\nstopping: ${live === 1 ? 'the trainer checkpoints' : `${live} trainers checkpoint`} first (up to ${STOP_GRACE_MS / 1000} s; Ctrl+C again to leave ${live === 1 ? 'it' : 'them'} finishing on ${live === 1 ? 'its' : 'their'} own)\n` : '\nstopping…\n');
-      const what = sig === 'SIGINT' ? 'srlora serve was stopped (Ctrl+C, SIGINT)' : 'srlora serve was terminated (SIGTERM)';
-      void runs.dispose('stop', what, sig).then(() => hub.close()).then(done);
-    };
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
-  });
-  process.stdout.write(`\nSRLoRA dashboard: ${url}\n(${runs.runs.size} run${runs.runs.size === 1 ? '' : 's'} in ${runs.runsDir}; Ctrl+C stops)\n`);
+  if (!stopping) process.stdout.write(`\nSRLoRA dashboard: ${url}\n(${runs.runs.size} run${runs.runs.size === 1 ? '' : 's'} in ${runs.runsDir}; Ctrl+C stops serve, its trainers checkpoint first)\n`);
   await stopped;
   return 0;
 }
@@ -138,7 +153,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
 /** Continues the run `--resume` named under this serve's supervision, after saying what is wrong when it cannot: an
  * unknown id, a run of the other trainer (in `train --resume`'s words), a run that is running (and who runs it), a run
  * with nothing to continue from. `pytorch`: the Python (and its GPUs) that runs a PyTorch run. */
-async function continueRun(runs: RunManager, target: RunTarget, trainerFlag: boolean, pytorch: { python: string; gpus: number } | null) {
+async function continueRun(runs: RunManager, target: RunTarget, pytorch: { python: string; gpus: number } | null) {
   const run = [...runs.runs.values()].find((r) => (target.dir ? resolve(r.dir) === target.dir : r.runId === target.id || basename(r.dir) === target.id));
   if (!run) {
     throw new Error(target.dir ? `--resume: ${target.dir} has no ${EVENTS_FILE}: it never started, there is nothing to continue`
@@ -148,8 +163,8 @@ async function continueRun(runs: RunManager, target: RunTarget, trainerFlag: boo
   const name = resolve(run.dir);
   const isPytorch = run.model.pytorch;
   // Only an explicit --trainer can disagree with the run (serve picks the run's own otherwise).
-  if (isPytorch && !pytorch) throw new Error(`${pytorchRunMessage(name, run.model.worldSize, run.model.launch)} (or here: ${srloraCommand(cliLaunch(), 'serve')} --resume ${shellWord(name)}${trainerFlag ? ', without --trainer builtin' : ''})`);
-  if (!isPytorch && pytorch) throw new Error(`${name} is a run of the built-in trainer (srlora train): continue it with ${continueCommand(name, false, 1, cliOr(run.model.launch))} (or here: ${srloraCommand(cliLaunch(), 'serve')} --resume ${shellWord(name)}${trainerFlag ? ', without --trainer pytorch' : ''})`);
+  if (isPytorch && !pytorch) throw new Error(`${pytorchRunMessage(name, run.model.worldSize, run.model.launch)} (or here: ${serveResumeCommand(name, run.model)})`);
+  if (!isPytorch && pytorch) throw new Error(`${name} is a run of the built-in trainer (srlora train): continue it with ${continueCommand(name, false, 1, cliOr(run.model.launch))} (or here: ${serveResumeCommand(name, run.model)})`);
   if (run.handle?.alive && run.owned) {
     // Its owner was gone and this serve took it over while listing it: it is ours to steer already.
     process.stdout.write(`run ${run.runId} is ${run.model.state}: its supervisor was gone, this serve took it over (trainer pid ${run.handle.pid})\n`);
@@ -173,4 +188,11 @@ function checkPytorchConfig(python: string, packageDir: string, file: string, st
       fail(new Error(stderr.trim().split('\n').at(-1)?.slice(0, 2000) || `the PyTorch trainer refused ${file}: ${err.message}`));
     });
   });
+}
+
+/** `serve --resume DIR` as a line that runs: a PyTorch run names the Python that ran it (its hello.launch), which
+ * serve's own default (python3) may not be (fresh8 F4: the hint failed with "missing torch"). */
+function serveResumeCommand(dir: string, model: RunModel): string {
+  const python = model.pytorch && model.launch && 'python' in model.launch ? model.launch.python : undefined;
+  return `${srloraCommand(cliLaunch(), 'serve')} --resume ${shellWord(dir)}${python ? ` --python ${shellWord(python)}` : ''}`;
 }
