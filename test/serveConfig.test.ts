@@ -21,7 +21,7 @@ function serve(args: string[]): { p: ChildProcess; out: () => string; code: Prom
   p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   p.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
   return { p, out: () => out, // Before the fix serve kept serving: give up after a while (and fail) rather than hang.
-  code: new Promise((r) => { p.once('exit', (c) => r(c)); setTimeout(() => { p.kill('SIGKILL'); r(-999); }, 30_000).unref(); }) };
+  code: new Promise((r) => { p.once('exit', (c) => r(c)); setTimeout(() => { p.kill('SIGKILL'); r(-999); }, 180_000).unref(); }) }; // loaded CI: two Pythons import torch
 }
 
 const BAD: Record<string, object> = {
