@@ -111,8 +111,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   runs.on('log', (level, text) => { if (level !== 'info' || !text.startsWith('[')) process.stderr.write(`${level === 'info' ? '' : `${level}: `}${text}\n`); });
-  // A run closed on the hub (its folder removed, deleted) is said once, by the supervisor's log line above.
-  hub.on('rejected', (where, error) => { if (!error.startsWith('removed: ')) process.stderr.write(`hub: rejected ${where}: ${error}\n`); });
+  // A run closed on the hub (its folder removed or deleted) is news, not a rejection (fresh8: "rejected … removed").
+  hub.on('rejected', (where, error) => process.stderr.write(`hub: ${error.startsWith('removed: ') ? '' : 'rejected '}${where}: ${error}\n`));
   try {
     runs.scan();
   } catch (e) {
