@@ -12,17 +12,15 @@ import { WebSocket } from 'ws';
 import { Hub } from '../src/hub/hub';
 import { RunManager } from '../src/supervisor/runManager';
 import { HUB_DISCOVERY_FILE, PID_FILE } from '../src/runfolder/runFiles';
-import { readJsonl } from '../src/runfolder/eventLog';
 import { Store } from '../webview/store';
 import type { Host, PageState } from '../webview/host';
-import type { HubToViewer, RunSummary, TrainerMessage } from '../src/protocol/messages';
+import type { HubToViewer, RunSummary } from '../src/protocol/messages';
 import { tempDir, until } from './helpers/tmp';
+import { lastState, logOf } from './helpers/runLog';
 
 const root = join(import.meta.dirname, '..');
 const cli = join(root, 'dist/cli.js');
 const line = (m: object) => JSON.stringify(m) + '\n';
-const logOf = (dir: string) => readJsonl<TrainerMessage>(join(dir, 'events.jsonl')).events;
-const lastState = (dir: string) => logOf(dir).filter((m) => m.type === 'state').at(-1) as Extract<TrainerMessage, { type: 'state' }> | undefined;
 const fastConfig = (dir: string, steps = 100_000) => {
   const file = join(dir, `quick-${steps}.srlora.json`);
   writeFileSync(file, JSON.stringify({ model: { kind: 'mlp' }, steps, evalEvery: 1000, checkpointEvery: 0, importanceEvery: 5 }));

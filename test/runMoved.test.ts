@@ -12,16 +12,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { WebSocket } from 'ws';
-import { readJsonl } from '../src/runfolder/eventLog';
 import { runIdOf } from '../src/runfolder/runId';
 import { applyMessage, emptyRun, type RunModel } from '../src/viewmodel/runModel';
-import type { HubToViewer, RunSummary, State, TrainerMessage } from '../src/protocol/messages';
+import type { HubToViewer, RunSummary, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until } from './helpers/tmp';
+import { lastState, logOf } from './helpers/runLog';
 
 const cli = join(import.meta.dirname, '../dist/cli.js');
 const python = process.env.SRLORA_TEST_PYTHON ?? resolve('.venv/bin/python');
-const logOf = (dir: string) => readJsonl<TrainerMessage>(join(dir, 'events.jsonl')).events;
-const lastState = (dir: string) => logOf(dir).filter((m): m is State => m.type === 'state').at(-1);
 
 function proc(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): { p: ChildProcess; out: () => string; code: Promise<number | null> } {
   const p = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env });

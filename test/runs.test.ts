@@ -18,6 +18,7 @@ import { PidHandle } from '../src/supervisor/trainerProcess';
 import { appendSupervisorState, exitRecord, judgeEnding } from '../src/supervisor/supervisorRecord';
 import type { Ack, State, TrainerMessage } from '../src/protocol/messages';
 import { tempDir, until, sleep } from './helpers/tmp';
+import { lastState, logOf } from './helpers/runLog';
 import { assertSameState } from './helpers/views';
 
 const cli = join(import.meta.dirname, '../dist/cli.js');
@@ -52,8 +53,6 @@ async function setup(runsDir = join(tempDir(), 'runs')) {
   return { hub, runs, ui, handlers, runsDir, setActive: (id?: string) => { active = id; } };
 }
 
-const logOf = (dir: string) => readJsonl<TrainerMessage>(join(dir, 'events.jsonl')).events;
-const lastState = (dir: string) => logOf(dir).filter((m): m is State => m.type === 'state').at(-1);
 const mode = (file: string) => statSync(file).mode & 0o777;
 
 function sleeper(): ChildProcess {

@@ -10,11 +10,10 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { readJsonl } from '../src/runfolder/eventLog';
 import { latestCompleteCheckpoint } from '../src/runfolder/checkpoints';
-import type { State, TrainerMessage } from '../src/protocol/messages';
 import { runTrainerOf } from '../src/cli/runTarget';
 import { tempDir, until } from './helpers/tmp';
+import { lastState, logOf } from './helpers/runLog';
 
 const cli = join(import.meta.dirname, '../dist/cli.js');
 const realPython = process.env.SRLORA_TEST_PYTHON ?? resolve('.venv/bin/python');
@@ -41,8 +40,6 @@ async function ctrlCAt(where: 'import' | 'load' | 'checkpoint' | 'stop'): Promis
   return { runsDir, out, code: exit };
 }
 
-const logOf = (dir: string) => readJsonl<TrainerMessage>(join(dir, 'events.jsonl')).events;
-
 for (const where of ['import', 'load'] as const) {
   test(`Ctrl+C of serve while the PyTorch trainer is at ${where}: nothing was trained, the new run's folder is removed`, async () => {
     // Before: a folder with only a supervisor "interrupted" line (listed resumable; serve --resume called it a
@@ -56,9 +53,8 @@ for (const where of ['import', 'load'] as const) {
 test('Ctrl+C of serve while the PyTorch trainer writes its first checkpoint: interrupted, a PyTorch run, resumable from a complete checkpoint', async () => {
   const { runsDir, out, code } = await ctrlCAt('checkpoint');
   assert.equal(code, 0, out);
-  const [name] = readdirSync(runsDir);
-  const dir = join(runsDir, name!);
-  const last = logOf(dir).filter((m): m is State => m.type === 'state').at(-1);
+  const dir = join(runsDir, readdirSync(runsDir)[0]!);
+  const last = lastState(dir);
   assert.equal(last?.state, 'interrupted', out);
   assert.equal(last?.origin, undefined, `the trainer wrote its own end: ${JSON.stringify(last)}\n${out}`);
   assert.equal(runTrainerOf(dir), 'pytorch');
@@ -72,9 +68,8 @@ test('Ctrl+C of serve while a big model trains: its stop checkpoint may take lon
   // SIGKILL" and every step since the last periodic checkpoint lost.
   const { runsDir, out, code } = await ctrlCAt('stop');
   assert.equal(code, 0, out);
-  const [name] = readdirSync(runsDir);
-  const dir = join(runsDir, name!);
-  const last = logOf(dir).filter((m): m is State => m.type === 'state').at(-1);
+  const dir = join(runsDir, readdirSync(runsDir)[0]!);
+  const last = lastState(dir);
   assert.deepEqual({ state: last?.state, origin: last?.origin }, { state: 'interrupted', origin: undefined }, `${JSON.stringify(last)}\n${out}`);
   assert.equal(latestCompleteCheckpoint(dir).step, last?.step, 'checkpointed at the step it stopped');
   assert.match(out, /stopping: the trainer checkpoints first \(up to 30 s; Ctrl\+C again to leave it finishing on its own\)/);
@@ -126,6 +121,6 @@ test('Ctrl+C of serve while it starts a run (the folder just made, the trainer b
   for (const name of readdirSync(runsDir)) { // none, or one every path can read: its trainer's hello and a final state
     const log = logOf(join(runsDir, name));
     assert.equal(log[0]?.type, 'hello', `${name}: ${readdirSync(join(runsDir, name)).join(' ')}\n${out}`);
-    assert.equal(log.filter((m): m is State => m.type === 'state').at(-1)?.state, 'interrupted', out);
+    assert.equal(lastState(join(runsDir, name))?.state, 'interrupted', out);
   }
 });

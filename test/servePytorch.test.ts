@@ -6,9 +6,9 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
-import { readJsonl } from '../src/runfolder/eventLog';
-import type { Hello, State, TrainerMessage } from '../src/protocol/messages';
+import type { Hello, State } from '../src/protocol/messages';
 import { tempDir, until } from './helpers/tmp';
+import { logOf } from './helpers/runLog';
 
 const cli = join(import.meta.dirname, '../dist/cli.js');
 const python = process.env.SRLORA_TEST_PYTHON ?? resolve('.venv/bin/python');
@@ -24,8 +24,6 @@ function serve(args: string[]): { p: ChildProcess; out: () => string; code: Prom
   p.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
   return { p, out: () => out, code: new Promise((r) => p.once('exit', (c) => r(c))) };
 }
-
-const logOf = (dir: string) => readJsonl<TrainerMessage>(join(dir, 'events.jsonl')).events;
 
 test('srlora serve --demo --trainer pytorch starts a PyTorch run (its hello says pytorch) that streams, and Ctrl+C interrupts it', async () => {
   // Before: serve could start only the built-in trainer ("serve: unknown option '--trainer'").

@@ -11,18 +11,16 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { WebSocket } from 'ws';
-import { readJsonl } from '../src/runfolder/eventLog';
 import { Hub } from '../src/hub/hub';
 import { RunManager } from '../src/supervisor/runManager';
 import { CommandHandlers, type Ui } from '../src/supervisor/commandHandlers';
-import type { HubToViewer, RunSummary, State, TrainerMessage } from '../src/protocol/messages';
+import type { HubToViewer, RunSummary } from '../src/protocol/messages';
 import { tempDir, until } from './helpers/tmp';
+import { lastState, logOf } from './helpers/runLog';
 
 const cli = join(import.meta.dirname, '../dist/cli.js');
 const python = process.env.SRLORA_TEST_PYTHON ?? resolve('.venv/bin/python');
 const line = (m: object) => JSON.stringify(m) + '\n';
-const logOf = (dir: string) => readJsonl<TrainerMessage>(join(dir, 'events.jsonl')).events;
-const lastState = (dir: string) => logOf(dir).filter((m): m is State => m.type === 'state').at(-1);
 
 function cliProcess(args: string[]): { p: ChildProcess; out: () => string; code: Promise<number | null> } {
   const p = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
