@@ -10,7 +10,6 @@ trainer's `digits` and `tabular`.
 from __future__ import annotations
 
 import argparse
-import difflib
 import itertools
 import json
 import os
@@ -416,11 +415,11 @@ def train_loop(cfg: dict, run: SimpleNamespace, step_fn: Optional[CompiledStep],
             break
 
 
-def never_started_message(run_dir: str, facts: Optional[LogFacts] = None) -> Optional[str]:
+def never_started_message(run_dir: str, facts: LogFacts) -> Optional[str]:
     """Why a run folder cannot be continued because its run never started — its events.jsonl holds no hello (a trainer
     stopped while it still loaded, by an older supervisor that left the folder) — or None. Every continue path says
-    this in these words (src/cli/runTarget.ts neverStartedMessage). facts: its log's, when already read."""
-    if not os.path.isfile(os.path.join(run_dir, "events.jsonl")) or (facts or read_facts(run_dir)).hello is not None:
+    this in these words (src/cli/runTarget.ts neverStartedMessage). facts: its log's (read_facts)."""
+    if not os.path.isfile(os.path.join(run_dir, "events.jsonl")) or facts.hello is not None:
         return None
     return (f"{run_dir} never started: its events.jsonl holds no hello (nothing was trained, there is no checkpoint): "
             "there is nothing to continue; start a new run")
@@ -557,9 +556,6 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="validate the config (and flags) and exit: nothing is created (srlora serve asks this before it makes a run folder)")
     ap.add_argument("--no-progress", action="store_true", help="no progress line on stderr (by default: one line rewritten on a terminal, a line per 10%% of the steps elsewhere)")
     ap.add_argument("--world-size", type=int, metavar="N", help="with --check: validate for a data-parallel run on N processes of this host (default: torchrun's WORLD_SIZE, else 1; srlora serve --gpus N asks this)")
-    ap.add_argument("--steps", metavar="N", help="training steps (overrides the config's steps; every config field below is a flag too)")
-    ap.add_argument("--device", metavar="DEV", help="auto (CUDA when available), cpu, cuda, cuda:N or mps (overrides the config's device)")
-    ap.add_argument("--method", metavar="M", help="lora, pissa or srlora (overrides the config's method)")
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(x in ("--help", "-h") for x in argv):
         ap.parse_args(["--help"])

@@ -33,9 +33,9 @@ import { validateTrainerMessage } from '../protocol/validate';
 import { RunSummary, type RunStateName, type TrainerMessage } from '../protocol/messages';
 import { applyMessage, emptyRun, type RunModel } from '../viewmodel/runModel';
 
-/** Messages (and their bytes) the socket may deliver ahead of the file; more are dropped (the file brings them). */
 /** The longest run folder a summary states (the schema's bound on RunSummary.dir). */
 const MAX_DIR = RunSummary.properties.dir.maxLength ?? 4096;
+/** Messages (and their bytes) the socket may deliver ahead of the file; more are dropped (the file brings them). */
 const MAX_AHEAD = 10_000;
 const MAX_AHEAD_BYTES = 64 << 20;
 /** Newest records' texts kept for comparing a resent seq without reading the file (count and characters). */

@@ -60,12 +60,12 @@ export interface RunManagerOptions {
   earlyCommandWaitMs?: number;
 }
 
-/** Commands sent in a run's first seconds, before its trainer's hub link is up, wait for it: at most this many per
- * run, for at most EARLY_COMMAND_WAIT_MS after the first; then delivered in order, or each reported undelivered. */
 /** A trainer's time to stop on its own (the stop command, Ctrl+C, a window closing) before SIGTERM and SIGKILL: a
  * real model's step plus its checkpoint takes seconds (a full state.pt of a large model, tens of them), and a kill
  * before the checkpoint loses every step since the last one. 30 s, as Kubernetes' terminationGracePeriodSeconds. */
 export const STOP_GRACE_MS = 30_000;
+/** Commands sent in a run's first seconds, before its trainer's hub link is up, wait for it: at most this many per
+ * run, for at most EARLY_COMMAND_WAIT_MS after the first; then delivered in order, or each reported undelivered. */
 export const EARLY_COMMANDS_MAX = 8;
 export const EARLY_COMMAND_WAIT_MS = 30_000;
 
