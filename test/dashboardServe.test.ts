@@ -91,3 +91,17 @@ test('a run started from a terminal: steering is off and the page says why; dele
   assert.equal(out.match(/run:explicit-run: removed/g)?.length, 1, out);
   await ctx.close();
 });
+
+test('serve says a refused request once (a Host that is not loopback): its two listeners printed http and server refusals twice', async () => {
+  const { request } = await import('node:http');
+  const u = new URL(url);
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: Number(u.port), path: '/', headers: { Host: `evil.example:${u.port}` } }, (res) => { res.resume(); resolve(res.statusCode ?? 0); });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(status, 403);
+  assert.ok(await until(() => out.includes('evil.example'), 5000), out);
+  await sleep(300);
+  assert.equal(out.match(/evil\.example/g)?.length, 1, out);
+});

@@ -75,7 +75,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
   let handler: ReturnType<typeof pageHandler> | null = null;
   installProcessGuard((line) => process.stderr.write(`${line}\n`)); // no request can end serve (issue 13.1)
   const hub = await Hub.start({ host: values.host, port, onHttpRequest: (req, res) => handler?.(req, res) });
-  hub.on('rejected', (where, error) => { if (where === 'http' || where === 'server') process.stderr.write(`hub: ${where}: ${error}\n`); });
+  // One listener, from the hub's start (a page's request may come at once): http and server refusals were printed twice.
+  // A run closed on the hub (its folder removed or deleted) is news, not a rejection (fresh8: "rejected … removed").
+  hub.on('rejected', (where, error) => process.stderr.write(`hub: ${error.startsWith('removed: ') ? '' : 'rejected '}${where}: ${error}\n`));
   handler = pageHandler(root, hub.viewerToken, (e) => process.stderr.write(`page: ${String(e)}\n`));
   const origin = hub.httpOrigin;
   hub.allowOrigin(origin);
@@ -111,8 +113,6 @@ export async function serveCommand(argv: string[]): Promise<number> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   runs.on('log', (level, text) => { if (level !== 'info' || !text.startsWith('[')) process.stderr.write(`${level === 'info' ? '' : `${level}: `}${text}\n`); });
-  // A run closed on the hub (its folder removed or deleted) is news, not a rejection (fresh8: "rejected … removed").
-  hub.on('rejected', (where, error) => process.stderr.write(`hub: ${error.startsWith('removed: ') ? '' : 'rejected '}${where}: ${error}\n`));
   try {
     runs.scan();
   } catch (e) {
