@@ -97,10 +97,11 @@ const markerPlugin: Plugin<'line'> = {
   },
 };
 
-/** What the axes are labelled, for tests: at every draw (Chart.js redraws on its own when the canvas resizes). */
+/** What the axes are labelled, for tests: after each update (a resize updates too), not at every draw — a hover
+ * redraws the chart on each mouse move (review). */
 const labelsPlugin: Plugin<'line'> = {
   id: 'srloraLabels',
-  afterDraw(chart) {
+  afterUpdate(chart) {
     for (const axis of ['x', 'y'] as const) chart.canvas.dataset[`${axis}Labels`] = chart.scales[axis].ticks.map((t) => String(t.label ?? '')).filter((l) => l).join('|');
   },
 };
