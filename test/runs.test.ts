@@ -321,29 +321,12 @@ test('a window reload (dispose "stop") interrupts the built-in trainer: interrup
   } finally { await hub.close(); }
 });
 
-test('a trainer that ignores SIGTERM at a window reload is killed and recorded interrupted by the supervisor', async () => {
+/** A window reload (dispose 'stop') of a run whose trainer ignores SIGTERM (`trainerCommand`), once it is running:
+ * the trainer is killed after the grace; returns the run and the ids the manager removed. */
+async function reloadOverStubborn(trainerCommand: string): Promise<{ run: ManagedRun; removed: string[] }> {
   const dir = tempDir();
   const hub = await Hub.start({ heartbeatMs: 60_000 });
-  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: cli, trainerCommand: stubbornStarted, graceMs: 300 });
-  const run = await runs.start({ cwd: dir });
-  try {
-    assert.ok(await until(() => run.handle!.stderrTail().length > 0, 5000));
-    const pid = run.handle!.pid;
-    await runs.dispose('stop', 'the window reloaded');
-    assert.equal(alive(pid), false);
-    const record = lastState(run.dir)!;
-    assert.deepEqual({ state: record.state, origin: record.origin, signal: record.exit?.signal, seq: record.seq }, { state: 'interrupted', origin: 'supervisor', signal: 'SIGKILL', seq: 2 });
-    assert.match(record.reason ?? '', /^the window reloaded; the trainer was killed by SIGKILL/);
-    assert.deepEqual(record.exit?.stderrTail, ['training…']);
-    assert.equal(run.model.state, 'interrupted');
-  } finally { await hub.close(); }
-});
-
-test('a window reload before the trainer said hello (still loading; it ignores SIGTERM and is killed): the new run\'s folder is removed, nothing recorded', async () => {
-  // Before (FINDINGS F1): a folder with only the supervisor's "interrupted" line — listed resumable, with nothing to resume.
-  const dir = tempDir();
-  const hub = await Hub.start({ heartbeatMs: 60_000 });
-  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: cli, trainerCommand: stubborn, graceMs: 300 });
+  const runs = new RunManager({ runsDir: join(dir, 'runs'), hub, cliPath: cli, trainerCommand, graceMs: 300 });
   const removed: string[] = [];
   runs.on('removed', (id) => removed.push(id));
   const run = await runs.start({ cwd: dir });
@@ -352,9 +335,24 @@ test('a window reload before the trainer said hello (still loading; it ignores S
     const pid = run.handle!.pid;
     await runs.dispose('stop', 'the window reloaded');
     assert.equal(alive(pid), false);
-    assert.equal(existsSync(run.dir), false);
-    assert.deepEqual(removed, [run.runId]);
+    return { run, removed };
   } finally { await hub.close(); }
+}
+
+test('a trainer that ignores SIGTERM at a window reload is killed and recorded interrupted by the supervisor', async () => {
+  const { run } = await reloadOverStubborn(stubbornStarted);
+  const record = lastState(run.dir)!;
+  assert.deepEqual({ state: record.state, origin: record.origin, signal: record.exit?.signal, seq: record.seq }, { state: 'interrupted', origin: 'supervisor', signal: 'SIGKILL', seq: 2 });
+  assert.match(record.reason ?? '', /^the window reloaded; the trainer was killed by SIGKILL/);
+  assert.deepEqual(record.exit?.stderrTail, ['training…']);
+  assert.equal(run.model.state, 'interrupted');
+});
+
+test('a window reload before the trainer said hello (still loading; it ignores SIGTERM and is killed): the new run\'s folder is removed, nothing recorded', async () => {
+  // Before (FINDINGS F1): a folder with only the supervisor's "interrupted" line — listed resumable, with nothing to resume.
+  const { run, removed } = await reloadOverStubborn(stubborn);
+  assert.equal(existsSync(run.dir), false);
+  assert.deepEqual(removed, [run.runId]);
 });
 
 test('a trainer that exits non-zero saying "disk full" is failed with "disk full"', async () => {
